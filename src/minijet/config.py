@@ -1,0 +1,279 @@
+"""One YAML configuration for every daemon and client.
+
+Every key has a default (see SCHEMA and conf/minijet.yaml), so an empty file runs on
+localhost. Sizes accept "64MiB", durations "3s". An unknown key or a bad value raises
+ConfigError naming the key. Lookup order: --config, $MINIJET_CONF, the local cluster's
+file (./.minijet/minijet.yaml), /etc/minijet/minijet.yaml, then the defaults alone.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from minijet.errors import ConfigError
+
+LOCAL_CLUSTER_FILE = Path(".minijet") / "minijet.yaml"
+SYSTEM_FILE = Path("/etc/minijet/minijet.yaml")
+
+
+class Size(int):
+    """A byte count written as 123, "64KiB", "64MiB", "1GiB" (or KB/MB/GB, powers of 1000)."""
+
+
+class Duration(float):
+    """Seconds, written as 1.5, "500ms", "3s", "2m", "1h"."""
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2,
+               "g": 1000**3, "gb": 1000**3, "t": 1000**4, "tb": 1000**4,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+_DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NUMBER_UNIT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 65536 or 64MiB")
+    if isinstance(value, int):
+        number, unit = value, ""
+    else:
+        m = _NUMBER_UNIT.match(str(value))
+        if not m or m.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(f"expected a size such as 65536 or 64MiB, got {value!r}")
+        number, unit = float(m.group(1)), m.group(2).lower()
+    result = int(number * _SIZE_UNITS[unit])
+    if result < 0:
+        raise ValueError("a size cannot be negative")
+    return result
+
+
+def parse_duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 3s or 500ms")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), ""
+    else:
+        m = _NUMBER_UNIT.match(str(value))
+        if not m or m.group(2).lower() not in _DURATION_UNITS:
+            raise ValueError(f"expected a duration such as 3s or 500ms, got {value!r}")
+        number, unit = float(m.group(1)), m.group(2).lower()
+    if number < 0:
+        raise ValueError("a duration cannot be negative")
+    return number * _DURATION_UNITS[unit]
+
+
+# Every key, with its type and default. conf/minijet.yaml documents each one;
+# tests/test_config.py checks that the two agree.
+SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
+    "node": {
+        "host": (str, ""),      # node identity; "" = this machine's host name
+        "rack": (str, ""),      # "" = from topology, else /default-rack
+    },
+    "security": {
+        "auth_token": (str, ""),  # when set, every RPC must carry it
+        "tls_cert": (str, ""),    # PEM files; when set, daemons serve TLS
+        "tls_key": (str, ""),
+        "tls_ca": (str, ""),      # clients verify servers against this CA
+    },
+    "rpc": {
+        "timeout": (Duration, 30.0),        # deadline of one call
+        "retries": (int, 4),                # extra tries of an idempotent call
+        "retry_backoff": (Duration, 0.2),   # first back-off, doubled each try
+        "max_message_size": (Size, 64 * 1024**2),
+        "server_threads": (int, 32),
+    },
+    "logging": {
+        "level": (str, "info"),
+        "file": (str, ""),   # also log to this file when set
+    },
+    "topology": {
+        "racks": (dict, {}),  # host -> rack, e.g. {host1: /rack1}
+    },
+    "dfs": {
+        "block_size": (Size, 64 * 1024**2),
+        "replication": (int, 3),
+        "checksum_chunk_size": (Size, 64 * 1024),
+        "packet_size": (Size, 1024**2),     # data per packet of the write pipeline
+        "client_retries": (int, 3),         # new pipelines tried for one block
+    },
+    "nameserver": {
+        "address": (str, "localhost:9000"),
+        "dir": (str, "./.minijet/name"),
+        "checkpoint_edits": (int, 20000),    # checkpoint after this many journal records
+        "safemode_threshold": (float, 0.999),  # fraction of blocks with a live replica
+        "safemode_extension": (Duration, 0.0),  # stay in safe mode this long after it
+        "dead_timeout": (Duration, 30.0),    # dataserver without heartbeat -> dead
+        "replication_interval": (Duration, 1.0),  # how often replication is checked
+        "replication_timeout": (Duration, 30.0),  # a replication not confirmed by then is retried
+    },
+    "dataserver": {
+        "address": (str, "localhost:0"),   # data-transfer server; port 0 = any free port
+        "dir": (str, "./.minijet/data"),
+        "heartbeat_interval": (Duration, 3.0),
+        "block_report_interval": (Duration, 3600.0),
+        "capacity": (Size, 0),             # 0 = the disk's size
+        "fsync": (bool, True),             # fsync a replica before acknowledging it
+    },
+    "jobserver": {
+        "address": (str, "localhost:9100"),
+        "dir": (str, "./.minijet/jobs"),
+        "max_task_attempts": (int, 4),
+        "taskserver_timeout": (Duration, 30.0),
+        "locality_delay": (Duration, 3.0),
+        "job_dir": (str, "/minijet/jobs"),    # DFS directory for job files
+        "job_file_replication": (int, 10),
+    },
+    "taskserver": {
+        "address": (str, "localhost:0"),   # shuffle service
+        "dir": (str, "./.minijet/task"),
+        "slots": (int, 0),                 # 0 = number of cores
+        "heartbeat_interval": (Duration, 1.0),
+        "task_timeout": (Duration, 600.0),
+        "sort_buffer": (Size, 64 * 1024**2),
+    },
+}
+
+_TYPE_NAMES = {Size: "a size", Duration: "a duration", int: "an integer", float: "a number",
+               str: "a string", bool: "true or false", dict: "a mapping"}
+
+
+def _convert(key: str, kind: type, value: Any) -> Any:
+    try:
+        if kind is Size:
+            return parse_size(value)
+        if kind is Duration:
+            return parse_duration(value)
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            raise ValueError(f"expected true or false, got {value!r}")
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise ValueError(f"expected an integer, got {value!r}")
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError(f"expected a number, got {value!r}")
+            return float(value)
+        if kind is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError(f"expected a string, got {value!r}")
+            return str(value)
+        if kind is dict:
+            if not isinstance(value, dict):
+                raise ValueError(f"expected a mapping, got {value!r}")
+            return {str(k): str(v) for k, v in value.items()}
+    except ValueError as e:
+        raise ConfigError(f"config key {key}: {e}") from None
+    raise AssertionError(kind)
+
+
+class Config:
+    """Validated settings: `config.get("dfs.block_size")` or `config["dfs"]["block_size"]`."""
+
+    def __init__(self, values: dict[str, dict[str, Any]], source: str = "defaults"):
+        self._values = values
+        self.source = source
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self._values[section]
+
+    def get(self, dotted: str) -> Any:
+        section, key = dotted.split(".", 1)
+        return self._values[section][key]
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy(self._values)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Config":
+        """A copy with dotted keys replaced, e.g. {"dataserver.dir": "/data"}."""
+        values = self.as_dict()
+        for dotted, raw in overrides.items():
+            section, key = _split_key(dotted)
+            values[section][key] = _convert(dotted, SCHEMA[section][key][0], raw)
+        return Config(values, self.source)
+
+    @property
+    def host(self) -> str:
+        """This process's node identity."""
+        return self._values["node"]["host"] or socket.gethostname()
+
+    def rack_of(self, host: str) -> str:
+        if host == self.host and self._values["node"]["rack"]:
+            return self._values["node"]["rack"]
+        return self._values["topology"]["racks"].get(host, "/default-rack")
+
+
+def _split_key(dotted: str) -> tuple[str, str]:
+    section, _, key = dotted.partition(".")
+    if section not in SCHEMA or key not in SCHEMA[section]:
+        raise ConfigError(f"unknown config key {dotted!r}")
+    return section, key
+
+
+def from_dict(data: dict | None, source: str = "<dict>") -> Config:
+    values = {s: {k: copy.deepcopy(d) for k, (_, d) in keys.items()} for s, keys in SCHEMA.items()}
+    if data is None:
+        return Config(values, source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the configuration must be a mapping of sections")
+    for section, keys in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{source}: unknown config section {section!r}")
+        if keys is None:
+            continue
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{source}: config section {section!r} must be a mapping")
+        for key, raw in keys.items():
+            if key not in SCHEMA[section]:
+                raise ConfigError(f"{source}: unknown config key {section}.{key}")
+            values[section][key] = _convert(f"{section}.{key}", SCHEMA[section][key][0], raw)
+    return Config(values, source)
+
+
+def find_config_file(explicit: str | None = None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MINIJET_CONF")
+    if env:
+        return Path(env)
+    for candidate in (LOCAL_CLUSTER_FILE, SYSTEM_FILE):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load the configuration by the lookup order; `overrides` are dotted keys (-D k=v)."""
+    found = find_config_file(path)
+    if found is None:
+        config = from_dict(None, "defaults")
+    else:
+        try:
+            text = found.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {found}: {e.strerror}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {found} is not valid YAML: {e}") from None
+        config = from_dict(data, str(found))
+    return config.with_overrides(overrides or {})
+
+
+def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Turn ["dfs.replication=1", ...] (from -D flags) into a dict; values are YAML scalars."""
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"-D expects key=value, got {pair!r}")
+        _split_key(key)
+        result[key] = yaml.safe_load(value) if value else ""
+    return result

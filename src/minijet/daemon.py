@@ -1,0 +1,58 @@
+"""What every daemon shares: logging set-up, the --config/-D command line, and a clean stop
+on SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Callable
+
+import click
+
+from minijet import config as configmod
+from minijet.errors import MinijetError
+
+def setup_logging(config: configmod.Config, role: str) -> None:
+    level = config["logging"]["level"].upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise MinijetError(f"config key logging.level: unknown level {config['logging']['level']!r}")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if config["logging"]["file"]:
+        handlers.append(logging.FileHandler(config["logging"]["file"]))
+    fmt = f"%(asctime)s %(levelname)s {role}[{config.host}] %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, handlers=handlers, force=True)
+
+
+def wait_for_stop() -> None:
+    """Block until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(3600):
+        pass
+
+
+def command(role: str, help: str) -> Callable:
+    """Decorate `run(config)` into a click command with --config and -D, that prints
+    configuration and start-up errors as one line and exits non-zero."""
+
+    def decorate(run: Callable[[configmod.Config], None]) -> click.Command:
+        @click.command(name=role, help=help)
+        @click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                      help="YAML configuration file (default: $MINIJET_CONF, "
+                           "./.minijet/minijet.yaml, /etc/minijet/minijet.yaml).")
+        @click.option("-D", "defines", multiple=True, metavar="KEY=VALUE",
+                      help="Override one config key, e.g. -D dataserver.dir=/data.")
+        def main(config_path, defines):
+            try:
+                config = configmod.load(config_path, configmod.parse_overrides(defines))
+                setup_logging(config, role)
+                run(config)
+            except MinijetError as e:
+                click.echo(f"{role}: error: {e}", err=True)
+                sys.exit(1)
+
+        return main
+
+    return decorate

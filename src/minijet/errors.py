@@ -1,0 +1,55 @@
+"""Errors a user or operator can cause.
+
+Each is shown as one line (never a traceback) by the command-line tools, and crosses gRPC
+as a status code plus message, so a client raises the same class the server raised.
+"""
+import grpc
+
+
+class MinijetError(Exception):
+    """Base of every error that is reported to the user as one clear line."""
+
+    code = grpc.StatusCode.UNKNOWN
+
+
+class InvalidArgument(MinijetError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(MinijetError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(MinijetError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(MinijetError):
+    """The request is valid but the system's state does not allow it (e.g. safe mode)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(MinijetError):
+    """A daemon cannot be reached, or cannot serve the request right now."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(MinijetError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ConfigError(MinijetError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ChecksumError(MinijetError):
+    """Stored or received data does not match its checksum."""
+
+    code = grpc.StatusCode.DATA_LOSS
+
+
+BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, AlreadyExists,
+                                      FailedPrecondition, Unavailable, Unauthenticated,
+                                      ChecksumError)}

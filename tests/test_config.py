@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from minijet import config
+from minijet.errors import ConfigError
+
+CONF = Path(__file__).resolve().parent.parent / "conf" / "minijet.yaml"
+
+
+def test_documented_file_lists_every_key_with_its_default():
+    data = yaml.safe_load(CONF.read_text())
+    assert set(data) == set(config.SCHEMA)
+    for section, keys in config.SCHEMA.items():
+        assert set(data[section]) == set(keys), section
+    assert config.from_dict(data).as_dict() == config.from_dict(None).as_dict()
+
+
+def test_sizes_and_durations():
+    assert config.parse_size("64MiB") == 64 * 1024 * 1024
+    assert config.parse_size("1.5KiB") == 1536
+    assert config.parse_size(4096) == 4096
+    assert config.parse_size("2GB") == 2 * 10**9
+    assert config.parse_duration("3s") == 3.0
+    assert config.parse_duration("500ms") == 0.5
+    assert config.parse_duration("2m") == 120.0
+    assert config.parse_duration(1.5) == 1.5
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"dfs": {"blocksize": 1}}, "dfs.blocksize"),
+    ({"nosuch": {}}, "nosuch"),
+    ({"dfs": {"block_size": "lots"}}, "dfs.block_size"),
+    ({"nameserver": {"dead_timeout": "soon"}}, "nameserver.dead_timeout"),
+    ({"dfs": {"replication": "three"}}, "dfs.replication"),
+    ({"dataserver": {"fsync": "yes"}}, "dataserver.fsync"),
+    ({"dfs": 3}, "dfs"),
+])
+def test_bad_keys_and_values_name_the_key(data, words):
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
+        config.from_dict(data)
+
+
+def test_lookup_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MINIJET_CONF", raising=False)
+    assert config.load().source == "defaults"
+    local = tmp_path / ".minijet" / "minijet.yaml"
+    local.parent.mkdir()
+    local.write_text("dfs: {replication: 2}\n")
+    assert config.load().get("dfs.replication") == 2
+    env = tmp_path / "env.yaml"
+    env.write_text("dfs: {replication: 1}\n")
+    monkeypatch.setenv("MINIJET_CONF", str(env))
+    assert config.load().get("dfs.replication") == 1
+    explicit = tmp_path / "explicit.yaml"
+    explicit.write_text("")
+    assert config.load(str(explicit)).get("dfs.replication") == 3
+
+
+def test_overrides_and_bad_files(tmp_path):
+    cfg = config.load(None,
+                      config.parse_overrides(["dfs.block_size=1MiB", "node.host=host7"]))
+    assert cfg.get("dfs.block_size") == 1024 * 1024
+    assert cfg.host == "host7"
+    with pytest.raises(ConfigError, match="key=value"):
+        config.parse_overrides(["dfs.block_size"])
+    with pytest.raises(ConfigError, match="unknown config key"):
+        config.parse_overrides(["dfs.nope=1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dfs: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(str(bad))
+    with pytest.raises(ConfigError, match="cannot read"):
+        config.load(str(tmp_path / "missing.yaml"))
