@@ -1,0 +1,151 @@
+"""The jobserver's durable store: jobs, tasks and attempts in SQLite (WAL mode).
+
+Writes are queued and applied by one writer thread, many records per transaction (group
+commit), so the core's lock never waits for the disk. `save` returns a ticket; `wait(ticket)`
+blocks until that write is durable (synchronous=FULL: the WAL is fsync'd at each commit),
+which is how job acceptance is made durable before RunJob replies.
+
+A record is (table, row): a row names the table's primary key and any of its other columns;
+an existing row is updated in the named columns only.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+TABLES: dict[str, tuple[str, list[str]]] = {
+    # table: (primary key, other columns)
+    "jobs": ("job_id", ["name", "user", "state", "submit_time", "start_time", "end_time",
+                        "output_path", "job_dir", "conf_json", "error", "traceback",
+                        "status_blob"]),
+    "tasks": ("task_id", ["job_id", "stage", "task_index", "state"]),
+    "attempts": ("attempt_id", ["task_id", "job_id", "taskserver", "host", "locality", "state",
+                                "start_time", "end_time", "error", "traceback",
+                                "counters_json"]),
+}
+
+Record = tuple[str, dict[str, Any]]
+
+
+def _create_statements() -> list[str]:
+    statements = []
+    for table, (key, columns) in TABLES.items():
+        cols = ", ".join([f"{key} TEXT PRIMARY KEY"] + columns)
+        statements.append(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+    statements += ["CREATE INDEX IF NOT EXISTS tasks_by_job ON tasks(job_id)",
+                   "CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts(job_id)"]
+    return statements
+
+
+class JobStore:
+    def __init__(self, directory: str | Path):
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "jobs.db"
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        with self._db:
+            self._db.execute("BEGIN")
+            for statement in _create_statements():
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._read_lock = threading.Lock()  # readers share the connection with the writer
+        self._queue: queue.Queue[tuple[int, list[Record]] | None] = queue.Queue()
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._done_ticket = 0
+        self._error: Exception | None = None
+        self._writer = threading.Thread(target=self._write_loop, name="job-store", daemon=True)
+        self._writer.start()
+
+    # ---- writing ----
+
+    def save(self, records: Iterable[Record]) -> int:
+        """Queue records to be written; return a ticket for `wait`."""
+        records = list(records)
+        with self._cond:
+            self._next_ticket += 1
+            ticket = self._next_ticket
+            self._queue.put((ticket, records))
+        return ticket
+
+    def wait(self, ticket: int | None = None, timeout: float = 30.0) -> None:
+        """Block until the write with `ticket` (default: every write so far) is durable."""
+        with self._cond:
+            target = self._next_ticket if ticket is None else ticket
+            if not self._cond.wait_for(lambda: self._done_ticket >= target or self._error,
+                                       timeout):
+                raise TimeoutError(f"job store write {target} not durable after {timeout}s")
+            if self._error:
+                raise self._error
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while True:  # group commit: everything queued so far in one transaction
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in batch
+            batch = [b for b in batch if b is not None]
+            if batch:
+                try:
+                    with self._read_lock:
+                        self._db.execute("BEGIN")
+                        for _, records in batch:
+                            for table, row in records:
+                                self._upsert(table, row)
+                        self._db.execute("COMMIT")
+                except Exception as e:  # the disk failed us: callers waiting must know
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    log.error("job store write failed: %s", e)
+                    with self._cond:
+                        self._error = e
+                        self._cond.notify_all()
+                    return
+                with self._cond:
+                    self._done_ticket = max(t for t, _ in batch)
+                    self._cond.notify_all()
+            if stop:
+                return
+
+    def _upsert(self, table: str, row: dict[str, Any]) -> None:
+        key, columns = TABLES[table]
+        names = [key] + [c for c in columns if c in row]
+        unknown = set(row) - set(names)
+        if unknown:
+            raise ValueError(f"unknown columns for {table}: {sorted(unknown)}")
+        values = [row[n] for n in names]
+        placeholders = ", ".join("?" * len(names))
+        updates = ", ".join(f"{n}=excluded.{n}" for n in names[1:])
+        conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        self._db.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders}) "
+                         f"ON CONFLICT({key}) {conflict}", values)
+
+    # ---- reading (start-up and history) ----
+
+    def rows(self, table: str, where: str = "", args: tuple = ()) -> list[dict[str, Any]]:
+        key, _ = TABLES[table]
+        sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "") + f" ORDER BY {key}"
+        with self._read_lock:
+            return [dict(r) for r in self._db.execute(sql, args)]
+
+    def close(self) -> None:
+        """Write what is queued, then close the database."""
+        self._queue.put(None)
+        self._writer.join()
+        with self._read_lock:
+            self._db.close()

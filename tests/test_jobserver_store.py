@@ -1,0 +1,38 @@
+"""The jobserver's SQLite store: upserts by primary key, partial updates, durability across
+a reopen, WAL mode."""
+import sqlite3
+
+import pytest
+
+from minijet.jobserver.store import JobStore
+
+
+def test_upsert_partial_update_and_reopen(tmp_path):
+    store = JobStore(tmp_path)
+    ticket = store.save([("jobs", {"job_id": "j1", "name": "wc", "state": "running",
+                                   "submit_time": 1.5}),
+                         ("tasks", {"task_id": "j1_map_00000", "job_id": "j1", "stage": "map",
+                                    "task_index": 0, "state": "pending"})])
+    store.wait(ticket)
+    store.save([("jobs", {"job_id": "j1", "state": "succeeded"})])
+    store.close()
+
+    store = JobStore(tmp_path)
+    try:
+        [job] = store.rows("jobs")
+        assert job["name"] == "wc" and job["state"] == "succeeded" and job["submit_time"] == 1.5
+        [task] = store.rows("tasks", "job_id = ?", ("j1",))
+        assert task["stage"] == "map" and task["task_index"] == 0
+        assert store.rows("attempts") == []
+    finally:
+        store.close()
+    mode = sqlite3.connect(tmp_path / "jobs.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_unknown_column_fails_the_waiters(tmp_path):
+    store = JobStore(tmp_path)
+    ticket = store.save([("jobs", {"job_id": "j1", "colour": "red"})])
+    with pytest.raises(ValueError, match="colour"):
+        store.wait(ticket)
+    store.close()
