@@ -101,6 +101,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "checksum_chunk_size": (Size, 64 * 1024),
         "packet_size": (Size, 1024**2),     # data per packet of the write pipeline
         "client_retries": (int, 3),         # new pipelines tried for one block
+        "socket_timeout": (Duration, 60.0),  # data-transfer socket reads/writes
     },
     "nameserver": {
         "address": (str, "localhost:9000"),
