@@ -33,20 +33,30 @@ def wait_for_stop() -> None:
         pass
 
 
+def config_options(fn: Callable) -> Callable:
+    """Give a click command --config PATH and -D KEY=VALUE (passed as `config_path` and
+    `defines`; turn them into a Config with `load_config`)."""
+    fn = click.option("-D", "defines", multiple=True, metavar="KEY=VALUE",
+                      help="Override one config key, e.g. -D dataserver.dir=/data.")(fn)
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                        help="YAML configuration file (default: $MINIJET_CONF, "
+                             "./.minijet/minijet.yaml, /etc/minijet/minijet.yaml).")(fn)
+
+
+def load_config(config_path: str | None, defines: tuple[str, ...]) -> configmod.Config:
+    return configmod.load(config_path, configmod.parse_overrides(defines))
+
+
 def command(role: str, help: str) -> Callable:
     """Decorate `run(config)` into a click command with --config and -D, that prints
     configuration and start-up errors as one line and exits non-zero."""
 
     def decorate(run: Callable[[configmod.Config], None]) -> click.Command:
         @click.command(name=role, help=help)
-        @click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                      help="YAML configuration file (default: $MINIJET_CONF, "
-                           "./.minijet/minijet.yaml, /etc/minijet/minijet.yaml).")
-        @click.option("-D", "defines", multiple=True, metavar="KEY=VALUE",
-                      help="Override one config key, e.g. -D dataserver.dir=/data.")
+        @config_options
         def main(config_path, defines):
             try:
-                config = configmod.load(config_path, configmod.parse_overrides(defines))
+                config = load_config(config_path, defines)
                 setup_logging(config, role)
                 run(config)
             except MinijetError as e:

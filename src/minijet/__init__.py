@@ -1,0 +1,16 @@
+"""minijet: a batch-processing cluster in Python (block-replicated DFS + MapReduce job engine).
+
+Job files use `from minijet import MapReduceJob, Param`. The names are loaded on first use, so
+that importing any minijet module (daemons, config) stays light.
+"""
+from typing import Any
+
+__all__ = ["MapReduceJob", "Param"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from minijet import job
+
+        return getattr(job, name)
+    raise AttributeError(f"module 'minijet' has no attribute {name!r}")
