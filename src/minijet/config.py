@@ -112,6 +112,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "dead_timeout": (Duration, 30.0),    # dataserver without heartbeat -> dead
         "replication_interval": (Duration, 1.0),  # how often replication is checked
         "replication_timeout": (Duration, 30.0),  # a replication not confirmed by then is retried
+        "lease_timeout": (Duration, 600.0),  # a file open this long with no call from its writer is dropped
     },
     "dataserver": {
         "address": (str, "localhost:0"),   # data-transfer server; port 0 = any free port
