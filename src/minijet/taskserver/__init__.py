@@ -1,0 +1,1 @@
+"""The taskserver daemon: task slots, the job-file cache, TaskHost processes, shuffle serving."""

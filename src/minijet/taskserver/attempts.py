@@ -1,0 +1,205 @@
+"""The attempts a taskserver holds, and what their state is: a pure, I/O-free table.
+
+The daemon feeds it what happened (launched, started, progress, done report, kill decided,
+process exited) with the time passed in; it answers what to heartbeat, how many slots are
+free and which attempts went silent past the task timeout. The final state of an attempt is
+decided when its process has exited, from the TaskHost's own report and the exit code:
+
+- killed on an order                      -> killed
+- killed for silence (task timeout)       -> failed, "no progress for N s"
+- reported success and exited 0           -> succeeded
+- reported failure                        -> failed with the user's error and traceback
+- exited without a report, or non-zero    -> failed, "TaskHost exited with code N" /
+                                             "TaskHost killed by signal SIGx"
+
+A final attempt stays in the table until a heartbeat carrying it has been answered, so the
+jobserver learns every outcome even when some heartbeats fail.
+"""
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+
+ASSIGNED = "assigned"    # accepted; job files being copied, no process yet
+RUNNING = "running"      # TaskHost process started
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+KILLED = "killed"
+FINAL = (SUCCEEDED, FAILED, KILLED)
+
+Counters = list[tuple[str, str, int]]  # (group, name, value)
+
+
+@dataclass
+class DoneReport:
+    succeeded: bool
+    counters: Counters
+    error: str = ""
+    traceback: str = ""
+
+
+@dataclass
+class Attempt:
+    attempt_id: str
+    job_id: str
+    task_id: str
+    state: str = ASSIGNED
+    progress: float = 0.0
+    counters: Counters = field(default_factory=list)
+    error: str = ""
+    traceback: str = ""
+    launched: float = 0.0
+    last_progress: float = 0.0   # launch, start or last progress report
+    finished: float = 0.0
+    report: DoneReport | None = None
+    kill: tuple[str, str] | None = None  # (final state, error) decided when we killed it
+
+
+@dataclass(frozen=True)
+class AttemptSnapshot:
+    """What one heartbeat says about one attempt."""
+    attempt_id: str
+    job_id: str
+    state: str
+    progress: float
+    counters: Counters
+    error: str
+    traceback: str
+
+
+def describe_exit(returncode: int) -> str:
+    """Why a TaskHost that did not report its result ended, in one line."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"TaskHost killed by signal {name}"
+    if returncode == 0:
+        return "TaskHost exited without reporting its result"
+    return f"TaskHost exited with code {returncode}"
+
+
+class AttemptTable:
+    def __init__(self) -> None:
+        self._attempts: dict[str, Attempt] = {}
+
+    def __contains__(self, attempt_id: str) -> bool:
+        return attempt_id in self._attempts
+
+    def get(self, attempt_id: str) -> Attempt | None:
+        return self._attempts.get(attempt_id)
+
+    def launched(self, attempt_id: str, job_id: str, task_id: str, now: float) -> bool:
+        """A launch order arrived; False if the attempt is already known (a repeated order)."""
+        if attempt_id in self._attempts:
+            return False
+        self._attempts[attempt_id] = Attempt(attempt_id, job_id, task_id,
+                                             launched=now, last_progress=now)
+        return True
+
+    def started(self, attempt_id: str, now: float) -> bool:
+        """Its process is about to start; False if it was killed meanwhile (don't start)."""
+        a = self._attempts.get(attempt_id)
+        if a is None or a.state != ASSIGNED:
+            return False
+        a.state = RUNNING
+        a.last_progress = now
+        return True
+
+    def progress(self, attempt_id: str, progress: float, counters: Counters, now: float) -> bool:
+        a = self._attempts.get(attempt_id)
+        if a is None or a.state != RUNNING:
+            return False
+        a.progress = min(max(progress, 0.0), 1.0)
+        a.counters = counters
+        a.last_progress = now
+        return True
+
+    def done(self, attempt_id: str, report: DoneReport, now: float) -> bool:
+        """The TaskHost reported its result; final once its process has exited."""
+        a = self._attempts.get(attempt_id)
+        if a is None or a.state != RUNNING or a.report is not None:
+            return False
+        a.report = report
+        a.counters = report.counters
+        if report.succeeded:
+            a.progress = 1.0
+        a.last_progress = now
+        return True
+
+    def kill(self, attempt_id: str, state: str, error: str, now: float) -> bool:
+        """Decide to kill: returns True if a process must be killed. An attempt without a
+        process yet becomes final at once."""
+        a = self._attempts.get(attempt_id)
+        if a is None or a.state in FINAL:
+            return False
+        if a.state == ASSIGNED:
+            self._finish(a, state, error, "", now)
+            return False
+        if a.kill is None:
+            a.kill = (state, error)
+        return True
+
+    def launch_failed(self, attempt_id: str, error: str, now: float) -> None:
+        a = self._attempts.get(attempt_id)
+        if a is not None and a.state not in FINAL:
+            self._finish(a, FAILED, error, "", now)
+
+    def exited(self, attempt_id: str, returncode: int, now: float) -> str | None:
+        """Its process ended; returns the final state."""
+        a = self._attempts.get(attempt_id)
+        if a is None or a.state in FINAL:
+            return None
+        r = a.report
+        if a.kill is not None:
+            state, error = a.kill
+            self._finish(a, state, error, "", now)
+        elif r is not None and not r.succeeded:
+            self._finish(a, FAILED, r.error or describe_exit(returncode), r.traceback, now)
+        elif r is not None and returncode == 0:
+            self._finish(a, SUCCEEDED, "", "", now)
+        elif r is not None:
+            self._finish(a, FAILED, describe_exit(returncode) + " after reporting success",
+                         "", now)
+        else:
+            self._finish(a, FAILED, describe_exit(returncode), "", now)
+        return a.state
+
+    @staticmethod
+    def _finish(a: Attempt, state: str, error: str, traceback: str, now: float) -> None:
+        a.state, a.error, a.traceback, a.finished = state, error, traceback, now
+
+    def timed_out(self, now: float, timeout: float) -> list[str]:
+        """Running attempts silent for longer than `timeout`, not already being killed."""
+        return [a.attempt_id for a in self._attempts.values()
+                if a.state == RUNNING and a.kill is None and a.report is None
+                and now - a.last_progress > timeout]
+
+    def busy_slots(self) -> int:
+        return sum(1 for a in self._attempts.values() if a.state not in FINAL)
+
+    def of_job(self, job_id: str) -> list[str]:
+        return [a.attempt_id for a in self._attempts.values() if a.job_id == job_id]
+
+    def active(self) -> list[str]:
+        return [a.attempt_id for a in self._attempts.values() if a.state not in FINAL]
+
+    def snapshot(self) -> list[AttemptSnapshot]:
+        """Every attempt the jobserver has not yet been told the end of."""
+        return [AttemptSnapshot(a.attempt_id, a.job_id, a.state, a.progress, list(a.counters),
+                                a.error, a.traceback)
+                for a in self._attempts.values()]
+
+    def acknowledged(self, sent: list[AttemptSnapshot]) -> None:
+        """A heartbeat carrying `sent` was answered: forget the attempts it reported final."""
+        for s in sent:
+            a = self._attempts.get(s.attempt_id)
+            if a is not None and s.state in FINAL and a.state == s.state:
+                del self._attempts[s.attempt_id]
+
+    def forget_job(self, job_id: str) -> None:
+        """The job was cleaned up: the jobserver needs nothing more about its attempts."""
+        for attempt_id in self.of_job(job_id):
+            if self._attempts[attempt_id].state in FINAL:
+                del self._attempts[attempt_id]
