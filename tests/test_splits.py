@@ -1,0 +1,52 @@
+from minijet.jobserver.splits import Segment, Split, compute_splits, input_files, is_hidden
+
+MB = 1024 * 1024
+
+
+def big_file(path, nblocks, last, block=64 * MB):
+    blocks = [(i * block, block, [f"h{i}", f"h{i + 1}"]) for i in range(nblocks - 1)]
+    blocks.append(((nblocks - 1) * block, last, [f"h{nblocks - 1}"]))
+    return (path, (nblocks - 1) * block + last, blocks)
+
+
+def test_one_split_per_block_with_its_hosts():
+    splits = compute_splits([big_file("/in/a", 3, 10)], 64 * MB)
+    assert [(s.segments, s.hosts) for s in splits] == [
+        ((Segment("/in/a", 0, 64 * MB),), ("h0", "h1")),
+        ((Segment("/in/a", 64 * MB, 64 * MB),), ("h1", "h2")),
+        ((Segment("/in/a", 128 * MB, 10),), ("h2",)),
+    ]
+    assert sum(s.length for s in splits) == 128 * MB + 10
+
+
+def test_consecutive_small_files_are_combined_up_to_a_block():
+    block = 100
+    files = [(f"/in/s{i}", 30, [(0, 30, ["h1", "h2"] if i < 2 else ["h3"])]) for i in range(5)]
+    files.insert(3, ("/in/big", 250, [(0, 100, ["h9"]), (100, 100, ["h9"]), (200, 50, ["h9"])]))
+    splits = compute_splits(files, block)
+    assert [[(g.path, g.offset, g.length) for g in s.segments] for s in splits] == [
+        [("/in/s0", 0, 30), ("/in/s1", 0, 30), ("/in/s2", 0, 30)],
+        [("/in/big", 0, 100)], [("/in/big", 100, 100)], [("/in/big", 200, 50)],
+        [("/in/s3", 0, 30), ("/in/s4", 0, 30)],
+    ]
+    # h1, h2 hold 60 of the first split's 90 bytes; h3 only 30: ranked, capped at 2 replicas
+    assert splits[0].hosts == ("h1", "h2")
+    assert all(s.length <= block for s in splits)
+
+
+def test_combining_never_exceeds_a_block_and_skips_empty_files():
+    files = [("/e", 0, []), ("/a", 60, [(0, 60, ["x"])]), ("/b", 60, [(0, 60, ["y"])])]
+    splits = compute_splits(files, 100)
+    assert [s.segments for s in splits] == [(Segment("/a", 0, 60),), (Segment("/b", 0, 60),)]
+
+
+def test_split_round_trip():
+    s = Split((Segment("/a", 0, 5), Segment("/b", 0, 7)), ("h1",))
+    assert Split.from_dict(s.to_dict()) == s and s.length == 12
+
+
+def test_hidden_names_are_not_input():
+    listing = [("/in/part-1", False), ("/in/_SUCCESS", False), ("/in/.x.crc", False),
+               ("/in/_temporary", True), ("/in/sub", True), ("/in/a", False)]
+    assert input_files(listing) == ["/in/a", "/in/part-1"]
+    assert is_hidden("/d/_logs/") and not is_hidden("/_d/file")
