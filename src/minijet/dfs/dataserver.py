@@ -1,0 +1,270 @@
+"""The dataserver daemon: stores block replicas and streams them.
+
+It serves the data-transfer protocol (datatransfer.py) on `dataserver.address`, one thread
+per connection; registers with the nameserver (retrying while it is down), sends a block
+report, then heartbeats every `dataserver.heartbeat_interval` and carries out the commands
+in the replies: replicate a replica to other dataservers (through the same write pipeline
+as a client), delete replicas, register again.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Callable
+
+from minijet import daemon, rpc
+from minijet.config import Config
+from minijet.dfs import datatransfer
+from minijet.dfs.blockstore import BlockStore
+from minijet.errors import ChecksumError, MinijetError, NotFound, Unavailable
+from minijet.proto import dfs_pb2, dfs_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+_WILDCARD = ("", "0.0.0.0", "::")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise Unavailable(f"bad address {address!r}: expected host:port")
+    return host.strip("[]"), int(port)
+
+
+def _this_machine_ip(towards: str) -> str:
+    """An address of this machine that the host `towards` can reach."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((towards, 9))  # no packet is sent: this only picks a route
+            return s.getsockname()[0]
+    except OSError:
+        return socket.gethostbyname(socket.gethostname())
+
+
+class DataTransferServer:
+    """Accepts data-transfer connections and serves each in its own thread."""
+
+    def __init__(self, store: BlockStore, address: str,
+                 on_block_received: Callable[[int, int], None], *, packet_size: int,
+                 timeout: float, advertise_towards: str = "localhost"):
+        host, port = split_address(address)
+        try:
+            self._listener = socket.create_server((host or "0.0.0.0", port), backlog=128)
+        except OSError as e:
+            raise Unavailable(f"cannot listen on {address}: {e.strerror or e}") from None
+        self._listener.settimeout(0.5)
+        bound_ip, self.port = self._listener.getsockname()[:2]
+        ip = _this_machine_ip(advertise_towards) if host in _WILDCARD else bound_ip
+        self.address = f"[{ip}]:{self.port}" if ":" in ip else f"{ip}:{self.port}"
+        self.store = store
+        self.on_block_received = on_block_received
+        self.settings = {"packet_size": packet_size, "timeout": timeout}
+        self.stopping = threading.Event()
+        self._active = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True,
+                                        name="data-accept")
+
+    @property
+    def active_transfers(self) -> int:
+        return self._active
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
+        except OSError:
+            pass
+        self._thread.join()
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, peer = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError as e:
+                if self.stopping.is_set():
+                    return
+                log.warning("accept failed: %s", e)
+                time.sleep(0.1)
+                continue
+            threading.Thread(target=self._handle, args=(conn, peer), daemon=True,
+                             name=f"data-{peer[0]}:{peer[1]}").start()
+
+    def _handle(self, conn: socket.socket, peer) -> None:
+        with self._lock:
+            self._active += 1
+        try:
+            datatransfer.tune(conn, self.settings["timeout"])
+            datatransfer.serve(conn, self.store, self.settings, self.on_block_received,
+                               self.stopping)
+        except (OSError, ValueError, KeyError) as e:
+            log.info("data connection from %s:%s ended: %s", peer[0], peer[1],
+                     e or type(e).__name__)
+        finally:
+            conn.close()
+            with self._lock:
+                self._active -= 1
+
+
+class DataServer:
+    def __init__(self, config: Config):
+        self.config = config
+        self.host = config.host
+        self.rack = config.rack_of(self.host)
+        ds = config["dataserver"]
+        try:
+            self.store = BlockStore(ds["dir"], fsync=ds["fsync"], capacity=ds["capacity"])
+        except OSError as e:
+            raise MinijetError(f"cannot use dataserver.dir {ds['dir']}: "
+                               f"{e.strerror or e}") from None
+        ns_address = config["nameserver"]["address"]
+        self.timeout = config["dfs"]["socket_timeout"]
+        self.server = DataTransferServer(
+            self.store, ds["address"], self._block_received,
+            packet_size=config["dfs"]["packet_size"], timeout=self.timeout,
+            advertise_towards=split_address(ns_address)[0])
+        self.node = dfs_pb2.NodeInfo(host=self.host, rack=self.rack,
+                                     data_address=self.server.address)
+        self._channel = rpc.connect(config, ns_address)
+        self._ns = dfs_pb2_grpc.NameServerStub(self._channel)
+        self._ns_address = ns_address
+        self._stopping = threading.Event()
+        self._registered = False
+        self._last_report = 0.0
+        self._replications = 0
+        self._lock = threading.Lock()
+        self._heartbeats = threading.Thread(target=self._heartbeat_loop, daemon=True,
+                                            name="heartbeat")
+
+    def start(self) -> None:
+        self.server.start()
+        log.info("dataserver %s (rack %s) serving data on %s, %d replicas in %s", self.host,
+                 self.rack, self.server.address, len(self.store.replicas()), self.store.root)
+        self._heartbeats.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.server.stop()
+        self._heartbeats.join()
+        self._channel.close()
+        log.info("dataserver %s stopped", self.host)
+
+    # ---- nameserver protocol ----
+
+    def _call(self, method, request, idempotent: bool = True):
+        return rpc.call(self.config, method, request, idempotent=idempotent,
+                        address=self._ns_address)
+
+    def _register(self) -> None:
+        self._call(self._ns.RegisterDataServer, dfs_pb2.RegisterRequest(
+            node=self.node, capacity=self.store.capacity(), used=self.store.used()))
+        self._block_report()
+        self._registered = True
+        log.info("registered with the nameserver at %s as %s", self._ns_address, self.host)
+
+    def _block_report(self) -> None:
+        blocks = [dfs_pb2.Block(block_id=r.block_id, length=r.length)
+                  for r in self.store.replicas()]
+        self._call(self._ns.BlockReport, dfs_pb2.BlockReportRequest(host=self.host,
+                                                                    blocks=blocks))
+        self._last_report = time.monotonic()
+        log.info("block report sent: %d replicas", len(blocks))
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.config["dataserver"]["heartbeat_interval"]
+        report_every = self.config["dataserver"]["block_report_interval"]
+        warned = False
+        while not self._stopping.is_set():
+            try:
+                if not self._registered:
+                    self._register()
+                    warned = False
+                reply = self._call(self._ns.DataServerHeartbeat,
+                                   dfs_pb2.DataServerHeartbeatRequest(
+                                       host=self.host, capacity=self.store.capacity(),
+                                       used=self.store.used(),
+                                       active_transfers=self.server.active_transfers
+                                       + self._replications))
+                for command in reply.commands:
+                    self._execute(command)
+                if time.monotonic() - self._last_report >= report_every:
+                    self._block_report()
+            except MinijetError as e:
+                if not warned:
+                    log.warning("nameserver at %s: %s (retrying)", self._ns_address, e)
+                    warned = True
+                if isinstance(e, NotFound):
+                    self._registered = False
+            self._stopping.wait(interval)
+
+    def _execute(self, command: dfs_pb2.DataServerCommand) -> None:
+        kind = command.WhichOneof("command")
+        if kind == "reregister":
+            log.info("nameserver asked to register again")
+            self._registered = False
+            self._register()
+        elif kind == "delete_blocks":
+            for block_id in command.delete_blocks.block_ids:
+                if self.store.delete(block_id):
+                    log.info("block %d: replica deleted", block_id)
+        elif kind == "replicate":
+            threading.Thread(target=self._replicate, args=(command.replicate,), daemon=True,
+                             name=f"replicate-blk_{command.replicate.block.block_id}").start()
+
+    def _block_received(self, block_id: int, length: int) -> None:
+        self._call(self._ns.BlockReceived, dfs_pb2.BlockReceivedRequest(
+            host=self.host, block=dfs_pb2.Block(block_id=block_id, length=length)))
+
+    def _replicate(self, command: dfs_pb2.ReplicateCommand) -> None:
+        block_id = command.block.block_id
+        targets = [t.data_address for t in command.targets]
+        with self._lock:
+            self._replications += 1
+        try:
+            copy_replica(self.store, block_id, targets, self.config["dfs"]["packet_size"],
+                         self.timeout)
+            log.info("block %d: replicated to %s", block_id,
+                     ", ".join(t.host for t in command.targets))
+        except ChecksumError as e:
+            log.error("%s; reporting the replica as bad", e)
+            try:
+                self._call(self._ns.ReportBadBlock, dfs_pb2.ReportBadBlockRequest(
+                    block_id=block_id, host=self.host))
+            except MinijetError as report_error:
+                log.warning("block %d: cannot report bad replica: %s", block_id, report_error)
+        except MinijetError as e:
+            log.warning("block %d: replication to %s failed: %s", block_id, targets, e)
+        finally:
+            with self._lock:
+                self._replications -= 1
+
+
+def copy_replica(store: BlockStore, block_id: int, targets: list[str], packet_size: int,
+                 timeout: float) -> None:
+    """Send a local replica down a write pipeline to `targets`, checking its CRCs as it goes."""
+    with store.open(block_id) as replica:
+        writer = datatransfer.BlockWriter(targets, block_id, replica.chunk_size, timeout)
+        try:
+            step = datatransfer.packet_size_for(packet_size, replica.chunk_size)
+            for pos in range(0, replica.length, step):
+                data, crcs = replica.read_verified(pos, min(step, replica.length - pos))
+                writer.write_packet(data, crcs)
+            writer.finish()
+        finally:
+            writer.close()
+
+
+@daemon.command("dataserver", "Store DFS block replicas and stream them to clients.")
+def main(config: Config) -> None:
+    server = DataServer(config)
+    server.start()
+    daemon.wait_for_stop()
+    server.stop()

@@ -1,0 +1,184 @@
+"""The data-transfer protocol over real sockets: in-process data servers, no nameserver."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+from minijet.dfs import blockstore, datatransfer
+from minijet.dfs.blockstore import BlockStore
+from minijet.dfs.dataserver import DataTransferServer, copy_replica
+from minijet.errors import ChecksumError
+
+CHUNK = 4096
+PACKET = 64 * 1024
+TIMEOUT = 5.0
+
+
+class Node:
+    """A data server with its own store that records the blocks it reports as received."""
+
+    def __init__(self, root, fail_report: bool = False):
+        self.store = BlockStore(str(root), fsync=False)
+        self.received: list[tuple[int, int]] = []
+        self.fail_report = fail_report
+        self.server = DataTransferServer(self.store, "127.0.0.1:0", self._received,
+                                         packet_size=PACKET, timeout=TIMEOUT)
+        self.server.start()
+        self.address = self.server.address
+
+    def _received(self, block_id: int, length: int) -> None:
+        if self.fail_report:
+            raise OSError("nameserver unreachable")
+        # The replica is finalized before the nameserver hears of it.
+        assert self.store.has(block_id)
+        self.received.append((block_id, length))
+
+    def stop(self):
+        self.server.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    made = [Node(tmp_path / f"n{i}") for i in range(3)]
+    yield made
+    for n in made:
+        n.stop()
+
+
+def write_block(targets, block_id, data, packet=PACKET):
+    w = datatransfer.BlockWriter(targets, block_id, CHUNK, TIMEOUT)
+    mv = memoryview(data)
+    for i in range(0, len(mv), packet):
+        w.write_packet(mv[i:i + packet])
+    w.finish()
+
+
+def read_block(address, block_id, offset=0, length=-1) -> bytes:
+    r = datatransfer.BlockReader(address, block_id, offset, length, TIMEOUT)
+    out = bytearray()
+    try:
+        while n := r.next_length():
+            buf = bytearray(n)
+            r.read_into(memoryview(buf))
+            out += buf
+    finally:
+        r.close()
+    skip = offset - (offset - offset % r.chunk_size)
+    return bytes(out[skip:skip + (len(out) if length < 0 else length)])
+
+
+def test_pipeline_of_three_stores_identical_replicas_and_reports_before_last_ack(nodes):
+    data = os.urandom(300_000)  # not a multiple of the chunk or packet size
+    write_block([n.address for n in nodes], 7, data)
+    for n in nodes:
+        # finish() returned: every node already finalized and reported the replica.
+        assert n.received == [(7, len(data))]
+        assert read_block(n.address, 7) == data
+
+
+def test_reads_of_ranges_are_exact(nodes):
+    data = os.urandom(3 * PACKET + 123)
+    write_block([nodes[0].address], 1, data)
+    for offset, length in [(0, 1), (1, CHUNK), (CHUNK - 1, 2), (PACKET + 5, PACKET * 2),
+                           (len(data) - 3, -1), (len(data), -1), (100, 10**9)]:
+        expected = data[offset:] if length < 0 else data[offset:offset + length]
+        assert read_block(nodes[0].address, 1, offset, length) == expected
+
+
+def test_empty_block(nodes):
+    write_block([n.address for n in nodes], 2, b"")
+    assert read_block(nodes[2].address, 2) == b""
+    assert nodes[2].store.replicas()[0].length == 0
+
+
+def test_corrupt_replica_is_detected_by_the_reader(nodes):
+    data = os.urandom(50_000)
+    write_block([nodes[0].address], 3, data)
+    path = os.path.join(nodes[0].store.current_dir, "blk_3")
+    with open(path, "r+b") as f:
+        f.seek(20_000)
+        byte = f.read(1)
+        f.seek(20_000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ChecksumError, match="block 3"):
+        read_block(nodes[0].address, 3)
+    assert read_block(nodes[0].address, 3, 0, 16_000) == data[:16_000]  # chunks before it
+
+
+def test_corrupt_packet_in_transit_is_refused_by_the_node_that_checks_it(nodes):
+    w = datatransfer.BlockWriter([n.address for n in nodes], 4, CHUNK, TIMEOUT)
+    data = os.urandom(CHUNK * 2)
+    w.write_packet(data, blockstore.checksums(b"x" + data[1:], CHUNK))
+    with pytest.raises(datatransfer.PipelineError) as e:
+        w.finish()
+    assert e.value.index == 0
+    for n in nodes:
+        assert not n.store.has(4)
+
+
+def test_setup_failure_names_the_unreachable_node(nodes):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = "127.0.0.1:%d" % s.getsockname()[1]  # bound, not listening: refused
+        with pytest.raises(datatransfer.PipelineError) as e:
+            datatransfer.BlockWriter([nodes[0].address, nodes[1].address, dead], 5, CHUNK,
+                                     TIMEOUT)
+    assert e.value.index == 2
+
+
+def test_node_dying_mid_write_is_reported_with_its_index(tmp_path, nodes):
+    """The last node is a fake that takes the pipeline set-up and one packet, then resets."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    address = "127.0.0.1:%d" % listener.getsockname()[1]
+
+    def fake_node():
+        conn, _ = listener.accept()
+        datatransfer.recv_message(conn)
+        datatransfer.send_message(conn, {"status": "ok"})
+        conn.recv(1000)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        conn.close()  # RST, like a killed process
+
+    t = threading.Thread(target=fake_node, daemon=True)
+    t.start()
+    w = datatransfer.BlockWriter([nodes[0].address, nodes[1].address, address], 6, CHUNK,
+                                 TIMEOUT)
+    with pytest.raises(datatransfer.PipelineError) as e:
+        for _ in range(200):
+            w.write_packet(os.urandom(PACKET))
+        w.finish()
+    assert e.value.index == 2
+    w.close()
+    t.join()
+    listener.close()
+    for n in nodes[:2]:
+        assert not n.store.has(6)
+
+
+def test_failed_block_report_fails_the_write(tmp_path):
+    a, b = Node(tmp_path / "a"), Node(tmp_path / "b", fail_report=True)
+    try:
+        with pytest.raises(datatransfer.PipelineError) as e:
+            write_block([a.address, b.address], 8, os.urandom(10_000))
+        assert e.value.index == 1
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_copy_replica_streams_a_local_replica_down_a_pipeline(nodes):
+    data = os.urandom(200_000)
+    write_block([nodes[0].address], 9, data)
+    copy_replica(nodes[0].store, 9, [nodes[1].address, nodes[2].address], PACKET, TIMEOUT)
+    assert read_block(nodes[2].address, 9) == data
+    assert nodes[1].received == [(9, len(data))]
+
+
+def test_writing_an_existing_block_is_refused(nodes):
+    write_block([nodes[0].address], 10, b"abc")
+    with pytest.raises(datatransfer.PipelineError) as e:
+        datatransfer.BlockWriter([nodes[1].address, nodes[0].address], 10, CHUNK, TIMEOUT)
+    assert e.value.index == 1
