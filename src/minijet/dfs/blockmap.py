@@ -1,0 +1,397 @@
+"""The block map: a pure, I/O-free view of where replicas are, which dataservers are alive,
+what replication work is due, and whether the nameserver may leave safe mode.
+
+Nothing here is persisted: the map is rebuilt from block reports after a restart. Time is
+always passed in (`now`), so tests drive it directly.
+
+Cost model: a heartbeat is O(1); a block report is O(blocks on that node); a dead node costs
+O(its blocks); `replication_work` only looks at blocks touched since the last round plus the
+ones that are still under-replicated, never at every block.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from minijet.dfs import placement
+
+
+@dataclass(slots=True)
+class DataServer:
+    host: str
+    rack: str
+    data_address: str
+    capacity: int = 0
+    used: int = 0
+    last_heartbeat: float = 0.0
+    alive: bool = True
+    active_transfers: int = 0
+    blocks: set[int] = field(default_factory=set)  # replicas it holds (good or corrupt)
+
+    def node(self) -> placement.Node:
+        return placement.Node(self.host, self.rack, self.used, self.capacity)
+
+
+@dataclass(slots=True)
+class BlockState:
+    expected: int               # the file's replication factor
+    length: int = 0
+    complete: bool = False      # its file is closed (only then is it re-replicated/counted)
+    replicas: set[str] = field(default_factory=set)  # live hosts with a good replica
+    corrupt: set[str] = field(default_factory=set)   # live hosts with a bad replica
+
+
+@dataclass(frozen=True, slots=True)
+class Replicate:
+    """Tell the source host to copy `block_id` to `targets` (in pipeline order)."""
+    block_id: int
+    length: int
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteBlocks:
+    block_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    live: tuple[str, ...]
+    corrupt: tuple[str, ...]
+    expected: int
+    state: str  # healthy | under_replicated | over_replicated | corrupt | missing
+
+
+class SafeMode:
+    """Read-only after start until `threshold` of the closed files' blocks have a live
+    replica, then `extension` seconds more. Once left it is not re-entered by itself;
+    an operator can force it on (enter) or off (leave)."""
+
+    def __init__(self, threshold: float, extension: float):
+        self.threshold = threshold
+        self.extension = extension
+        self.manual = False
+        self.left = False
+        self._reached_at: float | None = None
+
+    def enter(self) -> None:
+        self.manual = True
+
+    def leave(self) -> None:
+        self.manual = False
+        self.left = True
+
+    def status(self, now: float, total: int, reachable: int) -> tuple[bool, str]:
+        if self.manual:
+            return True, "safe mode was entered by an operator; leave it with `dfsshell safemode leave`"
+        if self.left:
+            return False, ""
+        if total == 0:
+            self.left = True
+            return False, ""
+        if reachable / total >= self.threshold:
+            if self._reached_at is None:
+                self._reached_at = now
+            if now - self._reached_at >= self.extension:
+                self.left = True
+                return False, ""
+            return True, (f"{reachable} of {total} blocks have a live replica; leaving safe mode "
+                          f"in {self.extension - (now - self._reached_at):.1f}s")
+        self._reached_at = None
+        return True, (f"{reachable} of {total} blocks have a live replica, need "
+                      f"{self.threshold:.2%} (waiting for dataservers' block reports)")
+
+
+class BlockMap:
+    def __init__(self, *, dead_timeout: float, replication_timeout: float,
+                 safemode: SafeMode, max_streams: int = 4, rng: random.Random | None = None):
+        self.dead_timeout = dead_timeout
+        self.replication_timeout = replication_timeout
+        self.max_streams = max_streams  # new replications per source host per round
+        self.safemode = safemode
+        self.rng = rng or random.Random()
+        self.blocks: dict[int, BlockState] = {}
+        self.servers: dict[str, DataServer] = {}
+        self.total_complete = 0      # blocks of closed files
+        self.reachable_complete = 0  # ... of which have at least one live good replica
+        self._dirty: set[int] = set()       # touched since the last round
+        self._under: set[int] = set()       # still short of replicas after a round
+        self._pending: dict[int, dict[str, float]] = {}  # block -> target -> deadline
+        self._deletes: dict[str, set[int]] = {}           # host -> replicas to delete
+
+    # ---- dataservers ----
+
+    def live_servers(self) -> list[DataServer]:
+        return [s for s in self.servers.values() if s.alive]
+
+    def is_live(self, host: str) -> bool:
+        s = self.servers.get(host)
+        return s is not None and s.alive
+
+    def register(self, host: str, rack: str, data_address: str, capacity: int, used: int,
+                 now: float) -> None:
+        s = self.servers.get(host)
+        if s is None:
+            s = self.servers[host] = DataServer(host, rack, data_address)
+        s.rack, s.data_address, s.capacity, s.used = rack, data_address, capacity, used
+        s.last_heartbeat, s.alive = now, True
+
+    def heartbeat(self, host: str, capacity: int, used: int, active_transfers: int,
+                  now: float) -> bool:
+        """Record a heartbeat; False when the host must register (unknown, or declared dead)."""
+        s = self.servers.get(host)
+        if s is None or not s.alive:
+            return False
+        s.capacity, s.used, s.active_transfers, s.last_heartbeat = (
+            capacity, used, active_transfers, now)
+        return True
+
+    def check_dead(self, now: float) -> list[str]:
+        """Declare silent dataservers dead and forget their replicas; return their hosts."""
+        dead = [s for s in self.servers.values()
+                if s.alive and now - s.last_heartbeat > self.dead_timeout]
+        for s in dead:
+            s.alive = False
+            for block_id in list(s.blocks):
+                self._remove_replica(block_id, s.host)
+            self._deletes.pop(s.host, None)
+        return [s.host for s in dead]
+
+    # ---- replicas ----
+
+    def _add_replica(self, block_id: int, host: str) -> None:
+        b = self.blocks[block_id]
+        self.servers[host].blocks.add(block_id)
+        pending = self._pending.get(block_id)
+        if pending is not None:
+            pending.pop(host, None)
+            if not pending:
+                del self._pending[block_id]
+        if host in b.corrupt or host in b.replicas:
+            return
+        b.replicas.add(host)
+        if b.complete and len(b.replicas) == 1:
+            self.reachable_complete += 1
+        self._dirty.add(block_id)
+
+    def _remove_replica(self, block_id: int, host: str) -> None:
+        self.servers[host].blocks.discard(block_id)
+        b = self.blocks.get(block_id)
+        if b is None:
+            return
+        b.corrupt.discard(host)
+        if host in b.replicas:
+            b.replicas.discard(host)
+            if b.complete and not b.replicas:
+                self.reachable_complete -= 1
+        self._dirty.add(block_id)
+
+    def _is_bad_length(self, block_id: int, length: int) -> bool:
+        b = self.blocks[block_id]
+        return b.complete and length != b.length
+
+    def block_received(self, host: str, block_id: int, length: int) -> None:
+        """A replica was finalized on `host` (written or replicated)."""
+        if block_id not in self.blocks:
+            self._deletes.setdefault(host, set()).add(block_id)  # of no file (any more)
+            return
+        self._add_replica(block_id, host)
+        if self._is_bad_length(block_id, length):
+            self.mark_corrupt(block_id, host)
+
+    def block_report(self, host: str, reported: dict[int, int]) -> list[int]:
+        """Replace what `host` holds with `reported` (block id -> length); return the orphans
+        (replicas of no file), which are queued for deletion."""
+        s = self.servers[host]
+        for block_id in s.blocks - reported.keys():
+            self._remove_replica(block_id, host)
+        orphans = []
+        for block_id, length in reported.items():
+            if block_id not in self.blocks:
+                orphans.append(block_id)
+                continue
+            self._add_replica(block_id, host)
+            if self._is_bad_length(block_id, length):
+                self.mark_corrupt(block_id, host)
+        if orphans:
+            self._deletes.setdefault(host, set()).update(orphans)
+        return orphans
+
+    def mark_corrupt(self, block_id: int, host: str) -> bool:
+        """A reader or a report found `host`'s replica bad; False when unknown."""
+        b = self.blocks.get(block_id)
+        if b is None or host not in self.servers or not self.servers[host].alive:
+            return False
+        self.servers[host].blocks.add(block_id)
+        if host in b.replicas:
+            b.replicas.discard(host)
+            if b.complete and not b.replicas:
+                self.reachable_complete -= 1
+        b.corrupt.add(host)
+        self._dirty.add(block_id)
+        return True
+
+    # ---- blocks, as the namespace changes ----
+
+    def add_block(self, block_id: int, expected: int) -> None:
+        """A new block of a file under construction."""
+        self.blocks.setdefault(block_id, BlockState(expected))
+
+    def complete_block(self, block_id: int, length: int, expected: int) -> None:
+        """The block's file was closed (or loaded from the image at start)."""
+        b = self.blocks.setdefault(block_id, BlockState(expected))
+        b.length, b.expected = length, expected
+        if not b.complete:
+            b.complete = True
+            self.total_complete += 1
+            if b.replicas:
+                self.reachable_complete += 1
+        self._dirty.add(block_id)
+
+    def remove_block(self, block_id: int) -> None:
+        """No file refers to the block any more: delete all its replicas."""
+        b = self.blocks.pop(block_id, None)
+        if b is None:
+            return
+        for host in b.replicas | b.corrupt:
+            self.servers[host].blocks.discard(block_id)
+            self._deletes.setdefault(host, set()).add(block_id)
+        if b.complete:
+            self.total_complete -= 1
+            if b.replicas:
+                self.reachable_complete -= 1
+        self._pending.pop(block_id, None)
+        self._dirty.discard(block_id)
+        self._under.discard(block_id)
+
+    # ---- reading ----
+
+    def locations(self, block_id: int) -> tuple[list[str], list[str]]:
+        """(hosts with a good replica, hosts with a corrupt one)."""
+        b = self.blocks.get(block_id)
+        if b is None:
+            return [], []
+        return sorted(b.replicas), sorted(b.corrupt)
+
+    def target(self, b: BlockState) -> int:
+        """Replicas a block should have now: its factor, capped by the live dataservers."""
+        return min(b.expected, sum(1 for s in self.servers.values() if s.alive))
+
+    def health(self, block_id: int, expected: int) -> Health:
+        b = self.blocks.get(block_id) or BlockState(expected)
+        live, corrupt = tuple(sorted(b.replicas)), tuple(sorted(b.corrupt))
+        if not live:
+            state = "corrupt" if corrupt else "missing"
+        elif len(live) < min(expected, self._live_count()):
+            state = "under_replicated"
+        elif len(live) > expected:
+            state = "over_replicated"
+        else:
+            state = "healthy"
+        return Health(live, corrupt, expected, state)
+
+    def _live_count(self) -> int:
+        return sum(1 for s in self.servers.values() if s.alive)
+
+    def safemode_status(self, now: float) -> tuple[bool, str]:
+        return self.safemode.status(now, self.total_complete, self.reachable_complete)
+
+    # ---- replication work ----
+
+    def replication_work(self, now: float, replicate: bool = True
+                         ) -> dict[str, list[Replicate | DeleteBlocks]]:
+        """Commands per host: re-replicate under-replicated blocks, delete excess, corrupt
+        and orphan replicas and those of deleted files. Replications are remembered as
+        pending until the target reports the replica or `replication_timeout` passes.
+        With replicate=False (safe mode: block reports are still coming in) only the
+        queued deletions are handed out."""
+        if not replicate:
+            return self._take_deletes({s.host for s in self.servers.values() if s.alive}, {})
+        for block_id in list(self._pending):
+            targets = self._pending[block_id]
+            for host in [h for h, deadline in targets.items() if deadline <= now]:
+                del targets[host]
+                self._dirty.add(block_id)
+            if not targets:
+                del self._pending[block_id]
+        live_servers = self.live_servers()
+        live = [s.node() for s in live_servers]
+        by_host = {n.host: n for n in live}
+        streams: dict[str, int] = {}
+        commands: dict[str, list[Replicate | DeleteBlocks]] = {}
+        work, self._dirty, self._under = self._dirty | self._under, set(), set()
+        for block_id in work:
+            b = self.blocks.get(block_id)
+            if b is None or not b.complete:
+                continue
+            target = min(b.expected, len(live))
+            pending = self._pending.get(block_id, {})
+            short = target - len(b.replicas) - len(pending)
+            if short > 0:
+                if b.replicas:
+                    self._replicate(block_id, b, short, now, by_host, live, streams, commands)
+                else:
+                    self._under.add(block_id)  # missing: wait for a replica to reappear
+                continue
+            if len(b.replicas) > b.expected and not pending:
+                self._delete_excess(block_id, b, by_host)
+            if b.corrupt and len(b.replicas) >= target:
+                self._delete_corrupt(block_id, b)
+        return self._take_deletes(by_host.keys(), commands)
+
+    def _take_deletes(self, live_hosts, commands: dict) -> dict:
+        for host, block_ids in self._deletes.items():
+            if block_ids and host in live_hosts:
+                commands.setdefault(host, []).append(DeleteBlocks(tuple(sorted(block_ids))))
+        self._deletes = {}
+        return commands
+
+    def _replicate(self, block_id: int, b: BlockState, short: int, now: float,
+                   by_host: dict[str, placement.Node], live: list[placement.Node],
+                   streams: dict[str, int], commands: dict) -> None:
+        """Schedule copies of `block_id` from one good replica; what cannot be scheduled
+        now is looked at again next round."""
+        sources = [h for h in b.replicas if streams.get(h, 0) < self.max_streams]
+        if not sources:
+            self._under.add(block_id)
+            return
+        source = min(sources, key=lambda h: (streams.get(h, 0), self.rng.random()))
+        pending = self._pending.setdefault(block_id, {})
+        holders = [by_host[h] for h in b.replicas | pending.keys() if h in by_host]
+        targets = placement.choose_targets(short, live, existing=holders,
+                                           excluded=b.corrupt, rng=self.rng)
+        if not targets:
+            if not pending:
+                del self._pending[block_id]
+            if b.corrupt:
+                # the only free hosts hold corrupt copies: delete those so they can be reused
+                self._delete_corrupt(block_id, b)
+            self._under.add(block_id)
+            return
+        streams[source] = streams.get(source, 0) + 1
+        for t in targets:
+            pending[t.host] = now + self.replication_timeout
+        commands.setdefault(source, []).append(
+            Replicate(block_id, b.length, tuple(t.host for t in targets)))
+        if len(targets) < short:
+            self._under.add(block_id)
+
+    def _delete_excess(self, block_id: int, b: BlockState,
+                       by_host: dict[str, placement.Node]) -> None:
+        while len(b.replicas) > b.expected:
+            racks: dict[str, int] = {}
+            for h in b.replicas:
+                racks[by_host[h].rack] = racks.get(by_host[h].rack, 0) + 1
+            # remove from the fullest node among those whose rack keeps another replica
+            # (so the block never ends up on fewer racks than it could)
+            pool = [h for h in b.replicas if racks[by_host[h].rack] > 1] or list(b.replicas)
+            victim = max(pool, key=lambda h: (by_host[h].load, h))
+            self._remove_replica(block_id, victim)
+            self._deletes.setdefault(victim, set()).add(block_id)
+        self._dirty.discard(block_id)
+
+    def _delete_corrupt(self, block_id: int, b: BlockState) -> None:
+        for host in list(b.corrupt):
+            self._remove_replica(block_id, host)
+            self._deletes.setdefault(host, set()).add(block_id)
+        self._dirty.discard(block_id)

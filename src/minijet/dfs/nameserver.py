@@ -1,0 +1,464 @@
+"""The nameserver daemon: the gRPC NameServer service around the pure namespace, block map
+and placement cores.
+
+One lock guards the cores. A mutation is applied and its record queued on the journal
+under the lock; the caller then waits, outside the lock, until the record is fsync'd (so
+concurrent callers share fsyncs) and only then replies. A journal failure ends the process:
+its memory would be ahead of its disk. A background thread declares silent dataservers dead,
+drops files whose writer vanished, and turns the block map's replication work into commands
+queued per host, handed out in heartbeat replies.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from pathlib import Path
+
+from minijet import daemon, rpc
+from minijet.config import Config
+from minijet.dfs import blockmap, journal, paths, placement
+from minijet.dfs.namespace import Block, Edit, Namespace, OpenFile, Status
+from minijet.errors import FailedPrecondition, InvalidArgument, Unavailable
+from minijet.proto import dfs_pb2 as pb
+from minijet.proto import dfs_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SAFEMODE_ACTIONS = {pb.SafeModeRequest.GET: "get", pb.SafeModeRequest.LEAVE: "leave",
+                    pb.SafeModeRequest.ENTER: "enter"}
+
+
+class NameServer(dfs_pb2_grpc.NameServerServicer):
+    """Loads image + journal in the constructor; serve it only after that returns."""
+
+    def __init__(self, config: Config, clock=time.time):
+        self.config = config
+        self.settings = config["nameserver"]
+        self.clock = clock
+        self.rng = random.Random()
+        self.dir = Path(self.settings["dir"])
+        self._lock = threading.Lock()
+        started = time.monotonic()
+        recovery = journal.recover(self.dir)
+        self.ns = Namespace.from_image(recovery.image) if recovery.image else Namespace()
+        for record in recovery.records:
+            self.ns.apply(record)
+        self.journal = journal.Journal(self.dir, recovery.last_txid)
+        self._edits_since_checkpoint = len(recovery.records)
+        self._checkpointing = False
+        self.blocks = blockmap.BlockMap(
+            dead_timeout=self.settings["dead_timeout"],
+            replication_timeout=self.settings["replication_timeout"],
+            safemode=blockmap.SafeMode(self.settings["safemode_threshold"],
+                                       self.settings["safemode_extension"]),
+            rng=self.rng)
+        for block, replication in self.ns.all_blocks():
+            self.blocks.complete_block(block.block_id, block.length, replication)
+        with self._lock:
+            txid = self._commit(self.ns.start_epoch())
+        self._sync(txid)
+        log.info("loaded namespace from %s: image txid %s, %s journal records replayed "
+                 "(%s torn bytes truncated), %s blocks, epoch %s, in %.2fs",
+                 self.dir, recovery.image_txid, len(recovery.records),
+                 recovery.truncated_bytes, self.blocks.total_complete, self.ns.epoch,
+                 time.monotonic() - started)
+        self._outbox: dict[str, list[pb.DataServerCommand]] = {}
+        self._in_safemode = True
+        self._stop = threading.Event()
+        self._monitor = threading.Thread(target=self._monitor_loop, name="monitor", daemon=True)
+
+    # ---- life cycle ----
+
+    def start(self) -> None:
+        self._monitor.start()
+
+    def close(self) -> None:
+        """Stop the monitor and flush the journal (clean shutdown)."""
+        self._stop.set()
+        if self._monitor.is_alive():
+            self._monitor.join()
+        self.journal.close()
+        log.info("journal flushed and closed at txid %s", self.journal.last_txid)
+
+    # ---- journal ----
+
+    def _commit(self, edit: Edit) -> int | None:
+        """Under the lock: drop the blocks the edit freed and queue its record."""
+        for block_id in edit.removed_blocks:
+            self.blocks.remove_block(block_id)
+        if edit.record is None:
+            return None
+        txid = self.journal.append(edit.record)
+        self._edits_since_checkpoint += 1
+        if self._edits_since_checkpoint >= self.settings["checkpoint_edits"]:
+            self._start_checkpoint()
+        return txid
+
+    def _sync(self, txid: int | None) -> None:
+        """Outside the lock: wait until the record is durable."""
+        if txid is None:
+            return
+        try:
+            self.journal.wait(txid)
+        except journal.JournalError as e:
+            log.critical("cannot make edit %s durable, stopping: %s", txid, e)
+            os._exit(70)
+
+    def _start_checkpoint(self) -> None:
+        """Under the lock: snapshot the namespace and roll the journal at the same txid;
+        a thread writes the image."""
+        if self._checkpointing:
+            return
+        self._checkpointing = True
+        self._edits_since_checkpoint = 0
+        txid = self.journal.roll()
+        image = self.ns.to_image()
+        threading.Thread(target=self._write_checkpoint, args=(txid, image),
+                         name="checkpoint", daemon=True).start()
+
+    def _write_checkpoint(self, txid: int, image: dict) -> None:
+        started = time.monotonic()
+        try:
+            self.journal.wait(txid)
+            journal.write_image(self.dir, txid, image)
+            log.info("checkpoint written at txid %s (%s entries) in %.2fs", txid,
+                     len(image["entries"]), time.monotonic() - started)
+        except (OSError, journal.JournalError) as e:
+            log.error("checkpoint at txid %s failed (the journal still has every edit): %s",
+                      txid, e)
+        finally:
+            with self._lock:
+                self._checkpointing = False
+
+    # ---- helpers ----
+
+    def _check_writable(self) -> None:
+        on, reason = self.blocks.safemode_status(self.clock())
+        if on:
+            raise FailedPrecondition(f"nameserver is in safe mode: {reason}")
+
+    def _rack_of(self, host: str) -> str:
+        server = self.blocks.servers.get(host)
+        return server.rack if server is not None and server.rack else self.config.rack_of(host)
+
+    def _node_info(self, host: str) -> pb.NodeInfo:
+        s = self.blocks.servers[host]
+        return pb.NodeInfo(host=s.host, rack=s.rack, data_address=s.data_address)
+
+    @staticmethod
+    def _file_status(st: Status) -> pb.FileStatus:
+        return pb.FileStatus(path=st.path, is_dir=st.is_dir, length=st.length,
+                             replication=st.replication, block_size=st.block_size,
+                             mtime=st.mtime)
+
+    def _place(self, f: OpenFile, excluded: set[str]) -> list[str]:
+        live = [s.node() for s in self.blocks.live_servers()]
+        targets = placement.choose_targets(f.replication, live, writer_host=f.client_host,
+                                           excluded=excluded, rng=self.rng)
+        if not targets:
+            raise Unavailable(f"cannot place a block of {f.path}: no live dataserver "
+                              f"({len(live)} live, excluded {sorted(excluded) or 'none'})")
+        return [t.host for t in targets]
+
+    # ---- client protocol ----
+
+    @rpc.translate_errors
+    def Mkdirs(self, request, context):
+        path = paths.normalize(request.path)
+        with self._lock:
+            self._check_writable()
+            edit = self.ns.mkdirs(path, request.parents, self.clock())
+            txid = self._commit(edit)
+        self._sync(txid)
+        if txid:
+            log.info("mkdirs %s", path)
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def Create(self, request, context):
+        path = paths.normalize(request.path)
+        replication = request.replication or self.config["dfs"]["replication"]
+        block_size = request.block_size or self.config["dfs"]["block_size"]
+        if replication > 1024:
+            raise InvalidArgument(f"create {path}: replication {replication} is too large")
+        with self._lock:
+            self._check_writable()
+            f, edit = self.ns.create(path, client_id=request.client_id,
+                                     client_host=request.client_host, replication=replication,
+                                     block_size=block_size, overwrite=request.overwrite,
+                                     now=self.clock())
+            txid = self._commit(edit)
+        self._sync(txid)
+        log.info("create %s by client %s on %s (replication %s, block size %s%s)", path,
+                 request.client_id, request.client_host, replication, block_size,
+                 ", overwrite" if request.overwrite else "")
+        return pb.CreateResponse(replication=f.replication, block_size=f.block_size)
+
+    @rpc.translate_errors
+    def AddBlock(self, request, context):
+        path = paths.normalize(request.path)
+        previous = (Block(request.previous.block_id, request.previous.length)
+                    if request.previous.block_id else None)
+        excluded = set(request.excluded_hosts)
+        with self._lock:
+            self._check_writable()
+            f = self.ns.open_files.get(path)
+            block, targets, new = self.ns.add_block(
+                path, request.client_id, previous, self.clock(),
+                lambda of: self._place(of, excluded))
+            if new:
+                self.blocks.add_block(block.block_id, f.replication)
+            offset = sum(b.length for b in f.blocks[:-1])
+            locations = [self._node_info(h) for h in targets if h in self.blocks.servers]
+        log.info("add block %s to %s at offset %s: pipeline %s%s", block.block_id, path, offset,
+                 ",".join(targets), "" if new else " (retried call)")
+        return pb.LocatedBlock(block=pb.Block(block_id=block.block_id), offset=offset,
+                               locations=locations)
+
+    @rpc.translate_errors
+    def AbandonBlock(self, request, context):
+        path = paths.normalize(request.path)
+        with self._lock:
+            self._check_writable()
+            edit = self.ns.abandon_block(path, request.client_id, request.block_id, self.clock())
+            self._commit(edit)
+        log.info("abandon block %s of %s", request.block_id, path)
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def Complete(self, request, context):
+        path = paths.normalize(request.path)
+        last = Block(request.last.block_id, request.last.length) if request.last.block_id else None
+        with self._lock:
+            self._check_writable()
+            edit = self.ns.complete(path, request.client_id, last, self.clock())
+            if edit.record is not None:
+                for block_id, length in edit.record["blocks"]:
+                    self.blocks.complete_block(block_id, length, edit.record["replication"])
+            txid = self._commit(edit)
+        self._sync(txid)
+        if edit.record is not None:
+            log.info("complete %s: %s blocks, %s bytes", path, len(edit.record["blocks"]),
+                     sum(n for _, n in edit.record["blocks"]))
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def GetBlockLocations(self, request, context):
+        path = paths.normalize(request.path)
+        with self._lock:
+            f = self.ns.file(path)
+            status = self._file_status(self.ns.stat(path))
+            start = request.offset
+            end = start + request.length if request.length else f.length
+            located, offset = [], 0
+            for b in f.blocks:
+                if offset + b.length > start and offset < end or (b.length == 0 and offset == start):
+                    good, corrupt = self.blocks.locations(b.block_id)
+                    # with no good replica left, offer the corrupt ones: the reader's checksum
+                    # check then reports the damage clearly
+                    hosts = placement.sort_for_reader(good or corrupt, request.client_host,
+                                                      self._rack_of, self.rng)
+                    located.append(pb.LocatedBlock(
+                        block=pb.Block(block_id=b.block_id, length=b.length), offset=offset,
+                        locations=[self._node_info(h) for h in hosts]))
+                offset += b.length
+        return pb.GetBlockLocationsResponse(status=status, blocks=located)
+
+    @rpc.translate_errors
+    def GetFileInfo(self, request, context):
+        path = paths.normalize(request.path)
+        with self._lock:
+            return self._file_status(self.ns.stat(path))
+
+    @rpc.translate_errors
+    def List(self, request, context):
+        path = paths.normalize(request.path)
+        with self._lock:
+            entries = self.ns.list(path)
+        return pb.ListResponse(entries=[self._file_status(e) for e in entries])
+
+    @rpc.translate_errors
+    def Delete(self, request, context):
+        path = paths.normalize(request.path)
+        with self._lock:
+            self._check_writable()
+            edit = self.ns.delete(path, request.recursive, self.clock())
+            txid = self._commit(edit)
+        self._sync(txid)
+        if txid:
+            log.info("delete %s%s: %s blocks freed", path, " (recursive)" if request.recursive
+                     else "", len(edit.removed_blocks))
+        return pb.DeleteResponse(deleted=txid is not None)
+
+    @rpc.translate_errors
+    def Rename(self, request, context):
+        src, dst = paths.normalize(request.src), paths.normalize(request.dst)
+        with self._lock:
+            self._check_writable()
+            txid = self._commit(self.ns.rename(src, dst, self.clock()))
+        self._sync(txid)
+        log.info("rename %s to %s", src, dst)
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def ReportBadBlock(self, request, context):
+        with self._lock:
+            known = self.blocks.mark_corrupt(request.block_id, request.host)
+        log.warning("bad replica of block %s reported on %s%s", request.block_id, request.host,
+                    "" if known else " (unknown block or host; ignored)")
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def SafeMode(self, request, context):
+        action = SAFEMODE_ACTIONS.get(request.action)
+        if action is None:
+            raise InvalidArgument(f"unknown safe mode action {request.action}")
+        with self._lock:
+            if action == "enter":
+                self.blocks.safemode.enter()
+            elif action == "leave":
+                self.blocks.safemode.leave()
+            on, reason = self.blocks.safemode_status(self.clock())
+            self._in_safemode = on
+        if action != "get":
+            log.info("safe mode %s by an operator: now %s", action, "on" if on else "off")
+        return pb.SafeModeResponse(on=on, reason=reason)
+
+    @rpc.translate_errors
+    def Fsck(self, request, context):
+        path = paths.normalize(request.path or "/")
+        response = pb.FsckResponse()
+        with self._lock:
+            for file_path, f in self.ns.walk_files(path):
+                fh = response.files.add(path=file_path)
+                for b in f.blocks:
+                    h = self.blocks.health(b.block_id, f.replication)
+                    fh.blocks.add(block=pb.Block(block_id=b.block_id, length=b.length),
+                                  live_hosts=h.live, corrupt_hosts=h.corrupt,
+                                  expected=h.expected, state=h.state)
+                    response.total_blocks += 1
+                    setattr(response, h.state, getattr(response, h.state) + 1)
+        return response
+
+    @rpc.translate_errors
+    def Report(self, request, context):
+        with self._lock:
+            servers = sorted(self.blocks.servers.values(), key=lambda s: s.host)
+            return pb.ReportResponse(dataservers=[
+                pb.DataServerReport(node=self._node_info(s.host), capacity=s.capacity,
+                                    used=s.used, blocks=len(s.blocks),
+                                    last_heartbeat=s.last_heartbeat, alive=s.alive)
+                for s in servers])
+
+    # ---- dataserver protocol ----
+
+    @rpc.translate_errors
+    def RegisterDataServer(self, request, context):
+        node = request.node
+        if not node.host or not node.data_address:
+            raise InvalidArgument("a dataserver registers with a host and a data address")
+        rack = node.rack or self.config.rack_of(node.host)
+        with self._lock:
+            self.blocks.register(node.host, rack, node.data_address, request.capacity,
+                                 request.used, self.clock())
+            self._outbox[node.host] = []
+        log.info("dataserver %s registered: rack %s, data address %s, capacity %s, used %s",
+                 node.host, rack, node.data_address, request.capacity, request.used)
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def DataServerHeartbeat(self, request, context):
+        with self._lock:
+            known = self.blocks.heartbeat(request.host, request.capacity, request.used,
+                                          request.active_transfers, self.clock())
+            commands = (self._outbox.pop(request.host, []) if known else
+                        [pb.DataServerCommand(reregister=pb.Empty())])
+        if not known:
+            log.info("heartbeat from unknown or dead dataserver %s: asked to register",
+                     request.host)
+        return pb.DataServerHeartbeatResponse(commands=commands)
+
+    def _require_live(self, host: str) -> None:
+        if not self.blocks.is_live(host):
+            raise FailedPrecondition(f"dataserver {host} is not registered (register first)")
+
+    @rpc.translate_errors
+    def BlockReport(self, request, context):
+        with self._lock:
+            self._require_live(request.host)
+            orphans = self.blocks.block_report(
+                request.host, {b.block_id: b.length for b in request.blocks})
+        log.info("block report from %s: %s replicas, %s orphans to delete", request.host,
+                 len(request.blocks), len(orphans))
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def BlockReceived(self, request, context):
+        with self._lock:
+            self._require_live(request.host)
+            self.blocks.block_received(request.host, request.block.block_id,
+                                       request.block.length)
+        log.debug("block %s (%s bytes) received on %s", request.block.block_id,
+                  request.block.length, request.host)
+        return pb.Empty()
+
+    # ---- background work ----
+
+    def _monitor_loop(self) -> None:
+        interval = self.settings["replication_interval"]
+        while not self._stop.wait(interval):
+            try:
+                self.monitor_once()
+            except Exception:  # keep monitoring; the next round retries
+                log.exception("monitor round failed")
+
+    def monitor_once(self) -> None:
+        now = self.clock()
+        with self._lock:
+            for host in self.blocks.check_dead(now):
+                self._outbox.pop(host, None)
+                log.warning("dataserver %s declared dead (no heartbeat for %ss)", host,
+                            self.settings["dead_timeout"])
+            for path, edit in self.ns.expire_leases(now, self.settings["lease_timeout"]):
+                self._commit(edit)
+                log.warning("lease on %s expired (writer silent for %ss): %s blocks dropped",
+                            path, self.settings["lease_timeout"], len(edit.removed_blocks))
+            on, reason = self.blocks.safemode_status(now)
+            if on != self._in_safemode:
+                log.info("safe mode %s%s", "on: " if on else "off", reason)
+                self._in_safemode = on
+            work = self.blocks.replication_work(now, replicate=not on)
+            for host, commands in work.items():
+                box = self._outbox.setdefault(host, [])
+                for c in commands:
+                    box.append(self._command(c))
+                    if isinstance(c, blockmap.Replicate):
+                        log.info("replicate block %s from %s to %s", c.block_id, host,
+                                 ",".join(c.targets))
+                    else:
+                        log.info("delete %s replicas on %s: %s", len(c.block_ids), host,
+                                 " ".join(map(str, c.block_ids[:20])))
+
+    def _command(self, c: blockmap.Replicate | blockmap.DeleteBlocks) -> pb.DataServerCommand:
+        if isinstance(c, blockmap.Replicate):
+            return pb.DataServerCommand(replicate=pb.ReplicateCommand(
+                block=pb.Block(block_id=c.block_id, length=c.length),
+                targets=[self._node_info(h) for h in c.targets]))
+        return pb.DataServerCommand(delete_blocks=pb.DeleteBlocksCommand(block_ids=c.block_ids))
+
+
+@daemon.command("nameserver", "Run the DFS nameserver (namespace, block map, re-replication).")
+def main(config: Config) -> None:
+    server_core = NameServer(config)  # image and journal are loaded before serving
+    address = config["nameserver"]["address"]
+    server, port = rpc.start_server(
+        config, address, [lambda s: dfs_pb2_grpc.add_NameServerServicer_to_server(server_core, s)])
+    server_core.start()
+    log.info("serving on %s (port %s)", address, port)
+    daemon.wait_for_stop()
+    log.info("stopping")
+    server.stop(grace=2).wait()
+    server_core.close()

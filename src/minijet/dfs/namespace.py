@@ -1,0 +1,436 @@
+"""The DFS namespace: a pure, I/O-free tree of directories and closed files, plus the files
+under construction.
+
+Every acknowledged change is made by building a journal record (a plain dict) and passing
+it to `apply`, the same code that replays the journal at start-up, so the live state and the
+replayed state cannot diverge. Files under construction are not journalled: until Complete,
+a file is invisible to readers and may be lost in a crash (its blocks are then orphans,
+deleted on their dataservers after the next block report).
+
+Block ids are (epoch << 40) | counter; the epoch is journalled once per start, so ids handed
+out for unjournalled files before a crash are never handed out again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from minijet.dfs import paths
+from minijet.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+EPOCH_SHIFT = 40
+
+
+@dataclass(slots=True)
+class Block:
+    block_id: int
+    length: int = 0
+
+
+@dataclass(slots=True)
+class File:
+    replication: int
+    block_size: int
+    mtime: float
+    blocks: list[Block] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return sum(b.length for b in self.blocks)
+
+
+@dataclass(slots=True)
+class Dir:
+    mtime: float
+    children: dict[str, "Dir | File"] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OpenFile:
+    """A file under construction, held by one writer (its lease)."""
+    path: str
+    client_id: str
+    client_host: str
+    replication: int
+    block_size: int
+    overwrite: bool
+    blocks: list[Block] = field(default_factory=list)
+    targets: dict[int, list[str]] = field(default_factory=dict)  # block id -> pipeline hosts
+    last_active: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    path: str
+    is_dir: bool
+    length: int
+    replication: int
+    block_size: int
+    mtime: float
+
+
+@dataclass(slots=True)
+class Edit:
+    """What a mutation did: `record` to journal (None: nothing durable changed) and the
+    block ids no file refers to any more (their replicas are to be deleted)."""
+    record: dict | None = None
+    removed_blocks: list[int] = field(default_factory=list)
+
+
+class Namespace:
+    def __init__(self) -> None:
+        self.root = Dir(mtime=0.0)
+        self.open_files: dict[str, OpenFile] = {}
+        self.epoch = 0
+        self._next_block = 1
+
+    # ---- reading ----
+
+    def _lookup(self, path: str) -> Dir | File | None:
+        node: Dir | File = self.root
+        for part in paths.components(path):
+            if not isinstance(node, Dir):
+                return None
+            child = node.children.get(part)
+            if child is None:
+                return None
+            node = child
+        return node
+
+    def _get(self, path: str) -> Dir | File:
+        node = self._lookup(path)
+        if node is None:
+            raise NotFound(f"no such file or directory: {path}")
+        return node
+
+    @staticmethod
+    def _status(path: str, node: Dir | File) -> Status:
+        if isinstance(node, Dir):
+            return Status(path, True, 0, 0, 0, node.mtime)
+        return Status(path, False, node.length, node.replication, node.block_size, node.mtime)
+
+    def stat(self, path: str) -> Status:
+        return self._status(path, self._get(path))
+
+    def list(self, path: str) -> list[Status]:
+        """A directory's children sorted by name; a file lists itself."""
+        node = self._get(path)
+        if isinstance(node, File):
+            return [self._status(path, node)]
+        return [self._status(paths.join(path, n), c) for n, c in sorted(node.children.items())]
+
+    def file(self, path: str) -> File:
+        node = self._get(path)
+        if isinstance(node, Dir):
+            raise InvalidArgument(f"{path} is a directory, not a file")
+        return node
+
+    def walk_files(self, path: str = "/") -> Iterator[tuple[str, File]]:
+        """Every closed file at or below `path`, depth first, in name order."""
+        node = self._get(path)
+        stack: list[tuple[str, Dir | File]] = [(path, node)]
+        while stack:
+            p, n = stack.pop()
+            if isinstance(n, File):
+                yield p, n
+            else:
+                for name, child in sorted(n.children.items(), reverse=True):
+                    stack.append((paths.join(p, name), child))
+
+    # ---- block ids ----
+
+    def start_epoch(self) -> Edit:
+        """Called once per start, before serving: later block ids never repeat earlier ones."""
+        edit = Edit({"op": "epoch", "epoch": self.epoch + 1})
+        self.apply(edit.record)
+        return edit
+
+    def _new_block_id(self) -> int:
+        if self.epoch == 0:
+            raise AssertionError("start_epoch() must be called before blocks are allocated")
+        block_id = (self.epoch << EPOCH_SHIFT) | self._next_block
+        self._next_block += 1
+        return block_id
+
+    # ---- acknowledged (journalled) mutations ----
+
+    def mkdirs(self, path: str, parents: bool, now: float) -> Edit:
+        node = self._lookup(path)
+        if isinstance(node, Dir):
+            if parents:
+                return Edit()
+            raise AlreadyExists(f"directory already exists: {path}")
+        if node is not None:
+            raise AlreadyExists(f"a file already exists at {path}")
+        self._check_ancestors(path, create_missing=parents)
+        return self._do({"op": "mkdirs", "path": path, "mtime": now})
+
+    def delete(self, path: str, recursive: bool, now: float) -> Edit:
+        if path == paths.ROOT:
+            raise InvalidArgument("cannot delete the root directory /")
+        node = self._lookup(path)
+        if node is None:
+            return Edit()
+        if isinstance(node, Dir) and node.children and not recursive:
+            raise FailedPrecondition(f"directory {path} is not empty (delete it recursively)")
+        edit = self._do({"op": "delete", "path": path, "mtime": now})
+        # writers below a deleted directory lose their files (as HDFS does)
+        for open_path in [p for p in self.open_files if paths.is_within(p, path)]:
+            edit.removed_blocks += [b.block_id for b in self.open_files.pop(open_path).blocks]
+        return edit
+
+    def rename(self, src: str, dst: str, now: float) -> Edit:
+        if src == paths.ROOT or dst == paths.ROOT:
+            raise InvalidArgument("cannot rename the root directory /")
+        node = self._get(src)
+        if self._lookup(dst) is not None:
+            raise AlreadyExists(f"cannot rename {src} to {dst}: {dst} already exists")
+        if isinstance(node, Dir) and paths.is_within(dst, src):
+            raise InvalidArgument(f"cannot rename directory {src} into itself ({dst})")
+        parent = self._lookup(paths.parent(dst))
+        if parent is None:
+            raise NotFound(f"cannot rename {src} to {dst}: no such directory {paths.parent(dst)}")
+        if not isinstance(parent, Dir):
+            raise FailedPrecondition(f"cannot rename {src} to {dst}: {paths.parent(dst)} is a file")
+        edit = self._do({"op": "rename", "src": src, "dst": dst, "mtime": now})
+        # files being written below a renamed directory move with it
+        for open_path in [p for p in self.open_files if paths.is_within(p, src)]:
+            moved = self.open_files.pop(open_path)
+            moved.path = dst + open_path[len(src):]
+            self.open_files[moved.path] = moved
+        return edit
+
+    # ---- files under construction ----
+
+    def create(self, path: str, *, client_id: str, client_host: str, replication: int,
+               block_size: int, overwrite: bool, now: float) -> tuple[OpenFile, Edit]:
+        """Open `path` for writing. The returned Edit journals parent directories created
+        on the way (they are visible at once); the file itself appears only on complete."""
+        if path == paths.ROOT:
+            raise AlreadyExists("/ is a directory")
+        if not client_id:
+            raise InvalidArgument(f"create {path}: a client id is required")
+        if replication < 1:
+            raise InvalidArgument(f"create {path}: replication must be at least 1")
+        if block_size < 1:
+            raise InvalidArgument(f"create {path}: block size must be positive")
+        node = self._lookup(path)
+        if isinstance(node, Dir):
+            raise AlreadyExists(f"cannot create {path}: it is a directory")
+        if node is not None and not overwrite:
+            raise AlreadyExists(f"file already exists: {path}")
+        edit = Edit()
+        current = self.open_files.get(path)
+        if current is not None:
+            if current.client_id != client_id and not overwrite:
+                raise AlreadyExists(f"file {path} is being written by another client")
+            # the same writer retrying, or an overwrite: the older attempt is dropped
+            edit.removed_blocks += [b.block_id for b in self.open_files.pop(path).blocks]
+        missing_parent = self._check_ancestors(path, create_missing=True)
+        if missing_parent:
+            edit.record = {"op": "mkdirs", "path": paths.parent(path), "mtime": now}
+            self.apply(edit.record)
+        open_file = OpenFile(path, client_id, client_host, replication, block_size, overwrite,
+                             last_active=now)
+        self.open_files[path] = open_file
+        return open_file, edit
+
+    def _open_file(self, path: str, client_id: str) -> OpenFile:
+        f = self.open_files.get(path)
+        if f is None or f.client_id != client_id:
+            raise NotFound(f"{path} is not open for writing by this client "
+                           "(it was completed, deleted, or taken over by another writer)")
+        return f
+
+    def add_block(self, path: str, client_id: str, previous: Block | None, now: float,
+                  place: Callable[[OpenFile], list[str]]) -> tuple[Block, list[str], bool]:
+        """Finish `previous` (its final length) and allocate the next block, whose pipeline
+        `place(open_file)` chooses. Returns (block, targets, is_new); a retried call (same
+        previous, reply lost) gets the same block back with is_new False."""
+        f = self._open_file(path, client_id)
+        f.last_active = now
+        prev_id = previous.block_id if previous else 0
+        if prev_id and len(f.blocks) >= 2 and f.blocks[-2].block_id == prev_id:
+            last = f.blocks[-1]
+            return last, f.targets[last.block_id], False
+        expected = f.blocks[-1].block_id if f.blocks else 0
+        if prev_id != expected:
+            raise InvalidArgument(f"add block to {path}: previous block {prev_id} is not the "
+                                  f"file's last block {expected}")
+        if f.blocks:
+            f.blocks[-1].length = previous.length
+        targets = place(f)
+        block = Block(self._new_block_id(), 0)
+        f.blocks.append(block)
+        f.targets[block.block_id] = targets
+        return block, targets, True
+
+    def abandon_block(self, path: str, client_id: str, block_id: int, now: float) -> Edit:
+        f = self._open_file(path, client_id)
+        f.last_active = now
+        if not f.blocks or f.blocks[-1].block_id != block_id:
+            raise InvalidArgument(f"abandon block {block_id} of {path}: only the file's last "
+                                  "block can be abandoned")
+        f.blocks.pop()
+        f.targets.pop(block_id, None)
+        return Edit(removed_blocks=[block_id])
+
+    def abandon_file(self, path: str) -> Edit:
+        """Drop a file under construction (its writer went away)."""
+        f = self.open_files.pop(path)
+        return Edit(removed_blocks=[b.block_id for b in f.blocks])
+
+    def expire_leases(self, now: float, timeout: float) -> list[tuple[str, Edit]]:
+        """Drop files whose writer has been silent for `timeout` (crashed or gone)."""
+        stale = [p for p, f in self.open_files.items() if now - f.last_active > timeout]
+        return [(p, self.abandon_file(p)) for p in stale]
+
+    def complete(self, path: str, client_id: str, last: Block | None, now: float) -> Edit:
+        """Close the file: it appears atomically, replacing an overwritten file."""
+        last_id = last.block_id if last else 0
+        f = self.open_files.get(path)
+        if f is None or f.client_id != client_id:
+            done = self._lookup(path)
+            if (isinstance(done, File) and last_id and done.blocks
+                    and done.blocks[-1].block_id == last_id):
+                return Edit()  # a retried complete whose first reply was lost
+            self._open_file(path, client_id)  # raises the explanation
+        expected = f.blocks[-1].block_id if f.blocks else 0
+        if last_id != expected:
+            raise InvalidArgument(f"complete {path}: last block {last_id} is not the file's "
+                                  f"last block {expected}")
+        existing = self._lookup(path)
+        if isinstance(existing, Dir) or (existing is not None and not f.overwrite):
+            # the file stays open; its lease expires and its blocks are then deleted
+            raise AlreadyExists(f"cannot complete {path}: a "
+                                f"{'directory' if isinstance(existing, Dir) else 'file'} was "
+                                "created there meanwhile")
+        if f.blocks:
+            f.blocks[-1].length = last.length
+        del self.open_files[path]
+        return self._do({"op": "complete", "path": path, "replication": f.replication,
+                         "block_size": f.block_size, "mtime": now,
+                         "blocks": [[b.block_id, b.length] for b in f.blocks]})
+
+    # ---- shared by the live path and journal replay ----
+
+    def _check_ancestors(self, path: str, create_missing: bool) -> bool:
+        """Refuse when an ancestor is a file or (unless create_missing) is missing.
+        Returns True when some ancestor is missing."""
+        node: Dir | File = self.root
+        walked = ""
+        for part in paths.components(path)[:-1]:
+            walked += "/" + part
+            child = node.children.get(part)
+            if child is None:
+                if not create_missing:
+                    raise NotFound(f"cannot create {path}: no such directory {walked}")
+                return True
+            if isinstance(child, File):
+                raise FailedPrecondition(f"cannot create {path}: {walked} is a file")
+            node = child
+        return False
+
+    def _do(self, record: dict) -> Edit:
+        return Edit(record, self.apply(record))
+
+    def _make_dirs(self, path: str, mtime: float) -> Dir:
+        node = self.root
+        for part in paths.components(path):
+            child = node.children.get(part)
+            if child is None:
+                child = node.children[part] = Dir(mtime)
+                node.mtime = mtime
+            node = child
+        return node
+
+    def apply(self, record: dict) -> list[int]:
+        """Apply one journal record; return the block ids it made unreferenced."""
+        op = record["op"]
+        if op == "mkdirs":
+            self._make_dirs(record["path"], record["mtime"])
+            return []
+        if op == "complete":
+            path = record["path"]
+            parent = self._make_dirs(paths.parent(path), record["mtime"])
+            old = parent.children.get(paths.name(path))
+            parent.children[paths.name(path)] = File(
+                record["replication"], record["block_size"], record["mtime"],
+                [Block(i, n) for i, n in record["blocks"]])
+            parent.mtime = record["mtime"]
+            return [b.block_id for b in old.blocks] if isinstance(old, File) else []
+        if op == "delete":
+            parent = self._get(paths.parent(record["path"]))
+            old = parent.children.pop(paths.name(record["path"]))
+            parent.mtime = record["mtime"]
+            return _blocks_below(old)
+        if op == "rename":
+            src_parent = self._get(paths.parent(record["src"]))
+            node = src_parent.children.pop(paths.name(record["src"]))
+            dst_parent = self._get(paths.parent(record["dst"]))
+            dst_parent.children[paths.name(record["dst"])] = node
+            src_parent.mtime = dst_parent.mtime = record["mtime"]
+            return []
+        if op == "epoch":
+            self.epoch = record["epoch"]
+            self._next_block = 1
+            return []
+        raise ValueError(f"unknown journal record {op!r}")
+
+    # ---- checkpoint image ----
+
+    def to_image(self) -> dict:
+        """A flat list of entries, parents before children (no recursion: paths may be
+        thousands of levels deep)."""
+        entries: list[list] = []
+        stack: list[tuple[str, Dir | File]] = [("/", self.root)]
+        while stack:
+            path, node = stack.pop()
+            if isinstance(node, File):
+                entries.append(["f", path, node.replication, node.block_size, node.mtime,
+                                [[b.block_id, b.length] for b in node.blocks]])
+            else:
+                entries.append(["d", path, node.mtime])
+                stack += [(paths.join(path, n), c)
+                          for n, c in sorted(node.children.items(), reverse=True)]
+        return {"epoch": self.epoch, "entries": entries}
+
+    @classmethod
+    def from_image(cls, image: dict) -> "Namespace":
+        ns = cls()
+        ns.epoch = image["epoch"]
+        dirs: dict[str, Dir] = {}
+        for entry in image["entries"]:
+            path = entry[1]
+            if entry[0] == "d":
+                node: Dir | File = Dir(entry[2])
+            else:
+                node = File(entry[2], entry[3], entry[4], [Block(i, n) for i, n in entry[5]])
+            if path == paths.ROOT:
+                ns.root = dirs[path] = node
+                continue
+            dirs[paths.parent(path)].children[paths.name(path)] = node
+            if isinstance(node, Dir):
+                dirs[path] = node
+        return ns
+
+    def all_blocks(self) -> Iterator[tuple[Block, int]]:
+        """(block, replication) of every closed file."""
+        for _, f in self.walk_files():
+            for b in f.blocks:
+                yield b, f.replication
+
+
+def _blocks_below(node: Dir | File) -> list[int]:
+    if isinstance(node, File):
+        return [b.block_id for b in node.blocks]
+    result: list[int] = []
+    stack = [node]
+    while stack:
+        d = stack.pop()
+        for child in d.children.values():
+            if isinstance(child, File):
+                result += [b.block_id for b in child.blocks]
+            else:
+                stack.append(child)
+    return result

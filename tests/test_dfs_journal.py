@@ -1,0 +1,155 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from minijet.dfs import journal
+from minijet.dfs.namespace import Namespace
+
+
+def write(directory, records, last_txid=0):
+    j = journal.Journal(directory, last_txid)
+    for r in records:
+        j.wait(j.append(r))
+    j.close()
+
+
+def test_append_and_recover(tmp_path):
+    write(tmp_path, [{"op": "x", "i": i} for i in range(5)])
+    rec = journal.recover(tmp_path)
+    assert rec.image is None and rec.last_txid == 5
+    assert [r["i"] for r in rec.records] == list(range(5))
+    # a restart continues in a new segment after the last txid
+    write(tmp_path, [{"op": "x", "i": 5}], last_txid=rec.last_txid)
+    rec = journal.recover(tmp_path)
+    assert [r["i"] for r in rec.records] == list(range(6)) and rec.last_txid == 6
+
+
+@pytest.mark.parametrize("damage", ["half_header", "half_payload", "bad_crc", "garbage"])
+def test_torn_tail_is_truncated(tmp_path, damage):
+    write(tmp_path, [{"op": "x", "i": i} for i in range(3)])
+    (_, seg), = journal.segments(tmp_path)
+    good_size = seg.stat().st_size
+    frame = journal.encode_frame(b'{"t":4,"r":{"op":"x","i":3}}')
+    tail = {"half_header": frame[:5], "half_payload": frame[:-3],
+            "bad_crc": frame[:4] + b"\0\0\0\0" + frame[8:],
+            "garbage": b"\xff" * 40}[damage]
+    with open(seg, "ab") as f:
+        f.write(tail)
+    rec = journal.recover(tmp_path)
+    assert [r["i"] for r in rec.records] == [0, 1, 2]
+    assert rec.truncated_bytes == len(tail) and seg.stat().st_size == good_size
+    write(tmp_path, [{"op": "x", "i": 3}], last_txid=rec.last_txid)
+    assert [r["i"] for r in journal.recover(tmp_path).records] == [0, 1, 2, 3]
+
+
+def test_damage_in_an_older_segment_is_refused(tmp_path):
+    write(tmp_path, [{"op": "x", "i": 0}, {"op": "x", "i": 1}])
+    write(tmp_path, [{"op": "x", "i": 2}], last_txid=2)
+    (_, old), _ = journal.segments(tmp_path)
+    data = bytearray(old.read_bytes())
+    data[-2] ^= 0xFF
+    old.write_bytes(bytes(data))
+    with pytest.raises(journal.JournalError, match="not the newest"):
+        journal.recover(tmp_path)
+
+
+def test_checkpoint_then_replay(tmp_path):
+    ns = Namespace()
+    j = journal.Journal(tmp_path, 0)
+    j.wait(j.append(ns.start_epoch().record))
+    for i in range(10):
+        j.wait(j.append(ns.mkdirs(f"/d{i}", parents=False, now=i).record))
+    txid = j.roll()          # snapshot and roll at the same instant
+    image = ns.to_image()
+    for i in range(10, 13):
+        j.append(ns.mkdirs(f"/d{i}", parents=False, now=i).record)
+    journal.write_image(tmp_path, txid, image)
+    j.close()
+    assert [first for first, _ in journal.segments(tmp_path)] == [txid + 1]
+    rec = journal.recover(tmp_path)
+    assert rec.image_txid == txid == 11 and len(rec.records) == 3 and rec.last_txid == 14
+    loaded = Namespace.from_image(rec.image)
+    for r in rec.records:
+        loaded.apply(r)
+    assert loaded.to_image() == ns.to_image()
+
+
+def test_group_commit_shares_fsyncs(tmp_path, monkeypatch):
+    calls = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd):
+        calls.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal.os, "fsync", counting_fsync)
+    j = journal.Journal(tmp_path, 0)
+    lock = threading.Lock()   # the nameserver's core lock orders appends
+
+    def client(n):
+        for i in range(25):
+            with lock:
+                txid = j.append({"op": "x", "c": n, "i": i})
+            j.wait(txid)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    j.close()
+    records = journal.recover(tmp_path).records
+    assert len(records) == 200
+    for n in range(8):
+        assert [r["i"] for r in records if r["c"] == n] == list(range(25))
+    assert len(calls) < 200  # concurrent waiters shared fsyncs
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    from minijet import config
+    from minijet.dfs.nameserver import NameServer
+    from minijet.proto import dfs_pb2 as pb
+    cfg = config.from_dict({"nameserver": {"dir": sys.argv[1], "checkpoint_edits": 37}})
+    server = NameServer(cfg)
+    i = 0
+    while True:
+        server.Mkdirs(pb.MkdirsRequest(path=f"/loop/d{i}", parents=True), None)
+        if i % 3 == 0:
+            server.Rename(pb.RenameRequest(src=f"/loop/d{i}", dst=f"/loop/r{i}"), None)
+        print(i, flush=True)   # acknowledged
+        i += 1
+""")
+
+
+def test_sigkill_mid_loop_keeps_every_acknowledged_change(tmp_path):
+    name_dir = tmp_path / "name"
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(name_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    acked = -1
+    try:
+        deadline = time.monotonic() + 30
+        while acked < 250 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            acked = int(line)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert acked >= 250, "child did not make progress"
+    assert list(name_dir.glob("image")), "no checkpoint was written"
+    rec = journal.recover(name_dir)
+    ns = Namespace.from_image(rec.image)
+    for r in rec.records:
+        ns.apply(r)
+    names = {s.path for s in ns.list("/loop")}
+    for i in range(acked + 1):
+        assert (f"/loop/r{i}" if i % 3 == 0 else f"/loop/d{i}") in names

@@ -1,0 +1,229 @@
+import pytest
+
+from minijet.dfs.namespace import Block, Namespace
+from minijet.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+
+def place(f):
+    return ["h1", "h2"][:f.replication]
+
+
+class Recorder:
+    """A namespace plus the journal records it produced, to check that replay matches."""
+
+    def __init__(self):
+        self.ns = Namespace()
+        self.records = [self.ns.start_epoch().record]
+
+    def __call__(self, edit):
+        if edit.record is not None:
+            self.records.append(edit.record)
+        return edit
+
+    def replayed(self):
+        ns = Namespace()
+        for r in self.records:
+            ns.apply(r)
+        return ns
+
+
+def write_file(r, path, sizes, client="c1", overwrite=False, now=1.0):
+    ns = r.ns
+    r(ns.create(path, client_id=client, client_host="h1", replication=2, block_size=10,
+                overwrite=overwrite, now=now)[1])
+    prev = None
+    for size in sizes:
+        block, targets, new = ns.add_block(path, client, prev, now, place)
+        assert new and targets == ["h1", "h2"]
+        prev = Block(block.block_id, size)
+    return r(ns.complete(path, client, prev, now))
+
+
+def test_mkdirs_rules():
+    r = Recorder()
+    ns = r.ns
+    with pytest.raises(NotFound, match="/a"):
+        ns.mkdirs("/a/b", parents=False, now=1)
+    r(ns.mkdirs("/a/b", parents=True, now=1))
+    assert ns.stat("/a/b").is_dir
+    assert ns.mkdirs("/a/b", parents=True, now=2).record is None
+    with pytest.raises(AlreadyExists):
+        ns.mkdirs("/a/b", parents=False, now=2)
+    write_file(r, "/a/f", [3])
+    with pytest.raises(AlreadyExists):
+        ns.mkdirs("/a/f", parents=True, now=2)
+    with pytest.raises(FailedPrecondition, match="/a/f is a file"):
+        ns.mkdirs("/a/f/x", parents=True, now=2)
+
+
+def test_file_invisible_until_complete_and_lengths():
+    r = Recorder()
+    ns = r.ns
+    f, edit = ns.create("/d/e/f", client_id="c1", client_host="h1", replication=3,
+                        block_size=10, overwrite=False, now=1)
+    r(edit)
+    assert edit.record["op"] == "mkdirs" and ns.stat("/d/e").is_dir  # parents are visible
+    with pytest.raises(NotFound):
+        ns.stat("/d/e/f")
+    assert ns.list("/d/e") == []
+    b1, _, _ = ns.add_block("/d/e/f", "c1", None, 1, place)
+    b2, _, _ = ns.add_block("/d/e/f", "c1", Block(b1.block_id, 10), 1, place)
+    with pytest.raises(InvalidArgument, match="last block"):
+        ns.complete("/d/e/f", "c1", Block(b1.block_id, 4), 2)
+    with pytest.raises(NotFound, match="not open for writing"):
+        ns.complete("/d/e/f", "other", Block(b2.block_id, 4), 2)
+    edit = r(ns.complete("/d/e/f", "c1", Block(b2.block_id, 4), 2))
+    assert edit.record["blocks"] == [[b1.block_id, 10], [b2.block_id, 4]]
+    st = ns.stat("/d/e/f")
+    assert (st.length, st.replication, st.block_size, st.is_dir) == (14, 3, 10, False)
+    assert ns.list("/d/e/f") == [st]
+    # a retried complete (reply lost) succeeds without a second record
+    assert ns.complete("/d/e/f", "c1", Block(b2.block_id, 4), 3).record is None
+
+
+def test_retried_add_block_returns_same_block_and_abandon():
+    r = Recorder()
+    ns = r.ns
+    ns.create("/f", client_id="c", client_host="", replication=1, block_size=5,
+              overwrite=False, now=1)
+    b1, _, _ = ns.add_block("/f", "c", None, 1, place)
+    b2, t2, new = ns.add_block("/f", "c", Block(b1.block_id, 5), 1, place)
+    again, t_again, new_again = ns.add_block("/f", "c", Block(b1.block_id, 5), 1, place)
+    assert new and not new_again and again.block_id == b2.block_id and t_again == t2
+    with pytest.raises(InvalidArgument):
+        ns.abandon_block("/f", "c", b1.block_id, 1)
+    assert ns.abandon_block("/f", "c", b2.block_id, 1).removed_blocks == [b2.block_id]
+    b3, _, _ = ns.add_block("/f", "c", Block(b1.block_id, 5), 1, place)
+    assert b3.block_id not in (b1.block_id, b2.block_id)
+    with pytest.raises(InvalidArgument, match="previous block"):
+        ns.add_block("/f", "c", Block(12345, 5), 1, place)
+
+
+def test_create_refusals_and_overwrite():
+    r = Recorder()
+    ns = r.ns
+    old = write_file(r, "/f", [5, 5])
+    with pytest.raises(AlreadyExists, match="/f"):
+        ns.create("/f", client_id="c", client_host="", replication=1, block_size=5,
+                  overwrite=False, now=1)
+    r(ns.mkdirs("/dir", parents=False, now=1))
+    with pytest.raises(AlreadyExists, match="directory"):
+        ns.create("/dir", client_id="c", client_host="", replication=1, block_size=5,
+                  overwrite=True, now=1)
+    ns.create("/g", client_id="c1", client_host="", replication=1, block_size=5,
+              overwrite=False, now=1)
+    with pytest.raises(AlreadyExists, match="another client"):
+        ns.create("/g", client_id="c2", client_host="", replication=1, block_size=5,
+                  overwrite=False, now=1)
+    # overwrite: the old file stays readable until the new one completes
+    ns.create("/f", client_id="c2", client_host="", replication=1, block_size=5,
+              overwrite=True, now=2)
+    assert ns.stat("/f").length == 10
+    b, _, _ = ns.add_block("/f", "c2", None, 2, place)
+    edit = r(ns.complete("/f", "c2", Block(b.block_id, 1), 3))
+    assert sorted(edit.removed_blocks) == sorted(i for i, _ in old.record["blocks"])
+    assert ns.stat("/f").length == 1
+    assert r.replayed().to_image() == ns.to_image()
+
+
+def test_complete_refused_when_path_taken_meanwhile():
+    r = Recorder()
+    ns = r.ns
+    ns.create("/x", client_id="c", client_host="", replication=1, block_size=5,
+              overwrite=False, now=1)
+    r(ns.mkdirs("/x", parents=False, now=1))  # the open file is invisible, so this works
+    with pytest.raises(AlreadyExists, match="meanwhile"):
+        ns.complete("/x", "c", None, 2)
+
+
+def test_delete():
+    r = Recorder()
+    ns = r.ns
+    e1 = write_file(r, "/a/b/f1", [1, 2])
+    e2 = write_file(r, "/a/f2", [3])
+    with pytest.raises(FailedPrecondition, match="not empty"):
+        ns.delete("/a", recursive=False, now=2)
+    with pytest.raises(InvalidArgument, match="root"):
+        ns.delete("/", recursive=True, now=2)
+    assert ns.delete("/nope", recursive=True, now=2).record is None
+    ns.create("/a/b/open", client_id="w", client_host="", replication=1, block_size=5,
+              overwrite=False, now=1)
+    open_block, _, _ = ns.add_block("/a/b/open", "w", None, 1, place)
+    edit = r(ns.delete("/a", recursive=True, now=2))
+    expected = [i for i, _ in e1.record["blocks"] + e2.record["blocks"]] + [open_block.block_id]
+    assert sorted(edit.removed_blocks) == sorted(expected)
+    assert "/a/b/open" not in ns.open_files
+    with pytest.raises(NotFound):
+        ns.stat("/a")
+    r(ns.mkdirs("/e", parents=False, now=3))
+    assert r(ns.delete("/e", recursive=False, now=3)).record is not None
+    assert r.replayed().to_image() == ns.to_image()
+
+
+def test_rename():
+    r = Recorder()
+    ns = r.ns
+    write_file(r, "/a/b/f", [4])
+    r(ns.mkdirs("/c", parents=False, now=1))
+    with pytest.raises(NotFound):
+        ns.rename("/missing", "/x", now=2)
+    with pytest.raises(AlreadyExists):
+        ns.rename("/a", "/c", now=2)
+    with pytest.raises(InvalidArgument, match="into itself"):
+        ns.rename("/a", "/a/b/z", now=2)
+    with pytest.raises(NotFound, match="/no/such"):
+        ns.rename("/a", "/no/such/x", now=2)
+    with pytest.raises(FailedPrecondition):
+        ns.rename("/c", "/a/b/f/x", now=2)
+    ns.create("/a/b/open", client_id="w", client_host="", replication=1, block_size=5,
+              overwrite=False, now=1)
+    r(ns.rename("/a", "/c/a2", now=3))
+    assert ns.stat("/c/a2/b/f").length == 4
+    assert "/c/a2/b/open" in ns.open_files
+    r(ns.complete("/c/a2/b/open", "w", None, 4))
+    assert ns.stat("/c/a2/b/open").length == 0
+    r(ns.rename("/c/a2/b/f", "/g", now=5))
+    assert [s.path for s in ns.list("/")] == ["/c", "/g"]
+    assert r.replayed().to_image() == ns.to_image()
+
+
+def test_image_round_trip_and_deep_paths():
+    r = Recorder()
+    ns = r.ns
+    deep = "/" + "/".join("d" for _ in range(1500))
+    r(ns.mkdirs(deep, parents=True, now=1))
+    write_file(r, deep + "/f", [7])
+    write_file(r, "/top", [1, 2, 3])
+    copy = Namespace.from_image(ns.to_image())
+    assert copy.to_image() == ns.to_image()
+    assert copy.stat(deep + "/f").length == 7
+    assert sorted(b.block_id for b, _ in copy.all_blocks()) == sorted(
+        b.block_id for b, _ in ns.all_blocks())
+
+
+def test_block_ids_never_repeat_across_epochs():
+    ns = Namespace()
+    ns.start_epoch()
+    ns.create("/f", client_id="c", client_host="", replication=1, block_size=5,
+              overwrite=False, now=1)
+    first, _, _ = ns.add_block("/f", "c", None, 1, place)
+    # a crash loses the open file; the restarted nameserver starts the next epoch
+    restarted = Namespace.from_image(ns.to_image())
+    restarted.start_epoch()
+    restarted.create("/f", client_id="c", client_host="", replication=1, block_size=5,
+                     overwrite=False, now=1)
+    again, _, _ = restarted.add_block("/f", "c", None, 1, place)
+    assert again.block_id != first.block_id
+
+
+def test_expire_leases():
+    r = Recorder()
+    ns = r.ns
+    ns.create("/old", client_id="c", client_host="", replication=1, block_size=5,
+              overwrite=False, now=1)
+    b, _, _ = ns.add_block("/old", "c", None, 1, place)
+    ns.create("/new", client_id="c", client_host="", replication=1, block_size=5,
+              overwrite=False, now=50)
+    expired = ns.expire_leases(now=70, timeout=30)
+    assert [(p, e.removed_blocks) for p, e in expired] == [("/old", [b.block_id])]
+    assert list(ns.open_files) == ["/new"]
