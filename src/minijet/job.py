@@ -277,13 +277,28 @@ def _user_line(error: BaseException, path: str) -> str:
 
 def build_conf(cls: type[MapReduceJob], args: Sequence[str], *, job_file: str,
                user: str = "", files: Sequence[str] = (), prog: str | None = None):
-    """Parse `args` for `cls` and compile the job to a validated JobConf."""
+    """Parse `args` for `cls` and compile the job to a validated JobConf. Raises
+    InvalidArgument (or HelpRequested for --help)."""
     from minijet import jobconf
+    from minijet.dfs.paths import normalize
 
     params = cls.parse_params(args, prog)
+    if cls.mapper is None:
+        raise InvalidArgument(f"{cls.__name__} has no mapper(self, key, value) method")
     if params["reducers"] > 0 and cls.reducer is None:
         raise InvalidArgument(f"{cls.__name__} has no reducer(self, key, values) method; "
                               f"give --reducers 0 (or reducers = 0) for a map-only job")
-    if cls.mapper is None:
-        raise InvalidArgument(f"{cls.__name__} has no mapper(self, key, value) method")
-    return jobconf.compile_mapreduce(cls, params, job_file=job_file, user=user, files=files)
+    try:
+        params["input"] = [normalize(p) for p in params["input"]]
+        params["output"] = normalize(params["output"])
+    except InvalidArgument as e:
+        raise InvalidArgument(f"{cls.__name__}: {e}") from None
+    partitioner = cls.partitioner or jobconf.HASH
+    if not isinstance(partitioner, str):
+        raise InvalidArgument(f"{cls.__name__}.partitioner must be 'hash' or a "
+                              f"'module:function' string, got {partitioner!r}")
+    return jobconf.compile_mapreduce(
+        name=cls.__name__, job_file=job_file, job_class=cls.__name__, params=params,
+        inputs=params["input"], output=params["output"], reducers=params["reducers"],
+        has_combiner=cls.combiner is not None, partitioner=partitioner, user=user,
+        files=list(files))
