@@ -1,0 +1,182 @@
+import random
+
+from minijet.dfs.blockmap import BlockMap, DeleteBlocks, Replicate, SafeMode
+
+
+def make(hosts=("h1", "h2", "h3", "h4"), racks=None, threshold=1.0, extension=0.0):
+    bm = BlockMap(dead_timeout=10, replication_timeout=5,
+                  safemode=SafeMode(threshold, extension), rng=random.Random(7))
+    for h in hosts:
+        bm.register(h, (racks or {}).get(h, "/r"), f"{h}:1", capacity=100, used=0, now=0)
+    return bm
+
+
+def closed_block(bm, block_id, hosts, expected=3, length=10):
+    bm.add_block(block_id, expected)
+    for h in hosts:
+        bm.block_received(h, block_id, length)
+    bm.complete_block(block_id, length, expected)
+
+
+def replicates(work):
+    return {(h, c.block_id, c.targets) for h, cs in work.items() for c in cs
+            if isinstance(c, Replicate)}
+
+
+def deletes(work):
+    return {(h, b) for h, cs in work.items() for c in cs if isinstance(c, DeleteBlocks)
+            for b in c.block_ids}
+
+
+def test_heartbeat_and_dead_detection():
+    bm = make()
+    closed_block(bm, 1, ["h1", "h2", "h3"])
+    assert bm.heartbeat("h1", 100, 10, 0, now=5)
+    assert not bm.heartbeat("stranger", 100, 10, 0, now=5)
+    for h in ("h1", "h2", "h4"):
+        bm.heartbeat(h, 100, 10, 0, now=9)
+    assert bm.check_dead(now=11) == ["h3"]
+    assert bm.locations(1) == (["h1", "h2"], [])
+    assert not bm.heartbeat("h3", 100, 10, 0, now=12)  # must register again
+    assert bm.check_dead(now=12) == []
+
+
+def test_dead_node_blocks_are_re_replicated_once():
+    bm = make()
+    closed_block(bm, 1, ["h1", "h2", "h3"])
+    assert bm.replication_work(now=0) == {}
+    for h in ("h1", "h2", "h4"):
+        bm.heartbeat(h, 100, 10, 0, now=9)
+    bm.check_dead(now=11)
+    work = bm.replication_work(now=11)
+    (source, block, targets), = replicates(work)
+    assert block == 1 and source in ("h1", "h2") and targets == ("h4",)
+    assert replicates(bm.replication_work(now=12)) == set()  # pending, not repeated
+    bm.block_received("h4", 1, 10)
+    assert bm.health(1, 3).state == "healthy"
+    assert bm.replication_work(now=13) == {}
+
+
+def test_unconfirmed_replication_is_retried_after_timeout():
+    bm = make()
+    closed_block(bm, 1, ["h1", "h2"])
+    assert len(replicates(bm.replication_work(now=0))) == 1
+    assert replicates(bm.replication_work(now=4)) == set()
+    assert len(replicates(bm.replication_work(now=6))) == 1
+
+
+def test_replication_capped_by_live_nodes_and_missing_blocks():
+    bm = make(hosts=("h1", "h2"))
+    closed_block(bm, 1, ["h1", "h2"], expected=3)
+    assert bm.replication_work(now=0) == {}
+    assert bm.health(1, 3).state == "healthy"  # all the cluster can hold
+    closed_block(bm, 2, [], expected=2)
+    assert bm.health(2, 2).state == "missing"
+    assert bm.replication_work(now=1) == {}
+
+
+def test_excess_replicas_are_deleted_keeping_rack_spread():
+    bm = make(hosts=("a1", "a2", "b1", "b2"),
+              racks={"a1": "/a", "a2": "/a", "b1": "/b", "b2": "/b"})
+    closed_block(bm, 1, ["a1", "a2", "b1", "b2"], expected=2)
+    work = bm.replication_work(now=0)
+    removed = {h for h, _ in deletes(work)}
+    assert len(removed) == 2
+    live, _ = bm.locations(1)
+    assert {h[0] for h in live} == {"a", "b"}
+    assert bm.health(1, 2).state == "healthy"
+
+
+def test_corrupt_replica_replaced_then_deleted():
+    bm = make()
+    closed_block(bm, 1, ["h1", "h2", "h3"])
+    assert bm.mark_corrupt(1, "h2")
+    assert bm.locations(1) == (["h1", "h3"], ["h2"])
+    work = bm.replication_work(now=0)
+    (_, _, targets), = replicates(work)
+    assert targets == ("h4",) and deletes(work) == set()  # keep it until a good copy exists
+    bm.block_received("h4", 1, 10)
+    assert deletes(bm.replication_work(now=1)) == {("h2", 1)}
+    assert bm.locations(1) == (["h1", "h3", "h4"], [])
+
+
+def test_corrupt_replica_deleted_first_when_no_other_host_is_free():
+    bm = make(hosts=("h1", "h2", "h3"))
+    closed_block(bm, 1, ["h1", "h2", "h3"])
+    bm.mark_corrupt(1, "h3")
+    assert deletes(bm.replication_work(now=0)) == {("h3", 1)}
+    (_, _, targets), = replicates(bm.replication_work(now=1))
+    assert targets == ("h3",)
+
+
+def test_wrong_length_replica_is_corrupt():
+    bm = make()
+    closed_block(bm, 1, ["h1", "h2"])
+    bm.block_received("h3", 1, 7)
+    assert bm.locations(1) == (["h1", "h2"], ["h3"])
+
+
+def test_block_report_orphans_and_deleted_files():
+    bm = make()
+    closed_block(bm, 1, ["h1", "h2", "h3"])
+    closed_block(bm, 2, ["h1"], expected=1)
+    orphans = bm.block_report("h1", {1: 10, 99: 5})  # block 2 is gone from h1
+    assert orphans == [99]
+    assert bm.locations(2) == ([], [])
+    bm.remove_block(1)  # its file was deleted
+    work = bm.replication_work(now=0)
+    assert deletes(work) == {("h1", 99), ("h1", 1), ("h2", 1), ("h3", 1)}
+    bm.block_received("h4", 55, 3)  # a replica of no file
+    assert deletes(bm.replication_work(now=1)) == {("h4", 55)}
+
+
+def test_blocks_under_construction_are_not_replicated_or_counted():
+    bm = make()
+    bm.add_block(1, 3)
+    bm.block_received("h1", 1, 4)
+    assert bm.replication_work(now=0) == {}
+    assert (bm.total_complete, bm.reachable_complete) == (0, 0)
+
+
+def test_safemode_only_hands_out_deletes():
+    bm = make()
+    closed_block(bm, 1, ["h1"])
+    bm.block_received("h2", 77, 1)
+    work = bm.replication_work(now=0, replicate=False)
+    assert replicates(work) == set() and deletes(work) == {("h2", 77)}
+    assert len(replicates(bm.replication_work(now=1))) == 1  # the block was kept for later
+
+
+def test_safemode_threshold_extension_and_manual():
+    bm = make(hosts=(), threshold=0.5, extension=2)
+    assert bm.safemode_status(0) == (False, "")  # no blocks
+    bm = make(hosts=(), threshold=0.5, extension=2)
+    for i in range(4):
+        bm.complete_block(i, 10, 1)
+    on, reason = bm.safemode_status(0)
+    assert on and "0 of 4 blocks" in reason
+    bm.register("h1", "/r", "h1:1", 100, 0, now=0)
+    bm.block_report("h1", {0: 10, 1: 10})
+    on, reason = bm.safemode_status(1)
+    assert on and "leaving safe mode in 2.0s" in reason
+    assert bm.safemode_status(3) == (False, "")
+    bm.check_dead(now=100)  # once left, losing replicas does not re-enter it
+    assert not bm.safemode_status(100)[0]
+    bm.safemode.enter()
+    assert bm.safemode_status(101)[0]
+    bm.safemode.leave()
+    assert not bm.safemode_status(101)[0]
+
+
+def test_counters_follow_replica_changes():
+    bm = make()
+    closed_block(bm, 1, ["h1", "h2"])
+    closed_block(bm, 2, [])
+    assert (bm.total_complete, bm.reachable_complete) == (2, 1)
+    bm.mark_corrupt(1, "h1")
+    bm.mark_corrupt(1, "h2")
+    assert bm.reachable_complete == 0
+    bm.block_received("h3", 2, 10)
+    assert bm.reachable_complete == 1
+    bm.remove_block(2)
+    assert (bm.total_complete, bm.reachable_complete) == (1, 0)
