@@ -1,0 +1,191 @@
+"""JetClient: the Python API to the job engine (what `jetshell` uses).
+
+    from minijet.client import JetClient
+    with JetClient() as jc:
+        job_id = jc.submit("wordcount.py", "WordCount", ["/input", "/output"])
+        status = jc.wait_for_completion(job_id, progress_callback=print)
+
+Submitting follows the life of a job: import the job file and compile its configuration
+(bad arguments or job graph: InvalidArgument), check the paths in the DFS (a missing input:
+NotFound; an existing output: AlreadyExists; both before the jobserver is asked anything),
+CreateJob, upload job.json, the job file and any extra files to the job directory, RunJob.
+Every call has the configured deadline; errors are MinijetError subclasses (an unknown job id
+is NotFound; an unreachable jobserver is Unavailable).
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import time
+from typing import Callable, Sequence
+
+from minijet import config as configmod
+from minijet import rpc
+from minijet.errors import AlreadyExists, InvalidArgument, MinijetError, NotFound
+from minijet.job import build_conf, load_job_class
+from minijet.proto import job_pb2, job_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+FINAL_STATES = ("succeeded", "failed", "killed")
+JOB_CONF_FILE = "job.json"
+
+
+class JobTimeout(MinijetError):
+    """A job did not finish within the time the caller allowed."""
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers) and no $USER
+        return "unknown"
+
+
+class JetClient:
+    def __init__(self, config: configmod.Config | None = None, dfs=None):
+        """`config` defaults to the usual lookup (minijet.config.load()); `dfs` is a DfsClient
+        to share (else one is made on first use and closed with this client)."""
+        self.config = config if config is not None else configmod.load()
+        self.address = self.config["jobserver"]["address"]
+        self._channel = rpc.connect(self.config, self.address)
+        self._stub = job_pb2_grpc.JobServerStub(self._channel)
+        self._dfs = dfs
+        self._owns_dfs = dfs is None
+
+    # ---- plumbing ----
+
+    @property
+    def dfs(self):
+        if self._dfs is None:
+            from minijet.dfs import DfsClient
+
+            self._dfs = DfsClient(self.config)
+        return self._dfs
+
+    def close(self) -> None:
+        self._channel.close()
+        if self._owns_dfs and self._dfs is not None:
+            self._dfs.close()
+            self._dfs = None
+
+    def __enter__(self) -> "JetClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method, request, *, idempotent: bool):
+        return rpc.call(self.config, method, request, idempotent=idempotent,
+                        address=f"{self.address} (jobserver)")
+
+    # ---- the jobserver's API ----
+
+    def create_job(self, name: str, user: str | None = None) -> tuple[str, str]:
+        """A new job id and its DFS directory; the job runs only after run_job."""
+        reply = self._call(self._stub.CreateJob,
+                           job_pb2.CreateJobRequest(name=name, user=user or current_user()),
+                           idempotent=False)
+        return reply.job_id, reply.job_dir
+
+    def run_job(self, job_id: str) -> None:
+        self._call(self._stub.RunJob, job_pb2.JobId(job_id=job_id), idempotent=False)
+
+    def get_status(self, job_id: str) -> job_pb2.JobStatus:
+        return self._call(self._stub.GetJobStatus, job_pb2.JobId(job_id=job_id), idempotent=True)
+
+    def list_jobs(self, all: bool = False) -> list[job_pb2.JobStatus]:
+        """Jobs (without their attempts), oldest first; only unfinished ones and recently
+        finished ones unless `all`, as the jobserver decides."""
+        reply = self._call(self._stub.ListJobs, job_pb2.ListJobsRequest(all=all),
+                           idempotent=True)
+        return list(reply.jobs)
+
+    def kill_job(self, job_id: str) -> None:
+        self._call(self._stub.KillJob, job_pb2.JobId(job_id=job_id), idempotent=True)
+
+    def list_taskservers(self) -> list[job_pb2.TaskServerStatus]:
+        reply = self._call(self._stub.ListTaskServers, job_pb2.Empty(), idempotent=True)
+        return list(reply.taskservers)
+
+    def wait_for_completion(self, job_id: str,
+                            progress_callback: Callable[[job_pb2.JobStatus], None] | None = None,
+                            poll: float = 0.5, timeout: float | None = None) -> job_pb2.JobStatus:
+        """Poll the job's status every `poll` seconds until it is succeeded, failed or killed;
+        return that final status. `progress_callback(status)` sees every status polled,
+        the final one included. Raises JobTimeout after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.get_status(job_id)
+            if progress_callback is not None:
+                progress_callback(status)
+            if status.state in FINAL_STATES:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobTimeout(f"job {job_id} did not finish within {timeout:g}s "
+                                 f"(it is {status.state})")
+            time.sleep(poll)
+
+    # ---- submitting ----
+
+    def submit(self, job_file: str, class_name: str, args: Sequence[str],
+               files: Sequence[str] = (), prog: str | None = None) -> str:
+        """Compile, check, create, upload and run a job; return its id. `files` are local
+        files shipped beside the job file (a task finds them in its working directory's job
+        cache, and can import .py ones). `prog` names the command in argument errors."""
+        cls = load_job_class(job_file, class_name)
+        names = [os.path.basename(job_file)] + [os.path.basename(f) for f in files]
+        for local in files:
+            if not os.path.isfile(local):
+                raise NotFound(f"file {local} does not exist")
+        if len(set(names + [JOB_CONF_FILE])) != len(names) + 1:
+            raise InvalidArgument(f"the job file and extra files need distinct names, "
+                                  f"other than {JOB_CONF_FILE}: {', '.join(names)}")
+        conf = build_conf(cls, args, job_file=names[0], user=current_user(), files=names[1:],
+                          prog=prog)
+        self.check_paths(conf)
+        job_id, job_dir = self.create_job(conf.name, conf.user)
+        try:
+            self._upload(job_dir, conf, [job_file, *files])
+            self.run_job(job_id)
+        except BaseException as e:
+            self._abandon(job_id, job_dir, e)
+            raise
+        log.info("submitted job %s (%s) from %s", job_id, conf.name, job_file)
+        return job_id
+
+    def check_paths(self, conf) -> None:
+        """Refuse a job whose input is missing or whose output exists (never overwrite)."""
+        for path in conf.input_paths():
+            if not self.dfs.exists(path):
+                raise NotFound(f"input path {path} does not exist")
+        for path in conf.output_paths():
+            if self.dfs.exists(path):
+                raise AlreadyExists(f"output path {path} already exists (jobs never overwrite "
+                                    f"output: remove it or choose another)")
+
+    def _upload(self, job_dir: str, conf, local_files: Sequence[str]) -> None:
+        replication = self._job_file_replication()
+        data = json.dumps(conf.to_dict(), indent=1, sort_keys=True).encode()
+        with self.dfs.create(f"{job_dir}/{JOB_CONF_FILE}", replication=replication) as out:
+            out.write(data)
+        for local in local_files:
+            self.dfs.put(local, f"{job_dir}/{os.path.basename(local)}", replication=replication)
+
+    def _job_file_replication(self) -> int:
+        """Many replicas, since every taskserver running the job reads these files; capped by
+        the live dataservers so the files do not stay under-replicated."""
+        live = sum(1 for d in self.dfs.report().dataservers if d.alive)
+        return max(1, min(self.config["jobserver"]["job_file_replication"], live))
+
+    def _abandon(self, job_id: str, job_dir: str, cause: BaseException) -> None:
+        """A job created but not started must not linger: kill it, remove its files."""
+        log.warning("submitting job %s failed (%s); killing it", job_id, cause)
+        for undo in (lambda: self.kill_job(job_id),
+                     lambda: self.dfs.delete(job_dir, recursive=True)):
+            try:
+                undo()
+            except MinijetError as e:
+                log.warning("cleaning up job %s: %s", job_id, e)

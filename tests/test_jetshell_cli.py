@@ -1,0 +1,209 @@
+"""`jetshell` without a jobserver: help, argument and job-file errors, an unreachable
+jobserver, and how progress and outcomes are shown."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from minijet.client import jetshell
+from minijet.cluster import free_port
+from minijet.proto import job_pb2
+
+EXAMPLE = str(Path(__file__).resolve().parent.parent / "examples" / "wordcount" / "wordcount.py")
+
+
+@pytest.fixture
+def nowhere(tmp_path):
+    """--config and -D flags for a jobserver address where nothing listens (no retries)."""
+    conf = tmp_path / "minijet.yaml"
+    conf.write_text("rpc:\n  retries: 0\n  timeout: 5s\n")
+    address = f"127.0.0.1:{free_port()}"
+    return ["--config", str(conf), "-D", f"jobserver.address={address}",
+            "-D", f"nameserver.address=127.0.0.1:{free_port()}"], address
+
+
+def jetshell_main(capsys, *args) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        jetshell.main(list(args))
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *expected: str) -> None:
+    assert code == 1
+    assert err.startswith("jetshell: error: ") and err.count("\n") == 1, err
+    for text in expected:
+        assert text in err, err
+    assert "Traceback" not in err
+
+
+# ---- help ----
+
+def test_help_lists_the_commands(capsys):
+    code, out, _ = jetshell_main(capsys, "--help")
+    assert code == 0
+    for command in ("run", "submit", "status", "list", "wait", "kill", "nodes"):
+        assert f"  {command} " in out
+
+
+def test_run_help_is_jetshells(capsys):
+    code, out, _ = jetshell_main(capsys, "run", "--help")
+    assert code == 0
+    assert "Usage: jetshell run [OPTIONS] JOBFILE CLASS [ARGS]..." in out
+    assert "--config" in out and "-D KEY=VALUE" in out
+
+
+def test_job_help_shows_the_class_params(capsys, tmp_path):
+    job = tmp_path / "top.py"
+    job.write_text(textwrap.dedent("""\
+        from minijet import MapReduceJob, Param
+
+        class Top(MapReduceJob):
+            \"\"\"The most frequent words.\"\"\"
+            params = [Param("--top", int, default=10, help="how many words")]
+            def mapper(self, key, value):
+                yield value, 1
+            def reducer(self, key, values):
+                yield key, sum(values)
+        """))
+    for command in ("run", "submit"):
+        code, out, err = jetshell_main(capsys, command, str(job), "Top", "--help")
+        assert (code, err) == (0, "")
+        assert out.startswith(f"usage: jetshell {command} {job} Top")
+        for text in ("The most frequent words.", "input", "output", "--reducers N",
+                     "--top TOP", "how many words (default: 10)"):
+            assert text in out
+
+
+def test_wordcount_help(capsys):
+    code, out, _ = jetshell_main(capsys, "run", EXAMPLE, "WordCount", "--help")
+    assert code == 0 and "--reducers N" in out and "output" in out
+
+
+# ---- errors before any server is asked ----
+
+def test_bad_job_arguments(capsys, nowhere):
+    flags, _ = nowhere
+    code, out, err = jetshell_main(capsys, "run", *flags, EXAMPLE, "WordCount", "/in")
+    assert_one_line_error(code, err, "WordCount: the following arguments are required: output")
+    assert out == ""
+    code, _, err = jetshell_main(capsys, "submit", *flags, EXAMPLE, "WordCount", "/in", "/out",
+                                 "--reducers", "many")
+    assert_one_line_error(code, err, "--reducers: invalid int value: 'many'")
+    code, _, err = jetshell_main(capsys, "run", *flags, EXAMPLE, "WordCount", "in", "/out")
+    assert_one_line_error(code, err, "invalid path 'in'", "absolute")
+
+
+def test_job_file_errors(capsys, nowhere, tmp_path):
+    flags, _ = nowhere
+    code, _, err = jetshell_main(capsys, "run", *flags, str(tmp_path / "missing.py"),
+                                 "WordCount", "/in", "/out")
+    assert_one_line_error(code, err, "missing.py does not exist")
+
+    broken = tmp_path / "broken.py"
+    broken.write_text("from minijet import MapReduceJob\n\nclass X(MapReduceJob:\n    pass\n")
+    code, _, err = jetshell_main(capsys, "run", *flags, str(broken), "X", "/in", "/out")
+    assert_one_line_error(code, err, f"syntax error in {broken}, line 3")
+
+    code, _, err = jetshell_main(capsys, "submit", *flags, EXAMPLE, "Wordcount", "/in", "/out")
+    assert_one_line_error(code, err, "has no class Wordcount (job classes in it: WordCount)")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["status"], "Missing argument 'JOBID'"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["run", "job.py"], "Missing argument 'CLASS'"),
+    (["list", "--nope"], "No such option '--nope'"),
+    (["status", "-D", "no.such=1", "job_1"], "unknown config key 'no.such'"),
+    (["status", "-D", "rpc.timeout=soon", "job_1"], "config key rpc.timeout"),
+    (["nodes", "--config", "/no/such/minijet.yaml"], "cannot read config file"),
+])
+def test_usage_and_config_errors(capsys, args, expected):
+    code, _, err = jetshell_main(capsys, *args)
+    assert_one_line_error(code, err, expected)
+
+
+# ---- an unreachable jobserver ----
+
+@pytest.mark.parametrize("command", [["status", "job_20260101000000_0001"], ["list"],
+                                     ["nodes"], ["kill", "job_20260101000000_0001"],
+                                     ["wait", "job_20260101000000_0001"]])
+def test_unreachable_jobserver(capsys, nowhere, command):
+    flags, address = nowhere
+    code, out, err = jetshell_main(capsys, command[0], *flags, *command[1:])
+    assert_one_line_error(code, err, f"cannot reach the server at {address} (jobserver)")
+    assert out == ""
+
+
+def test_console_script_unreachable_is_one_line(nowhere):
+    """The installed command, as a user runs it: one line on stderr, exit status 1."""
+    flags, address = nowhere
+    proc = subprocess.run([sys.executable, "-m", "minijet.client.jetshell", "list", *flags],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"jetshell: error: cannot reach the server at {address}")
+    assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+
+
+# ---- showing progress and outcomes ----
+
+def status_of(state: str, *progress: float, **fields) -> job_pb2.JobStatus:
+    stages = [job_pb2.StageInfo(stage_id=name, tasks=4, progress=p)
+              for name, p in zip(("map", "reduce"), progress)]
+    return job_pb2.JobStatus(job_id="job_20260101000000_0007", state=state, stages=stages,
+                             start_time=1000.0, **fields)
+
+
+def test_plain_progress_lines_when_not_a_terminal():
+    out = io.StringIO()
+    show = jetshell.ProgressPrinter(out, tty=False)
+    for status in (status_of("created"), status_of("running", 0.0, 0.0),
+                   status_of("running", 0.454, 0.0), status_of("running", 0.456, 0.0),
+                   status_of("running", 1.0, 0.5), status_of("succeeded", 1.0, 1.0)):
+        show(status)
+    assert out.getvalue().splitlines() == [
+        "created", "map 0% reduce 0%", "map 45% reduce 0%", "map 100% reduce 50%",
+        "map 100% reduce 100%"]
+
+
+def test_progress_bar_on_a_terminal():
+    out = io.StringIO()
+    show = jetshell.ProgressPrinter(out, tty=True)
+    show(status_of("running", 0.5, 0.0))
+    show(status_of("succeeded", 1.0, 1.0, end_time=1002.5))
+    text = out.getvalue()
+    assert text.startswith("\rmap [##########----------]  50%  reduce [--------------------]"
+                           "   0%")
+    last = text.split("\r")[-1]
+    assert last.endswith("\n")  # the finished job leaves its bar on its own line
+    assert last.rstrip() == "map [####################] 100%  reduce [####################] " \
+                            "100%  2.5s"
+
+
+def test_outcome_failed_shows_the_users_error(capsys):
+    status = status_of("failed", 1.0, 0.2, end_time=1003.0, error="ValueError: bad record",
+                       traceback="Traceback (most recent call last):\n  File \"job.py\", "
+                                 "line 5, in mapper\nValueError: bad record\n",
+                       counters=[job_pb2.Counter(group="map", name="input records",
+                                                 value=12)])
+    assert jetshell._report_outcome(status) == jetshell.EXIT_FAILED
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "job job_20260101000000_0007 failed after 3.0s"
+    assert "    input records = 12" in out
+    assert 'File "job.py", line 5, in mapper' in err
+    assert err.splitlines()[-1] == \
+        "jetshell: error: job job_20260101000000_0007 failed: ValueError: bad record"
+
+
+def test_outcome_exit_codes(capsys):
+    assert jetshell._report_outcome(status_of("succeeded", 1.0, 1.0, end_time=1001.0,
+                                              output_path="/out")) == 0
+    assert "output: /out" in capsys.readouterr().out
+    assert jetshell._report_outcome(status_of("killed", 0.5, 0.0, end_time=1001.0)) == \
+        jetshell.EXIT_KILLED
+    assert "was killed" in capsys.readouterr().err
