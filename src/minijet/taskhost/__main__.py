@@ -1,0 +1,236 @@
+"""`python -m minijet.taskhost`: the process running one task attempt for its taskserver.
+
+    python -m minijet.taskhost --taskserver ADDRESS --attempt ATTEMPT_ID \
+        --job-cache DIR --work-dir DIR [--config FILE]
+
+The attempt is described by `task.json` in the work dir (JOB_DESIGN.md); the job's files
+(job.json, the user's .py) are in the job cache. `--config` is the taskserver's own effective
+configuration (it writes config.json into the work dir), so the TaskHost reaches the same DFS
+with the same settings. Exit 0 after reporting success; on any error it reports
+ReportDone(succeeded=false, "ExcType: message", traceback) and exits 1.
+
+This module is the process shell: the umbilical to the taskserver, the shuffle fetches from
+producers' taskservers, the commit question. The stage logic itself is in runner.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+
+from minijet import config as configmod
+from minijet import jobconf as jc
+from minijet import rpc
+from minijet.config import Config
+from minijet.errors import MinijetError, NotFound, Unavailable
+from minijet.proto import job_pb2, job_pb2_grpc
+from minijet.taskhost import runner
+
+log = logging.getLogger("minijet.taskhost")
+
+POLL_INTERVAL = 0.2     # seconds between asks for producer outputs
+FETCH_TRIES = 3
+
+
+class Umbilical:
+    """The TaskHost's calls to its own taskserver."""
+
+    def __init__(self, config: Config, address: str, attempt_id: str):
+        self.config = config
+        self.address = address
+        self.attempt_id = attempt_id
+        self._channel = rpc.connect(config, address)
+        self._stub = job_pb2_grpc.TaskServerStub(self._channel)
+
+    def _call(self, method, request, idempotent: bool):
+        return rpc.call(self.config, method, request, idempotent=idempotent,
+                        address=self.address)
+
+    def progress(self, fraction: float, counters: list[tuple[str, str, int]]) -> None:
+        try:
+            self._call(self._stub.ReportProgress, job_pb2.ProgressReport(
+                attempt_id=self.attempt_id, progress=fraction, counters=_counters(counters)),
+                idempotent=False)
+        except Unavailable as e:  # a missed report is harmless; silence is judged over time
+            log.warning("cannot report progress: %s", e)
+        # NotFound (the taskserver does not know this attempt any more) ends the attempt
+
+    def done(self, succeeded: bool, counters=(), error: str = "", traceback: str = "") -> None:
+        self._call(self._stub.ReportDone, job_pb2.DoneReport(
+            attempt_id=self.attempt_id, succeeded=succeeded, counters=_counters(counters),
+            error=error, traceback=traceback), idempotent=True)
+
+    def commit(self) -> bool:
+        return self._call(self._stub.Commit, job_pb2.CommitRequest(attempt_id=self.attempt_id),
+                          idempotent=True).granted
+
+    def map_outputs(self, job_id: str, stage_id: str) -> job_pb2.MapOutputsResponse:
+        return self._call(self._stub.GetMapOutputs, job_pb2.MapOutputsRequest(
+            job_id=job_id, stage_id=stage_id), idempotent=True)
+
+    def fetch_failed(self, producer_attempt_id: str, error: str) -> None:
+        self._call(self._stub.ReportFetchFailure, job_pb2.FetchFailedRequest(
+            attempt_id=self.attempt_id, producer_attempt_id=producer_attempt_id, error=error),
+            idempotent=False)
+
+
+def _counters(counters) -> list[job_pb2.Counter]:
+    return [job_pb2.Counter(group=g, name=n, value=v) for g, n, v in counters]
+
+
+class Fetcher:
+    """This consumer task's partition of every producer's map output: asks the taskserver
+    where the outputs are (until every producer task has one), fetches each from the
+    taskserver holding it, and on a failed fetch tells the jobserver (so the producer runs
+    again) and waits for the new location."""
+
+    def __init__(self, config: Config, umbilical: Umbilical, task: runner.Task,
+                 progress: runner.Progress):
+        self.config = config
+        self.umbilical = umbilical
+        self.task = task
+        self.progress = progress
+        self._channels: dict[str, grpc.Channel] = {}
+        self.total = 0
+
+    def locations(self, not_attempts: frozenset[str] = frozenset()
+                  ) -> dict[str, job_pb2.MapOutputLocation]:
+        """Producer task -> location, once every producer task has one (not in
+        `not_attempts`, the outputs found lost)."""
+        while True:
+            reply = self.umbilical.map_outputs(self.task.job_id, self.task.producer_stage)
+            outputs = {o.task_id: o for o in reply.outputs if o.attempt_id not in not_attempts}
+            self.total = reply.total
+            if len(outputs) >= reply.total:
+                return outputs
+            self.progress.update()  # waiting is not silence
+            time.sleep(POLL_INTERVAL)
+
+    def segments(self, locations: dict[str, job_pb2.MapOutputLocation]) -> Iterator[bytes]:
+        """The fetched segments, one per producer task of `locations`."""
+        lost: set[str] = set()
+        pending = dict(locations)
+        while pending:
+            task_id, location = next(iter(pending.items()))
+            try:
+                data = self._fetch(location)
+            except MinijetError as e:
+                error = f"cannot fetch {location.attempt_id} from {location.address}: {e}"
+                log.warning("attempt %s: %s; reporting it", self.task.attempt_id, error)
+                self.umbilical.fetch_failed(location.attempt_id, error)
+                lost.add(location.attempt_id)
+                fresh = self.locations(frozenset(lost))
+                pending = {t: fresh[t] for t in pending}
+                continue
+            del pending[task_id]
+            self.progress.add("shuffle_fetches", 1)
+            yield data
+
+    def _fetch(self, location: job_pb2.MapOutputLocation) -> bytes:
+        channel = self._channels.get(location.address)
+        if channel is None:
+            channel = self._channels[location.address] = rpc.connect(self.config,
+                                                                     location.address)
+        stub = job_pb2_grpc.TaskServerStub(channel)
+        request = job_pb2.FetchRequest(job_id=self.task.job_id, attempt_id=location.attempt_id,
+                                       partition=self.task.partition)
+        backoff = self.config["rpc"]["retry_backoff"]
+        for attempt in range(FETCH_TRIES):
+            try:
+                chunks = stub.FetchMapOutput(request, timeout=10 * self.config["rpc"]["timeout"])
+                return b"".join(chunk.data for chunk in chunks)
+            except grpc.RpcError as e:
+                error = rpc.to_error(e, location.address)
+                if not isinstance(error, Unavailable) or attempt == FETCH_TRIES - 1:
+                    raise error from None
+                time.sleep(backoff * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+
+
+def run_attempt(config: Config, task: runner.Task, job_cache: Path, work_dir: Path,
+                umbilical: Umbilical) -> list[tuple[str, str, int]]:
+    """Run the attempt's stage; returns its counters."""
+    from minijet.dfs import DfsClient
+
+    conf = runner.read_jobconf(job_cache)
+    stage = conf.stage(task.stage)
+    job = runner.load_job(job_cache, conf)
+    progress = runner.Progress(umbilical.progress)
+    sort_buffer = config["taskserver"]["sort_buffer"]
+    dfs = DfsClient(config)
+    out = stage.output
+
+    def make_output(combiner):
+        if out.channel == jc.FILE:
+            return runner.MapOutputSink(work_dir, out.partitions, out.partitioner, sort_buffer,
+                                        combiner)
+        return runner.DfsOutput(dfs, out.path, task.attempt_id, task.index, umbilical.commit)
+
+    try:
+        if stage.input:
+            runner.run_input_stage(job, stage, task.splits, dfs.open, make_output, progress)
+        else:
+            if task.partition is None or not task.producer_stage:
+                raise NotFound(f"task {task.task_id} of consumer stage {stage.id} has no "
+                               "partition or producer stage")
+            fetcher = Fetcher(config, umbilical, task, progress)
+            try:
+                locations = fetcher.locations()
+                runner.run_consumer_stage(job, stage, fetcher.segments(locations), len(locations),
+                                          work_dir / "shuffle", sort_buffer, make_output,
+                                          progress)
+            finally:
+                fetcher.close()
+    finally:
+        dfs.close()
+    return progress.counter_list()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m minijet.taskhost",
+                                     description="Run one task attempt (started by a taskserver).")
+    parser.add_argument("--taskserver", required=True, help="the taskserver's address")
+    parser.add_argument("--attempt", required=True, help="the attempt id")
+    parser.add_argument("--job-cache", required=True, type=Path, help="the job's local files")
+    parser.add_argument("--work-dir", required=True, type=Path, help="the attempt's work dir")
+    parser.add_argument("--config", help="configuration file (default: the usual lookup)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s taskhost[{args.attempt}] %(message)s")
+    umbilical = None
+    try:
+        config = configmod.load(args.config)
+        umbilical = Umbilical(config, args.taskserver, args.attempt)
+        task = runner.Task.from_dict(json.loads((args.work_dir / "task.json").read_text()))
+        log.info("attempt %s: running task %s (stage %s)", task.attempt_id, task.task_id,
+                 task.stage)
+        counters = run_attempt(config, task, args.job_cache, args.work_dir, umbilical)
+        umbilical.done(True, counters)
+    except BaseException as e:  # the user's code or ours: report it, exit non-zero
+        text = str(e).strip()
+        error = f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+        tb = traceback.format_exc()
+        log.error("attempt %s failed: %s\n%s", args.attempt, error, tb)
+        if umbilical is not None:
+            try:
+                umbilical.done(False, error=error, traceback=tb)
+            except Exception as report_error:  # the taskserver reports the exit code instead
+                log.error("cannot report the failure to the taskserver: %s", report_error)
+        return 1
+    log.info("attempt %s succeeded", args.attempt)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

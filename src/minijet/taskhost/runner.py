@@ -1,0 +1,312 @@
+"""Running one task of a stage: the stage logic, apart from how it is driven.
+
+`run_input_stage` and `run_consumer_stage` take the job object, the StageConf, their inputs
+as plain objects (file openers for splits, files of fetched segments) and an output (a
+MapOutputSink for a file channel, a DfsOutput for DFS output); they report through a
+`Progress`. They know nothing of gRPC or processes, so the TaskHost process (__main__.py)
+and an in-process local runner share them. The TaskHost's wiring (umbilical, DFS client,
+shuffle fetches, commit) is in __main__.py.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from itertools import chain, islice, starmap
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol
+
+from minijet import jobconf as jc
+from minijet.errors import InvalidArgument
+from minijet.job import MapReduceJob, load_job_class
+from minijet.taskhost.output import TextOutputWriter
+from minijet.taskhost.shuffle import ShuffleMerger
+from minijet.taskhost.mapoutput import MapOutputBuffer
+from minijet.taskhost.partition import load_partitioner
+from minijet.taskhost.records import SplitReader
+
+log = logging.getLogger(__name__)
+
+GROUP = "task"            # counter group of the engine's counters
+REPORT_INTERVAL = 0.33    # at most ~3 progress reports a second
+_TICK_RECORDS = 4096      # records between progress checks
+
+
+@dataclass
+class Split:
+    path: str
+    offset: int
+    length: int
+
+
+@dataclass
+class Task:
+    """What one attempt runs: LaunchAttempt.task_json (see JOB_DESIGN.md)."""
+    job_id: str
+    task_id: str
+    attempt_id: str
+    stage: str
+    index: int
+    splits: list[Split] = field(default_factory=list)
+    partition: int | None = None
+    producer_stage: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Task":
+        try:
+            return cls(job_id=d["job_id"], task_id=d["task_id"], attempt_id=d["attempt_id"],
+                       stage=d["stage"], index=int(d["index"]),
+                       splits=[Split(s["path"], int(s["offset"]), int(s["length"]))
+                               for s in d.get("splits") or []],
+                       partition=d.get("partition"), producer_stage=d.get("producer_stage"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidArgument(f"bad task description: {type(e).__name__}: {e}") from None
+
+
+class Progress:
+    """A task's progress fraction and counters, passed to `report(progress, counters)` at
+    most every `interval` seconds (and always by `flush`)."""
+
+    def __init__(self, report: Callable[[float, list[tuple[str, str, int]]], None],
+                 interval: float = REPORT_INTERVAL, clock: Callable[[], float] = time.monotonic):
+        self._report = report
+        self._interval = interval
+        self._clock = clock
+        self._last = -interval
+        self.fraction = 0.0
+        self.counters: dict[tuple[str, str], int] = {}
+
+    def add(self, name: str, value: int, group: str = GROUP) -> None:
+        self.counters[(group, name)] = self.counters.get((group, name), 0) + value
+
+    def set(self, name: str, value: int, group: str = GROUP) -> None:
+        self.counters[(group, name)] = value
+
+    def counter_list(self) -> list[tuple[str, str, int]]:
+        return [(g, n, v) for (g, n), v in sorted(self.counters.items())]
+
+    def update(self, fraction: float | None = None, force: bool = False) -> None:
+        if fraction is not None:
+            self.fraction = min(1.0, max(0.0, fraction))
+        now = self._clock()
+        if force or now - self._last >= self._interval:
+            self._last = now
+            self._report(self.fraction, self.counter_list())
+
+    def flush(self) -> None:
+        self.update(force=True)
+
+
+# ---- outputs ----
+
+class Output(Protocol):
+    def write_all(self, pairs: Iterable[tuple[Any, Any]]) -> None: ...
+    def finish(self, progress: Progress) -> None: ...
+    def abort(self) -> None: ...
+
+
+class MapOutputSink:
+    """A file channel: partitioned, combined, sorted map output in `work_dir/file.out`."""
+
+    def __init__(self, work_dir: Path, partitions: int, partitioner: str, sort_buffer: int,
+                 combiner: Callable | None):
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        self.path = Path(work_dir) / "file.out"
+        self._buffer = MapOutputBuffer(partitions, Path(work_dir) / "spills",
+                                       sort_buffer=sort_buffer, combiner=combiner,
+                                       partitioner=load_partitioner(partitioner))
+
+    def write_all(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        self._buffer.collect_all(pairs)
+
+    def finish(self, progress: Progress) -> None:
+        self._buffer.finish(self.path)
+        for name, value in self._buffer.counters.items():
+            progress.set(name, value)
+
+    def abort(self) -> None:
+        self._buffer.close()
+
+
+class DfsOutput:
+    """DFS output of task `index`: written to `<path>/_temporary/<attempt>/part-NNNNN`, renamed
+    to `<path>/part-NNNNN` only if `ask_commit()` grants it; a denied attempt (another one of
+    the task committed) deletes its temp file and ends quietly."""
+
+    def __init__(self, dfs, path: str, attempt_id: str, index: int,
+                 ask_commit: Callable[[], bool]):
+        name = f"part-{index:05d}"
+        self.final = f"{path.rstrip('/')}/{name}"
+        self.temp = f"{path.rstrip('/')}/_temporary/{attempt_id}/{name}"
+        self._dfs = dfs
+        self._ask_commit = ask_commit
+        self._file = dfs.create(self.temp, overwrite=True)
+        self._writer = TextOutputWriter(self._file)
+        self.committed = False
+
+    def write_all(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        self._writer.write_all(pairs)
+
+    def finish(self, progress: Progress) -> None:
+        self._writer.flush()
+        self._file.close()
+        progress.set("output_records", self._writer.records)
+        progress.set("output_bytes", self._writer.bytes)
+        progress.flush()
+        if self._ask_commit():
+            self._dfs.rename(self.temp, self.final)
+            self.committed = True
+            log.info("committed %s", self.final)
+        else:
+            self._dfs.delete(self.temp)
+            log.info("commit denied (another attempt committed); deleted %s", self.temp)
+
+    def abort(self) -> None:
+        try:
+            self._file.abort()
+        except Exception as e:  # the attempt is failing anyway; the jobserver cleans up
+            log.warning("cannot abort %s: %s", self.temp, e)
+
+
+# ---- the stage logic ----
+
+def load_job(job_cache: Path, conf: jc.JobConf) -> MapReduceJob:
+    cls = load_job_class(str(Path(job_cache) / conf.job_file), conf.job_class)
+    return cls.from_params(conf.params)
+
+
+def _method(job: MapReduceJob, op: jc.Operation) -> Callable:
+    method = getattr(job, op.method, None)
+    if not callable(method):
+        raise InvalidArgument(f"{type(job).__name__} has no method {op.method}() for its "
+                              f"{op.op} operation")
+    return method
+
+
+def _chain_ops(job: MapReduceJob, stage: jc.StageConf, records: Iterable,
+               grouped: bool) -> tuple[Iterable, Callable | None]:
+    """Apply the stage's map/reduce operations to `records` ((key, value) pairs, or
+    (key, values) groups when `grouped`); returns the output pairs and the combiner, which
+    runs in the map output buffer."""
+    combiner = None
+    for op in stage.operations:
+        method = _method(job, op)
+        if op.op == "combine":
+            combiner = method
+        elif op.op == "reduce" and not grouped:
+            raise InvalidArgument(f"stage {stage.id}: a reduce operation needs grouped input "
+                                  "(a sorted file channel)")
+        else:  # map over pairs, or reduce over groups: both call method(key, x) per item
+            records = chain.from_iterable(starmap(method, records))
+            grouped = False
+    if grouped:
+        raise InvalidArgument(f"stage {stage.id}: grouped input needs a reduce operation")
+    return records, combiner
+
+
+class _Ticking:
+    """Iterates `items`, calling `tick` every few thousand of them (for progress reports).
+    One at a time: a group's values iterator is valid only until the next group is taken."""
+
+    def __init__(self, items: Iterable, tick: Callable[[], None]):
+        self._items = items
+        self._tick = tick
+        self.count = 0
+
+    def __iter__(self) -> Iterator:
+        n = 0
+        for item in self._items:
+            yield item
+            n += 1
+            if n == _TICK_RECORDS:
+                self.count += n
+                n = 0
+                self._tick()
+        self.count += n
+
+
+def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Split],
+                    open_file: Callable[[str], BinaryIO],
+                    make_output: Callable[[Callable | None], Output],
+                    progress: Progress) -> None:
+    """Read every split's (offset, line) records, run the operations, write the output."""
+    total = sum(s.length for s in splits) or 1
+    done_bytes = 0
+    readers: list[SplitReader] = []
+
+    def tick() -> None:
+        if not readers:
+            return
+        current = readers[-1]
+        progress.set("input_records", sum(r.records for r in readers))
+        progress.set("input_bytes", sum(r.bytes_read for r in readers))
+        progress.update((done_bytes + current.progress * (current.end - current.start)) / total)
+
+    def records() -> Iterator[tuple[int, str]]:
+        nonlocal done_bytes
+        for split in splits:
+            with open_file(split.path) as f:
+                reader = SplitReader(f, split.offset, split.length)
+                readers.append(reader)
+                yield from reader
+                tick()
+            done_bytes += split.length
+
+    pairs, combiner = _chain_ops(job, stage, _Ticking(records(), tick), grouped=False)
+    _write(make_output(combiner), pairs, progress)
+    progress.set("input_records", sum(r.records for r in readers))
+    progress.set("input_bytes", sum(r.bytes_read for r in readers))
+    progress.update(1.0, force=True)
+
+
+def run_consumer_stage(job: MapReduceJob, stage: jc.StageConf, segments_in: Iterable[bytes],
+                       count: int, spill_dir: Path, memory_budget: int,
+                       make_output: Callable[[Callable | None], Output],
+                       progress: Progress) -> None:
+    """Collect the `count` sorted segments of this task's partition (as they are fetched),
+    merge them, group by key, run the operations, write the output. Progress: the shuffle
+    is the first half, the rest comes when the output is finished (the merged record count
+    is not known ahead, so the reduce phase reports its counters, not a finer fraction)."""
+    merger = ShuffleMerger(spill_dir, memory_budget)
+    try:
+        for i, data in enumerate(segments_in, 1):
+            merger.add_segment(data)
+            for name, value in merger.counters.items():
+                progress.set(name, value)
+            progress.update(0.5 * i / max(1, count))
+        progress.update(0.5)
+        def tick() -> None:
+            progress.set("input_groups", groups.count)
+            progress.update()
+
+        groups = _Ticking(merger.groups(), tick)
+        pairs, combiner = _chain_ops(job, stage, groups, grouped=True)
+        _write(make_output(combiner), pairs, progress)
+        progress.set("input_groups", groups.count)
+        for name, value in merger.counters.items():
+            progress.set(name, value)
+    finally:
+        merger.close()
+    progress.update(1.0, force=True)
+
+
+def _write(output: Output, pairs: Iterable[tuple[Any, Any]], progress: Progress) -> None:
+    """Feed `pairs` to `output` in batches (the buffers check their memory between calls)."""
+    try:
+        it = iter(pairs)
+        while True:
+            batch = list(islice(it, _TICK_RECORDS))
+            if not batch:
+                break
+            output.write_all(batch)
+        output.finish(progress)
+    except BaseException:
+        output.abort()
+        raise
+
+
+# ---- the TaskHost's wiring ----
+
+def read_jobconf(job_cache: Path) -> jc.JobConf:
+    return jc.JobConf.from_dict(json.loads((Path(job_cache) / "job.json").read_text()))

@@ -1,0 +1,135 @@
+"""The TaskHost's stage logic without RPC: an input stage over splits of a local file into a
+real map output file, then consumer stages over its segments."""
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from minijet import jobconf as jc
+from minijet.job import MapReduceJob
+from minijet.taskhost import runner, segments
+
+TEXT = "".join(f"the quick brown fox {i % 7} jumps over the lazy dog {i % 3}\n"
+               for i in range(500))
+
+
+class WordCount(MapReduceJob):
+    def mapper(self, key, value):
+        for word in value.split():
+            yield word, 1
+
+    def combiner(self, key, values):
+        yield key, sum(values)
+
+    def reducer(self, key, values):
+        yield key, sum(values)
+
+
+class Boom(MapReduceJob):
+    def mapper(self, key, value):
+        if "fox 3" in value:
+            raise ValueError("bad record")
+        yield value, 1
+
+
+class Collected:
+    """An Output keeping what it is given (what a local runner's output would see)."""
+
+    def __init__(self):
+        self.pairs = []
+        self.finished = self.aborted = False
+
+    def write_all(self, pairs):
+        self.pairs.extend(pairs)
+
+    def finish(self, progress):
+        self.finished = True
+
+    def abort(self):
+        self.aborted = True
+
+
+def stages(reducers: int):
+    conf = jc.compile_mapreduce("wc", "wc.py", "WordCount", {}, ["/in"], "/out", reducers,
+                                has_combiner=True)
+    return conf.stage("map"), conf.stage("reduce")
+
+
+def splits_of(path: Path, size: int) -> list[runner.Split]:
+    length = path.stat().st_size
+    return [runner.Split(str(path), off, min(size, length - off)) for off in range(0, length, size)]
+
+
+def run_maps(tmp_path: Path, reducers: int, reports: list) -> list[Path]:
+    src = tmp_path / "input.txt"
+    src.write_text(TEXT)
+    map_stage, _ = stages(reducers)
+    outputs = []
+    for i, split in enumerate(splits_of(src, 3000)):  # split boundaries fall inside lines
+        work = tmp_path / f"map{i}"
+        progress = runner.Progress(lambda f, c: reports.append((f, dict(((g, n), v)
+                                                                         for g, n, v in c))),
+                                   interval=0)
+        runner.run_input_stage(
+            WordCount(), map_stage, [split], lambda p: open(p, "rb"),
+            lambda combiner: runner.MapOutputSink(work, reducers, "hash", 1 << 20, combiner),
+            progress)
+        outputs.append(work / "file.out")
+    return outputs
+
+
+@pytest.mark.parametrize("reducers", [1, 3])
+def test_map_then_reduce_equals_a_counter(tmp_path, reducers):
+    reports = []
+    outputs = run_maps(tmp_path, reducers, reports)
+    assert reports[-1][0] == 1.0
+    assert sum(r[1][("task", "input_bytes")] for r in reports if r[0] == 1.0) >= len(TEXT)
+    _, reduce_stage = stages(reducers)
+    total = Counter()
+    for partition in range(reducers):
+        out = Collected()
+        segs = [segments.read_map_output_segment(o, partition) for o in outputs]
+        runner.run_consumer_stage(WordCount(), reduce_stage, segs, len(segs),
+                                  tmp_path / f"shuffle{partition}", 1 << 20,
+                                  lambda combiner: out, runner.Progress(lambda f, c: None))
+        assert out.finished
+        keys = [k for k, _ in out.pairs]
+        assert keys == sorted(keys) and len(set(keys)) == len(keys)
+        assert not set(keys) & set(total)  # each key in exactly one partition
+        total.update(dict(out.pairs))
+    assert total == Counter(TEXT.split())
+
+
+def test_user_exception_propagates_and_aborts_the_output(tmp_path):
+    src = tmp_path / "input.txt"
+    src.write_text(TEXT)
+    out = Collected()
+    stage = jc.compile_mapreduce("b", "b.py", "Boom", {}, ["/in"], "/out", 0,
+                                 has_combiner=False).stage("map")
+    with pytest.raises(ValueError, match="bad record"):
+        runner.run_input_stage(Boom(), stage, splits_of(src, 10**6), lambda p: open(p, "rb"),
+                               lambda combiner: out, runner.Progress(lambda f, c: None))
+    assert out.aborted and not out.finished
+
+
+def test_progress_reports_are_throttled():
+    now = [0.0]
+    seen = []
+    p = runner.Progress(lambda f, c: seen.append(f), interval=0.33, clock=lambda: now[0])
+    p.update(0.1)
+    p.update(0.2)
+    now[0] = 0.5
+    p.update(0.3)
+    p.update(0.4)
+    p.flush()
+    assert seen == [0.1, 0.3, 0.4]
+
+
+def test_task_json_is_parsed():
+    t = runner.Task.from_dict({"job_id": "j", "task_id": "j_map_00001", "attempt_id": "a",
+                               "stage": "map", "index": 1,
+                               "splits": [{"path": "/f", "offset": 0, "length": 5}],
+                               "partition": None, "producer_stage": None})
+    assert t.splits == [runner.Split("/f", 0, 5)] and t.partition is None
+    with pytest.raises(Exception, match="bad task description"):
+        runner.Task.from_dict({"job_id": "j"})
