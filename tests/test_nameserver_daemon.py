@@ -1,0 +1,201 @@
+"""The real `nameserver` process, driven over gRPC, killed with SIGKILL and restarted."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from minijet import config as configmod
+from minijet import rpc
+from minijet.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, MinijetError,
+                            NotFound)
+from minijet.proto import dfs_pb2 as pb
+from minijet.proto import dfs_pb2_grpc
+
+START = "from minijet.dfs.nameserver import main; main()"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def poll(check, timeout=15.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except MinijetError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class NameServerProcess:
+    def __init__(self, tmp_path):
+        self.address = f"127.0.0.1:{free_port()}"
+        self.conf_path = tmp_path / "minijet.yaml"
+        self.conf_path.write_text(yaml.safe_dump({
+            "nameserver": {"address": self.address, "dir": str(tmp_path / "name"),
+                           "checkpoint_edits": 5, "replication_interval": "0.1s"},
+            "rpc": {"timeout": "5s", "retries": 0}}))
+        self.config = configmod.load(str(self.conf_path))
+        self.log = open(tmp_path / "nameserver.log", "ab")
+        self.proc = None
+        self.channel = rpc.connect(self.config, self.address)
+        self.stub = dfs_pb2_grpc.NameServerStub(self.channel)
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", START, "--config", str(self.conf_path)],
+                                     stdout=self.log, stderr=self.log)
+        poll(lambda: self.call("SafeMode", pb.SafeModeRequest()) is not None, what="nameserver")
+
+    def call(self, method, request):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"nameserver exited with {self.proc.returncode}")
+        return rpc.call(self.config, getattr(self.stub, method), request, idempotent=False)
+
+    def kill(self, sig=signal.SIGKILL):
+        self.proc.send_signal(sig)
+        return self.proc.wait(10)
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.channel.close()
+        self.log.close()
+
+
+@pytest.fixture
+def nameserver(tmp_path):
+    ns = NameServerProcess(tmp_path)
+    try:
+        ns.start()
+        yield ns
+    finally:
+        ns.close()
+
+
+def register(ns, host):
+    ns.call("RegisterDataServer", pb.RegisterRequest(
+        node=pb.NodeInfo(host=host, data_address="127.0.0.1:1"), capacity=1000, used=0))
+
+
+def write(ns, path, sizes, client="c1", host="h1", **kw):
+    ns.call("Create", pb.CreateRequest(path=path, client_id=client, client_host=host,
+                                       replication=1, **kw))
+    prev = pb.Block()
+    for size in sizes:
+        lb = ns.call("AddBlock", pb.AddBlockRequest(path=path, client_id=client, previous=prev))
+        ns.call("BlockReceived", pb.BlockReceivedRequest(
+            host=lb.locations[0].host, block=pb.Block(block_id=lb.block.block_id, length=size)))
+        prev = pb.Block(block_id=lb.block.block_id, length=size)
+    ns.call("Complete", pb.CompleteRequest(path=path, client_id=client, last=prev))
+
+
+def names(ns, path):
+    return [e.path for e in ns.call("List", pb.PathRequest(path=path)).entries]
+
+
+def test_namespace_over_grpc_survives_sigkill(nameserver):
+    ns = nameserver
+    register(ns, "h1")
+    register(ns, "h2")
+    ns.call("Mkdirs", pb.MkdirsRequest(path="/a//b/", parents=True))
+    with pytest.raises(NotFound, match="/x"):
+        ns.call("Mkdirs", pb.MkdirsRequest(path="/x/y"))
+    for bad in ("relative", "/a/../b", "/a\0", "/" + "n" * 300):
+        with pytest.raises(InvalidArgument, match="invalid path"):
+            ns.call("GetFileInfo", pb.PathRequest(path=bad))
+
+    ns.call("Create", pb.CreateRequest(path="/a/f", client_id="c1", client_host="h2",
+                                       replication=2, block_size=100))
+    with pytest.raises(NotFound):  # invisible while being written
+        ns.call("GetFileInfo", pb.PathRequest(path="/a/f"))
+    lb = ns.call("AddBlock", pb.AddBlockRequest(path="/a/f", client_id="c1"))
+    assert [n.host for n in lb.locations] == ["h2", "h1"] and lb.offset == 0
+    for host in ("h2", "h1"):
+        ns.call("BlockReceived", pb.BlockReceivedRequest(
+            host=host, block=pb.Block(block_id=lb.block.block_id, length=100)))
+    lb2 = ns.call("AddBlock", pb.AddBlockRequest(
+        path="/a/f", client_id="c1", previous=pb.Block(block_id=lb.block.block_id, length=100)))
+    assert lb2.offset == 100
+    ns.call("Complete", pb.CompleteRequest(path="/a/f", client_id="c1",
+                                           last=pb.Block(block_id=lb2.block.block_id, length=7)))
+    st = ns.call("GetFileInfo", pb.PathRequest(path="/a/f"))
+    assert (st.length, st.replication, st.block_size) == (107, 2, 100)
+    locs = ns.call("GetBlockLocations", pb.GetBlockLocationsRequest(
+        path="/a/f", client_host="h1"))
+    assert [b.offset for b in locs.blocks] == [0, 100]
+    assert [n.host for n in locs.blocks[0].locations] == ["h1", "h2"]
+    assert len(ns.call("GetBlockLocations", pb.GetBlockLocationsRequest(
+        path="/a/f", offset=100)).blocks) == 1
+    with pytest.raises(AlreadyExists):
+        ns.call("Create", pb.CreateRequest(path="/a/f", client_id="c2"))
+
+    write(ns, "/a/g", [5])
+    ns.call("Rename", pb.RenameRequest(src="/a/g", dst="/a/b/g2"))
+    with pytest.raises(AlreadyExists):
+        ns.call("Rename", pb.RenameRequest(src="/a/b", dst="/a/f"))
+    write(ns, "/tmp/junk", [1, 1])
+    assert ns.call("Delete", pb.DeleteRequest(path="/tmp", recursive=True)).deleted
+    assert not ns.call("Delete", pb.DeleteRequest(path="/tmp")).deleted
+    for i in range(8):  # enough edits for a checkpoint (checkpoint_edits: 5)
+        ns.call("Mkdirs", pb.MkdirsRequest(path=f"/many/d{i}", parents=True))
+    fsck = ns.call("Fsck", pb.PathRequest(path="/"))
+    # the last block of /a/f was never reported by a dataserver
+    assert (fsck.total_blocks, fsck.healthy, fsck.missing) == (3, 2, 1)
+
+    ns.call("SafeMode", pb.SafeModeRequest(action=pb.SafeModeRequest.ENTER))
+    with pytest.raises(FailedPrecondition, match="safe mode"):
+        ns.call("Mkdirs", pb.MkdirsRequest(path="/refused"))
+    ns.call("SafeMode", pb.SafeModeRequest(action=pb.SafeModeRequest.LEAVE))
+
+    assert ns.kill() == -signal.SIGKILL
+    ns.start()
+    assert (ns.config["nameserver"]["dir"] and
+            any(p.endswith("image") for p in os.listdir(ns.config["nameserver"]["dir"])))
+    assert names(ns, "/") == ["/a", "/many"]
+    assert names(ns, "/a") == ["/a/b", "/a/f"]
+    assert names(ns, "/a/b") == ["/a/b/g2"]
+    assert len(names(ns, "/many")) == 8
+    assert ns.call("GetFileInfo", pb.PathRequest(path="/a/f")).length == 107
+
+    # block locations are not persisted: safe mode until the dataservers report again
+    state = ns.call("SafeMode", pb.SafeModeRequest())
+    assert state.on and "0 of 3 blocks" in state.reason
+    with pytest.raises(FailedPrecondition, match="safe mode"):
+        ns.call("Mkdirs", pb.MkdirsRequest(path="/refused", parents=True))
+    hb = ns.call("DataServerHeartbeat", pb.DataServerHeartbeatRequest(host="h1"))
+    assert [c.WhichOneof("command") for c in hb.commands] == ["reregister"]
+    register(ns, "h1")
+    register(ns, "h2")
+    ns.call("BlockReport", pb.BlockReportRequest(host="h1", blocks=[
+        pb.Block(block_id=lb.block.block_id, length=100),
+        pb.Block(block_id=lb2.block.block_id, length=7),
+        pb.Block(block_id=424242, length=1)]))  # an orphan
+    ns.call("BlockReport", pb.BlockReportRequest(host="h2", blocks=[
+        pb.Block(block_id=b.block.block_id, length=b.block.length)
+        for b in ns.call("GetBlockLocations", pb.GetBlockLocationsRequest(
+            path="/a/b/g2")).blocks]))
+    assert not ns.call("SafeMode", pb.SafeModeRequest()).on
+    ns.call("Mkdirs", pb.MkdirsRequest(path="/after", parents=True))
+
+    def orphan_deleted():
+        hb = ns.call("DataServerHeartbeat", pb.DataServerHeartbeatRequest(host="h1"))
+        return any(424242 in c.delete_blocks.block_ids for c in hb.commands)
+    poll(orphan_deleted, what="orphan block deletion")
+
+    assert ns.kill(signal.SIGTERM) == 0  # clean stop
+    ns.start()
+    assert names(ns, "/") == ["/a", "/after", "/many"]
