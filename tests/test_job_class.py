@@ -12,7 +12,8 @@ from minijet.errors import InvalidArgument, NotFound
 from minijet.job import HelpRequested, build_conf, load_job_class, module_name
 from minijet.jobconf import JobConf
 
-EXAMPLE = str(Path(__file__).resolve().parent.parent / "examples" / "wordcount" / "wordcount.py")
+EXAMPLE = str(Path(__file__).resolve().parent.parent / "examples" / "wordcount" /
+              "wordcount.py")
 
 
 class TopWords(MapReduceJob):
@@ -264,15 +265,35 @@ def test_compile_refusals():
         build_conf(NoMapper, ["/in", "/out"], job_file="job.py")
 
 
-def test_partitioner_attribute():
-    class Custom(TopWords):
+def test_partitioner_attribute(tmp_path):
+    class Named(TopWords):
         partitioner = "mymod:first_letter"
 
-    conf = build_conf(Custom, ["/in", "/out"], job_file="job.py")
+    conf = build_conf(Named, ["/in", "/out"], job_file="job.py")
     assert conf.stages[0].output.partitioner == "mymod:first_letter"
 
-    class Bad(TopWords):
+    # a function in the job file is named so that a task, having loaded the job file, finds it
+    path = write(tmp_path, """\
+        from minijet import MapReduceJob
+
+        def first_letter(key, partitions):
+            return ord(key[0]) % partitions
+
+        class ByLetter(MapReduceJob):
+            partitioner = first_letter
+            def mapper(self, key, value):
+                yield value, 1
+            def reducer(self, key, values):
+                yield key, sum(values)
+        """, "byletter.py")
+    conf = build_conf(load_job_class(path, "ByLetter"), ["/in", "/out"], job_file="byletter.py")
+    spec = conf.stages[0].output.partitioner
+    assert spec == "minijet_job_byletter:first_letter"
+    from minijet.taskhost.partition import load_partitioner
+    assert load_partitioner(spec)("b", 3) == ord("b") % 3
+
+    class Lambda(TopWords):
         partitioner = staticmethod(lambda key, n: 0)
 
-    with pytest.raises(InvalidArgument, match="partitioner must be"):
-        build_conf(Bad, ["/in", "/out"], job_file="job.py")
+    with pytest.raises(InvalidArgument, match="partitioner must be a module-level function"):
+        build_conf(Lambda, ["/in", "/out"], job_file="job.py")

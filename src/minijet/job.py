@@ -132,9 +132,9 @@ class MapReduceJob:
     """Base class of MapReduce jobs; see the module documentation."""
 
     reducers: int = 1
-    # None: hash of the key (the same in every process); or "module:function" taking
-    # (key, partitions) and returning a partition number.
-    partitioner: str | None = None
+    # None: a hash of the key (the same in every process); else a module-level function
+    # (key, partitions) -> partition number, or its "module:function" name.
+    partitioner: Callable | str | None = None
     params: Sequence[Param] = ()  # extra declared parameters; a mapping of values on instances
     # The user's generator methods: mapper(self, key, value), combiner(self, key, values)
     # (optional) and reducer(self, key, values) (unless reducers == 0).
@@ -293,12 +293,23 @@ def build_conf(cls: type[MapReduceJob], args: Sequence[str], *, job_file: str,
         params["output"] = normalize(params["output"])
     except InvalidArgument as e:
         raise InvalidArgument(f"{cls.__name__}: {e}") from None
-    partitioner = cls.partitioner or jobconf.HASH
-    if not isinstance(partitioner, str):
-        raise InvalidArgument(f"{cls.__name__}.partitioner must be 'hash' or a "
-                              f"'module:function' string, got {partitioner!r}")
     return jobconf.compile_mapreduce(
         name=cls.__name__, job_file=job_file, job_class=cls.__name__, params=params,
         inputs=params["input"], output=params["output"], reducers=params["reducers"],
-        has_combiner=cls.combiner is not None, partitioner=partitioner, user=user,
+        has_combiner=cls.combiner is not None, partitioner=_partitioner_spec(cls), user=user,
         files=list(files))
+
+
+def _partitioner_spec(cls: type[MapReduceJob]) -> str:
+    """The JobConf's partitioner: "hash", a "module:function" string as given, or that string
+    for a module-level function (of the job file, or of a module shipped with it)."""
+    p = cls.partitioner
+    if p is None:
+        return "hash"
+    if isinstance(p, str):
+        return p
+    if inspect.isfunction(p) and "." not in p.__qualname__ and "<" not in p.__qualname__:
+        return f"{p.__module__}:{p.__qualname__}"
+    raise InvalidArgument(f"{cls.__name__}.partitioner must be a module-level function "
+                          f"(key, partitions) -> int, or a 'module:function' string; "
+                          f"got {p!r}")

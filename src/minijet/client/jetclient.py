@@ -148,7 +148,7 @@ class JetClient:
         self.check_paths(conf)
         job_id, job_dir = self.create_job(conf.name, conf.user)
         try:
-            self._upload(job_dir, conf, [job_file, *files])
+            self.upload_job_files(job_dir, conf, [job_file, *files])
             self.run_job(job_id)
         except BaseException as e:
             self._abandon(job_id, job_dir, e)
@@ -166,7 +166,8 @@ class JetClient:
                 raise AlreadyExists(f"output path {path} already exists (jobs never overwrite "
                                     f"output: remove it or choose another)")
 
-    def _upload(self, job_dir: str, conf, local_files: Sequence[str]) -> None:
+    def upload_job_files(self, job_dir: str, conf, local_files: Sequence[str]) -> None:
+        """Write job.json (the JobConf) and the local files into the job's DFS directory."""
         replication = self._job_file_replication()
         data = json.dumps(conf.to_dict(), indent=1, sort_keys=True).encode()
         with self.dfs.create(f"{job_dir}/{JOB_CONF_FILE}", replication=replication) as out:
