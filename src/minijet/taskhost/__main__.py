@@ -167,6 +167,7 @@ def run_attempt(config: Config, task: runner.Task, job_cache: Path, work_dir: Pa
     stage = conf.stage(task.stage)
     job = runner.load_job(job_cache, conf)
     progress = runner.Progress(umbilical.progress)
+    progress.flush()  # alive: the task timeout counts from here, not from the first tick
     sort_buffer = config["taskserver"]["sort_buffer"]
     dfs = DfsClient(config)
     out = stage.output

@@ -1,0 +1,63 @@
+"""Starting a TaskHost as its own OS process, and killing it with everything it started."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from minijet.config import Config
+
+log = logging.getLogger(__name__)
+
+TASK_JSON = "task.json"
+CONFIG_JSON = "config.json"
+
+
+def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: str,
+                   job_cache: Path, work_dir: Path, log_dir: Path) -> subprocess.Popen:
+    """Write the attempt's task.json and the taskserver's configuration (the TaskHost talks
+    to the same DFS with the same security settings) into its work dir, then start
+    `python -m minijet.taskhost` with stdout/stderr going to the attempt's log files."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / TASK_JSON).write_text(task_json)
+    (work_dir / CONFIG_JSON).write_text(json.dumps(config.as_dict()))
+    argv = [sys.executable, "-m", "minijet.taskhost", "--taskserver", umbilical,
+            "--attempt", attempt_id, "--job-cache", str(job_cache), "--work-dir", str(work_dir),
+            "--config", str(work_dir / CONFIG_JSON)]
+    with open(log_dir / "stdout", "ab") as out, open(log_dir / "stderr", "ab") as err:
+        # its own session: a signal meant for the taskserver's terminal does not reach it
+        return subprocess.Popen(argv, cwd=work_dir, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=err, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants. They are stopped first so none can start
+    new children (or be reparented away) between listing the tree and killing it."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    procs = [root]
+    for _ in range(2):  # stop, then look again for children started meanwhile
+        try:
+            procs = [root] + root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+        for p in procs:
+            try:
+                p.suspend()
+            except psutil.NoSuchProcess:
+                pass
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    log.debug("killed process tree of %d (%d processes)", pid, len(procs))

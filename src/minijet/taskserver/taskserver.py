@@ -1,0 +1,368 @@
+"""The taskserver daemon: one per worker machine.
+
+Threads around the pure AttemptTable:
+- heartbeat: one Heartbeat RPC every interval (at once when an attempt ends), carrying every
+  attempt not yet reported final; executes the launch / kill / cleanup commands of the reply.
+  While the jobserver is unreachable it keeps trying, and attempts keep running.
+- monitor: kills attempts silent for longer than taskserver.task_timeout.
+- one launcher thread per new attempt (copies the job files, then starts the TaskHost) and one
+  waiter thread per TaskHost process (records its exit).
+The gRPC service (service.py) serves shuffle fetches, logs and the TaskHosts' umbilical.
+
+Local files (layout.py): a job's cache, work dirs and map outputs are deleted on the job's
+cleanup order; attempt logs stay for `jetshell logs` until older than taskserver.log_retention
+(swept at start and on each cleanup). Work left by an earlier run of this taskserver is deleted
+at start: the jobserver treats that run's attempts as lost.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+from minijet import daemon, rpc
+from minijet.config import Config
+from minijet.errors import MinijetError, NotFound
+from minijet.proto import job_pb2, job_pb2_grpc
+from minijet.taskserver import launcher, shuffle
+from minijet.taskserver.attempts import (FAILED, KILLED, AttemptSnapshot, AttemptTable,
+                                         DoneReport)
+from minijet.taskserver.jobcache import JobCache
+from minijet.taskserver.layout import Layout, check_id
+from minijet.taskserver.service import TaskServerService
+
+log = logging.getLogger("minijet.taskserver")
+
+_STATES = {"assigned": job_pb2.ASSIGNED, "running": job_pb2.RUNNING,
+           "succeeded": job_pb2.SUCCEEDED, "failed": job_pb2.FAILED, "killed": job_pb2.KILLED}
+LOG_LIMIT = 1024 * 1024  # GetLogs returns at most the last MiB of each stream
+
+
+def _advertised(bind_address: str, port: int) -> str:
+    host = bind_address.rsplit(":", 1)[0]
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = socket.gethostname()
+    return f"{host}:{port}"
+
+
+class TaskServer:
+    def __init__(self, config: Config):
+        self.config = config
+        ts = config["taskserver"]
+        self.layout = Layout(ts["dir"])
+        self.slots = ts["slots"] or os.cpu_count() or 1
+        self.task_timeout = ts["task_timeout"]
+        self.host = config.host
+        self.rack = config.rack_of(self.host)
+        self._table = AttemptTable()
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._dfs_client = None
+        self._dfs_lock = threading.Lock()
+        self.cache = JobCache(self.layout, self._dfs)
+        self._jobserver_channel = rpc.connect(config, config["jobserver"]["address"])
+        self._jobserver = job_pb2_grpc.JobServerStub(self._jobserver_channel)
+        self._interval = ts["heartbeat_interval"]
+        self._server = None
+        self.address = self.name = self.umbilical = ""
+
+    # ---- life cycle ----
+
+    def start(self) -> None:
+        shutil.rmtree(self.layout.jobs, ignore_errors=True)
+        self.layout.jobs.mkdir(parents=True, exist_ok=True)
+        self._sweep_logs()
+        bind = self.config["taskserver"]["address"]
+        self._server, port = rpc.start_server(
+            self.config, bind,
+            [lambda s: job_pb2_grpc.add_TaskServerServicer_to_server(TaskServerService(self), s)])
+        self.address = _advertised(bind, port)
+        self.name = f"{self.host}:{port}"
+        bind_host = bind.rsplit(":", 1)[0]
+        local = "localhost" if bind_host in ("", "0.0.0.0", "[::]", "::") else bind_host
+        self.umbilical = f"{local}:{port}"
+        log.info("taskserver %s (host %s, rack %s, %d slots) serving on %s, jobserver %s",
+                 self.name, self.host, self.rack, self.slots, self.address,
+                 self.config["jobserver"]["address"])
+        for target, name in ((self._heartbeat_loop, "heartbeat"), (self._monitor_loop, "monitor")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        """Kill every TaskHost, wait for them, stop serving."""
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            active = self._table.active()
+        for attempt_id in active:
+            self.kill(attempt_id, KILLED, "taskserver stopped")
+        self._wait_exited(active, timeout=10)
+        for t in self._threads:
+            t.join(timeout=5)
+        if self._server is not None:
+            self._server.stop(grace=1).wait()
+        self._jobserver_channel.close()
+        if self._dfs_client is not None:
+            self._dfs_client.close()
+        log.info("taskserver %s stopped", self.name)
+
+    def _dfs(self):
+        with self._dfs_lock:
+            if self._dfs_client is None:
+                from minijet.dfs import DfsClient
+                self._dfs_client = DfsClient(self.config, host=self.host)
+            return self._dfs_client
+
+    # ---- heartbeats ----
+
+    def _heartbeat_loop(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.heartbeat()
+                if failing:
+                    log.info("jobserver %s reachable again", self.config["jobserver"]["address"])
+                failing = False
+            except MinijetError as e:
+                if not failing:
+                    log.warning("heartbeat to jobserver failed (will keep trying): %s", e)
+                failing = True
+            except Exception:
+                log.exception("heartbeat failed")
+            self._wake.wait(self._interval)
+
+    def heartbeat(self) -> None:
+        with self._lock:
+            sent = self._table.snapshot()
+            busy = self._table.busy_slots()
+        request = job_pb2.HeartbeatRequest(
+            name=self.name, host=self.host, rack=self.rack, slots=self.slots,
+            free_slots=max(0, self.slots - busy), address=self.address,
+            attempts=[_status_proto(s) for s in sent])
+        reply = rpc.call(self.config, self._jobserver.Heartbeat, request, idempotent=False,
+                         address=self.config["jobserver"]["address"])
+        with self._lock:
+            self._table.acknowledged(sent)
+        if reply.heartbeat_interval > 0:
+            self._interval = reply.heartbeat_interval
+        for command in reply.commands:
+            kind = command.WhichOneof("command")
+            if kind == "launch":
+                self.launch(command.launch)
+            elif kind == "kill":
+                self.kill(command.kill.attempt_id, KILLED, "killed by the jobserver")
+            elif kind == "cleanup":
+                self.cleanup(command.cleanup.job_id)
+
+    # ---- commands ----
+
+    def launch(self, order: job_pb2.LaunchAttempt) -> None:
+        try:
+            check_id("job id", order.job_id)
+            check_id("attempt id", order.attempt_id)
+        except MinijetError as e:
+            log.error("refusing launch of %r: %s", order.attempt_id, e)
+            return
+        with self._lock:
+            if not self._table.launched(order.attempt_id, order.job_id, order.task_id,
+                                        time.time()):
+                return
+        log.info("attempt %s: launch (job %s, task %s)", order.attempt_id, order.job_id,
+                 order.task_id)
+        threading.Thread(target=self._start_attempt, args=(order,),
+                         name=f"launch-{order.attempt_id}", daemon=True).start()
+
+    def _start_attempt(self, order: job_pb2.LaunchAttempt) -> None:
+        try:
+            cache = self.cache.localize(order.job_id, order.job_dir)
+        except Exception as e:  # a DFS problem: fail this attempt, it is retried elsewhere
+            error = str(e) if isinstance(e, MinijetError) else f"{type(e).__name__}: {e}"
+            self._launch_failed(order.attempt_id, error)
+            return
+        with self._lock:
+            if not self._table.started(order.attempt_id, time.time()):
+                return  # killed while its job files were being copied
+            try:
+                proc = launcher.start_taskhost(
+                    self.config, self.umbilical, order.attempt_id, order.task_json, cache,
+                    self.layout.work_dir(order.job_id, order.attempt_id),
+                    self.layout.log_dir(order.job_id, order.attempt_id))
+            except OSError as e:
+                self._table.launch_failed(order.attempt_id, f"cannot start TaskHost: {e}",
+                                          time.time())
+                self._wake.set()
+                log.error("attempt %s: cannot start TaskHost: %s", order.attempt_id, e)
+                return
+            self._procs[order.attempt_id] = proc
+        log.info("attempt %s: TaskHost started, pid %d", order.attempt_id, proc.pid)
+        threading.Thread(target=self._wait_attempt, args=(order.attempt_id, proc),
+                         name=f"wait-{order.attempt_id}", daemon=True).start()
+
+    def _launch_failed(self, attempt_id: str, error: str) -> None:
+        with self._lock:
+            self._table.launch_failed(attempt_id, error, time.time())
+        self._wake.set()
+        log.error("attempt %s: failed before start: %s", attempt_id, error)
+
+    def _wait_attempt(self, attempt_id: str, proc: subprocess.Popen) -> None:
+        code = proc.wait()
+        with self._lock:
+            state = self._table.exited(attempt_id, code, time.time())
+            self._procs.pop(attempt_id, None)
+            a = self._table.get(attempt_id)
+            error = a.error if a else ""
+        self._wake.set()
+        log.info("attempt %s: %s (exit code %d)%s", attempt_id, state, code,
+                 f": {error}" if error else "")
+
+    def kill(self, attempt_id: str, state: str, error: str) -> None:
+        with self._lock:
+            must_kill = self._table.kill(attempt_id, state, error, time.time())
+            proc = self._procs.get(attempt_id)
+            if must_kill and proc is not None:
+                launcher.kill_tree(proc.pid)
+        if must_kill:
+            log.info("attempt %s: killed (%s)", attempt_id, error)
+        self._wake.set()
+
+    def cleanup(self, job_id: str) -> None:
+        try:
+            check_id("job id", job_id)
+        except MinijetError as e:
+            log.error("refusing cleanup: %s", e)
+            return
+        threading.Thread(target=self._cleanup, args=(job_id,), name=f"cleanup-{job_id}",
+                         daemon=True).start()
+
+    def _cleanup(self, job_id: str) -> None:
+        with self._lock:
+            active = [a for a in self._table.of_job(job_id) if a in self._table.active()]
+        for attempt_id in active:
+            self.kill(attempt_id, KILLED, "job cleaned up")
+        self._wait_exited(active, timeout=30)
+        self.cache.remove(job_id)
+        with self._lock:
+            self._table.forget_job(job_id)
+        self._sweep_logs()
+        log.info("job %s: local files deleted", job_id)
+
+    def _wait_exited(self, attempt_ids: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not any(a in self._procs for a in attempt_ids):
+                    return
+            time.sleep(0.02)
+
+    def _sweep_logs(self) -> None:
+        """Delete the logs of jobs that ended more than log_retention ago (directory mtime:
+        the last attempt that wrote there)."""
+        if not self.layout.logs.is_dir():
+            return
+        horizon = time.time() - self.config["taskserver"]["log_retention"]
+        with self._lock:
+            active_jobs = {self._table.get(a).job_id for a in self._table.active()}
+        for job_logs in self.layout.logs.iterdir():
+            if job_logs.name in active_jobs:
+                continue
+            try:
+                newest = max([p.stat().st_mtime for p in job_logs.rglob("*")]
+                             + [job_logs.stat().st_mtime])
+            except OSError:
+                continue
+            if newest < horizon:
+                shutil.rmtree(job_logs, ignore_errors=True)
+
+    # ---- timeouts ----
+
+    def _monitor_loop(self) -> None:
+        period = min(1.0, max(0.05, self.task_timeout / 4))
+        while not self._stop.wait(period):
+            with self._lock:
+                silent = self._table.timed_out(time.time(), self.task_timeout)
+            for attempt_id in silent:
+                log.warning("attempt %s: no progress for %gs, killing it", attempt_id,
+                            self.task_timeout)
+                self.kill(attempt_id, FAILED,
+                          f"Task attempt timed out: no progress for {self.task_timeout:g}s")
+
+    # ---- the service's work ----
+
+    def report_progress(self, attempt_id: str, progress: float, counters) -> None:
+        with self._lock:
+            if attempt_id not in self._table:
+                raise NotFound(f"unknown attempt {attempt_id}")
+            self._table.progress(attempt_id, progress, counters, time.time())
+
+    def report_done(self, attempt_id: str, report: DoneReport) -> None:
+        with self._lock:
+            if attempt_id not in self._table:
+                raise NotFound(f"unknown attempt {attempt_id}")
+            self._table.done(attempt_id, report, time.time())
+        log.info("attempt %s: TaskHost reports %s%s", attempt_id,
+                 "success" if report.succeeded else "failure",
+                 f": {report.error}" if report.error else "")
+
+    def call_jobserver(self, method: str, request, idempotent: bool):
+        return rpc.call(self.config, getattr(self._jobserver, method), request,
+                        idempotent=idempotent, address=self.config["jobserver"]["address"])
+
+    def map_output_chunks(self, job_id: str, attempt_id: str, partition: int) -> Iterator[bytes]:
+        return shuffle.partition_chunks(self.layout.map_output(job_id, attempt_id), partition,
+                                        what=f"map output of {attempt_id} (job {job_id})")
+
+    def logs(self, job_id: str, attempt_id: str) -> list[tuple[str, str, str]]:
+        if attempt_id:
+            dirs = [self.layout.log_dir(job_id, attempt_id)]
+        else:
+            job_logs = self.layout.job_logs(job_id)
+            dirs = sorted(job_logs.iterdir()) if job_logs.is_dir() else []
+        return [(d.name, _tail(d / "stdout"), _tail(d / "stderr")) for d in dirs if d.is_dir()]
+
+    def attempt_state(self, attempt_id: str) -> str | None:
+        with self._lock:
+            a = self._table.get(attempt_id)
+            return a.state if a else None
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - LOG_LIMIT))
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _status_proto(s: AttemptSnapshot) -> job_pb2.AttemptStatus:
+    return job_pb2.AttemptStatus(
+        attempt_id=s.attempt_id, state=_STATES[s.state], progress=s.progress,
+        counters=[job_pb2.Counter(group=g, name=n, value=v) for g, n, v in s.counters],
+        error=s.error, traceback=s.traceback)
+
+
+@daemon.command("taskserver", "Run a taskserver: runs task attempts of the jobserver's jobs "
+                              "on this machine and serves their map output.")
+def main(config: Config) -> None:
+    server = TaskServer(config)
+    server.start()
+    try:
+        daemon.wait_for_stop()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""The taskserver daemon as a real process, driven through its real gRPC interfaces.
+
+A real DFS (nameserver + one dataserver, tests/dfs_cluster.py) holds the job files and the
+input. The test runs a minimal real gRPC JobServer servicer (a test harness: it records the
+heartbeats and hands out the launch / kill / cleanup orders the test queues) and checks what
+the taskserver does with real TaskHost processes: map output served by FetchMapOutput, a
+reduce that fetches it and commits part files, a hanging task killed after task_timeout, a
+crash and a user exception reported as failures with clear errors, cleanup of local files.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from minijet import config as configmod
+from minijet import jobconf as jc
+from minijet import rpc
+from minijet.proto import job_pb2, job_pb2_grpc
+from minijet.taskhost import segments
+
+from dfs_cluster import DfsCluster
+
+JOB_FILE = '''
+import os, time
+from minijet import MapReduceJob
+
+class WordCount(MapReduceJob):
+    def mapper(self, key, value):
+        print("mapping", key)
+        for word in value.split():
+            yield word, 1
+    def combiner(self, key, values):
+        yield key, sum(values)
+    def reducer(self, key, values):
+        yield key, sum(values)
+
+class Hang(WordCount):
+    def mapper(self, key, value):
+        time.sleep(3600)
+        yield key, value
+
+class Crash(WordCount):
+    def mapper(self, key, value):
+        os._exit(3)
+
+class Boom(WordCount):
+    def mapper(self, key, value):
+        raise ValueError("bad record at %d" % key)
+'''
+
+TEXT = "".join(f"alpha beta {i % 5} gamma delta {i % 11}\n" for i in range(3000))
+TASK_TIMEOUT = 3.0
+
+
+class Harness(job_pb2_grpc.JobServerServicer):
+    """The jobserver side of the protocol, as far as a test needs it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.commands: list[job_pb2.TaskServerCommand] = []
+        self.statuses: dict[str, job_pb2.AttemptStatus] = {}
+        self.registration: job_pb2.HeartbeatRequest | None = None
+        self.heartbeats = 0
+        self.outputs: dict[tuple[str, str], job_pb2.MapOutputsResponse] = {}
+        self.committed: dict[str, str] = {}
+
+    def Heartbeat(self, request, context):
+        with self.lock:
+            self.heartbeats += 1
+            self.registration = request
+            for a in request.attempts:
+                self.statuses[a.attempt_id] = a
+            commands, self.commands = self.commands, []
+        return job_pb2.HeartbeatResponse(commands=commands, heartbeat_interval=0.1)
+
+    def Commit(self, request, context):
+        task = request.attempt_id.rsplit("_", 1)[0]
+        with self.lock:
+            winner = self.committed.setdefault(task, request.attempt_id)
+        return job_pb2.CommitResponse(granted=winner == request.attempt_id)
+
+    def GetMapOutputs(self, request, context):
+        with self.lock:
+            return self.outputs.get((request.job_id, request.stage_id),
+                                    job_pb2.MapOutputsResponse(total=1))
+
+    def order(self, **command) -> None:
+        with self.lock:
+            self.commands.append(job_pb2.TaskServerCommand(**command))
+
+    def wait_final(self, attempt_id: str, timeout: float = 30.0) -> job_pb2.AttemptStatus:
+        return wait_for(lambda: self._final(attempt_id), timeout,
+                        f"attempt {attempt_id} to end")
+
+    def _final(self, attempt_id):
+        with self.lock:
+            s = self.statuses.get(attempt_id)
+        return s if s is not None and s.state not in (job_pb2.ASSIGNED, job_pb2.RUNNING) \
+            else None
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("taskserver")
+    dfs = DfsCluster(root / "dfs", {"dfs": {"replication": 1}})
+    server = proc = None
+    try:
+        dfs.start(dataservers=1)
+        harness = Harness()
+        server, port = rpc.start_server(
+            dfs.config, "127.0.0.1:0",
+            [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(harness, s)])
+        data = yaml.safe_load(dfs.config_path.read_text())
+        data["jobserver"] = {"address": f"127.0.0.1:{port}"}
+        data["taskserver"] = {"address": "127.0.0.1:0", "dir": str(root / "task"), "slots": 2,
+                              "heartbeat_interval": "0.1s", "task_timeout": TASK_TIMEOUT}
+        config_path = root / "taskserver.yaml"
+        config_path.write_text(yaml.safe_dump(data))
+        log = open(root / "taskserver.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "minijet.taskserver.taskserver",
+                                 "--config", str(config_path), "-D", "node.host=host1"],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        wait_for(lambda: harness.registration is not None, 20, "the first heartbeat")
+        client = dfs.client("host1")
+        with client.create("/in/words.txt") as f:
+            f.write(TEXT.encode())
+        yield {"root": root, "dfs": client, "harness": harness, "proc": proc,
+               "config": configmod.load(str(config_path)), "task_dir": root / "task"}
+        client.close()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if server is not None:
+            server.stop(0)
+        dfs.stop()
+
+
+def make_job(env, job_id: str, job_class: str, reducers: int = 2) -> tuple[str, jc.JobConf]:
+    conf = jc.compile_mapreduce(job_id, "wcjob.py", job_class,
+                                {"input": ["/in/words.txt"], "output": f"/out/{job_id}",
+                                 "reducers": reducers},
+                                ["/in/words.txt"], f"/out/{job_id}", reducers, has_combiner=True)
+    job_dir = f"/jobs/{job_id}"
+    dfs = env["dfs"]
+    with dfs.create(f"{job_dir}/job.json") as f:
+        f.write(json.dumps(conf.to_dict()).encode())
+    with dfs.create(f"{job_dir}/wcjob.py") as f:
+        f.write(JOB_FILE.encode())
+    return job_dir, conf
+
+
+def launch(env, job_id: str, job_dir: str, attempt_id: str, stage: str, index: int, **task):
+    task_id = attempt_id.rsplit("_", 1)[0]
+    spec = {"job_id": job_id, "task_id": task_id, "attempt_id": attempt_id, "stage": stage,
+            "index": index, "splits": [], "partition": None, "producer_stage": None, **task}
+    env["harness"].order(launch=job_pb2.LaunchAttempt(
+        job_id=job_id, task_id=task_id, attempt_id=attempt_id, job_dir=job_dir,
+        task_json=json.dumps(spec)))
+
+
+def whole_input():
+    return [{"path": "/in/words.txt", "offset": 0, "length": len(TEXT)}]
+
+
+def taskhost_running(attempt_id: str) -> bool:
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "minijet.taskhost" in cmd and attempt_id in cmd:
+            return True
+    return False
+
+
+def test_registers_with_its_identity_and_served_address(env):
+    reg = env["harness"].registration
+    assert reg.host == "host1" and reg.rack == "/default-rack" and reg.slots == 2
+    assert reg.address.startswith("127.0.0.1:") and reg.name == f"host1:{reg.address[10:]}"
+
+
+def test_map_output_is_served_and_reduce_commits_part_files(env):
+    harness, dfs = env["harness"], env["dfs"]
+    job = "job_20260101000000_0001"
+    job_dir, _ = make_job(env, job, "WordCount")
+    half = len(TEXT) // 2  # two splits: the boundary falls inside a line
+    maps = [f"{job}_map_00000_0", f"{job}_map_00001_0"]
+    launch(env, job, job_dir, maps[0], "map", 0,
+           splits=[{"path": "/in/words.txt", "offset": 0, "length": half}])
+    launch(env, job, job_dir, maps[1], "map", 1,
+           splits=[{"path": "/in/words.txt", "offset": half, "length": len(TEXT) - half}])
+    for attempt in maps:
+        status = harness.wait_final(attempt)
+        assert status.state == job_pb2.SUCCEEDED, status.error + status.traceback
+        counters = {(c.group, c.name): c.value for c in status.counters}
+        assert counters[("task", "input_records")] > 0 and status.progress == 1.0
+
+    # FetchMapOutput: each partition of each map output, as the reduce side reads it
+    address = harness.registration.address
+    stub = job_pb2_grpc.TaskServerStub(rpc.connect(env["config"], address))
+    fetched = Counter()
+    for attempt in maps:
+        for partition in range(2):
+            data = b"".join(c.data for c in stub.FetchMapOutput(job_pb2.FetchRequest(
+                job_id=job, attempt_id=attempt, partition=partition)))
+            fetched.update(dict(segments.read_segment(data)))
+    assert fetched == Counter(TEXT.split())
+    with pytest.raises(Exception) as missing:
+        list(stub.FetchMapOutput(job_pb2.FetchRequest(job_id=job, attempt_id=f"{job}_map_9_0",
+                                                      partition=0)))
+    assert "not here" in str(missing.value)
+
+    # two reduce tasks fetch their partition from both maps and commit part files
+    with harness.lock:
+        harness.outputs[(job, "map")] = job_pb2.MapOutputsResponse(total=2, outputs=[
+            job_pb2.MapOutputLocation(task_id=a.rsplit("_", 1)[0], attempt_id=a,
+                                      address=address) for a in maps])
+    reduces = [f"{job}_reduce_0000{i}_0" for i in range(2)]
+    for i, attempt in enumerate(reduces):
+        launch(env, job, job_dir, attempt, "reduce", i, partition=i, producer_stage="map")
+    for attempt in reduces:
+        status = harness.wait_final(attempt)
+        assert status.state == job_pb2.SUCCEEDED, status.error + status.traceback
+    result = Counter()
+    for i in range(2):
+        with dfs.open(f"/out/{job}/part-0000{i}") as f:
+            for line in f.read().decode().splitlines():
+                word, count = line.split("\t")
+                result[word] += int(count)
+    assert result == Counter(TEXT.split())
+
+    # logs: the user's prints are in the attempt's stdout
+    logs = stub.GetLogs(job_pb2.LogRequest(job_id=job, attempt_id=maps[0]))
+    assert "mapping" in logs.logs[0].stdout
+    assert len(stub.GetLogs(job_pb2.LogRequest(job_id=job)).logs) == 4
+
+    # cleanup deletes the job's cache and map outputs; logs stay for `jetshell logs`
+    job_local = env["task_dir"] / "jobs" / job
+    assert (job_local / maps[0] / "file.out").is_file() and (job_local / "_cache").is_dir()
+    harness.order(cleanup=job_pb2.CleanupJob(job_id=job))
+    wait_for(lambda: not job_local.exists(), 10, "the job's local files to be deleted")
+    assert (env["task_dir"] / "logs" / job / maps[0] / "stdout").is_file()
+
+
+def test_hanging_task_is_killed_after_the_task_timeout(env):
+    harness = env["harness"]
+    job = "job_20260101000000_0002"
+    job_dir, _ = make_job(env, job, "Hang")
+    attempt = f"{job}_map_00000_0"
+    started = time.monotonic()
+    launch(env, job, job_dir, attempt, "map", 0, splits=whole_input())
+    wait_for(lambda: taskhost_running(attempt), 10, "the TaskHost to start")
+    status = harness.wait_final(attempt, timeout=TASK_TIMEOUT + 15)
+    assert status.state == job_pb2.FAILED
+    assert status.error == f"Task attempt timed out: no progress for {TASK_TIMEOUT:g}s"
+    assert time.monotonic() - started >= TASK_TIMEOUT
+    assert not taskhost_running(attempt)
+
+
+def test_crash_and_user_exception_are_failures_with_clear_errors(env):
+    harness = env["harness"]
+    job = "job_20260101000000_0003"
+    job_dir, _ = make_job(env, job, "Crash")
+    crash = f"{job}_map_00000_0"
+    launch(env, job, job_dir, crash, "map", 0, splits=whole_input())
+    job2 = "job_20260101000000_0004"
+    job_dir2, _ = make_job(env, job2, "Boom")
+    boom = f"{job2}_map_00000_0"
+    launch(env, job2, job_dir2, boom, "map", 0, splits=whole_input())
+
+    status = harness.wait_final(crash)
+    assert status.state == job_pb2.FAILED and status.error == "TaskHost exited with code 3"
+    status = harness.wait_final(boom)
+    assert status.state == job_pb2.FAILED
+    assert status.error == "ValueError: bad record at 0"
+    assert "raise ValueError" in status.traceback and "wcjob.py" in status.traceback
+
+
+def test_kill_order_kills_the_process_tree(env):
+    harness = env["harness"]
+    job = "job_20260101000000_0005"
+    job_dir, _ = make_job(env, job, "Hang")
+    attempt = f"{job}_map_00000_0"
+    launch(env, job, job_dir, attempt, "map", 0, splits=whole_input())
+    wait_for(lambda: taskhost_running(attempt), 10, "the TaskHost to start")
+    harness.order(kill=job_pb2.KillAttempt(attempt_id=attempt))
+    status = harness.wait_final(attempt)
+    assert status.state == job_pb2.KILLED and status.error == "killed by the jobserver"
+    assert not taskhost_running(attempt)
+
+
+def test_missing_job_files_fail_the_attempt(env):
+    harness = env["harness"]
+    job = "job_20260101000000_0006"
+    attempt = f"{job}_map_00000_0"
+    launch(env, job, "/jobs/nosuch", attempt, "map", 0, splits=whole_input())
+    status = harness.wait_final(attempt)
+    assert status.state == job_pb2.FAILED
+    assert "cannot copy the job files" in status.error and "/jobs/nosuch" in status.error
