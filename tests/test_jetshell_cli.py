@@ -207,3 +207,46 @@ def test_outcome_exit_codes(capsys):
     assert jetshell._report_outcome(status_of("killed", 0.5, 0.0, end_time=1001.0)) == \
         jetshell.EXIT_KILLED
     assert "was killed" in capsys.readouterr().err
+
+
+def test_status_text_shows_stages_attempts_and_the_users_traceback():
+    job = "job_20260101000000_0007"
+    attempts = [
+        job_pb2.AttemptInfo(attempt_id=f"{job}_map_00000_0", task_id=f"{job}_map_00000",
+                            taskserver="ts-host1", locality="node-local", state="succeeded",
+                            start_time=1000.0, end_time=1001.0),
+        job_pb2.AttemptInfo(attempt_id=f"{job}_map_00001_3", task_id=f"{job}_map_00001",
+                            taskserver="ts-host2", locality="rack-local", state="failed",
+                            start_time=1000.0, end_time=1002.0,
+                            error="ValueError: bad record",
+                            traceback="Traceback (most recent call last):\n"
+                                      "ValueError: bad record\n")]
+    status = status_of("failed", 0.5, 0.0, name="WordCount", user="alice", submit_time=999.0,
+                       end_time=1002.0, error="task map_00001 failed 4 times",
+                       output_path="/out", attempts=attempts)
+    text = jetshell.status_text(status)
+    lines = text.splitlines()
+    assert lines[0].split() == ["job", job]
+    assert ["state", "failed"] in [line.split() for line in lines]
+    assert "duration   2.0s" in text and "output     /out" in text
+    assert ["map", "4", "0", "0", "0", "50%"] in [line.split() for line in lines]
+    row = next(line for line in lines if line.startswith(f"{job}_map_00001 "))
+    assert row.split()[1:4] == ["3", "ts-host2", "rack-local"]
+    assert row.split()[-4:] == ["failed", "ValueError:", "bad", "record"]
+    assert lines[-2:] == ["Traceback (most recent call last):", "ValueError: bad record"]
+    assert "error: task map_00001 failed 4 times" in lines
+
+
+def test_list_and_nodes_tables():
+    jobs = [status_of("running", 0.5, 0.0, name="WordCount", user="alice")]
+    jobs[0].stages[0].succeeded = 2
+    jobs[0].stages[0].failed_attempts = 1
+    header, row = jetshell.jobs_table(jobs).splitlines()
+    assert header.split() == ["job", "name", "user", "started", "duration", "retries",
+                              "tasks", "state"]
+    assert row.split()[:3] == ["job_20260101000000_0007", "WordCount", "alice"]
+    assert row.split()[-3:] == ["1", "2/8", "running"]
+    servers = [job_pb2.TaskServerStatus(name="ts1", host="host1", rack="/r1", slots=4,
+                                        running=2, last_heartbeat=995.0, alive=True)]
+    header, row = jetshell.nodes_table(servers, now=1000.0).splitlines()
+    assert row.split() == ["ts1", "host1", "/r1", "4", "2", "5.0s", "ago", "0", "alive"]

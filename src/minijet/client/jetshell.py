@@ -175,6 +175,58 @@ def _follow(client, job_id: str) -> int:
     return _report_outcome(status)
 
 
+def status_text(st) -> str:
+    """A job's status for people: summary, stages, attempts, counters, the user's error."""
+    parts = [_table(["job", st.job_id], [
+        ["name", st.name], ["user", st.user], ["state", st.state],
+        ["submitted", _when(st.submit_time)], ["started", _when(st.start_time)],
+        ["finished", _when(st.end_time)], ["duration", _duration(st.start_time, st.end_time)],
+        ["output", st.output_path or "-"]])]
+    if st.stages:
+        parts.append(_table(["stage", "tasks", "succeeded", "running", "failed attempts",
+                             "progress"],
+                            [[s.stage_id, s.tasks, s.succeeded, s.running, s.failed_attempts,
+                              f"{_pct(s.progress)}%"] for s in st.stages]))
+    if st.attempts:
+        parts.append(_table(["task", "try", "taskserver", "locality", "start", "end", "state",
+                             "error"],
+                            [[a.task_id, a.attempt_id[len(a.task_id) + 1:] or a.attempt_id,
+                              a.taskserver or "-", a.locality or "-",
+                              _when(a.start_time, False), _when(a.end_time, False), a.state,
+                              a.error] for a in st.attempts]))
+    if st.counters:
+        parts.append("\n".join(_counter_lines(st.counters)))
+    error, trace = st.error, st.traceback
+    if st.state == "failed" and not trace:  # the job's reason may be short: show the user's
+        failed = [a for a in st.attempts if a.traceback]
+        if failed:
+            error, trace = error or failed[-1].error, failed[-1].traceback
+    if error or trace:
+        parts.append("\n".join([f"error: {error}"] + ([trace.rstrip("\n")] if trace else [])))
+    return "\n\n".join(parts)
+
+
+def jobs_table(jobs) -> str:
+    rows = []
+    for j in jobs:
+        total = sum(s.tasks for s in j.stages)
+        done = sum(s.succeeded for s in j.stages)
+        rows.append([j.job_id, j.name, j.user, _when(j.start_time or j.submit_time),
+                     _duration(j.start_time, j.end_time),
+                     sum(s.failed_attempts for s in j.stages), f"{done}/{total}", j.state])
+    return _table(["job", "name", "user", "started", "duration", "retries", "tasks", "state"],
+                  rows)
+
+
+def nodes_table(servers, now: float) -> str:
+    return _table(
+        ["taskserver", "host", "rack", "slots", "running", "last heartbeat", "failures",
+         "state"],
+        [[t.name, t.host, t.rack, t.slots, t.running,
+          f"{max(0.0, now - t.last_heartbeat):.1f}s ago" if t.last_heartbeat else "-",
+          t.failures, "alive" if t.alive else "lost"] for t in servers])
+
+
 # ---- commands ----
 
 _JOB_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
@@ -224,32 +276,7 @@ def status(client, job_id, as_json):
     if as_json:
         click.echo(json.dumps(_as_json(st), indent=2))
         return
-    click.echo(_table(["job", st.job_id], [
-        ["name", st.name], ["user", st.user], ["state", st.state],
-        ["submitted", _when(st.submit_time)], ["started", _when(st.start_time)],
-        ["finished", _when(st.end_time)], ["duration", _duration(st.start_time, st.end_time)],
-        ["output", st.output_path or "-"]]))
-    if st.stages:
-        click.echo()
-        click.echo(_table(["stage", "tasks", "succeeded", "running", "failed attempts",
-                           "progress"],
-                          [[s.stage_id, s.tasks, s.succeeded, s.running, s.failed_attempts,
-                            f"{_pct(s.progress)}%"] for s in st.stages]))
-    if st.attempts:
-        click.echo()
-        click.echo(_table(["attempt", "taskserver", "locality", "start", "end", "state",
-                           "error"],
-                          [[a.attempt_id, a.taskserver or "-", a.locality or "-",
-                            _when(a.start_time, False), _when(a.end_time, False), a.state,
-                            a.error] for a in st.attempts]))
-    if st.counters:
-        click.echo()
-        click.echo("\n".join(_counter_lines(st.counters)))
-    if st.error or st.traceback:
-        click.echo()
-        click.echo(f"error: {st.error}")
-        if st.traceback:
-            click.echo(st.traceback.rstrip("\n"))
+    click.echo(status_text(st))
 
 
 @cli.command(name="list")
@@ -262,15 +289,7 @@ def list_(client, all_jobs, as_json):
     if as_json:
         click.echo(json.dumps([_as_json(j) for j in jobs], indent=2))
         return
-    rows = []
-    for j in jobs:
-        total = sum(s.tasks for s in j.stages)
-        done = sum(s.succeeded for s in j.stages)
-        rows.append([j.job_id, j.name, j.user, _when(j.start_time or j.submit_time),
-                     _duration(j.start_time, j.end_time),
-                     sum(s.failed_attempts for s in j.stages), f"{done}/{total}", j.state])
-    click.echo(_table(["job", "name", "user", "started", "duration", "retries", "tasks",
-                       "state"], rows))
+    click.echo(jobs_table(jobs))
 
 
 @cli.command()
@@ -299,13 +318,7 @@ def nodes(client, as_json):
     if as_json:
         click.echo(json.dumps([_as_json(t) for t in servers], indent=2))
         return
-    now = time.time()
-    click.echo(_table(
-        ["taskserver", "host", "rack", "slots", "running", "last heartbeat", "failures",
-         "state"],
-        [[t.name, t.host, t.rack, t.slots, t.running,
-          f"{max(0.0, now - t.last_heartbeat):.1f}s ago" if t.last_heartbeat else "-",
-          t.failures, "alive" if t.alive else "lost"] for t in servers]))
+    click.echo(nodes_table(servers, time.time()))
 
 
 def main(argv: list[str] | None = None) -> None:
