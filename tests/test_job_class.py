@@ -105,6 +105,7 @@ def test_job_with_only_methods_needs_no_constructor_arguments():
     (Param("--when", list, default=[]), "type must be str, int, float or bool"),
     (Param("flag", bool), "a bool parameter must be an option"),
     (Param("-x y", str, default=""), "bad parameter name"),
+    (Param("--rest", str, nargs="...", default=[]), "nargs must be"),
 ])
 def test_bad_declarations_are_refused(param, message):
     cls = type("Bad", (MapReduceJob,), {"params": [param],

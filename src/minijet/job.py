@@ -177,6 +177,10 @@ class MapReduceJob:
             if p.type is bool and p.positional:
                 raise InvalidArgument(f"{cls.__name__}: parameter {p.name}: a bool parameter "
                                       f"must be an option (--{p.name})")
+            if p.nargs not in (None, "?", "*", "+") and not (
+                    isinstance(p.nargs, int) and p.nargs >= 1):
+                raise InvalidArgument(f"{cls.__name__}: parameter {p.name}: nargs must be "
+                                      f"'?', '*', '+' or a count, got {p.nargs!r}")
             if not re.fullmatch(r"(--)?[A-Za-z][A-Za-z0-9_-]*", p.name):
                 raise InvalidArgument(f"{cls.__name__}: bad parameter name {p.name!r} "
                                       f"(use 'name' or '--name')")
