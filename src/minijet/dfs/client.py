@@ -1,0 +1,524 @@
+"""DfsClient: the Python API of the DFS (metadata from the nameserver over gRPC, block data
+from dataservers over the data-transfer protocol).
+
+Writing: `create()` returns a DfsWriter. It cuts the stream into blocks and each block into
+packets, and streams packets down the block's pipeline as they fill. It keeps the current
+block's packets until the block is acknowledged, so that when a dataserver fails mid-block
+it can abandon the block, ask for a new one excluding the failed host, and send the block
+again (up to `dfs.client_retries` times). The file becomes visible only when close() commits
+it (Complete); an aborted or failed writer leaves nothing visible.
+
+Reading: `open()` returns a DfsReader: block locations are fetched once (nearest replica
+first), each packet's CRCs are checked, and a replica that fails (checksum: reported to the
+nameserver as bad; or unreachable) is replaced by the next one without the caller noticing.
+"""
+from __future__ import annotations
+
+import bisect
+import io
+import logging
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+
+from minijet import config as configmod
+from minijet import rpc
+from minijet.dfs import blockstore, datatransfer
+from minijet.errors import ChecksumError, InvalidArgument, MinijetError, NotFound, Unavailable
+from minijet.proto import dfs_pb2, dfs_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FileStatus:
+    path: str
+    is_dir: bool
+    length: int
+    replication: int
+    block_size: int
+    mtime: float
+
+    @classmethod
+    def from_proto(cls, s: dfs_pb2.FileStatus) -> "FileStatus":
+        return cls(s.path, s.is_dir, s.length, s.replication, s.block_size, s.mtime)
+
+
+@dataclass
+class BlockLocation:
+    block_id: int
+    offset: int
+    length: int
+    hosts: list[str]
+
+
+_SAFEMODE_ACTIONS = {"get": dfs_pb2.SafeModeRequest.GET, "leave": dfs_pb2.SafeModeRequest.LEAVE,
+                     "enter": dfs_pb2.SafeModeRequest.ENTER}
+
+
+class DfsClient:
+    def __init__(self, config: configmod.Config | None = None, host: str | None = None):
+        self.config = config if config is not None else configmod.load()
+        self.host = host or self.config.host
+        self.client_id = f"{self.host}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
+        self._address = self.config["nameserver"]["address"]
+        self._channel = rpc.connect(self.config, self._address)
+        self._ns = dfs_pb2_grpc.NameServerStub(self._channel)
+
+    def _call(self, method: str, request, *, idempotent: bool):
+        return rpc.call(self.config, getattr(self._ns, method), request, idempotent=idempotent,
+                        address=self._address)
+
+    # ---- files ----
+
+    def open(self, path: str) -> "DfsReader":
+        return DfsReader(self, path)
+
+    def create(self, path: str, replication: int | None = None, block_size: int | None = None,
+               overwrite: bool = False) -> "DfsWriter":
+        return DfsWriter(self, path, replication, block_size, overwrite)
+
+    def put(self, local_path: str, dfs_path: str, replication: int | None = None,
+            block_size: int | None = None, overwrite: bool = False) -> None:
+        try:
+            src = open(local_path, "rb", buffering=0)
+        except OSError as e:
+            raise InvalidArgument(f"cannot read {local_path}: {e.strerror}") from None
+        with src, self.create(dfs_path, replication, block_size, overwrite) as writer:
+            buf = memoryview(bytearray(writer.packet_size))
+            while n := src.readinto(buf):
+                writer.write(buf[:n])
+
+    def get(self, dfs_path: str, local_path: str) -> None:
+        """Copy a DFS file to a local path; a temp file beside it is renamed when complete."""
+        directory = os.path.dirname(os.path.abspath(local_path))
+        with self.open(dfs_path) as reader:
+            try:
+                fd, tmp = tempfile.mkstemp(dir=directory,
+                                           prefix=f".{os.path.basename(local_path)}.")
+            except OSError as e:
+                raise InvalidArgument(f"cannot write {local_path}: {e.strerror}") from None
+            try:
+                with open(fd, "wb", buffering=0) as out:
+                    buf = memoryview(bytearray(4 * reader.packet_size))
+                    while n := reader.readinto(buf):
+                        out.write(buf[:n])
+                os.replace(tmp, local_path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+
+    # ---- namespace ----
+
+    def mkdir(self, path: str, parents: bool = False) -> None:
+        self._call("Mkdirs", dfs_pb2.MkdirsRequest(path=path, parents=parents),
+                   idempotent=parents)
+
+    def list(self, path: str) -> list[FileStatus]:
+        reply = self._call("List", dfs_pb2.PathRequest(path=path), idempotent=True)
+        return [FileStatus.from_proto(s) for s in reply.entries]
+
+    def stat(self, path: str) -> FileStatus:
+        return FileStatus.from_proto(
+            self._call("GetFileInfo", dfs_pb2.PathRequest(path=path), idempotent=True))
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.stat(path)
+            return True
+        except NotFound:
+            return False
+
+    def delete(self, path: str, recursive: bool = False) -> bool:
+        return self._call("Delete", dfs_pb2.DeleteRequest(path=path, recursive=recursive),
+                          idempotent=False).deleted
+
+    def rename(self, src: str, dst: str) -> None:
+        self._call("Rename", dfs_pb2.RenameRequest(src=src, dst=dst), idempotent=False)
+
+    def block_locations(self, path: str, offset: int = 0,
+                        length: int | None = None) -> list[BlockLocation]:
+        reply = self._locations(path, offset, length or 0)
+        return [BlockLocation(b.block.block_id, b.offset, b.block.length,
+                              [n.host for n in b.locations]) for b in reply.blocks]
+
+    def _locations(self, path: str, offset: int = 0, length: int = 0):
+        return self._call("GetBlockLocations", dfs_pb2.GetBlockLocationsRequest(
+            path=path, offset=offset, length=length, client_host=self.host), idempotent=True)
+
+    # ---- administration ----
+
+    def fsck(self, path: str = "/") -> dfs_pb2.FsckResponse:
+        return self._call("Fsck", dfs_pb2.PathRequest(path=path), idempotent=True)
+
+    def report(self) -> dfs_pb2.ReportResponse:
+        return self._call("Report", dfs_pb2.Empty(), idempotent=True)
+
+    def safemode(self, action: str = "get") -> tuple[bool, str]:
+        if action not in _SAFEMODE_ACTIONS:
+            raise InvalidArgument(f"safemode action must be get, leave or enter, not {action!r}")
+        reply = self._call("SafeMode", dfs_pb2.SafeModeRequest(action=_SAFEMODE_ACTIONS[action]),
+                           idempotent=action == "get")
+        return reply.on, reply.reason
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "DfsClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class DfsWriter:
+    """A file being written; visible to others only after close()."""
+
+    def __init__(self, client: DfsClient, path: str, replication: int | None,
+                 block_size: int | None, overwrite: bool):
+        self.client = client
+        self.path = path
+        dfs = client.config["dfs"]
+        reply = client._call("Create", dfs_pb2.CreateRequest(
+            path=path, replication=replication or 0, block_size=block_size or 0,
+            overwrite=overwrite, client_id=client.client_id, client_host=client.host),
+            idempotent=False)
+        self.block_size = reply.block_size
+        self.replication = reply.replication
+        self.chunk_size = dfs["checksum_chunk_size"]
+        self.packet_size = datatransfer.packet_size_for(dfs["packet_size"], self.chunk_size)
+        self._retries = dfs["client_retries"]
+        self._timeout = dfs["socket_timeout"]
+        self._packet = bytearray()               # data not yet sent
+        self._packets: list[tuple[bytes, bytes]] = []  # the current block's (data, crcs)
+        self._block_len = 0                      # bytes of the current block, sent or not
+        self._block: dfs_pb2.LocatedBlock | None = None
+        self._pipeline: datatransfer.BlockWriter | None = None
+        self._failures = 0                       # pipelines lost for the current block
+        self._previous = dfs_pb2.Block()         # the last finished block
+        self._excluded: set[str] = set()
+        self.closed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        pass
+
+    def write(self, data) -> int:
+        if self.closed:
+            raise ValueError(f"write to closed DFS file {self.path}")
+        mv = memoryview(data)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        total = len(mv)
+        while mv:
+            room = min(self.packet_size - len(self._packet), self.block_size - self._block_len)
+            n = min(room, len(mv))
+            self._block_len += n
+            if not self._packet and n == room:
+                self._send_packet(bytes(mv[:n]))  # a whole packet straight from the caller
+            else:
+                self._packet += mv[:n]
+                if n == room:  # the packet or the block is full
+                    packet, self._packet = self._packet, bytearray()
+                    self._send_packet(packet)
+            mv = mv[n:]
+            if self._block_len == self.block_size:
+                self._finish_block()
+        return total
+
+    def _send_packet(self, data) -> None:
+        crcs = blockstore.checksums(data, self.chunk_size)
+        self._packets.append((data, crcs))
+        if self._pipeline is None:
+            self._new_pipeline(None)  # sends every packet kept so far, this one included
+            return
+        try:
+            self._pipeline.write_packet(data, crcs)
+        except datatransfer.PipelineError as e:
+            self._new_pipeline(e)
+
+    def _new_pipeline(self, failure: datatransfer.PipelineError | None) -> None:
+        """Get a (new) block and pipeline and send it the current block's packets so far."""
+        while True:
+            if failure is not None:
+                self._give_up_block(failure)
+            self._block = self.client._call("AddBlock", dfs_pb2.AddBlockRequest(
+                path=self.path, client_id=self.client.client_id, previous=self._previous,
+                excluded_hosts=sorted(self._excluded)), idempotent=True)
+            targets = [n.data_address for n in self._block.locations]
+            try:
+                self._pipeline = datatransfer.BlockWriter(
+                    targets, self._block.block.block_id, self.chunk_size, self._timeout)
+                for data, crcs in self._packets:
+                    self._pipeline.write_packet(data, crcs)
+                return
+            except datatransfer.PipelineError as e:
+                failure = e
+
+    def _give_up_block(self, failure: datatransfer.PipelineError) -> None:
+        block_id = self._block.block.block_id
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
+        locations = self._block.locations
+        bad = locations[failure.index].host if failure.index < len(locations) else None
+        if bad:
+            self._excluded.add(bad)
+        self._failures += 1
+        log.warning("%s: block %d: pipeline failed at %s (%s); %s", self.path, block_id,
+                    bad, failure, "retrying on a new pipeline" if self._failures <= self._retries
+                    else "giving up")
+        self.client._call("AbandonBlock", dfs_pb2.AbandonBlockRequest(
+            path=self.path, client_id=self.client.client_id, block_id=block_id),
+            idempotent=True)
+        self._block = None
+        if self._failures > self._retries:
+            raise Unavailable(f"cannot write {self.path}: block pipeline failed "
+                              f"{self._failures} times, last at dataserver {bad}: {failure}")
+
+    def _finish_block(self) -> None:
+        if self._packet:
+            packet, self._packet = self._packet, bytearray()
+            self._send_packet(packet)
+        while True:
+            try:
+                self._pipeline.finish()
+                break
+            except datatransfer.PipelineError as e:
+                self._new_pipeline(e)
+        self._previous = dfs_pb2.Block(block_id=self._block.block.block_id,
+                                       length=self._block_len)
+        self._pipeline = None
+        self._block = None
+        self._packets = []
+        self._block_len = 0
+        self._failures = 0
+
+    def close(self) -> None:
+        """Commit: the file becomes visible with everything written."""
+        if self.closed:
+            return
+        try:
+            if self._block_len:
+                self._finish_block()
+            self.client._call("Complete", dfs_pb2.CompleteRequest(
+                path=self.path, client_id=self.client.client_id, last=self._previous),
+                idempotent=True)
+        except BaseException:
+            self.abort()
+            raise
+        self.closed = True
+
+    def abort(self) -> None:
+        """Give up the file: nothing written becomes visible."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._pipeline is not None:
+            self._pipeline.close()
+        if self._block is not None:
+            try:
+                self.client._call("AbandonBlock", dfs_pb2.AbandonBlockRequest(
+                    path=self.path, client_id=self.client.client_id,
+                    block_id=self._block.block.block_id), idempotent=True)
+            except MinijetError as e:
+                log.info("%s: abandoning block on abort failed: %s", self.path, e)
+
+    def __enter__(self) -> "DfsWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class DfsReader(io.RawIOBase):
+    """A seekable binary reader of one DFS file; iterating yields lines."""
+
+    def __init__(self, client: DfsClient, path: str):
+        super().__init__()
+        self.client = client
+        self.path = path
+        self._timeout = client.config["dfs"]["socket_timeout"]
+        self.packet_size = client.config["dfs"]["packet_size"]
+        reply = client._locations(path)
+        if reply.status.is_dir:
+            raise InvalidArgument(f"cannot read {path}: it is a directory")
+        self.length = reply.status.length
+        self._set_blocks(reply.blocks)
+        self._pos = 0
+        self._reader: datatransfer.BlockReader | None = None
+        self._reader_base = 0          # file offset of the open block's first byte
+        self._reader_host = ""
+        self._bad: set[tuple[int, str]] = set()  # (block id, host) replicas that failed us
+        self._bytes = bytearray()      # holds the last packet received into the buffer
+        self._buf = memoryview(self._bytes)
+        self._buf_start = 0            # file offset of _buf[0]
+
+    def _set_blocks(self, blocks) -> None:
+        self._blocks = [b for b in blocks if b.block.length]
+        self._offsets = [b.offset for b in self._blocks]
+
+    # ---- io.RawIOBase ----
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.length}[whence]
+        if base + offset < 0:
+            raise InvalidArgument(f"{self.path}: seek to negative offset {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, b) -> int:
+        mv = memoryview(b).cast("B")
+        total = 0
+        while total < len(mv) and self._pos < self.length:
+            off = self._pos - self._buf_start
+            if 0 <= off < len(self._buf):
+                n = min(len(self._buf) - off, len(mv) - total)
+                mv[total:total + n] = self._buf[off:off + n]
+                self._pos += n
+                total += n
+            else:
+                total += self._receive(mv[total:])
+        return total
+
+    def read(self, size: int = -1) -> bytes:
+        remaining = max(0, self.length - self._pos)
+        size = remaining if size is None or size < 0 else min(size, remaining)
+        buf = bytearray(size)
+        n = self.readinto(buf)
+        del buf[n:]
+        return bytes(buf)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = -1 if size is None else size
+        parts = []
+        got = 0
+        while self._pos < self.length and got != limit:
+            off = self._pos - self._buf_start
+            if not 0 <= off < len(self._buf):
+                self._receive(memoryview(self._bytes)[:0])
+                continue
+            end = len(self._buf)
+            newline = self._bytes.find(b"\n", off, end)
+            if newline >= 0:
+                end = newline + 1
+            if limit >= 0:
+                end = min(end, off + limit - got)
+            parts.append(self._bytes[off:end])
+            got += end - off
+            self._pos += end - off
+            if newline >= 0 and end == newline + 1:
+                break
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._close_reader()
+        super().close()
+
+    # ---- block streaming with fail-over ----
+
+    def _receive(self, dest: memoryview) -> int:
+        """Receive the packet holding self._pos: straight into dest when it starts at _pos
+        and fits (returns the bytes placed), else into the buffer (returns 0)."""
+        while True:
+            reader = self._reader
+            if reader is None or not (
+                    self._reader_base + reader.pos <= self._pos
+                    < self._reader_base + reader.pos + self.packet_size):
+                self._open_reader()
+                reader = self._reader
+            start = self._reader_base + reader.pos
+            try:
+                n = reader.next_length()
+                if n == 0:
+                    self._close_reader()  # this block is done: the next one holds _pos
+                    continue
+                if start == self._pos and len(dest) >= n:
+                    reader.read_into(dest)
+                    self._pos += n
+                    return n
+                if len(self._bytes) < n:
+                    self._bytes = bytearray(n)
+                self._buf = memoryview(self._bytes)[:0]
+                reader.read_into(memoryview(self._bytes))
+                self._buf = memoryview(self._bytes)[:n]
+                self._buf_start = start
+                return 0
+            except ChecksumError as e:
+                self._replica_failed(e, corrupt=True)
+            except datatransfer.ReplicaUnavailable as e:
+                self._replica_failed(e, corrupt=False)
+
+    def _replica_failed(self, error: MinijetError, corrupt: bool) -> None:
+        block_id = self._reader.block_id
+        host = self._reader_host
+        self._close_reader()
+        self._bad.add((block_id, host))
+        log.warning("%s: replica of block %d on %s failed (%s); trying another", self.path,
+                    block_id, host, error)
+        if corrupt:
+            try:
+                self.client._call("ReportBadBlock", dfs_pb2.ReportBadBlockRequest(
+                    block_id=block_id, host=host), idempotent=True)
+            except MinijetError as e:
+                log.warning("%s: cannot report bad block %d on %s: %s", self.path, block_id,
+                            host, e)
+        self._last_error = error
+
+    def _open_reader(self) -> None:
+        self._close_reader()
+        i = bisect.bisect_right(self._offsets, self._pos) - 1
+        if i < 0 or self._pos >= self._offsets[i] + self._blocks[i].block.length:
+            raise Unavailable(f"{self.path}: no block holds offset {self._pos} "
+                              f"(the file's block list does not cover its length)")
+        errors = []
+        for refreshed in (False, True):
+            if refreshed:
+                # Every known replica failed: the nameserver may know better ones by now.
+                self._set_blocks(self.client._locations(self.path).blocks)
+                i = bisect.bisect_right(self._offsets, self._pos) - 1
+            located = self._blocks[i]
+            block_id = located.block.block_id
+            within = self._pos - located.offset
+            for node in located.locations:
+                if (block_id, node.host) in self._bad:
+                    continue
+                try:
+                    self._reader = datatransfer.BlockReader(
+                        node.data_address, block_id, within, located.block.length - within,
+                        self._timeout)
+                except datatransfer.ReplicaUnavailable as e:
+                    self._bad.add((block_id, node.host))
+                    errors.append(str(e))
+                    continue
+                self._reader_base = located.offset
+                self._reader_host = node.host
+                return
+        last = getattr(self, "_last_error", None)
+        detail = "; ".join(errors) or str(last or "no replica is known")
+        cls = ChecksumError if isinstance(last, ChecksumError) and not errors else Unavailable
+        raise cls(f"cannot read {self.path} at offset {self._pos}: no usable replica of "
+                  f"block {block_id}: {detail}")
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

@@ -1,0 +1,182 @@
+"""DfsClient end to end: a real nameserver and real dataserver processes."""
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import time
+
+import pytest
+
+from minijet.errors import NotFound
+from dfs_cluster import DfsCluster, data_dir
+
+MiB = 1024 * 1024
+
+
+def data_of(seed: str, size: int) -> bytes:
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 128
+        counter += 1
+    return bytes(out[:size])
+
+
+def write(client, path, data, **kw):
+    with client.create(path, **kw) as w:
+        for i in range(0, len(data), 100_000):  # writes not aligned to packets or blocks
+            w.write(data[i:i + 100_000])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with DfsCluster(tmp_path_factory.mktemp("dfs")) as c:
+        yield c.start(dataservers=4)
+
+
+@pytest.fixture
+def client(cluster):
+    with cluster.client() as c:
+        yield c
+
+
+def test_multi_block_round_trip_with_three_replicas(client, tmp_path):
+    data = data_of("multi", 5 * MiB + 12345)
+    write(client, "/rt/multi", data, replication=3)
+    st = client.stat("/rt/multi")
+    assert (st.length, st.replication, st.block_size, st.is_dir) == (len(data), 3, MiB, False)
+    blocks = client.block_locations("/rt/multi")
+    assert [b.offset for b in blocks] == [i * MiB for i in range(6)]
+    assert all(len(set(b.hosts)) == 3 for b in blocks)
+    with client.open("/rt/multi") as r:
+        assert r.read() == data
+    client.get("/rt/multi", str(tmp_path / "copy"))
+    assert (tmp_path / "copy").read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir()] == ["copy"]  # no temp file left
+
+
+def test_empty_file_and_exact_multiple_of_the_block_size(client, tmp_path):
+    write(client, "/rt/empty", b"")
+    assert client.stat("/rt/empty").length == 0
+    assert client.block_locations("/rt/empty") == []
+    with client.open("/rt/empty") as r:
+        assert r.read() == b"" and r.readline() == b"" and list(r) == []
+    data = data_of("exact", 2 * MiB)
+    src = tmp_path / "exact"
+    src.write_bytes(data)
+    client.put(str(src), "/rt/exact")
+    assert [b.length for b in client.block_locations("/rt/exact")] == [MiB, MiB]
+    with client.open("/rt/exact") as r:
+        assert r.read() == data
+
+
+def test_seek_read_and_readinto(client):
+    data = data_of("seek", 3 * MiB + 777)
+    write(client, "/rt/seek", data, replication=2)
+    with client.open("/rt/seek") as r:
+        for pos, n in [(0, 10), (MiB - 3, 6), (2 * MiB + 5, 100_000), (len(data) - 5, 100),
+                       (17, 2 * MiB), (len(data), 10), (len(data) + 10, 10)]:
+            assert r.seek(pos) == pos
+            assert r.read(n) == data[pos:pos + n]
+            assert r.tell() == min(pos + n, max(pos, len(data)))
+        r.seek(-100, os.SEEK_END)
+        assert r.read() == data[-100:]
+        r.seek(1000)
+        buf = bytearray(2 * MiB)
+        assert r.readinto(buf) == 2 * MiB and buf == data[1000:1000 + 2 * MiB]
+
+
+def test_lines_across_block_boundaries(client):
+    lines = [b"%d %s\n" % (i, b"x" * (i % 300)) for i in range(20000)]
+    data = b"".join(lines) + b"no newline at the end"
+    assert len(data) > 2 * MiB
+    write(client, "/rt/lines", data)
+    with client.open("/rt/lines") as r:
+        assert list(r) == lines + [b"no newline at the end"]
+        r.seek(0)
+        assert r.readline() == lines[0]
+        assert r.readline(3) == lines[1][:3]
+
+
+def test_file_is_invisible_until_close_and_abort_leaves_nothing(client):
+    w = client.create("/vis/f")
+    w.write(data_of("vis", MiB + 10))
+    assert not client.exists("/vis/f")
+    with pytest.raises(NotFound):
+        client.open("/vis/f")
+    w.close()
+    assert client.stat("/vis/f").length == MiB + 10
+    with pytest.raises(RuntimeError):
+        with client.create("/vis/g") as w:
+            w.write(b"partial")
+            raise RuntimeError("user code failed")
+    assert not client.exists("/vis/g")
+
+
+def test_namespace_operations(client):
+    client.mkdir("/ns/a/b", parents=True)
+    write(client, "/ns/a/b/f", b"hello")
+    client.rename("/ns/a/b/f", "/ns/a/g")
+    assert sorted(s.path for s in client.list("/ns/a")) == ["/ns/a/b", "/ns/a/g"]
+    assert [s.path for s in client.list("/ns/a/g")] == ["/ns/a/g"]
+    assert client.delete("/ns/a", recursive=True)
+    assert not client.exists("/ns/a/g")
+    assert client.safemode("get")[0] is False
+
+
+def test_corrupt_replica_is_skipped_and_reported(cluster, client):
+    data = data_of("corrupt", MiB + 500)
+    write(client, "/bad/f", data, replication=3)
+    first = client.block_locations("/bad/f")[0]
+    victim = first.hosts[0]
+    path = os.path.join(data_dir(cluster, int(victim[4:])), "current",
+                        f"blk_{first.block_id}")
+    with open(path, "r+b") as f:
+        f.seek(1000)
+        f.write(bytes([data[1000] ^ 0x55]))
+    with cluster.client(host=victim) as local:  # reads the corrupt replica first
+        with local.open("/bad/f") as r:
+            assert r.read() == data
+    deadline = time.monotonic() + 15
+    while victim in client.block_locations("/bad/f")[0].hosts:
+        assert time.monotonic() < deadline, "corrupt replica still offered to readers"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    with DfsCluster(tmp_path) as c:
+        yield c.start(dataservers=4)
+
+
+def test_dataserver_killed_during_write_recovers_and_reads_fail_over(own_cluster):
+    data = data_of("kill", 3 * MiB + 4321)
+    with own_cluster.client(host="host1") as c:  # first replica of every block on host1
+        w = c.create("/k/f", replication=3)
+        w.write(data[:MiB + MiB // 2])
+        own_cluster.kill(1)
+        w.write(data[MiB + MiB // 2:])
+        w.close()
+        assert c.stat("/k/f").length == len(data)
+        blocks = c.block_locations("/k/f")
+        assert all("host1" not in b.hosts for b in blocks[1:])
+        with c.open("/k/f") as r:  # the first block's replica on host1 is gone: fail over
+            assert r.read() == data
+    assert not glob.glob(os.path.join(data_dir(own_cluster, 2), "tmp", "blk_*"))
+
+
+def test_write_fails_clearly_when_no_pipeline_can_be_built(tmp_path):
+    with DfsCluster(tmp_path, {"dfs": {"client_retries": 1}}) as cluster:
+        cluster.start(dataservers=2)
+        with cluster.client(host="host1") as c:
+            w = c.create("/k/g", replication=2)
+            w.write(data_of("g", MiB // 2))
+            cluster.kill(1)
+            cluster.kill(2)
+            with pytest.raises(Exception) as e:
+                w.write(data_of("g2", MiB))
+                w.close()
+            assert "/k/g" in str(e.value) or "block" in str(e.value)
+            w.abort()
+            assert not c.exists("/k/g")
