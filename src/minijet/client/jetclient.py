@@ -135,6 +135,9 @@ class JetClient:
         """Compile, check, create, upload and run a job; return its id. `files` are local
         files shipped beside the job file (a task finds them in its working directory's job
         cache, and can import .py ones). `prog` names the command in argument errors."""
+        if isinstance(args, str):
+            raise InvalidArgument("the job's arguments must be a list of strings, "
+                                  f"not one string: {args!r}")
         cls = load_job_class(job_file, class_name)
         names = [os.path.basename(job_file)] + [os.path.basename(f) for f in files]
         for local in files:
