@@ -1,0 +1,467 @@
+"""The jobserver daemon: the gRPC JobServer service around the pure JobServerCore.
+
+Every RPC becomes one event for the core, handled under one lock; the shell carries out the
+returned actions: Persist -> the SQLite store (queued; written by the store's own thread),
+launch / kill / cleanup commands -> the reply of the Heartbeat they came from, commit
+grants -> the Commit reply, JobFinished -> the finisher thread, which commits or removes
+the job's output in the DFS. Network calls (DFS reads for RunJob, output commits) happen
+outside the lock. A timer thread sends Tick so silent taskservers are declared lost.
+
+While a finished job's output is being committed (or removed) its status still says
+"running"; it turns final only once `_SUCCESS` is there (or the output is gone), so a
+client that sees "succeeded" can read the output at once.
+
+Restart: every job the store holds is listed as it was. A job that was created or running
+when the previous jobserver stopped is marked failed ("the jobserver restarted...") and its
+partial output removed; resuming such jobs is future work.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import queue
+import threading
+import time
+from typing import Any
+
+from minijet import daemon, rpc
+from minijet.config import Config
+from minijet.errors import FailedPrecondition, MinijetError, NotFound
+from minijet.jobserver import jobfiles, model
+from minijet.jobserver.store import JobStore
+from minijet.proto import job_pb2, job_pb2_grpc
+
+log = logging.getLogger("minijet.jobserver")
+
+FINAL = (model.SUCCEEDED, model.FAILED, model.KILLED)
+RECENT = 24 * 3600.0          # ListJobs without `all`: finished jobs younger than this
+FINISH_RETRIES = 5            # tries to commit/remove a job's output while the DFS fails
+_ATTEMPT_STATES = {v: k.lower() for k, v in job_pb2.AttemptState.items()}
+
+
+def task_json(action: model.LaunchAttempt) -> str:
+    """LaunchAttempt.task_json (JOB_DESIGN.md) from the core's launch action."""
+    spec = action.task
+    split = spec.get("split")
+    producers = list(spec.get("producers") or {})
+    return json.dumps({
+        "job_id": action.job_id, "task_id": action.task_id, "attempt_id": action.attempt_id,
+        "stage": spec["stage"], "index": spec["index"],
+        "splits": [{"path": p, "offset": o, "length": n}
+                   for p, o, n in split["segments"]] if split else [],
+        # a consumer task reads the partition of its index from its producers
+        "partition": spec["index"] if producers else None,
+        "producer_stage": producers[0] if producers else None,
+    })
+
+
+def _counters(items) -> list[job_pb2.Counter]:
+    return [job_pb2.Counter(group=c["group"], name=c["name"], value=c["value"]) for c in items]
+
+
+def status_proto(s: dict[str, Any]) -> job_pb2.JobStatus:
+    """A job status view (the core's job_status shape) as the protocol's JobStatus."""
+    return job_pb2.JobStatus(
+        job_id=s["job_id"], name=s["name"], user=s["user"], state=s["state"],
+        submit_time=s["submit_time"], start_time=s["start_time"], end_time=s["end_time"],
+        stages=[job_pb2.StageInfo(**st) for st in s["stages"]],
+        attempts=[job_pb2.AttemptInfo(**{**a, "counters": _counters(a["counters"])})
+                  for a in s.get("attempts", [])],
+        counters=_counters(s["counters"]), error=s["error"], traceback=s["traceback"],
+        output_path=s["output_path"])
+
+
+class JobServer:
+    def __init__(self, config: Config, dfs=None):
+        self.config = config
+        js = config["jobserver"]
+        self.job_root = js["job_dir"]
+        self.heartbeat_interval = config["taskserver"]["heartbeat_interval"]
+        self.store = JobStore(js["dir"])
+        self.core = model.JobServerCore.from_config(config)
+        if dfs is None:
+            from minijet.dfs import DfsClient
+            dfs = DfsClient(config, host=config.host)
+        self.dfs = dfs
+        self._lock = threading.Lock()
+        self._started = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        self._seq = 0
+        self._submitting: set[str] = set()       # RunJob in progress (reading the DFS)
+        self._outputs: dict[str, str] = {}       # output path -> the unfinished job writing it
+        self._finishing: dict[str, model.JobFinished] = {}   # output being committed/removed
+        self._outcome: dict[str, tuple[str, str]] = {}   # job -> (state, error) if the
+        #                                                   output commit failed the job
+        self._history: dict[str, dict[str, Any]] = {}    # jobs of earlier runs (from the store)
+        self._finisher_queue: queue.Queue[model.JobFinished | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server = None
+        self.port = 0
+        self._recover()
+
+    # ---- life cycle ----
+
+    def start(self) -> None:
+        self._server, self.port = rpc.start_server(
+            self.config, self.config["jobserver"]["address"],
+            [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(JobServerService(self), s)])
+        for target, name in ((self._tick_loop, "tick"), (self._finish_loop, "finisher")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        log.info("jobserver serving on %s (port %d), store %s, %d jobs from earlier runs",
+                 self.config["jobserver"]["address"], self.port, self.store.path,
+                 len(self._history))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._finisher_queue.put(None)
+        if self._server is not None:
+            self._server.stop(grace=1).wait()
+        for t in self._threads:
+            t.join(timeout=10)
+        self.store.close()
+        self.dfs.close()
+        log.info("jobserver stopped")
+
+    def _recover(self) -> None:
+        """Load the jobs of earlier runs; fail those that were still going."""
+        attempts: dict[str, list[dict]] = {}
+        for row in self.store.rows("attempts"):
+            attempts.setdefault(row["job_id"], []).append(row)
+        tasks: dict[str, list[dict]] = {}
+        for row in self.store.rows("tasks"):
+            tasks.setdefault(row["job_id"], []).append(row)
+        now = time.time()
+        for row in self.store.rows("jobs"):
+            if row["job_id"].startswith(f"job_{self._started}_"):
+                self._seq = max(self._seq, int(row["job_id"].rsplit("_", 1)[1]))
+            if row["state"] not in FINAL:
+                was = row["state"]
+                row.update(state=model.FAILED, end_time=now,
+                           error=f"the jobserver restarted while the job was {was}; "
+                                 f"resuming jobs after a restart is not supported yet")
+                self.store.save([("jobs", {k: row[k] for k in
+                                           ("job_id", "state", "end_time", "error")})])
+                log.warning("job %s: failed by jobserver restart (was %s)", row["job_id"], was)
+                # remove its partial output (only a submitted job has one) and job dir
+                outputs = row["output_path"].split(",") if row["output_path"] else []
+                self._finisher_queue.put(model.JobFinished(
+                    row["job_id"], model.FAILED, outputs, row["error"], "restart"))
+            self._history[row["job_id"]] = _history_status(
+                row, tasks.get(row["job_id"], []), attempts.get(row["job_id"], []))
+        self.store.wait()
+
+    # ---- the core, under the lock ----
+
+    def _handle(self, event) -> list:
+        """Apply one event (the lock held) and carry out what does not go into a reply."""
+        actions = self.core.handle(event)
+        replies = []
+        for action in actions:
+            if isinstance(action, model.Persist):
+                self.store.save(action.records)
+            elif isinstance(action, model.JobFinished):
+                log.info("job %s: %s%s (cause %s)", action.job_id, action.state,
+                         f": {action.error}" if action.error else "", action.cause)
+                self._finishing[action.job_id] = action
+                self._finisher_queue.put(action)
+            else:
+                replies.append(action)
+        return replies
+
+    def _tick_loop(self) -> None:
+        period = max(0.05, min(1.0, self.config["jobserver"]["taskserver_timeout"] / 5))
+        while not self._stop.wait(period):
+            with self._lock:
+                for action in self._handle(model.Tick(time.time())):
+                    log.error("unexpected action from Tick: %s", action)
+
+    # ---- job end: the output in the DFS ----
+
+    def _finish_loop(self) -> None:
+        while True:
+            action = self._finisher_queue.get()
+            if action is None:
+                return
+            error = ""
+            for attempt in range(FINISH_RETRIES):
+                try:
+                    self._finish_output(action)
+                    error = ""
+                    break
+                except MinijetError as e:
+                    error = str(e)
+                    log.warning("job %s: finishing its output failed (try %d): %s",
+                                action.job_id, attempt + 1, e)
+                    if self._stop.wait(0.5 * 2 ** attempt):
+                        return
+            with self._lock:
+                self._finishing.pop(action.job_id, None)
+                for path in action.output_paths:
+                    if self._outputs.get(path) == action.job_id:
+                        del self._outputs[path]
+                if error and action.state == model.SUCCEEDED:
+                    outcome = (model.FAILED, f"the job's output could not be committed: {error}")
+                    self._outcome[action.job_id] = outcome
+                    self.store.save([("jobs", {"job_id": action.job_id, "state": outcome[0],
+                                               "error": outcome[1]})])
+            log.info("job %s: output %s", action.job_id,
+                     "committed" if action.state == model.SUCCEEDED and not error else
+                     "removed" if not error else f"left as it is ({error})")
+
+    def _finish_output(self, action: model.JobFinished) -> None:
+        for path in action.output_paths:
+            if action.state == model.SUCCEEDED:
+                jobfiles.commit_output(self.dfs, path)
+            else:
+                jobfiles.abort_output(self.dfs, path)
+        self.dfs.delete(self._job_dir(action.job_id), recursive=True)
+
+    def _job_dir(self, job_id: str) -> str:
+        return posixpath.join(self.job_root, job_id)
+
+    # ---- the service's work ----
+
+    def create_job(self, name: str, user: str) -> tuple[str, str]:
+        with self._lock:
+            self._seq += 1
+            job_id = model.make_job_id(self._started, self._seq)
+        job_dir = self._job_dir(job_id)
+        self.dfs.mkdir(job_dir, parents=True)
+        with self._lock:
+            self._handle(model.JobCreated(job_id, name, user, job_dir, time.time()))
+        self.store.wait()   # a created job is durable before the client hears of it
+        log.info("job %s: created (%s, user %s), job dir %s", job_id, name, user, job_dir)
+        return job_id, job_dir
+
+    def run_job(self, job_id: str) -> None:
+        with self._lock:
+            state = self._view(job_id)["state"]
+            if state != model.CREATED or job_id in self._submitting:
+                raise FailedPrecondition(f"job {job_id} was already submitted ({state})")
+            self._submitting.add(job_id)
+        try:
+            job_dir = self._job_dir(job_id)
+            conf = jobfiles.read_job_conf(self.dfs, job_id, job_dir)
+            jobfiles.check_paths(self.dfs, job_id, conf)
+            splits = jobfiles.input_splits(self.dfs, conf, self.config["dfs"]["block_size"])
+            with self._lock:
+                for path in conf.output_paths():
+                    if path in self._outputs:
+                        raise FailedPrecondition(f"job {job_id}: output path {path} is the "
+                                                 f"output of job {self._outputs[path]}")
+                self._handle(model.JobSubmitted(job_id, conf, splits, time.time(),
+                                                job_dir=job_dir))
+                self._outputs.update((path, job_id) for path in conf.output_paths())
+        finally:
+            with self._lock:
+                self._submitting.discard(job_id)
+        self.store.wait()   # job acceptance is durable before RunJob replies
+        log.info("job %s: running, %s", job_id, ", ".join(
+            f"stage {s} {len(v)} splits" for s, v in splits.items()))
+
+    def _view(self, job_id: str, attempts: bool = True) -> dict[str, Any]:
+        """The job's status: the core's (adjusted while its output is finished), else from
+        an earlier run."""
+        try:
+            s = self.core.job_status(job_id, attempts=attempts)
+        except NotFound:
+            if job_id in self._history:
+                return self._history[job_id]
+            raise NotFound(f"no job {job_id}") from None
+        return self._adjusted(s)
+
+    def _adjusted(self, s: dict[str, Any]) -> dict[str, Any]:
+        if s["job_id"] in self._finishing:
+            s["state"] = model.RUNNING
+        elif s["job_id"] in self._outcome:
+            s["state"], s["error"] = self._outcome[s["job_id"]]
+        return s
+
+    def job_status(self, job_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self._view(job_id)
+
+    def list_jobs(self, all_jobs: bool) -> list[dict[str, Any]]:
+        now = time.time()
+        with self._lock:
+            jobs = dict(self._history)
+            for s in self.core.list_jobs():
+                jobs[s["job_id"]] = self._adjusted(s)
+        return sorted((s for s in jobs.values()
+                       if all_jobs or s["state"] not in FINAL or now - s["end_time"] < RECENT),
+                      key=lambda s: (s["submit_time"], s["job_id"]))
+
+    def kill_job(self, job_id: str) -> None:
+        """Kill a created or running job; a job that already ended is left as it is. A kill
+        during RunJob wins: RunJob then finds the job killed."""
+        with self._lock:
+            if job_id in self._history:
+                return
+            self._handle(model.KillJob(job_id, time.time()))
+        log.info("job %s: kill requested", job_id)
+
+    def taskservers(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return self.core.taskservers()
+
+    def heartbeat(self, request: job_pb2.HeartbeatRequest) -> job_pb2.HeartbeatResponse:
+        event = model.Heartbeat(
+            request.name, request.host, request.rack, request.slots, request.free_slots,
+            request.address,
+            [model.AttemptStatus(a.attempt_id, _ATTEMPT_STATES[a.state], a.progress,
+                                 [(c.group, c.name, c.value) for c in a.counters],
+                                 a.error, a.traceback) for a in request.attempts],
+            time.time())
+        with self._lock:
+            actions = self._handle(event)
+        commands = []
+        for action in actions:
+            if isinstance(action, model.LaunchAttempt):
+                log.info("attempt %s: launch on %s", action.attempt_id, action.taskserver)
+                commands.append(job_pb2.TaskServerCommand(launch=job_pb2.LaunchAttempt(
+                    job_id=action.job_id, task_id=action.task_id,
+                    attempt_id=action.attempt_id, job_dir=action.job_dir,
+                    task_json=task_json(action))))
+            elif isinstance(action, model.KillAttempt):
+                log.info("attempt %s: kill on %s", action.attempt_id, action.taskserver)
+                commands.append(job_pb2.TaskServerCommand(
+                    kill=job_pb2.KillAttempt(attempt_id=action.attempt_id)))
+            elif isinstance(action, model.CleanupJob):
+                commands.append(job_pb2.TaskServerCommand(
+                    cleanup=job_pb2.CleanupJob(job_id=action.job_id)))
+            else:
+                log.error("unexpected action from Heartbeat: %s", action)
+        return job_pb2.HeartbeatResponse(commands=commands,
+                                         heartbeat_interval=self.heartbeat_interval)
+
+    def commit(self, attempt_id: str) -> bool:
+        with self._lock:
+            actions = self._handle(model.CommitRequest(attempt_id, time.time()))
+        for action in actions:
+            if isinstance(action, model.CommitGranted):
+                log.info("attempt %s: commit granted", attempt_id)
+                return True
+            if isinstance(action, model.CommitDenied):
+                log.info("attempt %s: commit denied: %s", attempt_id, action.reason)
+                return False
+        raise AssertionError(f"no commit decision for {attempt_id}: {actions}")
+
+    def map_outputs(self, job_id: str, stage_id: str) -> dict[str, Any]:
+        with self._lock:
+            return self.core.map_output_locations(job_id, stage_id)
+
+    def fetch_failed(self, request: job_pb2.FetchFailedRequest) -> None:
+        log.warning("attempt %s could not fetch the output of %s: %s", request.attempt_id,
+                    request.producer_attempt_id, request.error)
+        with self._lock:
+            for action in self._handle(model.FetchFailed(
+                    request.attempt_id, request.producer_attempt_id, request.error,
+                    time.time())):
+                log.error("unexpected action from FetchFailed: %s", action)
+
+
+def _history_status(job: dict, tasks: list[dict], attempts: list[dict]) -> dict[str, Any]:
+    """A job of an earlier run, from its stored rows, in the core's job_status shape."""
+    stages: dict[str, dict[str, Any]] = {}
+    for t in tasks:
+        st = stages.setdefault(t["stage"], {"stage_id": t["stage"], "tasks": 0, "succeeded": 0,
+                                            "running": 0, "failed_attempts": 0})
+        st["tasks"] += 1
+        st["succeeded"] += t["state"] == model.SUCCEEDED
+    counters: dict[tuple[str, str], int] = {}
+    views = []
+    for a in attempts:
+        stage = a["task_id"][len(job["job_id"]) + 1:].rsplit("_", 1)[0]
+        if a["state"] == model.FAILED and stage in stages:
+            stages[stage]["failed_attempts"] += 1
+        items = json.loads(a["counters_json"] or "[]")
+        if a["state"] == model.SUCCEEDED:
+            for g, n, v in items:
+                counters[(g, n)] = counters.get((g, n), 0) + v
+        views.append({k: a[k] or "" for k in ("attempt_id", "task_id", "taskserver", "host",
+                                              "locality", "state", "error", "traceback")}
+                     | {"start_time": a["start_time"] or 0.0, "end_time": a["end_time"] or 0.0,
+                        "progress": 1.0 if a["state"] == model.SUCCEEDED else 0.0,
+                        "counters": [{"group": g, "name": n, "value": v} for g, n, v in items]})
+    for st in stages.values():
+        st["progress"] = st["succeeded"] / st["tasks"] if st["tasks"] else 1.0
+    return {"job_id": job["job_id"], "name": job["name"] or "", "user": job["user"] or "",
+            "state": job["state"], "submit_time": job["submit_time"] or 0.0,
+            "start_time": job["start_time"] or 0.0, "end_time": job["end_time"] or 0.0,
+            "stages": list(stages.values()), "attempts": views,
+            "counters": [{"group": g, "name": n, "value": v}
+                         for (g, n), v in sorted(counters.items())],
+            "error": job["error"] or "", "traceback": job["traceback"] or "",
+            "output_path": job["output_path"] or ""}
+
+
+class JobServerService(job_pb2_grpc.JobServerServicer):
+    def __init__(self, server: JobServer):
+        self._js = server
+
+    @rpc.translate_errors
+    def CreateJob(self, request, context):
+        job_id, job_dir = self._js.create_job(request.name, request.user)
+        return job_pb2.CreateJobResponse(job_id=job_id, job_dir=job_dir)
+
+    @rpc.translate_errors
+    def RunJob(self, request, context):
+        self._js.run_job(request.job_id)
+        return job_pb2.Empty()
+
+    @rpc.translate_errors
+    def GetJobStatus(self, request, context):
+        return status_proto(self._js.job_status(request.job_id))
+
+    @rpc.translate_errors
+    def ListJobs(self, request, context):
+        return job_pb2.ListJobsResponse(
+            jobs=[status_proto(s) for s in self._js.list_jobs(request.all)])
+
+    @rpc.translate_errors
+    def KillJob(self, request, context):
+        self._js.kill_job(request.job_id)
+        return job_pb2.Empty()
+
+    @rpc.translate_errors
+    def ListTaskServers(self, request, context):
+        return job_pb2.ListTaskServersResponse(
+            taskservers=[job_pb2.TaskServerStatus(**t) for t in self._js.taskservers()])
+
+    @rpc.translate_errors
+    def Heartbeat(self, request, context):
+        return self._js.heartbeat(request)
+
+    @rpc.translate_errors
+    def Commit(self, request, context):
+        return job_pb2.CommitResponse(granted=self._js.commit(request.attempt_id))
+
+    @rpc.translate_errors
+    def GetMapOutputs(self, request, context):
+        view = self._js.map_outputs(request.job_id, request.stage_id)
+        return job_pb2.MapOutputsResponse(
+            outputs=[job_pb2.MapOutputLocation(**o) for o in view["outputs"]],
+            total=view["total"])
+
+    @rpc.translate_errors
+    def ReportFetchFailure(self, request, context):
+        self._js.fetch_failed(request)
+        return job_pb2.Empty()
+
+
+@daemon.command("jobserver", "Run the jobserver: accepts jobs, schedules their tasks on the "
+                             "taskservers, and keeps job state in a SQLite store.")
+def main(config: Config) -> None:
+    server = JobServer(config)
+    server.start()
+    try:
+        daemon.wait_for_stop()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
