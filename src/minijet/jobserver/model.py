@@ -1,0 +1,776 @@
+"""The jobserver's decisions: jobs -> stages -> tasks -> attempts, as a pure state machine.
+
+No I/O, no threads, no clock: `JobServerCore.handle(event)` applies one event and returns
+the actions that follow from it, in the order they must be carried out. The daemon is a
+thin shell around it:
+
+    core = JobServerCore.from_config(config)
+    with lock:                                    # one lock around the core
+        actions = core.handle(Heartbeat(...))     # every RPC becomes one event
+    for action in actions:
+        Persist        -> store.save(action.records)  (table, row) upserts for JobStore;
+                          always first, so state is written before anything leaves
+        LaunchAttempt, KillAttempt, CleanupJob
+                       -> commands in the reply to the Heartbeat they came from: the core
+                          queues commands per taskserver and hands them out only from that
+                          taskserver's own Heartbeat, so every such action in a Heartbeat's
+                          result goes into that heartbeat's reply
+        CommitGranted / CommitDenied -> the reply to the CommitRequest
+        JobFinished    -> succeeded: remove <out>/_temporary, write <out>/_SUCCESS;
+                          failed/killed: remove the output paths (they did not exist
+                          before the job, so no partial part files remain)
+    a timer sends Tick(now) about once a second (taskserver timeouts).
+
+Reads for RPCs go through views returning plain, JSON-serialisable dicts: job_status,
+list_jobs, taskservers, map_output_locations. A user mistake (unknown job, bad conf)
+raises a MinijetError from handle() or a view before anything changes.
+
+Heartbeat protocol: a taskserver reports every attempt it holds until it has reported it
+final (minijet.taskserver.attempts); an attempt launched by an earlier reply and missing
+from a heartbeat never started there and is lost. A running attempt the core has already
+ended (killed, lost) is told again to die. Attempts on a taskserver silent for
+`taskserver_timeout` are lost; its finished file-channel outputs still needed by a
+consumer stage are lost too and their tasks run again, as when a consumer reports a
+FetchFailed.
+
+Commit: a task's attempt may rename its output into place only with a grant; while the
+holder lives, or once it succeeded, every other attempt is denied. A holder that ends
+without success releases the grant (it may or may not have renamed): the next holder must
+rename without overwriting, and if the part file is already there, keep it and succeed.
+So at most one attempt's output ever lands.
+
+Every event carries an id (given, or "e<seq>"); every action names it as `cause`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from minijet.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from minijet.jobconf import FILE, JobConf
+from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler
+from minijet.jobserver.splits import Split
+
+# ---- ids ----
+
+
+def make_job_id(started: str, seq: int) -> str:
+    """`started`: the jobserver's start time as YYYYMMDDHHMMSS."""
+    return f"job_{started}_{seq:04d}"
+
+
+def make_task_id(job_id: str, stage: str, index: int) -> str:
+    return f"{job_id}_{stage}_{index:05d}"
+
+
+def make_attempt_id(task_id: str, n: int) -> str:
+    return f"{task_id}_{n}"
+
+
+# ---- states and their transitions (anything not listed is a bug, and raises) ----
+
+CREATED, RUNNING, SUCCEEDED, FAILED, KILLED = "created", "running", "succeeded", "failed", \
+    "killed"
+WAITING, PENDING = "waiting", "pending"   # task: inputs not ready / ready to schedule
+ASSIGNED, LOST = "assigned", "lost"        # attempt: sent to a taskserver / taskserver gone
+
+JOB_TRANSITIONS = {
+    CREATED: {RUNNING, KILLED},
+    RUNNING: {SUCCEEDED, FAILED, KILLED},
+}
+TASK_TRANSITIONS = {
+    WAITING: {PENDING, KILLED},
+    PENDING: {RUNNING, WAITING, KILLED},
+    RUNNING: {SUCCEEDED, PENDING, WAITING, FAILED, KILLED},
+    SUCCEEDED: {PENDING, WAITING},   # its shuffle output was lost: run again
+}
+ATTEMPT_TRANSITIONS = {
+    ASSIGNED: {RUNNING, SUCCEEDED, FAILED, KILLED, LOST},
+    RUNNING: {SUCCEEDED, FAILED, KILLED, LOST},
+    SUCCEEDED: {LOST},               # its shuffle output was lost
+}
+ACTIVE = (ASSIGNED, RUNNING)
+REPORTED_FINAL = (SUCCEEDED, FAILED, KILLED)
+
+# What a taskserver's report of an attempt does, by (state here, state reported). A pair
+# not listed: the attempt already ended here; if it still runs there it is told to die.
+ON_REPORT = {
+    (ASSIGNED, ASSIGNED): "_progressed",
+    (ASSIGNED, RUNNING): "_started",
+    (RUNNING, RUNNING): "_progressed",
+    (ASSIGNED, SUCCEEDED): "_succeeded",
+    (RUNNING, SUCCEEDED): "_succeeded",
+    (ASSIGNED, FAILED): "_failed",
+    (RUNNING, FAILED): "_failed",
+    (ASSIGNED, KILLED): "_failed",     # killed, but not on our order
+    (RUNNING, KILLED): "_failed",
+}
+
+Counters = list[tuple[str, str, int]]   # (group, name, value)
+
+
+def _move(obj: Any, table: dict[str, set[str]], new: str) -> None:
+    if new not in table.get(obj.state, ()):
+        raise AssertionError(f"{obj.id}: illegal transition {obj.state} -> {new}")
+    obj.state = new
+
+
+# ---- events ----
+
+
+@dataclass
+class JobCreated:
+    job_id: str
+    name: str
+    user: str
+    job_dir: str
+    now: float
+    id: str = ""
+
+
+@dataclass
+class JobSubmitted:
+    job_id: str
+    conf: JobConf
+    splits: dict[str, list[Split]]   # input stage id -> its splits
+    now: float
+    job_dir: str = ""                # when there was no JobCreated
+    id: str = ""
+
+
+@dataclass
+class AttemptStatus:
+    attempt_id: str
+    state: str            # assigned | running | succeeded | failed | killed
+    progress: float = 0.0
+    counters: Counters = field(default_factory=list)
+    error: str = ""
+    traceback: str = ""
+
+
+@dataclass
+class Heartbeat:
+    taskserver: str       # unique name
+    host: str
+    rack: str
+    slots: int
+    free_slots: int
+    address: str          # its TaskServer service (shuffle)
+    attempts: list[AttemptStatus]
+    now: float
+    id: str = ""
+
+
+@dataclass
+class TaskServerLost:
+    taskserver: str
+    now: float
+    reason: str = "declared lost"
+    id: str = ""
+
+
+@dataclass
+class CommitRequest:
+    attempt_id: str
+    now: float
+    id: str = ""
+
+
+@dataclass
+class FetchFailed:
+    attempt_id: str            # the consumer
+    producer_attempt_id: str   # whose output could not be fetched
+    error: str
+    now: float
+    id: str = ""
+
+
+@dataclass
+class KillJob:
+    job_id: str
+    now: float
+    id: str = ""
+
+
+@dataclass
+class Tick:
+    now: float
+    id: str = ""
+
+
+# ---- actions ----
+
+
+@dataclass
+class Persist:
+    records: list[tuple[str, dict[str, Any]]]   # (table, row) for minijet.jobserver.store
+    cause: str = ""
+
+
+@dataclass
+class LaunchAttempt:
+    taskserver: str
+    job_id: str
+    task_id: str
+    attempt_id: str
+    job_dir: str
+    task: dict[str, Any]   # stage, index, split | producers: what the TaskHost runs
+    cause: str = ""
+
+
+@dataclass
+class KillAttempt:
+    taskserver: str
+    attempt_id: str
+    cause: str = ""
+
+
+@dataclass
+class CleanupJob:
+    taskserver: str
+    job_id: str
+    cause: str = ""
+
+
+@dataclass
+class CommitGranted:
+    attempt_id: str
+    cause: str = ""
+
+
+@dataclass
+class CommitDenied:
+    attempt_id: str
+    reason: str
+    cause: str = ""
+
+
+@dataclass
+class JobFinished:
+    job_id: str
+    state: str               # succeeded | failed | killed
+    output_paths: list[str]
+    error: str = ""
+    cause: str = ""
+
+
+# ---- the model ----
+
+
+class Job:
+    def __init__(self, job_id: str, name: str, user: str, job_dir: str, now: float):
+        self.id, self.name, self.user, self.job_dir = job_id, name, user, job_dir
+        self.state = CREATED
+        self.conf: JobConf | None = None
+        self.stages: dict[str, Stage] = {}   # parents before children
+        self.submit_time, self.start_time, self.end_time = now, 0.0, 0.0
+        self.error = self.traceback = ""
+        self.taskservers: set[str] = set()   # ran its attempts: they get the cleanup
+
+    def tasks(self) -> Iterable[Task]:
+        for s in self.stages.values():
+            yield from s.tasks
+
+
+class Stage:
+    def __init__(self, job: Job, stage_id: str, file_output: bool):
+        self.job, self.id, self.file_output = job, stage_id, file_output
+        self.tasks: list[Task] = []
+        self.parents: list[Stage] = []
+        self.children: list[Stage] = []
+        self.succeeded = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.succeeded == len(self.tasks)
+
+    def inputs_ready(self) -> bool:
+        return all(p.complete for p in self.parents)
+
+    def output_needed(self) -> bool:
+        return self.job.state == RUNNING and not all(c.complete for c in self.children)
+
+
+class Task:
+    def __init__(self, stage: Stage, index: int, split: Split | None):
+        self.stage, self.index, self.split = stage, index, split
+        self.job = stage.job
+        self.id = make_task_id(self.job.id, stage.id, index)
+        self.state = WAITING
+        self.attempts: list[Attempt] = []
+        self.failures = 0
+        self.avoid: set[str] = set()          # taskservers where it failed
+        self.committer: str | None = None     # the attempt holding the commit grant
+        self.output: Attempt | None = None    # the succeeded attempt whose output counts
+
+    def active(self) -> list[Attempt]:
+        return [a for a in self.attempts if a.state in ACTIVE]
+
+
+class Attempt:
+    def __init__(self, task: Task, ts: TaskServer, locality: str, now: float):
+        self.task = task
+        self.id = make_attempt_id(task.id, len(task.attempts))
+        self.taskserver, self.host = ts.name, ts.host
+        self.locality = locality
+        self.state = ASSIGNED
+        self.start_time, self.end_time = now, 0.0
+        self.launched_in = ts.heartbeats      # the heartbeat whose reply launches it
+        self.progress = 0.0
+        self.counters: Counters = []
+        self.error = self.traceback = ""
+
+
+class TaskServer:
+    def __init__(self, name: str):
+        self.name = name
+        self.host = self.rack = self.address = ""
+        self.slots = self.free_slots = 0
+        self.last_heartbeat = 0.0
+        self.alive = True
+        self.heartbeats = 0
+        self.failures = 0                          # attempts that failed here
+        self.active: dict[str, Attempt] = {}       # assigned or running here
+        self.outputs: dict[str, Attempt] = {}      # succeeded here, shuffle output held here
+        self.outbox: list[Any] = []                # commands for its next heartbeat reply
+
+
+class JobServerCore:
+    def __init__(self, max_task_attempts: int = 4, taskserver_timeout: float = 30.0,
+                 locality_delay: float = 3.0,
+                 rack_of: Callable[[str], str] = lambda host: "/default-rack"):
+        self.max_task_attempts = max_task_attempts
+        self.taskserver_timeout = taskserver_timeout
+        self.rack_of = rack_of
+        self.scheduler = Scheduler(locality_delay, rack_of)
+        self._jobs: dict[str, Job] = {}
+        self._tasks: dict[str, Task] = {}
+        self._attempts: dict[str, Attempt] = {}
+        self._taskservers: dict[str, TaskServer] = {}
+        self._alive: set[str] = set()   # names of live taskservers
+        self._seq = 0
+        # per handle() call
+        self._cause = ""
+        self._actions: list[Any] = []
+        self._dirty: dict[tuple[str, str], Any] = {}
+
+    @classmethod
+    def from_config(cls, config) -> "JobServerCore":
+        js = config["jobserver"]
+        return cls(js["max_task_attempts"], js["taskserver_timeout"], js["locality_delay"],
+                   config.rack_of)
+
+    # ---- the one entry point ----
+
+    def handle(self, event: Any) -> list[Any]:
+        self._seq += 1
+        self._cause = event.id or f"e{self._seq}"
+        self._actions, self._dirty = [], {}
+        getattr(self, _HANDLERS[type(event)])(event)
+        actions = self._actions
+        if self._dirty:
+            actions.insert(0, Persist([_record(o) for o in self._dirty.values()], self._cause))
+        self._actions, self._dirty = [], {}
+        return actions
+
+    # ---- events ----
+
+    def _on_job_created(self, ev: JobCreated) -> None:
+        if ev.job_id in self._jobs:
+            raise AlreadyExists(f"job {ev.job_id} already exists")
+        job = self._jobs[ev.job_id] = Job(ev.job_id, ev.name, ev.user, ev.job_dir, ev.now)
+        self._touch(job)
+
+    def _on_job_submitted(self, ev: JobSubmitted) -> None:
+        conf = ev.conf.validate()
+        order = conf.topological_order()
+        for s in order:
+            if s.input and s.id not in ev.splits:
+                raise InvalidArgument(f"job {ev.job_id}: no splits for input stage {s.id!r}")
+        job = self._jobs.get(ev.job_id)
+        if job is None:
+            job = self._jobs[ev.job_id] = Job(ev.job_id, conf.name, conf.user, ev.job_dir,
+                                              ev.now)
+        elif job.state != CREATED:
+            raise FailedPrecondition(f"job {ev.job_id} was already submitted ({job.state})")
+        job.conf, job.start_time = conf, ev.now
+        job.name, job.user = conf.name, conf.user or job.user
+        _move(job, JOB_TRANSITIONS, RUNNING)
+        self._touch(job)
+        self.scheduler.add_job(job.id)
+        for s in order:
+            stage = job.stages[s.id] = Stage(job, s.id, s.output.channel == FILE)
+            stage.parents = [job.stages[p] for p in s.inputs]
+            for p in stage.parents:
+                p.children.append(stage)
+            splits = ev.splits.get(s.id, [])
+            count = conf.task_count(s.id, len(splits))
+            stage.tasks = [Task(stage, i, splits[i] if s.input else None)
+                           for i in range(count)]
+            for task in stage.tasks:
+                self._tasks[task.id] = task
+                self._touch(task)
+        for stage in job.stages.values():
+            if stage.inputs_ready():
+                for task in stage.tasks:
+                    self._schedule(task, ev.now)
+        self._check_done(job, ev.now)
+
+    def _on_heartbeat(self, ev: Heartbeat) -> None:
+        ts = self._taskservers.get(ev.taskserver)
+        if ts is None or not ts.alive:   # new, or back after being declared lost
+            ts = self._taskservers[ev.taskserver] = TaskServer(ev.taskserver)
+            self._alive.add(ts.name)
+        ts.host, ts.rack, ts.address = ev.host, ev.rack, ev.address
+        ts.slots, ts.free_slots, ts.last_heartbeat = ev.slots, ev.free_slots, ev.now
+        ts.heartbeats += 1
+        kills: dict[str, None] = {}
+        reported = set()
+        for st in ev.attempts:
+            reported.add(st.attempt_id)
+            a = self._attempts.get(st.attempt_id)
+            handler = ON_REPORT.get((a.state, st.state)) if a is not None and \
+                a.taskserver == ts.name else None
+            if handler:
+                getattr(self, handler)(a, st, ev.now)
+            elif st.state not in REPORTED_FINAL:
+                kills[st.attempt_id] = None   # ended here (or unknown): a zombie
+        for a in list(ts.active.values()):
+            if a.id not in reported and a.launched_in < ts.heartbeats:
+                self._lose(a, f"taskserver {ts.name} no longer has it", ev.now)
+        free = min(ev.free_slots, ev.slots - len(ts.active))
+        if free > 0:
+            for asg in self.scheduler.assign(ts.name, ts.host, ts.rack, free, ev.now):
+                self._launch(self._tasks[asg.task_id], asg.locality, ts)
+        commands, ts.outbox = ts.outbox, []
+        for c in commands:
+            if isinstance(c, KillAttempt):
+                kills.pop(c.attempt_id, None)
+        self._actions += commands
+        self._actions += [KillAttempt(ts.name, aid, self._cause) for aid in kills]
+
+    def _on_taskserver_lost(self, ev: TaskServerLost) -> None:
+        ts = self._taskservers.get(ev.taskserver)
+        if ts is None or not ts.alive:
+            return
+        ts.alive, ts.outbox = False, []
+        self._alive.discard(ts.name)
+        for a in list(ts.active.values()):
+            self._lose(a, f"taskserver {ts.name} lost: {ev.reason}", ev.now)
+        for a in list(ts.outputs.values()):
+            if a.task.stage.output_needed():
+                self._lose(a, f"output lost with taskserver {ts.name}: {ev.reason}", ev.now)
+        ts.outputs.clear()
+
+    def _on_commit_request(self, ev: CommitRequest) -> None:
+        a = self._attempts.get(ev.attempt_id)
+        reason = ""
+        if a is None:
+            reason = "unknown attempt"
+        elif a.state not in ACTIVE:
+            reason = f"attempt is {a.state}"
+        elif a.task.job.state != RUNNING:
+            reason = f"job is {a.task.job.state}"
+        elif a.task.state == SUCCEEDED:
+            reason = "task already succeeded"
+        elif a.task.committer not in (None, a.id):
+            reason = f"attempt {a.task.committer} holds the commit"
+        if reason:
+            self._actions.append(CommitDenied(ev.attempt_id, reason, self._cause))
+        else:
+            a.task.committer = a.id
+            self._actions.append(CommitGranted(ev.attempt_id, self._cause))
+
+    def _on_fetch_failed(self, ev: FetchFailed) -> None:
+        p = self._attempts.get(ev.producer_attempt_id)
+        if p is not None and p.state == SUCCEEDED and p.task.output is p \
+                and p.task.job.state == RUNNING:
+            self._lose(p, f"output lost: {ev.attempt_id} could not fetch it: {ev.error}",
+                       ev.now)
+
+    def _on_kill_job(self, ev: KillJob) -> None:
+        job = self._job(ev.job_id)
+        if job.state in (CREATED, RUNNING):
+            self._finish(job, KILLED, "killed by request", "", ev.now)
+
+    def _on_tick(self, ev: Tick) -> None:
+        for ts in list(self._taskservers.values()):
+            if ts.alive and ev.now - ts.last_heartbeat > self.taskserver_timeout:
+                self._on_taskserver_lost(TaskServerLost(
+                    ts.name, ev.now, f"no heartbeat for {ev.now - ts.last_heartbeat:.0f}s"))
+
+    # ---- attempt reports (ON_REPORT) ----
+
+    def _progressed(self, a: Attempt, st: AttemptStatus, now: float) -> None:
+        a.progress = min(max(st.progress, 0.0), 1.0)
+        a.counters = list(st.counters)
+
+    def _started(self, a: Attempt, st: AttemptStatus, now: float) -> None:
+        _move(a, ATTEMPT_TRANSITIONS, RUNNING)
+        self._touch(a)
+        self._progressed(a, st, now)
+
+    def _succeeded(self, a: Attempt, st: AttemptStatus, now: float) -> None:
+        task = a.task
+        if not task.stage.file_output and task.committer != a.id:
+            self._failed(a, AttemptStatus(a.id, FAILED, st.progress, st.counters,
+                                          "finished without permission to commit"), now)
+            return
+        self._end(a, SUCCEEDED, now, st)
+        a.progress = 1.0
+        _move(task, TASK_TRANSITIONS, SUCCEEDED)
+        self._touch(task)
+        task.output = a
+        if task.stage.file_output:
+            self._taskservers[a.taskserver].outputs[a.id] = a
+        for other in task.active():
+            self._kill(other, now)
+        stage = task.stage
+        stage.succeeded += 1
+        if stage.complete:
+            for child in stage.children:
+                if child.inputs_ready():
+                    for t in child.tasks:
+                        if t.state == WAITING:
+                            self._schedule(t, now)
+        self._check_done(task.job, now)
+
+    def _failed(self, a: Attempt, st: AttemptStatus, now: float) -> None:
+        task = a.task
+        self._end(a, FAILED, now, st)
+        a.error = st.error or f"attempt reported {st.state}"
+        self._taskservers[a.taskserver].failures += 1
+        task.failures += 1
+        task.avoid.add(a.taskserver)
+        if task.committer == a.id:
+            task.committer = None
+        if task.failures >= self.max_task_attempts:
+            _move(task, TASK_TRANSITIONS, FAILED)
+            self._touch(task)
+            self._finish(task.job, FAILED,
+                         f"task {task.id} failed {task.failures} times; last attempt "
+                         f"{a.id} on {a.host}: {a.error}", a.traceback, now)
+        elif not task.active():
+            self._schedule(task, now)
+
+    # ---- transitions with their consequences ----
+
+    def _launch(self, task: Task, locality: str, ts: TaskServer) -> None:
+        job = task.job
+        a = Attempt(task, ts, locality, ts.last_heartbeat)
+        task.attempts.append(a)
+        self._attempts[a.id] = a
+        ts.active[a.id] = a
+        job.taskservers.add(ts.name)
+        _move(task, TASK_TRANSITIONS, RUNNING)
+        self._touch(task)
+        self._touch(a)
+        spec: dict[str, Any] = {"stage": task.stage.id, "index": task.index}
+        if task.split is not None:
+            spec["split"] = task.split.to_dict()
+        if task.stage.parents:
+            spec["producers"] = {p.id: len(p.tasks) for p in task.stage.parents}
+        ts.outbox.append(LaunchAttempt(ts.name, job.id, task.id, a.id, job.job_dir, spec,
+                                       self._cause))
+
+    def _end(self, a: Attempt, state: str, now: float, st: AttemptStatus | None = None) -> None:
+        _move(a, ATTEMPT_TRANSITIONS, state)
+        a.end_time = a.end_time or now
+        if st is not None:
+            a.progress, a.counters = st.progress, list(st.counters)
+            a.error, a.traceback = st.error, st.traceback
+        ts = self._taskservers[a.taskserver]
+        if ts.active.get(a.id) is a:
+            del ts.active[a.id]
+        self._touch(a)
+
+    def _kill(self, a: Attempt, now: float) -> None:
+        self._end(a, KILLED, now)
+        ts = self._taskservers[a.taskserver]
+        if ts.alive:
+            ts.outbox.append(KillAttempt(ts.name, a.id, self._cause))
+
+    def _lose(self, a: Attempt, reason: str, now: float) -> None:
+        """A running attempt, or a finished one's shuffle output, is gone: run the task
+        again (this does not count as a failure of the task)."""
+        task, had_output = a.task, a.state == SUCCEEDED
+        self._end(a, LOST, now)
+        a.error = reason
+        task.avoid.add(a.taskserver)
+        self._taskservers[a.taskserver].outputs.pop(a.id, None)
+        if task.committer == a.id:
+            task.committer = None
+        if had_output:
+            task.output = None
+            task.stage.succeeded -= 1
+            for child in task.stage.children:
+                for t in child.tasks:
+                    if t.state == PENDING:   # not started: wait for the output again
+                        self.scheduler.remove_task(t.id)
+                        _move(t, TASK_TRANSITIONS, WAITING)
+                        self._touch(t)
+            self._schedule(task, now)
+        elif not task.active():
+            self._schedule(task, now)
+
+    def _schedule(self, task: Task, now: float) -> None:
+        """Make the task pending if its inputs are there, else waiting for them."""
+        if task.state == WAITING and not task.stage.inputs_ready():
+            return
+        if not task.stage.inputs_ready():
+            _move(task, TASK_TRANSITIONS, WAITING)
+            self._touch(task)
+            return
+        _move(task, TASK_TRANSITIONS, PENDING)
+        self._touch(task)
+        avoid = task.avoid & self._alive
+        if len(avoid) == len(self._alive):
+            avoid = set()   # nowhere else to go
+        hosts = task.split.hosts if task.split is not None else ()
+        self.scheduler.add_task(task.job.id, task.id, hosts, avoid, now)
+
+    def _check_done(self, job: Job, now: float) -> None:
+        if job.state == RUNNING and all(s.complete for s in job.stages.values()):
+            self._finish(job, SUCCEEDED, "", "", now)
+
+    def _finish(self, job: Job, state: str, error: str, traceback: str, now: float) -> None:
+        _move(job, JOB_TRANSITIONS, state)
+        job.end_time, job.error, job.traceback = now, error, traceback
+        self._touch(job)
+        self.scheduler.remove_job(job.id)
+        for task in job.tasks():
+            for a in task.active():
+                self._kill(a, now)
+            if task.state in (WAITING, PENDING, RUNNING):
+                _move(task, TASK_TRANSITIONS, KILLED)
+                self._touch(task)
+            if task.output is not None:
+                self._taskservers[task.output.taskserver].outputs.pop(task.output.id, None)
+        for name in sorted(job.taskservers):
+            ts = self._taskservers.get(name)
+            if ts is not None and ts.alive:
+                ts.outbox.append(CleanupJob(name, job.id, self._cause))
+        outputs = job.conf.output_paths() if job.conf is not None else []
+        self._actions.append(JobFinished(job.id, state, outputs, error, self._cause))
+
+    def _touch(self, obj: Any) -> None:
+        self._dirty[(type(obj).__name__, obj.id)] = obj
+
+    def _job(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        return job
+
+    # ---- views (plain dicts, JSON-serialisable) ----
+
+    def job_status(self, job_id: str, attempts: bool = True) -> dict[str, Any]:
+        job = self._job(job_id)
+        counters: dict[tuple[str, str], int] = {}
+        stages = []
+        every: list[Attempt] = []
+        for stage in job.stages.values():
+            done = running = failed = 0
+            progress = 0.0
+            for task in stage.tasks:
+                every += task.attempts
+                failed += sum(1 for a in task.attempts if a.state == FAILED)
+                live = task.active()
+                if task.state == SUCCEEDED:
+                    done += 1
+                    progress += 1.0
+                elif live:
+                    running += 1
+                    progress += max(a.progress for a in live)
+                # a task's counters: its winning attempt's, or its live attempt's so far
+                best = task.output or (live[0] if live else None)
+                for g, n, v in (best.counters if best else ()):
+                    counters[(g, n)] = counters.get((g, n), 0) + v
+            stages.append({"stage_id": stage.id, "tasks": len(stage.tasks),
+                           "succeeded": done, "running": running, "failed_attempts": failed,
+                           "progress": progress / len(stage.tasks) if stage.tasks else 1.0})
+        for name, value in _attempt_counters(every).items():
+            counters[("job", name)] = value
+        status = {
+            "job_id": job.id, "name": job.name, "user": job.user, "state": job.state,
+            "submit_time": job.submit_time, "start_time": job.start_time,
+            "end_time": job.end_time, "stages": stages,
+            "counters": [{"group": g, "name": n, "value": v}
+                         for (g, n), v in sorted(counters.items())],
+            "error": job.error, "traceback": job.traceback,
+            "output_path": ",".join(job.conf.output_paths()) if job.conf else "",
+        }
+        if attempts:
+            status["attempts"] = [_attempt_view(a) for a in every]
+        return status
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        return [self.job_status(j, attempts=False) for j in self._jobs]
+
+    def taskservers(self) -> list[dict[str, Any]]:
+        return [{"name": t.name, "host": t.host, "rack": t.rack, "slots": t.slots,
+                 "running": len(t.active), "last_heartbeat": t.last_heartbeat,
+                 "address": t.address, "failures": t.failures, "alive": t.alive}
+                for t in self._taskservers.values()]
+
+    def map_output_locations(self, job_id: str, stage_id: str) -> dict[str, Any]:
+        """Where the finished outputs of a producer stage are: {outputs: [{task_id,
+        attempt_id, address}], total: tasks in the stage}; fewer outputs than total while
+        some producers (re-)run."""
+        job = self._job(job_id)
+        stage = job.stages.get(stage_id)
+        if stage is None:
+            raise NotFound(f"job {job_id} has no stage {stage_id!r}")
+        outputs = [{"task_id": t.id, "attempt_id": t.output.id,
+                    "address": self._taskservers[t.output.taskserver].address}
+                   for t in stage.tasks if t.output is not None]
+        return {"outputs": outputs, "total": len(stage.tasks)}
+
+
+_HANDLERS = {
+    JobCreated: "_on_job_created", JobSubmitted: "_on_job_submitted",
+    Heartbeat: "_on_heartbeat", TaskServerLost: "_on_taskserver_lost",
+    CommitRequest: "_on_commit_request", FetchFailed: "_on_fetch_failed",
+    KillJob: "_on_kill_job", Tick: "_on_tick",
+}
+
+
+def _attempt_counters(attempts: list[Attempt]) -> dict[str, int]:
+    c = {"launched_attempts": len(attempts)}
+    for name, match in (("node_local_attempts", NODE_LOCAL), ("rack_local_attempts", RACK_LOCAL),
+                        ("off_rack_attempts", OFF_RACK)):
+        c[name] = sum(1 for a in attempts if a.locality == match)
+    for state in (FAILED, KILLED, LOST):
+        c[f"{state}_attempts"] = sum(1 for a in attempts if a.state == state)
+    return c
+
+
+def _attempt_view(a: Attempt) -> dict[str, Any]:
+    return {"attempt_id": a.id, "task_id": a.task.id, "taskserver": a.taskserver,
+            "host": a.host, "locality": a.locality, "state": a.state,
+            "start_time": a.start_time, "end_time": a.end_time, "progress": a.progress,
+            "error": a.error, "traceback": a.traceback,
+            "counters": [{"group": g, "name": n, "value": v} for g, n, v in a.counters]}
+
+
+def _record(obj: Any) -> tuple[str, dict[str, Any]]:
+    """The row minijet.jobserver.store writes for a job, task or attempt."""
+    if isinstance(obj, Job):
+        row = {"job_id": obj.id, "name": obj.name, "user": obj.user, "state": obj.state,
+               "submit_time": obj.submit_time, "start_time": obj.start_time,
+               "end_time": obj.end_time, "job_dir": obj.job_dir, "error": obj.error,
+               "traceback": obj.traceback}
+        if obj.conf is not None:
+            row["conf_json"] = json.dumps(obj.conf.to_dict())
+            row["output_path"] = ",".join(obj.conf.output_paths())
+        return ("jobs", row)
+    if isinstance(obj, Task):
+        return ("tasks", {"task_id": obj.id, "job_id": obj.job.id, "stage": obj.stage.id,
+                          "task_index": obj.index, "state": obj.state})
+    return ("attempts", {"attempt_id": obj.id, "task_id": obj.task.id, "job_id": obj.task.job.id,
+                         "taskserver": obj.taskserver, "host": obj.host,
+                         "locality": obj.locality, "state": obj.state,
+                         "start_time": obj.start_time, "end_time": obj.end_time,
+                         "error": obj.error, "traceback": obj.traceback,
+                         "counters_json": json.dumps(obj.counters)})

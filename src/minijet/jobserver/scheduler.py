@@ -1,0 +1,182 @@
+"""The locality-aware task scheduler: pure, no I/O, time passed in.
+
+For a heartbeat with free slots it picks pending tasks, jobs in FIFO order, each slot going
+node-local first, then rack-local, then anywhere, with delay scheduling (Zaharia et al.,
+EuroSys 2010): a job that cannot place a task on this node is skipped, and only once it has
+been skipped for `locality_delay` may it take a rack-local task, and after twice that any
+task. A node-local launch resets the wait. Tasks without a location preference (consumers
+of a shuffle) go anywhere at once. A retry is kept off the taskservers where the task failed
+while it waits less than `locality_delay`, then goes anywhere (so a one-node cluster still
+retries).
+
+Cost: pending tasks are indexed per job by host, by rack and in one FIFO; each index is a
+deque with lazy deletion (an entry assigned or removed is dropped when it reaches the
+front), so a heartbeat costs O(jobs + assigned + stale entries it drops), and every entry
+is dropped at most once: amortised O(assigned), not O(pending).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from itertools import chain
+from typing import Callable, Iterable
+
+NODE_LOCAL = "node-local"
+RACK_LOCAL = "rack-local"
+OFF_RACK = "off-rack"
+NO_PREFERENCE = ""   # the task has no input location (e.g. a reduce task)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    job_id: str
+    task_id: str
+    locality: str
+
+
+class _Entry:
+    __slots__ = ("job_id", "task_id", "hosts", "racks", "avoid", "since", "live")
+
+    def __init__(self, job_id, task_id, hosts, racks, avoid, since):
+        self.job_id = job_id
+        self.task_id = task_id
+        self.hosts = hosts
+        self.racks = racks
+        self.avoid = avoid
+        self.since = since
+        self.live = True
+
+    def locality(self, host: str, rack: str) -> str:
+        if not self.hosts:
+            return NO_PREFERENCE
+        if host in self.hosts:
+            return NODE_LOCAL
+        return RACK_LOCAL if rack in self.racks else OFF_RACK
+
+
+def _pop_live(queue: deque | None) -> _Entry | None:
+    """The first live entry of a lazily-deleted queue (dropping dead ones), left in place."""
+    while queue:
+        if queue[0].live:
+            return queue[0]
+        queue.popleft()
+    return None
+
+
+class _JobQueue:
+    __slots__ = ("by_host", "by_rack", "located", "free", "retries", "count", "skipped_since")
+
+    def __init__(self) -> None:
+        self.by_host: dict[str, deque[_Entry]] = {}
+        self.by_rack: dict[str, deque[_Entry]] = {}
+        self.located: deque[_Entry] = deque()   # every task with a location preference
+        self.free: deque[_Entry] = deque()      # tasks without one
+        self.retries: dict[str, _Entry] = {}    # tasks to keep off some taskservers (few)
+        self.count = 0
+        self.skipped_since: float | None = None  # delay scheduling: waiting since
+
+
+class Scheduler:
+    def __init__(self, locality_delay: float, rack_of: Callable[[str], str]):
+        self.locality_delay = locality_delay
+        self.rack_of = rack_of
+        self._jobs: dict[str, _JobQueue] = {}   # FIFO: insertion order
+        self._entries: dict[str, _Entry] = {}   # task id -> its live entry
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, task_id: str) -> bool:
+        return task_id in self._entries
+
+    def add_job(self, job_id: str) -> None:
+        """Queue a job behind those added before it (FIFO)."""
+        self._jobs.setdefault(job_id, _JobQueue())
+
+    def remove_job(self, job_id: str) -> None:
+        q = self._jobs.pop(job_id, None)
+        if q is None:
+            return
+        for e in chain(q.located, q.free, q.retries.values()):
+            if e.live:
+                e.live = False
+                del self._entries[e.task_id]
+
+    def add_task(self, job_id: str, task_id: str, hosts: Iterable[str] = (),
+                 avoid: Iterable[str] = (), now: float = 0.0) -> None:
+        """Make a task pending. `hosts` hold its input; `avoid` are taskservers to keep it
+        off (where it failed) for up to `locality_delay`."""
+        q = self._jobs[job_id]
+        if task_id in self._entries:
+            return
+        hosts = tuple(hosts)
+        e = _Entry(job_id, task_id, hosts, frozenset(self.rack_of(h) for h in hosts),
+                   frozenset(avoid), now)
+        self._entries[task_id] = e
+        q.count += 1
+        if e.avoid:
+            q.retries[task_id] = e
+        elif not hosts:
+            q.free.append(e)
+        else:
+            for h in hosts:
+                q.by_host.setdefault(h, deque()).append(e)
+            for r in e.racks:
+                q.by_rack.setdefault(r, deque()).append(e)
+            q.located.append(e)
+
+    def remove_task(self, task_id: str) -> None:
+        """The task is no longer pending (its job ended, or its inputs are gone again)."""
+        e = self._entries.get(task_id)
+        if e is not None:
+            self._take(self._jobs[e.job_id], e)
+
+    def _take(self, q: _JobQueue, e: _Entry) -> None:
+        e.live = False
+        del self._entries[e.task_id]
+        q.retries.pop(e.task_id, None)
+        q.count -= 1
+        if q.count == 0:
+            q.skipped_since = None
+
+    def assign(self, taskserver: str, host: str, rack: str, slots: int,
+               now: float) -> list[Assignment]:
+        """Up to `slots` tasks for this taskserver, best first."""
+        out: list[Assignment] = []
+        while slots > 0:
+            for job_id, q in self._jobs.items():
+                if q.count:
+                    e = self._choose(q, taskserver, host, rack, now)
+                    if e is not None:
+                        out.append(Assignment(job_id, e.task_id, e.locality(host, rack)))
+                        self._take(q, e)
+                        slots -= 1
+                        break
+            else:
+                break   # no job has anything for this taskserver now
+        return out
+
+    def _choose(self, q: _JobQueue, taskserver: str, host: str, rack: str,
+                now: float) -> _Entry | None:
+        for e in q.retries.values():
+            if taskserver not in e.avoid or now - e.since >= self.locality_delay:
+                return e
+        e = _pop_live(q.by_host.get(host))
+        if e is not None:
+            q.skipped_since = None
+            return e
+        e = _pop_live(q.free)
+        if e is not None:
+            return e
+        if _pop_live(q.located) is None:
+            return None   # only retries left, none allowed here
+        if q.skipped_since is None:
+            q.skipped_since = now
+        waited = now - q.skipped_since
+        if waited >= self.locality_delay:
+            e = _pop_live(q.by_rack.get(rack))
+            if e is not None:
+                return e
+        if waited >= 2 * self.locality_delay:
+            return _pop_live(q.located)
+        return None

@@ -1,0 +1,405 @@
+"""The jobserver core, driven by events; taskservers are simulated by the protocol they
+follow (report every attempt held until reported final)."""
+import pytest
+
+from minijet.errors import AlreadyExists, NotFound
+from minijet.jobconf import compile_mapreduce
+from minijet.jobserver.model import (AttemptStatus, CleanupJob, CommitDenied, CommitGranted,
+                                     CommitRequest, FetchFailed, Heartbeat, JobCreated,
+                                     JobFinished, JobServerCore, JobSubmitted, KillAttempt,
+                                     KillJob, LaunchAttempt, Persist, Tick)
+from minijet.jobserver.splits import Segment, Split
+from minijet.jobserver.store import JobStore
+
+FINAL = ("succeeded", "failed", "killed")
+RACKS = {"h1": "/r1", "h2": "/r1", "h3": "/r2"}
+
+
+class Cluster:
+    """Taskservers as the core sees them: each holds attempts and heartbeats their state."""
+
+    def __init__(self, names=("h1", "h2"), slots=2, **core_args):
+        args = dict(max_task_attempts=3, taskserver_timeout=10.0, locality_delay=1.0,
+                    rack_of=lambda h: RACKS.get(h, "/r1"))
+        args.update(core_args)
+        self.core = JobServerCore(**args)
+        self.slots = slots
+        self.held = {n: {} for n in names}
+        self.now = 0.0
+        self.log = []   # every action, in order
+
+    def handle(self, event):
+        actions = self.core.handle(event)
+        self.log += actions
+        return actions
+
+    def submit(self, job_id="job_1", nsplits=4, reducers=2, hosts=None):
+        conf = compile_mapreduce("wc", "wc.py", "WordCount", {}, ["/in"], "/out", reducers,
+                                 True, user="ann")
+        hosts = hosts or (lambda i: ("h1",) if i % 2 == 0 else ("h2",))
+        splits = [Split((Segment("/in/f", i * 100, 100),), hosts(i)) for i in range(nsplits)]
+        return self.handle(JobSubmitted(job_id, conf, {"map": splits}, self.now,
+                                        job_dir=f"/jobs/{job_id}"))
+
+    def beat(self, name, free=None):
+        held = self.held.setdefault(name, {})
+        busy = sum(1 for s in held.values() if s.state not in FINAL)
+        sent = [AttemptStatus(s.attempt_id, s.state, s.progress, list(s.counters), s.error,
+                              s.traceback) for s in held.values()]
+        actions = self.handle(Heartbeat(name, name, RACKS.get(name, "/r1"), self.slots,
+                                        self.slots - busy if free is None else free,
+                                        f"{name}:7000", sent, self.now))
+        for s in sent:
+            if s.state in FINAL:
+                del held[s.attempt_id]
+        for a in actions:
+            if isinstance(a, (LaunchAttempt, KillAttempt, CleanupJob)):
+                assert a.taskserver == name   # commands only go to their own taskserver
+            if isinstance(a, LaunchAttempt):
+                held[a.attempt_id] = AttemptStatus(a.attempt_id, "running", 0.0)
+            elif isinstance(a, KillAttempt) and a.attempt_id in held:
+                held[a.attempt_id].state = "killed"
+        return actions
+
+    def finish(self, attempt_id, state="succeeded", error="", traceback="", counters=()):
+        for held in self.held.values():
+            if attempt_id in held:
+                s = held[attempt_id]
+                s.state, s.error, s.traceback = state, error, traceback
+                s.progress = 1.0 if state == "succeeded" else s.progress
+                s.counters = list(counters)
+                return
+        raise KeyError(attempt_id)
+
+    def commit(self, attempt_id):
+        (reply,) = [a for a in self.handle(CommitRequest(attempt_id, self.now))
+                    if isinstance(a, (CommitGranted, CommitDenied))]
+        return reply
+
+    def running(self, name=None, stage=None):
+        return sorted(aid for n, held in self.held.items() if name in (None, n)
+                      for aid, s in held.items() if s.state == "running"
+                      and (stage is None or f"_{stage}_" in aid))
+
+    def status(self, job_id="job_1"):
+        return self.core.job_status(job_id)
+
+
+def launches(actions):
+    return [a for a in actions if isinstance(a, LaunchAttempt)]
+
+
+def of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def run_maps(c, counters=(("io", "records_out", 10),)):
+    c.beat("h1"), c.beat("h2")
+    c.beat("h1"), c.beat("h2")
+    for aid in c.running(stage="map"):
+        c.finish(aid, counters=counters)
+
+
+def test_happy_path_map_then_reduce_then_success():
+    c = Cluster()
+    first = c.submit()
+    assert isinstance(first[0], Persist)   # the job and its tasks are written at once
+    tables = {t for t, _ in first[0].records}
+    assert tables == {"jobs", "tasks"}
+
+    a1, a2 = launches(c.beat("h1")), launches(c.beat("h2"))
+    assert [a.task_id for a in a1] == ["job_1_map_00000", "job_1_map_00002"]
+    assert [a.task_id for a in a2] == ["job_1_map_00001", "job_1_map_00003"]
+    spec = a1[0].task
+    assert spec["stage"] == "map" and spec["split"]["segments"] == [["/in/f", 0, 100]]
+    assert a1[0].attempt_id == "job_1_map_00000_0" and a1[0].job_dir == "/jobs/job_1"
+    st = c.status()
+    assert {a["locality"] for a in st["attempts"]} == {"node-local"}
+
+    for aid in c.running(stage="map")[:3]:
+        c.finish(aid, counters=[("io", "records_out", 10)])
+    c.beat("h1"), c.beat("h2")
+    assert c.running(stage="reduce") == []   # a producer is still running
+    assert c.status()["stages"][0]["progress"] == pytest.approx(0.75)
+
+    c.finish(c.running(stage="map")[0], counters=[("io", "records_out", 10)])
+    reduces = launches(c.beat("h2")) + launches(c.beat("h1"))
+    assert sorted(a.task_id for a in reduces) == ["job_1_reduce_00000", "job_1_reduce_00001"]
+    assert reduces[0].task["producers"] == {"map": 4} and "split" not in reduces[0].task
+    assert {a["locality"] for a in c.status()["attempts"] if "reduce" in a["task_id"]} == {""}
+
+    locs = c.core.map_output_locations("job_1", "map")
+    assert locs["total"] == 4 and len(locs["outputs"]) == 4
+    assert {o["address"] for o in locs["outputs"]} == {"h1:7000", "h2:7000"}
+
+    for r in reduces:
+        assert isinstance(c.commit(r.attempt_id), CommitGranted)
+        c.finish(r.attempt_id, counters=[("io", "records_out", 3)])
+    out = c.beat("h1") + c.beat("h2") + c.beat("h1")
+    (done,) = of(c.log, JobFinished)
+    assert (done.job_id, done.state, done.output_paths) == ("job_1", "succeeded", ["/out"])
+    assert sorted(a.taskserver for a in of(out, CleanupJob)) == ["h1", "h2"]
+
+    st = c.status()
+    assert st["state"] == "succeeded" and st["end_time"] == c.now
+    assert [s["progress"] for s in st["stages"]] == [1.0, 1.0]
+    counters = {(x["group"], x["name"]): x["value"] for x in st["counters"]}
+    assert counters[("io", "records_out")] == 4 * 10 + 2 * 3
+    assert counters[("job", "node_local_attempts")] == 4
+    assert counters[("job", "launched_attempts")] == 6
+    assert c.core.list_jobs()[0]["state"] == "succeeded"
+
+
+def test_persisted_records_fit_the_job_store(tmp_path):
+    c = Cluster()
+    c.handle(JobCreated("job_1", "wc", "ann", "/jobs/job_1", 0.0))
+    c.submit()
+    run_maps(c)
+    c.beat("h1")
+    store = JobStore(tmp_path)
+    try:
+        for p in of(c.log, Persist):
+            store.save(p.records)
+        store.wait()
+        (job,) = store.rows("jobs")
+        assert (job["state"], job["output_path"], job["job_dir"]) == ("running", "/out",
+                                                                      "/jobs/job_1")
+        states = {r["task_id"]: r["state"] for r in store.rows("tasks")}
+        assert states["job_1_map_00000"] == "succeeded"
+        assert states["job_1_reduce_00000"] == "waiting"   # maps on h2 not reported yet
+        attempt = store.rows("attempts", "attempt_id = ?", ("job_1_map_00000_0",))[0]
+        assert (attempt["state"], attempt["locality"], attempt["taskserver"]) == (
+            "succeeded", "node-local", "h1")
+    finally:
+        store.close()
+
+
+def test_retries_elsewhere_then_job_fails_keeping_the_user_error():
+    c = Cluster(slots=3)
+    c.submit(nsplits=4)
+    c.beat("h1"), c.beat("h2")
+    bad = "job_1_map_00000_0"
+    assert bad in c.held["h1"]
+    c.finish(bad, "failed", "ValueError: bad record 'x'", "Traceback ...\nValueError")
+    retry = launches(c.beat("h1"))
+    assert retry == []   # prefers another taskserver for the retry
+    retry = launches(c.beat("h2"))
+    assert [a.attempt_id for a in retry] == ["job_1_map_00000_1"]
+    c.finish("job_1_map_00000_1", "failed", "ValueError: bad record 'x'", "tb 2")
+    c.beat("h2")
+    c.now += 1.0   # both taskservers failed it: it may go anywhere now
+    (third,) = launches(c.beat("h1"))
+    assert third.attempt_id == "job_1_map_00000_2"
+    others = sorted(set(c.running()) - {third.attempt_id})
+    c.finish(third.attempt_id, "failed", "ValueError: bad record 'x'",
+             "Traceback (most recent call last):\n  ...\nValueError: bad record 'x'")
+    out = c.beat("h1")
+    (done,) = of(c.log, JobFinished)
+    assert done.state == "failed" and "ValueError: bad record 'x'" in done.error
+    st = c.status()
+    assert st["state"] == "failed" and "job_1_map_00000 failed 3 times" in st["error"]
+    assert st["traceback"].endswith("ValueError: bad record 'x'")
+    # the job's other attempts are killed, each via its own taskserver's heartbeat
+    kills = of(out, KillAttempt) + of(c.beat("h2"), KillAttempt)
+    assert sorted(k.attempt_id for k in kills) == others
+    assert {a["state"] for a in st["attempts"] if a["attempt_id"] in others} == {"killed"}
+    assert of(c.log, CleanupJob)
+    assert not launches(c.beat("h1"))
+    assert isinstance(c.commit(others[0]), CommitDenied)
+
+
+def test_at_most_one_commit_per_task_even_with_a_zombie_attempt():
+    c = Cluster(max_task_attempts=4)
+    c.submit(nsplits=2, reducers=1)
+    run_maps(c)
+    c.beat("h1"), c.beat("h2")
+    (first,) = c.running(stage="reduce")
+    owner = "h1" if first in c.held["h1"] else "h2"
+    other = "h2" if owner == "h1" else "h1"
+    # the owner stops heartbeating (a partition): its attempt is lost and re-run elsewhere,
+    # and its map output is needed again too
+    c.now += 11.0
+    c.beat(other)
+    c.handle(Tick(c.now))
+    for _ in range(4):
+        c.now += 1.0
+        c.beat(other)
+        for aid in c.running(other, stage="map"):
+            c.finish(aid)
+    (second,) = c.running(other, stage="reduce")
+    assert second != first
+    assert isinstance(c.commit(first), CommitDenied)     # the zombie is lost
+    assert isinstance(c.commit(second), CommitGranted)
+    assert isinstance(c.commit(second), CommitGranted)   # asking again is harmless
+    # the zombie's taskserver comes back and says its copy finished: it is told to die
+    c.finish(first)
+    c.beat(owner)
+    states = {a["attempt_id"]: a["state"] for a in c.status()["attempts"]}
+    assert states[first] == "lost" and c.status()["stages"][1]["succeeded"] == 0
+    # the grant holder fails after its grant: the grant is released to the next attempt
+    c.finish(second, "failed", "OSError: disk full")
+    c.beat(other)
+    c.now += 2.0
+    c.beat(owner), c.beat(other)
+    (third,) = c.running(stage="reduce")
+    assert isinstance(c.commit(third), CommitGranted)
+    c.finish(third)
+    c.beat(owner), c.beat(other)
+    assert c.status()["state"] == "succeeded"
+    assert isinstance(c.commit(third), CommitDenied)
+    grants = [a.attempt_id for a in of(c.log, CommitGranted)]
+    assert grants == [second, second, third]
+
+
+def test_two_live_attempts_only_one_is_granted():
+    c = Cluster()
+    c.submit(nsplits=1, reducers=1)
+    run_maps(c)
+    c.beat("h1"), c.beat("h2")
+    (first,) = c.running(stage="reduce")
+    owner = "h1" if first in c.held["h1"] else "h2"
+    # the owner drops the attempt without a word (restarted): the core re-runs it
+    del c.held[owner][first]
+    c.beat(owner)
+    c.beat("h1"), c.beat("h2")
+    (second,) = c.running(stage="reduce")
+    c.held[owner][first] = AttemptStatus(first, "running")   # it was alive after all
+    assert isinstance(c.commit(second), CommitGranted)
+    assert isinstance(c.commit(first), CommitDenied)
+    kills = of(c.beat(owner), KillAttempt)
+    assert [k.attempt_id for k in kills] == [first]
+
+
+def test_dfs_output_without_a_commit_grant_is_a_failure():
+    c = Cluster()
+    c.submit(nsplits=1, reducers=0)   # map-only: maps write the DFS output
+    c.beat("h1")
+    (aid,) = c.running()
+    c.finish(aid)
+    c.beat("h1")
+    st = c.status()
+    assert st["attempts"][0]["state"] == "failed"
+    assert "without permission to commit" in st["attempts"][0]["error"]
+    assert st["state"] == "running"
+
+
+def test_lost_taskserver_reruns_running_attempts_and_needed_map_outputs():
+    c = Cluster(names=("h1", "h2", "h3"))
+    c.submit(nsplits=4, reducers=2)
+    run_maps(c)
+    c.beat("h2", free=0), c.beat("h1")
+    on_h1 = c.running("h1")   # both reduces run on h1
+    assert len(on_h1) == 2 and all("_reduce_" in a for a in on_h1)
+    c.now += 5.0
+    c.beat("h2"), c.beat("h3")
+    c.now += 6.0   # h1 silent for 11s > 10s
+    c.beat("h2"), c.beat("h3")
+    c.handle(Tick(c.now))
+    st = c.status()
+    states = {a["attempt_id"]: a["state"] for a in st["attempts"]}
+    assert {states[a] for a in on_h1} == {"lost"}
+    # its two map outputs are needed by the unfinished reduces: lost and run again
+    lost_maps = [a for a, s in states.items() if s == "lost" and "_map_" in a]
+    assert sorted(lost_maps) == ["job_1_map_00000_0", "job_1_map_00002_0"]
+    assert len(c.core.map_output_locations("job_1", "map")["outputs"]) == 2
+    assert st["stages"][0]["succeeded"] == 2
+    (h1,) = [t for t in c.core.taskservers() if t["name"] == "h1"]
+    assert not h1["alive"]
+    # the maps re-run elsewhere; the reduces then too; losing is not failing
+    for _ in range(3):
+        c.now += 1.0
+        for n in ("h2", "h3"):
+            c.beat(n)
+            for aid in c.running(n, stage="map"):
+                c.finish(aid)
+    for aid in c.running(stage="reduce"):
+        c.commit(aid)
+        c.finish(aid)
+    c.beat("h2"), c.beat("h3")
+    st = c.status()
+    assert st["state"] == "succeeded"
+    assert all(s["failed_attempts"] == 0 for s in st["stages"])
+    counters = {(x["group"], x["name"]): x["value"] for x in st["counters"]}
+    assert counters[("job", "lost_attempts")] == 2 + len(on_h1)
+
+
+def test_attempt_missing_from_heartbeat_is_lost_and_rerun():
+    c = Cluster()
+    c.submit(nsplits=1, reducers=1)
+    (l,) = launches(c.beat("h1"))
+    del c.held["h1"][l.attempt_id]   # the reply never arrived
+    again = launches(c.beat("h1"))
+    assert [a.attempt_id for a in again] == ["job_1_map_00000_1"]
+    assert c.status()["attempts"][0]["state"] == "lost"
+
+
+def test_fetch_failure_reruns_the_producer_once():
+    c = Cluster()
+    c.submit(nsplits=2, reducers=2)
+    run_maps(c)
+    c.beat("h1"), c.beat("h2")
+    r1, r2 = c.running(stage="reduce")
+    producer = c.core.map_output_locations("job_1", "map")["outputs"][0]["attempt_id"]
+    c.handle(FetchFailed(r1, producer, "connection refused", c.now))
+    c.handle(FetchFailed(r2, producer, "connection refused", c.now))   # same loss
+    st = c.status()
+    assert [a["state"] for a in st["attempts"] if a["attempt_id"] == producer] == ["lost"]
+    assert st["stages"][0]["succeeded"] == 1
+    c.now += 2.0
+    c.beat("h1"), c.beat("h2")
+    reruns = c.running(stage="map")
+    assert len(reruns) == 1 and reruns[0].startswith(producer[:-1])
+    assert set(c.running(stage="reduce")) == {r1, r2}   # consumers keep running
+    c.finish(reruns[0])
+    c.beat("h1"), c.beat("h2")
+    locs = c.core.map_output_locations("job_1", "map")["outputs"]
+    assert reruns[0] in {o["attempt_id"] for o in locs}
+
+
+def test_kill_job():
+    c = Cluster()
+    c.submit(nsplits=4)
+    c.beat("h1"), c.beat("h2")
+    running = c.running()
+    actions = c.handle(KillJob("job_1", c.now))
+    assert [(a.state, a.output_paths) for a in of(actions, JobFinished)] == [
+        ("killed", ["/out"])]
+    kills = of(c.beat("h1") + c.beat("h2"), KillAttempt)
+    assert sorted(k.attempt_id for k in kills) == running
+    assert sorted(a.taskserver for a in of(c.log, CleanupJob)) == ["h1", "h2"]
+    assert c.status()["state"] == "killed"
+    assert c.handle(KillJob("job_1", c.now)) == []   # already over
+    c.beat("h1"), c.beat("h2")
+    assert c.running() == []
+    with pytest.raises(NotFound):
+        c.handle(KillJob("job_9", c.now))
+
+
+def test_created_job_and_errors():
+    c = Cluster()
+    c.handle(JobCreated("job_1", "wc", "ann", "/jobs/job_1", 0.0))
+    assert c.status()["state"] == "created"
+    with pytest.raises(AlreadyExists):
+        c.handle(JobCreated("job_1", "wc", "ann", "/jobs/job_1", 0.0))
+    c.handle(KillJob("job_1", 0.0))
+    assert c.status()["state"] == "killed"
+    with pytest.raises(NotFound):
+        c.core.job_status("nope")
+
+
+def test_empty_input_still_runs_the_reducers():
+    c = Cluster()
+    c.submit(nsplits=0, reducers=2)
+    c.beat("h1")
+    for aid in c.running():
+        c.commit(aid)
+        c.finish(aid)
+    c.beat("h1")
+    assert c.status()["state"] == "succeeded"
+
+
+def test_event_ids_are_carried_as_causes():
+    c = Cluster()
+    c.submit()
+    actions = c.core.handle(Heartbeat("h1", "h1", "/r1", 2, 2, "h1:1", [], 0.0, id="hb-7"))
+    assert actions and {a.cause for a in actions} == {"hb-7"}
