@@ -27,7 +27,7 @@ from minijet import rpc
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.taskhost import segments
 
-from dfs_cluster import DfsCluster
+from dfs_cluster import DfsCluster, free_port
 
 JOB_FILE = '''
 import os, time
@@ -52,6 +52,12 @@ class Crash(WordCount):
     def mapper(self, key, value):
         os._exit(3)
 
+class Slow(WordCount):
+    def mapper(self, key, value):
+        if key == 0:
+            time.sleep(1.5)
+        yield from super().mapper(key, value)
+
 class Boom(WordCount):
     def mapper(self, key, value):
         raise ValueError("bad record at %d" % key)
@@ -66,21 +72,30 @@ class Harness(job_pb2_grpc.JobServerServicer):
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.commands: list[job_pb2.TaskServerCommand] = []
+        self.commands: list[tuple[str | None, job_pb2.TaskServerCommand]] = []
         self.statuses: dict[str, job_pb2.AttemptStatus] = {}
-        self.registration: job_pb2.HeartbeatRequest | None = None
-        self.heartbeats = 0
+        self.registration: job_pb2.HeartbeatRequest | None = None  # of the first taskserver
+        self.heartbeats: dict[str, int] = {}  # per taskserver address
         self.outputs: dict[tuple[str, str], job_pb2.MapOutputsResponse] = {}
         self.committed: dict[str, str] = {}
+        self.fetch_failures: list[job_pb2.FetchFailedRequest] = []
 
     def Heartbeat(self, request, context):
         with self.lock:
-            self.heartbeats += 1
-            self.registration = request
+            self.heartbeats[request.address] = self.heartbeats.get(request.address, 0) + 1
+            if self.registration is None:
+                self.registration = request
             for a in request.attempts:
                 self.statuses[a.attempt_id] = a
-            commands, self.commands = self.commands, []
-        return job_pb2.HeartbeatResponse(commands=commands, heartbeat_interval=0.1)
+            mine = [c for target, c in self.commands if target in (None, request.address)]
+            self.commands = [(t, c) for t, c in self.commands
+                             if t not in (None, request.address)]
+        return job_pb2.HeartbeatResponse(commands=mine, heartbeat_interval=0.1)
+
+    def ReportFetchFailure(self, request, context):
+        with self.lock:
+            self.fetch_failures.append(request)
+        return job_pb2.Empty()
 
     def Commit(self, request, context):
         task = request.attempt_id.rsplit("_", 1)[0]
@@ -93,9 +108,10 @@ class Harness(job_pb2_grpc.JobServerServicer):
             return self.outputs.get((request.job_id, request.stage_id),
                                     job_pb2.MapOutputsResponse(total=1))
 
-    def order(self, **command) -> None:
+    def order(self, target: str | None = None, **command) -> None:
+        """Queue a command for the taskserver serving `target` (None: the next to ask)."""
         with self.lock:
-            self.commands.append(job_pb2.TaskServerCommand(**command))
+            self.commands.append((target, job_pb2.TaskServerCommand(**command)))
 
     def wait_final(self, attempt_id: str, timeout: float = 30.0) -> job_pb2.AttemptStatus:
         return wait_for(lambda: self._final(attempt_id), timeout,
@@ -119,45 +135,74 @@ def wait_for(condition, timeout: float, what: str):
         time.sleep(0.05)
 
 
+class HarnessServer:
+    """Serves the harness on one fixed port, so it can be stopped and started again."""
+
+    def __init__(self, config, harness: Harness):
+        self.config, self.harness = config, harness
+        self.port = free_port()
+        self.server = None
+
+    def start(self) -> None:
+        self.server, _ = rpc.start_server(
+            self.config, f"127.0.0.1:{self.port}",
+            [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(self.harness, s)])
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop(0).wait()
+            self.server = None
+
+
+def start_taskserver(root: Path, dfs: DfsCluster, jobserver_port: int, name: str
+                     ) -> tuple[subprocess.Popen, Path]:
+    data = yaml.safe_load(dfs.config_path.read_text())
+    data["jobserver"] = {"address": f"127.0.0.1:{jobserver_port}"}
+    data["taskserver"] = {"address": "127.0.0.1:0", "dir": str(root / name), "slots": 2,
+                          "heartbeat_interval": "0.1s", "task_timeout": TASK_TIMEOUT}
+    config_path = root / f"{name}.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    with open(root / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "minijet.taskserver.taskserver",
+                                 "--config", str(config_path), "-D", "node.host=host1"],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return proc, config_path
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("taskserver")
     dfs = DfsCluster(root / "dfs", {"dfs": {"replication": 1}})
-    server = proc = None
+    jobserver = proc = None
     try:
         dfs.start(dataservers=1)
         harness = Harness()
-        server, port = rpc.start_server(
-            dfs.config, "127.0.0.1:0",
-            [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(harness, s)])
-        data = yaml.safe_load(dfs.config_path.read_text())
-        data["jobserver"] = {"address": f"127.0.0.1:{port}"}
-        data["taskserver"] = {"address": "127.0.0.1:0", "dir": str(root / "task"), "slots": 2,
-                              "heartbeat_interval": "0.1s", "task_timeout": TASK_TIMEOUT}
-        config_path = root / "taskserver.yaml"
-        config_path.write_text(yaml.safe_dump(data))
-        log = open(root / "taskserver.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "minijet.taskserver.taskserver",
-                                 "--config", str(config_path), "-D", "node.host=host1"],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
+        jobserver = HarnessServer(dfs.config, harness)
+        jobserver.start()
+        proc, config_path = start_taskserver(root, dfs, jobserver.port, "task")
         wait_for(lambda: harness.registration is not None, 20, "the first heartbeat")
         client = dfs.client("host1")
         with client.create("/in/words.txt") as f:
             f.write(TEXT.encode())
-        yield {"root": root, "dfs": client, "harness": harness, "proc": proc,
+        yield {"root": root, "dfs": client, "dfs_cluster": dfs, "harness": harness,
+               "jobserver": jobserver, "proc": proc,
                "config": configmod.load(str(config_path)), "task_dir": root / "task"}
         client.close()
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if server is not None:
-            server.stop(0)
+            stop_process(proc)
+        if jobserver is not None:
+            jobserver.stop()
         dfs.stop()
 
 
@@ -175,11 +220,12 @@ def make_job(env, job_id: str, job_class: str, reducers: int = 2) -> tuple[str, 
     return job_dir, conf
 
 
-def launch(env, job_id: str, job_dir: str, attempt_id: str, stage: str, index: int, **task):
+def launch(env, job_id: str, job_dir: str, attempt_id: str, stage: str, index: int,
+           target: str | None = None, **task):
     task_id = attempt_id.rsplit("_", 1)[0]
     spec = {"job_id": job_id, "task_id": task_id, "attempt_id": attempt_id, "stage": stage,
             "index": index, "splits": [], "partition": None, "producer_stage": None, **task}
-    env["harness"].order(launch=job_pb2.LaunchAttempt(
+    env["harness"].order(target, launch=job_pb2.LaunchAttempt(
         job_id=job_id, task_id=task_id, attempt_id=attempt_id, job_dir=job_dir,
         task_json=json.dumps(spec)))
 
@@ -320,3 +366,77 @@ def test_missing_job_files_fail_the_attempt(env):
     status = harness.wait_final(attempt)
     assert status.state == job_pb2.FAILED
     assert "cannot copy the job files" in status.error and "/jobs/nosuch" in status.error
+
+
+def run_map(env, job: str, job_dir: str, index: int = 0) -> str:
+    attempt = f"{job}_map_{index:05d}_0"
+    launch(env, job, job_dir, attempt, "map", index, splits=whole_input())
+    status = env["harness"].wait_final(attempt)
+    assert status.state == job_pb2.SUCCEEDED, status.error + status.traceback
+    return attempt
+
+
+def test_reduce_reports_a_lost_map_output_and_fetches_its_new_location(env):
+    harness, dfs = env["harness"], env["dfs"]
+    job = "job_20260101000000_0007"
+    job_dir, _ = make_job(env, job, "WordCount", reducers=1)
+    good = run_map(env, job, job_dir)
+    address = harness.registration.address
+    lost = f"{job}_map_00000_9"  # an output this taskserver does not have
+    with harness.lock:
+        harness.outputs[(job, "map")] = job_pb2.MapOutputsResponse(total=1, outputs=[
+            job_pb2.MapOutputLocation(task_id=f"{job}_map_00000", attempt_id=lost,
+                                      address=address)])
+    reduce_attempt = f"{job}_reduce_00000_0"
+    launch(env, job, job_dir, reduce_attempt, "reduce", 0, partition=0, producer_stage="map")
+    failure = wait_for(lambda: harness.fetch_failures and harness.fetch_failures[-1], 20,
+                       "a fetch failure report")
+    assert failure.attempt_id == reduce_attempt and failure.producer_attempt_id == lost
+    assert "not here" in failure.error
+    with harness.lock:  # the jobserver re-ran the producer: here is its new output
+        harness.outputs[(job, "map")] = job_pb2.MapOutputsResponse(total=1, outputs=[
+            job_pb2.MapOutputLocation(task_id=f"{job}_map_00000", attempt_id=good,
+                                      address=address)])
+    status = harness.wait_final(reduce_attempt)
+    assert status.state == job_pb2.SUCCEEDED, status.error + status.traceback
+    with dfs.open(f"/out/{job}/part-00000") as f:
+        lines = f.read().decode().splitlines()
+    assert Counter({w: int(c) for w, c in (l.split("\t") for l in lines)}) == \
+        Counter(TEXT.split())
+    assert not dfs.exists(f"/out/{job}/_temporary/{reduce_attempt}/part-00000")
+
+
+def test_attempt_ending_while_the_jobserver_is_down_is_reported_when_it_is_back(env):
+    harness, jobserver = env["harness"], env["jobserver"]
+    job = "job_20260101000000_0008"
+    job_dir, _ = make_job(env, job, "Slow")
+    attempt = f"{job}_map_00000_0"
+    launch(env, job, job_dir, attempt, "map", 0, splits=whole_input())
+    wait_for(lambda: taskhost_running(attempt), 10, "the TaskHost to start")
+    jobserver.stop()
+    try:
+        wait_for(lambda: not taskhost_running(attempt), 20, "the attempt to finish")
+        assert env["proc"].poll() is None  # the taskserver lives on, retrying
+    finally:
+        jobserver.start()
+    status = harness.wait_final(attempt)
+    assert status.state == job_pb2.SUCCEEDED, status.error + status.traceback
+
+
+def test_sigterm_stops_the_taskserver_and_kills_its_taskhosts(env):
+    harness = env["harness"]
+    proc, _ = start_taskserver(env["root"], env["dfs_cluster"], env["jobserver"].port, "other")
+    try:
+        address = wait_for(lambda: next((a for a in harness.heartbeats
+                                         if a != harness.registration.address), None),
+                           20, "the second taskserver's heartbeat")
+        job = "job_20260101000000_0009"
+        job_dir, _ = make_job(env, job, "Hang")
+        attempt = f"{job}_map_00000_0"
+        launch(env, job, job_dir, attempt, "map", 0, target=address, splits=whole_input())
+        wait_for(lambda: taskhost_running(attempt), 10, "the TaskHost to start")
+        proc.terminate()
+        assert proc.wait(15) == 0
+        assert not taskhost_running(attempt)
+    finally:
+        stop_process(proc)

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 GROUP = "task"            # counter group of the engine's counters
 REPORT_INTERVAL = 0.33    # at most ~3 progress reports a second
-_TICK_RECORDS = 4096      # records between progress checks
+_TICK_RECORDS = 64        # records between progress checks: a slow mapper still shows life
+_BATCH = 4096             # output records handed to the output buffer at a time
 
 
 @dataclass
@@ -85,6 +86,10 @@ class Progress:
 
     def counter_list(self) -> list[tuple[str, str, int]]:
         return [(g, n, v) for (g, n), v in sorted(self.counters.items())]
+
+    def due(self) -> bool:
+        """Whether a report would be sent now (cheap: lets callers skip gathering counters)."""
+        return self._clock() - self._last >= self._interval
 
     def update(self, fraction: float | None = None, force: bool = False) -> None:
         if fraction is not None:
@@ -236,7 +241,7 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Split],
     readers: list[SplitReader] = []
 
     def tick() -> None:
-        if not readers:
+        if not readers or not progress.due():
             return
         current = readers[-1]
         progress.set("input_records", sum(r.records for r in readers))
@@ -277,6 +282,8 @@ def run_consumer_stage(job: MapReduceJob, stage: jc.StageConf, segments_in: Iter
             progress.update(0.5 * i / max(1, count))
         progress.update(0.5)
         def tick() -> None:
+            if not progress.due():
+                return
             progress.set("input_groups", groups.count)
             progress.update()
 
@@ -296,7 +303,7 @@ def _write(output: Output, pairs: Iterable[tuple[Any, Any]], progress: Progress)
     try:
         it = iter(pairs)
         while True:
-            batch = list(islice(it, _TICK_RECORDS))
+            batch = list(islice(it, _BATCH))
             if not batch:
                 break
             output.write_all(batch)

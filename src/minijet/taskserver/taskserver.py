@@ -69,8 +69,8 @@ class TaskServer:
         self._dfs_client = None
         self._dfs_lock = threading.Lock()
         self.cache = JobCache(self.layout, self._dfs)
-        self._jobserver_channel = rpc.connect(config, config["jobserver"]["address"])
-        self._jobserver = job_pb2_grpc.JobServerStub(self._jobserver_channel)
+        self._jobserver_channel = None
+        self._connect_jobserver()
         self._interval = ts["heartbeat_interval"]
         self._server = None
         self.address = self.name = self.umbilical = ""
@@ -116,6 +116,15 @@ class TaskServer:
             self._dfs_client.close()
         log.info("taskserver %s stopped", self.name)
 
+    def _connect_jobserver(self) -> None:
+        """A new channel: gRPC backs off reconnecting a failed channel for up to minutes,
+        far longer than the jobserver waits before declaring a silent taskserver lost."""
+        old = self._jobserver_channel
+        self._jobserver_channel = rpc.connect(self.config, self.config["jobserver"]["address"])
+        self._jobserver = job_pb2_grpc.JobServerStub(self._jobserver_channel)
+        if old is not None:
+            old.close()
+
     def _dfs(self):
         with self._dfs_lock:
             if self._dfs_client is None:
@@ -138,6 +147,7 @@ class TaskServer:
                 if not failing:
                     log.warning("heartbeat to jobserver failed (will keep trying): %s", e)
                 failing = True
+                self._connect_jobserver()
             except Exception:
                 log.exception("heartbeat failed")
             self._wake.wait(self._interval)
