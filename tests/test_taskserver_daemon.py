@@ -440,3 +440,40 @@ def test_sigterm_stops_the_taskserver_and_kills_its_taskhosts(env):
         assert not taskhost_running(attempt)
     finally:
         stop_process(proc)
+
+
+def test_job_cache_copies_a_job_once_for_concurrent_attempts(env, tmp_path):
+    from minijet.taskserver.jobcache import JobCache
+    from minijet.taskserver.layout import Layout
+
+    job = "job_20260101000000_0010"
+    job_dir, _ = make_job(env, job, "WordCount")
+    with env["dfs"].create(f"{job_dir}/lib/helper.txt") as f:  # extra files, in a subdir too
+        f.write(b"extra")
+    copies = []
+
+    class CountingDfs:  # the real client; only counts the copies made through it
+        def list(self, path):
+            return env["dfs"].list(path)
+
+        def get(self, src, dst):
+            copies.append(src)
+            env["dfs"].get(src, dst)
+
+    layout = Layout(tmp_path)
+    cache = JobCache(layout, CountingDfs)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.localize(job, job_dir)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 1 and len(results) == 4
+    local = results[0]
+    assert sorted(copies) == sorted([f"{job_dir}/job.json", f"{job_dir}/wcjob.py",
+                                     f"{job_dir}/lib/helper.txt"])
+    assert (local / "lib" / "helper.txt").read_bytes() == b"extra"
+    assert [p.name for p in local.parent.iterdir()] == ["_cache"]  # no temp dirs left
+    cache.remove(job)
+    assert not layout.job_dir(job).exists()
