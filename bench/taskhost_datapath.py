@@ -1,0 +1,166 @@
+"""Benchmark of the TaskHost data path in one process, against a plain Counter.
+
+Generates (deterministically, cached under the temp dir) English-like text with
+Zipf-distributed words, then runs WordCount through the real data-path pieces:
+split reader -> mapper -> map output buffer with combiner -> map output file ->
+segment read -> shuffle merge -> reducer -> text writer; and, in the same run, a
+single-process collections.Counter over the same file. Prints MB/s for both, their
+ratio, and the time of each stage.
+
+    .venv/bin/python bench/taskhost_datapath.py [--mb 50] [--reducers 2] [--sort-buffer 64MiB]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from minijet.config import parse_size
+from minijet.taskhost.mapoutput import MapOutputBuffer
+from minijet.taskhost.output import TextOutputWriter
+from minijet.taskhost.records import SplitReader
+from minijet.taskhost.segments import read_index, read_map_output_segment
+from minijet.taskhost.shuffle import ShuffleMerger
+
+
+class WordCount:
+    """The issue's sample job, as a user writes it."""
+
+    def mapper(self, key, value):
+        for word in value.split():
+            yield word, 1
+
+    def combiner(self, key, values):
+        yield key, sum(values)
+
+    def reducer(self, key, values):
+        yield key, sum(values)
+
+
+def make_text(path: Path, size: int, seed: int = 42) -> None:
+    rng = random.Random(seed)
+    syllables = ["th", "e", "an", "re", "in", "on", "at", "er", "es", "or", "ti", "te", "st",
+                 "en", "nd", "al", "ar", "is", "ou", "ed", "ha", "it", "ng", "se", "me", "ly",
+                 "wa", "co", "pr", "ma", "lo", "ve", "di", "ca", "so", "mu", "ki", "ba"]
+    vocab = sorted({"".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(60000)})
+    rng.shuffle(vocab)
+    # Zipf: the word of rank r has weight 1/r^1.1.
+    cum, total = [], 0.0
+    for r in range(1, len(vocab) + 1):
+        total += 1.0 / r ** 1.1
+        cum.append(total)
+    punct = [",", ".", ";", "", "", "", "", "", "", ""]
+    with open(path, "w", encoding="utf-8") as f:
+        written = 0
+        while written < size:
+            lines = []
+            for _ in range(2000):
+                words = rng.choices(vocab, cum_weights=cum, k=rng.randint(3, 16))
+                words[-1] += rng.choice(punct)
+                if rng.random() < 0.1:
+                    words[0] = words[0].capitalize()
+                lines.append(" ".join(words))
+            chunk = "\n".join(lines) + "\n"
+            f.write(chunk)
+            written += len(chunk)
+
+
+def run_datapath(path: Path, size: int, reducers: int, sort_buffer: int, work: Path):
+    job = WordCount()
+    times = {}
+    t0 = time.perf_counter()
+    buffer = MapOutputBuffer(reducers, work / "spills", sort_buffer=sort_buffer,
+                             combiner=job.combiner)
+    mapper = job.mapper
+    collect_all = buffer.collect_all
+    with open(path, "rb") as f:
+        reader = SplitReader(f, 0, size)
+        for key, value in reader:
+            collect_all(mapper(key, value))
+    t1 = time.perf_counter()
+    times["read+map+collect"] = t1 - t0
+    out = work / "file.out"
+    entries = buffer.finish(out)
+    t2 = time.perf_counter()
+    times["sort+spill+write map output"] = t2 - t1
+    result_files = []
+    fetch = merge = 0.0
+    for part in range(reducers):
+        ta = time.perf_counter()
+        merger = ShuffleMerger(work / f"shuffle{part}", memory_budget=sort_buffer)
+        merger.add_segment(read_map_output_segment(out, part), read_index(str(out) + ".index")[part])
+        tb = time.perf_counter()
+        result = work / f"part-{part:05d}"
+        with open(result, "wb") as rf:
+            writer = TextOutputWriter(rf)
+            reducer = job.reducer
+            write_all = writer.write_all
+            for key, values in merger.groups():
+                write_all(reducer(key, values))
+            writer.flush()
+        merger.close()
+        fetch += tb - ta
+        merge += time.perf_counter() - tb
+        result_files.append(result)
+    times["fetch segments"] = fetch
+    times["merge+reduce+write"] = merge
+    times["total"] = time.perf_counter() - t0
+    return times, buffer.counters, entries, result_files
+
+
+def run_counter(path: Path):
+    t0 = time.perf_counter()
+    counts = Counter()
+    update = counts.update
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            update(line.split())
+    return time.perf_counter() - t0, counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--mb", type=float, default=50.0, help="input size in MB (default 50)")
+    ap.add_argument("--reducers", type=int, default=2)
+    ap.add_argument("--sort-buffer", default="64MiB", help="map sort buffer (default 64MiB)")
+    ap.add_argument("--no-check", action="store_true", help="skip comparing the outputs")
+    args = ap.parse_args()
+    size = int(args.mb * 1e6)
+    path = Path(tempfile.gettempdir()) / f"minijet-bench-words-{size}.txt"
+    if not path.exists():
+        t = time.perf_counter()
+        tmp = path.with_suffix(".tmp")
+        make_text(tmp, size)
+        os.replace(tmp, path)
+        print(f"generated {path} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    size = path.stat().st_size
+    mb = size / 1e6
+    with tempfile.TemporaryDirectory(prefix="minijet-bench-") as work:
+        times, counters, entries, results = run_datapath(
+            path, size, args.reducers, parse_size(args.sort_buffer), Path(work))
+        base_time, counts = run_counter(path)
+        if not args.no_check:
+            got = {}
+            for result in results:
+                for line in result.read_bytes().decode("utf-8", "surrogateescape").splitlines():
+                    word, _, n = line.rpartition("\t")
+                    got[word] = int(n)
+            assert got == dict(counts), "data path output differs from Counter"
+    print(f"input {mb:.1f} MB, {args.reducers} reducers, sort buffer {args.sort_buffer}")
+    for stage, secs in times.items():
+        print(f"  {stage:<30} {secs:7.2f} s")
+    print(f"  counters: {counters}")
+    dp = mb / times["total"]
+    base = mb / base_time
+    print(f"data path   {dp:7.1f} MB/s  ({times['total']:.2f} s)")
+    print(f"Counter     {base:7.1f} MB/s  ({base_time:.2f} s)")
+    print(f"ratio data path / Counter: {dp / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()

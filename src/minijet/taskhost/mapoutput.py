@@ -1,0 +1,324 @@
+"""The map-side output buffer: partition, combine, sort, spill, merge into one output file.
+
+Records from the mapper are held in memory until the estimated size passes the sort buffer
+(taskserver.sort_buffer). With a combiner they go into one dict, key -> list of values, for
+all partitions: a key's partition is computed once per spill, not once per record, and when
+the buffer fills the combiner folds every list first, which usually frees most of it (word
+counts shrink to one value per word). Only when that is not enough is the buffer spilled:
+each partition sorted by key and written as a segment of a local spill file. Without a
+combiner records are kept as a list of pairs, sorted by key (in C) at spill time.
+
+finish() writes ONE map output file with every partition as a contiguous sorted segment,
+plus its index (segments.py), under a temporary name renamed into place when complete.
+With spills, each partition's segments are merged (heapq.merge), the combiner applied to
+each key's merged values again. Intermediate data is not fsync'd: a lost map output is
+simply recomputed.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+import sys
+from collections import defaultdict
+from itertools import chain, groupby, islice, repeat
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from minijet.errors import InvalidArgument
+from minijet.taskhost.partition import Partitioner, hash_partition
+from minijet.taskhost.segments import (IndexEntry, SegmentWriter, frames_to_pairs, index_path,
+                                       iter_file_frames, write_index)
+
+Combiner = Callable[[Any, list], Iterable[tuple[Any, Any]]]
+
+_KEY = itemgetter(0)
+_VALUE = itemgetter(1)
+# Rough CPython costs in bytes, for the memory estimate: a dict entry plus its value list,
+# a list slot, a 2-tuple.
+_GROUP_OVERHEAD = 120
+_SLOT = 8
+_PAIR_OVERHEAD = 64
+_MAX_CHECK_EVERY = 4096
+
+
+class MapOutputBuffer:
+    """Collects a map task's (key, value) output into `partitions` sorted partitions."""
+
+    def __init__(self, partitions: int, spill_dir: str | os.PathLike, *,
+                 sort_buffer: int = 64 * 1024 * 1024, combiner: Combiner | None = None,
+                 partitioner: Partitioner = hash_partition):
+        if partitions < 1:
+            raise ValueError("a map output needs at least one partition")
+        self.partitions = partitions
+        self.spill_dir = Path(spill_dir)
+        self.sort_buffer = max(1, sort_buffer)
+        self.combiner = combiner
+        self.partitioner = partitioner
+        self.counters = {"map_output_records": 0, "map_output_bytes": 0, "spills": 0,
+                         "spilled_records": 0, "combine_input_records": 0,
+                         "combine_output_records": 0}
+        self._spills: list[tuple[Path, list[IndexEntry]]] = []
+        self._groups: defaultdict[Any, list] = defaultdict(list)  # with a combiner
+        self._pairs: list[tuple[Any, Any]] = []                    # without
+        self._pending = 0         # records collected since the last memory check
+        self._values = 0          # values held in _groups
+        self._key_size = 50       # sampled sizes of a key and a value, for the estimate
+        self._value_size = 28
+        self._check_every = 16    # records between memory checks, adapted to record sizes
+
+    # -- collecting ------------------------------------------------------------------
+
+    def collect(self, key: Any, value: Any) -> None:
+        self.collect_all(((key, value),))
+
+    def collect_all(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        """Adds every (key, value) pair of `pairs` (typically one mapper call's output)."""
+        if self.combiner is None:
+            it = iter(pairs)
+            while True:
+                records = self._pairs
+                limit = self._check_every - self._pending
+                before = len(records)
+                records.extend(islice(it, limit))
+                added = len(records) - before
+                self._pending += added
+                if added < limit:
+                    return
+                self._check_memory()
+        groups = self._groups
+        limit = self._check_every - self._pending
+        n = 0
+        for key, value in pairs:
+            groups[key].append(value)
+            n += 1
+            if n >= limit:  # checked inside the loop: one call may yield a lot
+                self._pending += n
+                n = 0
+                self._check_memory()
+                groups = self._groups  # a spill replaces it
+                limit = self._check_every
+        self._pending += n
+
+    def _check_memory(self) -> None:
+        self.counters["map_output_records"] += self._pending
+        if self.combiner is None:
+            records = self._pairs
+            sample = records[-1]
+            self._sample_sizes(sample)
+            self._pending = 0
+            if self._estimate() > self.sort_buffer:
+                self._spill()
+            return
+        self._values += self._pending
+        self._pending = 0
+        groups = self._groups
+        if groups:
+            key = next(reversed(groups))
+            self._sample_sizes((key, groups[key][-1] if groups[key] else None))
+        if self._estimate() > self.sort_buffer:
+            self._combine_all()
+            # Spill only when folding freed too little, so folds stay rare.
+            if self._estimate() > self.sort_buffer // 2:
+                self._spill()
+
+    def _sample_sizes(self, pair: Any) -> None:
+        try:
+            key, value = pair
+        except (TypeError, ValueError):
+            return  # reported with a clear message when the buffer is written
+        self._key_size = sys.getsizeof(key)
+        # Small ints (like word counts' 1) are shared objects: only the list slot is new.
+        small_int = type(value) is int and -5 <= value <= 256
+        self._value_size = 0 if small_int else sys.getsizeof(value)
+
+    def _estimate(self) -> int:
+        estimate = self._estimate_bytes()
+        # Check about 8 times per buffer fill: often enough for small buffers, rarely for big.
+        per_record = _SLOT + self._value_size + (
+            _PAIR_OVERHEAD + self._key_size if self.combiner is None else 0)
+        self._check_every = max(16, min(_MAX_CHECK_EVERY, self.sort_buffer // per_record // 8))
+        return estimate
+
+    def _estimate_bytes(self) -> int:
+        if self.combiner is None:
+            return len(self._pairs) * (_PAIR_OVERHEAD + _SLOT + self._key_size + self._value_size)
+        return (len(self._groups) * (_GROUP_OVERHEAD + self._key_size)
+                + self._values * (_SLOT + self._value_size))
+
+    # -- combining -------------------------------------------------------------------
+
+    def _combine(self, key: Any, values: list) -> list:
+        """The values the combiner makes of one key's values; it must keep the key."""
+        out = []
+        for out_key, value in self.combiner(key, values):
+            if out_key != key:
+                raise InvalidArgument(
+                    f"the combiner was given key {key!r} and emitted key {out_key!r}: "
+                    "a combiner must emit the key it was given")
+            out.append(value)
+        self.counters["combine_input_records"] += len(values)
+        self.counters["combine_output_records"] += len(out)
+        return out
+
+    def _combine_all(self) -> None:
+        combine = self._combine
+        total = 0
+        for key, values in self._groups.items():
+            if len(values) > 1:
+                values[:] = combine(key, values)
+            total += len(values)
+        self._values = total
+
+    # -- sorting and spilling --------------------------------------------------------
+
+    def _sorted_partitions(self) -> list[tuple[list, list]]:
+        """The buffer's records as (keys, values) columns per partition, sorted by key."""
+        self._flush_pending()
+        n = self.partitions
+        if self.combiner is not None:
+            self._combine_all()
+            groups = self._groups
+            keys_of = [list(groups)] if n == 1 else self._split_keys(groups)
+            out = []
+            for keys in keys_of:
+                _sort(keys)
+                lists = list(map(groups.__getitem__, keys))
+                values = list(chain.from_iterable(lists))
+                if len(values) != len(keys) or min(map(len, lists), default=1) != 1:
+                    keys = list(chain.from_iterable(map(repeat, keys, map(len, lists))))
+                out.append((keys, values))
+            return out
+        records = self._pairs
+        _check_pairs(records)
+        _sort(records, key=_KEY)
+        if n == 1:
+            parts = [records]
+        else:
+            parts = [[] for _ in range(n)]
+            part_of = self._part_of
+            for key, run in groupby(records, _KEY):
+                parts[part_of(key)].extend(run)
+        return [(list(map(_KEY, p)), list(map(_VALUE, p))) for p in parts]
+
+    def _split_keys(self, keys: Iterable) -> list[list]:
+        parts = [[] for _ in range(self.partitions)]
+        part_of = self._part_of
+        for key in keys:
+            parts[part_of(key)].append(key)
+        return parts
+
+    def _part_of(self, key: Any) -> int:
+        p = self.partitioner(key, self.partitions)
+        if type(p) is not int or not 0 <= p < self.partitions:
+            raise InvalidArgument(f"the partitioner returned {p!r} for key {key!r}; "
+                                  f"expected an int in range({self.partitions})")
+        return p
+
+    def _flush_pending(self) -> None:
+        self.counters["map_output_records"] += self._pending
+        self._values += self._pending
+        self._pending = 0
+
+    def _spill(self) -> None:
+        path = self.spill_dir / f"spill{len(self._spills)}.out"
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        parts = self._sorted_partitions()
+        entries = _write_segments(path, parts)
+        self._spills.append((path, entries))
+        self.counters["spills"] += 1
+        self.counters["spilled_records"] += sum(e.records for e in entries)
+        self._clear()
+
+    def _clear(self) -> None:
+        self._groups = defaultdict(list)
+        self._pairs = []
+        self._values = 0
+
+    # -- the map output file ---------------------------------------------------------
+
+    def finish(self, path: str | os.PathLike) -> list[IndexEntry]:
+        """Writes the map output file `path` and its index; returns the index entries."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            if not self._spills:
+                entries = _write_segments(tmp, self._sorted_partitions())
+            else:
+                entries = self._merge_spills(tmp)
+            write_index(tmp.with_name(tmp.name + ".index"), entries)
+            os.replace(tmp, path)
+            os.replace(tmp.with_name(tmp.name + ".index"), index_path(path))
+        finally:
+            self.close()
+            for leftover in (tmp, tmp.with_name(tmp.name + ".index")):
+                leftover.unlink(missing_ok=True)
+        self.counters["map_output_bytes"] = sum(e.length for e in entries)
+        return entries
+
+    def _merge_spills(self, tmp: Path) -> list[IndexEntry]:
+        memory = self._sorted_partitions()
+        self._clear()
+        files = [open(p, "rb") for p, _ in self._spills]
+        try:
+            entries = []
+            with open(tmp, "wb", buffering=1 << 20) as out:
+                for part in range(self.partitions):
+                    runs = [frames_to_pairs(iter_file_frames(f, e[part].offset, e[part].length))
+                            for f, (_, e) in zip(files, self._spills)]
+                    keys, values = memory[part]
+                    runs.append(zip(keys, values))
+                    merged = heapq.merge(*runs, key=_KEY)
+                    writer = SegmentWriter(out)
+                    if self.combiner is None:
+                        writer.write_pairs(merged)
+                    else:
+                        writer.write_pairs(self._combine_groups(merged))
+                    entries.append(writer.entry())
+            return entries
+        finally:
+            for f in files:
+                f.close()
+
+    def _combine_groups(self, merged: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+        for key, run in groupby(merged, _KEY):
+            values = list(map(_VALUE, run))
+            if len(values) > 1:
+                values = self._combine(key, values)
+            for value in values:
+                yield key, value
+
+    def close(self) -> None:
+        """Drops the buffer and removes spill files (finish() does this; call it on failure)."""
+        for path, _ in self._spills:
+            path.unlink(missing_ok=True)
+        self._spills = []
+        self._clear()
+
+
+def _write_segments(path: Path, parts: list[tuple[list, list]]) -> list[IndexEntry]:
+    entries = []
+    with open(path, "wb", buffering=1 << 20) as f:
+        for keys, values in parts:
+            writer = SegmentWriter(f)
+            writer.write(keys, values)
+            entries.append(writer.entry())
+    return entries
+
+
+def _check_pairs(records: list) -> None:
+    try:
+        ok = set(map(type, records)) <= {tuple, list} and set(map(len, records)) <= {2}
+    except TypeError:
+        ok = False
+    if not ok:
+        bad = next(r for r in records if not isinstance(r, (tuple, list)) or len(r) != 2)
+        raise InvalidArgument(f"map output must be (key, value) pairs, got {bad!r}")
+
+
+def _sort(items: list, key=None) -> None:
+    try:
+        items.sort(key=key)
+    except TypeError as e:
+        raise InvalidArgument(f"map output keys must be mutually comparable to be sorted: {e}") \
+            from None

@@ -1,0 +1,69 @@
+"""The text output writer: one `key<TAB>value` line per record.
+
+Keys and values are written with str(); a record whose value is None is written as its key
+alone. Text is encoded as UTF-8 with surrogateescape, so bytes that were undecodable in the
+input (see records.py) are written back unchanged; any other lone surrogate a job makes is
+written as its UTF-8 form ("surrogatepass") rather than failing the task.
+"""
+from __future__ import annotations
+
+import codecs
+from typing import Any, BinaryIO, Iterable
+
+_ERRORS = "minijet.text"
+
+
+def _text_errors(exc: UnicodeError) -> tuple[bytes, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = bytearray()
+    for ch in exc.object[exc.start:exc.end]:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # an escaped undecodable byte
+            out.append(code - 0xDC00)
+        else:
+            out += ch.encode("utf-8", "surrogatepass")
+    return bytes(out), exc.end
+
+
+codecs.register_error(_ERRORS, _text_errors)
+
+
+def encode_text(text: str) -> bytes:
+    """UTF-8 bytes of `text`, undecodable input bytes restored (see module doc)."""
+    return text.encode("utf-8", _ERRORS)
+
+
+class TextOutputWriter:
+    """Buffers lines and writes them, encoded, to a binary file object it does not own."""
+
+    def __init__(self, file: BinaryIO, buffer_records: int = 8192):
+        self.file = file
+        self.buffer_records = max(1, buffer_records)
+        self.records = 0
+        self.bytes = 0
+        self._lines: list[str] = []
+
+    def write(self, key: Any, value: Any = None) -> None:
+        self.write_all(((key, value),))
+
+    def write_all(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        """Writes every (key, value) pair of `pairs` (typically one reducer call's output)."""
+        lines = self._lines
+        append = lines.append
+        for key, value in pairs:
+            if value is None:
+                append(f"{key}\n")
+            else:
+                append(f"{key}\t{value}\n")
+        if len(lines) >= self.buffer_records:
+            self.flush()
+
+    def flush(self) -> None:
+        """Writes the buffered lines to the file (does not flush or close the file)."""
+        if self._lines:
+            data = encode_text("".join(self._lines))
+            self.records += len(self._lines)
+            self._lines = []
+            self.file.write(data)
+            self.bytes += len(data)

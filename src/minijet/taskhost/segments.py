@@ -1,0 +1,180 @@
+"""The format of sorted segments and of map output files, and reading them back.
+
+A segment is the records of one partition of one map output, sorted by key. It is a run
+of frames; a frame is a 4-byte little-endian length and a pickle (protocol 5) of
+(keys, values), two lists of equal length, so that serialising costs little per record.
+A map output file (Hadoop's file.out) holds every partition's segment back to back; its
+index file (file.out.index) gives, per partition, offset, length, records and CRC-32 of
+the segment, so a segment can be served and checked without reading the rest.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from itertools import chain, islice, starmap
+from operator import itemgetter
+from typing import Any, BinaryIO, Iterable, Iterator, NamedTuple
+from zlib import crc32
+
+from minijet.errors import ChecksumError
+
+_FRAME_HEADER = struct.Struct("<I")
+_INDEX_HEADER = struct.Struct("<4sI")
+_INDEX_ENTRY = struct.Struct("<QQQI")
+_INDEX_TRAILER = struct.Struct("<I")
+_INDEX_MAGIC = b"MJX1"
+_KEY = itemgetter(0)
+_VALUE = itemgetter(1)
+
+# Frames aim at this many bytes: big enough that per-frame costs vanish, small enough that
+# a reader holds only a little of each segment in memory during a merge.
+FRAME_TARGET_BYTES = 256 * 1024
+_FIRST_FRAME_RECORDS = 64  # a small first frame measures the records
+
+
+class IndexEntry(NamedTuple):
+    """Where one partition's segment lies in a map output file."""
+
+    offset: int
+    length: int
+    records: int
+    crc: int
+
+
+class SegmentWriter:
+    """Writes one sorted segment as frames to `file`, from its current position."""
+
+    def __init__(self, file: BinaryIO):
+        self.file = file
+        self.offset = file.tell()
+        self.length = 0
+        self.records = 0
+        self.crc = 0
+        self._frame_records = _FIRST_FRAME_RECORDS
+
+    def write(self, keys: list, values: list) -> None:
+        """Appends records given as two columns (already in key order)."""
+        count = len(keys)
+        if count <= self._frame_records:
+            self._write_frame(keys, values)
+            return
+        i = 0
+        while i < count:
+            j = i + self._frame_records
+            self._write_frame(keys[i:j], values[i:j])
+            i = j
+
+    def write_pairs(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        """Appends records from an iterator of (key, value) pairs (already in key order)."""
+        it = iter(pairs)
+        while True:
+            batch = list(islice(it, self._frame_records))
+            if not batch:
+                return
+            self._write_frame(list(map(_KEY, batch)), list(map(_VALUE, batch)))
+
+    def _write_frame(self, keys: list, values: list) -> None:
+        if not keys:
+            return
+        body = pickle.dumps((keys, values), protocol=5)
+        header = _FRAME_HEADER.pack(len(body))
+        self.file.write(header)
+        self.file.write(body)
+        self.crc = crc32(body, crc32(header, self.crc))
+        self.length += len(header) + len(body)
+        self.records += len(keys)
+        # Steer the next frame towards the target size.
+        scaled = self._frame_records * FRAME_TARGET_BYTES // max(1, len(body))
+        self._frame_records = max(16, min(1 << 16, scaled))
+
+    def entry(self) -> IndexEntry:
+        return IndexEntry(self.offset, self.length, self.records, self.crc)
+
+
+def iter_frames(data: bytes | memoryview) -> Iterator[tuple[list, list]]:
+    """The (keys, values) frames of a segment held in memory."""
+    view = memoryview(data)
+    pos, end = 0, len(view)
+    while pos < end:
+        if pos + 4 > end:
+            raise ChecksumError("truncated segment: partial frame header")
+        (size,) = _FRAME_HEADER.unpack_from(view, pos)
+        pos += 4
+        if pos + size > end:
+            raise ChecksumError("truncated segment: partial frame")
+        yield pickle.loads(view[pos:pos + size])
+        pos += size
+
+
+def iter_file_frames(file: BinaryIO, offset: int, length: int) -> Iterator[tuple[list, list]]:
+    """The frames of the segment at [offset, offset+length) of `file`, read one at a time."""
+    file.seek(offset)
+    left = length
+    while left > 0:
+        header = file.read(4)
+        if len(header) < 4:
+            raise ChecksumError("truncated segment: partial frame header")
+        (size,) = _FRAME_HEADER.unpack(header)
+        body = file.read(size)
+        if len(body) < size or 4 + size > left:
+            raise ChecksumError("truncated segment: partial frame")
+        left -= 4 + size
+        yield pickle.loads(body)
+
+
+def frames_to_pairs(frames: Iterable[tuple[list, list]]) -> Iterator[tuple[Any, Any]]:
+    """The (key, value) records of a run of frames; C iterators, no bytecode per record."""
+    return chain.from_iterable(starmap(zip, frames))
+
+
+def read_segment(data: bytes | memoryview, entry: IndexEntry | None = None) -> Iterator[tuple[Any, Any]]:
+    """The records of a segment held in memory; checked against its index entry if given."""
+    if entry is not None:
+        check_segment(data, entry)
+    return frames_to_pairs(iter_frames(data))
+
+
+def check_segment(data: bytes | memoryview, entry: IndexEntry) -> None:
+    if len(data) != entry.length:
+        raise ChecksumError(f"segment has {len(data)} bytes, its index says {entry.length}")
+    if crc32(data) != entry.crc:
+        raise ChecksumError("segment does not match its CRC-32")
+
+
+def index_path(output_path: str | os.PathLike) -> str:
+    """The index file of a map output file."""
+    return os.fspath(output_path) + ".index"
+
+
+def write_index(path: str | os.PathLike, entries: list[IndexEntry]) -> None:
+    parts = [_INDEX_HEADER.pack(_INDEX_MAGIC, len(entries))]
+    parts.extend(_INDEX_ENTRY.pack(*e) for e in entries)
+    body = b"".join(parts)
+    with open(path, "wb") as f:
+        f.write(body + _INDEX_TRAILER.pack(crc32(body)))
+
+
+def read_index(path: str | os.PathLike) -> list[IndexEntry]:
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < _INDEX_HEADER.size + _INDEX_TRAILER.size:
+        raise ChecksumError(f"map output index {path} is truncated")
+    body, (crc,) = data[:-4], _INDEX_TRAILER.unpack(data[-4:])
+    magic, count = _INDEX_HEADER.unpack_from(body)
+    if magic != _INDEX_MAGIC or crc32(body) != crc or \
+            len(body) != _INDEX_HEADER.size + count * _INDEX_ENTRY.size:
+        raise ChecksumError(f"map output index {path} is corrupt")
+    return [IndexEntry(*_INDEX_ENTRY.unpack_from(body, _INDEX_HEADER.size + i * _INDEX_ENTRY.size))
+            for i in range(count)]
+
+
+def read_map_output_segment(output_path: str | os.PathLike, partition: int) -> bytes:
+    """One partition's segment of a map output file, checked against its index."""
+    entries = read_index(index_path(output_path))
+    entry = entries[partition]
+    with open(output_path, "rb") as f:
+        f.seek(entry.offset)
+        data = f.read(entry.length)
+    check_segment(data, entry)
+    return data

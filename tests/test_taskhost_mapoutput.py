@@ -1,0 +1,168 @@
+import random
+from collections import Counter, defaultdict
+
+import pytest
+
+from minijet.errors import InvalidArgument
+from minijet.taskhost.mapoutput import MapOutputBuffer
+from minijet.taskhost.partition import hash_partition
+from minijet.taskhost.segments import index_path, read_index, iter_frames, read_map_output_segment, read_segment
+
+
+def word_pairs(seed: int, n: int):
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(300)] + ["", "é", "h\udcffx"]
+    return [(rng.choice(vocab), rng.randint(1, 5)) for _ in range(n)]
+
+
+def sum_combiner(key, values):
+    yield key, sum(values)
+
+
+def read_partitions(path, partitions):
+    entries = read_index(index_path(path))
+    assert len(entries) == partitions
+    out = []
+    for p, entry in enumerate(entries):
+        data = read_map_output_segment(path, p)
+        records = list(read_segment(data, entry))
+        assert len(records) == entry.records
+        out.append(records)
+    return entries, out
+
+
+def check_layout(entries, parts, size):
+    """Segments are contiguous, in partition order, and cover the file."""
+    offset = 0
+    for entry in entries:
+        assert entry.offset == offset
+        offset += entry.length
+    assert offset == size
+    for p, records in enumerate(parts):
+        keys = [k for k, _ in records]
+        assert keys == sorted(keys)
+        assert all(hash_partition(k, len(parts)) == p for k in keys)
+
+
+@pytest.mark.parametrize("sort_buffer", [64 << 20, 60_000])
+def test_with_combiner_equals_plain_sums(tmp_path, sort_buffer):
+    pairs = word_pairs(1, 20_000)
+    buf = MapOutputBuffer(3, tmp_path / "spills", sort_buffer=sort_buffer, combiner=sum_combiner)
+    for i in range(0, len(pairs), 7):
+        buf.collect_all(iter(pairs[i:i + 7]))
+    out = tmp_path / "file.out"
+    entries = buf.finish(out)
+    got_entries, parts = read_partitions(out, 3)
+    assert got_entries == entries
+    check_layout(entries, parts, out.stat().st_size)
+    want = Counter()
+    for k, v in pairs:
+        want[k] += v
+    got = {k: v for part in parts for k, v in part}
+    assert sum(len(p) for p in parts) == len(got)  # one record per key: fully combined
+    assert got == want
+    c = buf.counters
+    assert c["map_output_records"] == len(pairs)
+    assert c["map_output_bytes"] == out.stat().st_size
+    assert c["combine_output_records"] < c["combine_input_records"]
+    if sort_buffer == 60_000:
+        assert c["spills"] >= 3
+    else:
+        assert c["spills"] == 0
+    assert not list((tmp_path / "spills").glob("*"))  # spill files removed
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["file.out", "file.out.index"]
+
+
+@pytest.mark.parametrize("sort_buffer", [64 << 20, 60_000])
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_without_combiner_keeps_every_record(tmp_path, sort_buffer, partitions):
+    pairs = word_pairs(2, 5000)
+    buf = MapOutputBuffer(partitions, tmp_path / "spills", sort_buffer=sort_buffer)
+    for k, v in pairs:
+        buf.collect(k, v)
+    out = tmp_path / "file.out"
+    entries = buf.finish(out)
+    _, parts = read_partitions(out, partitions)
+    check_layout(entries, parts, out.stat().st_size)
+    want = defaultdict(list)
+    for k, v in pairs:
+        want[k].append(v)
+    got = defaultdict(list)
+    for part in parts:
+        for k, v in part:
+            got[k].append(v)
+    assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in want.items()}
+    assert buf.counters["map_output_records"] == len(pairs)
+    assert (buf.counters["spills"] >= 3) == (sort_buffer == 60_000)
+
+
+def test_values_of_any_picklable_type_and_empty_partitions(tmp_path):
+    buf = MapOutputBuffer(50, tmp_path)
+    buf.collect(("k", 1), {"a": [1, 2]})
+    buf.collect(("k", 0), None)
+    entries = buf.finish(tmp_path / "out")
+    _, parts = read_partitions(tmp_path / "out", 50)
+    records = [r for p in parts for r in p]
+    assert sorted(records) == [(("k", 0), None), (("k", 1), {"a": [1, 2]})]
+    assert sum(1 for e in entries if e.records == 0) >= 48
+
+
+def test_combiner_may_emit_several_values(tmp_path):
+    pairs = word_pairs(3, 4000)
+
+    def split_values(key, values):
+        for v in values:
+            yield key, v
+
+    buf = MapOutputBuffer(2, tmp_path / "s2", sort_buffer=60_000, combiner=split_values)
+    buf.collect_all(pairs)
+    buf.finish(tmp_path / "out2")
+    _, parts = read_partitions(tmp_path / "out2", 2)
+    assert sorted(r for p in parts for r in p) == sorted(pairs)
+
+
+def test_combiner_changing_the_key_is_a_clear_error(tmp_path):
+    def bad(key, values):
+        yield key + "!", sum(values)
+
+    buf = MapOutputBuffer(1, tmp_path, combiner=bad)
+    buf.collect_all([("a", 1), ("a", 2)])
+    with pytest.raises(InvalidArgument, match="must emit the key it was given"):
+        buf.finish(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_records_and_keys_are_clear_errors(tmp_path):
+    buf = MapOutputBuffer(2, tmp_path)
+    buf.collect_all(["ab"])
+    with pytest.raises(InvalidArgument, match=r"\(key, value\) pairs"):
+        buf.finish(tmp_path / "out")
+    buf = MapOutputBuffer(2, tmp_path)
+    buf.collect_all([(1, "x"), ("a", "y"), (1, "z")])
+    with pytest.raises(InvalidArgument, match="mutually comparable"):
+        buf.finish(tmp_path / "out")
+    buf = MapOutputBuffer(2, tmp_path, partitioner=lambda key, n: n)
+    buf.collect("a", 1)
+    with pytest.raises(InvalidArgument, match="partitioner returned 2"):
+        buf.finish(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_custom_partitioner(tmp_path):
+    buf = MapOutputBuffer(3, tmp_path, partitioner=lambda key, n: len(key) % n,
+                          combiner=sum_combiner)
+    buf.collect_all([("a", 1), ("bb", 1), ("ccc", 1), ("a", 1), ("dddd", 1)])
+    buf.finish(tmp_path / "out")
+    _, parts = read_partitions(tmp_path / "out", 3)
+    assert parts == [[("ccc", 1)], [("a", 2), ("dddd", 1)], [("bb", 1)]]
+
+
+def test_large_values_give_several_frames_per_segment(tmp_path):
+    buf = MapOutputBuffer(1, tmp_path)
+    buf.collect_all((f"k{i:04d}", "v" * 10_000 + str(i)) for i in reversed(range(500)))
+    entries = buf.finish(tmp_path / "out")
+    _, parts = read_partitions(tmp_path / "out", 1)
+    assert [k for k, _ in parts[0]] == [f"k{i:04d}" for i in range(500)]
+    assert entries[0].length > 5_000_000
+    frames = list(iter_frames(read_map_output_segment(tmp_path / "out", 0)))
+    assert len(frames) > 10 and all(len(keys) < 100 for keys, _ in frames[1:])

@@ -1,0 +1,111 @@
+import io
+import random
+from itertools import groupby
+
+import pytest
+
+from minijet.errors import ChecksumError
+from minijet.taskhost.mapoutput import MapOutputBuffer
+from minijet.taskhost.segments import (SegmentWriter, index_path, read_index,
+                                       read_map_output_segment, read_segment)
+from minijet.taskhost.shuffle import ShuffleMerger, group_by_key, merge_sorted
+
+
+def make_segment(pairs) -> tuple[bytes, object]:
+    f = io.BytesIO()
+    writer = SegmentWriter(f)
+    writer.write_pairs(sorted(pairs, key=lambda kv: kv[0]))
+    return f.getvalue(), writer.entry()
+
+
+def random_segments(seed: int, count: int, size: int):
+    rng = random.Random(seed)
+    vocab = [f"k{i:03d}" for i in range(200)] + ["", "ü", "h\udcffx"]
+    segments = [[(rng.choice(vocab), (s, i)) for i in range(rng.randint(0, size))]
+                for s in range(count)]
+    return segments
+
+
+def expected_groups(segments):
+    everything = sorted((kv for seg in segments for kv in seg), key=lambda kv: kv[0])
+    return [(k, sorted(v for _, v in g)) for k, g in groupby(everything, key=lambda kv: kv[0])]
+
+
+@pytest.mark.parametrize("budget", [1 << 30, 4000, 1])
+def test_merge_and_group_equals_sorted_groupby(tmp_path, budget):
+    segments = random_segments(1, 12, 400)
+    merger = ShuffleMerger(tmp_path / "shuffle", memory_budget=budget)
+    for seg in segments:
+        merger.add_segment(*make_segment(seg))
+    got = [(k, sorted(vs)) for k, vs in merger.groups()]
+    assert got == expected_groups(segments)
+    if budget == 1 << 30:
+        assert not (tmp_path / "shuffle").exists()
+    else:
+        assert len(list((tmp_path / "shuffle").iterdir())) >= 2
+    assert merger.counters["shuffle_segments"] == 12
+    merger.close()
+    assert not list((tmp_path / "shuffle").glob("*")) if (tmp_path / "shuffle").exists() else True
+
+
+def test_memory_merges_to_disk_when_over_budget(tmp_path):
+    segments = random_segments(2, 20, 100)
+    datas = [make_segment(seg) for seg in segments]
+    budget = max(len(d) for d, _ in datas) * 5  # no segment alone goes straight to disk
+    merger = ShuffleMerger(tmp_path, memory_budget=budget)
+    for data, entry in datas:
+        merger.add_segment(data, entry)
+    assert merger.counters["reduce_disk_merges"] >= 2
+    got = [(k, sorted(vs)) for k, vs in merger.groups()]
+    assert got == expected_groups(segments)
+    merger.close()
+
+
+def test_empty_inputs(tmp_path):
+    merger = ShuffleMerger(tmp_path)
+    assert list(merger.groups()) == []
+    merger.add_segment(b"")
+    assert list(merger.groups()) == []
+
+
+def test_corrupt_segment_is_detected(tmp_path):
+    data, entry = make_segment([("a", 1), ("b", 2)])
+    merger = ShuffleMerger(tmp_path)
+    bad = bytearray(data)
+    bad[-3] ^= 0xFF
+    with pytest.raises(ChecksumError):
+        merger.add_segment(bytes(bad), entry)
+    with pytest.raises(ChecksumError):
+        list(read_segment(data[:-2]))
+
+
+def test_group_by_key_and_merge_sorted():
+    runs = [[("a", 1), ("c", 3)], [("a", 2), ("b", 5)], []]
+    merged = list(merge_sorted(runs))
+    assert [k for k, _ in merged] == ["a", "a", "b", "c"]
+    assert [(k, list(vs)) for k, vs in group_by_key(merged)] == \
+        [("a", [1, 2]), ("b", [5]), ("c", [3])]
+
+
+def test_map_outputs_to_reducers_end_to_end(tmp_path):
+    """Several map tasks with spills, then each reducer merges its partition of every output."""
+    rng = random.Random(7)
+    words = [f"w{rng.randrange(200)}" for _ in range(30_000)]
+    outputs = []
+    for m in range(4):
+        buf = MapOutputBuffer(3, tmp_path / f"spill{m}", sort_buffer=40_000,
+                              combiner=lambda k, vs: [(k, sum(vs))])
+        buf.collect_all((w, 1) for w in words[m::4])
+        buf.finish(tmp_path / f"map{m}.out")
+        assert buf.counters["spills"] > 1
+        outputs.append(tmp_path / f"map{m}.out")
+    result = {}
+    for part in range(3):
+        merger = ShuffleMerger(tmp_path / f"reduce{part}", memory_budget=3000)
+        for out in outputs:
+            merger.add_segment(read_map_output_segment(out, part), read_index(index_path(out))[part])
+        for key, values in merger.groups():
+            assert key not in result
+            result[key] = sum(values)
+        merger.close()
+    assert result == {w: words.count(w) for w in set(words)}
