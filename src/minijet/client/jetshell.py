@@ -2,7 +2,8 @@
 
 Output is for people by default; status, list and nodes also have --json. Every command takes
 --config and -D KEY=VALUE before its arguments (after JOBFILE CLASS, everything belongs to the
-job). An error is one line `jetshell: error: ...` on stderr, never a traceback.
+job). An error is one line `jetshell: error: ...` on stderr, never a traceback; the client
+library's log lines show only with -D logging.level=debug.
 
 Exit status: 0 success; 1 an error (bad arguments, unknown job, cluster unreachable...);
 2 the job failed; 3 the job was killed; 130 interrupted (the job keeps running).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 import time
 from typing import Callable, Iterable, TextIO
@@ -31,7 +33,13 @@ PLAIN_PROGRESS_EVERY = 30.0  # seconds between unchanged progress lines off a te
 def _client(config_path: str | None, defines: tuple[str, ...]):
     from minijet.client.jetclient import JetClient  # grpc and protos load only when needed
 
-    return JetClient(daemon.load_config(config_path, defines))
+    config = daemon.load_config(config_path, defines)
+    if config["logging"]["level"].lower() == "debug":
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:  # library warnings (a replica retried...) would break the one-line output
+        logging.getLogger().addHandler(logging.NullHandler())
+    return JetClient(config)
 
 
 def with_client(fn: Callable) -> Callable:
