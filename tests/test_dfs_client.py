@@ -138,10 +138,17 @@ def test_corrupt_replica_is_skipped_and_reported(cluster, client):
     with cluster.client(host=victim) as local:  # reads the corrupt replica first
         with local.open("/bad/f") as r:
             assert r.read() == data
-    deadline = time.monotonic() + 15
-    while victim in client.block_locations("/bad/f")[0].hosts:
-        assert time.monotonic() < deadline, "corrupt replica still offered to readers"
+    deadline = time.monotonic() + 20
+    while True:  # re-replicated from a good replica, then the corrupt one deleted
+        health = [b for f in client.fsck("/bad/f").files for b in f.blocks
+                  if b.block.block_id == first.block_id][0]
+        if (health.state == "healthy" and len(health.live_hosts) == 3
+                and victim not in health.live_hosts and not health.corrupt_hosts
+                and not os.path.exists(path)):
+            break
+        assert time.monotonic() < deadline, f"corrupt replica not replaced: {health}"
         time.sleep(0.1)
+    assert victim not in client.block_locations("/bad/f")[0].hosts
 
 
 @pytest.fixture
@@ -180,3 +187,14 @@ def test_write_fails_clearly_when_no_pipeline_can_be_built(tmp_path):
             assert "/k/g" in str(e.value) or "block" in str(e.value)
             w.abort()
             assert not c.exists("/k/g")
+
+
+def test_text_io_wraps_reader_and_writer(client):
+    import io
+    with client.create("/text/t") as w:
+        t = io.TextIOWrapper(w, encoding="utf-8")
+        t.write("héllo\nwörld\n")
+        t.flush()
+        t.detach()
+    with client.open("/text/t") as r:
+        assert io.TextIOWrapper(r, encoding="utf-8").read().splitlines() == ["héllo", "wörld"]

@@ -86,9 +86,15 @@ class DfsClient:
         except OSError as e:
             raise InvalidArgument(f"cannot read {local_path}: {e.strerror}") from None
         with src, self.create(dfs_path, replication, block_size, overwrite) as writer:
-            buf = memoryview(bytearray(writer.packet_size))
-            while n := src.readinto(buf):
-                writer.write(buf[:n])
+            while True:
+                # A fresh buffer per packet: the writer keeps it for the block, uncopied.
+                buf = bytearray(writer.packet_size)
+                n = src.readinto(buf)
+                if not n:
+                    break
+                if n < len(buf):
+                    del buf[n:]
+                writer.write_owned(buf)
 
     def get(self, dfs_path: str, local_path: str) -> None:
         """Copy a DFS file to a local path; a temp file beside it is renamed when complete."""
@@ -203,6 +209,12 @@ class DfsWriter:
     def writable(self) -> bool:
         return True
 
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
     def flush(self) -> None:
         pass
 
@@ -228,6 +240,18 @@ class DfsWriter:
             if self._block_len == self.block_size:
                 self._finish_block()
         return total
+
+    def write_owned(self, data: bytearray) -> int:
+        """write(), for a buffer the caller hands over and never touches again: a buffer
+        that makes a whole packet is sent and kept without a copy."""
+        room = min(self.packet_size - len(self._packet), self.block_size - self._block_len)
+        if self.closed or self._packet or len(data) != room:
+            return self.write(data)
+        self._block_len += room
+        self._send_packet(data)
+        if self._block_len == self.block_size:
+            self._finish_block()
+        return room
 
     def _send_packet(self, data) -> None:
         crcs = blockstore.checksums(data, self.chunk_size)

@@ -18,7 +18,8 @@ from minijet import daemon, rpc
 from minijet.config import Config
 from minijet.dfs import datatransfer
 from minijet.dfs.blockstore import BlockStore
-from minijet.errors import ChecksumError, MinijetError, NotFound, Unavailable
+from minijet.errors import (ChecksumError, FailedPrecondition, MinijetError, NotFound,
+                            Unavailable)
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -201,8 +202,10 @@ class DataServer:
                 if not warned:
                     log.warning("nameserver at %s: %s (retrying)", self._ns_address, e)
                     warned = True
-                if isinstance(e, NotFound):
+                if isinstance(e, (NotFound, FailedPrecondition)):
                     self._registered = False
+            except Exception:  # a bug must not silence the heartbeats: log it, go on
+                log.exception("heartbeat round failed")
             self._stopping.wait(interval)
 
     def _execute(self, command: dfs_pb2.DataServerCommand) -> None:
@@ -220,8 +223,12 @@ class DataServer:
                              name=f"replicate-blk_{command.replicate.block.block_id}").start()
 
     def _block_received(self, block_id: int, length: int) -> None:
-        self._call(self._ns.BlockReceived, dfs_pb2.BlockReceivedRequest(
-            host=self.host, block=dfs_pb2.Block(block_id=block_id, length=length)))
+        try:
+            self._call(self._ns.BlockReceived, dfs_pb2.BlockReceivedRequest(
+                host=self.host, block=dfs_pb2.Block(block_id=block_id, length=length)))
+        except FailedPrecondition:
+            self._registered = False  # the nameserver forgot us: register again
+            raise
 
     def _replicate(self, command: dfs_pb2.ReplicateCommand) -> None:
         block_id = command.block.block_id
