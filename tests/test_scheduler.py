@@ -38,16 +38,37 @@ def test_delay_scheduling_is_bounded_rack_then_any():
     assert assign(s, "h2", now=12.0) == [("far", OFF_RACK)]
 
 
-def test_node_local_launch_resets_the_wait():
+def test_the_wait_is_per_taskserver_and_reset_by_a_local_launch_there():
     s = sched(delay=1.0)
     s.add_job("j")
-    for t, h in (("a", "h1"), ("b", "h1"), ("c", "h3")):
+    for t, h in (("a", "h1"), ("b", "h1"), ("c", "h1"), ("d", "h2")):
         s.add_task("j", t, [h])
-    assert assign(s, "h2", now=0.0) == []
-    assert assign(s, "h3", now=0.5) == [("c", NODE_LOCAL)]
-    assert assign(s, "h2", now=1.2) == []         # waiting anew since the local launch
-    assert assign(s, "h2", now=2.1) == []
-    assert assign(s, "h2", now=2.2) == [("a", RACK_LOCAL)]
+    assert assign(s, "h2", now=0.0) == [("d", NODE_LOCAL)]
+    assert assign(s, "h2", now=0.25) == []             # h2 starts waiting
+    assert assign(s, "h1", now=0.5) == [("a", NODE_LOCAL)]
+    assert assign(s, "h2", now=1.25) == [("b", RACK_LOCAL)]   # h1's launch did not reset it
+    s.add_task("j", "e", ["h2"])
+    s.add_task("j", "f", ["h3"])
+    assert assign(s, "h2", now=1.5) == [("e", NODE_LOCAL)]   # resets h2's wait
+    assert assign(s, "h2", now=1.75) == []
+    assert assign(s, "h2", now=2.75) == [("c", RACK_LOCAL)]
+    assert assign(s, "h2", now=3.5) == []
+    assert assign(s, "h2", now=3.75) == [("f", OFF_RACK)]
+
+
+def test_skewed_data_does_not_leave_a_taskserver_idle():
+    # every block is on h1, which launches node-local work each second; h2 still helps
+    # after the delay instead of idling until the job's end
+    s = sched(delay=2.0)
+    s.add_job("j")
+    for i in range(20):
+        s.add_task("j", f"t{i}", ["h1"])
+    got = {}
+    for now in range(6):
+        for host in ("h1", "h2"):
+            got.setdefault(host, []).extend(assign(s, host, now=float(now)))
+    assert [loc for _, loc in got["h2"]] == [RACK_LOCAL] * 4   # from t=2 on
+    assert [loc for _, loc in got["h1"]] == [NODE_LOCAL] * 6
 
 
 def test_fifo_over_jobs_and_a_waiting_job_lets_the_next_one_run():

@@ -293,6 +293,9 @@ class Stage:
 
 
 class Task:
+    __slots__ = ("stage", "index", "split", "job", "id", "state", "attempts", "failures",
+                 "avoid", "committer", "output")
+
     def __init__(self, stage: Stage, index: int, split: Split | None):
         self.stage, self.index, self.split = stage, index, split
         self.job = stage.job
@@ -309,6 +312,9 @@ class Task:
 
 
 class Attempt:
+    __slots__ = ("task", "id", "taskserver", "host", "locality", "state", "start_time",
+                 "end_time", "launched_in", "progress", "counters", "error", "traceback")
+
     def __init__(self, task: Task, ts: TaskServer, locality: str, now: float):
         self.task = task
         self.id = make_attempt_id(task.id, len(task.attempts))
@@ -353,7 +359,7 @@ class JobServerCore:
         # per handle() call
         self._cause = ""
         self._actions: list[Any] = []
-        self._dirty: dict[tuple[str, str], Any] = {}
+        self._dirty: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, config) -> "JobServerCore":
@@ -624,9 +630,9 @@ class JobServerCore:
             return
         _move(task, TASK_TRANSITIONS, PENDING)
         self._touch(task)
-        avoid = task.avoid & self._alive
-        if len(avoid) == len(self._alive):
-            avoid = set()   # nowhere else to go
+        avoid = task.avoid & self._alive if task.avoid else ()
+        if avoid and len(avoid) == len(self._alive):
+            avoid = ()   # nowhere else to go
         hosts = task.split.hosts if task.split is not None else ()
         self.scheduler.add_task(task.job.id, task.id, hosts, avoid, now)
 
@@ -655,7 +661,7 @@ class JobServerCore:
         self._actions.append(JobFinished(job.id, state, outputs, error, self._cause))
 
     def _touch(self, obj: Any) -> None:
-        self._dirty[(type(obj).__name__, obj.id)] = obj
+        self._dirty[obj.id] = obj   # job, task and attempt ids never collide
 
     def _job(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)

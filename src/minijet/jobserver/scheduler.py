@@ -2,10 +2,14 @@
 
 For a heartbeat with free slots it picks pending tasks, jobs in FIFO order, each slot going
 node-local first, then rack-local, then anywhere, with delay scheduling (Zaharia et al.,
-EuroSys 2010): a job that cannot place a task on this node is skipped, and only once it has
-been skipped for `locality_delay` may it take a rack-local task, and after twice that any
-task. A node-local launch resets the wait. Tasks without a location preference (consumers
-of a shuffle) go anywhere at once. A retry is kept off the taskservers where the task failed
+EuroSys 2010): a job that cannot place a task on this taskserver is skipped, and only once
+it has been skipped there for `locality_delay` may it take a rack-local task there, and
+after twice that any task. A node-local launch there resets the wait. The wait is kept per
+(job, taskserver), not per job as in the paper: with a job-wide wait every node-local
+launch elsewhere restarts it, so a taskserver without local data for the job could idle
+until the job's end while others work through their local tasks. So a free slot idles at
+most 2 x `locality_delay` while any job has pending tasks. Tasks without a location
+preference (consumers of a shuffle) go anywhere at once. A retry is kept off the taskservers where the task failed
 while it waits less than `locality_delay`, then goes anywhere (so a one-node cluster still
 retries).
 
@@ -73,7 +77,7 @@ class _JobQueue:
         self.free: deque[_Entry] = deque()      # tasks without one
         self.retries: dict[str, _Entry] = {}    # tasks to keep off some taskservers (few)
         self.count = 0
-        self.skipped_since: float | None = None  # delay scheduling: waiting since
+        self.skipped_since: dict[str, float] = {}   # taskserver -> skipping the job since
 
 
 class Scheduler:
@@ -119,10 +123,12 @@ class Scheduler:
         elif not hosts:
             q.free.append(e)
         else:
-            for h in hosts:
-                q.by_host.setdefault(h, deque()).append(e)
-            for r in e.racks:
-                q.by_rack.setdefault(r, deque()).append(e)
+            for index, keys in ((q.by_host, hosts), (q.by_rack, e.racks)):
+                for k in keys:
+                    queue = index.get(k)
+                    if queue is None:
+                        queue = index[k] = deque()
+                    queue.append(e)
             q.located.append(e)
 
     def remove_task(self, task_id: str) -> None:
@@ -137,7 +143,7 @@ class Scheduler:
         q.retries.pop(e.task_id, None)
         q.count -= 1
         if q.count == 0:
-            q.skipped_since = None
+            q.skipped_since.clear()
 
     def assign(self, taskserver: str, host: str, rack: str, slots: int,
                now: float) -> list[Assignment]:
@@ -163,16 +169,14 @@ class Scheduler:
                 return e
         e = _pop_live(q.by_host.get(host))
         if e is not None:
-            q.skipped_since = None
+            q.skipped_since.pop(taskserver, None)
             return e
         e = _pop_live(q.free)
         if e is not None:
             return e
         if _pop_live(q.located) is None:
             return None   # only retries left, none allowed here
-        if q.skipped_since is None:
-            q.skipped_since = now
-        waited = now - q.skipped_since
+        waited = now - q.skipped_since.setdefault(taskserver, now)
         if waited >= self.locality_delay:
             e = _pop_live(q.by_rack.get(rack))
             if e is not None:
