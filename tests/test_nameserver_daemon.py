@@ -49,7 +49,8 @@ class NameServerProcess:
                            "checkpoint_edits": 5, "replication_interval": "0.1s"},
             "rpc": {"timeout": "5s", "retries": 0}}))
         self.config = configmod.load(str(self.conf_path))
-        self.log = open(tmp_path / "nameserver.log", "ab")
+        self.log_path = tmp_path / "nameserver.log"
+        self.log = open(self.log_path, "ab")
         self.proc = None
         self.channel = rpc.connect(self.config, self.address)
         self.stub = dfs_pb2_grpc.NameServerStub(self.channel)
@@ -196,6 +197,9 @@ def test_namespace_over_grpc_survives_sigkill(nameserver):
         return any(424242 in c.delete_blocks.block_ids for c in hb.commands)
     poll(orphan_deleted, what="orphan block deletion")
 
-    assert ns.kill(signal.SIGTERM) == 0  # clean stop
+    assert ns.kill(signal.SIGTERM) == 0  # clean stop: flushed and checkpointed
     ns.start()
     assert names(ns, "/") == ["/a", "/after", "/many"]
+    last_load = [line for line in ns.log_path.read_text().splitlines()
+                 if "loaded namespace" in line][-1]
+    assert " 0 journal records replayed" in last_load

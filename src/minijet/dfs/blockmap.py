@@ -273,25 +273,22 @@ class BlockMap:
             return [], []
         return sorted(b.replicas), sorted(b.corrupt)
 
-    def target(self, b: BlockState) -> int:
-        """Replicas a block should have now: its factor, capped by the live dataservers."""
-        return min(b.expected, sum(1 for s in self.servers.values() if s.alive))
-
-    def health(self, block_id: int, expected: int) -> Health:
+    def health(self, block_id: int, expected: int, live_count: int | None = None) -> Health:
+        """The block's state; under-replicated means fewer replicas than the factor capped
+        by the live dataservers (`live_count`, computed when not given)."""
+        if live_count is None:
+            live_count = len(self.live_servers())
         b = self.blocks.get(block_id) or BlockState(expected)
         live, corrupt = tuple(sorted(b.replicas)), tuple(sorted(b.corrupt))
         if not live:
             state = "corrupt" if corrupt else "missing"
-        elif len(live) < min(expected, self._live_count()):
+        elif len(live) < min(expected, live_count):
             state = "under_replicated"
         elif len(live) > expected:
             state = "over_replicated"
         else:
             state = "healthy"
         return Health(live, corrupt, expected, state)
-
-    def _live_count(self) -> int:
-        return sum(1 for s in self.servers.values() if s.alive)
 
     def safemode_status(self, now: float) -> tuple[bool, str]:
         return self.safemode.status(now, self.total_complete, self.reachable_complete)

@@ -76,12 +76,22 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
         self._monitor.start()
 
     def close(self) -> None:
-        """Stop the monitor and flush the journal (clean shutdown)."""
+        """Stop the monitor, flush the journal and checkpoint (clean shutdown: the next
+        start has nothing to replay)."""
         self._stop.set()
         if self._monitor.is_alive():
             self._monitor.join()
+        with self._lock:
+            busy = self._checkpointing
+            txid, image = self.journal.last_txid, self.ns.to_image()
         self.journal.close()
-        log.info("journal flushed and closed at txid %s", self.journal.last_txid)
+        log.info("journal flushed and closed at txid %s", txid)
+        if not busy and self._edits_since_checkpoint:
+            try:
+                journal.write_image(self.dir, txid, image)
+                log.info("checkpoint written at txid %s", txid)
+            except OSError as e:
+                log.error("final checkpoint failed (the journal still has every edit): %s", e)
 
     # ---- journal ----
 
@@ -91,7 +101,10 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
             self.blocks.remove_block(block_id)
         if edit.record is None:
             return None
-        txid = self.journal.append(edit.record)
+        try:
+            txid = self.journal.append(edit.record)
+        except journal.JournalError as e:
+            self._fatal(e)
         self._edits_since_checkpoint += 1
         if self._edits_since_checkpoint >= self.settings["checkpoint_edits"]:
             self._start_checkpoint()
@@ -104,8 +117,13 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
         try:
             self.journal.wait(txid)
         except journal.JournalError as e:
-            log.critical("cannot make edit %s durable, stopping: %s", txid, e)
-            os._exit(70)
+            self._fatal(e)
+
+    @staticmethod
+    def _fatal(e: Exception) -> None:
+        # memory is now ahead of the journal: serving on could acknowledge lost edits
+        log.critical("cannot make edits durable, stopping at once: %s", e)
+        os._exit(70)
 
     def _start_checkpoint(self) -> None:
         """Under the lock: snapshot the namespace and roll the journal at the same txid;
@@ -332,10 +350,11 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
         path = paths.normalize(request.path or "/")
         response = pb.FsckResponse()
         with self._lock:
+            live_count = len(self.blocks.live_servers())
             for file_path, f in self.ns.walk_files(path):
                 fh = response.files.add(path=file_path)
                 for b in f.blocks:
-                    h = self.blocks.health(b.block_id, f.replication)
+                    h = self.blocks.health(b.block_id, f.replication, live_count)
                     fh.blocks.add(block=pb.Block(block_id=b.block_id, length=b.length),
                                   live_hosts=h.live, corrupt_hosts=h.corrupt,
                                   expected=h.expected, state=h.state)
