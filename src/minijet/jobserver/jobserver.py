@@ -165,7 +165,8 @@ class JobServer:
             elif isinstance(action, model.JobFinished):
                 log.info("job %s: %s%s (cause %s)", action.job_id, action.state,
                          f": {action.error}" if action.error else "", action.cause)
-                self._finishing[action.job_id] = action
+                if action.output_paths:   # final for clients once its output is
+                    self._finishing[action.job_id] = action
                 self._finisher_queue.put(action)
             else:
                 replies.append(action)
@@ -185,18 +186,8 @@ class JobServer:
             action = self._finisher_queue.get()
             if action is None:
                 return
-            error = ""
-            for attempt in range(FINISH_RETRIES):
-                try:
-                    self._finish_output(action)
-                    error = ""
-                    break
-                except MinijetError as e:
-                    error = str(e)
-                    log.warning("job %s: finishing its output failed (try %d): %s",
-                                action.job_id, attempt + 1, e)
-                    if self._stop.wait(0.5 * 2 ** attempt):
-                        return
+            error = self._with_retries(action.job_id, "output", lambda: self._finish_output(
+                action))
             with self._lock:
                 self._finishing.pop(action.job_id, None)
                 for path in action.output_paths:
@@ -207,9 +198,27 @@ class JobServer:
                     self._outcome[action.job_id] = outcome
                     self.store.save([("jobs", {"job_id": action.job_id, "state": outcome[0],
                                                "error": outcome[1]})])
-            log.info("job %s: output %s", action.job_id,
-                     "committed" if action.state == model.SUCCEEDED and not error else
-                     "removed" if not error else f"left as it is ({error})")
+            if action.output_paths:
+                log.info("job %s: output %s", action.job_id,
+                         "committed" if action.state == model.SUCCEEDED and not error else
+                         "removed" if not error else f"left as it is ({error})")
+            self._with_retries(action.job_id, "job dir", lambda: self.dfs.delete(
+                self._job_dir(action.job_id), recursive=True))
+
+    def _with_retries(self, job_id: str, what: str, work) -> str:
+        """Run DFS work, retrying while the DFS fails; the last error, or "" on success."""
+        error = ""
+        for attempt in range(FINISH_RETRIES):
+            try:
+                work()
+                return ""
+            except MinijetError as e:
+                error = str(e)
+                log.warning("job %s: cleaning up its %s failed (try %d): %s", job_id, what,
+                            attempt + 1, e)
+                if self._stop.wait(0.5 * 2 ** attempt):
+                    break
+        return error
 
     def _finish_output(self, action: model.JobFinished) -> None:
         for path in action.output_paths:
@@ -217,7 +226,6 @@ class JobServer:
                 jobfiles.commit_output(self.dfs, path)
             else:
                 jobfiles.abort_output(self.dfs, path)
-        self.dfs.delete(self._job_dir(action.job_id), recursive=True)
 
     def _job_dir(self, job_id: str) -> str:
         return posixpath.join(self.job_root, job_id)
