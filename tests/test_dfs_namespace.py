@@ -93,10 +93,24 @@ def test_retried_add_block_returns_same_block_and_abandon():
     with pytest.raises(InvalidArgument):
         ns.abandon_block("/f", "c", b1.block_id, 1)
     assert ns.abandon_block("/f", "c", b2.block_id, 1).removed_blocks == [b2.block_id]
+    assert ns.abandon_block("/f", "c", b2.block_id, 1).removed_blocks == []  # retried call
     b3, _, _ = ns.add_block("/f", "c", Block(b1.block_id, 5), 1, place)
     assert b3.block_id not in (b1.block_id, b2.block_id)
     with pytest.raises(InvalidArgument, match="previous block"):
         ns.add_block("/f", "c", Block(12345, 5), 1, place)
+
+
+def test_retried_first_add_block_and_empty_file_complete():
+    r = Recorder()
+    ns = r.ns
+    ns.create("/f", client_id="c", client_host="", replication=1, block_size=5,
+              overwrite=False, now=1)
+    b1, t1, _ = ns.add_block("/f", "c", None, 1, place)
+    assert ns.add_block("/f", "c", None, 1, place) == (b1, t1, False)
+    ns.create("/empty", client_id="c", client_host="", replication=1, block_size=5,
+              overwrite=False, now=1)
+    assert r(ns.complete("/empty", "c", None, 2)).record is not None
+    assert ns.complete("/empty", "c", None, 2).record is None  # retried
 
 
 def test_create_refusals_and_overwrite():

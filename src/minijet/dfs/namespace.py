@@ -219,14 +219,14 @@ class Namespace:
             raise AlreadyExists(f"cannot create {path}: it is a directory")
         if node is not None and not overwrite:
             raise AlreadyExists(f"file already exists: {path}")
-        edit = Edit()
         current = self.open_files.get(path)
-        if current is not None:
-            if current.client_id != client_id and not overwrite:
-                raise AlreadyExists(f"file {path} is being written by another client")
-            # the same writer retrying, or an overwrite: the older attempt is dropped
-            edit.removed_blocks += [b.block_id for b in self.open_files.pop(path).blocks]
+        if current is not None and current.client_id != client_id and not overwrite:
+            raise AlreadyExists(f"file {path} is being written by another client")
         missing_parent = self._check_ancestors(path, create_missing=True)
+        edit = Edit()
+        if current is not None:
+            # the same writer retrying, or an overwrite: the older attempt is dropped
+            edit.removed_blocks += self.abandon_file(path).removed_blocks
         if missing_parent:
             edit.record = {"op": "mkdirs", "path": paths.parent(path), "mtime": now}
             self.apply(edit.record)
@@ -250,7 +250,8 @@ class Namespace:
         f = self._open_file(path, client_id)
         f.last_active = now
         prev_id = previous.block_id if previous else 0
-        if prev_id and len(f.blocks) >= 2 and f.blocks[-2].block_id == prev_id:
+        before_last = f.blocks[-2].block_id if len(f.blocks) >= 2 else 0
+        if f.blocks and prev_id == before_last:
             last = f.blocks[-1]
             return last, f.targets[last.block_id], False
         expected = f.blocks[-1].block_id if f.blocks else 0
@@ -268,7 +269,9 @@ class Namespace:
     def abandon_block(self, path: str, client_id: str, block_id: int, now: float) -> Edit:
         f = self._open_file(path, client_id)
         f.last_active = now
-        if not f.blocks or f.blocks[-1].block_id != block_id:
+        if all(b.block_id != block_id for b in f.blocks):
+            return Edit()  # already abandoned: a retried call
+        if f.blocks[-1].block_id != block_id:
             raise InvalidArgument(f"abandon block {block_id} of {path}: only the file's last "
                                   "block can be abandoned")
         f.blocks.pop()
@@ -291,8 +294,8 @@ class Namespace:
         f = self.open_files.get(path)
         if f is None or f.client_id != client_id:
             done = self._lookup(path)
-            if (isinstance(done, File) and last_id and done.blocks
-                    and done.blocks[-1].block_id == last_id):
+            done_last = done.blocks[-1].block_id if isinstance(done, File) and done.blocks else 0
+            if isinstance(done, File) and done_last == last_id:
                 return Edit()  # a retried complete whose first reply was lost
             self._open_file(path, client_id)  # raises the explanation
         expected = f.blocks[-1].block_id if f.blocks else 0
