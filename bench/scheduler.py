@@ -25,7 +25,8 @@ import time
 
 from minijet.jobconf import compile_mapreduce
 from minijet.jobserver.model import (AttemptStatus, CommitGranted, CommitRequest, Heartbeat,
-                                     JobFinished, JobServerCore, JobSubmitted, LaunchAttempt, Persist)
+                                     JobFinished, JobServerCore, JobSubmitted, LaunchAttempt,
+                                     Persist)
 from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler
 from minijet.jobserver.splits import Segment, Split
 
@@ -72,8 +73,8 @@ def bench_core(args) -> None:
     conf = compile_mapreduce("bench", "bench.py", "Bench", {}, ["/in"], "/out",
                              args.reducers, True)
     block = 64 << 20
-    splits = [Split((Segment("/in/data", i * block, block),), tuple(rng.sample(hosts, args.replicas)))
-              for i in range(args.tasks)]
+    splits = [Split((Segment("/in/data", i * block, block),),
+                    tuple(rng.sample(hosts, args.replicas))) for i in range(args.tasks)]
     busy = 0.0
     records = 0
 

@@ -3,7 +3,7 @@ follow (report every attempt held until reported final)."""
 import pytest
 
 from minijet.errors import AlreadyExists, NotFound
-from minijet.jobconf import compile_mapreduce
+from minijet.jobconf import DFS, FILE, JobConf, Operation, OutputSpec, StageConf, compile_mapreduce
 from minijet.jobserver.model import (AttemptStatus, CleanupJob, CommitDenied, CommitGranted,
                                      CommitRequest, FetchFailed, Heartbeat, JobCreated,
                                      JobFinished, JobServerCore, JobSubmitted, KillAttempt,
@@ -403,3 +403,44 @@ def test_event_ids_are_carried_as_causes():
     c.submit()
     actions = c.core.handle(Heartbeat("h1", "h1", "/r1", 2, 2, "h1:1", [], 0.0, id="hb-7"))
     assert actions and {a.cause for a in actions} == {"hb-7"}
+
+
+def test_three_stage_chain_and_outputs_no_longer_needed_are_not_rerun():
+    conf = JobConf(name="chain", job_file="c.py", job_class="C", stages=[
+        StageConf(id="a", input=["/in"], operations=[Operation("map", "m")],
+                  output=OutputSpec(channel=FILE, partitions=2, sort=True)),
+        StageConf(id="b", inputs=["a"], operations=[Operation("reduce", "r")],
+                  output=OutputSpec(channel=FILE, partitions=1, sort=True)),
+        StageConf(id="c", inputs=["b"], operations=[Operation("reduce", "r")],
+                  output=OutputSpec(channel=DFS, path="/out")),
+    ])
+    c = Cluster(names=("h1", "h2", "h3"))
+    splits = [Split((Segment("/in/f", i, 1),), ("h1",)) for i in range(2)]
+    c.handle(JobSubmitted("job_1", conf, {"a": splits}, 0.0))
+    c.beat("h1")
+    for aid in c.running("h1", stage="a"):
+        c.finish(aid)
+    c.beat("h1")                         # a done: both b tasks start on h1
+    assert len(c.running("h1", stage="b")) == 2
+    for aid in c.running("h1", stage="b"):
+        c.finish(aid)
+    c.beat("h1", free=0)
+    (last,) = [a.attempt_id for a in launches(c.beat("h2"))]
+    assert "_c_" in last
+    # h1 goes silent: a's outputs there are no longer needed (b is complete), b's are
+    c.now += 11.0
+    c.beat("h2"), c.beat("h3")
+    c.handle(Tick(c.now))
+    lost = sorted(a["attempt_id"] for a in c.status()["attempts"] if a["state"] == "lost")
+    assert lost == ["job_1_b_00000_0", "job_1_b_00001_0"]
+    assert c.running(stage="c") == [last]   # the consumer keeps running, waiting
+    assert c.core.map_output_locations("job_1", "b") == {"outputs": [], "total": 2}
+    c.beat("h2"), c.beat("h3")
+    for aid in c.running(stage="b"):
+        c.finish(aid)
+    c.beat("h2"), c.beat("h3")
+    assert len(c.core.map_output_locations("job_1", "b")["outputs"]) == 2
+    assert isinstance(c.commit(last), CommitGranted)
+    c.finish(last)
+    c.beat("h2")
+    assert c.status()["state"] == "succeeded"

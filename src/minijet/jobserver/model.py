@@ -491,7 +491,7 @@ class JobServerCore:
     def _on_fetch_failed(self, ev: FetchFailed) -> None:
         p = self._attempts.get(ev.producer_attempt_id)
         if p is not None and p.state == SUCCEEDED and p.task.output is p \
-                and p.task.job.state == RUNNING:
+                and p.task.stage.output_needed():
             self._lose(p, f"output lost: {ev.attempt_id} could not fetch it: {ev.error}",
                        ev.now)
 

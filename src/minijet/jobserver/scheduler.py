@@ -9,9 +9,9 @@ after twice that any task. A node-local launch there resets the wait. The wait i
 launch elsewhere restarts it, so a taskserver without local data for the job could idle
 until the job's end while others work through their local tasks. So a free slot idles at
 most 2 x `locality_delay` while any job has pending tasks. Tasks without a location
-preference (consumers of a shuffle) go anywhere at once. A retry is kept off the taskservers where the task failed
-while it waits less than `locality_delay`, then goes anywhere (so a one-node cluster still
-retries).
+preference (consumers of a shuffle) go anywhere at once. A retry is kept off the
+taskservers where the task failed while it waits less than `locality_delay`, then goes
+anywhere (so a one-node cluster still retries).
 
 Cost: pending tasks are indexed per job by host, by rack and in one FIFO; each index is a
 deque with lazy deletion (an entry assigned or removed is dropped when it reaches the
