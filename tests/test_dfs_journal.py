@@ -153,3 +153,17 @@ def test_sigkill_mid_loop_keeps_every_acknowledged_change(tmp_path):
     names = {s.path for s in ns.list("/loop")}
     for i in range(acked + 1):
         assert (f"/loop/r{i}" if i % 3 == 0 else f"/loop/d{i}") in names
+
+
+def test_directory_lock_refuses_a_second_user(tmp_path):
+    held = journal.lock_dir(tmp_path)
+    try:
+        code = ("import sys, pathlib; from minijet.dfs import journal\n"
+                "try:\n    journal.lock_dir(pathlib.Path(sys.argv[1]))\n"
+                "except journal.JournalError as e:\n    print(e)\n")
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                             text=True, timeout=30).stdout
+        assert f"in use by another nameserver (pid {os.getpid()})" in out
+    finally:
+        held.close()
+    journal.lock_dir(tmp_path).close()

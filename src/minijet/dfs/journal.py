@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -77,6 +78,24 @@ def segments(directory: Path) -> list[tuple[int, Path]]:
         if suffix.isdigit():
             found.append((int(suffix), p))
     return sorted(found)
+
+
+def lock_dir(directory: Path):
+    """Hold an exclusive lock on `directory` for this process's life (two nameservers on
+    one directory would interleave their journals)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    f = open(directory / "lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise JournalError(f"{directory} is in use by another nameserver (pid {holder})") from None
+    f.truncate(0)
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
 
 
 @dataclass

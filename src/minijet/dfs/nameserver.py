@@ -42,11 +42,20 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
         self.dir = Path(self.settings["dir"])
         self._lock = threading.Lock()
         started = time.monotonic()
-        recovery = journal.recover(self.dir)
-        self.ns = Namespace.from_image(recovery.image) if recovery.image else Namespace()
-        for record in recovery.records:
-            self.ns.apply(record)
-        self.journal = journal.Journal(self.dir, recovery.last_txid)
+        try:
+            self._dir_lock = journal.lock_dir(self.dir)
+            recovery = journal.recover(self.dir)
+            self.ns = Namespace.from_image(recovery.image) if recovery.image else Namespace()
+            for i, record in enumerate(recovery.records):
+                try:
+                    self.ns.apply(record)
+                except (KeyError, ValueError, TypeError) as e:
+                    raise journal.JournalError(
+                        f"cannot replay journal record {recovery.image_txid + i + 1} "
+                        f"({record.get('op')}) in {self.dir}: {e!r}") from None
+            self.journal = journal.Journal(self.dir, recovery.last_txid)
+        except OSError as e:
+            raise Unavailable(f"cannot use nameserver.dir {self.dir}: {e}") from None
         self._edits_since_checkpoint = len(recovery.records)
         self._checkpointing = False
         self.blocks = blockmap.BlockMap(
