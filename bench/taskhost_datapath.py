@@ -20,7 +20,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from minijet import jobconf
 from minijet.config import parse_size
+from minijet.job import MapReduceJob
+from minijet.taskhost import runner
 from minijet.taskhost.mapoutput import MapOutputBuffer
 from minijet.taskhost.output import TextOutputWriter
 from minijet.taskhost.records import SplitReader
@@ -28,7 +31,7 @@ from minijet.taskhost.segments import read_index, read_map_output_segment
 from minijet.taskhost.shuffle import ShuffleMerger
 
 
-class WordCount:
+class WordCount(MapReduceJob):
     """The issue's sample job, as a user writes it."""
 
     def mapper(self, key, value):
@@ -113,6 +116,60 @@ def run_datapath(path: Path, size: int, reducers: int, sort_buffer: int, work: P
     return times, buffer.counters, entries, result_files
 
 
+class LocalTextOutput:
+    """A reduce task's output to a local file (what a DfsOutput does, minus the DFS)."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "wb")
+        self.writer = TextOutputWriter(self.file)
+
+    def write_all(self, pairs):
+        self.writer.write_all(pairs)
+
+    def finish(self, progress):
+        self.writer.flush()
+        self.file.close()
+
+    def abort(self):
+        self.file.close()
+
+
+def run_runner(path: Path, size: int, reducers: int, sort_buffer: int, work: Path):
+    """The same through the TaskHost's stage logic (minijet.taskhost.runner), as a job runs."""
+    job = WordCount()
+    conf = jobconf.compile_mapreduce("wc", "wc.py", "WordCount", {}, ["/in"], "/out", reducers,
+                                     has_combiner=True)
+    progress = runner.Progress(lambda fraction, counters: None)
+    times = {}
+    t0 = time.perf_counter()
+    map_dir = work / "map"
+    runner.run_input_stage(
+        job, conf.stage("map"), [runner.Split(str(path), 0, size)], lambda p: open(p, "rb"),
+        lambda combiner: runner.MapOutputSink(map_dir, reducers, "hash", sort_buffer, combiner),
+        progress)
+    t1 = time.perf_counter()
+    times["map task"] = t1 - t0
+    result_files = []
+    for part in range(reducers):
+        result = work / f"runner-part-{part:05d}"
+        runner.run_consumer_stage(
+            job, conf.stage("reduce"), [read_map_output_segment(map_dir / "file.out", part)], 1,
+            work / "shuffle", sort_buffer, lambda combiner: LocalTextOutput(result), progress)
+        result_files.append(result)
+    times["reduce tasks"] = time.perf_counter() - t1
+    times["total"] = time.perf_counter() - t0
+    return times, result_files
+
+
+def read_counts(results: list[Path]) -> dict[str, int]:
+    got = {}
+    for result in results:
+        for line in result.read_bytes().decode("utf-8", "surrogateescape").splitlines():
+            word, _, n = line.rpartition("\t")
+            got[word] = int(n)
+    return got
+
+
 def run_counter(path: Path):
     t0 = time.perf_counter()
     counts = Counter()
@@ -143,23 +200,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="minijet-bench-") as work:
         times, counters, entries, results = run_datapath(
             path, size, args.reducers, parse_size(args.sort_buffer), Path(work))
+        runner_times, runner_results = run_runner(
+            path, size, args.reducers, parse_size(args.sort_buffer), Path(work))
         base_time, counts = run_counter(path)
         if not args.no_check:
-            got = {}
-            for result in results:
-                for line in result.read_bytes().decode("utf-8", "surrogateescape").splitlines():
-                    word, _, n = line.rpartition("\t")
-                    got[word] = int(n)
-            assert got == dict(counts), "data path output differs from Counter"
+            assert read_counts(results) == dict(counts), "data path output differs from Counter"
+            assert read_counts(runner_results) == dict(counts), "runner output differs"
     print(f"input {mb:.1f} MB, {args.reducers} reducers, sort buffer {args.sort_buffer}")
+    print("data path pieces, driven directly:")
     for stage, secs in times.items():
         print(f"  {stage:<30} {secs:7.2f} s")
     print(f"  counters: {counters}")
-    dp = mb / times["total"]
+    print("through taskhost.runner (map task, then the reduce tasks):")
+    for stage, secs in runner_times.items():
+        print(f"  {stage:<30} {secs:7.2f} s")
     base = mb / base_time
-    print(f"data path   {dp:7.1f} MB/s  ({times['total']:.2f} s)")
-    print(f"Counter     {base:7.1f} MB/s  ({base_time:.2f} s)")
-    print(f"ratio data path / Counter: {dp / base:.2f}")
+    for name, secs in [("data path", times["total"]), ("runner", runner_times["total"]),
+                       ("Counter", base_time)]:
+        print(f"{name:<10} {mb / secs:7.1f} MB/s  ({secs:.2f} s)  ratio to Counter "
+              f"{mb / secs / base:.2f}")
 
 
 if __name__ == "__main__":

@@ -40,3 +40,20 @@ def test_other_lone_surrogates_do_not_fail_the_task():
     writer.write("x\ud800y", "\udc80")
     writer.flush()
     assert f.getvalue() == b"x\xed\xa0\x80y\t\x80\n"
+
+
+def test_one_call_with_a_long_stream_flushes_as_it_goes():
+    class Recording(io.BytesIO):
+        writes = 0
+
+        def write(self, data):
+            Recording.writes += 1
+            return super().write(data)
+
+    f = Recording()
+    writer = TextOutputWriter(f, buffer_records=100)
+    writer.write_all((i, i * i) for i in range(1050))
+    assert Recording.writes == 10
+    writer.flush()
+    assert f.getvalue().decode().splitlines() == [f"{i}\t{i * i}" for i in range(1050)]
+    assert writer.records == 1050

@@ -8,7 +8,7 @@ from minijet.errors import ChecksumError
 from minijet.taskhost.mapoutput import MapOutputBuffer
 from minijet.taskhost.segments import (SegmentWriter, index_path, read_index,
                                        read_map_output_segment, read_segment)
-from minijet.taskhost.shuffle import ShuffleMerger, group_by_key, merge_sorted
+from minijet.taskhost.shuffle import ShuffleMerger, group_by_key, merge_frames, merge_sorted
 
 
 def make_segment(pairs) -> tuple[bytes, object]:
@@ -80,11 +80,31 @@ def test_corrupt_segment_is_detected(tmp_path):
 
 
 def test_group_by_key_and_merge_sorted():
-    runs = [[("a", 1), ("c", 3)], [("a", 2), ("b", 5)], []]
+    runs = [[(["a", "c"], [1, 3])], [(["a"], [2]), ([], []), (["b"], [5])], []]
     merged = list(merge_sorted(runs))
     assert [k for k, _ in merged] == ["a", "a", "b", "c"]
-    assert [(k, list(vs)) for k, vs in group_by_key(merged)] == \
+    assert [(k, sorted(vs)) for k, vs in group_by_key(merged)] == \
         [("a", [1, 2]), ("b", [5]), ("c", [3])]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_merge_frames_equals_sorting_everything(seed):
+    rng = random.Random(seed)
+    runs, everything = [], []
+    for r in range(rng.randint(1, 6)):
+        keys = sorted(rng.randrange(rng.choice([3, 50, 10_000])) for _ in range(rng.randint(0, 300)))
+        values = [(r, i) for i in range(len(keys))]
+        everything.extend(zip(keys, values))
+        frames, i = [], 0
+        while i < len(keys):  # random frame sizes, so equal keys straddle frames
+            j = i + rng.choice([0, 1, 2, 7, 40, 500])
+            frames.append((keys[i:j], values[i:j]))
+            i = j
+        runs.append(frames)
+    blocks = list(merge_frames(runs))
+    merged = [kv for block in blocks for kv in block]
+    assert [k for k, _ in merged] == sorted(k for k, _ in everything)
+    assert sorted(merged) == sorted(everything)
 
 
 def test_map_outputs_to_reducers_end_to_end(tmp_path):

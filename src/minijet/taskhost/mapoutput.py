@@ -10,13 +10,12 @@ combiner records are kept as a list of pairs, sorted by key (in C) at spill time
 
 finish() writes ONE map output file with every partition as a contiguous sorted segment,
 plus its index (segments.py), under a temporary name renamed into place when complete.
-With spills, each partition's segments are merged (heapq.merge), the combiner applied to
+With spills, each partition's segments are merged (shuffle.merge_frames), the combiner applied to
 each key's merged values again. Intermediate data is not fsync'd: a lost map output is
 simply recomputed.
 """
 from __future__ import annotations
 
-import heapq
 import os
 import sys
 from collections import defaultdict
@@ -27,8 +26,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 from minijet.errors import InvalidArgument
 from minijet.taskhost.partition import Partitioner, hash_partition
-from minijet.taskhost.segments import (IndexEntry, SegmentWriter, frames_to_pairs, index_path,
-                                       iter_file_frames, write_index)
+from minijet.taskhost.segments import (IndexEntry, SegmentWriter, index_path, iter_file_frames,
+                                       write_index)
+from minijet.taskhost.shuffle import merge_frames, merge_sorted
 
 Combiner = Callable[[Any, list], Iterable[tuple[Any, Any]]]
 
@@ -264,16 +264,15 @@ class MapOutputBuffer:
             entries = []
             with open(tmp, "wb", buffering=1 << 20) as out:
                 for part in range(self.partitions):
-                    runs = [frames_to_pairs(iter_file_frames(f, e[part].offset, e[part].length))
+                    runs = [iter_file_frames(f, e[part].offset, e[part].length)
                             for f, (_, e) in zip(files, self._spills)]
-                    keys, values = memory[part]
-                    runs.append(zip(keys, values))
-                    merged = heapq.merge(*runs, key=_KEY)
+                    runs.append([memory[part]])
                     writer = SegmentWriter(out)
                     if self.combiner is None:
-                        writer.write_pairs(merged)
+                        for block in merge_frames(runs):
+                            writer.write(list(map(_KEY, block)), list(map(_VALUE, block)))
                     else:
-                        writer.write_pairs(self._combine_groups(merged))
+                        writer.write_pairs(self._combine_groups(merge_sorted(runs)))
                     entries.append(writer.entry())
             return entries
         finally:

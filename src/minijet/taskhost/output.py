@@ -48,22 +48,25 @@ class TextOutputWriter:
         self.write_all(((key, value),))
 
     def write_all(self, pairs: Iterable[tuple[Any, Any]]) -> None:
-        """Writes every (key, value) pair of `pairs` (typically one reducer call's output)."""
+        """Writes every (key, value) pair of `pairs`, flushing as the buffer fills (so one
+        call may be given a whole task's output)."""
         lines = self._lines
         append = lines.append
+        limit = self.buffer_records
         for key, value in pairs:
             if value is None:
                 append(f"{key}\n")
             else:
                 append(f"{key}\t{value}\n")
-        if len(lines) >= self.buffer_records:
-            self.flush()
+            if len(lines) >= limit:
+                self.flush()
 
     def flush(self) -> None:
         """Writes the buffered lines to the file (does not flush or close the file)."""
-        if self._lines:
-            data = encode_text("".join(self._lines))
-            self.records += len(self._lines)
-            self._lines = []
+        lines = self._lines
+        if lines:
+            data = encode_text("".join(lines))
+            self.records += len(lines)
+            lines.clear()
             self.file.write(data)
             self.bytes += len(data)

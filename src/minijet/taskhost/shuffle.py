@@ -5,13 +5,13 @@ serialised bytes. A segment bigger than a quarter of the budget goes straight to
 file; when the segments in memory pass the budget they are merged into one sorted file
 (Hadoop's in-memory merge). At the end the segments in memory are decoded and sorted at
 once (timsort merges the sorted runs in C), and merged with the files on disk by
-heapq.merge, which reads one frame of each file at a time. So memory stays bounded by about
+merge_frames, which reads one frame of each file at a time. So memory stays bounded by about
 the budget (times the cost of Python objects over their serialised form) plus a frame per file.
 """
 from __future__ import annotations
 
-import heapq
 import os
+from bisect import bisect_right
 from itertools import chain, groupby
 from operator import itemgetter
 from pathlib import Path
@@ -24,11 +24,50 @@ _KEY = itemgetter(0)
 _VALUE = itemgetter(1)
 
 
-def merge_sorted(runs: list[Iterable[tuple[Any, Any]]]) -> Iterator[tuple[Any, Any]]:
-    """One sorted stream of (key, value) from runs each sorted by key."""
-    if len(runs) == 1:
-        return iter(runs[0])
-    return heapq.merge(*runs, key=_KEY)
+def merge_frames(runs: list[Iterable[tuple[list, list]]]) -> Iterator[list[tuple[Any, Any]]]:
+    """Merges runs of sorted (keys, values) frames; yields sorted lists of (key, value).
+
+    A block merge instead of a record-at-a-time heap: each round takes, from every run,
+    the records up to the smallest last key among the runs' current frames (found by
+    bisection), and sorts them together; timsort sees the runs already sorted and merges
+    them in C. Every round uses up at least one frame, and holds one frame per run.
+    """
+    heads = []  # [keys, values, position, the run's remaining frames]
+    for run in runs:
+        head = _next_head(iter(run))
+        if head is not None:
+            heads.append(head)
+    while len(heads) > 1:
+        bound = min(head[0][-1] for head in heads)
+        taken = []
+        for head in heads:
+            keys, values, pos, _ = head
+            end = bisect_right(keys, bound, pos)
+            if end > pos:
+                taken.append(zip(keys[pos:end], values[pos:end]))
+                head[2] = end
+        block = list(chain.from_iterable(taken))
+        block.sort(key=_KEY)
+        yield block
+        heads = [h if h[2] < len(h[0]) else _next_head(h[3]) for h in heads]
+        heads = [h for h in heads if h is not None]
+    if heads:
+        keys, values, pos, rest = heads[0]
+        yield list(zip(keys[pos:], values[pos:]))
+        for keys, values in rest:
+            yield list(zip(keys, values))
+
+
+def _next_head(frames: Iterator[tuple[list, list]]) -> list | None:
+    for keys, values in frames:
+        if keys:
+            return [keys, values, 0, frames]
+    return None
+
+
+def merge_sorted(runs: list[Iterable[tuple[list, list]]]) -> Iterator[tuple[Any, Any]]:
+    """One sorted stream of (key, value) records from runs of sorted (keys, values) frames."""
+    return chain.from_iterable(merge_frames(runs))
 
 
 def group_by_key(pairs: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Iterator[Any]]]:
@@ -87,11 +126,12 @@ class ShuffleMerger:
 
     def pairs(self) -> Iterator[tuple[Any, Any]]:
         """Every record of every segment, sorted by key. Call once, after the last segment."""
-        runs: list[Iterable] = [self._sorted_memory()] if self._memory else []
-        for path in self._files:
-            runs.append(_file_pairs(path))
-        if not runs:
-            return iter(())
+        records = self._sorted_memory() if self._memory else []
+        if not self._files:
+            return iter(records)
+        runs: list[Iterable[tuple[list, list]]] = [_file_frames(p) for p in self._files]
+        if records:
+            runs.append([(list(map(_KEY, records)), list(map(_VALUE, records)))])
         return merge_sorted(runs)
 
     def groups(self) -> Iterator[tuple[Any, Iterator[Any]]]:
@@ -106,6 +146,6 @@ class ShuffleMerger:
         self._memory, self._memory_bytes = [], 0
 
 
-def _file_pairs(path: Path) -> Iterator[tuple[Any, Any]]:
+def _file_frames(path: Path) -> Iterator[tuple[list, list]]:
     with open(path, "rb") as f:
-        yield from frames_to_pairs(iter_file_frames(f, 0, os.fstat(f.fileno()).st_size))
+        yield from iter_file_frames(f, 0, os.fstat(f.fileno()).st_size)
