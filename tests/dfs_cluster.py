@@ -98,6 +98,11 @@ class DfsCluster:
         p.send_signal(signal.SIGKILL)
         p.wait()
 
+    def kill_nameserver(self) -> None:
+        self.nameserver.send_signal(signal.SIGKILL)
+        self.nameserver.wait()
+        self.nameserver = None
+
     def stop(self) -> None:
         procs = list(self.dataservers.values()) + ([self.nameserver] if self.nameserver else [])
         for p in procs:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from minijet.errors import NotFound
+from minijet.errors import NotFound, Unavailable
 from dfs_cluster import DfsCluster, data_dir
 
 MiB = 1024 * 1024
@@ -198,3 +198,45 @@ def test_text_io_wraps_reader_and_writer(client):
         t.detach()
     with client.open("/text/t") as r:
         assert io.TextIOWrapper(r, encoding="utf-8").read().splitlines() == ["héllo", "wörld"]
+
+
+def test_dataservers_wait_for_the_nameserver_restart_cleanly_and_report_again(tmp_path):
+    with DfsCluster(tmp_path) as cluster:
+        for i in (1, 2):  # before the nameserver: they retry registration until it is up
+            cluster.start_dataserver(i)
+        time.sleep(0.5)  # let them fail to register at least once (not a condition to poll)
+        cluster.start_nameserver()
+        cluster.wait_live(2)
+        data = data_of("restart", MiB + 99)
+        with cluster.client() as c:
+            write(c, "/r/f", data, replication=2)
+        with cluster.client() as c:
+            old = {d.node.data_address for d in c.report().dataservers}
+        for i in (1, 2):
+            p = cluster.dataservers.pop(i)
+            p.terminate()
+            assert p.wait(10) == 0  # a clean stop on SIGTERM
+        for i in (1, 2):
+            cluster.start_dataserver(i)
+        with cluster.client() as c:  # registered again on new ports, replicas reported
+            deadline = time.monotonic() + 10
+            while ({d.node.data_address for d in c.report().dataservers} & old
+                   or not all(len(b.hosts) == 2 for b in c.block_locations("/r/f"))):
+                assert time.monotonic() < deadline, "replicas not reported after restart"
+                time.sleep(0.1)
+            with c.open("/r/f") as r:
+                assert r.read() == data
+        cluster.kill_nameserver()
+        cluster.start_nameserver()  # knows no dataserver: they register and report again
+        with cluster.client() as c:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    if all(len(b.hosts) == 2 for b in c.block_locations("/r/f")):
+                        break
+                except Unavailable:
+                    pass  # not listening yet
+                assert time.monotonic() < deadline, "replicas not reported to the new nameserver"
+                time.sleep(0.1)
+            with c.open("/r/f") as r:
+                assert r.read() == data
