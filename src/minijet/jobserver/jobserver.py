@@ -162,6 +162,7 @@ class JobServer:
         for action in actions:
             if isinstance(action, model.Persist):
                 self.store.save(action.records)
+                _log_attempt_ends(action)
             elif isinstance(action, model.JobFinished):
                 log.info("job %s: %s%s (cause %s)", action.job_id, action.state,
                          f": {action.error}" if action.error else "", action.cause)
@@ -369,6 +370,16 @@ class JobServer:
                     request.attempt_id, request.producer_attempt_id, request.error,
                     time.time())):
                 log.error("unexpected action from FetchFailed: %s", action)
+
+
+def _log_attempt_ends(action: model.Persist) -> None:
+    for table, row in action.records:
+        if table == "attempts" and row["state"] in (model.SUCCEEDED, model.FAILED,
+                                                     model.LOST):
+            level = logging.INFO if row["state"] == model.SUCCEEDED else logging.WARNING
+            log.log(level, "attempt %s: %s on %s%s (cause %s)", row["attempt_id"],
+                    row["state"], row["taskserver"],
+                    f": {row['error']}" if row["error"] else "", action.cause)
 
 
 def _history_status(job: dict, tasks: list[dict], attempts: list[dict]) -> dict[str, Any]:
