@@ -477,3 +477,14 @@ def test_job_cache_copies_a_job_once_for_concurrent_attempts(env, tmp_path):
     assert [p.name for p in local.parent.iterdir()] == ["_cache"]  # no temp dirs left
     cache.remove(job)
     assert not layout.job_dir(job).exists()
+
+
+def test_second_taskserver_on_the_same_dir_is_refused(env):
+    proc, _ = start_taskserver(env["root"], env["dfs_cluster"], env["jobserver"].port, "task")
+    try:
+        assert proc.wait(20) == 1
+    finally:
+        stop_process(proc)
+    log = (env["root"] / "task.log").read_text()
+    assert "is in use by another taskserver" in log
+    assert env["proc"].poll() is None and (env["task_dir"] / "jobs").is_dir()

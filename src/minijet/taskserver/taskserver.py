@@ -16,6 +16,7 @@ at start: the jobserver treats that run's attempts as lost.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -28,7 +29,7 @@ from typing import Iterator
 
 from minijet import daemon, rpc
 from minijet.config import Config
-from minijet.errors import MinijetError, NotFound
+from minijet.errors import FailedPrecondition, MinijetError, NotFound
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.taskserver import launcher, shuffle
 from minijet.taskserver.attempts import (FAILED, KILLED, AttemptSnapshot, AttemptTable,
@@ -73,11 +74,13 @@ class TaskServer:
         self._connect_jobserver()
         self._interval = ts["heartbeat_interval"]
         self._server = None
+        self._dir_lock = None
         self.address = self.name = self.umbilical = ""
 
     # ---- life cycle ----
 
     def start(self) -> None:
+        self._lock_dir()
         shutil.rmtree(self.layout.jobs, ignore_errors=True)
         self.layout.jobs.mkdir(parents=True, exist_ok=True)
         self._sweep_logs()
@@ -98,6 +101,18 @@ class TaskServer:
             t.start()
             self._threads.append(t)
 
+    def _lock_dir(self) -> None:
+        """Hold an exclusive lock on taskserver.dir while running: a second taskserver on
+        the same dir would delete this one's work at its start."""
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self._dir_lock = open(self.layout.root / "lock", "w")
+        try:
+            fcntl.flock(self._dir_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._dir_lock.close()
+            raise FailedPrecondition(f"taskserver.dir {self.layout.root} is in use by another "
+                                     "taskserver; give each taskserver its own dir") from None
+
     def stop(self) -> None:
         """Kill every TaskHost, wait for them, stop serving."""
         self._stop.set()
@@ -114,6 +129,7 @@ class TaskServer:
         self._jobserver_channel.close()
         if self._dfs_client is not None:
             self._dfs_client.close()
+        self._dir_lock.close()
         log.info("taskserver %s stopped", self.name)
 
     def _connect_jobserver(self) -> None:
