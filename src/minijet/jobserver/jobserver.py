@@ -142,8 +142,18 @@ class JobServer:
                 row.update(state=model.FAILED, end_time=now,
                            error=f"the jobserver restarted while the job was {was}; "
                                  f"resuming jobs after a restart is not supported yet")
-                self.store.save([("jobs", {k: row[k] for k in
-                                           ("job_id", "state", "end_time", "error")})])
+                records = [("jobs", {k: row[k] for k in ("job_id", "state", "end_time",
+                                                          "error")})]
+                for t in tasks.get(row["job_id"], []):
+                    if t["state"] not in FINAL:
+                        t["state"] = model.KILLED
+                        records.append(("tasks", {"task_id": t["task_id"], "state": t["state"]}))
+                for a in attempts.get(row["job_id"], []):
+                    if a["state"] in model.ACTIVE:
+                        a.update(state=model.LOST, end_time=now, error="jobserver restarted")
+                        records.append(("attempts", {k: a[k] for k in (
+                            "attempt_id", "state", "end_time", "error")}))
+                self.store.save(records)
                 log.warning("job %s: failed by jobserver restart (was %s)", row["job_id"], was)
                 # remove its partial output (only a submitted job has one) and job dir
                 outputs = row["output_path"].split(",") if row["output_path"] else []
