@@ -30,7 +30,8 @@ def test_append_and_recover(tmp_path):
     assert [r["i"] for r in rec.records] == list(range(6)) and rec.last_txid == 6
 
 
-@pytest.mark.parametrize("damage", ["half_header", "half_payload", "bad_crc", "garbage"])
+@pytest.mark.parametrize("damage", ["half_header", "half_payload", "bad_crc", "garbage",
+                                    "zeros"])
 def test_torn_tail_is_truncated(tmp_path, damage):
     write(tmp_path, [{"op": "x", "i": i} for i in range(3)])
     (_, seg), = journal.segments(tmp_path)
@@ -38,7 +39,7 @@ def test_torn_tail_is_truncated(tmp_path, damage):
     frame = journal.encode_frame(b'{"t":4,"r":{"op":"x","i":3}}')
     tail = {"half_header": frame[:5], "half_payload": frame[:-3],
             "bad_crc": frame[:4] + b"\0\0\0\0" + frame[8:],
-            "garbage": b"\xff" * 40}[damage]
+            "garbage": b"\xff" * 40, "zeros": bytes(4096)}[damage]
     with open(seg, "ab") as f:
         f.write(tail)
     rec = journal.recover(tmp_path)

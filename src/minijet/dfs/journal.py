@@ -48,7 +48,9 @@ def decode_frames(data: bytes) -> tuple[list[bytes], int]:
     while pos + HEADER.size <= len(data):
         length, crc = HEADER.unpack_from(data, pos)
         end = pos + HEADER.size + length
-        if length > MAX_RECORD or end > len(data):
+        # a zero length is never written: zeros are space the file system allocated but
+        # whose data never reached the disk
+        if length == 0 or length > MAX_RECORD or end > len(data):
             break
         payload = data[pos + HEADER.size:end]
         if zlib.crc32(payload) != crc:
@@ -136,8 +138,12 @@ def recover(directory: Path) -> Recovery:
                 os.fsync(f.fileno())
             result.truncated_bytes = len(data) - end
         for payload in frames:
-            entry = json.loads(payload)
-            txid = entry["t"]
+            try:
+                entry = json.loads(payload)
+                txid = entry["t"]
+            except (ValueError, KeyError, TypeError):
+                raise JournalError(f"edits file {path} holds an unreadable record after txid "
+                                   f"{result.last_txid}") from None
             if txid <= image_txid:
                 continue
             if txid != result.last_txid + 1:

@@ -390,6 +390,11 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
             raise InvalidArgument("a dataserver registers with a host and a data address")
         rack = node.rack or self.config.rack_of(node.host)
         with self._lock:
+            known = self.blocks.servers.get(node.host)
+            if known and known.alive and known.data_address != node.data_address:
+                log.warning("dataserver %s re-registers from %s while %s was alive: two "
+                            "dataservers with one node.host?", node.host, node.data_address,
+                            known.data_address)
             self.blocks.register(node.host, rack, node.data_address, request.capacity,
                                  request.used, self.clock())
             self._outbox[node.host] = []

@@ -238,8 +238,9 @@ class Namespace:
     def _open_file(self, path: str, client_id: str) -> OpenFile:
         f = self.open_files.get(path)
         if f is None or f.client_id != client_id:
-            raise NotFound(f"{path} is not open for writing by this client "
-                           "(it was completed, deleted, or taken over by another writer)")
+            raise NotFound(f"{path} is not open for writing by this client (it was "
+                           "completed, deleted, taken over by another writer, or lost in a "
+                           "nameserver restart)")
         return f
 
     def add_block(self, path: str, client_id: str, previous: Block | None, now: float,
