@@ -18,7 +18,6 @@ import bisect
 import io
 import logging
 import os
-import tempfile
 import uuid
 from dataclasses import dataclass
 
@@ -98,21 +97,27 @@ class DfsClient:
 
     def get(self, dfs_path: str, local_path: str) -> None:
         """Copy a DFS file to a local path; a temp file beside it is renamed when complete."""
-        directory = os.path.dirname(os.path.abspath(local_path))
+        local_path = os.path.abspath(local_path)
+        tmp = os.path.join(os.path.dirname(local_path),
+                           f".{os.path.basename(local_path)}.{uuid.uuid4().hex[:8]}.tmp")
         with self.open(dfs_path) as reader:
             try:
-                fd, tmp = tempfile.mkstemp(dir=directory,
-                                           prefix=f".{os.path.basename(local_path)}.")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
             except OSError as e:
                 raise InvalidArgument(f"cannot write {local_path}: {e.strerror}") from None
             try:
                 with open(fd, "wb", buffering=0) as out:
                     buf = memoryview(bytearray(4 * reader.packet_size))
                     while n := reader.readinto(buf):
-                        out.write(buf[:n])
+                        done = 0
+                        while done < n:
+                            done += out.write(buf[done:n])
                 os.replace(tmp, local_path)
-            except BaseException:
+            except BaseException as e:
                 os.unlink(tmp)
+                if isinstance(e, OSError):  # local disk trouble; DFS errors are MinijetErrors
+                    raise InvalidArgument(f"cannot write {local_path}: {e.strerror or e}") \
+                        from None
                 raise
 
     # ---- namespace ----

@@ -106,9 +106,11 @@ class DataTransferServer:
             datatransfer.tune(conn, self.settings["timeout"])
             datatransfer.serve(conn, self.store, self.settings, self.on_block_received,
                                self.stopping)
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.info("data connection from %s:%s ended: %s", peer[0], peer[1],
                      e or type(e).__name__)
+        except Exception:
+            log.exception("data connection from %s:%s failed", peer[0], peer[1])
         finally:
             conn.close()
             with self._lock:
