@@ -1,0 +1,463 @@
+"""The local pseudo-cluster: every daemon as a background process on loopback, state in one dir.
+
+`LocalCluster(dir)` is used by the `minijet cluster` commands and by the tests. On the first
+`up` it picks a free nameserver port and writes DIR/minijet.yaml with timings suited to one
+machine; each daemon then runs as `python ... --config DIR/minijet.yaml -D node.host=hostI ...`
+with its output in DIR/logs/<name>.log. Pids live in DIR/cluster.json. `up` on an existing DIR
+starts only the daemons that are not running and keeps all data.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import psutil
+import yaml
+
+from minijet import config as configmod
+from minijet import rpc
+from minijet.errors import MinijetError
+from minijet.proto import dfs_pb2, dfs_pb2_grpc
+
+DEFAULT_DIR = Path(".minijet")
+DEFAULT_DATASERVERS = 3
+# Module and entry point of each role; the job engine adds jobserver and taskserver.
+ENTRY_POINTS = {
+    "nameserver": "minijet.dfs.nameserver",
+    "dataserver": "minijet.dfs.dataserver",
+}
+
+
+class ClusterError(MinijetError):
+    """The local cluster cannot be started, reached or stopped."""
+
+
+@dataclass
+class DaemonStatus:
+    name: str        # nameserver, dataserver1, ...
+    role: str
+    index: int       # 0 for the nameserver, 1.. for dataservers (matches hostI)
+    host: str        # node identity ("" = this machine's name)
+    address: str     # RPC or data-transfer address; "" when not known
+    pid: int | None
+    state: str       # running | stopped
+    log: str
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    result = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _daemon_name(role: str, index: int) -> str:
+    return role if role == "nameserver" else f"{role}{index}"
+
+
+class LocalCluster:
+    """A nameserver and N dataservers on this machine, all state under `dir`.
+
+    `config` (a nested dict, e.g. {"dfs": {"block_size": "1MiB"}}) is merged over the local
+    defaults when DIR/minijet.yaml is first written; an existing file is kept as it is.
+    """
+
+    def __init__(self, dir: str | os.PathLike = DEFAULT_DIR, config: dict | None = None):
+        self.dir = Path(dir).resolve()
+        self.config_path = self.dir / "minijet.yaml"
+        self.state_path = self.dir / "cluster.json"
+        self._extra_config = config or {}
+        self._children: dict[int, subprocess.Popen] = {}  # processes this object started
+
+    # ---- configuration and state files ----
+
+    def _local_defaults(self) -> dict[str, Any]:
+        return {
+            "nameserver": {
+                "address": f"127.0.0.1:{free_port()}",
+                "dir": str(self.dir / "name"),
+                "dead_timeout": "10s",
+                "replication_interval": "1s",
+                "safemode_extension": "0s",
+            },
+            "dataserver": {
+                "address": "127.0.0.1:0",
+                "dir": str(self.dir / "data"),
+                "heartbeat_interval": "1s",
+            },
+            "dfs": {"replication": 3},
+            "jobserver": {"address": f"127.0.0.1:{free_port()}", "dir": str(self.dir / "jobs")},
+            "taskserver": {"address": "127.0.0.1:0", "dir": str(self.dir / "task")},
+            "logging": {"file": ""},
+        }
+
+    def _ensure_config(self) -> None:
+        if self.config_path.exists():
+            return
+        data = _merge(self._local_defaults(), self._extra_config)
+        configmod.from_dict(data, str(self.config_path))  # refuse bad extra config up front
+        self.dir.mkdir(parents=True, exist_ok=True)
+        header = ("# Written by `minijet cluster up` for the local cluster in this directory.\n"
+                  "# Every key is documented in conf/minijet.yaml; edit, then `minijet cluster"
+                  " down` and `up`.\n")
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(header + yaml.safe_dump(data, sort_keys=False))
+        os.replace(tmp, self.config_path)
+
+    @property
+    def config(self) -> configmod.Config:
+        """The cluster's configuration, as clients should use it."""
+        if not self.config_path.exists():
+            raise ClusterError(f"no local cluster in {self.dir} (run `minijet cluster up`)")
+        return configmod.load(str(self.config_path))
+
+    def _load_state(self) -> dict[str, Any]:
+        if not self.state_path.exists():
+            return {"dataservers": 0, "taskservers": 0, "daemons": {}}
+        try:
+            return json.loads(self.state_path.read_text())
+        except (OSError, ValueError) as e:
+            raise ClusterError(f"cannot read {self.state_path}: {e}") from None
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, self.state_path)
+
+    # ---- processes ----
+
+    def _process(self, entry: dict[str, Any] | None) -> psutil.Process | None:
+        """The live process recorded in `entry`, if it is still ours (pid reuse is checked
+        by start time and command line)."""
+        if not entry or not entry.get("pid"):
+            return None
+        pid = entry["pid"]
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:  # reap our own dead child
+            return None
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            if abs(proc.create_time() - entry["create_time"]) > 1.0:
+                return None
+            if str(self.config_path) not in proc.cmdline():
+                return None
+            return proc
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+    def _command(self, role: str, index: int) -> list[str]:
+        # `python -c` with sys.executable: works in a venv without relying on PATH.
+        code = f"from {ENTRY_POINTS[role]} import main; main(prog_name={role!r})"
+        cmd = [sys.executable, "-c", code, "--config", str(self.config_path)]
+        if role == "dataserver":
+            cmd += ["-D", f"node.host=host{index}",
+                    "-D", f"dataserver.dir={self.dir / f'data{index}'}"]
+        return cmd
+
+    def _start(self, role: str, index: int) -> dict[str, Any]:
+        name = _daemon_name(role, index)
+        log_path = self.dir / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(log_path, "ab") as log:
+            log.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
+            log.flush()
+            # A new session: Ctrl-C in the shell that ran `up` does not stop the cluster.
+            proc = subprocess.Popen(self._command(role, index), stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
+                                    env=env, start_new_session=True, close_fds=True)
+        self._children[proc.pid] = proc
+        return {"role": role, "index": index, "pid": proc.pid,
+                "create_time": psutil.Process(proc.pid).create_time(),
+                "host": f"host{index}" if role == "dataserver" else "",
+                "log": str(log_path), "started": time.time()}
+
+    def _wanted(self, state: dict[str, Any]) -> list[tuple[str, int]]:
+        return [("nameserver", 0)] + [("dataserver", i)
+                                      for i in range(1, state["dataservers"] + 1)]
+
+    def up(self, dataservers: int | None = None, taskservers: int = 0,
+           timeout: float = 60.0) -> list[str]:
+        """Start every daemon that is not running and wait until the cluster is ready.
+        Returns the names of the daemons started."""
+        self._ensure_config()
+        configmod.load(str(self.config_path))  # a broken minijet.yaml fails before any start
+        state = self._load_state()
+        if dataservers is not None:
+            if dataservers < 1:
+                raise ClusterError("--dataservers must be at least 1")
+            if dataservers < state["dataservers"]:
+                raise ClusterError(
+                    f"the cluster in {self.dir} has {state['dataservers']} dataservers; it can "
+                    f"grow but not shrink (run `minijet cluster down` and remove the directory)")
+            state["dataservers"] = dataservers
+        elif state["dataservers"] == 0:
+            state["dataservers"] = DEFAULT_DATASERVERS
+        state["taskservers"] = max(state.get("taskservers", 0), taskservers)
+        started = []
+        try:
+            for role, index in self._wanted(state):
+                name = _daemon_name(role, index)
+                if self._process(state["daemons"].get(name)) is None:
+                    state["daemons"][name] = self._start(role, index)
+                    started.append(name)
+        finally:
+            self._save_state(state)
+        self._wait_ready(state, started, timeout)
+        return started
+
+    def _died_at_start(self, state: dict[str, Any], names: list[str]) -> None:
+        for name in names:
+            entry = state["daemons"][name]
+            if self._process(entry) is None:
+                tail = _tail(Path(entry["log"]))
+                raise ClusterError(f"{name} exited at start; see {entry['log']}"
+                                   + (f" (last line: {tail})" if tail else ""))
+
+    def _wait_ready(self, state: dict[str, Any], started: list[str], timeout: float) -> None:
+        """Until the nameserver answers, every dataserver is alive in its report (the
+        restarted ones with a heartbeat since their start) and safe mode is off."""
+        config = self.config.with_overrides({"rpc.retries": 0})
+        address = config["nameserver"]["address"]
+        deadline = time.monotonic() + timeout
+        waiting_for = "the nameserver to answer"
+        with rpc.connect(config, address) as channel:
+            stub = dfs_pb2_grpc.NameServerStub(channel)
+            while True:
+                self._died_at_start(state, started)
+                try:
+                    report = rpc.call(config, stub.Report, dfs_pb2.Empty(), idempotent=True,
+                                      timeout=2.0, address=address)
+                    alive = {d.node.host: d.last_heartbeat for d in report.dataservers if d.alive}
+                    missing = []
+                    for name, entry in state["daemons"].items():
+                        if entry["role"] != "dataserver":
+                            continue
+                        since = entry["started"] - 1.0 if name in started else 0.0
+                        if alive.get(entry["host"], -1.0) < since:
+                            missing.append(name)
+                    if missing:
+                        waiting_for = "registration of " + ", ".join(sorted(missing))
+                    else:
+                        mode = rpc.call(config, stub.SafeMode, dfs_pb2.SafeModeRequest(),
+                                        idempotent=True, timeout=2.0, address=address)
+                        if not mode.on:
+                            return
+                        waiting_for = f"the nameserver to leave safe mode ({mode.reason})"
+                except MinijetError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"cluster in {self.dir} not ready after {timeout:.0f}s: "
+                                       f"waiting for {waiting_for}; see {self.dir / 'logs'}")
+                time.sleep(0.1)
+
+    def status(self) -> list[DaemonStatus]:
+        state = self._load_state()
+        if not state["daemons"] and not self.config_path.exists():
+            raise ClusterError(f"no local cluster in {self.dir} (run `minijet cluster up`)")
+        config = self.config
+        data_addresses = self._data_addresses(config)
+        result = []
+        for name, entry in sorted(state["daemons"].items(),
+                                  key=lambda kv: (kv[1]["role"] != "nameserver", kv[1]["index"])):
+            proc = self._process(entry)
+            if entry["role"] == "nameserver":
+                address = config["nameserver"]["address"]
+            else:
+                address = data_addresses.get(entry["host"], "") if proc else ""
+            result.append(DaemonStatus(name, entry["role"], entry["index"], entry["host"],
+                                       address, proc.pid if proc else None,
+                                       "running" if proc else "stopped", entry["log"]))
+        return result
+
+    def _data_addresses(self, config: configmod.Config) -> dict[str, str]:
+        """host -> data-transfer address of each dataserver, as the nameserver knows them."""
+        config = config.with_overrides({"rpc.retries": 0})
+        address = config["nameserver"]["address"]
+        try:
+            with rpc.connect(config, address) as channel:
+                report = rpc.call(config, dfs_pb2_grpc.NameServerStub(channel).Report,
+                                  dfs_pb2.Empty(), idempotent=True, timeout=2.0)
+        except MinijetError:
+            return {}
+        return {d.node.host: d.node.data_address for d in report.dataservers}
+
+    def address(self, role: str, index: int = 0) -> str:
+        """The nameserver's RPC address, or a dataserver's data-transfer address."""
+        if role == "nameserver":
+            return self.config["nameserver"]["address"]
+        return self._data_addresses(self.config).get(f"host{index}", "")
+
+    def pid(self, role: str, index: int = 0) -> int | None:
+        proc = self._process(self._load_state()["daemons"].get(_daemon_name(role, index)))
+        return proc.pid if proc else None
+
+    def kill(self, role: str, index: int = 0) -> None:
+        """SIGKILL one daemon (a crash) and wait until it is gone."""
+        name = _daemon_name(role, index)
+        proc = self._process(self._load_state()["daemons"].get(name))
+        if proc is None:
+            raise ClusterError(f"{name} is not running")
+        proc.kill()
+        self._reap([proc], timeout=10.0)
+
+    def restart(self, timeout: float = 60.0) -> list[str]:
+        """Start whatever is not running (after `kill`), keeping all data."""
+        return self.up(timeout=timeout)
+
+    def down(self, timeout: float = 10.0) -> list[str]:
+        """SIGTERM every daemon, wait up to `timeout`, then SIGKILL the stragglers.
+        Returns the names of the daemons that were running."""
+        state = self._load_state()
+        running = {name: p for name, entry in state["daemons"].items()
+                   if (p := self._process(entry)) is not None}
+        for proc in running.values():
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass
+        stragglers = self._reap(list(running.values()), timeout)
+        for proc in stragglers:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self._reap(stragglers, timeout=10.0)
+        return sorted(running)
+
+    def _reap(self, procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+        """Wait for `procs` to exit (reaping our own children); return those still alive."""
+        gone, alive = psutil.wait_procs(procs, timeout=timeout)
+        for proc in gone:
+            child = self._children.pop(proc.pid, None)
+            if child is not None:
+                child.wait()
+        return alive
+
+    def client(self, host: str | None = None):
+        """A DfsClient for this cluster (host: the node identity the client claims)."""
+        from minijet.dfs import DfsClient
+        return DfsClient(config=self.config, host=host)
+
+    def __enter__(self) -> "LocalCluster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""
+
+
+# ---- the `minijet` command ----
+
+def _fail(message: str) -> None:
+    click.echo(f"minijet: error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group(help="Administer minijet clusters.")
+def main() -> None:
+    pass
+
+
+@main.group(help="A local pseudo-cluster: every daemon as a background process on this "
+                 "machine, state under one directory.")
+def cluster() -> None:
+    pass
+
+
+_dir_option = click.option("--dir", "directory", default=str(DEFAULT_DIR), show_default=True,
+                           type=click.Path(file_okay=False),
+                           help="Directory holding the cluster's config, data, logs and pids.")
+
+
+@cluster.command(help="Start the local cluster (or whatever of it is not running) and wait "
+                      "until it is ready. Data in DIR is kept.")
+@click.option("--dataservers", type=int, default=None,
+              help=f"Number of dataservers (hosts host1..hostN; default "
+                   f"{DEFAULT_DATASERVERS}, or as many as DIR had).")
+@click.option("--taskservers", type=int, default=0,
+              help="Number of taskservers; accepted and ignored for now: the job engine "
+                   "comes next.")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for the cluster to be ready.")
+@_dir_option
+def up(dataservers, taskservers, timeout, directory):
+    lc = LocalCluster(directory)
+    try:
+        started = lc.up(dataservers=dataservers, taskservers=taskservers, timeout=timeout)
+        statuses = lc.status()
+    except MinijetError as e:
+        _fail(str(e))
+    click.echo(f"started: {', '.join(started)}" if started else "all daemons already running")
+    _print_status(statuses)
+    if Path(directory).resolve() != DEFAULT_DIR.resolve():
+        click.echo(f"clients find this cluster with: export MINIJET_CONF={lc.config_path}")
+
+
+@cluster.command(help="List each daemon of the local cluster: role, address, pid, state.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_dir_option
+def status(as_json, directory):
+    try:
+        statuses = LocalCluster(directory).status()
+    except MinijetError as e:
+        _fail(str(e))
+    if as_json:
+        click.echo(json.dumps([asdict(s) for s in statuses], indent=2))
+    else:
+        _print_status(statuses)
+
+
+@cluster.command(help="Stop every daemon of the local cluster (SIGTERM, then SIGKILL). "
+                      "Data is kept.")
+@_dir_option
+def down(directory):
+    lc = LocalCluster(directory)
+    if not lc.state_path.exists():
+        _fail(f"no local cluster in {lc.dir}")
+    try:
+        stopped = lc.down()
+    except MinijetError as e:
+        _fail(str(e))
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def _print_status(statuses: list[DaemonStatus]) -> None:
+    rows = [("NAME", "ROLE", "HOST", "ADDRESS", "PID", "STATE")]
+    rows += [(s.name, s.role, s.host or "-", s.address or "-", str(s.pid or "-"), s.state)
+             for s in statuses]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""End-to-end DFS behaviour against real nameserver and dataserver processes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+MiB = 1024 * 1024
+BIN = Path(sys.executable).parent
+
+
+def dfsshell(cluster, *args, input_file=None) -> subprocess.CompletedProcess:
+    """Run the real `dfsshell` console script against `cluster`."""
+    return subprocess.run([str(BIN / "dfsshell"), *args[:1], "--config", str(cluster.config_path),
+                           *args[1:]], capture_output=True, text=True, timeout=60)
+
+
+def wait_for(condition, timeout: float, what: str):
+    """Poll `condition` until it returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def blocks_healthy(client, path: str, replicas: int, not_on: dict[int, str] | None = None):
+    """The file's BlockHealth list if every block is healthy with `replicas` live replicas and
+    no corrupt ones, block `b` not on host `not_on[b]`; else None."""
+    not_on = not_on or {}
+    report = client.fsck(path)
+    blocks = [b for f in report.files for b in f.blocks]
+    ok = blocks and all(b.state == "healthy" and len(b.live_hosts) == replicas
+                        and not b.corrupt_hosts and not_on.get(b.block.block_id) not in
+                        b.live_hosts for b in blocks)
+    return blocks if ok else None
+
+
+def data_of(seed: str, size: int) -> bytes:
+    """`size` reproducible pseudo-random bytes."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 64
+        counter += 1
+    return bytes(out[:size])
+
+
+# ---- round trips (shared cluster) ----
+
+def test_multi_block_file_round_trips_through_dfsshell(cluster, tmp_path):
+    data = os.urandom(10 * 1000 * 1000)
+    local = tmp_path / "ten_mb"
+    local.write_bytes(data)
+    r = dfsshell(cluster, "put", "--replication", "3", str(local), "/e2e/ten_mb")
+    assert r.returncode == 0, r.stderr
+
+    r = dfsshell(cluster, "stat", "/e2e/ten_mb", "--json")
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["length"] == len(data) and st["block_size"] == MiB and st["replication"] == 3
+    assert len(st["blocks"]) == 10
+    assert [b["offset"] for b in st["blocks"]] == [i * MiB for i in range(10)]
+    assert sum(b["length"] for b in st["blocks"]) == len(data)
+    for b in st["blocks"]:
+        assert len(set(b["hosts"])) == 3, b
+
+    back = tmp_path / "back"
+    r = dfsshell(cluster, "get", "/e2e/ten_mb", str(back))
+    assert r.returncode == 0, r.stderr
+    assert back.read_bytes() == data
+
+    with closing(cluster.client()) as client, client.open("/e2e/ten_mb") as reader:
+        reader.seek(3 * MiB - 10)
+        assert reader.read(20) == data[3 * MiB - 10:3 * MiB + 10]
+
+
+@pytest.mark.parametrize("size", [0, 2 * MiB, 1])
+def test_empty_exact_block_multiple_and_tiny_files_round_trip(cluster, size):
+    data = data_of(f"size{size}", size)
+    path = f"/e2e/size_{size}"
+    with closing(cluster.client()) as client:
+        with client.create(path, replication=3) as writer:
+            writer.write(data)
+        assert client.stat(path).length == size
+        assert len(client.block_locations(path)) == -(-size // MiB)
+        with client.open(path) as reader:
+            assert reader.read() == data
+
+
+def test_shell_listing_stat_and_moves(cluster, tmp_path):
+    local = tmp_path / "lines.txt"
+    local.write_bytes(b"one\ntwo\nthree\n")
+    assert dfsshell(cluster, "mkdir", "-p", "/shell/a/b").returncode == 0
+    assert dfsshell(cluster, "put", str(local), "/shell/a/").returncode == 0
+    r = dfsshell(cluster, "ls", "-R", "/shell")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [ln.split()[-1] for ln in lines] == ["/shell/a", "/shell/a/b", "/shell/a/lines.txt"]
+    assert lines[2].split()[:3] == ["-", "3", "14"]
+
+    assert dfsshell(cluster, "mv", "/shell/a/lines.txt", "/shell/a/b").returncode == 0
+    r = dfsshell(cluster, "cat", "/shell/a/b/lines.txt")
+    assert (r.returncode, r.stdout) == (0, "one\ntwo\nthree\n")
+    r = dfsshell(cluster, "stat", "/shell/a/b/lines.txt")
+    assert r.returncode == 0 and "Replication:  3" in r.stdout and "REPLICAS" in r.stdout
+
+    assert dfsshell(cluster, "rm", "-r", "/shell").returncode == 0
+    assert dfsshell(cluster, "ls", "/shell").returncode == 1
+
+    r = dfsshell(cluster, "report")
+    assert r.returncode == 0 and "4 alive" in r.stdout and "host4" in r.stdout
+    r = dfsshell(cluster, "safemode", "get")
+    assert (r.returncode, r.stdout.strip()) == (0, "Safe mode is OFF")
+    r = dfsshell(cluster, "fsck", "/")
+    assert r.returncode == 0 and "is HEALTHY" in r.stdout
+
+
+# ---- bad inputs: one clear line through the real dfsshell ----
+
+@pytest.fixture(scope="module")
+def bad_input_setup(cluster, tmp_path_factory):
+    local = tmp_path_factory.mktemp("bad") / "f.txt"
+    local.write_text("x\n")
+    assert dfsshell(cluster, "put", str(local), "/bad/exists.txt").returncode == 0
+    return local
+
+
+@pytest.mark.parametrize("args, words", [
+    (["mkdir", "/bad/../etc"], "'..'"),
+    (["put", "{local}", "/bad/exists.txt"], "already exists"),
+    (["cat", "/bad/nosuch.txt"], "/bad/nosuch.txt"),
+    (["get", "/bad/nosuch.txt", "{tmp}/out"], "/bad/nosuch.txt"),
+    (["rm", "/bad"], "/bad"),
+    (["put", "{tmp}/no_such_local_file", "/bad/x"], "no_such_local_file"),
+    (["mv", "/bad/exists.txt", "/nodir/x/y"], "/nodir"),
+    (["ls", "relative/path"], "absolute"),
+    (["ls", "/", "-D", "nosuch.key=1"], "nosuch.key"),
+])
+def test_bad_inputs_give_one_clear_line(cluster, bad_input_setup, tmp_path, args, words):
+    args = [a.format(local=bad_input_setup, tmp=tmp_path) for a in args]
+    r = dfsshell(cluster, *args)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stdout == ""
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dfsshell: error: "), r.stderr
+    assert words in lines[0]
+
+
+def test_unreachable_nameserver_is_one_clear_line(cluster):
+    from minijet.cluster import free_port
+    r = dfsshell(cluster, "ls", "/", "-D", f"nameserver.address=127.0.0.1:{free_port()}",
+                 "-D", "rpc.retries=0", "-D", "rpc.timeout=2s")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.splitlines()) == 1 and "cannot reach" in r.stderr
+
+
+# ---- faults ----
+
+def test_corrupt_replica_is_read_around_and_replaced(cluster):
+    data = data_of("corrupt", 3 * MiB)
+    path = "/e2e/corrupt"
+    with closing(cluster.client()) as client:
+        with client.create(path, replication=3) as writer:
+            writer.write(data)
+        block = client.block_locations(path)[0]
+        victim = block.hosts[0]
+        block_file = cluster.dir / f"data{victim.removeprefix('host')}" / "current" / \
+            f"blk_{block.block_id}"
+        with open(block_file, "r+b") as f:
+            f.seek(1000)
+            original = f.read(16)
+            f.seek(1000)
+            f.write(bytes(b ^ 0xFF for b in original))
+
+    # A reader on the victim's host tries the corrupt replica first.
+    with closing(cluster.client(host=victim)) as client:
+        with client.open(path) as reader:
+            assert reader.read() == data
+        blocks = wait_for(lambda: blocks_healthy(client, path, 3, {block.block_id: victim}),
+                          30, f"block {block.block_id} to have 3 good replicas besides {victim}")
+        assert len(blocks) == 3
+        with client.open(path) as reader:
+            assert reader.read() == data
+
+
+def test_dead_dataserver_blocks_are_rereplicated(fresh_cluster):
+    lc = fresh_cluster(dataservers=4)
+    data = data_of("dead", 5 * MiB + 123)
+    path = "/e2e/dead"
+    with closing(lc.client()) as client:
+        with client.create(path, replication=3) as writer:
+            writer.write(data)
+        blocks = client.block_locations(path)
+        victim = blocks[0].hosts[0]
+        lc.kill("dataserver", int(victim.removeprefix("host")))
+        with client.open(path) as reader:  # at once, before the nameserver notices
+            assert reader.read() == data
+        gone = {b.block_id: victim for b in blocks}
+        wait_for(lambda: blocks_healthy(client, path, 3, gone), 30,
+                 f"every block back to 3 live replicas without {victim}")
+        with client.open(path) as reader:
+            assert reader.read() == data
+
+
+WRITER = r"""
+import sys
+from minijet import config
+from minijet.dfs import DfsClient
+from minijet.errors import MinijetError
+
+cfg = config.load(sys.argv[1]).with_overrides({"rpc.retries": 0, "rpc.timeout": 3})
+client = DfsClient(cfg)
+i = 0
+while True:
+    path = f"/crash/f{i:05d}"
+    i += 1
+    try:
+        with client.create(path) as writer:
+            writer.write(path.encode() * (1 + i % 50))
+    except MinijetError as e:
+        print("failed", path, e, file=sys.stderr, flush=True)
+        continue
+    print(path, flush=True)  # acknowledged: close() returned
+"""
+
+
+def test_acknowledged_files_survive_nameserver_kill(fresh_cluster):
+    lc = fresh_cluster(dataservers=3)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(lc.config_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    acked: list[str] = []
+
+    def collect():
+        for line in writer.stdout:
+            if line.endswith("\n"):
+                acked.append(line.strip())
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: len(acked) >= 20, 60, "20 acknowledged files")
+        lc.kill("nameserver")
+        before_restart = len(acked)
+        lc.restart()
+        wait_for(lambda: len(acked) >= before_restart + 10, 60, "writes after the restart")
+    finally:
+        writer.kill()
+        writer.wait()
+        reader.join(10)
+
+    with closing(lc.client()) as client:
+        for path in acked:
+            i = int(path.removeprefix("/crash/f")) + 1
+            with client.open(path) as r:
+                assert r.read() == path.encode() * (1 + i % 50), path
