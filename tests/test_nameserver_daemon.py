@@ -41,12 +41,12 @@ def poll(check, timeout=15.0, what="condition"):
 
 
 class NameServerProcess:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, **settings):
         self.address = f"127.0.0.1:{free_port()}"
         self.conf_path = tmp_path / "minijet.yaml"
         self.conf_path.write_text(yaml.safe_dump({
             "nameserver": {"address": self.address, "dir": str(tmp_path / "name"),
-                           "checkpoint_edits": 5, "replication_interval": "0.1s"},
+                           "checkpoint_edits": 5, "replication_interval": "0.1s", **settings},
             "rpc": {"timeout": "5s", "retries": 0}}))
         self.config = configmod.load(str(self.conf_path))
         self.log_path = tmp_path / "nameserver.log"
@@ -80,6 +80,18 @@ class NameServerProcess:
 @pytest.fixture
 def nameserver(tmp_path):
     ns = NameServerProcess(tmp_path)
+    try:
+        ns.start()
+        yield ns
+    finally:
+        ns.close()
+
+
+@pytest.fixture
+def fast_nameserver(tmp_path):
+    """Dead dataservers and silent writers are noticed within a second."""
+    ns = NameServerProcess(tmp_path, dead_timeout="1s", lease_timeout="1s",
+                           replication_timeout="2s")
     try:
         ns.start()
         yield ns
@@ -203,3 +215,73 @@ def test_namespace_over_grpc_survives_sigkill(nameserver):
     last_load = [line for line in ns.log_path.read_text().splitlines()
                  if "loaded namespace" in line][-1]
     assert " 0 journal records replayed" in last_load
+
+
+def heartbeat(ns, host):
+    return ns.call("DataServerHeartbeat", pb.DataServerHeartbeatRequest(
+        host=host, capacity=1000)).commands
+
+
+def test_dead_dataserver_and_bad_replica_are_repaired_by_commands(fast_nameserver):
+    ns = fast_nameserver
+    for h in ("h1", "h2", "h3"):
+        register(ns, h)
+    ns.call("Create", pb.CreateRequest(path="/f", client_id="c", client_host="h1",
+                                       replication=2))
+    lb = ns.call("AddBlock", pb.AddBlockRequest(path="/f", client_id="c"))
+    block = pb.Block(block_id=lb.block.block_id, length=10)
+    pipeline = [n.host for n in lb.locations]
+    assert pipeline[0] == "h1" and len(pipeline) == 2
+    for h in pipeline:
+        ns.call("BlockReceived", pb.BlockReceivedRequest(host=h, block=block))
+    ns.call("Complete", pb.CompleteRequest(path="/f", client_id="c", last=block))
+    spare = ({"h1", "h2", "h3"} - set(pipeline)).pop()
+    victim = pipeline[1]
+
+    # the victim stops heartbeating: after dead_timeout, h1 is told to copy to the spare
+    def replicate_command():
+        heartbeat(ns, spare)
+        return [c.replicate for c in heartbeat(ns, "h1") if c.WhichOneof("command") == "replicate"]
+    (cmd,), = [poll(replicate_command, what="a replicate command")]
+    assert cmd.block.block_id == block.block_id and cmd.block.length == 10
+    assert [t.host for t in cmd.targets] == [spare]
+    ns.call("BlockReceived", pb.BlockReceivedRequest(host=spare, block=block))
+    fsck = ns.call("Fsck", pb.PathRequest(path="/f"))
+    assert fsck.healthy == 1 and victim not in fsck.files[0].blocks[0].live_hosts
+    assert [c.WhichOneof("command") for c in heartbeat(ns, victim)] == ["reregister"]
+
+    # a reader finds h1's replica corrupt: it is no longer offered, and is deleted once
+    # a good copy exists elsewhere
+    register(ns, victim)
+    ns.call("ReportBadBlock", pb.ReportBadBlockRequest(block_id=block.block_id, host="h1"))
+    locs = ns.call("GetBlockLocations", pb.GetBlockLocationsRequest(path="/f", client_host="h1"))
+    assert [n.host for n in locs.blocks[0].locations] == [spare]
+
+    def copy_to_victim():
+        heartbeat(ns, "h1")
+        return [c.replicate for c in heartbeat(ns, spare) if c.WhichOneof("command") == "replicate"]
+    (cmd,), = [poll(copy_to_victim, what="re-replication of the corrupt replica")]
+    assert [t.host for t in cmd.targets] == [victim]
+    ns.call("BlockReceived", pb.BlockReceivedRequest(host=victim, block=block))
+
+    def corrupt_deleted():
+        heartbeat(ns, spare)
+        heartbeat(ns, victim)
+        return [c for c in heartbeat(ns, "h1") if block.block_id in c.delete_blocks.block_ids]
+    poll(corrupt_deleted, what="deletion of the corrupt replica")
+
+
+def test_silent_writer_loses_its_file(fast_nameserver):
+    ns = fast_nameserver
+    register(ns, "h1")
+    ns.call("Create", pb.CreateRequest(path="/open", client_id="gone", client_host="h1",
+                                       replication=1))
+    lb = ns.call("AddBlock", pb.AddBlockRequest(path="/open", client_id="gone"))
+    ns.call("BlockReceived", pb.BlockReceivedRequest(
+        host="h1", block=pb.Block(block_id=lb.block.block_id, length=3)))
+    poll(lambda: [c for c in heartbeat(ns, "h1")
+                  if lb.block.block_id in c.delete_blocks.block_ids], what="lease expiry")
+    with pytest.raises(NotFound, match="not open for writing"):
+        ns.call("Complete", pb.CompleteRequest(path="/open", client_id="gone", last=pb.Block(
+            block_id=lb.block.block_id, length=3)))
+    ns.call("Create", pb.CreateRequest(path="/open", client_id="new", replication=1))
