@@ -444,3 +444,86 @@ def test_three_stage_chain_and_outputs_no_longer_needed_are_not_rerun():
     c.finish(last)
     c.beat("h2")
     assert c.status()["state"] == "succeeded"
+
+
+def check_invariants(core):
+    for task in core._tasks.values():
+        active = task.active()
+        assert len(active) <= 1, task.id
+        assert (task.id in core.scheduler) == (task.state == "pending"), task.id
+        assert (task.output is not None) == (task.state == "succeeded"), task.id
+        if task.state == "running":
+            assert active, task.id
+        if task.state == "pending" and task.job.state == "running":
+            assert task.stage.inputs_ready(), task.id
+        if task.committer is not None:
+            holder = core._attempts[task.committer]
+            assert holder.state in ("assigned", "running", "succeeded"), task.id
+    for job in core._jobs.values():
+        for stage in job.stages.values():
+            assert stage.succeeded == sum(t.state == "succeeded" for t in stage.tasks)
+    for ts in core._taskservers.values():
+        for a in ts.active.values():
+            assert a.state in ("assigned", "running") and a.taskserver == ts.name
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_faults_keep_the_state_consistent_and_the_job_finishes(seed):
+    import random
+    rng = random.Random(seed)
+    names = ["h1", "h2", "h3", "h4"]
+    c = Cluster(names=names, max_task_attempts=6)
+    c.submit(nsplits=30, reducers=4, hosts=lambda i: (names[i % 4], names[(i + 1) % 4]))
+    landed = {}   # task -> attempt whose rename landed (a part file exists)
+    down = set()
+    for step in range(1000):
+        chaos = step < 300
+        c.now += 0.5
+        for n in names:
+            if n in down:
+                if not chaos or rng.random() < 0.05:   # it comes back, holding nothing
+                    down.discard(n)
+                    c.held[n] = {}
+                continue
+            if chaos and rng.random() < 0.02:
+                down.add(n)   # silent from now on (crashed or cut off)
+                continue
+            for aid, s in list(c.held[n].items()):
+                if s.state != "running":
+                    continue
+                r = rng.random()
+                if r < 0.1:
+                    if "_reduce_" in aid:
+                        if not isinstance(c.commit(aid), CommitGranted):
+                            continue
+                        task = aid.rsplit("_", 1)[0]
+                        landed.setdefault(task, aid)   # rename only if no part file yet
+                    c.finish(aid)
+                elif chaos and r < 0.11:
+                    c.finish(aid, "failed", "RuntimeError: flaky")
+                elif chaos and r < 0.13 and "_reduce_" in aid:
+                    outputs = c.core.map_output_locations("job_1", "map")["outputs"]
+                    if outputs:
+                        victim = rng.choice(outputs)["attempt_id"]
+                        c.handle(FetchFailed(aid, victim, "connection reset", c.now))
+            c.beat(n)
+            check_invariants(c.core)
+        c.handle(Tick(c.now))
+        check_invariants(c.core)
+        if c.status()["state"] != "running":
+            break
+    st = c.status()
+    assert st["state"] in ("succeeded", "failed"), st["state"]
+    grants = {}
+    for g in of(c.log, CommitGranted):
+        grants.setdefault(g.attempt_id.rsplit("_", 1)[0], set()).add(g.attempt_id)
+    if st["state"] == "succeeded":
+        winners = {a["task_id"]: a["attempt_id"] for a in st["attempts"]
+                   if a["state"] == "succeeded"}
+        assert len(winners) == 30 + 4
+        for task, aid in winners.items():
+            if "_reduce_" in task:
+                assert aid in grants[task]
+                assert landed[task] in grants[task]
+    else:
+        assert "RuntimeError: flaky" in st["error"]

@@ -21,9 +21,16 @@ thin shell around it:
                           before the job, so no partial part files remain)
     a timer sends Tick(now) about once a second (taskserver timeouts).
 
-Reads for RPCs go through views returning plain, JSON-serialisable dicts: job_status,
-list_jobs, taskservers, map_output_locations. A user mistake (unknown job, bad conf)
-raises a MinijetError from handle() or a view before anything changes.
+Events: JobCreated, JobSubmitted (conf + splits per input stage), Heartbeat (with an
+AttemptStatus per attempt held), TaskServerLost, CommitRequest, FetchFailed, KillJob, Tick.
+LaunchAttempt.task says what the TaskHost runs: {"stage", "index", and "split"
+(Split.to_dict()) for an input stage, or "producers" ({stage id: task count}) for a
+consumer, which reads partition `index` of every producer's output}.
+
+Reads for RPCs go through views returning plain, JSON-serialisable dicts shaped like the
+protocol's messages: job_status, list_jobs, taskservers, map_output_locations. A user
+mistake (unknown job, bad conf) raises a MinijetError from handle() or a view before
+anything changes.
 
 Heartbeat protocol: a taskserver reports every attempt it holds until it has reported it
 final (minijet.taskserver.attempts); an attempt launched by an earlier reply and missing
