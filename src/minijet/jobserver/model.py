@@ -339,7 +339,7 @@ class TaskServer:
     def __init__(self, name: str):
         self.name = name
         self.host = self.rack = self.address = ""
-        self.slots = self.free_slots = 0
+        self.slots = 0
         self.last_heartbeat = 0.0
         self.alive = True
         self.heartbeats = 0
@@ -355,7 +355,6 @@ class JobServerCore:
                  rack_of: Callable[[str], str] = lambda host: "/default-rack"):
         self.max_task_attempts = max_task_attempts
         self.taskserver_timeout = taskserver_timeout
-        self.rack_of = rack_of
         self.scheduler = Scheduler(locality_delay, rack_of)
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, Task] = {}
@@ -436,7 +435,7 @@ class JobServerCore:
             ts = self._taskservers[ev.taskserver] = TaskServer(ev.taskserver)
             self._alive.add(ts.name)
         ts.host, ts.rack, ts.address = ev.host, ev.rack, ev.address
-        ts.slots, ts.free_slots, ts.last_heartbeat = ev.slots, ev.free_slots, ev.now
+        ts.slots, ts.last_heartbeat = ev.slots, ev.now
         ts.heartbeats += 1
         kills: dict[str, None] = {}
         reported = set()
