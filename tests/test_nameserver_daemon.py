@@ -248,6 +248,10 @@ def test_dead_dataserver_and_bad_replica_are_repaired_by_commands(fast_nameserve
     ns.call("BlockReceived", pb.BlockReceivedRequest(host=spare, block=block))
     fsck = ns.call("Fsck", pb.PathRequest(path="/f"))
     assert fsck.healthy == 1 and victim not in fsck.files[0].blocks[0].live_hosts
+    report = {d.node.host: d for d in ns.call("Report", pb.Empty()).dataservers}
+    assert sorted(report) == ["h1", "h2", "h3"] and not report[victim].alive
+    assert report["h1"].alive and abs(report["h1"].last_heartbeat - time.time()) < 30
+    assert report["h1"].blocks == 1 and report["h1"].node.data_address == "127.0.0.1:1"
     assert [c.WhichOneof("command") for c in heartbeat(ns, victim)] == ["reregister"]
 
     # a reader finds h1's replica corrupt: it is no longer offered, and is deleted once

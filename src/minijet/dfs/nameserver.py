@@ -34,10 +34,11 @@ SAFEMODE_ACTIONS = {pb.SafeModeRequest.GET: "get", pb.SafeModeRequest.LEAVE: "le
 class NameServer(dfs_pb2_grpc.NameServerServicer):
     """Loads image + journal in the constructor; serve it only after that returns."""
 
-    def __init__(self, config: Config, clock=time.time):
+    def __init__(self, config: Config):
         self.config = config
         self.settings = config["nameserver"]
-        self.clock = clock
+        self.clock = time.time        # mtimes
+        self.ticks = time.monotonic   # liveness, timeouts, safe mode: immune to clock jumps
         self.rng = random.Random()
         self.dir = Path(self.settings["dir"])
         self._lock = threading.Lock()
@@ -163,7 +164,7 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
     # ---- helpers ----
 
     def _check_writable(self) -> None:
-        on, reason = self.blocks.safemode_status(self.clock())
+        on, reason = self.blocks.safemode_status(self.ticks())
         if on:
             raise FailedPrecondition(f"nameserver is in safe mode: {reason}")
 
@@ -348,7 +349,7 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
                 self.blocks.safemode.enter()
             elif action == "leave":
                 self.blocks.safemode.leave()
-            on, reason = self.blocks.safemode_status(self.clock())
+            on, reason = self.blocks.safemode_status(self.ticks())
             self._in_safemode = on
         if action != "get":
             log.info("safe mode %s by an operator: now %s", action, "on" if on else "off")
@@ -375,10 +376,12 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
     def Report(self, request, context):
         with self._lock:
             servers = sorted(self.blocks.servers.values(), key=lambda s: s.host)
+            ticks_to_epoch = self.clock() - self.ticks()
             return pb.ReportResponse(dataservers=[
                 pb.DataServerReport(node=self._node_info(s.host), capacity=s.capacity,
                                     used=s.used, blocks=len(s.blocks),
-                                    last_heartbeat=s.last_heartbeat, alive=s.alive)
+                                    last_heartbeat=s.last_heartbeat + ticks_to_epoch,
+                                    alive=s.alive)
                 for s in servers])
 
     # ---- dataserver protocol ----
@@ -396,7 +399,7 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
                             "dataservers with one node.host?", node.host, node.data_address,
                             known.data_address)
             self.blocks.register(node.host, rack, node.data_address, request.capacity,
-                                 request.used, self.clock())
+                                 request.used, self.ticks())
             self._outbox[node.host] = []
         log.info("dataserver %s registered: rack %s, data address %s, capacity %s, used %s",
                  node.host, rack, node.data_address, request.capacity, request.used)
@@ -406,7 +409,7 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
     def DataServerHeartbeat(self, request, context):
         with self._lock:
             known = self.blocks.heartbeat(request.host, request.capacity, request.used,
-                                          request.active_transfers, self.clock())
+                                          request.active_transfers, self.ticks())
             commands = (self._outbox.pop(request.host, []) if known else
                         [pb.DataServerCommand(reregister=pb.Empty())])
         if not known:
@@ -449,13 +452,14 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
                 log.exception("monitor round failed")
 
     def monitor_once(self) -> None:
-        now = self.clock()
+        now = self.ticks()
         with self._lock:
             for host in self.blocks.check_dead(now):
                 self._outbox.pop(host, None)
                 log.warning("dataserver %s declared dead (no heartbeat for %ss)", host,
                             self.settings["dead_timeout"])
-            for path, edit in self.ns.expire_leases(now, self.settings["lease_timeout"]):
+            for path, edit in self.ns.expire_leases(self.clock(),
+                                                    self.settings["lease_timeout"]):
                 self._commit(edit)
                 log.warning("lease on %s expired (writer silent for %ss): %s blocks dropped",
                             path, self.settings["lease_timeout"], len(edit.removed_blocks))
