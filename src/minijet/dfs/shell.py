@@ -79,7 +79,7 @@ def main() -> None:
 def _human(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f}".removesuffix(".0") + f" {unit}"
         n /= 1024
     raise AssertionError
 

@@ -1,0 +1,101 @@
+"""DFS put/get throughput on a local cluster, beside `cp` of the same file on the same disk.
+
+    .venv/bin/python bench/dfs_throughput.py [--size 256MiB] [--block-size 64MiB]
+
+Starts a local cluster (3 dataservers) in a temporary directory, writes a file of random
+bytes, then times `cp` of it, and DfsClient put and get at replication 1 and 3. Each result
+is shown in MB/s (10^6 bytes) and as a ratio to cp. Aims: get >= 50% of cp, put at
+replication 1 >= 35% of cp. Dataservers fsync every replica before acknowledging it and cp does
+not, so a "cp + fsync" line is shown too; --no-fsync turns the dataservers' fsync off.
+"""
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+
+from minijet.cluster import LocalCluster
+from minijet.config import parse_size
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def cp_fsync(src: Path, dst: Path) -> None:
+    subprocess.run(["cp", str(src), str(dst)], check=True)
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_random(path: Path, size: int) -> None:
+    chunk = 4 * 1024 * 1024
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(chunk, left)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="256MiB", help="file size (default 256MiB)")
+    ap.add_argument("--block-size", default="64MiB", help="DFS block size (default 64MiB)")
+    ap.add_argument("--dataservers", type=int, default=3)
+    ap.add_argument("--no-fsync", action="store_true",
+                    help="dataservers do not fsync replicas (dataserver.fsync: false)")
+    ap.add_argument("--dir", help="work directory (default: a new temporary directory "
+                                  "under $TMPDIR, removed at the end)")
+    args = ap.parse_args()
+    size, block_size = parse_size(args.size), parse_size(args.block_size)
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as work:
+        work = Path(work)
+        src = work / "source.bin"
+        write_random(src, size)
+        results = [("cp", timed(lambda: subprocess.run(["cp", str(src), str(work / "cp.bin")],
+                                                       check=True)))]
+        (work / "cp.bin").unlink()
+        results.append(("cp + fsync", timed(lambda: cp_fsync(src, work / "cp.bin"))))
+        (work / "cp.bin").unlink()
+
+        config = {"dfs": {"block_size": block_size},
+                  "dataserver": {"fsync": not args.no_fsync}}
+        with LocalCluster(work / "cluster", config=config) as lc:
+            lc.up(dataservers=args.dataservers)
+            with closing(lc.client(host="host1")) as client:
+                for r in (1, 3):
+                    dfs_path = f"/bench/r{r}.bin"
+                    back = work / f"back_r{r}.bin"
+                    results.append((f"put r{r}", timed(
+                        lambda: client.put(str(src), dfs_path, replication=r))))
+                    results.append((f"get r{r}", timed(lambda: client.get(dfs_path, str(back)))))
+                    if not filecmp.cmp(src, back, shallow=False):
+                        sys.exit(f"get r{r} returned different bytes")
+                    back.unlink()
+                    client.delete(dfs_path)
+
+    cp_rate = size / results[0][1]
+    print(f"file {size / 1e6:.0f} MB, block size {block_size / 2**20:.0f} MiB, "
+          f"{args.dataservers} dataservers on one machine, dataserver fsync "
+          f"{'off' if args.no_fsync else 'on'}")
+    print(f"{'operation':<11} {'seconds':>8} {'MB/s':>8} {'vs cp':>6}")
+    for name, seconds in results:
+        rate = size / seconds
+        print(f"{name:<11} {seconds:8.2f} {rate / 1e6:8.1f} {rate / cp_rate:6.0%}")
+
+
+if __name__ == "__main__":
+    main()

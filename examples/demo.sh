@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# A tour of the DFS (run by `make demo`): start a local cluster in a temporary directory, put
+# the Shakespeare text, list it, show its blocks and replicas, read it back, stop the cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/minijet-demo.XXXXXX")
+export MINIJET_CONF="$DIR/minijet.yaml"   # dfsshell finds the demo cluster through this
+cleanup() {
+    minijet cluster down --dir "$DIR" >/dev/null 2>&1 || true
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+step() { printf '\n$ %s\n' "$*"; "$@"; }
+
+step minijet cluster up --dataservers 3 --dir "$DIR"
+# Small blocks, so that even this 1 MB file is spread over several blocks and hosts.
+step dfsshell put --block-size 256KiB examples/wordcount/shakespeare.txt /input/shakespeare.txt
+step dfsshell ls -R /
+step dfsshell stat /input/shakespeare.txt
+printf '\n$ dfsshell cat /input/shakespeare.txt | head\n'
+dfsshell cat /input/shakespeare.txt | head
+step dfsshell get /input/shakespeare.txt "$DIR/shakespeare.txt"
+step cmp examples/wordcount/shakespeare.txt "$DIR/shakespeare.txt"
+echo "the copy read back from the DFS is byte-identical"
+step dfsshell fsck /
+step dfsshell report
+step minijet cluster down --dir "$DIR"
