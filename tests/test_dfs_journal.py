@@ -113,47 +113,58 @@ def test_group_commit_shares_fsyncs(tmp_path, monkeypatch):
 
 
 CHILD = textwrap.dedent("""
-    import sys
+    import sys, threading
     from minijet import config
     from minijet.dfs.nameserver import NameServer
     from minijet.proto import dfs_pb2 as pb
     cfg = config.from_dict({"nameserver": {"dir": sys.argv[1], "checkpoint_edits": 37}})
     server = NameServer(cfg)
-    i = 0
-    while True:
-        server.Mkdirs(pb.MkdirsRequest(path=f"/loop/d{i}", parents=True), None)
-        if i % 3 == 0:
-            server.Rename(pb.RenameRequest(src=f"/loop/d{i}", dst=f"/loop/r{i}"), None)
-        print(i, flush=True)   # acknowledged
-        i += 1
+    out = threading.Lock()
+
+    def client(n):
+        i = 0
+        while True:
+            server.Mkdirs(pb.MkdirsRequest(path=f"/loop/t{n}/d{i}", parents=True), None)
+            if i % 3 == 0:
+                server.Rename(pb.RenameRequest(src=f"/loop/t{n}/d{i}", dst=f"/loop/t{n}/r{i}"),
+                              None)
+            with out:
+                print(n, i, flush=True)   # acknowledged
+            i += 1
+
+    for n in range(4):
+        threading.Thread(target=client, args=(n,)).start()
 """)
 
 
 def test_sigkill_mid_loop_keeps_every_acknowledged_change(tmp_path):
+    """Four concurrent clients (sharing fsyncs), checkpoints every 37 edits, SIGKILL."""
     name_dir = tmp_path / "name"
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(name_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    acked = -1
+    acked = {n: -1 for n in range(4)}
     try:
         deadline = time.monotonic() + 30
-        while acked < 250 and time.monotonic() < deadline:
+        while sum(acked.values()) < 600 and time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
-            acked = int(line)
+            n, i = map(int, line.split())
+            acked[n] = i
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
-    assert acked >= 250, "child did not make progress"
+    assert sum(acked.values()) >= 600, "child did not make progress"
     assert list(name_dir.glob("image")), "no checkpoint was written"
     rec = journal.recover(name_dir)
     ns = Namespace.from_image(rec.image)
     for r in rec.records:
         ns.apply(r)
-    names = {s.path for s in ns.list("/loop")}
-    for i in range(acked + 1):
-        assert (f"/loop/r{i}" if i % 3 == 0 else f"/loop/d{i}") in names
+    for n, last in acked.items():
+        names = {s.path for s in ns.list(f"/loop/t{n}")}
+        for i in range(last + 1):
+            assert f"/loop/t{n}/{'r' if i % 3 == 0 else 'd'}{i}" in names
 
 
 def test_directory_lock_refuses_a_second_user(tmp_path):
