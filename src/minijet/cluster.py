@@ -35,7 +35,12 @@ DEFAULT_DATASERVERS = 3
 ENTRY_POINTS = {
     "nameserver": "minijet.dfs.nameserver",
     "dataserver": "minijet.dfs.dataserver",
+    "jobserver": "minijet.jobserver.jobserver",
+    "taskserver": "minijet.taskserver.taskserver",
 }
+# `status` lists daemons in this order; nameserver and jobserver are one of a kind.
+ROLE_ORDER = ("nameserver", "dataserver", "jobserver", "taskserver")
+SINGLE = ("nameserver", "jobserver")
 
 
 class ClusterError(MinijetError):
@@ -71,7 +76,7 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def _daemon_name(role: str, index: int) -> str:
-    return role if role == "nameserver" else f"{role}{index}"
+    return role if role in SINGLE else f"{role}{index}"
 
 
 class LocalCluster:
@@ -105,8 +110,11 @@ class LocalCluster:
                 "heartbeat_interval": "1s",
             },
             "dfs": {"replication": 3},
-            "jobserver": {"address": f"127.0.0.1:{free_port()}", "dir": str(self.dir / "jobs")},
-            "taskserver": {"address": "127.0.0.1:0", "dir": str(self.dir / "task")},
+            # one machine: fast heartbeats, quick loss detection, short locality waits
+            "jobserver": {"address": f"127.0.0.1:{free_port()}", "dir": str(self.dir / "jobs"),
+                          "taskserver_timeout": "10s", "locality_delay": "1s"},
+            "taskserver": {"address": "127.0.0.1:0", "dir": str(self.dir / "task"),
+                           "heartbeat_interval": "0.5s"},
             "logging": {"file": ""},
         }
 
@@ -173,6 +181,9 @@ class LocalCluster:
         if role == "dataserver":
             cmd += ["-D", f"node.host=host{index}",
                     "-D", f"dataserver.dir={self.dir / f'data{index}'}"]
+        elif role == "taskserver":  # paired with dataserver i: the same node identity
+            cmd += ["-D", f"node.host=host{index}",
+                    "-D", f"taskserver.dir={self.dir / f'task{index}'}"]
         return cmd
 
     def _start(self, role: str, index: int) -> dict[str, Any]:
@@ -190,12 +201,16 @@ class LocalCluster:
         self._children[proc.pid] = proc
         return {"role": role, "index": index, "pid": proc.pid,
                 "create_time": psutil.Process(proc.pid).create_time(),
-                "host": f"host{index}" if role == "dataserver" else "",
+                "host": f"host{index}" if role in ("dataserver", "taskserver") else "",
                 "log": str(log_path), "started": time.time()}
 
     def _wanted(self, state: dict[str, Any]) -> list[tuple[str, int]]:
-        return [("nameserver", 0)] + [("dataserver", i)
-                                      for i in range(1, state["dataservers"] + 1)]
+        wanted = [("nameserver", 0)] + [("dataserver", i)
+                                        for i in range(1, state["dataservers"] + 1)]
+        if state.get("taskservers"):
+            wanted += [("jobserver", 0)] + [("taskserver", i)
+                                            for i in range(1, state["taskservers"] + 1)]
+        return wanted
 
     def up(self, dataservers: int | None = None, taskservers: int = 0,
            timeout: float = 60.0) -> list[str]:
@@ -224,7 +239,10 @@ class LocalCluster:
                     started.append(name)
         finally:
             self._save_state(state)
+        deadline = time.monotonic() + timeout
         self._wait_ready(state, started, timeout)
+        if state["taskservers"]:
+            self._wait_taskservers(state, started, deadline - time.monotonic())
         return started
 
     def _died_at_start(self, state: dict[str, Any], names: list[str]) -> None:
@@ -272,18 +290,65 @@ class LocalCluster:
                                        f"waiting for {waiting_for}; see {self.dir / 'logs'}")
                 time.sleep(0.1)
 
+    def _wait_taskservers(self, state: dict[str, Any], started: list[str],
+                          timeout: float) -> None:
+        """Until the jobserver lists every taskserver alive (the restarted ones with a
+        heartbeat since their start)."""
+        deadline = time.monotonic() + max(timeout, 1.0)
+        waiting_for = "the jobserver to answer"
+        while True:
+            self._died_at_start(state, started)
+            try:
+                heard: dict[str, float] = {}
+                for t in self._taskservers(self.config):
+                    if t.alive:
+                        heard[t.host] = max(heard.get(t.host, 0.0), t.last_heartbeat)
+                missing = [name for name, entry in state["daemons"].items()
+                           if entry["role"] == "taskserver"
+                           and heard.get(entry["host"], -1.0)
+                           < (entry["started"] - 1.0 if name in started else 0.0)]
+                if not missing:
+                    return
+                waiting_for = "heartbeats of " + ", ".join(sorted(missing))
+            except MinijetError:
+                pass
+            if time.monotonic() > deadline:
+                raise ClusterError(f"cluster in {self.dir} not ready: waiting for "
+                                   f"{waiting_for}; see {self.dir / 'logs'}")
+            time.sleep(0.1)
+
+    def _taskservers(self, config: configmod.Config) -> list:
+        """The jobserver's list of taskservers (raises MinijetError if it does not answer)."""
+        from minijet.proto import job_pb2, job_pb2_grpc
+        config = config.with_overrides({"rpc.retries": 0})
+        address = config["jobserver"]["address"]
+        with rpc.connect(config, address) as channel:
+            return list(rpc.call(config, job_pb2_grpc.JobServerStub(channel).ListTaskServers,
+                                 job_pb2.Empty(), idempotent=True, timeout=2.0,
+                                 address=address).taskservers)
+
+    def _task_addresses(self, config: configmod.Config) -> dict[str, str]:
+        """host -> shuffle address of its live taskserver, as the jobserver knows them."""
+        try:
+            return {t.host: t.address for t in self._taskservers(config) if t.alive}
+        except MinijetError:
+            return {}
+
     def status(self) -> list[DaemonStatus]:
         state = self._load_state()
         if not state["daemons"] and not self.config_path.exists():
             raise ClusterError(f"no local cluster in {self.dir} (run `minijet cluster up`)")
         config = self.config
         data_addresses = self._data_addresses(config)
+        task_addresses = self._task_addresses(config) if state.get("taskservers") else {}
         result = []
-        for name, entry in sorted(state["daemons"].items(),
-                                  key=lambda kv: (kv[1]["role"] != "nameserver", kv[1]["index"])):
+        for name, entry in sorted(state["daemons"].items(), key=lambda kv: (
+                ROLE_ORDER.index(kv[1]["role"]), kv[1]["index"])):
             proc = self._process(entry)
-            if entry["role"] == "nameserver":
-                address = config["nameserver"]["address"]
+            if entry["role"] in SINGLE:
+                address = config[entry["role"]]["address"]
+            elif entry["role"] == "taskserver":
+                address = task_addresses.get(entry["host"], "") if proc else ""
             else:
                 address = data_addresses.get(entry["host"], "") if proc else ""
             result.append(DaemonStatus(name, entry["role"], entry["index"], entry["host"],
@@ -304,9 +369,12 @@ class LocalCluster:
         return {d.node.host: d.node.data_address for d in report.dataservers}
 
     def address(self, role: str, index: int = 0) -> str:
-        """The nameserver's RPC address, or a dataserver's data-transfer address."""
-        if role == "nameserver":
-            return self.config["nameserver"]["address"]
+        """The nameserver's or jobserver's RPC address, a dataserver's data-transfer
+        address, or a taskserver's shuffle address."""
+        if role in SINGLE:
+            return self.config[role]["address"]
+        if role == "taskserver":
+            return self._task_addresses(self.config).get(f"host{index}", "")
         return self._data_addresses(self.config).get(f"host{index}", "")
 
     def pid(self, role: str, index: int = 0) -> int | None:
@@ -404,8 +472,8 @@ _dir_option = click.option("--dir", "directory", default=str(DEFAULT_DIR), show_
               help=f"Number of dataservers (hosts host1..hostN; default "
                    f"{DEFAULT_DATASERVERS}, or as many as DIR had).")
 @click.option("--taskservers", type=int, default=0,
-              help="Number of taskservers; accepted and ignored for now: the job engine "
-                   "comes next.")
+              help="Number of taskservers (hosts host1..hostM, each paired with the "
+                   "dataserver of that host); with any, the jobserver runs too.")
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for the cluster to be ready.")
 @_dir_option

@@ -1,0 +1,416 @@
+"""Jobs end to end on local clusters of real processes (nameserver, dataservers, jobserver,
+taskservers, one TaskHost process per attempt), submitted with the real `jetshell` CLI or
+JetClient. One cluster is shared by the tests that leave it intact; a test that kills a
+daemon or needs other timings gets a cluster of its own."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import posixpath
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from minijet.client import JetClient
+from minijet.cluster import LocalCluster
+from minijet.errors import AlreadyExists, NotFound
+
+BLOCK = 256 * 1024
+WORDCOUNT = str(Path(__file__).parents[1] / "examples" / "wordcount" / "wordcount.py")
+TESTJOBS = str(Path(__file__).parent / "jobs" / "testjobs.py")
+
+# Small blocks so a ~1 MB file spans several; fast heartbeats; a locality delay long enough
+# that a map waits for a slot on its data's node rather than run elsewhere.
+JOBS_CONFIG = {
+    "dfs": {"block_size": "256KiB"},
+    "nameserver": {"dead_timeout": "5s", "replication_interval": "0.5s"},
+    "dataserver": {"heartbeat_interval": "0.5s"},
+    "jobserver": {"taskserver_timeout": "4s", "locality_delay": "3s"},
+    "taskserver": {"heartbeat_interval": "0.3s", "slots": 2},
+    "rpc": {"timeout": "10s"},
+}
+
+
+def _config(**sections) -> dict:
+    result = {k: dict(v) for k, v in JOBS_CONFIG.items()}
+    for section, keys in sections.items():
+        result.setdefault(section, {}).update(keys)
+    return result
+
+
+@pytest.fixture(scope="module")
+def jobs_cluster(tmp_path_factory):
+    lc = LocalCluster(tmp_path_factory.mktemp("jobs-cluster"), config=_config())
+    try:
+        lc.up(dataservers=3, taskservers=3)
+        yield lc
+    finally:
+        lc.down()
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    """own_cluster(dataservers, taskservers, **sections) -> a started cluster for one test."""
+    made: list[LocalCluster] = []
+
+    def make(dataservers: int = 3, taskservers: int = 3, **sections) -> LocalCluster:
+        lc = LocalCluster(tmp_path / f"cluster{len(made)}", config=_config(**sections))
+        made.append(lc)
+        lc.up(dataservers=dataservers, taskservers=taskservers)
+        return lc
+
+    try:
+        yield make
+    finally:
+        for lc in made:
+            lc.down()
+
+
+# ---- helpers ----
+
+def jetshell(lc: LocalCluster, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MINIJET_CONF=str(lc.config_path))
+    return subprocess.run([sys.executable, "-c", "from minijet.client.jetshell import main; "
+                           "main()", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def job_id_of(result: subprocess.CompletedProcess) -> str:
+    """`jetshell run` prints the job id as the last word of its first line."""
+    return result.stdout.splitlines()[0].split()[-1]
+
+
+def make_text(seed: int, size: int) -> bytes:
+    """Deterministic text of about `size` bytes: short and very long lines, non-ASCII words,
+    blank lines, tabs and odd whitespace, so lines cross block boundaries anywhere."""
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(300)] + ["été", "日本語", "naïve", "Ünïcödé", "a", "I",
+                                             "the", "to-be", "x\xa0y", "end."]
+    out, total = [], 0
+    while total < size:
+        n = rng.choice([0, 1, 3, 8, 15, 40, 2000])
+        line = " ".join(rng.choice(vocab) for _ in range(n))
+        if rng.random() < 0.1:
+            line = "\t" + line.replace(" ", "  \t", 3) + " "
+        data = (line + "\n").encode()
+        out.append(data)
+        total += len(data)
+    return b"".join(out)
+
+
+def expected_counts(*texts: bytes) -> collections.Counter:
+    counts = collections.Counter()
+    for t in texts:
+        counts.update(t.decode("utf-8").split())
+    return counts
+
+
+def put_bytes(dfs, path: str, data: bytes, replication: int | None = None) -> None:
+    with dfs.create(path, replication=replication) as f:
+        f.write(data)
+
+
+def read_counts(dfs, output: str) -> collections.Counter:
+    counts = collections.Counter()
+    for st in dfs.list(output):
+        name = posixpath.basename(st.path)
+        if name.startswith("part-"):
+            with dfs.open(st.path) as f:
+                for line in f.read().decode("utf-8").split("\n"):
+                    if line:
+                        word, n = line.rsplit("\t", 1)
+                        assert word not in counts, f"{word!r} in two part files"
+                        counts[word] = int(n)
+    return counts
+
+
+def part_files(dfs, output: str) -> list[str]:
+    return sorted(posixpath.basename(s.path) for s in dfs.list(output)
+                  if posixpath.basename(s.path).startswith("part-"))
+
+
+def status(lc: LocalCluster, job_id: str):
+    with JetClient(lc.config) as jc:
+        return jc.get_status(job_id)
+
+
+def wait_until(condition, timeout: float, what: str, poll: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(poll)
+
+
+# ---- WordCount ----
+
+@pytest.mark.parametrize("blocks,reducers", [(1, 1), (1, 3), (5, 1), (5, 3)])
+def test_wordcount_equals_counter(jobs_cluster, blocks, reducers):
+    dfs = jobs_cluster.client()
+    base = f"/wc-{blocks}-{reducers}"
+    text = make_text(seed=blocks * 10 + reducers, size=blocks * BLOCK - BLOCK // 3)
+    put_bytes(dfs, f"{base}/in/text.txt", text)
+    locations = dfs.block_locations(f"{base}/in/text.txt")
+    assert len(locations) == blocks
+    if blocks > 1:  # some block boundary falls inside a line
+        assert any(text[b.offset - 1:b.offset] != b"\n" for b in locations[1:])
+
+    result = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", f"{base}/in", f"{base}/out",
+                      "--reducers", str(reducers))
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = job_id_of(result)
+    assert job_id.startswith("job_")
+    assert read_counts(dfs, f"{base}/out") == expected_counts(text)
+    assert part_files(dfs, f"{base}/out") == [f"part-{i:05d}" for i in range(reducers)]
+    names = {posixpath.basename(s.path) for s in dfs.list(f"{base}/out")}
+    assert "_SUCCESS" in names and "_temporary" not in names
+
+    st = status(jobs_cluster, job_id)
+    assert st.state == "succeeded"
+    assert [(s.stage_id, s.tasks, s.succeeded) for s in st.stages] == \
+        [("map", blocks, blocks), ("reduce", reducers, reducers)]
+    dfs.close()
+
+
+def test_map_only_job_and_directory_input(jobs_cluster):
+    """Several input files in a directory (hidden names skipped), no reducers: the mapper's
+    output goes straight to part files, one per split."""
+    dfs = jobs_cluster.client()
+    texts = [make_text(seed=100 + i, size=BLOCK + 5000) for i in range(2)]
+    for i, t in enumerate(texts):
+        put_bytes(dfs, f"/maponly/in/f{i}.txt", t)
+    put_bytes(dfs, "/maponly/in/_ignored", b"hidden hidden\n")
+    result = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", "/maponly/in",
+                      "/maponly/out", "--reducers", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(part_files(dfs, "/maponly/out")) == 4   # two blocks per file
+    counts = collections.Counter()
+    for name in part_files(dfs, "/maponly/out"):
+        with dfs.open(f"/maponly/out/{name}") as f:
+            for line in f.read().decode().split("\n"):
+                if line:
+                    word, n = line.rsplit("\t", 1)
+                    counts[word] += int(n)
+    assert counts == expected_counts(*texts)
+    dfs.close()
+
+
+# ---- locality ----
+
+def test_maps_run_where_their_blocks_are(jobs_cluster):
+    """Input at replication 1, written from each host in turn so every host holds some blocks:
+    with free slots, maps run node-local."""
+    config = jobs_cluster.config
+    texts = []
+    for host in (1, 2, 3):
+        from minijet.dfs import DfsClient
+        with DfsClient(config, host=f"host{host}") as dfs:
+            for i in range(2):
+                text = make_text(seed=host * 7 + i, size=BLOCK + BLOCK // 2)
+                texts.append(text)
+                put_bytes(dfs, f"/local/in/h{host}-{i}.txt", text, replication=1)
+                assert {h for b in dfs.block_locations(f"/local/in/h{host}-{i}.txt")
+                        for h in b.hosts} == {f"host{host}"}
+    result = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", "/local/in", "/local/out",
+                      "--reducers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    st = status(jobs_cluster, job_id_of(result))
+    maps = [a for a in st.attempts if "_map_" in a.task_id]
+    assert len(maps) >= 12
+    local = [a for a in maps if a.locality == "node-local"]
+    assert len(local) >= 0.9 * len(maps), [(a.attempt_id, a.host, a.locality) for a in maps]
+    assert all(a.host == a.taskserver.split(":")[0] for a in maps)
+    counters = {(c.group, c.name): c.value for c in st.counters}
+    assert counters[("job", "node_local_attempts")] == len(local)
+    with jobs_cluster.client() as dfs:
+        assert read_counts(dfs, "/local/out") == expected_counts(*texts)
+
+
+# ---- failures ----
+
+def test_failing_mapper_fails_the_job_with_the_users_error(jobs_cluster):
+    dfs = jobs_cluster.client()
+    text = make_text(seed=5, size=2 * BLOCK) + b"some poison here\n" + make_text(6, 1000)
+    put_bytes(dfs, "/poison/in.txt", text)
+    result = jetshell(jobs_cluster, "run", TESTJOBS, "PoisonWordCount", "/poison/in.txt",
+                      "/poison/out")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "ValueError: poison record at byte" in result.stderr
+    job_id = job_id_of(result)
+
+    shown = jetshell(jobs_cluster, "status", job_id)
+    assert shown.returncode == 0, shown.stderr
+    text_shown = shown.stdout + shown.stderr
+    assert "failed" in text_shown
+    assert "ValueError: poison record at byte" in text_shown
+    assert 'raise ValueError(f"poison record at byte {key}")' in text_shown  # the traceback
+
+    st = status(jobs_cluster, job_id)
+    assert st.state == "failed"
+    failed = [a for a in st.attempts if a.state == "failed"]
+    assert len(failed) == 4   # jobserver.max_task_attempts
+    assert len({a.task_id for a in failed}) == 1
+    assert len({a.taskserver for a in failed}) >= 2   # retried elsewhere
+    assert all(a.state in ("succeeded", "killed", "failed") for a in st.attempts)
+    assert not dfs.exists("/poison/out")   # no part files, nothing partial
+    dfs.close()
+
+
+def test_missing_input_and_existing_output_refused_before_any_task(jobs_cluster):
+    dfs = jobs_cluster.client()
+    put_bytes(dfs, "/refuse/in.txt", b"a b c\n")
+    dfs.mkdir("/refuse/out-exists", parents=True)
+    put_bytes(dfs, "/refuse/out-exists/keep", b"precious\n")
+    with JetClient(jobs_cluster.config) as jc:
+        before = len(jc.list_jobs(all=True))
+
+    missing = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", "/refuse/nope",
+                       "/refuse/out")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == \
+        ["jetshell: error: input path /refuse/nope does not exist"]
+    exists = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", "/refuse/in.txt",
+                      "/refuse/out-exists")
+    assert exists.returncode == 1
+    [line] = exists.stderr.strip().splitlines()
+    assert line.startswith("jetshell: error: output path /refuse/out-exists already exists")
+    assert not dfs.exists("/refuse/out")
+
+    # The jobserver checks too (a client may skip the check, or the DFS may change after it)
+    from minijet.jobconf import compile_mapreduce
+    with JetClient(jobs_cluster.config) as jc:
+        assert len(jc.list_jobs(all=True)) == before
+        for inputs, output, error in ((["/refuse/nope"], "/refuse/out", NotFound),
+                                      (["/refuse/in.txt"], "/refuse/out-exists", AlreadyExists)):
+            conf = compile_mapreduce("WordCount", "wordcount.py", "WordCount", {}, inputs,
+                                     output, 1, True)
+            job_id, job_dir = jc.create_job("WordCount")
+            put_bytes(dfs, f"{job_dir}/job.json", json.dumps(conf.to_dict()).encode())
+            dfs.put(WORDCOUNT, f"{job_dir}/wordcount.py")
+            with pytest.raises(error, match=output if error is AlreadyExists else inputs[0]):
+                jc.run_job(job_id)
+            assert jc.get_status(job_id).state == "created"
+            assert not jc.get_status(job_id).attempts
+            jc.kill_job(job_id)
+            assert jc.get_status(job_id).state == "killed"
+    with dfs.open("/refuse/out-exists/keep") as f:
+        assert f.read() == b"precious\n"
+    dfs.close()
+
+
+def test_hanging_task_is_killed_after_task_timeout_and_retried(own_cluster, tmp_path):
+    lc = own_cluster(dataservers=2, taskservers=2, taskserver={"task_timeout": "2s"})
+    dfs = lc.client()
+    text = make_text(seed=9, size=2 * BLOCK)
+    put_bytes(dfs, "/hang/in.txt", text)
+    marker = tmp_path / "hung"
+    result = jetshell(lc, "run", TESTJOBS, "HangOnceWordCount", "/hang/in.txt", "/hang/out",
+                      "--marker", str(marker))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert marker.exists()
+    st = status(lc, job_id_of(result))
+    first = [a for a in st.attempts if a.task_id.endswith("_map_00000")]
+    assert [a.state for a in first] == ["failed", "succeeded"]
+    assert "timed out" in first[0].error
+    assert read_counts(dfs, "/hang/out") == expected_counts(text)
+    dfs.close()
+
+
+def test_taskserver_killed_mid_job(own_cluster):
+    """kill -9 a taskserver once it holds finished map output: its running attempts and the
+    map outputs the reducers still need run again elsewhere; the output is right."""
+    lc = own_cluster(dataservers=3, taskservers=3)
+    dfs = lc.client()
+    text = make_text(seed=11, size=8 * BLOCK - 1000)
+    put_bytes(dfs, "/crash/in.txt", text)
+    with JetClient(lc.config) as jc:
+        job_id = jc.submit(TESTJOBS, "SlowWordCount",
+                           ["/crash/in.txt", "/crash/out", "--reducers", "2", "--delay", "1.5"])
+        victim = wait_until(
+            lambda: next((a.taskserver for a in jc.get_status(job_id).attempts
+                          if "_map_" in a.task_id and a.state == "succeeded"), None),
+            timeout=60, what="a finished map attempt")
+        host = victim.split(":")[0]
+        lc.kill("taskserver", int(host.removeprefix("host")))
+        st = jc.wait_for_completion(job_id, timeout=120)
+    assert st.state == "succeeded", st.error
+    lost = [a for a in st.attempts if a.state == "lost"]
+    assert lost and all(a.taskserver == victim for a in lost)
+    assert read_counts(dfs, "/crash/out") == expected_counts(text)
+    dfs.close()
+
+
+def test_jobserver_restart_keeps_every_job_it_accepted(own_cluster):
+    """kill -9 the jobserver while a job runs: the restarted one lists the finished job as it
+    was and the interrupted one as failed (its partial output removed, its attempts killed on
+    the taskservers), and runs new jobs."""
+    import psutil
+
+    lc = own_cluster(dataservers=2, taskservers=2)
+    dfs = lc.client()
+    text = make_text(seed=21, size=2 * BLOCK)
+    put_bytes(dfs, "/restart/in.txt", text)
+    with JetClient(lc.config) as jc:
+        done = jc.submit(WORDCOUNT, "WordCount", ["/restart/in.txt", "/restart/done"])
+        assert jc.wait_for_completion(done, timeout=60).state == "succeeded"
+        before = jc.get_status(done)
+        slow = jc.submit(TESTJOBS, "SlowWordCount",
+                         ["/restart/in.txt", "/restart/slow", "--delay", "600"])
+        wait_until(lambda: any(a.state == "running" for a in jc.get_status(slow).attempts),
+                   timeout=30, what="running attempts")
+    lc.kill("jobserver")
+    lc.restart()
+
+    with JetClient(lc.config) as jc:
+        jobs = {j.job_id: j for j in jc.list_jobs(all=True)}
+        assert jobs[done].state == "succeeded"
+        assert jobs[slow].state == "failed"
+        after = jc.get_status(done)
+        assert [(a.attempt_id, a.state, a.locality) for a in after.attempts] == \
+            [(a.attempt_id, a.state, a.locality) for a in before.attempts]
+        assert {(c.group, c.name, c.value) for c in after.counters if c.group != "job"} == \
+            {(c.group, c.name, c.value) for c in before.counters if c.group != "job"}
+        st = jc.get_status(slow)
+        assert "jobserver restarted" in st.error
+        assert st.attempts and all(a.state in ("lost", "failed") for a in st.attempts)
+        wait_until(lambda: not dfs.exists("/restart/slow"), timeout=30,
+                   what="the interrupted job's output to be removed")
+        taskservers = [psutil.Process(lc.pid("taskserver", i)) for i in (1, 2)]
+        wait_until(lambda: not any(p.children(recursive=True) for p in taskservers),
+                   timeout=30, what="the interrupted job's TaskHosts to be killed")
+
+        again = jc.submit(WORDCOUNT, "WordCount", ["/restart/in.txt", "/restart/again"])
+        assert again not in (done, slow)
+        assert jc.wait_for_completion(again, timeout=60).state == "succeeded"
+    assert read_counts(dfs, "/restart/again") == expected_counts(text)
+    dfs.close()
+
+    lc.down()   # SIGTERM: a clean stop
+    log = (lc.dir / "logs" / "jobserver.log").read_text()
+    assert log.rstrip().endswith("jobserver stopped")
+
+
+def test_cluster_status_shows_the_job_engine(jobs_cluster):
+    by_name = {s.name: s for s in jobs_cluster.status()}
+    assert by_name["jobserver"].state == "running"
+    assert by_name["jobserver"].address == jobs_cluster.config["jobserver"]["address"]
+    with JetClient(jobs_cluster.config) as jc:
+        shuffle = {t.host: t.address for t in jc.list_taskservers() if t.alive}
+    for i in (1, 2, 3):
+        ts = by_name[f"taskserver{i}"]
+        assert (ts.state, ts.host, ts.address) == ("running", f"host{i}", shuffle[f"host{i}"])
+    out = subprocess.run([sys.executable, "-c", "from minijet.cluster import main; main()",
+                          "cluster", "status", "--dir", str(jobs_cluster.dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert [line.split()[0] for line in out.stdout.splitlines()[1:]] == [
+        "nameserver", "dataserver1", "dataserver2", "dataserver3", "jobserver", "taskserver1",
+        "taskserver2", "taskserver3"]
