@@ -86,14 +86,12 @@ class DfsClient:
             raise InvalidArgument(f"cannot read {local_path}: {e.strerror}") from None
         with src, self.create(dfs_path, replication, block_size, overwrite) as writer:
             while True:
-                # A fresh buffer per packet: the writer keeps it for the block, uncopied.
-                buf = bytearray(writer.packet_size)
+                buf = writer._take_buffer()  # read straight into a packet buffer: no copy
                 n = src.readinto(buf)
                 if not n:
+                    writer._spare.append(buf)
                     break
-                if n < len(buf):
-                    del buf[n:]
-                writer.write_owned(buf)
+                writer._write_buffer(buf, n)
 
     def get(self, dfs_path: str, local_path: str) -> None:
         """Copy a DFS file to a local path; a temp file beside it is renamed when complete."""
@@ -201,8 +199,10 @@ class DfsWriter:
         self.packet_size = datatransfer.packet_size_for(dfs["packet_size"], self.chunk_size)
         self._retries = dfs["client_retries"]
         self._timeout = dfs["socket_timeout"]
-        self._packet = bytearray()               # data not yet sent
-        self._packets: list[tuple[bytes, bytes]] = []  # the current block's (data, crcs)
+        self._packet = bytearray()       # the packet being filled
+        self._fill = 0                   # bytes of it filled
+        self._packets: list[tuple[memoryview, bytes]] = []  # the current block's, sent
+        self._spare: list[bytearray] = []  # packet buffers of finished blocks, for reuse
         self._block_len = 0                      # bytes of the current block, sent or not
         self._block: dfs_pb2.LocatedBlock | None = None
         self._pipeline: datatransfer.BlockWriter | None = None
@@ -231,34 +231,43 @@ class DfsWriter:
             mv = mv.cast("B")
         total = len(mv)
         while mv:
-            room = min(self.packet_size - len(self._packet), self.block_size - self._block_len)
+            room = min(self.packet_size - self._fill, self.block_size - self._block_len)
             n = min(room, len(mv))
+            if self._fill == 0:
+                self._packet = self._take_buffer()
+            self._packet[self._fill:self._fill + n] = mv[:n]
+            self._fill += n
             self._block_len += n
-            if not self._packet and n == room:
-                self._send_packet(bytes(mv[:n]))  # a whole packet straight from the caller
-            else:
-                self._packet += mv[:n]
-                if n == room:  # the packet or the block is full
-                    packet, self._packet = self._packet, bytearray()
-                    self._send_packet(packet)
             mv = mv[n:]
+            if n == room:  # the packet or the block is full
+                self._send_fill()
             if self._block_len == self.block_size:
                 self._finish_block()
         return total
 
-    def write_owned(self, data: bytearray) -> int:
-        """write(), for a buffer the caller hands over and never touches again: a buffer
-        that makes a whole packet is sent and kept without a copy."""
-        room = min(self.packet_size - len(self._packet), self.block_size - self._block_len)
-        if self.closed or self._packet or len(data) != room:
-            return self.write(data)
-        self._block_len += room
-        self._send_packet(data)
+    def _take_buffer(self) -> bytearray:
+        # Reusing buffers spares the page faults of fresh megabytes on every packet.
+        return self._spare.pop() if self._spare else bytearray(self.packet_size)
+
+    def _write_buffer(self, buf: bytearray, n: int) -> None:
+        """write(buf[:n]) for a buffer from _take_buffer() that the caller gives up: when
+        it makes a whole packet it is sent as it is, without a copy."""
+        room = min(self.packet_size, self.block_size - self._block_len)
+        if self.closed or self._fill or n != room:
+            self.write(memoryview(buf)[:n])
+            self._spare.append(buf)
+            return
+        self._block_len += n
+        self._send_packet(memoryview(buf)[:n])
         if self._block_len == self.block_size:
             self._finish_block()
-        return room
 
-    def _send_packet(self, data) -> None:
+    def _send_fill(self) -> None:
+        data = memoryview(self._packet)[:self._fill]
+        self._fill = 0
+        self._send_packet(data)
+
+    def _send_packet(self, data: memoryview) -> None:
         crcs = blockstore.checksums(data, self.chunk_size)
         self._packets.append((data, crcs))
         if self._pipeline is None:
@@ -309,9 +318,8 @@ class DfsWriter:
                               f"{self._failures} times, last at dataserver {bad}: {failure}")
 
     def _finish_block(self) -> None:
-        if self._packet:
-            packet, self._packet = self._packet, bytearray()
-            self._send_packet(packet)
+        if self._fill:
+            self._send_fill()
         while True:
             try:
                 self._pipeline.finish()
@@ -322,6 +330,8 @@ class DfsWriter:
                                        length=self._block_len)
         self._pipeline = None
         self._block = None
+        self._spare.extend(data.obj for data, _ in self._packets
+                           if len(data.obj) == self.packet_size)
         self._packets = []
         self._block_len = 0
         self._failures = 0
