@@ -395,9 +395,10 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
         with self._lock:
             known = self.blocks.servers.get(node.host)
             if known and known.alive and known.data_address != node.data_address:
-                log.warning("dataserver %s re-registers from %s while %s was alive: two "
-                            "dataservers with one node.host?", node.host, node.data_address,
-                            known.data_address)
+                # a restart before dead_timeout, or (if it recurs) two dataservers
+                # configured with one node.host
+                log.warning("dataserver %s registers at %s while alive at %s: restarted?",
+                            node.host, node.data_address, known.data_address)
             self.blocks.register(node.host, rack, node.data_address, request.capacity,
                                  request.used, self.ticks())
             self._outbox[node.host] = []
