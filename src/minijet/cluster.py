@@ -445,6 +445,12 @@ def _tail(path: Path) -> str:
 
 # ---- the `minijet` command ----
 
+def _message(e: Exception) -> str:
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    return str(e)
+
+
 def _fail(message: str) -> None:
     click.echo(f"minijet: error: {message}", err=True)
     sys.exit(1)
@@ -482,8 +488,8 @@ def up(dataservers, taskservers, timeout, directory):
     try:
         started = lc.up(dataservers=dataservers, taskservers=taskservers, timeout=timeout)
         statuses = lc.status()
-    except MinijetError as e:
-        _fail(str(e))
+    except (MinijetError, OSError) as e:
+        _fail(_message(e))
     click.echo(f"started: {', '.join(started)}" if started else "all daemons already running")
     _print_status(statuses)
     if Path(directory).resolve() != DEFAULT_DIR.resolve():
@@ -496,8 +502,8 @@ def up(dataservers, taskservers, timeout, directory):
 def status(as_json, directory):
     try:
         statuses = LocalCluster(directory).status()
-    except MinijetError as e:
-        _fail(str(e))
+    except (MinijetError, OSError) as e:
+        _fail(_message(e))
     if as_json:
         click.echo(json.dumps([asdict(s) for s in statuses], indent=2))
     else:
@@ -513,8 +519,8 @@ def down(directory):
         _fail(f"no local cluster in {lc.dir}")
     try:
         stopped = lc.down()
-    except MinijetError as e:
-        _fail(str(e))
+    except (MinijetError, OSError) as e:
+        _fail(_message(e))
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
