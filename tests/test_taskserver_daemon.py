@@ -58,6 +58,11 @@ class Slow(WordCount):
             time.sleep(1.5)
         yield from super().mapper(key, value)
 
+class Crawl(WordCount):
+    def mapper(self, key, value):
+        time.sleep(0.01)
+        yield from super().mapper(key, value)
+
 class Boom(WordCount):
     def mapper(self, key, value):
         raise ValueError("bad record at %d" % key)
@@ -427,9 +432,11 @@ def test_sigterm_stops_the_taskserver_and_kills_its_taskhosts(env):
     harness = env["harness"]
     proc, _ = start_taskserver(env["root"], env["dfs_cluster"], env["jobserver"].port, "other")
     try:
-        address = wait_for(lambda: next((a for a in harness.heartbeats
-                                         if a != harness.registration.address), None),
+        address = wait_for(lambda: next((a for a in harness.heartbeats if a not in
+                                         (harness.registration.address,) and
+                                         a not in env.setdefault("seen", set())), None),
                            20, "the second taskserver's heartbeat")
+        env["seen"].add(address)
         job = "job_20260101000000_0009"
         job_dir, _ = make_job(env, job, "Hang")
         attempt = f"{job}_map_00000_0"
@@ -488,3 +495,26 @@ def test_second_taskserver_on_the_same_dir_is_refused(env):
     log = (env["root"] / "task.log").read_text()
     assert "is in use by another taskserver" in log
     assert env["proc"].poll() is None and (env["task_dir"] / "jobs").is_dir()
+
+
+def test_taskhost_of_a_killed_taskserver_stops_by_itself(env):
+    harness = env["harness"]
+    proc, _ = start_taskserver(env["root"], env["dfs_cluster"], env["jobserver"].port, "doomed")
+    try:
+        address = wait_for(lambda: next((a for a in harness.heartbeats if a not in
+                                         (harness.registration.address,) and
+                                         a not in env.setdefault("seen", set())), None),
+                           20, "the new taskserver's heartbeat")
+        env["seen"].add(address)
+        job = "job_20260101000000_0011"
+        job_dir, _ = make_job(env, job, "Crawl")
+        attempt = f"{job}_map_00000_0"
+        launch(env, job, job_dir, attempt, "map", 0, target=address, splits=whole_input())
+        stderr = env["root"] / "doomed" / "logs" / job / attempt / "stderr"
+        wait_for(lambda: stderr.is_file() and "running task" in stderr.read_text(), 20,
+                 "the attempt to run its task")
+        proc.kill()
+        proc.wait()
+        wait_for(lambda: not taskhost_running(attempt), 10, "the orphaned TaskHost to exit")
+    finally:
+        stop_process(proc)
