@@ -18,6 +18,8 @@ import bisect
 import io
 import logging
 import os
+import queue
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -105,11 +107,7 @@ class DfsClient:
                 raise InvalidArgument(f"cannot write {local_path}: {e.strerror}") from None
             try:
                 with open(fd, "wb", buffering=0) as out:
-                    buf = memoryview(bytearray(4 * reader.packet_size))
-                    while n := reader.readinto(buf):
-                        done = 0
-                        while done < n:
-                            done += out.write(buf[done:n])
+                    _copy_overlapped(reader, out, 4 * reader.packet_size)
                 os.replace(tmp, local_path)
             except BaseException as e:
                 os.unlink(tmp)
@@ -179,6 +177,42 @@ class DfsClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _copy_overlapped(reader, out, size: int) -> None:
+    """Copy reader to out, reading into one buffer while a thread writes the other out:
+    receiving, checksumming and writing all release the GIL, so they overlap."""
+    free: queue.Queue = queue.Queue()
+    full: queue.Queue = queue.Queue()
+    for _ in range(2):
+        free.put(bytearray(size))
+    failure: list[BaseException] = []
+
+    def write_out() -> None:
+        try:
+            while (item := full.get()) is not None:
+                buf, n = item
+                mv = memoryview(buf)[:n]
+                while mv:
+                    mv = mv[out.write(mv):]
+                free.put(buf)
+        except BaseException as e:
+            failure.append(e)
+            free.put(None)  # wakes the reading side
+
+    writer = threading.Thread(target=write_out, daemon=True, name="get-writer")
+    writer.start()
+    try:
+        while (buf := free.get()) is not None:
+            n = reader.readinto(buf)
+            if not n:
+                break
+            full.put((buf, n))
+    finally:
+        full.put(None)
+        writer.join()
+    if failure:
+        raise failure[0]
 
 
 class DfsWriter:
