@@ -23,6 +23,7 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/dfs_throughput.py
+	$(BIN)/python bench/wordcount.py
 
 clean:
 	rm -rf $(VENV) .minijet
