@@ -142,3 +142,10 @@ def test_reads_real_files(tmp_path):
         for start in range(0, len(data), 100_000):
             records.extend(SplitReader(f, start, 100_000, chunk_size=4096))
     assert records == expected_lines(data)
+
+
+def test_reads_little_past_the_split_end():
+    data = b"x" * 100 + b"\n" + b"y" * 3_000_000 + b"\n"
+    reader = SplitReader(io.BytesIO(data), 0, 50, chunk_size=1 << 20)
+    assert list(reader) == [(0, "x" * 100)]
+    assert reader.bytes_read < 10_000

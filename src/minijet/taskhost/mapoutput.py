@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import defaultdict
 from itertools import chain, groupby, islice, repeat
 from operator import itemgetter
 from pathlib import Path
@@ -59,7 +58,7 @@ class MapOutputBuffer:
                          "spilled_records": 0, "combine_input_records": 0,
                          "combine_output_records": 0}
         self._spills: list[tuple[Path, list[IndexEntry]]] = []
-        self._groups: defaultdict[Any, list] = defaultdict(list)  # with a combiner
+        self._groups: dict[Any, list] = {}                         # with a combiner
         self._pairs: list[tuple[Any, Any]] = []                    # without
         self._pending = 0         # records collected since the last memory check
         self._values = 0          # values held in _groups
@@ -87,16 +86,22 @@ class MapOutputBuffer:
                     return
                 self._check_memory()
         groups = self._groups
+        get = groups.get  # a plain dict and get() beat defaultdict here (CPython 3.11)
         limit = self._check_every - self._pending
         n = 0
         for key, value in pairs:
-            groups[key].append(value)
+            values = get(key)
+            if values is None:
+                groups[key] = [value]
+            else:
+                values.append(value)
             n += 1
             if n >= limit:  # checked inside the loop: one call may yield a lot
                 self._pending += n
                 n = 0
                 self._check_memory()
                 groups = self._groups  # a spill replaces it
+                get = groups.get
                 limit = self._check_every
         self._pending += n
 
@@ -231,7 +236,7 @@ class MapOutputBuffer:
         self._clear()
 
     def _clear(self) -> None:
-        self._groups = defaultdict(list)
+        self._groups = {}
         self._pairs = []
         self._values = 0
 

@@ -20,6 +20,7 @@ from operator import add
 from typing import BinaryIO, Iterator
 
 CHUNK_SIZE = 1 << 20
+_TAIL_READ = 4096
 
 
 class SplitReader:
@@ -39,6 +40,7 @@ class SplitReader:
         self.bytes_read = 0
         self.records = 0
         self._pos = start  # offset up to which lines have been handed out
+        self._file_pos = start  # where the next read starts
 
     @property
     def progress(self) -> float:
@@ -51,8 +53,13 @@ class SplitReader:
         return chain.from_iterable(self._chunks())
 
     def _read(self) -> bytes:
-        data = self.file.read(self.chunk_size)
+        # Past the split's end only the rest of one line is ours: read a little at a time
+        # there (it may be the next block, on another machine).
+        left = self.end - self._file_pos
+        size = self.chunk_size if left >= self.chunk_size else max(left, 0) + _TAIL_READ
+        data = self.file.read(size)
         self.bytes_read += len(data)
+        self._file_pos += len(data)
         return data
 
     def _chunks(self) -> Iterator[Iterator[tuple[int, str]]]:
@@ -61,13 +68,13 @@ class SplitReader:
         if self.start >= end:
             self._pos = end
             return
+        self._file_pos = max(0, self.start - 1)
+        self.file.seek(self._file_pos)
         if self.start == 0:
-            self.file.seek(0)
             pos, buf = 0, b""
         else:
             # The byte before the split tells whether a line starts exactly at `start`;
             # everything through the first newline from there belongs to the previous split.
-            self.file.seek(self.start - 1)
             pos, buf = self.start - 1, b""
             while True:
                 data = self._read()
