@@ -65,3 +65,9 @@ def test_sort_for_reader():
         assert order[0] == "h2" and order[1] == "h1" and set(order[2:]) == {"h3", "h4"}
     assert sort_for_reader(["h3"], "", racks) == ["h3"]
     assert sorted(sort_for_reader(hosts, "elsewhere", lambda h: "/x")) == sorted(hosts)
+
+
+def test_full_nodes_are_skipped():
+    live = [Node("full", "/r", 95, 100), Node("roomy", "/r", 10, 100), Node("unknown", "/r")]
+    t = choose_targets(3, live, writer_host="full", size=10, rng=random.Random(1))
+    assert sorted(n.host for n in t) == ["roomy", "unknown"]

@@ -101,7 +101,7 @@ def fast_nameserver(tmp_path):
 
 def register(ns, host):
     ns.call("RegisterDataServer", pb.RegisterRequest(
-        node=pb.NodeInfo(host=host, data_address="127.0.0.1:1"), capacity=1000, used=0))
+        node=pb.NodeInfo(host=host, data_address="127.0.0.1:1"), capacity=1 << 40, used=0))
 
 
 def write(ns, path, sizes, client="c1", host="h1", **kw):
@@ -219,7 +219,7 @@ def test_namespace_over_grpc_survives_sigkill(nameserver):
 
 def heartbeat(ns, host):
     return ns.call("DataServerHeartbeat", pb.DataServerHeartbeatRequest(
-        host=host, capacity=1000)).commands
+        host=host, capacity=1 << 40)).commands
 
 
 def test_dead_dataserver_and_bad_replica_are_repaired_by_commands(fast_nameserver):

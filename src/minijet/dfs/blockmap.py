@@ -356,7 +356,7 @@ class BlockMap:
         pending = self._pending.setdefault(block_id, {})
         holders = [by_host[h] for h in b.replicas | pending.keys() if h in by_host]
         targets = placement.choose_targets(short, live, existing=holders,
-                                           excluded=b.corrupt, rng=self.rng)
+                                           excluded=b.corrupt, size=b.length, rng=self.rng)
         if not targets:
             if not pending:
                 del self._pending[block_id]

@@ -185,10 +185,11 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
     def _place(self, f: OpenFile, excluded: set[str]) -> list[str]:
         live = [s.node() for s in self.blocks.live_servers()]
         targets = placement.choose_targets(f.replication, live, writer_host=f.client_host,
-                                           excluded=excluded, rng=self.rng)
+                                           excluded=excluded, size=f.block_size, rng=self.rng)
         if not targets:
-            raise Unavailable(f"cannot place a block of {f.path}: no live dataserver "
-                              f"({len(live)} live, excluded {sorted(excluded) or 'none'})")
+            raise Unavailable(f"cannot place a block of {f.path}: no live dataserver with "
+                              f"{f.block_size} bytes free ({len(live)} live, excluded "
+                              f"{sorted(excluded) or 'none'})")
         return [t.host for t in targets]
 
     # ---- client protocol ----

@@ -5,8 +5,8 @@ task reading its own output is then node-local); each further replica goes to th
 holding the fewest replicas so far (so with more than one rack, a block is never on one rack
 only), and within the candidates to the less used of two picked at random (the "power of two
 choices": balances load without every writer piling onto the one emptiest node). Never two
-replicas on one host; dead and excluded hosts are skipped; the count is capped by the hosts
-available.
+replicas on one host; dead, excluded and full hosts are skipped; the count is capped by the
+hosts available.
 """
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ class Node:
     used: int = 0
     capacity: int = 0
 
+    def has_room(self, size: int) -> bool:
+        """False when the node is known to lack `size` free bytes."""
+        return not self.capacity or self.capacity - self.used >= size
+
     @property
     def load(self) -> float:
         """Fraction of capacity used (used bytes when the capacity is unknown)."""
@@ -30,13 +34,13 @@ class Node:
 
 def choose_targets(count: int, live: Sequence[Node], *, writer_host: str = "",
                    existing: Iterable[Node] = (), excluded: Iterable[str] = (),
-                   rng: random.Random | None = None) -> list[Node]:
-    """Pick up to `count` new replica hosts among `live` (pipeline order).
-    `existing` are hosts already holding the block (re-replication)."""
+                   size: int = 0, rng: random.Random | None = None) -> list[Node]:
+    """Pick up to `count` new replica hosts among `live` (pipeline order), each with room
+    for `size` bytes. `existing` are hosts already holding the block (re-replication)."""
     rng = rng or random.Random()
     existing = list(existing)
     taken = {n.host for n in existing} | set(excluded)
-    candidates = {n.host: n for n in live if n.host not in taken}
+    candidates = {n.host: n for n in live if n.host not in taken and n.has_room(size)}
     chosen: list[Node] = []
     if not existing and writer_host in candidates and count > 0:
         chosen.append(candidates.pop(writer_host))
