@@ -126,3 +126,19 @@ def test_forget_job_drops_only_its_final_attempts():
     t.exited("b0", 1, 1.0)
     t.forget_job("j1")
     assert sorted(s.attempt_id for s in t.snapshot()) == ["a1", "b0"]
+
+
+def test_logs_are_swept_after_their_retention(tmp_path):
+    import os
+
+    from minijet.taskserver.taskserver import sweep_logs
+
+    for job, age in (("old", 1000), ("fresh", 10), ("running", 1000)):
+        d = tmp_path / job / f"{job}_map_00000_0"
+        d.mkdir(parents=True)
+        (d / "stdout").write_text("x")
+        for p in (d / "stdout", d, d.parent):
+            os.utime(p, (1e9 - age, 1e9 - age))
+    assert sweep_logs(tmp_path, horizon=1e9 - 100, keep={"running"}) == ["old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "running"]
+    assert sweep_logs(tmp_path / "nosuch", 1e9, set()) == []

@@ -26,7 +26,10 @@ def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: s
     work_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / TASK_JSON).write_text(task_json)
-    (work_dir / CONFIG_JSON).write_text(json.dumps(config.as_dict()))
+    # it may hold the auth token: readable by the taskserver's user only
+    fd = os.open(work_dir / CONFIG_JSON, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(config.as_dict(), f)
     argv = [sys.executable, "-m", "minijet.taskhost", "--taskserver", umbilical,
             "--attempt", attempt_id, "--job-cache", str(job_cache), "--work-dir", str(work_dir),
             "--config", str(work_dir / CONFIG_JSON)]

@@ -292,23 +292,10 @@ class TaskServer:
             time.sleep(0.02)
 
     def _sweep_logs(self) -> None:
-        """Delete the logs of jobs that ended more than log_retention ago (directory mtime:
-        the last attempt that wrote there)."""
-        if not self.layout.logs.is_dir():
-            return
-        horizon = time.time() - self.config["taskserver"]["log_retention"]
         with self._lock:
             active_jobs = {self._table.get(a).job_id for a in self._table.active()}
-        for job_logs in self.layout.logs.iterdir():
-            if job_logs.name in active_jobs:
-                continue
-            try:
-                newest = max([p.stat().st_mtime for p in job_logs.rglob("*")]
-                             + [job_logs.stat().st_mtime])
-            except OSError:
-                continue
-            if newest < horizon:
-                shutil.rmtree(job_logs, ignore_errors=True)
+        sweep_logs(self.layout.logs, time.time() - self.config["taskserver"]["log_retention"],
+                   active_jobs)
 
     # ---- timeouts ----
 
@@ -360,6 +347,26 @@ class TaskServer:
         with self._lock:
             a = self._table.get(attempt_id)
             return a.state if a else None
+
+
+def sweep_logs(logs: Path, horizon: float, keep: set[str]) -> list[str]:
+    """Delete the log dirs of jobs (not in `keep`) whose newest file is older than `horizon`
+    (a time.time() value); returns the jobs deleted."""
+    if not logs.is_dir():
+        return []
+    deleted = []
+    for job_logs in sorted(logs.iterdir()):
+        if job_logs.name in keep:
+            continue
+        try:
+            newest = max([p.stat().st_mtime for p in job_logs.rglob("*")]
+                         + [job_logs.stat().st_mtime])
+        except OSError:
+            continue
+        if newest < horizon:
+            shutil.rmtree(job_logs, ignore_errors=True)
+            deleted.append(job_logs.name)
+    return deleted
 
 
 def _tail(path: Path) -> str:
