@@ -35,7 +35,7 @@ from minijet import MapReduceJob
 
 class WordCount(MapReduceJob):
     def mapper(self, key, value):
-        print("mapping", key)
+        print("mapping", key, key == 0 and "import os" in open("wcjob.py").read())  # in cwd
         for word in value.split():
             yield word, 1
     def combiner(self, key, values):
@@ -305,7 +305,7 @@ def test_map_output_is_served_and_reduce_commits_part_files(env):
 
     # logs: the user's prints are in the attempt's stdout
     logs = stub.GetLogs(job_pb2.LogRequest(job_id=job, attempt_id=maps[0]))
-    assert "mapping" in logs.logs[0].stdout
+    assert "mapping 0 True" in logs.logs[0].stdout
     assert len(stub.GetLogs(job_pb2.LogRequest(job_id=job)).logs) == 4
 
     # cleanup deletes the job's cache and map outputs; logs stay for `jetshell logs`
