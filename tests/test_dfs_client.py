@@ -240,3 +240,13 @@ def test_dataservers_wait_for_the_nameserver_restart_cleanly_and_report_again(tm
                 time.sleep(0.1)
             with c.open("/r/f") as r:
                 assert r.read() == data
+
+
+def test_cluster_with_an_auth_token(tmp_path):
+    with DfsCluster(tmp_path, {"security": {"auth_token": "s3cret"}}) as cluster:
+        cluster.start(dataservers=2)
+        data = data_of("token", MiB + 1)
+        with cluster.client() as c:
+            write(c, "/t/f", data, replication=2)
+            with c.open("/t/f") as r:
+                assert r.read() == data

@@ -20,12 +20,12 @@ TIMEOUT = 5.0
 class Node:
     """A data server with its own store that records the blocks it reports as received."""
 
-    def __init__(self, root, fail_report: bool = False):
+    def __init__(self, root, fail_report: bool = False, token: str = ""):
         self.store = BlockStore(str(root), fsync=False)
         self.received: list[tuple[int, int]] = []
         self.fail_report = fail_report
         self.server = DataTransferServer(self.store, "127.0.0.1:0", self._received,
-                                         packet_size=PACKET, timeout=TIMEOUT)
+                                         packet_size=PACKET, timeout=TIMEOUT, token=token)
         self.server.start()
         self.address = self.server.address
 
@@ -182,3 +182,21 @@ def test_writing_an_existing_block_is_refused(nodes):
     with pytest.raises(datatransfer.PipelineError) as e:
         datatransfer.BlockWriter([nodes[1].address, nodes[0].address], 10, CHUNK, TIMEOUT)
     assert e.value.index == 1
+
+
+def test_auth_token_is_required_when_configured(tmp_path):
+    a, b = Node(tmp_path / "a", token="s3cret"), Node(tmp_path / "b", token="s3cret")
+    try:
+        w = datatransfer.BlockWriter([a.address, b.address], 11, CHUNK, TIMEOUT, token="s3cret")
+        w.write_packet(b"data")
+        w.finish()  # the first node forwards with its own token
+        assert b.received == [(11, 4)]
+        assert datatransfer.BlockReader(b.address, 11, 0, -1, TIMEOUT, token="s3cret")
+        for wrong in ("", "guess"):
+            with pytest.raises(datatransfer.PipelineError, match="auth token"):
+                datatransfer.BlockWriter([a.address], 12, CHUNK, TIMEOUT, token=wrong)
+            with pytest.raises(datatransfer.ReplicaUnavailable, match="auth token"):
+                datatransfer.BlockReader(a.address, 11, 0, -1, TIMEOUT, token=wrong)
+    finally:
+        a.stop()
+        b.stop()

@@ -233,6 +233,7 @@ class DfsWriter:
         self.packet_size = datatransfer.packet_size_for(dfs["packet_size"], self.chunk_size)
         self._retries = dfs["client_retries"]
         self._timeout = dfs["socket_timeout"]
+        self._token = client.config["security"]["auth_token"]
         self._packet = bytearray()       # the packet being filled
         self._fill = 0                   # bytes of it filled
         self._packets: list[tuple[memoryview, bytes]] = []  # the current block's, sent
@@ -323,7 +324,8 @@ class DfsWriter:
             targets = [n.data_address for n in self._block.locations]
             try:
                 self._pipeline = datatransfer.BlockWriter(
-                    targets, self._block.block.block_id, self.chunk_size, self._timeout)
+                    targets, self._block.block.block_id, self.chunk_size, self._timeout,
+                    self._token)
                 for data, crcs in self._packets:
                     self._pipeline.write_packet(data, crcs)
                 return
@@ -418,6 +420,7 @@ class DfsReader(io.RawIOBase):
         self.client = client
         self.path = path
         self._timeout = client.config["dfs"]["socket_timeout"]
+        self._token = client.config["security"]["auth_token"]
         self.packet_size = client.config["dfs"]["packet_size"]
         reply = client._locations(path)
         if reply.status.is_dir:
@@ -577,7 +580,7 @@ class DfsReader(io.RawIOBase):
                 try:
                     self._reader = datatransfer.BlockReader(
                         node.data_address, block_id, within, located.block.length - within,
-                        self._timeout)
+                        self._timeout, self._token)
                 except datatransfer.ReplicaUnavailable as e:
                     self._bad.add((block_id, node.host))
                     errors.append(str(e))

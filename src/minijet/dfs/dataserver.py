@@ -49,7 +49,7 @@ class DataTransferServer:
 
     def __init__(self, store: BlockStore, address: str,
                  on_block_received: Callable[[int, int], None], *, packet_size: int,
-                 timeout: float, advertise_towards: str = "localhost"):
+                 timeout: float, token: str = "", advertise_towards: str = "localhost"):
         host, port = split_address(address)
         try:
             self._listener = socket.create_server((host or "0.0.0.0", port), backlog=128)
@@ -61,7 +61,7 @@ class DataTransferServer:
         self.address = f"[{ip}]:{self.port}" if ":" in ip else f"{ip}:{self.port}"
         self.store = store
         self.on_block_received = on_block_received
-        self.settings = {"packet_size": packet_size, "timeout": timeout}
+        self.settings = {"packet_size": packet_size, "timeout": timeout, "token": token}
         self.stopping = threading.Event()
         self._active = 0
         self._lock = threading.Lock()
@@ -130,9 +130,10 @@ class DataServer:
                                f"{e.strerror or e}") from None
         ns_address = config["nameserver"]["address"]
         self.timeout = config["dfs"]["socket_timeout"]
+        self.token = config["security"]["auth_token"]
         self.server = DataTransferServer(
             self.store, ds["address"], self._block_received,
-            packet_size=config["dfs"]["packet_size"], timeout=self.timeout,
+            packet_size=config["dfs"]["packet_size"], timeout=self.timeout, token=self.token,
             advertise_towards=split_address(ns_address)[0])
         self.node = dfs_pb2.NodeInfo(host=self.host, rack=self.rack,
                                      data_address=self.server.address)
@@ -239,7 +240,7 @@ class DataServer:
             self._replications += 1
         try:
             copy_replica(self.store, block_id, targets, self.config["dfs"]["packet_size"],
-                         self.timeout)
+                         self.timeout, self.token)
             log.info("block %d: replicated to %s", block_id,
                      ", ".join(t.host for t in command.targets))
         except ChecksumError as e:
@@ -257,10 +258,11 @@ class DataServer:
 
 
 def copy_replica(store: BlockStore, block_id: int, targets: list[str], packet_size: int,
-                 timeout: float) -> None:
+                 timeout: float, token: str = "") -> None:
     """Send a local replica down a write pipeline to `targets`, checking its CRCs as it goes."""
     with store.open(block_id) as replica:
-        writer = datatransfer.BlockWriter(targets, block_id, replica.chunk_size, timeout)
+        writer = datatransfer.BlockWriter(targets, block_id, replica.chunk_size, timeout,
+                                          token)
         try:
             step = datatransfer.packet_size_for(packet_size, replica.chunk_size)
             for pos in range(0, replica.length, step):

@@ -9,6 +9,9 @@ PACKET header (seqno, offset of the data in the block, data length, flags), one 
 CRC32 per `chunk_size` bytes of data, then the data. Acks are ACK (seqno, n) followed by n
 one-byte statuses, one per node from the acking node to the end of the pipeline.
 
+Every op carries the protocol version `v` and the cluster's `token` (security.auth_token),
+which a dataserver checks when one is configured.
+
 READ_BLOCK {op: read_block, block_id, offset, length (-1 = to the end)}
     -> {status: ok, chunk_size, start, end, block_length} then packets covering [start, end),
        which is the request widened to whole chunks so the reader can verify every CRC; the
@@ -29,6 +32,7 @@ WRITE_BLOCK {op: write_block, block_id, chunk_size, targets: [downstream "ip:por
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import queue
@@ -155,7 +159,8 @@ class BlockWriter:
     waiting for acks; finish() returns when every node has finalized its replica. Failures
     raise PipelineError with the index of the node to blame."""
 
-    def __init__(self, targets: list[str], block_id: int, chunk_size: int, timeout: float):
+    def __init__(self, targets: list[str], block_id: int, chunk_size: int, timeout: float,
+                 token: str = ""):
         if not targets:
             raise PipelineError(0, f"block {block_id}: no dataserver to write to")
         self.targets = targets
@@ -175,8 +180,8 @@ class BlockWriter:
                                    f"{targets[0]}: {e}") from None
         try:
             send_message(self._sock, {"op": "write_block", "v": PROTOCOL_VERSION,
-                                      "block_id": block_id, "chunk_size": chunk_size,
-                                      "targets": targets[1:]})
+                                      "token": token, "block_id": block_id,
+                                      "chunk_size": chunk_size, "targets": targets[1:]})
             reply = recv_message(self._sock)
         except (OSError, ValueError) as e:
             self._sock.close()
@@ -265,7 +270,8 @@ class BlockWriter:
 class BlockReader:
     """Streams [offset, offset+length) of one replica, packet by packet, checking CRCs."""
 
-    def __init__(self, address: str, block_id: int, offset: int, length: int, timeout: float):
+    def __init__(self, address: str, block_id: int, offset: int, length: int, timeout: float,
+                 token: str = ""):
         self.address = address
         self.block_id = block_id
         try:
@@ -275,7 +281,8 @@ class BlockReader:
                                      f"{address}: {e}") from None
         try:
             send_message(self._sock, {"op": "read_block", "v": PROTOCOL_VERSION,
-                                      "block_id": block_id, "offset": offset, "length": length})
+                                      "token": token, "block_id": block_id, "offset": offset,
+                                      "length": length})
             reply = recv_message(self._sock)
         except (OSError, ValueError) as e:
             self.close()
@@ -337,7 +344,8 @@ class BlockReader:
 
 def serve(sock: socket.socket, store: blockstore.BlockStore, config: dict,
           on_block_received: Callable[[int, int], None], stopping: threading.Event) -> None:
-    """Serve one data-transfer connection. `config` holds packet_size and timeout;
+    """Serve one data-transfer connection. `config` holds packet_size, timeout and token
+    (the cluster's auth token: when set, an op must carry it);
     `on_block_received(block_id, length)` runs after a replica is finalized, before its
     last ack (it raises to fail the write)."""
     op = recv_message(sock)
@@ -345,6 +353,10 @@ def serve(sock: socket.socket, store: blockstore.BlockStore, config: dict,
     if op.get("v") != PROTOCOL_VERSION:
         send_message(sock, {"status": "error", "index": 0,
                             "message": f"unsupported protocol version {op.get('v')}"})
+    elif config["token"] and not hmac.compare_digest(str(op.get("token", "")),
+                                                     config["token"]):
+        send_message(sock, {"status": "error", "index": 0,
+                            "message": "missing or wrong auth token"})
     elif kind == "read_block":
         _serve_read(sock, store, op, config["packet_size"])
     elif kind == "write_block":
@@ -400,6 +412,7 @@ class _BlockReceiver:
         self.chunk_size = int(op["chunk_size"])
         self.targets = list(op.get("targets", []))
         self.timeout = config["timeout"]
+        self.token = config["token"]
         self.on_block_received = on_block_received
         self.stopping = stopping
         self.mirror: socket.socket | None = None
@@ -445,7 +458,8 @@ class _BlockReceiver:
         try:
             self.mirror = connect(target, self.timeout)
             send_message(self.mirror, {"op": "write_block", "v": PROTOCOL_VERSION,
-                                       "block_id": self.block_id, "chunk_size": self.chunk_size,
+                                       "token": self.token, "block_id": self.block_id,
+                                       "chunk_size": self.chunk_size,
                                        "targets": self.targets[1:]})
             reply = recv_message(self.mirror)
         except (OSError, ValueError) as e:
