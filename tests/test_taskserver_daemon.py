@@ -45,6 +45,8 @@ class WordCount(MapReduceJob):
 
 class Hang(WordCount):
     def mapper(self, key, value):
+        import subprocess
+        subprocess.Popen(["sleep", "3601"])  # a child: killed with its TaskHost
         time.sleep(3600)
         yield key, value
 
@@ -239,6 +241,10 @@ def whole_input():
     return [{"path": "/in/words.txt", "offset": 0, "length": len(TEXT)}]
 
 
+def hang_children() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "3601"]]
+
+
 def taskhost_running(attempt_id: str) -> bool:
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info["cmdline"] or []
@@ -323,12 +329,13 @@ def test_hanging_task_is_killed_after_the_task_timeout(env):
     attempt = f"{job}_map_00000_0"
     started = time.monotonic()
     launch(env, job, job_dir, attempt, "map", 0, splits=whole_input())
-    wait_for(lambda: taskhost_running(attempt), 10, "the TaskHost to start")
+    wait_for(lambda: hang_children(), 10, "the TaskHost to start its child")
     status = harness.wait_final(attempt, timeout=TASK_TIMEOUT + 15)
     assert status.state == job_pb2.FAILED
     assert status.error == f"Task attempt timed out: no progress for {TASK_TIMEOUT:g}s"
     assert time.monotonic() - started >= TASK_TIMEOUT
     assert not taskhost_running(attempt)
+    wait_for(lambda: not hang_children(), 5, "the TaskHost's child to be gone")
 
 
 def test_crash_and_user_exception_are_failures_with_clear_errors(env):
@@ -356,11 +363,12 @@ def test_kill_order_kills_the_process_tree(env):
     job_dir, _ = make_job(env, job, "Hang")
     attempt = f"{job}_map_00000_0"
     launch(env, job, job_dir, attempt, "map", 0, splits=whole_input())
-    wait_for(lambda: taskhost_running(attempt), 10, "the TaskHost to start")
+    wait_for(lambda: hang_children(), 10, "the TaskHost to start its child")
     harness.order(kill=job_pb2.KillAttempt(attempt_id=attempt))
     status = harness.wait_final(attempt)
     assert status.state == job_pb2.KILLED and status.error == "killed by the jobserver"
     assert not taskhost_running(attempt)
+    wait_for(lambda: not hang_children(), 5, "the TaskHost's child to be gone")
 
 
 def test_missing_job_files_fail_the_attempt(env):
