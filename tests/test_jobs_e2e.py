@@ -414,3 +414,29 @@ def test_cluster_status_shows_the_job_engine(jobs_cluster):
     assert [line.split()[0] for line in out.stdout.splitlines()[1:]] == [
         "nameserver", "dataserver1", "dataserver2", "dataserver3", "jobserver", "taskserver1",
         "taskserver2", "taskserver3"]
+
+
+def test_killed_job_stops_its_tasks_and_leaves_no_output(jobs_cluster):
+    import psutil
+
+    dfs = jobs_cluster.client()
+    put_bytes(dfs, "/kill/in.txt", make_text(seed=31, size=2 * BLOCK))
+    submitted = jetshell(jobs_cluster, "submit", TESTJOBS, "SlowWordCount", "/kill/in.txt",
+                         "/kill/out", "--delay", "600")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    wait_until(lambda: any(a.state == "running" for a in status(jobs_cluster, job_id).attempts),
+               timeout=30, what="running attempts")
+    killed = jetshell(jobs_cluster, "kill", job_id)
+    assert killed.returncode == 0, killed.stderr
+    waited = jetshell(jobs_cluster, "wait", job_id)
+    assert waited.returncode == 3, waited.stdout + waited.stderr   # killed
+    st = status(jobs_cluster, job_id)
+    assert st.state == "killed"
+    assert {a.state for a in st.attempts} <= {"killed", "succeeded"}
+    assert any(a.state == "killed" for a in st.attempts)
+    assert not dfs.exists("/kill/out")
+    taskservers = [psutil.Process(jobs_cluster.pid("taskserver", i)) for i in (1, 2, 3)]
+    wait_until(lambda: not any(p.children(recursive=True) for p in taskservers), timeout=30,
+               what="the killed job's TaskHosts to exit")
+    dfs.close()
