@@ -244,6 +244,7 @@ class DfsWriter:
         self._failures = 0                       # pipelines lost for the current block
         self._previous = dfs_pb2.Block()         # the last finished block
         self._excluded: set[str] = set()
+        self._error: BaseException | None = None  # what made a write fail
         self.closed = False
 
     def writable(self) -> bool:
@@ -259,11 +260,28 @@ class DfsWriter:
         pass
 
     def write(self, data) -> int:
-        if self.closed:
-            raise ValueError(f"write to closed DFS file {self.path}")
+        self._check_open()
         mv = memoryview(data)
         if mv.format != "B" or mv.ndim != 1:
             mv = mv.cast("B")
+        try:
+            return self._write(mv)
+        except BaseException as e:
+            self._fail(e)
+            raise
+
+    def _check_open(self) -> None:
+        if self._error is not None:
+            raise Unavailable(f"{self.path} was not written: {self._error}")
+        if self.closed:
+            raise ValueError(f"write to closed DFS file {self.path}")
+
+    def _fail(self, error: BaseException) -> None:
+        """A failed write leaves the file unwritable: abort it, and say so on close()."""
+        self._error = error
+        self.abort()
+
+    def _write(self, mv: memoryview) -> int:
         total = len(mv)
         while mv:
             room = min(self.packet_size - self._fill, self.block_size - self._block_len)
@@ -287,15 +305,20 @@ class DfsWriter:
     def _write_buffer(self, buf: bytearray, n: int) -> None:
         """write(buf[:n]) for a buffer from _take_buffer() that the caller gives up: when
         it makes a whole packet it is sent as it is, without a copy."""
+        self._check_open()
         room = min(self.packet_size, self.block_size - self._block_len)
-        if self.closed or self._fill or n != room:
+        if self._fill or n != room:
             self.write(memoryview(buf)[:n])
             self._spare.append(buf)
             return
-        self._block_len += n
-        self._send_packet(memoryview(buf)[:n])
-        if self._block_len == self.block_size:
-            self._finish_block()
+        try:
+            self._block_len += n
+            self._send_packet(memoryview(buf)[:n])
+            if self._block_len == self.block_size:
+                self._finish_block()
+        except BaseException as e:
+            self._fail(e)
+            raise
 
     def _send_fill(self) -> None:
         data = memoryview(self._packet)[:self._fill]
@@ -374,6 +397,8 @@ class DfsWriter:
 
     def close(self) -> None:
         """Commit: the file becomes visible with everything written."""
+        if self._error is not None:
+            raise Unavailable(f"{self.path} was not written: {self._error}")
         if self.closed:
             return
         try:
@@ -382,8 +407,8 @@ class DfsWriter:
             self.client._call("Complete", dfs_pb2.CompleteRequest(
                 path=self.path, client_id=self.client.client_id, last=self._previous),
                 idempotent=True)
-        except BaseException:
-            self.abort()
+        except BaseException as e:
+            self._fail(e)
             raise
         self.closed = True
 
@@ -408,7 +433,7 @@ class DfsWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-        else:
+        elif self._error is None:
             self.abort()
 
 
