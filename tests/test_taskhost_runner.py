@@ -88,7 +88,9 @@ def test_map_then_reduce_equals_a_counter(tmp_path, reducers):
     total = Counter()
     for partition in range(reducers):
         out = Collected()
-        segs = [segments.read_map_output_segment(o, partition) for o in outputs]
+        segs = [(segments.read_map_output_segment(o, partition),
+                 segments.read_index(segments.index_path(o))[partition].records)
+                for o in outputs]
         runner.run_consumer_stage(WordCount(), reduce_stage, segs, len(segs),
                                   tmp_path / f"shuffle{partition}", 1 << 20,
                                   lambda combiner: out, runner.Progress(lambda f, c: None))
@@ -133,3 +135,25 @@ def test_task_json_is_parsed():
     assert t.splits == [runner.Split("/f", 0, 5)] and t.partition is None
     with pytest.raises(Exception, match="bad task description"):
         runner.Task.from_dict({"job_id": "j"})
+
+
+def test_consumer_progress_follows_the_merged_records():
+    import io
+
+    def segment(keys):
+        buf = io.BytesIO()
+        w = segments.SegmentWriter(buf)
+        w.write(keys, [1] * len(keys))
+        return buf.getvalue(), len(keys)
+
+    segs = [segment([f"k{i:05d}" for i in range(j, 2000, 2)]) for j in range(2)]
+    seen = []
+    out = Collected()
+    _, reduce_stage = stages(1)
+    runner.run_consumer_stage(WordCount(), reduce_stage, segs, 2, Path("/nonexistent"), 1 << 20,
+                              lambda combiner: out,
+                              runner.Progress(lambda f, c: seen.append(f), interval=0))
+    assert len(out.pairs) == 2000
+    assert seen[:2] == [0.25, 0.5] and seen[-1] == 1.0
+    middle = [f for f in seen if 0.5 < f < 1.0]
+    assert len(middle) > 10 and middle == sorted(middle)

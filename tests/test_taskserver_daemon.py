@@ -279,11 +279,16 @@ def test_map_output_is_served_and_reduce_commits_part_files(env):
     address = harness.registration.address
     stub = job_pb2_grpc.TaskServerStub(rpc.connect(env["config"], address))
     fetched = Counter()
+    records = 0
     for attempt in maps:
         for partition in range(2):
-            data = b"".join(c.data for c in stub.FetchMapOutput(job_pb2.FetchRequest(
-                job_id=job, attempt_id=attempt, partition=partition)))
-            fetched.update(dict(segments.read_segment(data)))
+            call = stub.FetchMapOutput(job_pb2.FetchRequest(
+                job_id=job, attempt_id=attempt, partition=partition))
+            data = b"".join(c.data for c in call)
+            pairs = list(segments.read_segment(data))
+            assert dict(call.initial_metadata())["x-minijet-records"] == str(len(pairs))
+            fetched.update(dict(pairs))
+            records += len(pairs)
     assert fetched == Counter(TEXT.split())
     with pytest.raises(Exception) as missing:
         list(stub.FetchMapOutput(job_pb2.FetchRequest(job_id=job, attempt_id=f"{job}_map_9_0",
@@ -298,9 +303,13 @@ def test_map_output_is_served_and_reduce_commits_part_files(env):
     reduces = [f"{job}_reduce_0000{i}_0" for i in range(2)]
     for i, attempt in enumerate(reduces):
         launch(env, job, job_dir, attempt, "reduce", i, partition=i, producer_stage="map")
+    reduced = 0
     for attempt in reduces:
         status = harness.wait_final(attempt)
         assert status.state == job_pb2.SUCCEEDED, status.error + status.traceback
+        counters = {(c.group, c.name): c.value for c in status.counters}
+        reduced += counters[("task", "input_records")]
+    assert reduced == records
     result = Counter()
     for i in range(2):
         with dfs.open(f"/out/{job}/part-0000{i}") as f:

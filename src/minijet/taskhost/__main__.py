@@ -33,6 +33,7 @@ from minijet.config import Config
 from minijet.errors import MinijetError, NotFound, Unavailable
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.taskhost import runner
+from minijet.taskserver.shuffle import RECORDS_HEADER
 
 log = logging.getLogger("minijet.taskhost")
 
@@ -117,8 +118,9 @@ class Fetcher:
             self.progress.update()  # waiting is not silence
             time.sleep(POLL_INTERVAL)
 
-    def segments(self, locations: dict[str, job_pb2.MapOutputLocation]) -> Iterator[bytes]:
-        """The fetched segments, one per producer task of `locations`."""
+    def segments(self, locations: dict[str, job_pb2.MapOutputLocation]
+                 ) -> Iterator[tuple[bytes, int]]:
+        """The fetched segments and their record counts, one per producer task."""
         lost: set[str] = set()
         pending = dict(locations)
         while pending:
@@ -137,7 +139,7 @@ class Fetcher:
             self.progress.add("shuffle_fetches", 1)
             yield data
 
-    def _fetch(self, location: job_pb2.MapOutputLocation) -> bytes:
+    def _fetch(self, location: job_pb2.MapOutputLocation) -> tuple[bytes, int]:
         channel = self._channels.get(location.address)
         if channel is None:
             channel = self._channels[location.address] = rpc.connect(self.config,
@@ -148,8 +150,10 @@ class Fetcher:
         backoff = self.config["rpc"]["retry_backoff"]
         for attempt in range(FETCH_TRIES):
             try:
-                chunks = stub.FetchMapOutput(request, timeout=10 * self.config["rpc"]["timeout"])
-                return b"".join(chunk.data for chunk in chunks)
+                call = stub.FetchMapOutput(request, timeout=10 * self.config["rpc"]["timeout"])
+                data = b"".join(chunk.data for chunk in call)
+                records = dict(call.initial_metadata()).get(RECORDS_HEADER, "0")
+                return data, int(records) if records.isdigit() else 0
             except grpc.RpcError as e:
                 error = rpc.to_error(e, location.address)
                 if not isinstance(error, Unavailable) or attempt == FETCH_TRIES - 1:

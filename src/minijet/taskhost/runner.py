@@ -21,7 +21,7 @@ from minijet import jobconf as jc
 from minijet.errors import InvalidArgument
 from minijet.job import MapReduceJob, load_job_class
 from minijet.taskhost.output import TextOutputWriter
-from minijet.taskhost.shuffle import ShuffleMerger
+from minijet.taskhost.shuffle import ShuffleMerger, group_by_key
 from minijet.taskhost.mapoutput import MapOutputBuffer
 from minijet.taskhost.partition import load_partitioner
 from minijet.taskhost.records import SplitReader
@@ -265,32 +265,35 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Split],
     progress.update(1.0, force=True)
 
 
-def run_consumer_stage(job: MapReduceJob, stage: jc.StageConf, segments_in: Iterable[bytes],
-                       count: int, spill_dir: Path, memory_budget: int,
-                       make_output: Callable[[Callable | None], Output],
+def run_consumer_stage(job: MapReduceJob, stage: jc.StageConf,
+                       segments_in: Iterable[tuple[bytes, int]], count: int, spill_dir: Path,
+                       memory_budget: int, make_output: Callable[[Callable | None], Output],
                        progress: Progress) -> None:
-    """Collect the `count` sorted segments of this task's partition (as they are fetched),
-    merge them, group by key, run the operations, write the output. Progress: the shuffle
-    is the first half, the rest comes when the output is finished (the merged record count
-    is not known ahead, so the reduce phase reports its counters, not a finer fraction)."""
+    """Collect the `count` sorted segments of this task's partition as they are fetched
+    ((data, records in it) pairs; records 0 if unknown), merge them, group by key, run the
+    operations, write the output. Progress: the shuffle is the first half, the merged
+    records passed to the operations the second."""
     merger = ShuffleMerger(spill_dir, memory_budget)
+    total = 0
     try:
-        for i, data in enumerate(segments_in, 1):
+        for i, (data, records) in enumerate(segments_in, 1):
             merger.add_segment(data)
+            total += records
             for name, value in merger.counters.items():
                 progress.set(name, value)
             progress.update(0.5 * i / max(1, count))
         progress.update(0.5)
+
         def tick() -> None:
             if not progress.due():
                 return
-            progress.set("input_groups", groups.count)
-            progress.update()
+            progress.set("input_records", merged.count)
+            progress.update(0.5 + 0.5 * min(1.0, merged.count / total) if total else 0.5)
 
-        groups = _Ticking(merger.groups(), tick)
-        pairs, combiner = _chain_ops(job, stage, groups, grouped=True)
+        merged = _Ticking(merger.pairs(), tick)
+        pairs, combiner = _chain_ops(job, stage, group_by_key(merged), grouped=True)
         _write(make_output(combiner), pairs, progress)
-        progress.set("input_groups", groups.count)
+        progress.set("input_records", merged.count)
         for name, value in merger.counters.items():
             progress.set(name, value)
     finally:

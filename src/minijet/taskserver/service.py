@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from minijet import rpc
 from minijet.proto import job_pb2, job_pb2_grpc
+from minijet.taskserver import shuffle
 from minijet.taskserver.attempts import DoneReport
 
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ class TaskServerService(job_pb2_grpc.TaskServerServicer):
     @rpc.translate_errors
     def FetchMapOutput(self, request, context):
         # not a generator itself: a missing output must raise here, inside translate_errors
-        chunks = self._ts.map_output_chunks(request.job_id, request.attempt_id,
-                                            request.partition)
+        records, chunks = self._ts.map_output_chunks(request.job_id, request.attempt_id,
+                                                     request.partition)
+        context.send_initial_metadata(((shuffle.RECORDS_HEADER, str(records)),))
         return (job_pb2.DataChunk(data=chunk) for chunk in chunks)
 
     @rpc.translate_errors

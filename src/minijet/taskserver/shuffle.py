@@ -8,12 +8,14 @@ from minijet.errors import InvalidArgument, NotFound
 from minijet.taskhost import segments
 
 CHUNK_SIZE = 1024 * 1024
+RECORDS_HEADER = "x-minijet-records"  # initial metadata of FetchMapOutput: records in it
 
 
 def partition_chunks(output: Path, partition: int, what: str,
-                     chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """The bytes of `partition`'s segment in pieces of at most `chunk_size`. The index and the
-    file are opened now, so a missing output raises NotFound before anything is streamed."""
+                     chunk_size: int = CHUNK_SIZE) -> tuple[int, Iterator[bytes]]:
+    """The records in `partition`'s segment, and its bytes in pieces of at most `chunk_size`.
+    The index and the file are opened now, so a missing output raises NotFound before
+    anything is streamed."""
     try:
         entries = segments.read_index(segments.index_path(output))
         f = open(output, "rb")
@@ -23,7 +25,7 @@ def partition_chunks(output: Path, partition: int, what: str,
         f.close()
         raise InvalidArgument(f"{what} has partitions 0..{len(entries) - 1}, not {partition}")
     entry = entries[partition]
-    return _read(f, entry.offset, entry.length, chunk_size)
+    return entry.records, _read(f, entry.offset, entry.length, chunk_size)
 
 
 def _read(f, offset: int, length: int, chunk_size: int) -> Iterator[bytes]:

@@ -331,7 +331,8 @@ class TaskServer:
         return rpc.call(self.config, getattr(self._jobserver, method), request,
                         idempotent=idempotent, address=self.config["jobserver"]["address"])
 
-    def map_output_chunks(self, job_id: str, attempt_id: str, partition: int) -> Iterator[bytes]:
+    def map_output_chunks(self, job_id: str, attempt_id: str, partition: int
+                          ) -> tuple[int, Iterator[bytes]]:
         return shuffle.partition_chunks(self.layout.map_output(job_id, attempt_id), partition,
                                         what=f"map output of {attempt_id} (job {job_id})")
 
