@@ -170,6 +170,11 @@ def test_dataserver_killed_during_write_recovers_and_reads_fail_over(own_cluster
         assert all("host1" not in b.hosts for b in blocks[1:])
         with c.open("/k/f") as r:  # the first block's replica on host1 is gone: fail over
             assert r.read() == data
+    with own_cluster.client(host="host2") as c:
+        with c.open("/k/f") as r:  # the replica being streamed dies mid-read
+            head = r.read(1000)
+            own_cluster.kill(2)
+            assert head + r.read() == data
     assert not glob.glob(os.path.join(data_dir(own_cluster, 2), "tmp", "blk_*"))
 
 

@@ -484,6 +484,7 @@ class DfsReader(io.RawIOBase):
         return self._pos
 
     def readinto(self, b) -> int:
+        self._check_open()
         mv = memoryview(b).cast("B")
         total = 0
         while total < len(mv) and self._pos < self.length:
@@ -509,6 +510,7 @@ class DfsReader(io.RawIOBase):
         return self.read(-1)
 
     def readline(self, size: int | None = -1) -> bytes:
+        self._check_open()
         limit = -1 if size is None else size
         parts = []
         got = 0
@@ -533,6 +535,10 @@ class DfsReader(io.RawIOBase):
     def close(self) -> None:
         self._close_reader()
         super().close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError(f"read from closed DFS file {self.path}")
 
     # ---- block streaming with fail-over ----
 
