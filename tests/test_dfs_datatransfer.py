@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -20,12 +21,13 @@ TIMEOUT = 5.0
 class Node:
     """A data server with its own store that records the blocks it reports as received."""
 
-    def __init__(self, root, fail_report: bool = False, token: str = ""):
+    def __init__(self, root, fail_report: bool = False, token: str = "",
+                 timeout: float = TIMEOUT):
         self.store = BlockStore(str(root), fsync=False)
         self.received: list[tuple[int, int]] = []
         self.fail_report = fail_report
         self.server = DataTransferServer(self.store, "127.0.0.1:0", self._received,
-                                         packet_size=PACKET, timeout=TIMEOUT, token=token)
+                                         packet_size=PACKET, timeout=timeout, token=token)
         self.server.start()
         self.address = self.server.address
 
@@ -197,6 +199,20 @@ def test_auth_token_is_required_when_configured(tmp_path):
                 datatransfer.BlockWriter([a.address], 12, CHUNK, TIMEOUT, token=wrong)
             with pytest.raises(datatransfer.ReplicaUnavailable, match="auth token"):
                 datatransfer.BlockReader(a.address, 11, 0, -1, TIMEOUT, token=wrong)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_writer_may_pause_longer_than_the_socket_timeout(tmp_path):
+    a, b = (Node(tmp_path / n, timeout=0.3) for n in "ab")
+    try:
+        w = datatransfer.BlockWriter([a.address, b.address], 13, CHUNK, 0.3)
+        w.write_packet(b"x" * CHUNK)
+        time.sleep(1.0)  # the pause itself is what is tested: an idle writer is not a dead one
+        w.write_packet(b"y")
+        w.finish()
+        assert read_block(b.address, 13) == b"x" * CHUNK + b"y"
     finally:
         a.stop()
         b.stop()

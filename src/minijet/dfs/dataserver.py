@@ -157,7 +157,7 @@ class DataServer:
     def stop(self) -> None:
         self._stopping.set()
         self.server.stop()
-        self._heartbeats.join()
+        self._heartbeats.join(5)  # it may be inside an RPC to a nameserver that is down
         self._channel.close()
         log.info("dataserver %s stopped", self.host)
 
