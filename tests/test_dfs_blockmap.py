@@ -180,3 +180,27 @@ def test_counters_follow_replica_changes():
     assert bm.reachable_complete == 1
     bm.remove_block(2)
     assert (bm.total_complete, bm.reachable_complete) == (1, 0)
+
+
+def test_copies_in_flight_per_source_are_capped_across_rounds():
+    bm = make(hosts=("h1", "h2", "h3"))
+    for i in range(1, 11):
+        closed_block(bm, i, ["h1"], expected=2)  # h1 is the only source
+    first = replicates(bm.replication_work(now=0))
+    assert len(first) == bm.max_streams
+    assert replicates(bm.replication_work(now=1)) == set()  # h1 is still busy
+    done = next(iter(first))
+    bm.block_received(done[2][0], done[1], 10)
+    (_, block, _), = replicates(bm.replication_work(now=2))  # one slot came free
+    assert block != done[1]
+
+
+def test_copies_to_or_from_a_dead_host_are_rescheduled_at_once():
+    bm = make()
+    closed_block(bm, 1, ["h1", "h2"])
+    (source, _, (target,)), = replicates(bm.replication_work(now=0))
+    for h in {"h1", "h2", "h3", "h4"} - {target}:
+        bm.heartbeat(h, 100, 0, 0, now=9)
+    assert bm.check_dead(now=11) == [target]
+    (_, _, (again,)), = replicates(bm.replication_work(now=11))  # not after the timeout
+    assert again not in (target, "h1", "h2")

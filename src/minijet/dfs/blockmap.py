@@ -107,7 +107,7 @@ class BlockMap:
                  safemode: SafeMode, max_streams: int = 4, rng: random.Random | None = None):
         self.dead_timeout = dead_timeout
         self.replication_timeout = replication_timeout
-        self.max_streams = max_streams  # new replications per source host per round
+        self.max_streams = max_streams  # copies a source host may have in flight
         self.safemode = safemode
         self.rng = rng or random.Random()
         self.blocks: dict[int, BlockState] = {}
@@ -116,7 +116,9 @@ class BlockMap:
         self.reachable_complete = 0  # ... of which have at least one live good replica
         self._dirty: set[int] = set()       # touched since the last round
         self._under: set[int] = set()       # still short of replicas after a round
-        self._pending: dict[int, dict[str, float]] = {}  # block -> target -> deadline
+        # copies in flight: block -> target -> (deadline, source); copies per source
+        self._pending: dict[int, dict[str, tuple[float, str]]] = {}
+        self._streams: dict[str, int] = {}
         self._deletes: dict[str, set[int]] = {}           # host -> replicas to delete
 
     # ---- dataservers ----
@@ -155,18 +157,33 @@ class BlockMap:
             for block_id in list(s.blocks):
                 self._remove_replica(block_id, s.host)
             self._deletes.pop(s.host, None)
+        if dead:
+            # copies to or from a dead host will not happen: schedule them afresh
+            gone = {s.host for s in dead}
+            for block_id, targets in list(self._pending.items()):
+                for target, (_, source) in list(targets.items()):
+                    if target in gone or source in gone:
+                        self._drop_pending(block_id, target)
         return [s.host for s in dead]
+
+    def _drop_pending(self, block_id: int, target: str) -> None:
+        targets = self._pending.get(block_id)
+        if targets is None or target not in targets:
+            return
+        _, source = targets.pop(target)
+        self._streams[source] -= 1
+        if not self._streams[source]:
+            del self._streams[source]
+        if not targets:
+            del self._pending[block_id]
+        self._dirty.add(block_id)
 
     # ---- replicas ----
 
     def _add_replica(self, block_id: int, host: str) -> None:
         b = self.blocks[block_id]
         self.servers[host].blocks.add(block_id)
-        pending = self._pending.get(block_id)
-        if pending is not None:
-            pending.pop(host, None)
-            if not pending:
-                del self._pending[block_id]
+        self._drop_pending(block_id, host)
         if host in b.corrupt or host in b.replicas:
             return
         b.replicas.add(host)
@@ -260,7 +277,8 @@ class BlockMap:
             self.total_complete -= 1
             if b.replicas:
                 self.reachable_complete -= 1
-        self._pending.pop(block_id, None)
+        for target in list(self._pending.get(block_id, ())):
+            self._drop_pending(block_id, target)
         self._dirty.discard(block_id)
         self._under.discard(block_id)
 
@@ -304,17 +322,11 @@ class BlockMap:
         queued deletions are handed out."""
         if not replicate:
             return self._take_deletes({s.host for s in self.servers.values() if s.alive}, {})
-        for block_id in list(self._pending):
-            targets = self._pending[block_id]
-            for host in [h for h, deadline in targets.items() if deadline <= now]:
-                del targets[host]
-                self._dirty.add(block_id)
-            if not targets:
-                del self._pending[block_id]
-        live_servers = self.live_servers()
-        live = [s.node() for s in live_servers]
+        for block_id, targets in list(self._pending.items()):
+            for target in [t for t, (deadline, _) in targets.items() if deadline <= now]:
+                self._drop_pending(block_id, target)
+        live = [s.node() for s in self.live_servers()]
         by_host = {n.host: n for n in live}
-        streams: dict[str, int] = {}
         commands: dict[str, list[Replicate | DeleteBlocks]] = {}
         work, self._dirty, self._under = self._dirty | self._under, set(), set()
         for block_id in work:
@@ -326,7 +338,7 @@ class BlockMap:
             short = target - len(b.replicas) - len(pending)
             if short > 0:
                 if b.replicas:
-                    self._replicate(block_id, b, short, now, by_host, live, streams, commands)
+                    self._replicate(block_id, b, short, now, by_host, live, commands)
                 else:
                     self._under.add(block_id)  # missing: wait for a replica to reappear
                 continue
@@ -345,29 +357,28 @@ class BlockMap:
 
     def _replicate(self, block_id: int, b: BlockState, short: int, now: float,
                    by_host: dict[str, placement.Node], live: list[placement.Node],
-                   streams: dict[str, int], commands: dict) -> None:
-        """Schedule copies of `block_id` from one good replica; what cannot be scheduled
-        now is looked at again next round."""
-        sources = [h for h in b.replicas if streams.get(h, 0) < self.max_streams]
+                   commands: dict) -> None:
+        """Schedule copies of `block_id` from the least busy good replica; what cannot be
+        scheduled now (every source busy, no free host) is looked at again next round."""
+        sources = [h for h in b.replicas if self._streams.get(h, 0) < self.max_streams]
         if not sources:
             self._under.add(block_id)
             return
-        source = min(sources, key=lambda h: (streams.get(h, 0), self.rng.random()))
-        pending = self._pending.setdefault(block_id, {})
+        source = min(sources, key=lambda h: (self._streams.get(h, 0), self.rng.random()))
+        pending = self._pending.get(block_id, {})
         holders = [by_host[h] for h in b.replicas | pending.keys() if h in by_host]
         targets = placement.choose_targets(short, live, existing=holders,
                                            excluded=b.corrupt, size=b.length, rng=self.rng)
         if not targets:
-            if not pending:
-                del self._pending[block_id]
             if b.corrupt:
                 # the only free hosts hold corrupt copies: delete those so they can be reused
                 self._delete_corrupt(block_id, b)
             self._under.add(block_id)
             return
-        streams[source] = streams.get(source, 0) + 1
+        pending = self._pending.setdefault(block_id, {})
         for t in targets:
-            pending[t.host] = now + self.replication_timeout
+            pending[t.host] = (now + self.replication_timeout, source)
+        self._streams[source] = self._streams.get(source, 0) + len(targets)
         commands.setdefault(source, []).append(
             Replicate(block_id, b.length, tuple(t.host for t in targets)))
         if len(targets) < short:
