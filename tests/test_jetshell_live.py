@@ -111,3 +111,13 @@ def test_jetclient_api(live):
         with jc.dfs.open("/live/out2/part-00000") as f:
             counts = dict(line.split("\t") for line in f.read().decode().splitlines())
         assert counts["be"] == "400" and counts["question"] == "200"
+
+
+def test_a_job_whose_submission_fails_is_killed_and_its_files_removed(live):
+    with JetClient(live.config) as jc:
+        job_id, job_dir = jc.create_job("Abandoned")
+        with jc.dfs.create(f"{job_dir}/job.json") as f:
+            f.write(b"{")  # as if the upload broke off
+        jc._abandon(job_id, job_dir, OSError("upload failed"))
+        assert jc.get_status(job_id).state == "killed"
+        assert not jc.dfs.exists(job_dir)

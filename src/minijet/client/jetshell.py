@@ -340,6 +340,10 @@ def main(argv: list[str] | None = None) -> None:
     except MinijetError as e:
         click.echo(f"jetshell: error: {e}", err=True)
         code = EXIT_ERROR
+    except OSError as e:  # a local file (an extra --file, the terminal) cannot be used
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"jetshell: error: {where}{e.strerror or e}", err=True)
+        code = EXIT_ERROR
     except click.UsageError as e:
         where = e.ctx.command_path if e.ctx else "jetshell"
         click.echo(f"jetshell: error: {e.format_message()} (see '{where} --help')", err=True)
