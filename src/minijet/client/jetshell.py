@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 import time
 from typing import Callable, Iterable, TextIO
@@ -339,6 +340,9 @@ def main(argv: list[str] | None = None) -> None:
         code = 0
     except MinijetError as e:
         click.echo(f"jetshell: error: {e}", err=True)
+        code = EXIT_ERROR
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        sys.stdout = open(os.devnull, "w")  # nothing left to flush at exit
         code = EXIT_ERROR
     except OSError as e:  # a local file (an extra --file, the terminal) cannot be used
         where = f"{e.filename}: " if e.filename else ""
