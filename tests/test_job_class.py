@@ -298,3 +298,14 @@ def test_partitioner_attribute(tmp_path):
 
     with pytest.raises(InvalidArgument, match="partitioner must be a module-level function"):
         build_conf(Lambda, ["/in", "/out"], job_file="job.py")
+
+
+def test_top_level_import_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, minijet, minijet.config\n"
+            "assert 'minijet.job' not in sys.modules and 'grpc' not in sys.modules\n"
+            "from minijet import MapReduceJob, Param\n"
+            "assert MapReduceJob.__module__ == 'minijet.job'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
