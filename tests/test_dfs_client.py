@@ -256,3 +256,16 @@ def test_cluster_with_an_auth_token(tmp_path):
             write(c, "/t/f", data, replication=2)
             with c.open("/t/f") as r:
                 assert r.read() == data
+
+
+def test_a_block_without_a_good_replica_is_a_clear_checksum_error(cluster, client):
+    from minijet.errors import ChecksumError
+    write(client, "/bad/only", b"z" * 70_000, replication=1)
+    block = client.block_locations("/bad/only")[0]
+    path = os.path.join(data_dir(cluster, int(block.hosts[0][4:])), "current",
+                        f"blk_{block.block_id}")
+    with open(path + ".meta", "r+b") as f:
+        f.truncate(10)  # checksums lost: the dataserver itself refuses the replica
+    with client.open("/bad/only") as r:
+        with pytest.raises(ChecksumError, match=f"cannot read /bad/only .*{block.block_id}"):
+            r.read()

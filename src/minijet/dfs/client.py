@@ -457,6 +457,7 @@ class DfsReader(io.RawIOBase):
         self._reader_base = 0          # file offset of the open block's first byte
         self._reader_host = ""
         self._bad: set[tuple[int, str]] = set()  # (block id, host) replicas that failed us
+        self._failures: list[tuple[int, MinijetError]] = []  # (block id, why) of those
         self._bytes = bytearray()      # holds the last packet received into the buffer
         self._buf = memoryview(self._bytes)
         self._buf_start = 0            # file offset of _buf[0]
@@ -582,13 +583,16 @@ class DfsReader(io.RawIOBase):
         log.warning("%s: replica of block %d on %s failed (%s); trying another", self.path,
                     block_id, host, error)
         if corrupt:
-            try:
-                self.client._call("ReportBadBlock", dfs_pb2.ReportBadBlockRequest(
-                    block_id=block_id, host=host), idempotent=True)
-            except MinijetError as e:
-                log.warning("%s: cannot report bad block %d on %s: %s", self.path, block_id,
-                            host, e)
-        self._last_error = error
+            self._report_bad(block_id, host)
+        self._failures.append((block_id, error))
+
+    def _report_bad(self, block_id: int, host: str) -> None:
+        try:
+            self.client._call("ReportBadBlock", dfs_pb2.ReportBadBlockRequest(
+                block_id=block_id, host=host), idempotent=True)
+        except MinijetError as e:
+            log.warning("%s: cannot report bad block %d on %s: %s", self.path, block_id,
+                        host, e)
 
     def _open_reader(self) -> None:
         self._close_reader()
@@ -596,7 +600,6 @@ class DfsReader(io.RawIOBase):
         if i < 0 or self._pos >= self._offsets[i] + self._blocks[i].block.length:
             raise Unavailable(f"{self.path}: no block holds offset {self._pos} "
                               f"(the file's block list does not cover its length)")
-        errors = []
         for refreshed in (False, True):
             if refreshed:
                 # Every known replica failed: the nameserver may know better ones by now.
@@ -612,18 +615,21 @@ class DfsReader(io.RawIOBase):
                     self._reader = datatransfer.BlockReader(
                         node.data_address, block_id, within, located.block.length - within,
                         self._timeout, self._token)
-                except datatransfer.ReplicaUnavailable as e:
+                except (datatransfer.ReplicaUnavailable, ChecksumError) as e:
+                    if isinstance(e, ChecksumError):  # the dataserver found it damaged
+                        self._report_bad(block_id, node.host)
                     self._bad.add((block_id, node.host))
-                    errors.append(str(e))
+                    self._failures.append((block_id, e))
                     continue
                 self._reader_base = located.offset
                 self._reader_host = node.host
                 return
-        last = getattr(self, "_last_error", None)
-        detail = "; ".join(errors) or str(last or "no replica is known")
-        cls = ChecksumError if isinstance(last, ChecksumError) and not errors else Unavailable
-        raise cls(f"cannot read {self.path} at offset {self._pos}: no usable replica of "
-                  f"block {block_id}: {detail}")
+        failures = [e for b, e in self._failures if b == block_id]
+        detail = "; ".join(map(str, failures)) or "no replica is known"
+        corrupt = failures and all(isinstance(e, ChecksumError) for e in failures)
+        raise (ChecksumError if corrupt else Unavailable)(
+            f"cannot read {self.path} at offset {self._pos}: no usable replica of block "
+            f"{block_id}: {detail}")
 
     def _close_reader(self) -> None:
         if self._reader is not None:

@@ -290,8 +290,8 @@ class BlockReader:
                 from None
         if reply.get("status") != "ok":
             self.close()
-            raise ReplicaUnavailable(f"block {block_id}: dataserver {address}: "
-                                     f"{reply.get('message')}")
+            cls = ChecksumError if reply.get("corrupt") else ReplicaUnavailable
+            raise cls(f"block {block_id}: dataserver {address}: {reply.get('message')}")
         self.chunk_size = reply["chunk_size"]
         self.pos = reply["start"]      # block offset of the next packet's first byte
         self.end = reply["end"]
@@ -371,7 +371,8 @@ def _serve_read(sock: socket.socket, store: blockstore.BlockStore, op: dict,
     try:
         replica = store.open(block_id)
     except (NotFound, ChecksumError) as e:
-        send_message(sock, {"status": "error", "message": str(e)})
+        send_message(sock, {"status": "error", "message": str(e),
+                            "corrupt": isinstance(e, ChecksumError)})
         return
     with replica:
         size, chunk = replica.length, replica.chunk_size
