@@ -62,6 +62,8 @@ def test_empty_file_and_exact_multiple_of_the_block_size(client, tmp_path):
     assert client.block_locations("/rt/empty") == []
     with client.open("/rt/empty") as r:
         assert r.read() == b"" and r.readline() == b"" and list(r) == []
+    client.get("/rt/empty", str(tmp_path / "empty"))
+    assert (tmp_path / "empty").read_bytes() == b""
     data = data_of("exact", 2 * MiB)
     src = tmp_path / "exact"
     src.write_bytes(data)
