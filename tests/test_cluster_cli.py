@@ -39,8 +39,15 @@ def gone(pid: int) -> bool:
 
 def test_up_status_restart_after_kill_and_down(tmp_path):
     try:
-        r = run(tmp_path, "minijet", "cluster", "up", "--dataservers", "2")
-        assert r.returncode == 0, r.stderr
+        # Two `up`s at once in one directory start each daemon once, and both succeed.
+        env = {k: v for k, v in os.environ.items() if k != "MINIJET_CONF"}
+        ups = [subprocess.Popen([str(BIN / "minijet"), "cluster", "up", "--dataservers", "2"],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+               for _ in range(2)]
+        outputs = sorted(p.communicate(timeout=120)[0] for p in ups)
+        assert [p.returncode for p in ups] == [0, 0]
+        assert "all daemons already running" in outputs[0]
+        assert "started: nameserver, dataserver1, dataserver2" in outputs[1]
         assert (tmp_path / ".minijet" / "minijet.yaml").is_file()
         daemons = status(tmp_path)
         assert sorted(daemons) == ["dataserver1", "dataserver2", "nameserver"]

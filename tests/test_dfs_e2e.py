@@ -17,10 +17,10 @@ MiB = 1024 * 1024
 BIN = Path(sys.executable).parent
 
 
-def dfsshell(cluster, *args, input_file=None) -> subprocess.CompletedProcess:
+def dfsshell(cluster, *args, text=True) -> subprocess.CompletedProcess:
     """Run the real `dfsshell` console script against `cluster`."""
     return subprocess.run([str(BIN / "dfsshell"), *args[:1], "--config", str(cluster.config_path),
-                           *args[1:]], capture_output=True, text=True, timeout=60)
+                           *args[1:]], capture_output=True, text=text, timeout=60)
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -186,9 +186,11 @@ def test_corrupt_replica_is_read_around_and_replaced(cluster):
             f.seek(1000)
             f.write(bytes(b ^ 0xFF for b in original))
 
-    # A reader on the victim's host tries the corrupt replica first.
+    # Readers on the victim's host try the corrupt replica first: through dfsshell (quietly)...
+    r = dfsshell(cluster, "cat", path, "-D", f"node.host={victim}", text=False)
+    assert (r.returncode, r.stderr) == (0, b"") and r.stdout == data
     with closing(cluster.client(host=victim)) as client:
-        with client.open(path) as reader:
+        with client.open(path) as reader:  # ...and through the client
             assert reader.read() == data
         blocks = wait_for(lambda: blocks_healthy(client, path, 3, {block.block_id: victim}),
                           30, f"block {block.block_id} to have 3 good replicas besides {victim}")

@@ -8,7 +8,9 @@ starts only the daemons that are not running and keeps all data.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import json
 import os
 import signal
@@ -216,6 +218,24 @@ class LocalCluster:
            timeout: float = 60.0) -> list[str]:
         """Start every daemon that is not running and wait until the cluster is ready.
         Returns the names of the daemons started."""
+        with self._locked():
+            state, started = self._start_missing(dataservers, taskservers)
+        deadline = time.monotonic() + timeout
+        self._wait_ready(state, started, timeout)
+        if state["taskservers"]:
+            self._wait_taskservers(state, started, deadline - time.monotonic())
+        return started
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """One `up` or `down` at a time in a directory (they read and write cluster.json)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "cluster.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _start_missing(self, dataservers: int | None,
+                       taskservers: int) -> tuple[dict[str, Any], list[str]]:
         self._ensure_config()
         configmod.load(str(self.config_path))  # a broken minijet.yaml fails before any start
         state = self._load_state()
@@ -239,11 +259,7 @@ class LocalCluster:
                     started.append(name)
         finally:
             self._save_state(state)
-        deadline = time.monotonic() + timeout
-        self._wait_ready(state, started, timeout)
-        if state["taskservers"]:
-            self._wait_taskservers(state, started, deadline - time.monotonic())
-        return started
+        return state, started
 
     def _died_at_start(self, state: dict[str, Any], names: list[str]) -> None:
         for name in names:
@@ -397,6 +413,12 @@ class LocalCluster:
     def down(self, timeout: float = 10.0) -> list[str]:
         """SIGTERM every daemon, wait up to `timeout`, then SIGKILL the stragglers.
         Returns the names of the daemons that were running."""
+        if not self.state_path.exists():
+            return []
+        with self._locked():
+            return self._stop_all(timeout)
+
+    def _stop_all(self, timeout: float) -> list[str]:
         state = self._load_state()
         running = {name: p for name, entry in state["daemons"].items()
                    if (p := self._process(entry)) is not None}

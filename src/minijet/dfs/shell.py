@@ -3,12 +3,14 @@ report, safemode).
 
 Every command takes --config and -D KEY=VALUE. Output is for people by default (aligned
 columns, like `hdfs dfs -ls`); stat, fsck and report also have --json. An error is one line
-`dfsshell: error: ...` on stderr and exit status 1, never a traceback.
+`dfsshell: error: ...` on stderr and exit status 1, never a traceback. The client library's
+log lines (e.g. a replica failing over) show only with -D logging.level=debug.
 """
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import posixpath
 import sys
@@ -37,6 +39,14 @@ def _local_error(e: OSError) -> str:
     return str(e)
 
 
+def _setup_logging(config: configmod.Config) -> None:
+    if config["logging"]["level"].lower() == "debug":
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:  # the command's own output and one-line errors are what the user sees
+        logging.getLogger().addHandler(logging.NullHandler())
+
+
 def with_client(fn: Callable) -> Callable:
     """Give a command --config and -D, call it as fn(client, **args), and turn every error a
     user can cause into one line and exit status 1."""
@@ -50,6 +60,7 @@ def with_client(fn: Callable) -> Callable:
         try:
             config = daemon.load_config(config_path, defines)
             address = config["nameserver"]["address"]
+            _setup_logging(config)
             client = DfsClient(config)
             try:
                 fn(client, **kwargs)
