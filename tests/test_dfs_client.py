@@ -87,6 +87,8 @@ def test_seek_read_and_readinto(client):
         r.seek(1000)
         buf = bytearray(2 * MiB)
         assert r.readinto(buf) == 2 * MiB and buf == data[1000:1000 + 2 * MiB]
+        r.seek(0)
+        assert b"".join(iter(lambda: r.read(7777), b"")) == data  # small reads across packets
 
 
 def test_lines_across_block_boundaries(client):

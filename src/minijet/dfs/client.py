@@ -500,8 +500,13 @@ class DfsReader(io.RawIOBase):
         return total
 
     def read(self, size: int = -1) -> bytes:
+        self._check_open()
         remaining = max(0, self.length - self._pos)
         size = remaining if size is None or size < 0 else min(size, remaining)
+        off = self._pos - self._buf_start
+        if 0 <= off and off + size <= len(self._buf):  # within the packet at hand: one copy
+            self._pos += size
+            return bytes(self._buf[off:off + size])
         buf = bytearray(size)
         n = self.readinto(buf)
         del buf[n:]
