@@ -194,6 +194,8 @@ class TaskServer:
     # ---- commands ----
 
     def launch(self, order: job_pb2.LaunchAttempt) -> None:
+        if self._stop.is_set():
+            return
         try:
             check_id("job id", order.job_id)
             check_id("attempt id", order.attempt_id)
@@ -217,8 +219,8 @@ class TaskServer:
             self._launch_failed(order.attempt_id, error)
             return
         with self._lock:
-            if not self._table.started(order.attempt_id, time.time()):
-                return  # killed while its job files were being copied
+            if self._stop.is_set() or not self._table.started(order.attempt_id, time.time()):
+                return  # killed (or stopping) while its job files were being copied
             try:
                 proc = launcher.start_taskhost(
                     self.config, self.umbilical, order.attempt_id, order.task_json, cache,
