@@ -44,15 +44,16 @@ def check_layout(entries, parts, size):
         assert all(hash_partition(k, len(parts)) == p for k in keys)
 
 
-@pytest.mark.parametrize("sort_buffer", [64 << 20, 60_000])
-def test_with_combiner_equals_plain_sums(tmp_path, sort_buffer):
+@pytest.mark.parametrize("sort_buffer,partitions", [(64 << 20, 3), (60_000, 3), (64 << 20, 20)])
+def test_with_combiner_equals_plain_sums(tmp_path, sort_buffer, partitions):
     pairs = word_pairs(1, 20_000)
-    buf = MapOutputBuffer(3, tmp_path / "spills", sort_buffer=sort_buffer, combiner=sum_combiner)
+    buf = MapOutputBuffer(partitions, tmp_path / "spills", sort_buffer=sort_buffer,
+                          combiner=sum_combiner)
     for i in range(0, len(pairs), 7):
         buf.collect_all(iter(pairs[i:i + 7]))
     out = tmp_path / "file.out"
     entries = buf.finish(out)
-    got_entries, parts = read_partitions(out, 3)
+    got_entries, parts = read_partitions(out, partitions)
     assert got_entries == entries
     check_layout(entries, parts, out.stat().st_size)
     want = Counter()

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from minijet.errors import InvalidArgument
-from minijet.taskhost.partition import hash_partition, load_partitioner
+from minijet.taskhost.partition import hash_partition, load_partitioner, str_hash_partitions
 
 KEYS = ["", "the", "Zürich", "h\udcffx", b"raw\x00bytes", 0, 1, -17, 2**70, 2.5, -0.0, None,
         ("a", 1), ("a", ("b", 2.0)), "a" * 1000]
@@ -59,3 +59,9 @@ def test_load_partitioner():
         load_partitioner("nocolon")
     with pytest.raises(InvalidArgument, match="cannot be loaded"):
         load_partitioner("no_such_module_xyz:f")
+
+
+def test_bulk_str_partitions_agree_with_hash_partition():
+    keys = ["", "a", "Zürich", "h\udcffx", "x" * 500] + [f"w{i}" for i in range(300)]
+    assert str_hash_partitions(keys, 7) == [hash_partition(k, 7) for k in keys]
+    assert str_hash_partitions(["a", 1], 7) is None
