@@ -157,3 +157,25 @@ def test_consumer_progress_follows_the_merged_records():
     assert seen[:2] == [0.25, 0.5] and seen[-1] == 1.0
     middle = [f for f in seen if 0.5 < f < 1.0]
     assert len(middle) > 10 and middle == sorted(middle)
+
+
+def test_a_mapper_returning_none_gets_a_clear_error(tmp_path):
+    class NoYield(MapReduceJob):
+        def mapper(self, key, value):
+            value.split()  # forgot to yield
+
+    class Lists(MapReduceJob):
+        def mapper(self, key, value):
+            return [(w, 1) for w in value.split()]
+
+    src = tmp_path / "input.txt"
+    src.write_text(TEXT)
+    stage = jc.compile_mapreduce("b", "b.py", "X", {}, ["/in"], "/out", 0,
+                                 has_combiner=False).stage("map")
+    with pytest.raises(TypeError, match=r"NoYield.mapper\(\) returned None"):
+        runner.run_input_stage(NoYield(), stage, splits_of(src, 10**6), lambda p: open(p, "rb"),
+                               lambda combiner: Collected(), runner.Progress(lambda f, c: None))
+    out = Collected()
+    runner.run_input_stage(Lists(), stage, splits_of(src, 10**6), lambda p: open(p, "rb"),
+                           lambda combiner: out, runner.Progress(lambda f, c: None))
+    assert Counter(k for k, _ in out.pairs) == Counter(TEXT.split())

@@ -9,6 +9,7 @@ shuffle fetches, commit) is in __main__.py.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -186,7 +187,17 @@ def _method(job: MapReduceJob, op: jc.Operation) -> Callable:
     if not callable(method):
         raise InvalidArgument(f"{type(job).__name__} has no method {op.method}() for its "
                               f"{op.op} operation")
-    return method
+    if inspect.isgeneratorfunction(method):
+        return method
+    name = f"{type(job).__name__}.{op.method}"
+
+    def checked(key, value):  # a plain function may return a list; None is a mistake
+        result = method(key, value)
+        if result is None:
+            raise TypeError(f"{name}() returned None; it must yield (key, value) pairs")
+        return result
+
+    return checked
 
 
 def _chain_ops(job: MapReduceJob, stage: jc.StageConf, records: Iterable,
@@ -199,9 +210,11 @@ def _chain_ops(job: MapReduceJob, stage: jc.StageConf, records: Iterable,
         method = _method(job, op)
         if op.op == "combine":
             combiner = method
-        elif op.op == "reduce" and not grouped:
-            raise InvalidArgument(f"stage {stage.id}: a reduce operation needs grouped input "
-                                  "(a sorted file channel)")
+        elif (op.op == "reduce") != grouped:
+            raise InvalidArgument(
+                f"stage {stage.id}: a {op.op} operation cannot take " +
+                ("grouped input" if grouped else "ungrouped input (reduce needs a sorted "
+                                                 "file channel)"))
         else:  # map over pairs, or reduce over groups: both call method(key, x) per item
             records = chain.from_iterable(starmap(method, records))
             grouped = False
@@ -211,7 +224,7 @@ def _chain_ops(job: MapReduceJob, stage: jc.StageConf, records: Iterable,
 
 
 class _Ticking:
-    """Iterates `items`, calling `tick` every few thousand of them (for progress reports).
+    """Iterates `items`, calling `tick` every _TICK_RECORDS of them (for progress reports).
     One at a time: a group's values iterator is valid only until the next group is taken."""
 
     def __init__(self, items: Iterable, tick: Callable[[], None]):
