@@ -167,3 +167,10 @@ def test_large_values_give_several_frames_per_segment(tmp_path):
     assert entries[0].length > 5_000_000
     frames = list(iter_frames(read_map_output_segment(tmp_path / "out", 0)))
     assert len(frames) > 10 and all(len(keys) < 100 for keys, _ in frames[1:])
+
+
+def test_unpicklable_value_is_a_clear_error(tmp_path):
+    buf = MapOutputBuffer(1, tmp_path)
+    buf.collect("k", lambda: None)
+    with pytest.raises(InvalidArgument, match="must be picklable"):
+        buf.finish(tmp_path / "out")

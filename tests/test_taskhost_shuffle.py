@@ -129,3 +129,10 @@ def test_map_outputs_to_reducers_end_to_end(tmp_path):
             result[key] = sum(values)
         merger.close()
     assert result == {w: words.count(w) for w in set(words)}
+
+
+def test_single_segment_streams_in_order(tmp_path):
+    segment = random_segments(3, 1, 500)
+    merger = ShuffleMerger(tmp_path)
+    merger.add_segment(*make_segment(segment[0]))
+    assert [(k, sorted(vs)) for k, vs in merger.groups()] == expected_groups(segment)

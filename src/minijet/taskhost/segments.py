@@ -17,7 +17,7 @@ from operator import itemgetter
 from typing import Any, BinaryIO, Iterable, Iterator, NamedTuple
 from zlib import crc32
 
-from minijet.errors import ChecksumError
+from minijet.errors import ChecksumError, InvalidArgument
 
 _FRAME_HEADER = struct.Struct("<I")
 _INDEX_HEADER = struct.Struct("<4sI")
@@ -77,7 +77,11 @@ class SegmentWriter:
     def _write_frame(self, keys: list, values: list) -> None:
         if not keys:
             return
-        body = pickle.dumps((keys, values), protocol=5)
+        try:
+            body = pickle.dumps((keys, values), protocol=5)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            raise InvalidArgument(f"keys and values passed between stages must be picklable: "
+                                  f"{e}") from None
         header = _FRAME_HEADER.pack(len(body))
         self.file.write(header)
         self.file.write(body)

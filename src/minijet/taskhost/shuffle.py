@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from minijet.taskhost.segments import (IndexEntry, SegmentWriter, check_segment, frames_to_pairs,
-                                       iter_file_frames, iter_frames)
+                                       iter_file_frames, iter_frames, read_segment)
 
 _KEY = itemgetter(0)
 _VALUE = itemgetter(1)
@@ -126,6 +126,8 @@ class ShuffleMerger:
 
     def pairs(self) -> Iterator[tuple[Any, Any]]:
         """Every record of every segment, sorted by key. Call once, after the last segment."""
+        if not self._files and len(self._memory) == 1:
+            return read_segment(self._memory.pop())  # already sorted: decode as we go
         records = self._sorted_memory() if self._memory else []
         if not self._files:
             return iter(records)
