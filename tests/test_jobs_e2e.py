@@ -373,6 +373,7 @@ def test_jobserver_restart_keeps_every_job_it_accepted(own_cluster):
         jobs = {j.job_id: j for j in jc.list_jobs(all=True)}
         assert jobs[done].state == "succeeded"
         assert jobs[slow].state == "failed"
+        assert not jobs[done].attempts   # a list is without attempts
         after = jc.get_status(done)
         assert [(a.attempt_id, a.state, a.locality) for a in after.attempts] == \
             [(a.attempt_id, a.state, a.locality) for a in before.attempts]

@@ -306,7 +306,8 @@ class JobServer:
     def list_jobs(self, all_jobs: bool) -> list[dict[str, Any]]:
         now = time.time()
         with self._lock:
-            jobs = dict(self._history)
+            jobs = {job_id: {k: v for k, v in s.items() if k != "attempts"}
+                    for job_id, s in self._history.items()}
             for s in self.core.list_jobs():
                 jobs[s["job_id"]] = self._adjusted(s)
         return sorted((s for s in jobs.values()
