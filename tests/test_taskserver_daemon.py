@@ -535,3 +535,20 @@ def test_taskhost_of_a_killed_taskserver_stops_by_itself(env):
         wait_for(lambda: not taskhost_running(attempt), 10, "the orphaned TaskHost to exit")
     finally:
         stop_process(proc)
+
+
+def test_reduce_gives_up_when_a_lost_map_output_is_not_made_again(env):
+    harness = env["harness"]
+    job = "job_20260101000000_0012"
+    job_dir, _ = make_job(env, job, "WordCount", reducers=1)
+    lost = f"{job}_map_00000_9"
+    with harness.lock:  # the jobserver keeps listing an output that is gone
+        harness.outputs[(job, "map")] = job_pb2.MapOutputsResponse(total=1, outputs=[
+            job_pb2.MapOutputLocation(task_id=f"{job}_map_00000", attempt_id=lost,
+                                      address=harness.registration.address)])
+    attempt = f"{job}_reduce_00000_0"
+    launch(env, job, job_dir, attempt, "reduce", 0, partition=0, producer_stage="map")
+    status = harness.wait_final(attempt, timeout=TASK_TIMEOUT + 20)
+    assert status.state == job_pb2.FAILED
+    assert status.error.startswith(f"Unavailable: cannot fetch {lost} from ")
+    assert status.error.endswith("and it was not made again")

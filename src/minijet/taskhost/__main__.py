@@ -103,18 +103,20 @@ class Fetcher:
         self.task = task
         self.progress = progress
         self._channels: dict[str, grpc.Channel] = {}
-        self.total = 0
 
-    def locations(self, not_attempts: frozenset[str] = frozenset()
+    def locations(self, not_attempts: frozenset[str] = frozenset(), give_up: str = ""
                   ) -> dict[str, job_pb2.MapOutputLocation]:
         """Producer task -> location, once every producer task has one (not in
-        `not_attempts`, the outputs found lost)."""
+        `not_attempts`, the outputs found lost). With `give_up`, waiting ends after the task
+        timeout with that error (the lost output was not made again)."""
+        deadline = time.monotonic() + self.config["taskserver"]["task_timeout"]
         while True:
             reply = self.umbilical.map_outputs(self.task.job_id, self.task.producer_stage)
             outputs = {o.task_id: o for o in reply.outputs if o.attempt_id not in not_attempts}
-            self.total = reply.total
             if len(outputs) >= reply.total:
                 return outputs
+            if give_up and time.monotonic() > deadline:
+                raise Unavailable(f"{give_up}, and it was not made again")
             self.progress.update()  # waiting is not silence
             time.sleep(POLL_INTERVAL)
 
@@ -126,18 +128,18 @@ class Fetcher:
         while pending:
             task_id, location = next(iter(pending.items()))
             try:
-                data = self._fetch(location)
+                segment = self._fetch(location)
             except MinijetError as e:
                 error = f"cannot fetch {location.attempt_id} from {location.address}: {e}"
                 log.warning("attempt %s: %s; reporting it", self.task.attempt_id, error)
                 self.umbilical.fetch_failed(location.attempt_id, error)
                 lost.add(location.attempt_id)
-                fresh = self.locations(frozenset(lost))
+                fresh = self.locations(frozenset(lost), give_up=error)
                 pending = {t: fresh[t] for t in pending}
                 continue
             del pending[task_id]
             self.progress.add("shuffle_fetches", 1)
-            yield data
+            yield segment
 
     def _fetch(self, location: job_pb2.MapOutputLocation) -> tuple[bytes, int]:
         channel = self._channels.get(location.address)
