@@ -116,6 +116,12 @@ def test_shell_listing_stat_and_moves(cluster, tmp_path):
     r = dfsshell(cluster, "stat", "/shell/a/b/lines.txt")
     assert r.returncode == 0 and "Replication:  3" in r.stdout and "REPLICAS" in r.stdout
 
+    r = dfsshell(cluster, "fsck", "/shell", "--json")
+    assert r.returncode == 0, r.stderr
+    fsck = json.loads(r.stdout)
+    assert [f["path"] for f in fsck["files"]] == ["/shell/a/b/lines.txt"]
+    assert fsck["total_blocks"] == fsck["healthy"] == 1
+    assert fsck["missing"] == fsck["corrupt"] == fsck["under_replicated"] == 0
     assert dfsshell(cluster, "rm", "-r", "/shell").returncode == 0
     assert dfsshell(cluster, "ls", "/shell").returncode == 1
 
@@ -125,6 +131,10 @@ def test_shell_listing_stat_and_moves(cluster, tmp_path):
     assert (r.returncode, r.stdout.strip()) == (0, "Safe mode is OFF")
     r = dfsshell(cluster, "fsck", "/")
     assert r.returncode == 0 and "is HEALTHY" in r.stdout
+    r = dfsshell(cluster, "report", "--json")
+    assert r.returncode == 0, r.stderr
+    assert sorted(d["host"] for d in json.loads(r.stdout) if d["alive"]) == \
+        ["host1", "host2", "host3", "host4"]
 
 
 # ---- bad inputs: one clear line through the real dfsshell ----
