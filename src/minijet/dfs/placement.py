@@ -22,10 +22,6 @@ class Node:
     used: int = 0
     capacity: int = 0
 
-    def has_room(self, size: int) -> bool:
-        """False when the node is known to lack `size` free bytes."""
-        return not self.capacity or self.capacity - self.used >= size
-
     @property
     def load(self) -> float:
         """Fraction of capacity used (used bytes when the capacity is unknown)."""
@@ -40,18 +36,28 @@ def choose_targets(count: int, live: Sequence[Node], *, writer_host: str = "",
     rng = rng or random.Random()
     existing = list(existing)
     taken = {n.host for n in existing} | set(excluded)
-    candidates = {n.host: n for n in live if n.host not in taken and n.has_room(size)}
+    by_rack: dict[str, list[Node]] = {}
     chosen: list[Node] = []
-    if not existing and writer_host in candidates and count > 0:
-        chosen.append(candidates.pop(writer_host))
-    while len(chosen) < count and candidates:
-        per_rack: dict[str, int] = {}
-        for n in existing + chosen:
-            per_rack[n.rack] = per_rack.get(n.rack, 0) + 1
-        fewest = min(per_rack.get(n.rack, 0) for n in candidates.values())
-        pool = [n for n in candidates.values() if per_rack.get(n.rack, 0) == fewest]
+    for n in live:  # the one pass over every node: kept tight
+        if n.host in taken or (n.capacity and n.capacity - n.used < size):
+            continue
+        if n.host == writer_host and not existing and count > 0:
+            chosen.append(n)  # the writer's own host goes first
+        else:
+            by_rack.setdefault(n.rack, []).append(n)
+    per_rack: dict[str, int] = {}
+    for n in existing + chosen:
+        per_rack[n.rack] = per_rack.get(n.rack, 0) + 1
+    while len(chosen) < count:
+        racks = [r for r, nodes in by_rack.items() if nodes]
+        if not racks:
+            break
+        fewest = min(per_rack.get(r, 0) for r in racks)
+        pool = [n for r in racks if per_rack.get(r, 0) == fewest for n in by_rack[r]]
         pick = min(rng.sample(pool, min(2, len(pool))), key=lambda n: n.load)
-        chosen.append(candidates.pop(pick.host))
+        chosen.append(pick)
+        by_rack[pick.rack].remove(pick)
+        per_rack[pick.rack] = per_rack.get(pick.rack, 0) + 1
     return chosen
 
 
