@@ -81,6 +81,20 @@ def test_checkpoint_then_replay(tmp_path):
     assert loaded.to_image() == ns.to_image()
 
 
+def test_segments_covered_by_the_image_are_not_read(tmp_path):
+    """A crash between writing the image and deleting old segments leaves them behind."""
+    write(tmp_path, [{"op": "mkdirs", "path": "/a", "mtime": 1}])
+    write(tmp_path, [{"op": "mkdirs", "path": "/b", "mtime": 2}], last_txid=1)
+    (_, old), _ = journal.segments(tmp_path)
+    ns = Namespace()
+    ns.apply({"op": "mkdirs", "path": "/a", "mtime": 1})
+    image = ns.to_image()
+    journal.write_image(tmp_path, 1, image)
+    old.write_bytes(b"damaged beyond repair")  # as if left behind and then damaged
+    rec = journal.recover(tmp_path)
+    assert rec.image_txid == 1 and [r["path"] for r in rec.records] == ["/b"]
+
+
 def test_group_commit_shares_fsyncs(tmp_path, monkeypatch):
     calls = []
     real_fsync = os.fsync

@@ -125,6 +125,8 @@ def recover(directory: Path) -> Recovery:
     result = Recovery(image, image_txid, last_txid=image_txid)
     segs = segments(directory)
     for i, (first, path) in enumerate(segs):
+        if i + 1 < len(segs) and segs[i + 1][0] <= image_txid + 1:
+            continue  # wholly covered by the image (left by a crash mid-checkpoint)
         data = path.read_bytes()
         frames, end = decode_frames(data)
         if end != len(data):
