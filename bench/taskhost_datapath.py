@@ -158,7 +158,9 @@ def run_runner(path: Path, size: int, reducers: int, sort_buffer: int, work: Pat
     for part in range(reducers):
         result = work / f"runner-part-{part:05d}"
         runner.run_consumer_stage(
-            job, conf.stage("reduce"), [read_map_output_segment(map_dir / "file.out", part)], 1,
+            job, conf.stage("reduce"),
+            [(read_map_output_segment(map_dir / "file.out", part),
+              read_index(map_dir / "file.out.index")[part].records)], 1,
             work / "shuffle", sort_buffer, lambda combiner: LocalTextOutput(result), progress)
         result_files.append(result)
     times["reduce tasks"] = clock() - t1
