@@ -273,3 +273,17 @@ def test_a_block_without_a_good_replica_is_a_clear_checksum_error(cluster, clien
     with client.open("/bad/only") as r:
         with pytest.raises(ChecksumError, match=f"cannot read /bad/only .*{block.block_id}"):
             r.read()
+
+
+def test_middle_of_the_pipeline_killed_mid_block(own_cluster):
+    data = data_of("middle", 2 * MiB + 100)
+    with own_cluster.client() as c:
+        w = c.create("/k/m", replication=3)
+        w.write(data[:MiB // 2])  # the first block's pipeline is open, its packets in flight
+        middle = w._block.locations[1].host
+        own_cluster.kill(int(middle[4:]))
+        w.write(data[MiB // 2:])
+        w.close()
+        assert all(middle not in b.hosts for b in c.block_locations("/k/m"))
+        with c.open("/k/m") as r:
+            assert r.read() == data
