@@ -275,7 +275,7 @@ def test_a_block_without_a_good_replica_is_a_clear_checksum_error(cluster, clien
             r.read()
 
 
-def test_middle_of_the_pipeline_killed_mid_block(own_cluster):
+def test_middle_of_the_pipeline_killed_mid_block(own_cluster, caplog):
     data = data_of("middle", 2 * MiB + 100)
     with own_cluster.client() as c:
         w = c.create("/k/m", replication=3)
@@ -285,5 +285,7 @@ def test_middle_of_the_pipeline_killed_mid_block(own_cluster):
         w.write(data[MiB // 2:])
         w.close()
         assert all(middle not in b.hosts for b in c.block_locations("/k/m"))
+        blamed = [r.getMessage() for r in caplog.records if "pipeline failed at" in r.getMessage()]
+        assert blamed and all(f"pipeline failed at {middle} " in m for m in blamed)
         with c.open("/k/m") as r:
             assert r.read() == data
