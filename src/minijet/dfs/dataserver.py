@@ -190,13 +190,15 @@ class DataServer:
             try:
                 if not self._registered:
                     self._register()
-                    warned = False
                 reply = self._call(self._ns.DataServerHeartbeat,
                                    dfs_pb2.DataServerHeartbeatRequest(
                                        host=self.host, capacity=self.store.capacity(),
                                        used=self.store.used(),
                                        active_transfers=self.server.active_transfers
                                        + self._replications))
+                if warned:
+                    log.info("nameserver at %s reachable again", self._ns_address)
+                    warned = False
                 for command in reply.commands:
                     self._execute(command)
                 if time.monotonic() - self._last_report >= report_every:
