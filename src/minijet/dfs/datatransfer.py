@@ -388,14 +388,18 @@ def _serve_read(sock: socket.socket, store: blockstore.BlockStore, op: dict,
                             "block_length": size})
         step = packet_size_for(packet_size, chunk)
         seqno, pos = 0, start
-        while pos < end:
-            n = min(step, end - pos)
-            flags = LAST if pos + n >= end else 0
-            sock.sendall(PACKET.pack(seqno, pos, n, flags) + replica.crcs(pos, n))
-            if sock.sendfile(replica.data, pos, n) != n:
-                raise ConnectionClosed(f"block {block_id}: replica shrank while being read")
-            pos += n
-            seqno += 1
+        try:
+            while pos < end:
+                n = min(step, end - pos)
+                flags = LAST if pos + n >= end else 0
+                sock.sendall(PACKET.pack(seqno, pos, n, flags) + replica.crcs(pos, n))
+                if sock.sendfile(replica.data, pos, n) != n:
+                    raise ConnectionClosed(f"block {block_id}: replica shrank while being read")
+                pos += n
+                seqno += 1
+        except (BrokenPipeError, ConnectionResetError):
+            # A reader that seeks elsewhere or stops early hangs up: that is no error.
+            log.debug("block %d: reader left at byte %d", block_id, pos)
 
 
 _MIRROR_FAILED = object()
