@@ -82,7 +82,8 @@ def _daemon_name(role: str, index: int) -> str:
 
 
 class LocalCluster:
-    """A nameserver and N dataservers on this machine, all state under `dir`.
+    """A nameserver, N dataservers and (with taskservers) a jobserver and M taskservers on
+    this machine, all state under `dir`. Dataserver i and taskserver i are node `host<i>`.
 
     `config` (a nested dict, e.g. {"dfs": {"block_size": "1MiB"}}) is merged over the local
     defaults when DIR/minijet.yaml is first written; an existing file is kept as it is.
