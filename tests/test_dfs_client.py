@@ -289,3 +289,16 @@ def test_middle_of_the_pipeline_killed_mid_block(own_cluster, caplog):
         assert blamed and all(f"pipeline failed at {middle} " in m for m in blamed)
         with c.open("/k/m") as r:
             assert r.read() == data
+
+
+def test_concurrent_writers_and_readers(client):
+    from concurrent.futures import ThreadPoolExecutor
+    files = {f"/conc/f{i}": data_of(f"conc{i}", MiB + i * 7919) for i in range(8)}
+
+    def round_trip(path):
+        write(client, path, files[path], replication=2)
+        with client.open(path) as r:
+            return r.read() == files[path]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(round_trip, files))
