@@ -179,3 +179,21 @@ def test_a_mapper_returning_none_gets_a_clear_error(tmp_path):
     runner.run_input_stage(Lists(), stage, splits_of(src, 10**6), lambda p: open(p, "rb"),
                            lambda combiner: out, runner.Progress(lambda f, c: None))
     assert Counter(k for k, _ in out.pairs) == Counter(TEXT.split())
+
+
+def test_dfs_output_commit_keeps_an_earlier_holders_output(cluster):
+    """The grant passes on when its holder dies after renaming: the next holder finds the
+    part file in place, keeps it, and still succeeds."""
+    dfs = cluster.client()
+    out = "/runner-commit/out"
+    progress = runner.Progress(lambda *a: None)
+    earlier = runner.DfsOutput(dfs, out, "t_reduce_00000_0", 0, lambda: True)
+    earlier.write_all([("a", 1)])
+    earlier.finish(progress)
+    later = runner.DfsOutput(dfs, out, "t_reduce_00000_1", 0, lambda: True)
+    later.write_all([("a", 2)])
+    later.finish(progress)
+    assert later.committed
+    with dfs.open(f"{out}/part-00000") as f:
+        assert f.read() == b"a\t1\n"
+    assert not dfs.exists(f"{out}/_temporary/t_reduce_00000_1/part-00000")

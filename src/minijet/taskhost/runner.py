@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol
 
 from minijet import jobconf as jc
-from minijet.errors import InvalidArgument
+from minijet.errors import AlreadyExists, InvalidArgument
 from minijet.job import MapReduceJob, load_job_class
 from minijet.taskhost.output import TextOutputWriter
 from minijet.taskhost.shuffle import ShuffleMerger, group_by_key
@@ -161,7 +161,13 @@ class DfsOutput:
         progress.set("output_bytes", self._writer.bytes)
         progress.flush()
         if self._ask_commit():
-            self._dfs.rename(self.temp, self.final)
+            try:
+                self._dfs.rename(self.temp, self.final)
+            except AlreadyExists:
+                # An earlier holder of the grant renamed its complete output, then died
+                # before reporting: that output stands (renames are atomic).
+                self._dfs.delete(self.temp)
+                log.info("%s was committed by an earlier attempt; kept it", self.final)
             self.committed = True
             log.info("committed %s", self.final)
         else:
