@@ -101,7 +101,8 @@ def run_datapath(path: Path, size: int, reducers: int, sort_buffer: int, work: P
     for part in range(reducers):
         ta = clock()
         merger = ShuffleMerger(work / f"shuffle{part}", memory_budget=sort_buffer)
-        merger.add_segment(read_map_output_segment(out, part), read_index(str(out) + ".index")[part])
+        entry = read_index(str(out) + ".index")[part]
+        merger.add_segment(read_map_output_segment(out, part), entry)
         tb = clock()
         result = work / f"part-{part:05d}"
         with open(result, "wb") as rf:

@@ -6,7 +6,8 @@ import pytest
 from minijet.errors import InvalidArgument
 from minijet.taskhost.mapoutput import MapOutputBuffer
 from minijet.taskhost.partition import hash_partition
-from minijet.taskhost.segments import index_path, read_index, iter_frames, read_map_output_segment, read_segment
+from minijet.taskhost.segments import (index_path, iter_frames, read_index,
+                                       read_map_output_segment, read_segment)
 
 
 def word_pairs(seed: int, n: int):
@@ -71,7 +72,8 @@ def test_with_combiner_equals_plain_sums(tmp_path, sort_buffer, partitions):
     else:
         assert c["spills"] == 0
     assert not list((tmp_path / "spills").glob("*"))  # spill files removed
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["file.out", "file.out.index"]
+    files = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
+    assert files == ["file.out", "file.out.index"]
 
 
 @pytest.mark.parametrize("sort_buffer", [64 << 20, 60_000])

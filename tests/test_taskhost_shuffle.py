@@ -92,7 +92,8 @@ def test_merge_frames_equals_sorting_everything(seed):
     rng = random.Random(seed)
     runs, everything = [], []
     for r in range(rng.randint(1, 6)):
-        keys = sorted(rng.randrange(rng.choice([3, 50, 10_000])) for _ in range(rng.randint(0, 300)))
+        spread = rng.choice([3, 50, 10_000])
+        keys = sorted(rng.randrange(spread) for _ in range(rng.randint(0, 300)))
         values = [(r, i) for i in range(len(keys))]
         everything.extend(zip(keys, values))
         frames, i = [], 0
@@ -123,7 +124,8 @@ def test_map_outputs_to_reducers_end_to_end(tmp_path):
     for part in range(3):
         merger = ShuffleMerger(tmp_path / f"reduce{part}", memory_budget=3000)
         for out in outputs:
-            merger.add_segment(read_map_output_segment(out, part), read_index(index_path(out))[part])
+            entry = read_index(index_path(out))[part]
+            merger.add_segment(read_map_output_segment(out, part), entry)
         for key, values in merger.groups():
             assert key not in result
             result[key] = sum(values)

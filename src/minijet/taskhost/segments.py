@@ -132,7 +132,8 @@ def frames_to_pairs(frames: Iterable[tuple[list, list]]) -> Iterator[tuple[Any, 
     return chain.from_iterable(starmap(zip, frames))
 
 
-def read_segment(data: bytes | memoryview, entry: IndexEntry | None = None) -> Iterator[tuple[Any, Any]]:
+def read_segment(data: bytes | memoryview,
+                 entry: IndexEntry | None = None) -> Iterator[tuple[Any, Any]]:
     """The records of a segment held in memory; checked against its index entry if given."""
     if entry is not None:
         check_segment(data, entry)
