@@ -171,7 +171,10 @@ class LocalCluster:
                 return None
             if abs(proc.create_time() - entry["create_time"]) > 1.0:
                 return None
-            if str(self.config_path) not in proc.cmdline():
+            cmdline = proc.cmdline()
+            # A process that has only just started can show an empty command line for a
+            # moment; its pid and start time already identify it.
+            if cmdline and str(self.config_path) not in cmdline:
                 return None
             return proc
         except (psutil.NoSuchProcess, psutil.AccessDenied):
