@@ -176,3 +176,27 @@ def test_unpicklable_value_is_a_clear_error(tmp_path):
     buf.collect("k", lambda: None)
     with pytest.raises(InvalidArgument, match="must be picklable"):
         buf.finish(tmp_path / "out")
+
+
+@pytest.mark.parametrize("combiner", [None, sum_combiner])
+def test_many_spills_merge_in_passes(tmp_path, monkeypatch, combiner):
+    monkeypatch.setattr("minijet.taskhost.mapoutput.MERGE_FACTOR", 3)
+    pairs = word_pairs(4, 6000)
+    buf = MapOutputBuffer(2, tmp_path / "spills", sort_buffer=30_000, combiner=combiner)
+    buf.collect_all(pairs)
+    buf.finish(tmp_path / "out")
+    assert buf.counters["spills"] >= 10
+    _, parts = read_partitions(tmp_path / "out", 2)
+    got = defaultdict(list)
+    for part in parts:
+        assert [k for k, _ in part] == sorted(k for k, _ in part)
+        for k, v in part:
+            got[k].append(v)
+    want = defaultdict(list)
+    for k, v in pairs:
+        want[k].append(v)
+    if combiner is None:
+        assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in want.items()}
+    else:
+        assert {k: sum(v) for k, v in got.items()} == {k: sum(v) for k, v in want.items()}
+    assert not list((tmp_path / "spills").glob("*"))

@@ -138,3 +138,17 @@ def test_single_segment_streams_in_order(tmp_path):
     merger = ShuffleMerger(tmp_path)
     merger.add_segment(*make_segment(segment[0]))
     assert [(k, sorted(vs)) for k, vs in merger.groups()] == expected_groups(segment)
+
+
+def test_many_disk_files_merge_in_passes(tmp_path, monkeypatch):
+    monkeypatch.setattr("minijet.taskhost.shuffle.MERGE_FACTOR", 3)
+    segments = random_segments(4, 15, 200)
+    merger = ShuffleMerger(tmp_path / "shuffle", memory_budget=1)  # every segment to disk
+    for seg in segments:
+        merger.add_segment(*make_segment(seg))
+    got = [(k, sorted(vs)) for k, vs in merger.groups()]
+    assert got == expected_groups(segments)
+    assert merger.counters["reduce_disk_merges"] >= 5
+    assert len(list((tmp_path / "shuffle").iterdir())) <= 3
+    merger.close()
+    assert not list((tmp_path / "shuffle").iterdir())

@@ -27,7 +27,7 @@ from minijet.errors import InvalidArgument
 from minijet.taskhost.partition import Partitioner, hash_partition, str_hash_partitions
 from minijet.taskhost.segments import (IndexEntry, SegmentWriter, index_path, iter_file_frames,
                                        write_index)
-from minijet.taskhost.shuffle import merge_frames, merge_sorted
+from minijet.taskhost.shuffle import MERGE_FACTOR, merge_frames, merge_sorted
 
 Combiner = Callable[[Any, list], Iterable[tuple[Any, Any]]]
 
@@ -58,6 +58,7 @@ class MapOutputBuffer:
                          "spilled_records": 0, "combine_input_records": 0,
                          "combine_output_records": 0}
         self._spills: list[tuple[Path, list[IndexEntry]]] = []
+        self._spill_seq = 0
         self._groups: dict[Any, list] = {}                         # with a combiner
         self._pairs: list[tuple[Any, Any]] = []                    # without
         self._pending = 0         # records collected since the last memory check
@@ -231,9 +232,13 @@ class MapOutputBuffer:
         self._values += self._pending
         self._pending = 0
 
-    def _spill(self) -> None:
-        path = self.spill_dir / f"spill{len(self._spills)}.out"
+    def _spill_path(self) -> Path:
         self.spill_dir.mkdir(parents=True, exist_ok=True)
+        self._spill_seq += 1
+        return self.spill_dir / f"spill{self._spill_seq}.out"
+
+    def _spill(self) -> None:
+        path = self._spill_path()
         parts = self._sorted_partitions()
         entries = _write_segments(path, parts)
         self._spills.append((path, entries))
@@ -270,14 +275,28 @@ class MapOutputBuffer:
     def _merge_spills(self, tmp: Path) -> list[IndexEntry]:
         memory = self._sorted_partitions()
         self._clear()
-        files = [open(p, "rb") for p, _ in self._spills]
+        # Merge at most MERGE_FACTOR runs at once (the buffer's records are one of them).
+        while len(self._spills) >= MERGE_FACTOR:
+            group = self._spills[:MERGE_FACTOR]
+            path = self._spill_path()
+            entries = self._merge(group, None, path)
+            self._spills = self._spills[MERGE_FACTOR:] + [(path, entries)]
+            for old, _ in group:
+                old.unlink()
+        return self._merge(self._spills, memory, tmp)
+
+    def _merge(self, spills: list[tuple[Path, list[IndexEntry]]],
+               memory: list[tuple[list, list]] | None, out_path: Path) -> list[IndexEntry]:
+        """Merges each partition of the spill files (and of `memory`) into `out_path`."""
+        files = [open(p, "rb") for p, _ in spills]
         try:
             entries = []
-            with open(tmp, "wb", buffering=1 << 20) as out:
+            with open(out_path, "wb", buffering=1 << 20) as out:
                 for part in range(self.partitions):
                     runs = [iter_file_frames(f, e[part].offset, e[part].length)
-                            for f, (_, e) in zip(files, self._spills)]
-                    runs.append([memory[part]])
+                            for f, (_, e) in zip(files, spills)]
+                    if memory is not None:
+                        runs.append([memory[part]])
                     writer = SegmentWriter(out)
                     if self.combiner is None:
                         for block in merge_frames(runs):

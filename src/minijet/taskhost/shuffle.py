@@ -22,6 +22,9 @@ from minijet.taskhost.segments import (IndexEntry, SegmentWriter, check_segment,
 
 _KEY = itemgetter(0)
 _VALUE = itemgetter(1)
+# Most sorted files merged at once (Hadoop's io.sort.factor): more are merged in passes,
+# which bounds open files and the work of each merge round.
+MERGE_FACTOR = 32
 
 
 def merge_frames(runs: list[Iterable[tuple[list, list]]]) -> Iterator[list[tuple[Any, Any]]]:
@@ -87,6 +90,7 @@ class ShuffleMerger:
         self._memory: list[bytes] = []
         self._memory_bytes = 0
         self._files: list[Path] = []
+        self._file_seq = 0
 
     def add_segment(self, data: bytes, entry: IndexEntry | None = None) -> None:
         """Adds one fetched segment, checked against its index entry when given."""
@@ -108,7 +112,8 @@ class ShuffleMerger:
 
     def _new_file(self) -> Path:
         self.spill_dir.mkdir(parents=True, exist_ok=True)
-        path = self.spill_dir / f"shuffle{len(self._files)}.seg"
+        path = self.spill_dir / f"shuffle{self._file_seq}.seg"
+        self._file_seq += 1
         self._files.append(path)
         return path
 
@@ -124,6 +129,17 @@ class ShuffleMerger:
             SegmentWriter(f).write(list(map(_KEY, records)), list(map(_VALUE, records)))
         self.counters["reduce_disk_merges"] += 1
 
+    def _merge_files(self, paths: list[Path]) -> None:
+        """Replaces the sorted files `paths` by one."""
+        self._files = [p for p in self._files if p not in paths]
+        with open(self._new_file(), "wb", buffering=1 << 20) as f:
+            writer = SegmentWriter(f)
+            for block in merge_frames([_file_frames(p) for p in paths]):
+                writer.write(list(map(_KEY, block)), list(map(_VALUE, block)))
+        for path in paths:
+            path.unlink()
+        self.counters["reduce_disk_merges"] += 1
+
     def pairs(self) -> Iterator[tuple[Any, Any]]:
         """Every record of every segment, sorted by key. Call once, after the last segment."""
         if not self._files and len(self._memory) == 1:
@@ -131,6 +147,8 @@ class ShuffleMerger:
         records = self._sorted_memory() if self._memory else []
         if not self._files:
             return iter(records)
+        while len(self._files) > MERGE_FACTOR:
+            self._merge_files(self._files[:MERGE_FACTOR])
         runs: list[Iterable[tuple[list, list]]] = [_file_frames(p) for p in self._files]
         if records:
             runs.append([(list(map(_KEY, records)), list(map(_VALUE, records)))])
