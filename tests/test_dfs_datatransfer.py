@@ -216,3 +216,18 @@ def test_a_writer_may_pause_longer_than_the_socket_timeout(tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_packets_reach_the_last_node_before_the_block_ends(nodes):
+    """Pipelined, not store-and-forward: a packet is on the third node's disk while the
+    writer still holds the block open."""
+    w = datatransfer.BlockWriter([n.address for n in nodes], 14, CHUNK, TIMEOUT)
+    w.write_packet(b"p" * PACKET)
+    tmp = os.path.join(nodes[2].store.tmp_dir, "blk_14")
+    deadline = time.monotonic() + 5
+    while not (os.path.exists(tmp) and os.path.getsize(tmp) == PACKET):
+        assert time.monotonic() < deadline, "the packet did not reach the last node"
+        time.sleep(0.01)
+    assert not nodes[2].store.has(14)
+    w.finish()
+    assert nodes[2].store.has(14)
