@@ -144,11 +144,11 @@ class ShuffleMerger:
         """Every record of every segment, sorted by key. Call once, after the last segment."""
         if not self._files and len(self._memory) == 1:
             return read_segment(self._memory.pop())  # already sorted: decode as we go
+        while len(self._files) > MERGE_FACTOR:
+            self._merge_files(self._files[:MERGE_FACTOR])
         records = self._sorted_memory() if self._memory else []
         if not self._files:
             return iter(records)
-        while len(self._files) > MERGE_FACTOR:
-            self._merge_files(self._files[:MERGE_FACTOR])
         runs: list[Iterable[tuple[list, list]]] = [_file_frames(p) for p in self._files]
         if records:
             runs.append([(list(map(_KEY, records)), list(map(_VALUE, records)))])
