@@ -55,6 +55,7 @@ SUCCESS, ERROR, ERROR_CHECKSUM = 0, 1, 2
 STATUS_NAMES = {SUCCESS: "ok", ERROR: "failed", ERROR_CHECKSUM: "checksum error"}
 MAX_MESSAGE = 1 << 20
 MAX_PACKET = 64 << 20
+CONNECT_TIMEOUT = 10.0
 
 
 class ConnectionClosed(ConnectionError):
@@ -77,7 +78,9 @@ class ReplicaUnavailable(Unavailable):
 
 def connect(address: str, timeout: float) -> socket.socket:
     host, _, port = address.rpartition(":")
-    sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    # A dead host should not hold up fail-over for a whole transfer timeout.
+    sock = socket.create_connection((host.strip("[]"), int(port)),
+                                    timeout=min(timeout, CONNECT_TIMEOUT))
     tune(sock, timeout)
     return sock
 
