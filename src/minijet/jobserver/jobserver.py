@@ -93,6 +93,7 @@ class JobServer:
         self._outcome: dict[str, tuple[str, str]] = {}   # job -> (state, error) if the
         #                                                   output commit failed the job
         self._history: dict[str, dict[str, Any]] = {}    # jobs of earlier runs (from the store)
+        self._live_taskservers: set[str] = set()          # for join / loss log lines
         self._finisher_queue: queue.Queue[model.JobFinished | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -189,6 +190,12 @@ class JobServer:
             with self._lock:
                 for action in self._handle(model.Tick(time.time())):
                     log.error("unexpected action from Tick: %s", action)
+                if self._live_taskservers:
+                    alive = {t["name"] for t in self.core.taskservers() if t["alive"]}
+                    for name in sorted(self._live_taskservers - alive):
+                        log.warning("taskserver %s lost: silent for more than %gs", name,
+                                    self.config["jobserver"]["taskserver_timeout"])
+                    self._live_taskservers &= alive
 
     # ---- job end: the output in the DFS ----
 
@@ -336,6 +343,11 @@ class JobServer:
                                  a.error, a.traceback) for a in request.attempts],
             time.time())
         with self._lock:
+            if request.name not in self._live_taskservers:
+                self._live_taskservers.add(request.name)
+                log.info("taskserver %s joined (host %s, rack %s, %d slots, shuffle at %s)",
+                         request.name, request.host, request.rack, request.slots,
+                         request.address)
             actions = self._handle(event)
         commands = []
         for action in actions:
