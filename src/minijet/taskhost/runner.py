@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from itertools import chain, starmap
+from itertools import chain, islice, starmap
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 GROUP = "task"            # counter group of the engine's counters
 REPORT_INTERVAL = 0.33    # at most ~3 progress reports a second
 _TICK_RECORDS = 64        # records between progress checks: a slow mapper still shows life
+_TIMED_BATCH = 256        # records pulled per clock reading (StageTimer)
 
 
 @dataclass
@@ -101,6 +102,48 @@ class Progress:
 
     def flush(self) -> None:
         self.update(force=True)
+
+
+class StageTimer:
+    """Where a stage's time goes: reading its input, the user's operations, writing its output
+    (counters read_time_us, process_time_us, write_time_us). The pipeline pulls records, so
+    the time spent pulling input records is reading, the time spent pulling output pairs is
+    reading + processing, and the rest of the stage is writing. Records are pulled in batches
+    of _TIMED_BATCH, so the clock is read twice per batch, not per record."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter):
+        self._clock = clock
+        self._start = clock()
+        self.read = 0.0       # pulling input records, and reading before the pipeline runs
+        self.upstream = 0.0   # pulling output pairs
+        self.before = 0.0     # reading outside the pipeline (the shuffle)
+
+    def _batches(self, items: Iterable, into: str) -> Iterator[list]:
+        it, clock = iter(items), self._clock
+        while True:
+            t = clock()
+            batch = list(islice(it, _TIMED_BATCH))
+            setattr(self, into, getattr(self, into) + clock() - t)
+            if not batch:
+                return
+            yield batch
+
+    def reading(self, records: Iterable) -> Iterator:
+        return chain.from_iterable(self._batches(records, "read"))
+
+    def producing(self, pairs: Iterable) -> Iterator:
+        return chain.from_iterable(self._batches(pairs, "upstream"))
+
+    def read_outside(self, seconds: float) -> None:
+        self.read += seconds
+        self.before += seconds
+
+    def report(self, progress: "Progress") -> None:
+        total = self._clock() - self._start
+        process = max(0.0, self.upstream - (self.read - self.before))
+        write = max(0.0, total - self.upstream - self.before)
+        for name, seconds in (("read", self.read), ("process", process), ("write", write)):
+            progress.set(f"{name}_time_us", int(seconds * 1e6))
 
 
 # ---- outputs ----
@@ -254,6 +297,7 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Split],
                     make_output: Callable[[Callable | None], Output],
                     progress: Progress) -> None:
     """Read every split's (offset, line) records, run the operations, write the output."""
+    timer = StageTimer()
     total = sum(s.length for s in splits) or 1
     done_bytes = 0
     readers: list[SplitReader] = []
@@ -276,8 +320,10 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Split],
                 tick()
             done_bytes += split.length
 
-    pairs, combiner = _chain_ops(job, stage, _Ticking(records(), tick), grouped=False)
-    _write(make_output(combiner), pairs, progress)
+    pairs, combiner = _chain_ops(job, stage, _Ticking(timer.reading(records()), tick),
+                                 grouped=False)
+    _write(make_output(combiner), timer.producing(pairs), progress)
+    timer.report(progress)
     progress.set("input_records", sum(r.records for r in readers))
     progress.set("input_bytes", sum(r.bytes_read for r in readers))
     progress.update(1.0, force=True)
@@ -291,15 +337,18 @@ def run_consumer_stage(job: MapReduceJob, stage: jc.StageConf,
     ((data, records in it) pairs; records 0 if unknown), merge them, group by key, run the
     operations, write the output. Progress: the shuffle is the first half, the merged
     records passed to the operations the second."""
+    timer = StageTimer()
     merger = ShuffleMerger(spill_dir, memory_budget)
     total = 0
     try:
+        shuffle_start = time.perf_counter()
         for i, (data, records) in enumerate(segments_in, 1):
             merger.add_segment(data)
             total += records
             for name, value in merger.counters.items():
                 progress.set(name, value)
             progress.update(0.5 * i / max(1, count))
+        timer.read_outside(time.perf_counter() - shuffle_start)
         progress.update(0.5)
 
         def tick() -> None:
@@ -308,9 +357,10 @@ def run_consumer_stage(job: MapReduceJob, stage: jc.StageConf,
             progress.set("input_records", merged.count)
             progress.update(0.5 + 0.5 * min(1.0, merged.count / total) if total else 0.5)
 
-        merged = _Ticking(merger.pairs(), tick)
+        merged = _Ticking(timer.reading(merger.pairs()), tick)
         pairs, combiner = _chain_ops(job, stage, group_by_key(merged), grouped=True)
-        _write(make_output(combiner), pairs, progress)
+        _write(make_output(combiner), timer.producing(pairs), progress)
+        timer.report(progress)
         progress.set("input_records", merged.count)
         for name, value in merger.counters.items():
             progress.set(name, value)

@@ -1,0 +1,93 @@
+"""Per-attempt timing counters: reading, the user's operations and writing, measured by the
+stage code in batches (StageTimer) and reported with the engine's counters."""
+from __future__ import annotations
+
+import itertools
+
+from minijet import jobconf as jc
+from minijet.job import MapReduceJob
+from minijet.taskhost import runner
+
+
+class FakeClock:
+    """Time advances only when the test says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_is_split_into_reading_processing_and_writing():
+    clock = FakeClock()
+    timer = runner.StageTimer(clock)
+
+    def records():
+        for i in range(600):   # three batches: each record costs 1ms to read
+            clock.now += 0.001
+            yield i
+
+    def operation(items):
+        for i in items:
+            clock.now += 0.002  # 2ms of user code per record
+            yield i, i
+
+    clock.now += 0.5            # the shuffle, before the pipeline
+    timer.read_outside(0.5)
+    out = []
+    for pair in timer.producing(operation(timer.reading(records()))):
+        clock.now += 0.003      # 3ms to write each pair
+        out.append(pair)
+    clock.now += 0.1            # closing the output
+    assert out == [(i, i) for i in range(600)]
+    progress = runner.Progress(lambda *a: None)
+    timer.report(progress)
+    got = {n: v for g, n, v in progress.counter_list()}
+    assert abs(got["read_time_us"] - 1_100_000) <= 2
+    assert abs(got["process_time_us"] - 1_200_000) <= 2
+    assert abs(got["write_time_us"] - 1_900_000) <= 2
+
+
+def test_batches_keep_every_record_in_order():
+    timer = runner.StageTimer()
+    items = list(range(runner._TIMED_BATCH * 2 + 7))
+    assert list(timer.reading(iter(items))) == items
+    assert list(timer.producing(x for x in [])) == []
+
+
+class Words(MapReduceJob):
+    def mapper(self, key, value):
+        for word in value.split():
+            yield word, 1
+
+
+class Collected:
+    def __init__(self):
+        self.pairs = []
+
+    def write_all(self, pairs):
+        self.pairs.extend(pairs)
+
+    def finish(self, progress):
+        pass
+
+    def abort(self):
+        pass
+
+
+def test_an_input_stage_reports_its_timing_counters(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("a b c\n" * 2000)
+    conf = jc.compile_mapreduce("w", "w.py", "Words", {}, ["/in"], "/out", 1,
+                                has_combiner=False)
+    out = Collected()
+    reports = []
+    progress = runner.Progress(lambda f, c: reports.append(dict(((g, n), v) for g, n, v in c)))
+    runner.run_input_stage(Words(), conf.stage("map"),
+                           [runner.Split(str(path), 0, path.stat().st_size)],
+                           lambda p: open(p, "rb"), lambda combiner: out, progress)
+    assert len(out.pairs) == 6000
+    final = reports[-1]
+    for name in ("read_time_us", "process_time_us", "write_time_us"):
+        assert final[("task", name)] > 0, name
