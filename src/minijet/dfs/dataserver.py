@@ -143,6 +143,7 @@ class DataServer:
         self._stopping = threading.Event()
         self._registered = False
         self._last_report = 0.0
+        self._received_during_report: list[tuple[int, int]] | None = None
         self._replications = 0
         self._lock = threading.Lock()
         self._heartbeats = threading.Thread(target=self._heartbeat_loop, daemon=True,
@@ -175,12 +176,22 @@ class DataServer:
         log.info("registered with the nameserver at %s as %s", self._ns_address, self.host)
 
     def _block_report(self) -> None:
-        blocks = [dfs_pb2.Block(block_id=r.block_id, length=r.length)
-                  for r in self.store.replicas()]
-        self._call(self._ns.BlockReport, dfs_pb2.BlockReportRequest(host=self.host,
-                                                                    blocks=blocks))
+        # A report replaces what the nameserver knows of this node, so a replica finalized
+        # after the snapshot (and announced before the report lands) is announced again.
+        with self._lock:
+            self._received_during_report = []
+        try:
+            blocks = [dfs_pb2.Block(block_id=r.block_id, length=r.length)
+                      for r in self.store.replicas()]
+            self._call(self._ns.BlockReport, dfs_pb2.BlockReportRequest(host=self.host,
+                                                                        blocks=blocks))
+        finally:
+            with self._lock:
+                late, self._received_during_report = self._received_during_report, None
         self._last_report = time.monotonic()
         log.info("block report sent: %d replicas", len(blocks))
+        for block_id, length in late:
+            self._block_received(block_id, length)
 
     def _heartbeat_loop(self) -> None:
         interval = self.config["dataserver"]["heartbeat_interval"]
@@ -228,6 +239,9 @@ class DataServer:
                              name=f"replicate-blk_{command.replicate.block.block_id}").start()
 
     def _block_received(self, block_id: int, length: int) -> None:
+        with self._lock:
+            if self._received_during_report is not None:
+                self._received_during_report.append((block_id, length))
         try:
             self._call(self._ns.BlockReceived, dfs_pb2.BlockReceivedRequest(
                 host=self.host, block=dfs_pb2.Block(block_id=block_id, length=length)))
