@@ -230,12 +230,21 @@ def load_job(job_cache: Path, conf: jc.JobConf) -> MapReduceJob:
     return cls.from_params(conf.params)
 
 
+def whole_stream(method: Callable) -> Callable:
+    """Marks a map or reduce method that takes the task's whole input in one call (its
+    (key, value) pairs, or (key, values) groups for a reduce) and returns the output pairs,
+    instead of being called per record (a streaming job pipes the stream through one
+    process)."""
+    method.whole_stream = True
+    return method
+
+
 def _method(job: MapReduceJob, op: jc.Operation) -> Callable:
     method = getattr(job, op.method, None)
     if not callable(method):
         raise InvalidArgument(f"{type(job).__name__} has no method {op.method}() for its "
                               f"{op.op} operation")
-    if inspect.isgeneratorfunction(method):
+    if inspect.isgeneratorfunction(method) or getattr(method, "whole_stream", False):
         return method
     name = f"{type(job).__name__}.{op.method}"
 
@@ -263,6 +272,9 @@ def _chain_ops(job: MapReduceJob, stage: jc.StageConf, records: Iterable,
                 f"stage {stage.id}: a {op.op} operation cannot take " +
                 ("grouped input" if grouped else "ungrouped input (reduce needs a sorted "
                                                  "file channel)"))
+        elif getattr(method, "whole_stream", False):
+            records = method(records)
+            grouped = False
         else:  # map over pairs, or reduce over groups: both call method(key, x) per item
             records = chain.from_iterable(starmap(method, records))
             grouped = False

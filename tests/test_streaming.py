@@ -1,0 +1,212 @@
+"""Hadoop Streaming jobs: the line/record rules and the subprocess pump without a cluster, the
+job through the TaskHost's stage functions over local files, then `jetshell streaming` on a
+live cluster against the shell pipeline `cat input | mapper | sort | reducer`."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from minijet import jobconf as jc
+from minijet import streaming
+from minijet.streaming import StreamingError, StreamingJob, pipe_lines, split_line
+from minijet.taskhost import runner
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "streaming"
+MAPPER = EXAMPLE / "mapper.py"
+REDUCER = EXAMPLE / "reducer.py"
+PY = sys.executable
+
+
+# ---- lines and records ----
+
+def test_split_line_at_the_first_tab():
+    assert split_line("k\tv") == ("k", "v")
+    assert split_line("k\tv\tw") == ("k", "v\tw")
+    assert split_line("just a line") == ("just a line", None)
+    assert split_line("k\t") == ("k", "")
+    assert split_line("\tv") == ("", "v")
+    assert split_line("") == ("", None)
+
+
+def test_join_pair_is_the_inverse_of_split_line():
+    for line in ["k\tv", "k\tv\tw", "bare", "k\t", "\tv", ""]:
+        assert streaming.join_pair(*split_line(line)) == line
+
+
+def test_sorted_batches_keep_each_key_together_in_order():
+    lines = [f"w{i % 13}\t{i}" for i in range(1000)]
+    batches = list(streaming.sorted_batches(iter(lines), limit=4000))
+    assert len(batches) > 3
+    assert sorted(sum(batches, [])) == sorted(lines)
+    for b in batches:
+        assert b == sorted(b)
+
+
+# ---- the pump ----
+
+def test_pipe_lines_round_trips_many_lines_through_cat():
+    lines = [f"line {i} " + "x" * (i % 300) for i in range(100_000)]
+    assert list(pipe_lines("cat", iter(lines))) == lines
+
+
+def test_large_output_for_little_input_does_not_deadlock():
+    # each input line makes 10000 output lines: the output pipe fills long before the input
+    # is written, so the writer must not wait for the reader (or the other way round)
+    out = pipe_lines(f"{PY} -c \"import sys\nfor l in sys.stdin:\n"
+                     f"  sys.stdout.write((l.strip() + '\\\\n') * 10000)\"",
+                     (str(i) for i in range(50)))
+    count = 0
+    for line in out:
+        count += 1
+    assert count == 500_000
+
+
+def test_last_line_without_newline_and_non_utf8_bytes_survive():
+    out = list(pipe_lines("printf 'a\\tb\\nlast'", []))
+    assert out == ["a\tb", "last"]
+    raw = "caf\udce9"  # an undecodable byte, as the record reader gives it
+    assert list(pipe_lines("cat", [raw, "été"])) == [raw, "été"]
+
+
+def test_nonzero_exit_raises_with_the_stderr_tail():
+    command = "cat >/dev/null; echo first >&2; echo 'ValueError: bad' >&2; exit 3"
+    with pytest.raises(StreamingError) as e:
+        list(pipe_lines(command, ["a", "b"], role="mapper"))
+    message = str(e.value)
+    assert message.splitlines()[0] == f"mapper command {command!r} exited with status 3: " \
+                                      "ValueError: bad"
+    assert "first" in message
+
+
+def test_a_command_that_stops_reading_early_succeeds_like_in_a_shell():
+    assert list(pipe_lines("head -n 2", (str(i) for i in range(1_000_000)))) == ["0", "1"]
+
+
+def test_an_unknown_command_fails_with_the_shells_message():
+    with pytest.raises(StreamingError, match="status 127.*not found"):
+        list(pipe_lines("no-such-command-here", ["x"]))
+
+
+def test_an_input_error_kills_the_command_and_is_raised():
+    def lines():
+        yield "a"
+        raise OSError("the split cannot be read")
+
+    start = time.monotonic()
+    with pytest.raises(OSError, match="cannot be read"):
+        list(pipe_lines("cat; sleep 30", lines()))
+    assert time.monotonic() - start < 10
+
+
+def test_stopping_early_kills_the_whole_pipeline():
+    before = threading.active_count()
+    out = pipe_lines("yes | cat", [])
+    assert next(out) == "y"
+    out.close()
+    assert threading.active_count() == before
+
+
+# ---- the job through the stage functions (no cluster) ----
+
+TEXT = "".join(f"the quick brown fox {i % 7} jumps over the lazy dog {i % 3}\n"
+               for i in range(400)) + "tab\tseparated\tline\n\nlast line without newline"
+
+
+class Collected:
+    def __init__(self):
+        self.pairs = []
+
+    def write_all(self, pairs):
+        self.pairs.extend(pairs)
+
+    def finish(self, progress):
+        pass
+
+    def abort(self):
+        pass
+
+
+def run_job_locally(tmp_path: Path, params: dict, reducers: int) -> list[str]:
+    """The map stage over 3 splits of a local file, then the reduce stage over each
+    partition, through runner's stage functions; the output lines."""
+    src = tmp_path / "input.txt"
+    src.write_text(TEXT)
+    job = StreamingJob({"input": ["/in"], "output": "/out", "reducers": reducers, **params})
+    conf = jc.compile_mapreduce("s", "s.py", "StreamingJob", {}, ["/in"], "/out", reducers,
+                                has_combiner=False)
+    length = src.stat().st_size
+    progress = runner.Progress(lambda f, c: None)
+    outputs = []
+    for i, off in enumerate(range(0, length, 4000)):
+        split = runner.Split(str(src), off, min(4000, length - off))
+        if reducers == 0:
+            out = Collected()
+            runner.run_input_stage(job, conf.stage("map"), [split], lambda p: open(p, "rb"),
+                                   lambda combiner: out, progress)
+            outputs.append(out)
+        else:
+            work = tmp_path / f"map{i}"
+            runner.run_input_stage(
+                job, conf.stage("map"), [split], lambda p: open(p, "rb"),
+                lambda combiner: runner.MapOutputSink(work, reducers, "hash", 1 << 20,
+                                                      combiner), progress)
+            outputs.append(work / "file.out")
+    if reducers == 0:
+        return [streaming.join_pair(k, v) for o in outputs for k, v in o.pairs]
+    from minijet.taskhost import segments
+    lines = []
+    for part in range(reducers):
+        segs = [(segments.read_map_output_segment(o, part),
+                 segments.read_index(segments.index_path(o))[part].records) for o in outputs]
+        out = Collected()
+        runner.run_consumer_stage(job, conf.stage("reduce"), segs, len(segs),
+                                  tmp_path / f"shuffle{part}", 1 << 20, lambda c: out, progress)
+        lines += [streaming.join_pair(k, v) for k, v in out.pairs]
+    return lines
+
+
+def shell_pipeline(text: str, mapper: str, reducer: str | None, cwd: Path) -> list[str]:
+    """`cat input | mapper | sort | reducer` run locally."""
+    command = f"{mapper} | LC_ALL=C sort" + (f" | {reducer}" if reducer else "")
+    result = subprocess.run(command, shell=True, input=text.encode(), cwd=cwd,
+                            capture_output=True, check=True)
+    return result.stdout.decode().splitlines()
+
+
+@pytest.mark.parametrize("reducers", [1, 3])
+def test_wordcount_scripts_through_the_stage_functions(tmp_path, reducers):
+    params = {"mapper_command": f"{PY} {MAPPER}", "reducer_command": f"{PY} {REDUCER}"}
+    got = run_job_locally(tmp_path, params, reducers)
+    want = shell_pipeline(TEXT, f"{PY} {MAPPER}", f"{PY} {REDUCER}", tmp_path)
+    assert sorted(got) == sorted(want)
+    assert "the\t800" in got
+
+
+def test_combiner_runs_over_sorted_map_output(tmp_path):
+    params = {"mapper_command": f"{PY} {MAPPER}", "combiner_command": f"{PY} {REDUCER}",
+              "reducer_command": f"{PY} {REDUCER}"}
+    got = run_job_locally(tmp_path, params, 2)
+    want = shell_pipeline(TEXT, f"{PY} {MAPPER}", f"{PY} {REDUCER}", tmp_path)
+    assert sorted(got) == sorted(want)
+
+
+def test_map_only_writes_the_mappers_lines(tmp_path):
+    got = run_job_locally(tmp_path, {"mapper_command": "tr a-z A-Z"}, 0)
+    assert got == TEXT.upper().split("\n")
+
+
+def test_job_args_make_a_map_only_job_without_reducer():
+    args = streaming.job_args(["/a", "/b"], "/out", "cat", reducers=4)
+    params = StreamingJob.parse_params(args)
+    assert params["reducers"] == 0 and params["input"] == ["/a", "/b"]
+    args = streaming.job_args(["/a"], "/out", "m", "c", "r", 4, ["x/mapper.py", "r.py"])
+    params = StreamingJob.parse_params(args)
+    assert params["reducers"] == 4 and params["file"] == ["mapper.py", "r.py"]
+    assert (params["mapper_command"], params["combiner_command"],
+            params["reducer_command"]) == ("m", "c", "r")
