@@ -21,6 +21,7 @@ from typing import Callable, Iterable, TextIO
 import click
 
 from minijet import daemon
+from minijet.client import streaming_cli
 from minijet.errors import MinijetError
 
 EXIT_ERROR = 1
@@ -328,6 +329,9 @@ def nodes(client, as_json):
         click.echo(json.dumps([_as_json(t) for t in servers], indent=2))
         return
     click.echo(nodes_table(servers, time.time()))
+
+
+cli.add_command(streaming_cli.streaming)  # `jetshell streaming` (minijet.streaming)
 
 
 def main(argv: list[str] | None = None) -> None:
