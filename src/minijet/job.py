@@ -280,11 +280,16 @@ def _user_line(error: BaseException, path: str) -> str:
 
 
 def build_conf(cls: type[MapReduceJob], args: Sequence[str], *, job_file: str,
-               user: str = "", files: Sequence[str] = (), prog: str | None = None):
+               user: str = "", files: Sequence[str] = (), prog: str | None = None,
+               resolve_path: Callable[[str], str] | None = None):
     """Parse `args` for `cls` and compile the job to a validated JobConf. Raises
-    InvalidArgument (or HelpRequested for --help)."""
+    InvalidArgument (or HelpRequested for --help). `resolve_path` turns an input or output
+    argument into the absolute path the job uses (default: the DFS's path rules; the local
+    runner resolves local paths)."""
     from minijet import jobconf
     from minijet.dfs.paths import normalize
+
+    resolve = resolve_path or normalize
 
     params = cls.parse_params(args, prog)
     if cls.mapper is None:
@@ -293,8 +298,8 @@ def build_conf(cls: type[MapReduceJob], args: Sequence[str], *, job_file: str,
         raise InvalidArgument(f"{cls.__name__} has no reducer(self, key, values) method; "
                               f"give --reducers 0 (or reducers = 0) for a map-only job")
     try:
-        params["input"] = [normalize(p) for p in params["input"]]
-        params["output"] = normalize(params["output"])
+        params["input"] = [resolve(p) for p in params["input"]]
+        params["output"] = resolve(params["output"])
     except InvalidArgument as e:
         raise InvalidArgument(f"{cls.__name__}: {e}") from None
     return jobconf.compile_mapreduce(

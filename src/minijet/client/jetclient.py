@@ -44,6 +44,18 @@ def current_user() -> str:
         return "unknown"
 
 
+def check_paths(conf, exists: Callable[[str], bool]) -> None:
+    """NotFound for a missing input path, AlreadyExists for an existing output path, where
+    `exists` asks the file system the job runs on (the DFS, or local files)."""
+    for path in conf.input_paths():
+        if not exists(path):
+            raise NotFound(f"input path {path} does not exist")
+    for path in conf.output_paths():
+        if exists(path):
+            raise AlreadyExists(f"output path {path} already exists (jobs never overwrite "
+                                f"output: remove it or choose another)")
+
+
 class JetClient:
     def __init__(self, config: configmod.Config | None = None, dfs=None):
         """`config` defaults to the usual lookup (minijet.config.load()); `dfs` is a DfsClient
@@ -161,13 +173,7 @@ class JetClient:
 
     def check_paths(self, conf) -> None:
         """Refuse a job whose input is missing or whose output exists (never overwrite)."""
-        for path in conf.input_paths():
-            if not self.dfs.exists(path):
-                raise NotFound(f"input path {path} does not exist")
-        for path in conf.output_paths():
-            if self.dfs.exists(path):
-                raise AlreadyExists(f"output path {path} already exists (jobs never overwrite "
-                                    f"output: remove it or choose another)")
+        check_paths(conf, self.dfs.exists)
 
     def upload_job_files(self, job_dir: str, conf, local_files: Sequence[str]) -> None:
         """Write job.json (the JobConf) and the local files into the job's DFS directory."""

@@ -253,12 +253,19 @@ def _submit(client, job_file: str, class_name: str, args, files, command: str) -
               help="Ship this local file with the job (repeatable).")
 @click.argument("job_file", metavar="JOBFILE")
 @click.argument("class_name", metavar="CLASS")
+@click.option("--local", is_flag=True,
+              help="Run the job in this process over local files, without a cluster "
+                   "(at least 2 map and 2 reduce tasks), to try or debug it.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(client, job_file, class_name, args, files):
+def run(client, job_file, class_name, args, files, local):
     """Submit a job, show its progress, wait for it and print its counters.
 
     ARGS are the job's own (input, output, --reducers N, ...): see
     `jetshell run JOBFILE CLASS --help`. The job id is the last word of the first line."""
+    if local:
+        from minijet.localrunner import run_command
+
+        return run_command(client.config, job_file, class_name, args, files)
     job_id = _submit(client, job_file, class_name, args, files, "run")
     click.echo(f"{class_name}: submitted job {job_id}")
     return _follow(client, job_id)
