@@ -1,14 +1,19 @@
 """minijet: a batch-processing cluster in Python (block-replicated DFS + MapReduce job engine).
 
-Job files use `from minijet import MapReduceJob, Param`. The names are loaded on first use, so
+Job files use `from minijet import MapReduceJob, Param` (or JobBuilderJob, and `context` for
+user counters). The names are loaded on first use, so
 that importing any minijet module (daemons, config) stays light.
 """
 from typing import Any
 
-__all__ = ["MapReduceJob", "Param"]
+__all__ = ["MapReduceJob", "Param", "JobBuilderJob"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "JobBuilderJob":
+        from minijet import builder
+
+        return builder.JobBuilderJob
     if name in __all__:
         from minijet import job
 

@@ -99,6 +99,8 @@ class Param:
 
 
 def _builtin_params(cls: type) -> list[Param]:
+    if hasattr(cls, "build_job"):  # a JobBuilderJob declares all of its parameters
+        return []
     return [
         Param("input", nargs="+", help="input paths in the DFS: files or directories "
                                        "(files whose names start with _ or . are skipped)"),
@@ -214,7 +216,7 @@ class MapReduceJob:
         ns = cls._parser(prog).parse_intermixed_args(list(args))
         values = vars(ns)
         values.pop("help", None)
-        if values["reducers"] < 0:
+        if values.get("reducers", 0) < 0:
             raise InvalidArgument(f"{cls.__name__}: --reducers must be 0 or more, "
                                   f"got {values['reducers']}")
         return values
@@ -292,6 +294,10 @@ def build_conf(cls: type[MapReduceJob], args: Sequence[str], *, job_file: str,
     resolve = resolve_path or normalize
 
     params = cls.parse_params(args, prog)
+    compile_job = getattr(cls, "compile_job", None)
+    if compile_job is not None:  # a JobBuilderJob: its build_job() makes the stages
+        return compile_job(params, job_file=job_file, user=user, files=list(files),
+                           resolve_path=resolve_path)
     if cls.mapper is None:
         raise InvalidArgument(f"{cls.__name__} has no mapper(self, key, value) method")
     if params["reducers"] > 0 and cls.reducer is None:

@@ -7,6 +7,15 @@ per partition of their file channel). Each stage runs operations (methods of the
 class) and writes one output: a "file" channel (partitioned, optionally sorted, shuffled to
 the child stages) or "dfs" (part-NNNNN files under `path`).
 
+Operations name either a method of a MapReduceJob (`method`: map / combine / reduce) or, for
+a JobBuilderJob, a function of the job's build (`fn`: its index in the order build_job()
+registered them; the TaskHost re-runs build_job to find it), with builder kinds (BUILDER_OPS).
+Pipeline channels are fused at compile time: the operations of pipelined datasets run one
+after another in the same stage (one TaskHost, no I/O between them). A stage's output may
+be range partitioned ("range", with `split_points`, for total-order sorts); DFS output is
+written as text or as binary records (`writer`), and input read as lines or records
+(`reader`).
+
 `validate()` raises InvalidArgument naming the stage and the problem; `from_dict` validates
 the shape too, so a conf read back from the job directory is as trustworthy as a built one.
 """
@@ -23,7 +32,16 @@ FILE = "file"
 DFS = "dfs"
 CHANNELS = (FILE, DFS)
 OPS = ("map", "combine", "reduce")
+# Builder kinds: on (key, value) pairs, then on groups (the first operation of a consumer
+# stage whose parents sort), then internal steps the builder adds around a shuffle.
+PAIR_OPS = ("map", "flat_map", "filter")
+GROUPED_OPS = ("reduce", "aggregate", "join", "distinct")
+INTERNAL_OPS = ("combine", "tag", "sort_key", "unsort", "distinct_key")
+BUILDER_OPS = PAIR_OPS + GROUPED_OPS + INTERNAL_OPS
 HASH = "hash"
+RANGE = "range"          # total order: bisect on the output's split_points
+READERS = ("lines", "records")
+WRITERS = ("text", "records")
 
 # Stage ids appear inside task ids (<job>_<stage>_<index>), so no underscores.
 _STAGE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
@@ -33,8 +51,20 @@ _METHOD = re.compile(r"^[A-Za-z_]\w*$")
 
 @dataclass
 class Operation:
-    op: str       # map | combine | reduce
-    method: str   # name of the method on the job class
+    op: str          # map | combine | reduce; builder: one of BUILDER_OPS
+    method: str = ""  # name of the method on the job class (MapReduceJob)
+    fn: int = -1     # builder: index of the function registered by build_job (-1: none)
+    args: dict[str, Any] = field(default_factory=dict)   # builder: small JSON settings
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"op": self.op}
+        if self.method:
+            d["method"] = self.method
+        if self.fn >= 0:
+            d["fn"] = self.fn
+        if self.args:
+            d["args"] = dict(self.args)
+        return d
 
 
 @dataclass
@@ -44,6 +74,8 @@ class OutputSpec:
     partitions: int = 1           # file: one partition per consumer task
     partitioner: str = HASH       # "hash" or "module:function"
     sort: bool = False            # file: sort each partition by key (the consumer groups)
+    split_points: list[Any] = field(default_factory=list)   # range: encode_key()d keys
+    writer: str = "text"          # dfs: "text" lines or binary "records"
 
 
 @dataclass
@@ -54,6 +86,7 @@ class StageConf:
     input: list[str] = field(default_factory=list)    # DFS paths (an input stage)
     inputs: list[str] = field(default_factory=list)   # parent stage ids (a consumer stage)
     tasks: int = 0   # 0: one per split (input stage) or per parent partition (consumer)
+    reader: str = "lines"   # input stage: "lines" (offset, line) or "records" (key, value)
 
 
 @dataclass
@@ -181,9 +214,15 @@ class JobConf:
         if s.tasks and partitions and s.tasks not in partitions:
             raise InvalidArgument(f"{where}: {s.tasks} tasks but the parents write "
                                   f"{partitions.pop()} partitions (one task per partition)")
-        if not s.operations:
+        if not s.operations and not s.inputs:
             raise InvalidArgument(f"{where}: no operations")
-        for o in s.operations:
+        if s.reader not in READERS:
+            raise InvalidArgument(f"{where}: unknown reader {s.reader!r} "
+                                  f"(one of {', '.join(READERS)})")
+        for i, o in enumerate(s.operations):
+            if not o.method:
+                self._validate_builder_op(s, i, o, where)
+                continue
             if o.op not in OPS:
                 raise InvalidArgument(f"{where}: unknown operation {o.op!r} "
                                       f"(one of {', '.join(OPS)})")
@@ -207,9 +246,17 @@ class JobConf:
                 or out.partitions < 1:
             raise InvalidArgument(f"{where}: partitions must be an integer >= 1, "
                                   f"got {out.partitions!r}")
-        if out.partitioner != HASH and not _PARTITIONER.match(out.partitioner or ""):
-            raise InvalidArgument(f"{where}: partitioner must be 'hash' or 'module:function', "
-                                  f"got {out.partitioner!r}")
+        if out.partitioner not in (HASH, RANGE) and \
+                not _PARTITIONER.match(out.partitioner or "") and \
+                not re.fullmatch(r"fn:\d+", out.partitioner or ""):
+            raise InvalidArgument(f"{where}: partitioner must be 'hash', 'range' or "
+                                  f"'module:function', got {out.partitioner!r}")
+        if out.partitioner == RANGE and len(out.split_points) > out.partitions - 1:
+            raise InvalidArgument(f"{where}: {len(out.split_points)} split points for "
+                                  f"{out.partitions} partitions (at most one fewer)")
+        if out.writer not in WRITERS:
+            raise InvalidArgument(f"{where}: unknown writer {out.writer!r} "
+                                  f"(one of {', '.join(WRITERS)})")
         if out.channel == DFS:
             if not out.path.startswith("/"):
                 raise InvalidArgument(f"{where}: DFS output path {out.path!r} is not absolute")
@@ -219,6 +266,26 @@ class JobConf:
         elif out.path:
             raise InvalidArgument(f"{where}: a file channel has no path")
 
+    def _validate_builder_op(self, s: StageConf, i: int, o: Operation, where: str) -> None:
+        if o.op not in BUILDER_OPS:
+            raise InvalidArgument(f"{where}: unknown operation {o.op!r} "
+                                  f"(one of {', '.join(BUILDER_OPS)})")
+        if not isinstance(o.args, dict):
+            raise InvalidArgument(f"{where}: operation {i} args must be a mapping")
+        if o.op in GROUPED_OPS:
+            if i != 0 or not s.inputs:
+                raise InvalidArgument(f"{where}: {o.op} must be the first operation of a "
+                                      "stage reading a file channel")
+            unsorted = [p for p in s.inputs if not self.stage(p).output.sort]
+            if unsorted:
+                raise InvalidArgument(f"{where}: {o.op} needs sorted input, but stage "
+                                      f"{unsorted[0]!r} does not sort its output")
+        if o.op == "combine" and s.output.channel != FILE:
+            raise InvalidArgument(f"{where}: a combiner needs a file channel output")
+        needs_fn = o.op in ("map", "flat_map", "filter", "reduce", "aggregate")
+        if needs_fn and o.fn < 0:
+            raise InvalidArgument(f"{where}: operation {i} ({o.op}) names no function")
+
     # ---- serialisation ----
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,8 +294,9 @@ class JobConf:
             "job_class": self.job_class, "params": dict(self.params),
             "files": list(self.files),
             "stages": [{"id": s.id, "tasks": s.tasks, "input": list(s.input),
+                        **({"reader": s.reader} if s.reader != "lines" else {}),
                         "inputs": list(s.inputs),
-                        "operations": [{"op": o.op, "method": o.method} for o in s.operations],
+                        "operations": [o.to_dict() for o in s.operations],
                         "output": {f.name: getattr(s.output, f.name)
                                    for f in fields(OutputSpec)}}
                        for s in self.stages],
@@ -271,24 +339,30 @@ def _typed(d: dict, key: str, kind: type, what: str, default: Any = None) -> Any
 
 
 def _stage_from_dict(data: Any) -> StageConf:
-    d = _mapping(data, "stage", {"id", "tasks", "input", "inputs", "operations", "output"})
+    d = _mapping(data, "stage", {"id", "tasks", "input", "inputs", "operations", "output",
+                                 "reader"})
     where = f"stage {d.get('id')!r}"
     ops = []
     for o in _typed(d, "operations", list, where):
-        o = _mapping(o, f"{where} operation", {"op", "method"})
-        ops.append(Operation(op=_typed(o, "op", str, where), method=_typed(o, "method", str,
-                                                                            where)))
+        o = _mapping(o, f"{where} operation", {"op", "method", "fn", "args"})
+        ops.append(Operation(op=_typed(o, "op", str, where),
+                             method=_typed(o, "method", str, where, ""),
+                             fn=_typed(o, "fn", int, where, -1),
+                             args=dict(_typed(o, "args", dict, where, {}))))
     out = _mapping(_typed(d, "output", dict, where), f"{where} output",
                    {f.name for f in fields(OutputSpec)})
     output = OutputSpec(channel=_typed(out, "channel", str, where),
                         path=_typed(out, "path", str, where, ""),
                         partitions=_typed(out, "partitions", int, where, 1),
                         partitioner=_typed(out, "partitioner", str, where, HASH),
-                        sort=_typed(out, "sort", bool, where, False))
+                        sort=_typed(out, "sort", bool, where, False),
+                        split_points=list(_typed(out, "split_points", list, where, [])),
+                        writer=_typed(out, "writer", str, where, "text"))
     return StageConf(id=_typed(d, "id", str, "stage"), operations=ops, output=output,
                      input=list(_typed(d, "input", list, where, [])),
                      inputs=list(_typed(d, "inputs", list, where, [])),
-                     tasks=_typed(d, "tasks", int, where, 0))
+                     tasks=_typed(d, "tasks", int, where, 0),
+                     reader=_typed(d, "reader", str, where, "lines"))
 
 
 def compile_mapreduce(name: str, job_file: str, job_class: str, params: dict[str, Any],
@@ -317,3 +391,35 @@ def compile_mapreduce(name: str, job_file: str, job_class: str, params: dict[str
         ]
     return JobConf(name=name, user=user, job_file=job_file, job_class=job_class,
                    params=dict(params), files=list(files or []), stages=stages).validate()
+
+
+# ---- keys in JSON (split points) ----
+
+def encode_key(key: Any) -> Any:
+    """A sort key as readable JSON: str, int, float, bool and None as they are; a tuple as
+    {"tuple": [...]}, bytes as {"bytes": base64}; anything else as {"pickle": base64}."""
+    import base64
+    import pickle
+
+    if key is None or type(key) in (str, int, float, bool):
+        return key
+    if type(key) is tuple:
+        return {"tuple": [encode_key(k) for k in key]}
+    if type(key) is bytes:
+        return {"bytes": base64.b64encode(key).decode()}
+    return {"pickle": base64.b64encode(pickle.dumps(key, protocol=5)).decode()}
+
+
+def decode_key(data: Any) -> Any:
+    import base64
+    import pickle
+
+    if isinstance(data, dict):
+        if "tuple" in data:
+            return tuple(decode_key(k) for k in data["tuple"])
+        if "bytes" in data:
+            return base64.b64decode(data["bytes"])
+        if "pickle" in data:
+            return pickle.loads(base64.b64decode(data["pickle"]))
+        raise InvalidArgument(f"bad encoded key {data!r}")
+    return data

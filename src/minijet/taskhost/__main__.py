@@ -21,6 +21,7 @@ import os
 import sys
 import time
 import traceback
+from itertools import chain
 from pathlib import Path
 from typing import Iterator
 
@@ -97,11 +98,12 @@ class Fetcher:
     again) and waits for the new location."""
 
     def __init__(self, config: Config, umbilical: Umbilical, task: runner.Task,
-                 progress: runner.Progress):
+                 progress: runner.Progress, producer_stage: str | None = None):
         self.config = config
         self.umbilical = umbilical
         self.task = task
         self.progress = progress
+        self.producer_stage = producer_stage or task.producer_stage
         self._channels: dict[str, grpc.Channel] = {}
 
     def locations(self, not_attempts: frozenset[str] = frozenset(), give_up: str = ""
@@ -111,7 +113,7 @@ class Fetcher:
         timeout with that error (the lost output was not made again)."""
         deadline = time.monotonic() + self.config["taskserver"]["task_timeout"]
         while True:
-            reply = self.umbilical.map_outputs(self.task.job_id, self.task.producer_stage)
+            reply = self.umbilical.map_outputs(self.task.job_id, self.producer_stage)
             outputs = {o.task_id: o for o in reply.outputs if o.attempt_id not in not_attempts}
             if len(outputs) >= reply.total:
                 return outputs
@@ -184,9 +186,11 @@ def run_attempt(config: Config, task: runner.Task, job_cache: Path, work_dir: Pa
 
     def make_output(combiner):
         if out.channel == jc.FILE:
-            return runner.MapOutputSink(work_dir, out.partitions, out.partitioner, sort_buffer,
+            return runner.MapOutputSink(work_dir, out.partitions,
+                                        runner.output_partitioner(job, out), sort_buffer,
                                         combiner)
-        return runner.DfsOutput(dfs, out.path, task.attempt_id, task.index, umbilical.commit)
+        return runner.DfsOutput(dfs, out.path, task.attempt_id, task.index, umbilical.commit,
+                                out.writer)
 
     try:
         if stage.input:
@@ -195,14 +199,18 @@ def run_attempt(config: Config, task: runner.Task, job_cache: Path, work_dir: Pa
             if task.partition is None or not task.producer_stage:
                 raise NotFound(f"task {task.task_id} of consumer stage {stage.id} has no "
                                "partition or producer stage")
-            fetcher = Fetcher(config, umbilical, task, progress)
+            # one fetcher per parent stage (a join or union reads several)
+            fetchers = [Fetcher(config, umbilical, task, progress, parent)
+                        for parent in stage.inputs]
             try:
-                locations = fetcher.locations()
-                runner.run_consumer_stage(job, stage, fetcher.segments(locations), len(locations),
-                                          work_dir / "shuffle", sort_buffer, make_output,
-                                          progress)
+                located = [(f, f.locations()) for f in fetchers]
+                runner.run_consumer_stage(
+                    job, stage, chain.from_iterable(f.segments(loc) for f, loc in located),
+                    sum(len(loc) for _, loc in located), work_dir / "shuffle", sort_buffer,
+                    make_output, progress)
             finally:
-                fetcher.close()
+                for fetcher in fetchers:
+                    fetcher.close()
     finally:
         dfs.close()
     return progress.counter_list()

@@ -18,13 +18,16 @@ from itertools import chain, islice, starmap
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol
 
+from minijet import context
 from minijet import jobconf as jc
 from minijet.errors import AlreadyExists, InvalidArgument
 from minijet.job import MapReduceJob, load_job_class
 from minijet.taskhost.output import TextOutputWriter
 from minijet.taskhost.shuffle import ShuffleMerger, group_by_key
 from minijet.taskhost.mapoutput import MapOutputBuffer
-from minijet.taskhost.partition import load_partitioner
+from minijet.taskhost import operations
+from minijet.taskhost.partition import Partitioner, load_partitioner
+from minijet.taskhost.recordfile import RecordsSplitReader, RecordsWriter
 from minijet.taskhost.records import SplitReader
 
 log = logging.getLogger(__name__)
@@ -157,13 +160,14 @@ class Output(Protocol):
 class MapOutputSink:
     """A file channel: partitioned, combined, sorted map output in `work_dir/file.out`."""
 
-    def __init__(self, work_dir: Path, partitions: int, partitioner: str, sort_buffer: int,
-                 combiner: Callable | None):
+    def __init__(self, work_dir: Path, partitions: int, partitioner: str | Partitioner,
+                 sort_buffer: int, combiner: Callable | None):
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(work_dir) / "file.out"
         self._buffer = MapOutputBuffer(partitions, Path(work_dir) / "spills",
                                        sort_buffer=sort_buffer, combiner=combiner,
-                                       partitioner=load_partitioner(partitioner))
+                                       partitioner=load_partitioner(partitioner)
+                                       if isinstance(partitioner, str) else partitioner)
 
     def write_all(self, pairs: Iterable[tuple[Any, Any]]) -> None:
         self._buffer.collect_all(pairs)
@@ -183,14 +187,15 @@ class DfsOutput:
     the task committed) deletes its temp file and ends quietly."""
 
     def __init__(self, dfs, path: str, attempt_id: str, index: int,
-                 ask_commit: Callable[[], bool]):
+                 ask_commit: Callable[[], bool], writer: str = "text"):
         name = f"part-{index:05d}"
         self.final = f"{path.rstrip('/')}/{name}"
         self.temp = f"{path.rstrip('/')}/_temporary/{attempt_id}/{name}"
         self._dfs = dfs
         self._ask_commit = ask_commit
         self._file = dfs.create(self.temp, overwrite=True)
-        self._writer = TextOutputWriter(self._file)
+        self._writer = RecordsWriter(self._file) if writer == "records" else \
+            TextOutputWriter(self._file)
         self.committed = False
 
     def write_all(self, pairs: Iterable[tuple[Any, Any]]) -> None:
@@ -224,6 +229,16 @@ class DfsOutput:
 
 
 # ---- the stage logic ----
+
+def output_partitioner(job: MapReduceJob, out: jc.OutputSpec) -> Partitioner:
+    """The partitioner of a stage's file channel: hash, range (total order), a builder
+    function ("fn:N"), or a module-level "module:function"."""
+    if out.partitioner == jc.RANGE:
+        return operations.RangePartitioner(out.split_points)
+    if out.partitioner.startswith("fn:"):
+        return job.function(int(out.partitioner[3:]))
+    return load_partitioner(out.partitioner)
+
 
 def load_job(job_cache: Path, conf: jc.JobConf) -> MapReduceJob:
     cls = load_job_class(str(Path(job_cache) / conf.job_file), conf.job_class)
@@ -262,6 +277,9 @@ def _chain_ops(job: MapReduceJob, stage: jc.StageConf, records: Iterable,
     """Apply the stage's map/reduce operations to `records` ((key, value) pairs, or
     (key, values) groups when `grouped`); returns the output pairs and the combiner, which
     runs in the map output buffer."""
+    if operations.uses_builder(stage):
+        return (operations.chain_operations(job, stage, records, grouped),
+                operations.combiner(job, stage))
     combiner = None
     for op in stage.operations:
         method = _method(job, op)
@@ -312,7 +330,8 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Split],
     timer = StageTimer()
     total = sum(s.length for s in splits) or 1
     done_bytes = 0
-    readers: list[SplitReader] = []
+    readers: list[SplitReader | RecordsSplitReader] = []
+    make_reader = RecordsSplitReader if stage.reader == "records" else SplitReader
 
     def tick() -> None:
         if not readers or not progress.due():
@@ -326,12 +345,13 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Split],
         nonlocal done_bytes
         for split in splits:
             with open_file(split.path) as f:
-                reader = SplitReader(f, split.offset, split.length)
+                reader = make_reader(f, split.offset, split.length)
                 readers.append(reader)
                 yield from reader
                 tick()
             done_bytes += split.length
 
+    context.bind(progress)  # user counters count into this task
     pairs, combiner = _chain_ops(job, stage, _Ticking(timer.reading(records()), tick),
                                  grouped=False)
     _write(make_output(combiner), timer.producing(pairs), progress)
@@ -370,7 +390,10 @@ def run_consumer_stage(job: MapReduceJob, stage: jc.StageConf,
             progress.update(0.5 + 0.5 * min(1.0, merged.count / total) if total else 0.5)
 
         merged = _Ticking(timer.reading(merger.pairs()), tick)
-        pairs, combiner = _chain_ops(job, stage, group_by_key(merged), grouped=True)
+        grouped = not operations.uses_builder(stage) or operations.wants_groups(stage)
+        context.bind(progress)  # user counters count into this task
+        pairs, combiner = _chain_ops(job, stage, group_by_key(merged) if grouped else merged,
+                                     grouped=grouped)
         _write(make_output(combiner), timer.producing(pairs), progress)
         timer.report(progress)
         progress.set("input_records", merged.count)

@@ -1,0 +1,43 @@
+"""The running task, as seen from the user's code: user counters.
+
+    from minijet import context
+    context.counter("quality", "bad_lines").increment()
+
+works in methods and lambdas running in a task: the runner points this module at the task's
+progress (`bind`), which reports the counters with the engine's; `jetshell status` shows them
+summed over the job. Outside a task (e.g. while the client samples keys) counts go nowhere.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_progress: Any = None                          # the running task's runner.Progress
+_counters: dict[tuple[str, str], "Counter"] = {}
+
+
+class Counter:
+    __slots__ = ("group", "name")
+
+    def __init__(self, group: str, name: str):
+        self.group, self.name = group, name
+
+    def increment(self, n: int = 1) -> None:
+        if _progress is not None:
+            _progress.add(self.name, int(n), self.group)
+
+
+def counter(group: str, name: str) -> Counter:
+    """The user counter `name` of `group` (cheap to call per record)."""
+    c = _counters.get((group, name))
+    if c is None:
+        if not isinstance(group, str) or not isinstance(name, str) or not group or not name:
+            raise ValueError(f"a counter needs a non-empty group and name, got "
+                             f"{group!r}, {name!r}")
+        c = _counters[(group, name)] = Counter(group, name)
+    return c
+
+
+def bind(progress: Any) -> None:
+    """The runner: counters go to `progress` (None: nowhere) from now on."""
+    global _progress
+    _progress = progress

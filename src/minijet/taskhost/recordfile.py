@@ -1,0 +1,160 @@
+"""The "records" file format: (key, value) pairs in binary frames, splittable at any byte.
+
+A file is a run of frames; a frame is a 16-byte sync marker, a header (body length and CRC-32
+of the body, little-endian u32 each) and a body: a pickle (protocol 5) of (keys, values), two
+lists of equal length, as in shuffle segments (segments.py). Keys and values keep their
+Python types, so one job's output is the next one's input unchanged.
+
+Splits: like a text line, a frame belongs to the split holding its first byte. A reader of
+[start, start+length) seeks to `start`, scans for the sync marker, and reads every frame
+starting before the split's end (the last may run past it). A marker that turns up by chance
+inside a body is skipped: its "frame" fails the CRC, and scanning goes on after it.
+"""
+from __future__ import annotations
+
+import pickle
+import struct
+from itertools import chain, islice, starmap
+from typing import Any, BinaryIO, Iterable, Iterator
+from zlib import crc32
+
+from minijet.errors import InvalidArgument
+
+SYNC = bytes.fromhex("8a4d4a52ecf1093b6e5aa7c21d0f5b33")
+_HEADER = struct.Struct("<II")
+_PREFIX = len(SYNC) + _HEADER.size
+FRAME_TARGET_BYTES = 256 * 1024
+CHUNK_SIZE = 1 << 20
+
+
+class RecordsWriter:
+    """Writes (key, value) pairs as frames to a binary file object it does not own."""
+
+    def __init__(self, file: BinaryIO, frame_records: int = 256):
+        self.file = file
+        self.records = 0
+        self.bytes = 0
+        self._frame_records = frame_records
+        self._keys: list = []
+        self._values: list = []
+
+    def write_all(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        it = iter(pairs)
+        while True:
+            batch = list(islice(it, self._frame_records - len(self._keys)))
+            if not batch:
+                return
+            try:
+                keys, values = zip(*batch)
+            except (TypeError, ValueError):
+                bad = next(r for r in batch if not isinstance(r, (tuple, list)) or len(r) != 2)
+                raise InvalidArgument(f"records output must be (key, value) pairs, got "
+                                      f"{bad!r}") from None
+            self._keys += keys
+            self._values += values
+            if len(self._keys) >= self._frame_records:
+                self.flush()
+
+    def flush(self) -> None:
+        """Writes the buffered records as one frame (does not flush the file)."""
+        if not self._keys:
+            return
+        try:
+            body = pickle.dumps((self._keys, self._values), protocol=5)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            raise InvalidArgument(f"records output must be picklable: {e}") from None
+        self.file.write(SYNC + _HEADER.pack(len(body), crc32(body)) + body)
+        self.records += len(self._keys)
+        self.bytes += _PREFIX + len(body)
+        # Steer the next frame towards the target size.
+        scaled = len(self._keys) * FRAME_TARGET_BYTES // max(1, len(body))
+        self._frame_records = max(16, min(1 << 16, scaled))
+        self._keys, self._values = [], []
+
+
+class RecordsSplitReader:
+    """Iterates the (key, value) records of one split of a records file; the same counters
+    as records.SplitReader (progress, bytes_read, records, start, end)."""
+
+    def __init__(self, file: BinaryIO, start: int, length: int, chunk_size: int = CHUNK_SIZE):
+        if start < 0 or length < 0:
+            raise ValueError(f"bad split: start {start}, length {length}")
+        self.file = file
+        self.start = start
+        self.end = start + length
+        self.chunk_size = max(_PREFIX, chunk_size)
+        self.bytes_read = 0
+        self.records = 0
+        self._pos = start
+        self._buf = b""
+        self._buf_start = start   # file offset of _buf[0]
+        self._eof = False
+
+    @property
+    def progress(self) -> float:
+        span = self.end - self.start
+        if span <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (self._pos - self.start) / span))
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return chain.from_iterable(starmap(zip, self._frames()))
+
+    def _more(self) -> bool:
+        if self._eof:
+            return False
+        data = self.file.read(self.chunk_size)
+        if not data:
+            self._eof = True
+            return False
+        self.bytes_read += len(data)
+        self._buf += data
+        return True
+
+    def _have(self, offset: int, n: int) -> bool:
+        """Whether the buffer holds [offset, offset+n), reading on as needed."""
+        while self._buf_start + len(self._buf) < offset + n:
+            if not self._more():
+                return False
+        return True
+
+    def _frames(self) -> Iterator[tuple[list, list]]:
+        if self.start >= self.end:
+            return
+        self.file.seek(self.start)
+        pos = self.start   # where to look for the next marker
+        while pos < self.end:
+            # Drop what lies before `pos`, then find the marker at or after it.
+            cut = pos - self._buf_start
+            if cut > 0:
+                self._buf, self._buf_start = self._buf[cut:], pos
+            i = self._buf.find(SYNC)
+            while i < 0:
+                keep = max(0, len(self._buf) - len(SYNC) + 1)
+                self._buf_start += keep
+                self._buf = self._buf[keep:]
+                if self._buf_start >= self.end or not self._more():
+                    self._pos = self.end
+                    return
+                i = self._buf.find(SYNC)
+            frame = self._buf_start + i
+            if frame >= self.end:
+                break
+            if not self._have(frame, _PREFIX):
+                break
+            at = frame - self._buf_start + len(SYNC)
+            size, crc = _HEADER.unpack_from(self._buf, at)
+            if not self._have(frame, _PREFIX + size):
+                pos = frame + 1   # a marker inside a truncated tail: no frame there
+                continue
+            at = frame - self._buf_start + _PREFIX
+            body = self._buf[at:at + size]
+            if crc32(body) != crc:
+                pos = frame + 1   # a marker inside some body, by chance
+                continue
+            keys, values = pickle.loads(body)
+            self.records += len(keys)
+            pos = frame + _PREFIX + size
+            self._pos = min(pos, self.end)
+            yield keys, values
+        self._pos = self.end
