@@ -210,3 +210,154 @@ def test_job_args_make_a_map_only_job_without_reducer():
     assert params["reducers"] == 4 and params["file"] == ["mapper.py", "r.py"]
     assert (params["mapper_command"], params["combiner_command"],
             params["reducer_command"]) == ("m", "c", "r")
+
+
+# ---- `jetshell streaming` on a live cluster ----
+
+BLOCK = 128 * 1024
+CLUSTER_CONFIG = {
+    "dfs": {"block_size": "128KiB"},
+    "nameserver": {"dead_timeout": "5s", "replication_interval": "0.5s"},
+    "dataserver": {"heartbeat_interval": "0.5s"},
+    "jobserver": {"taskserver_timeout": "4s", "locality_delay": "0.5s",
+                  "max_task_attempts": 2},
+    "taskserver": {"heartbeat_interval": "0.3s", "slots": 2},
+    "rpc": {"timeout": "10s"},
+}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    from minijet.cluster import LocalCluster
+
+    lc = LocalCluster(tmp_path_factory.mktemp("streaming-cluster"), config=CLUSTER_CONFIG)
+    try:
+        lc.up(dataservers=2, taskservers=2)
+        yield lc
+    finally:
+        lc.down()
+
+
+def jetshell(lc, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MINIJET_CONF=str(lc.config_path))
+    return subprocess.run([PY, "-c", "from minijet.client.jetshell import main; main()",
+                           *args], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=cwd)
+
+
+def words_text(seed: int, size: int) -> str:
+    """Lines of words (non-ASCII ones too, tabs, blank lines) crossing block boundaries."""
+    import random
+
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(200)] + ["été", "日本語", "naïve", "a", "the", "end."]
+    lines, total = [], 0
+    while total < size:
+        line = " ".join(rng.choice(vocab) for _ in range(rng.choice([0, 1, 5, 12, 400])))
+        if rng.random() < 0.1:
+            line = "\t" + line.replace(" ", " \t", 2)
+        lines.append(line + "\n")
+        total += len(line.encode()) + 1
+    return "".join(lines)
+
+
+def put_text(lc, path: str, text: str) -> None:
+    dfs = lc.client()
+    try:
+        with dfs.create(path) as f:
+            f.write(text.encode())
+    finally:
+        dfs.close()
+
+
+def output_lines(lc, path: str) -> tuple[list[str], set[str]]:
+    """The lines of every part file of a job's output, and the names in its directory."""
+    dfs = lc.client()
+    try:
+        names = {s.path.rstrip("/").rsplit("/", 1)[-1] for s in dfs.list(path)}
+        lines = []
+        for name in sorted(n for n in names if n.startswith("part-")):
+            with dfs.open(f"{path}/{name}") as f:
+                lines += f.read().decode().splitlines()
+        return lines, names
+    finally:
+        dfs.close()
+
+
+def test_wordcount_scripts_equal_the_shell_pipeline(live, tmp_path):
+    """The classic scripts, shipped with --file and named by their plain names (not
+    executable locally: shipped files are made executable), over two inputs of several
+    blocks, with three reducers."""
+    texts = [words_text(1, 3 * BLOCK), words_text(2, BLOCK // 2)]
+    put_text(live, "/wc/in/a.txt", texts[0])
+    put_text(live, "/wc/in2.txt", texts[1])
+    for script in (MAPPER, REDUCER):  # as a user's checkout may have them: not executable
+        (tmp_path / script.name).write_text(script.read_text())
+    result = jetshell(live, "streaming", "--input", "/wc/in", "--input", "/wc/in2.txt",
+                      "--output", "/wc/out", "--mapper", "mapper.py", "--reducer",
+                      "reducer.py", "--reducers", "3", "--file", "mapper.py",
+                      "--file", "reducer.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("streaming: submitted job job_")
+    lines, names = output_lines(live, "/wc/out")
+    assert {"part-00000", "part-00001", "part-00002", "_SUCCESS"} <= names
+    want = shell_pipeline("".join(texts), f"{PY} {MAPPER}", f"{PY} {REDUCER}", tmp_path)
+    assert sorted(lines) == sorted(want)
+
+
+def test_combiner_and_map_only(live, tmp_path):
+    text = words_text(3, 2 * BLOCK)
+    put_text(live, "/comb/in.txt", text)
+    result = jetshell(live, "streaming", "--input", "/comb/in.txt", "--output", "/comb/out",
+                      "--mapper", f"{PY} {MAPPER}", "--combiner", f"{PY} {REDUCER}",
+                      "--reducer", f"{PY} {REDUCER}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    want = shell_pipeline(text, f"{PY} {MAPPER}", f"{PY} {REDUCER}", tmp_path)
+    assert sorted(output_lines(live, "/comb/out")[0]) == sorted(want)
+    status = jetshell(live, "status", result.stdout.split()[3], "--json")
+    assert status.returncode == 0, status.stderr
+
+    # no reducer: map-only, the mapper's lines are the output (a shell pipeline as mapper)
+    result = jetshell(live, "streaming", "--input", "/comb/in.txt", "--output", "/comb/up",
+                      "--mapper", "tr a-z A-Z | cat")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines, names = output_lines(live, "/comb/up")
+    assert len([n for n in names if n.startswith("part-")]) == 3  # one per split (block)
+    assert sorted(lines) == sorted(shell_pipeline(text, "tr a-z A-Z | cat", None, tmp_path))
+
+
+def test_a_failing_mapper_fails_the_job_with_its_stderr(live, tmp_path):
+    put_text(live, "/fail/in.txt", "one\ntwo\nthree\n")
+    bad = tmp_path / "bad_mapper.py"
+    bad.write_text("import sys\nfor line in sys.stdin:\n"
+                   "    if line.startswith('two'):\n"
+                   "        print('some context', file=sys.stderr)\n"
+                   "        sys.exit('bad record: ' + line.strip())\n"
+                   "    print(line.strip() + '\\t1')\n")
+    result = jetshell(live, "streaming", "--input", "/fail/in.txt", "--output", "/fail/out",
+                      "--mapper", "python3 bad_mapper.py", "--reducer", "cat",
+                      "--file", str(bad))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "bad record: two" in result.stderr
+    job_id = result.stdout.split()[3]
+    status = jetshell(live, "status", job_id)
+    assert "failed" in status.stdout
+    assert "mapper command 'python3 bad_mapper.py' exited with status 1: bad record: two" \
+        in status.stdout
+    assert "some context" in status.stdout
+    dfs = live.client()
+    try:
+        assert not dfs.exists("/fail/out")  # a failed job leaves no output
+    finally:
+        dfs.close()
+
+
+def test_cli_errors_are_one_line(live, tmp_path):
+    result = jetshell(live, "streaming", "--input", "/nope", "--output", "/x",
+                      "--mapper", "cat")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "jetshell: error: input path /nope does not exist"
+    result = jetshell(live, "streaming", "--input", "/wc/in2.txt", "--output", "/x",
+                      "--mapper", "cat", "--file", str(tmp_path / "missing.py"))
+    assert result.returncode == 1 and "missing.py does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
