@@ -21,8 +21,10 @@ the counters and the number of tasks per stage too. Undecodable input bytes come
 same lone surrogates ("surrogateescape") the job saw.
 
 Input: `input_lines` (str or bytes, one line each, written to a temporary file) or `inputs`
-(local files or directories). `args` are the job's other arguments (e.g. ["--min-count",
-"2"]). A task's exception is raised as it is, with the job's traceback.
+(local files or directories), then `args` are the job's other arguments (e.g.
+["--min-count", "2"]); or `args` alone are all of its arguments (for a JobBuilderJob whose
+parameters are not `input... output`). A task's exception is raised as it is, with the
+job's traceback.
 """
 from __future__ import annotations
 
@@ -45,10 +47,14 @@ SORT_BUFFER = 1024 ** 2   # small, so that a test's few thousand records already
 
 @dataclass
 class LocalRun:
-    lines: list[str]                          # every output line, part files in order
+    parts: dict[str, list[str]]               # output file path -> its lines, in order
     counters: dict[tuple[str, str], int]      # (group, name) -> value, summed over tasks
     tasks: dict[str, int] = field(default_factory=dict)   # stage id -> tasks run
-    output_dirs: list[str] = field(default_factory=list)
+
+    @property
+    def lines(self) -> list[str]:
+        """Every output line, part files in order."""
+        return [line for lines in self.parts.values() for line in lines]
 
     @property
     def records(self) -> list[tuple[str, str | None]]:
@@ -64,16 +70,19 @@ def parse_line(line: str) -> tuple[str, str | None]:
     return (key, value) if tab else (key, None)
 
 
-def read_output(path: str | os.PathLike) -> list[str]:
-    """The lines of a job's output directory: its part files in name order (not _SUCCESS or
-    other hidden files), decoded as the job's input is (UTF-8, surrogateescape)."""
-    lines: list[str] = []
+def read_output(path: str | os.PathLike) -> dict[str, list[str]]:
+    """The lines of each file of a job's output directory (part files in name order, not
+    _SUCCESS or other hidden files), decoded as the job's input is (UTF-8,
+    surrogateescape)."""
+    parts: dict[str, list[str]] = {}
     for name in sorted(os.listdir(path)):
-        if is_hidden(name):
-            continue
-        data = Path(path, name).read_bytes().decode("utf-8", "surrogateescape")
-        lines += data.split("\n")[:-1] if data.endswith("\n") else data.split("\n")
-    return lines
+        if not is_hidden(name):
+            data = Path(path, name).read_bytes().decode("utf-8", "surrogateescape")
+            lines = data.split("\n")   # only "\n" ends a line, as for the job's input
+            if lines[-1] == "":
+                lines.pop()
+            parts[os.path.join(path, name)] = lines
+    return parts
 
 
 def run_job(job_class: type, args: Sequence[str] = (), **options) -> list[tuple[str, Any]]:
@@ -87,19 +96,24 @@ def run(job_class: type, args: Sequence[str] = (), *,
         output: str | os.PathLike | None = None, min_tasks: int = localrunner.MIN_TASKS,
         sort_buffer: int = SORT_BUFFER) -> LocalRun:
     """Run `job_class` (a job class, not an instance) in this process over `input_lines` or
-    the local `inputs`; write to `output` (kept; it must not exist) or to a temporary
-    directory. The job's arguments are the inputs, the output, then `args`."""
+    the local `inputs`, writing to `output` (kept; it must not exist) or to a temporary
+    directory: the job's arguments are the inputs, the output, then `args`. Without
+    input_lines and inputs, `args` are all of the job's arguments (local paths)."""
     if isinstance(args, str):
         raise InvalidArgument(f"args must be a list of strings, not one string: {args!r}")
-    if (input_lines is None) == (inputs is None):
-        raise InvalidArgument("give either input_lines or inputs")
+    if input_lines is not None and inputs is not None:
+        raise InvalidArgument("give input_lines or inputs, not both")
     with tempfile.TemporaryDirectory(prefix="minijet-test-") as tmp:
         if input_lines is not None:
             inputs = [_write_lines(Path(tmp) / "input.txt", input_lines)]
-        out = os.fspath(output) if output is not None else os.path.join(tmp, "output")
-        conf = build_conf(job_class, [*map(os.fspath, inputs), out, *args],
-                          job_file=f"{job_class.__module__}.py", prog=job_class.__name__,
-                          resolve_path=localrunner.local_path)
+        if inputs is not None:
+            out = os.fspath(output) if output is not None else os.path.join(tmp, "output")
+            args = [*map(os.fspath, inputs), out, *args]
+        elif output is not None:
+            raise InvalidArgument("output goes with input_lines or inputs; else give it "
+                                  "in args")
+        conf = build_conf(job_class, list(args), job_file=f"{job_class.__module__}.py",
+                          prog=job_class.__name__, resolve_path=localrunner.local_path)
 
         def new_job():
             return job_class.from_params(runner.conf.params)  # the params after JSON
@@ -111,9 +125,10 @@ def run(job_class: type, args: Sequence[str] = (), *,
         except localrunner.JobFailed as e:
             failure = e.__cause__
         else:
-            dirs = result.conf.output_paths()
-            return LocalRun([line for d in dirs for line in read_output(d)], result.counters,
-                            result.tasks, dirs)
+            parts = {}
+            for path in result.conf.output_paths():
+                parts.update(read_output(path))
+            return LocalRun(parts, result.counters, result.tasks)
     raise failure  # outside the except block: the job's exception as it was, no JobFailed
 
 
