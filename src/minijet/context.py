@@ -1,7 +1,8 @@
-"""The running task, as seen from the user's code: user counters.
+"""The running task, as seen from the user's code: user counters, and the input file.
 
     from minijet import context
     context.counter("quality", "bad_lines").increment()
+    context.input_path()      # the file the current record was read from
 
 works in methods and lambdas running in a task: the runner points this module at the task's
 progress (`bind`), which reports the counters with the engine's; `jetshell status` shows them
@@ -13,6 +14,7 @@ from typing import Any
 
 _progress: Any = None                          # the running task's runner.Progress
 _counters: dict[tuple[str, str], "Counter"] = {}
+_input_path: str | None = None                 # the file of the record being processed
 
 
 class Counter:
@@ -37,7 +39,21 @@ def counter(group: str, name: str) -> Counter:
     return c
 
 
+def input_path() -> str | None:
+    """The file (a DFS path; a local one in the local runner) that the record being
+    processed was read from, in a stage that reads input files, as Hadoop's map.input.file;
+    None in a stage that reads a shuffle."""
+    return _input_path
+
+
 def bind(progress: Any) -> None:
     """The runner: counters go to `progress` (None: nowhere) from now on."""
-    global _progress
+    global _progress, _input_path
     _progress = progress
+    _input_path = None
+
+
+def set_input_path(path: str | None) -> None:
+    """The runner: the records handed to the user's code from now on come from `path`."""
+    global _input_path
+    _input_path = path

@@ -341,19 +341,25 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Split],
         progress.set("input_bytes", sum(r.bytes_read for r in readers))
         progress.update((done_bytes + current.progress * (current.end - current.start)) / total)
 
-    def records() -> Iterator[tuple[int, str]]:
+    def split_records(split: Split) -> Iterator[tuple[int, str]]:
         nonlocal done_bytes
+        with open_file(split.path) as f:
+            reader = make_reader(f, split.offset, split.length)
+            readers.append(reader)
+            yield from reader
+            tick()
+        done_bytes += split.length
+
+    def records() -> Iterator[tuple[int, str]]:
+        # The timer reads ahead a batch at a time, so each split is batched apart: the input
+        # path the user's code sees (context.input_path) changes just between two splits.
         for split in splits:
-            with open_file(split.path) as f:
-                reader = make_reader(f, split.offset, split.length)
-                readers.append(reader)
-                yield from reader
-                tick()
-            done_bytes += split.length
+            batches = timer.reading(split_records(split))
+            context.set_input_path(split.path)
+            yield from batches
 
     context.bind(progress)  # user counters count into this task
-    pairs, combiner = _chain_ops(job, stage, _Ticking(timer.reading(records()), tick),
-                                 grouped=False)
+    pairs, combiner = _chain_ops(job, stage, _Ticking(records(), tick), grouped=False)
     _write(make_output(combiner), timer.producing(pairs), progress)
     timer.report(progress)
     progress.set("input_records", sum(r.records for r in readers))
