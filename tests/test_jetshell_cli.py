@@ -44,11 +44,32 @@ def assert_one_line_error(code: int, err: str, *expected: str) -> None:
 
 # ---- help ----
 
-def test_help_lists_the_commands(capsys):
+def test_help_lists_the_commands_and_exit_codes(capsys):
     code, out, _ = jetshell_main(capsys, "--help")
     assert code == 0
-    for command in ("run", "submit", "status", "list", "wait", "kill", "nodes"):
+    for command in ("run", "submit", "status", "list", "wait", "kill", "logs", "nodes"):
         assert f"  {command} " in out
+    text = " ".join(out.split())
+    for meaning in ("0 success", "1 error", "2 the job failed", "3 the job was killed",
+                    "130 interrupted"):
+        assert meaning in text
+
+
+@pytest.mark.parametrize("command", ["run", "submit", "status", "list", "wait", "kill", "logs",
+                                     "nodes"])
+def test_every_command_has_help_and_config(capsys, command):
+    code, out, err = jetshell_main(capsys, command, "--help")
+    assert (code, err) == (0, "")
+    assert out.startswith(f"Usage: jetshell {command} ")
+    assert "--config FILE" in out and "-D KEY=VALUE" in out
+
+
+@pytest.mark.parametrize("command", ["status", "wait", "kill", "logs"])
+def test_a_malformed_job_id_is_a_usage_error(capsys, command):
+    code, out, err = jetshell_main(capsys, command, "job42")
+    assert_one_line_error(code, err, "'job42' is not a job id",
+                          f"(see 'jetshell {command} --help')")
+    assert out == ""
 
 
 def test_run_help_is_jetshells(capsys):
@@ -119,9 +140,15 @@ def test_job_file_errors(capsys, nowhere, tmp_path):
     (["frobnicate"], "No such command 'frobnicate'"),
     (["run", "job.py"], "Missing argument 'CLASS'"),
     (["list", "--nope"], "No such option '--nope'"),
-    (["status", "-D", "no.such=1", "job_1"], "unknown config key 'no.such'"),
-    (["status", "-D", "rpc.timeout=soon", "job_1"], "config key rpc.timeout"),
+    (["status", "-D", "no.such=1", "job_1_1"], "unknown config key 'no.such'"),
+    (["status", "-D", "rpc.timeout=soon", "job_1_1"], "config key rpc.timeout"),
     (["nodes", "--config", "/no/such/minijet.yaml"], "cannot read config file"),
+    (["logs"], "Missing argument 'JOBID'"),
+    (["logs", "job_1_1", "map_00000", "extra"], "Got unexpected extra argument (extra)"),
+    (["list", "extra"], "Got unexpected extra argument (extra)"),
+    (["nodes", "--all"], "No such option '--all'"),
+    (["kill"], "Missing argument 'JOBID'"),
+    (["wait", "job_1_1", "job_1_2"], "unexpected extra argument"),
 ])
 def test_usage_and_config_errors(capsys, args, expected):
     code, _, err = jetshell_main(capsys, *args)
@@ -132,7 +159,8 @@ def test_usage_and_config_errors(capsys, args, expected):
 
 @pytest.mark.parametrize("command", [["status", "job_20260101000000_0001"], ["list"],
                                      ["nodes"], ["kill", "job_20260101000000_0001"],
-                                     ["wait", "job_20260101000000_0001"]])
+                                     ["wait", "job_20260101000000_0001"],
+                                     ["logs", "job_20260101000000_0001"]])
 def test_unreachable_jobserver(capsys, nowhere, command):
     flags, address = nowhere
     code, out, err = jetshell_main(capsys, command[0], *flags, *command[1:])
@@ -232,21 +260,66 @@ def test_status_text_shows_stages_attempts_and_the_users_traceback():
     assert ["map", "4", "0", "0", "0", "50%"] in [line.split() for line in lines]
     row = next(line for line in lines if line.startswith(f"{job}_map_00001 "))
     assert row.split()[1:4] == ["3", "ts-host2", "rack-local"]
+    assert row.split()[6:11] == ["-"] * 5   # no counters: nothing read or written
     assert row.split()[-4:] == ["failed", "ValueError:", "bad", "record"]
     assert lines[-2:] == ["Traceback (most recent call last):", "ValueError: bad record"]
     assert "error: task map_00001 failed 4 times" in lines
 
 
+def counters(**values) -> list[job_pb2.Counter]:
+    return [job_pb2.Counter(group="task", name=n, value=v) for n, v in values.items()]
+
+
 def test_list_and_nodes_tables():
-    jobs = [status_of("running", 0.5, 0.0, name="WordCount", user="alice")]
+    jobs = [status_of("running", 0.5, 0.0, name="WordCount", user="alice",
+                      counters=counters(input_bytes=3 * 1024 * 1024, output_bytes=512)
+                      + [job_pb2.Counter(group="job", name="lost_attempts", value=1)])]
     jobs[0].stages[0].succeeded = 2
     jobs[0].stages[0].failed_attempts = 1
-    header, row = jetshell.jobs_table(jobs).splitlines()
+    header, row = jetshell.jobs_table(jobs, now=1010.0).splitlines()
     assert header.split() == ["job", "name", "user", "started", "duration", "retries",
-                              "tasks", "state"]
+                              "progress", "read", "written", "state"]
     assert row.split()[:3] == ["job_20260101000000_0007", "WordCount", "alice"]
-    assert row.split()[-3:] == ["1", "2/8", "running"]
+    assert row.split()[-6:] == ["10.0s", "2", "2/8", "3.0MiB", "512B", "running"]
     servers = [job_pb2.TaskServerStatus(name="ts1", host="host1", rack="/r1", slots=4,
                                         running=2, last_heartbeat=995.0, alive=True)]
     header, row = jetshell.nodes_table(servers, now=1000.0).splitlines()
     assert row.split() == ["ts1", "host1", "/r1", "4", "2", "5.0s", "ago", "0", "alive"]
+
+
+def test_attempt_and_job_metrics_from_counters():
+    job = "job_20260101000000_0007"
+    mapper = job_pb2.AttemptInfo(
+        attempt_id=f"{job}_map_00000_0", task_id=f"{job}_map_00000", state="succeeded",
+        start_time=1000.0, end_time=1002.5,
+        counters=counters(input_bytes=4096, input_records=100, map_output_bytes=2000,
+                          map_output_records=300, read_time_us=250_000,
+                          process_time_us=1_500_000, write_time_us=500_000))
+    reducer = job_pb2.AttemptInfo(
+        attempt_id=f"{job}_reduce_00000_0", task_id=f"{job}_reduce_00000", state="running",
+        start_time=1001.0,
+        counters=counters(shuffle_bytes=2000, input_records=300, output_bytes=90,
+                          output_records=9)
+        + [job_pb2.Counter(group="user", name="input_bytes", value=7)])
+    status = status_of("running", 1.0, 0.5, attempts=[mapper, reducer],
+                       counters=counters(input_bytes=4096, output_bytes=90, output_records=9,
+                                         read_time_us=250_000))
+    status.stages[0].succeeded = 4
+    d = jetshell.status_json(status, now=1004.0)
+    assert (d["tasks"], d["tasks_succeeded"], d["retries"]) == (8, 4, 0)
+    assert (d["bytes_read"], d["bytes_written"], d["records_written"]) == (4096, 90, 9)
+    assert d["records_read"] == 100 and d["read_time"] == 0.25 and d["duration"] == 4.0
+    m, r = d["attempts"]
+    assert (m["input_bytes"], m["input_records"], m["output_bytes"], m["output_records"]) == \
+        (4096, 100, 2000, 300)
+    assert (m["read_time"], m["process_time"], m["write_time"], m["duration"]) == \
+        (0.25, 1.5, 0.5, 2.5)
+    assert (r["input_bytes"], r["output_bytes"], r["output_records"], r["duration"]) == \
+        (2000, 90, 9, 3.0)   # a running attempt: its duration so far
+    for key in ("state", "start_time", "end_time", "taskserver", "locality", "error",
+                "traceback", "counters"):
+        assert key in m
+    text = jetshell.status_text(status, now=1004.0)
+    assert "read       4.0KiB" in text and "written    90B" in text
+    row = next(line for line in text.splitlines() if line.startswith(f"{job}_map_00000 "))
+    assert row.split()[6:12] == ["4.0KiB", "2.0KiB", "0.25s", "1.50s", "0.50s", "succeeded"]

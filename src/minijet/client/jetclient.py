@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from minijet import config as configmod
@@ -35,6 +36,47 @@ JOB_CONF_FILE = "job.json"
 
 class JobTimeout(MinijetError):
     """A job did not finish within the time the caller allowed."""
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers) and no $USER
+        return "unknown"
+
+
+def check_paths(conf, exists: Callable[[str], bool]) -> None:
+    """NotFound for a missing input path, AlreadyExists for an existing output path, where
+    `exists` asks the file system the job runs on (the DFS, or local files)."""
+    for path in conf.input_paths():
+        if not exists(path):
+            raise NotFound(f"input path {path} does not exist")
+    for path in conf.output_paths():
+        if exists(path):
+            raise AlreadyExists(f"output path {path} already exists (jobs never overwrite "
+                                f"output: remove it or choose another)")
+
+
+@dataclass
+class AttemptLogs:
+    """An attempt's stdout and stderr (the last MiB of each), or why they are missing."""
+    attempt: job_pb2.AttemptInfo
+    stdout: str = ""
+    stderr: str = ""
+    missing: str = ""   # e.g. the taskserver is lost, or no longer keeps them
+
+
+def select_attempts(status: job_pb2.JobStatus, task: str = "") -> list[job_pb2.AttemptInfo]:
+    """The job's attempts, or those of `task`: a stage, task or attempt id, in full or
+    without the job id (`map_00001`). NotFound if it names nothing of the job."""
+    if not task:
+        return list(status.attempts)
+    full = task if task.startswith(f"{status.job_id}_") else f"{status.job_id}_{task}"
+    chosen = [a for a in status.attempts
+              if full in (a.attempt_id, a.task_id, a.task_id.rsplit("_", 1)[0])]
+    if not chosen:
+        raise NotFound(f"job {status.job_id} has no task or attempt {task}")
+    return chosen
 
 
 def current_user() -> str:
@@ -121,6 +163,40 @@ class JetClient:
     def list_taskservers(self) -> list[job_pb2.TaskServerStatus]:
         reply = self._call(self._stub.ListTaskServers, job_pb2.Empty(), idempotent=True)
         return list(reply.taskservers)
+
+    def logs(self, job_id: str, task: str = "") -> list[AttemptLogs]:
+        """The logs of the job's attempts (or of one task's: see select_attempts), asked of
+        the taskservers that ran them; those keep them for taskserver.log_retention, also
+        after the job ended."""
+        attempts = select_attempts(self.get_status(job_id), task)
+        servers = {t.name: t for t in self.list_taskservers()}
+        found: dict[str, job_pb2.AttemptLog] = {}
+        why: dict[str, str] = {}   # taskserver -> why its logs are not available
+        for name in sorted({a.taskserver for a in attempts if a.taskserver}):
+            ts = servers.get(name)
+            if ts is None or not ts.alive or not ts.address:
+                why[name] = f"taskserver {name} is {'lost' if ts else 'unknown'}"
+                continue
+            channel = rpc.connect(self.config, ts.address)
+            try:
+                reply = rpc.call(self.config, job_pb2_grpc.TaskServerStub(channel).GetLogs,
+                                 job_pb2.LogRequest(job_id=job_id), idempotent=True,
+                                 address=f"{ts.address} (taskserver {name})")
+                found.update((log_.attempt_id, log_) for log_ in reply.logs)
+            except MinijetError as e:
+                why[name] = str(e)
+            finally:
+                channel.close()
+        result = []
+        for a in attempts:
+            got = found.get(a.attempt_id)
+            if got is not None:
+                result.append(AttemptLogs(a, got.stdout, got.stderr))
+            else:
+                result.append(AttemptLogs(a, missing=why.get(a.taskserver) or (
+                    f"taskserver {a.taskserver} keeps none (older than its log_retention, "
+                    f"or the attempt never started)" if a.taskserver else "not started")))
+        return result
 
     def wait_for_completion(self, job_id: str,
                             progress_callback: Callable[[job_pb2.JobStatus], None] | None = None,

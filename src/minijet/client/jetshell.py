@@ -1,6 +1,8 @@
-"""`jetshell`: jobs from the command line (run, submit, status, list, wait, kill, nodes).
+"""`jetshell`: jobs from the command line (run, submit, status, list, wait, kill, logs, nodes).
 
-Output is for people by default; status, list and nodes also have --json. Every command takes
+Output is for people by default; status, list and nodes also have --json (the protocol's
+messages, plus derived fields: per job and attempt, bytes and records in/out and the seconds
+spent reading, processing and writing, from the engine's counters). Every command takes
 --config and -D KEY=VALUE before its arguments (after JOBFILE CLASS, everything belongs to the
 job). An error is one line `jetshell: error: ...` on stderr, never a traceback; the client
 library's log lines show only with -D logging.level=debug.
@@ -14,6 +16,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import Callable, Iterable, TextIO
@@ -22,7 +25,7 @@ import click
 
 from minijet import daemon
 from minijet.client import streaming_cli
-from minijet.errors import MinijetError
+from minijet.errors import MinijetError, NotFound
 
 EXIT_ERROR = 1
 EXIT_FAILED = 2
@@ -30,6 +33,8 @@ EXIT_KILLED = 3
 EXIT_INTERRUPTED = 130
 OUTCOME_EXIT = {"succeeded": 0, "failed": EXIT_FAILED, "killed": EXIT_KILLED}
 PLAIN_PROGRESS_EVERY = 30.0  # seconds between unchanged progress lines off a terminal
+ENGINE = "task"              # counter group of the engine's task counters (runner.GROUP)
+FINAL = ("succeeded", "failed", "killed")
 
 
 def _client(config_path: str | None, defines: tuple[str, ...]):
@@ -60,9 +65,25 @@ def with_client(fn: Callable) -> Callable:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             epilog="Exit status: 0 success, 1 error, 2 job failed, 3 job killed.")
+             epilog="Exit status: 0 success; 1 error (bad arguments, unknown job, no logs, "
+                    "cluster unreachable); 2 the job failed; 3 the job was killed; "
+                    "130 interrupted (a job being waited for keeps running).")
 def cli():
     """Run and manage jobs on a minijet cluster."""
+
+
+class JobIdType(click.ParamType):
+    """A job id as the jobserver makes them, checked before any server is asked."""
+    name = "JOBID"
+
+    def convert(self, value, param, ctx):
+        if re.fullmatch(r"job_\d+_\d+", value):
+            return value
+        self.fail(f"{value!r} is not a job id (they look like job_20260101120000_0001)",
+                  param, ctx)
+
+
+JOB_ID = JobIdType()
 
 
 # ---- formatting ----
@@ -77,15 +98,77 @@ def _when(t: float, with_date: bool = True) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S", time.localtime(t))
 
 
-def _duration(start: float, end: float) -> str:
+def _duration(start: float, end: float, now: float | None = None) -> str:
     if not start:
         return "-"
-    seconds = (end or time.time()) - start
+    seconds = (end or now or time.time()) - start
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, seconds = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def _size(n: float) -> str:
+    """Bytes for people: 512B, 8.0KiB, 1.2MiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{int(n)}B" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}TiB"
+
+
+def _engine(counters) -> dict[str, int]:
+    return {c.name: c.value for c in counters if c.group == ENGINE}
+
+
+def attempt_metrics(a, now: float) -> dict:
+    """What an attempt read and wrote (DFS input or shuffle in; DFS output or map output
+    out) and where its time went (seconds), from its counters."""
+    c = _engine(a.counters)
+    end = a.end_time or now
+    return {
+        "duration": round(max(0.0, end - a.start_time), 3) if a.start_time else 0.0,
+        "input_records": c.get("input_records", 0),
+        "input_bytes": c.get("input_bytes", c.get("shuffle_bytes", 0)),
+        "output_records": c.get("output_records", c.get("map_output_records", 0)),
+        "output_bytes": c.get("output_bytes", c.get("map_output_bytes", 0)),
+        **{f"{phase}_time": c.get(f"{phase}_time_us", 0) / 1e6
+           for phase in ("read", "process", "write")},
+    }
+
+
+def job_metrics(j, now: float) -> dict:
+    """A job's progress in tasks, retries, DFS bytes read and written, and the time its
+    tasks spent reading, processing and writing (of the attempts that count), from its
+    stages and counters (so also for `list`, which has no attempts)."""
+    c = _engine(j.counters)
+    lost = sum(x.value for x in j.counters if (x.group, x.name) == ("job", "lost_attempts"))
+    return {
+        "duration": round(max(0.0, (j.end_time or now) - j.start_time), 3)
+        if j.start_time else 0.0,
+        "tasks": sum(s.tasks for s in j.stages),
+        "tasks_succeeded": sum(s.succeeded for s in j.stages),
+        "retries": sum(s.failed_attempts for s in j.stages) + lost,
+        "bytes_read": c.get("input_bytes", 0),
+        "bytes_written": c.get("output_bytes", 0),
+        "records_written": c.get("output_records", 0),
+        **{f"{phase}_time": c.get(f"{phase}_time_us", 0) / 1e6
+           for phase in ("read", "process", "write")},
+    }
+
+
+def status_json(st, now: float) -> dict:
+    """`status --json`: the JobStatus message with job_metrics, and attempt_metrics on each
+    attempt; records_read counts the input records of the input stages' counted attempts."""
+    d = _as_json(st) | job_metrics(st, now)
+    d["records_read"] = 0
+    for a, ad in zip(st.attempts, d["attempts"]):
+        ad.update(attempt_metrics(a, now))
+        c = _engine(a.counters)
+        if a.state == "succeeded" and "input_bytes" in c:
+            d["records_read"] += c.get("input_records", 0)
+    return d
 
 
 def _table(headers: list[str], rows: Iterable[list[str]]) -> str:
@@ -185,12 +268,22 @@ def _follow(client, job_id: str) -> int:
     return _report_outcome(status)
 
 
-def status_text(st) -> str:
+def _seconds(t: float) -> str:
+    return f"{t:.2f}s"
+
+
+def status_text(st, now: float | None = None) -> str:
     """A job's status for people: summary, stages, attempts, counters, the user's error."""
+    now = time.time() if now is None else now
+    m = job_metrics(st, now)
     parts = [_table(["job", st.job_id], [
         ["name", st.name], ["user", st.user], ["state", st.state],
         ["submitted", _when(st.submit_time)], ["started", _when(st.start_time)],
         ["finished", _when(st.end_time)], ["duration", _duration(st.start_time, st.end_time)],
+        ["tasks", f"{m['tasks_succeeded']}/{m['tasks']} done, {m['retries']} retries"],
+        ["read", _size(m["bytes_read"])], ["written", _size(m["bytes_written"])],
+        ["task time", f"read {_seconds(m['read_time'])}, process "
+                      f"{_seconds(m['process_time'])}, write {_seconds(m['write_time'])}"],
         ["output", st.output_path or "-"]])]
     if st.stages:
         parts.append(_table(["stage", "tasks", "succeeded", "running", "failed attempts",
@@ -198,12 +291,17 @@ def status_text(st) -> str:
                             [[s.stage_id, s.tasks, s.succeeded, s.running, s.failed_attempts,
                               f"{_pct(s.progress)}%"] for s in st.stages]))
     if st.attempts:
-        parts.append(_table(["task", "try", "taskserver", "locality", "start", "end", "state",
-                             "error"],
-                            [[a.task_id, a.attempt_id[len(a.task_id) + 1:] or a.attempt_id,
-                              a.taskserver or "-", a.locality or "-",
-                              _when(a.start_time, False), _when(a.end_time, False), a.state,
-                              a.error] for a in st.attempts]))
+        rows = []
+        for a in st.attempts:
+            am = attempt_metrics(a, now)
+            io = [_size(am["input_bytes"]), _size(am["output_bytes"])] + [
+                _seconds(am[f"{p}_time"]) for p in ("read", "process", "write")] \
+                if a.counters else ["-"] * 5
+            rows.append([a.task_id, a.attempt_id[len(a.task_id) + 1:] or a.attempt_id,
+                         a.taskserver or "-", a.locality or "-", _when(a.start_time, False),
+                         _when(a.end_time, False), *io, a.state, a.error])
+        parts.append(_table(["task", "try", "taskserver", "locality", "start", "end", "in",
+                             "out", "read", "process", "write", "state", "error"], rows))
     if st.counters:
         parts.append("\n".join(_counter_lines(st.counters)))
     error, trace = st.error, st.traceback
@@ -216,16 +314,18 @@ def status_text(st) -> str:
     return "\n\n".join(parts)
 
 
-def jobs_table(jobs) -> str:
+def jobs_table(jobs, now: float | None = None) -> str:
+    """`list`: progress is tasks done/total; read and written are the job's DFS bytes."""
+    now = time.time() if now is None else now
     rows = []
     for j in jobs:
-        total = sum(s.tasks for s in j.stages)
-        done = sum(s.succeeded for s in j.stages)
+        m = job_metrics(j, now)
         rows.append([j.job_id, j.name, j.user, _when(j.start_time or j.submit_time),
-                     _duration(j.start_time, j.end_time),
-                     sum(s.failed_attempts for s in j.stages), f"{done}/{total}", j.state])
-    return _table(["job", "name", "user", "started", "duration", "retries", "tasks", "state"],
-                  rows)
+                     _duration(j.start_time, j.end_time, now), m["retries"],
+                     f"{m['tasks_succeeded']}/{m['tasks']}", _size(m["bytes_read"]),
+                     _size(m["bytes_written"]), j.state])
+    return _table(["job", "name", "user", "started", "duration", "retries", "progress",
+                   "read", "written", "state"], rows)
 
 
 def nodes_table(servers, now: float) -> str:
@@ -286,12 +386,13 @@ def submit(client, job_file, class_name, args, files):
 @cli.command()
 @with_client
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@click.argument("job_id", metavar="JOBID")
+@click.argument("job_id", metavar="JOBID", type=JOB_ID)
 def status(client, job_id, as_json):
-    """Show a job: state, progress per stage, every attempt, the error if it failed."""
+    """Show a job: state, progress per stage, every attempt (with its bytes in and out and
+    the time it spent reading, processing and writing), the error if it failed."""
     st = client.get_status(job_id)
     if as_json:
-        click.echo(json.dumps(_as_json(st), indent=2))
+        click.echo(json.dumps(status_json(st, time.time()), indent=2))
         return
     click.echo(status_text(st))
 
@@ -301,29 +402,64 @@ def status(client, job_id, as_json):
 @click.option("--all", "all_jobs", is_flag=True, help="Also list old finished jobs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 def list_(client, all_jobs, as_json):
-    """List jobs: id, name, user, started, duration, retries, progress, state."""
+    """List jobs: id, name, user, started, duration, retries, progress (tasks done/total),
+    bytes read and written, state. Without --all: unfinished and recently finished jobs."""
     jobs = client.list_jobs(all=all_jobs)
     if as_json:
-        click.echo(json.dumps([_as_json(j) for j in jobs], indent=2))
+        now = time.time()
+        click.echo(json.dumps([_as_json(j) | job_metrics(j, now) for j in jobs], indent=2))
         return
     click.echo(jobs_table(jobs))
 
 
 @cli.command()
 @with_client
-@click.argument("job_id", metavar="JOBID")
+@click.argument("job_id", metavar="JOBID", type=JOB_ID)
 def wait(client, job_id):
-    """Wait for a job to end, showing its progress; the exit status is its outcome."""
+    """Wait for a job to end, showing its progress; the exit status is its outcome
+    (0 succeeded, 2 failed, 3 killed)."""
     return _follow(client, job_id)
 
 
 @cli.command()
 @with_client
-@click.argument("job_id", metavar="JOBID")
+@click.argument("job_id", metavar="JOBID", type=JOB_ID)
 def kill(client, job_id):
-    """Kill a job: its running attempts are stopped and its partial output removed."""
+    """Kill a job: its running attempts are stopped and its partial output removed.
+    A job that already ended is left as it is (exit status 0)."""
+    state = client.get_status(job_id).state
+    if state in FINAL:
+        click.echo(f"job {job_id} already {state}")
+        return
     client.kill_job(job_id)
     click.echo(f"killing job {job_id}")
+
+
+@cli.command()
+@with_client
+@click.argument("job_id", metavar="JOBID", type=JOB_ID)
+@click.argument("task", metavar="[TASK]", required=False, default="")
+def logs(client, job_id, task):
+    """Print the stdout and stderr of a job's task attempts: all of them, or those of TASK
+    (a stage, task or attempt id, with or without the job id: map, map_00001,
+    map_00001_1). Finished jobs too, while the taskservers keep their logs
+    (taskserver.log_retention). Exit status 1 if none are available."""
+    found = client.logs(job_id, task)
+    if not found:
+        raise NotFound(f"job {job_id} has no task attempts yet")
+    if all(entry.missing for entry in found):
+        raise NotFound(f"no logs of job {job_id}{f' task {task}' if task else ''}: "
+                       f"{found[0].missing}")
+    for entry in found:
+        a = entry.attempt
+        head = f"{a.attempt_id} ({a.state} on {a.taskserver})"
+        if entry.missing:
+            click.echo(f"==> {head}: no logs: {entry.missing} <==")
+            continue
+        for stream, text in (("stdout", entry.stdout), ("stderr", entry.stderr)):
+            click.echo(f"==> {head} {stream} <==")
+            if text:
+                click.echo(text.rstrip("\n"))
 
 
 @cli.command()
