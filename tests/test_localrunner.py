@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from minijet import JobBuilderJob, Param
 from minijet import jobconf as jc
 from minijet.errors import AlreadyExists, InvalidArgument, NotFound
 from minijet.job import MapReduceJob, build_conf
@@ -357,3 +358,110 @@ def test_jetshell_run_local_ships_files_as_a_cluster_does(tmp_path, text_file):
     words = Counter(line for p in (tmp_path / "out").glob("part-*")
                     for line in p.read_bytes().decode("utf-8", "surrogateescape").splitlines())
     assert words == Counter(TEXT.decode("utf-8", "surrogateescape").upper().split())
+
+
+# ---- multi-stage JobBuilder jobs ----
+
+class TopWords(JobBuilderJob):
+    """Three stages: words counted (aggregate), then sorted by count (one task)."""
+
+    params = [Param("input", nargs="+"), Param("output")]
+
+    def build_job(self, builder):
+        from minijet import context
+
+        def words(offset, line):
+            context.counter("user", "lines").increment()
+            return ((w, 1) for w in line.split())
+
+        counts = builder.read(self.input).flat_map(words).aggregate(lambda a, b: a + b)
+        counts.map(lambda word, n: (n, word)).sort(reverse=True, tasks=1).write(self.output)
+
+
+class SortLines(JobBuilderJob):
+    """Total order over sampled split points: the part files concatenated are sorted."""
+
+    params = [Param("input"), Param("output")]
+
+    def build_job(self, builder):
+        builder.read(self.input).map(lambda offset, line: (line, offset)).sort(
+            tasks=1).write(self.output)
+
+
+class JoinCities(JobBuilderJob):
+    params = [Param("people"), Param("cities"), Param("output")]
+
+    def build_job(self, builder):
+        def pair(offset, line):
+            key, _, value = line.partition(",")
+            return key, value
+
+        people = builder.read(self.people).map(pair)
+        cities = builder.read(self.cities).map(pair)
+        people.join(cities).distinct().write(self.output, writer="records")
+
+
+def run_builder(cls, tmp_path: Path, args: list[str], **options):
+    conf = build_conf(cls, args, job_file="job.py", resolve_path=local_path)
+    runner = LocalJobRunner(conf, lambda: cls.from_params(runner.conf.params),
+                            tmp_path / "work", **options)
+    return runner.run()
+
+
+def test_builder_job_with_three_stages(tmp_path, text_file):
+    result = run_builder(TopWords, tmp_path, [str(text_file), str(tmp_path / "top")])
+    assert list(result.tasks) == ["read-1", "aggregate-2", "sort-3"]
+    assert result.tasks["read-1"] >= 2 and result.tasks["aggregate-2"] >= 2
+    assert result.tasks["sort-3"] == 1   # a sort fed by a shuffle cannot sample: kept at 1
+    lines = (tmp_path / "top" / "part-00000").read_bytes().decode(
+        "utf-8", "surrogateescape").splitlines()
+    got = [(int(n), word) for n, word in (line.split("\t") for line in lines)]
+    assert [n for n, _ in got] == sorted((n for n, _ in got), reverse=True)
+    assert Counter({word: n for n, word in got}) == words_of(TEXT)
+    assert result.counters[("user", "lines")] == TEXT.count(b"\n") + 1
+    assert (tmp_path / "top" / "_SUCCESS").exists()
+
+
+def test_builder_sort_samples_split_points_for_at_least_two_tasks(tmp_path):
+    lines = [f"{(i * 7919) % 1000:04d}" for i in range(1000)]
+    (tmp_path / "in").write_text("\n".join(lines) + "\n")
+    result = run_builder(SortLines, tmp_path, [str(tmp_path / "in"), str(tmp_path / "out")])
+    read = result.conf.stage("read-1")
+    assert read.output.partitions == 2 and len(read.output.split_points) == 1
+    parts = [p.read_text().splitlines() for p in sorted((tmp_path / "out").glob("part-*"))]
+    assert len(parts) == 2 and all(parts)
+    keys = [line.split("\t")[0] for part in parts for line in part]
+    assert keys == sorted(lines)
+
+
+def test_builder_join_and_distinct_with_records_output(tmp_path):
+    from minijet.testing import run_job
+
+    (tmp_path / "people").write_text("ann,1\nbob,2\nann,1\ncid,3\nann,4\n")
+    (tmp_path / "cities").write_text("ann,Oslo\nbob,Rome\nann,Lima\ndan,Kyiv\n")
+    got = run_job(JoinCities, [str(tmp_path / "people"), str(tmp_path / "cities"),
+                               str(tmp_path / "out")])
+    assert sorted(got) == sorted({("ann", (a, c)) for a in ("1", "4") for c in ("Oslo", "Lima")}
+                                 | {("bob", ("2", "Rome"))})
+
+
+def test_jetshell_run_local_builder_job(tmp_path, text_file):
+    job = tmp_path / "top.py"
+    job.write_text(textwrap.dedent("""\
+        from minijet import JobBuilderJob, Param
+
+        class TopWords(JobBuilderJob):
+            params = [Param("input", nargs="+"), Param("output")]
+
+            def build_job(self, builder):
+                lines = builder.read(self.input)
+                counts = lines.flat_map(lambda o, line: ((w, 1) for w in line.split()))
+                counts = counts.aggregate(lambda a, b: a + b)
+                counts.map(lambda w, n: (n, w)).sort(reverse=True, tasks=1).write(self.output)
+        """))
+    done = jetshell("run", "--local", str(job), "TopWords", "in.txt", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert "aggregate-2 2/2 tasks" in out and "sort-3 1/1 tasks" in out
+    first = (tmp_path / "out" / "part-00000").read_bytes().split(b"\n")[0].decode()
+    assert first == f"{words_of(TEXT)['the']}\tthe"

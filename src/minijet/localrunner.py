@@ -39,6 +39,7 @@ from minijet.dfs.client import BlockLocation, FileStatus
 from minijet.dfs.paths import normalize
 from minijet.errors import AlreadyExists, MinijetError, NotFound
 from minijet.jobserver import jobfiles
+from minijet.jobserver.splits import input_files
 from minijet.taskhost import runner
 from minijet.taskserver.shuffle import partition_chunks
 
@@ -115,6 +116,13 @@ class LocalFiles:
     def list(self, path: str) -> list[FileStatus]:
         return [self.stat(os.path.join(path, name)) for name in sorted(os.listdir(path))]
 
+    def input_files(self, path: str) -> list[tuple[str, int]]:
+        """(file, size) of an input path: a file, or a directory's visible files."""
+        if not os.path.isdir(path):
+            return [(path, os.path.getsize(path))]
+        return [(f, os.path.getsize(f)) for f in
+                input_files((s.path, s.is_dir) for s in self.list(path))]
+
     def block_locations(self, path: str) -> list[BlockLocation]:
         size = os.path.getsize(path)
         return [BlockLocation(0, offset, min(self.block_size, size - offset), [])
@@ -152,12 +160,15 @@ class LocalFiles:
 
 def prepare_conf(conf: jc.JobConf, min_tasks: int = MIN_TASKS) -> jc.JobConf:
     """The JobConf as a task sees it (through JSON, as job.json), every file channel with at
-    least `min_tasks` partitions, and its consumers with as many tasks."""
+    least `min_tasks` partitions, and its consumers with as many tasks. A total-order
+    (range) output keeps its count when it has split points already, or cannot sample any
+    (its stage reads a shuffle, not files)."""
     data = json.loads(json.dumps(conf.to_dict()))
     stages = {s["id"]: s for s in data["stages"]}
     for s in data["stages"]:
         out = s["output"]
-        if out["channel"] == jc.FILE:
+        fixed = out["partitioner"] == jc.RANGE and (out["split_points"] or not s["input"])
+        if out["channel"] == jc.FILE and not fixed:
             out["partitions"] = max(out["partitions"], min_tasks)
     for s in data["stages"]:
         if s["inputs"] and s["tasks"]:
@@ -218,8 +229,13 @@ class LocalJobRunner:
     def run(self) -> LocalJobResult:
         """Check the paths, run every stage, commit the output; on any failure remove the
         output (it did not exist before) and raise (JobFailed for a task's error)."""
+        from minijet import builder
+
         start = time.monotonic()
         self.check_paths()
+        if builder.needs_sampling(self.conf):  # as the client does before submitting
+            self.conf = builder.sample_split_points(self.conf, self.new_job(),
+                                                    self.files.input_files, self.files.open)
         tasks: dict[str, int] = {}
         try:
             splits = self.splits()
@@ -278,15 +294,19 @@ class LocalJobRunner:
         work = self._task_dir(stage, index)
         out = stage.output
 
-        def make_output(combiner):
-            if out.channel == jc.FILE:
-                return runner.MapOutputSink(work, out.partitions, out.partitioner,
-                                            self.sort_buffer, combiner)
-            return runner.DfsOutput(self.files, out.path, attempt_id, index, lambda: True)
-
         progress = runner.Progress(lambda fraction, counters: None)
         try:
-            run(self.new_job(), make_output, progress)
+            job = self.new_job()
+
+            def make_output(combiner):  # as the TaskHost's, on local files
+                if out.channel == jc.FILE:
+                    return runner.MapOutputSink(work, out.partitions,
+                                                runner.output_partitioner(job, out),
+                                                self.sort_buffer, combiner)
+                return runner.DfsOutput(self.files, out.path, attempt_id, index,
+                                        lambda: True, out.writer)
+
+            run(job, make_output, progress)
         except Exception as e:  # the user's code or ours: the job fails with it, as on a cluster
             text = str(e).strip()
             error = f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__

@@ -14,11 +14,13 @@ output writer. It runs at least `min_tasks` (2) map tasks and 2 reduce tasks, so
 only works when one task sees all the data fails here, not on the cluster. The job's
 parameters go through JSON as on a cluster (a tuple comes back as a list).
 
-Output comes back as the output files hold it: text. `run_job` returns (key, value) string
-pairs, each line split at its first TAB (value None for a line without one), part files in
-order (each part sorted by key when the job reduces). `run` returns a LocalRun with the lines,
-the counters and the number of tasks per stage too. Undecodable input bytes come back as the
-same lone surrogates ("surrogateescape") the job saw.
+Output comes back as the output files hold it: text, or binary records. `run_job` returns
+(key, value) pairs, part files in order (each part sorted by key when the job reduces): for
+text output, strings, each line split at its first TAB (value None for a line without one);
+for "records" output (JobBuilder's writer="records"), the pairs with their Python types.
+`run` returns a LocalRun with each part file's contents, the counters and the number of
+tasks per stage too. Undecodable input bytes come back as the same lone surrogates
+("surrogateescape") the job saw.
 
 Input: `input_lines` (str or bytes, one line each, written to a temporary file) or `inputs`
 (local files or directories), then `args` are the job's other arguments (e.g.
@@ -34,11 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from minijet import jobconf as jc
 from minijet import localrunner
 from minijet.errors import InvalidArgument
 from minijet.job import build_conf
 from minijet.jobserver.splits import is_hidden
 from minijet.taskhost.output import encode_text
+from minijet.taskhost.recordfile import RecordsSplitReader
 
 __all__ = ["run_job", "run", "LocalRun", "read_output", "parse_line"]
 
@@ -47,18 +51,24 @@ SORT_BUFFER = 1024 ** 2   # small, so that a test's few thousand records already
 
 @dataclass
 class LocalRun:
-    parts: dict[str, list[str]]               # output file path -> its lines, in order
+    # output file path -> its lines (text output) or its (key, value) records ("records"
+    # output, with their Python types), part files in order
+    parts: dict[str, list]
     counters: dict[tuple[str, str], int]      # (group, name) -> value, summed over tasks
     tasks: dict[str, int] = field(default_factory=dict)   # stage id -> tasks run
+    text: set[str] = field(default_factory=set)           # which parts are text
 
     @property
     def lines(self) -> list[str]:
-        """Every output line, part files in order."""
-        return [line for lines in self.parts.values() for line in lines]
+        """Every line of the text output files, in order."""
+        return [line for path, lines in self.parts.items() if path in self.text
+                for line in lines]
 
     @property
-    def records(self) -> list[tuple[str, str | None]]:
-        return [parse_line(line) for line in self.lines]
+    def records(self) -> list[tuple[Any, Any]]:
+        """Every output record, in order: text lines split at the first TAB."""
+        return [parse_line(r) if path in self.text else r
+                for path, items in self.parts.items() for r in items]
 
     def counter(self, name: str, group: str = "task") -> int:
         return self.counters.get((group, name), 0)
@@ -70,13 +80,19 @@ def parse_line(line: str) -> tuple[str, str | None]:
     return (key, value) if tab else (key, None)
 
 
-def read_output(path: str | os.PathLike) -> dict[str, list[str]]:
-    """The lines of each file of a job's output directory (part files in name order, not
-    _SUCCESS or other hidden files), decoded as the job's input is (UTF-8,
-    surrogateescape)."""
-    parts: dict[str, list[str]] = {}
+def read_output(path: str | os.PathLike, writer: str = "text") -> dict[str, list]:
+    """The contents of each file of a job's output directory (part files in name order, not
+    _SUCCESS or other hidden files): for text, its lines decoded as the job's input is
+    (UTF-8, surrogateescape); for "records", its (key, value) pairs."""
+    parts: dict[str, list] = {}
     for name in sorted(os.listdir(path)):
-        if not is_hidden(name):
+        if is_hidden(name):
+            continue
+        if writer == "records":
+            with open(os.path.join(path, name), "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                parts[os.path.join(path, name)] = list(RecordsSplitReader(f, 0, size))
+        else:
             data = Path(path, name).read_bytes().decode("utf-8", "surrogateescape")
             lines = data.split("\n")   # only "\n" ends a line, as for the job's input
             if lines[-1] == "":
@@ -125,10 +141,14 @@ def run(job_class: type, args: Sequence[str] = (), *,
         except localrunner.JobFailed as e:
             failure = e.__cause__
         else:
-            parts = {}
-            for path in result.conf.output_paths():
-                parts.update(read_output(path))
-            return LocalRun(parts, result.counters, result.tasks)
+            done = LocalRun({}, result.counters, result.tasks)
+            for stage in result.conf.stages:
+                if stage.output.channel == jc.DFS:
+                    parts = read_output(stage.output.path, stage.output.writer)
+                    done.parts.update(parts)
+                    if stage.output.writer == "text":
+                        done.text.update(parts)
+            return done
     raise failure  # outside the except block: the job's exception as it was, no JobFailed
 
 
