@@ -78,10 +78,25 @@ def test_nonzero_exit_raises_with_the_stderr_tail():
     command = "cat >/dev/null; echo first >&2; echo 'ValueError: bad' >&2; exit 3"
     with pytest.raises(StreamingError) as e:
         list(pipe_lines(command, ["a", "b"], role="mapper"))
-    message = str(e.value)
-    assert message.splitlines()[0] == f"mapper command {command!r} exited with status 3: " \
-                                      "ValueError: bad"
-    assert "first" in message
+    assert str(e.value) == f"mapper ({command}) exited with status 3: ValueError: bad"
+    assert e.value.user_traceback == "mapper stderr (last 2 lines):\nfirst\nValueError: bad\n"
+
+
+def test_reporter_lines_count_user_counters_and_stay_out_of_the_log(capfdbinary):
+    from minijet import context
+
+    progress = runner.Progress(lambda f, c: None)
+    context.bind(progress)
+    try:
+        command = ("while read l; do echo \"reporter:counter:my group,lines,2\" >&2; "
+                   "echo \"$l\"; done; echo reporter:status:almost >&2; "
+                   "echo 'reporter:counter:bad' >&2; echo plain >&2")
+        assert list(pipe_lines(command, ["a", "b", "c"])) == ["a", "b", "c"]
+    finally:
+        context.bind(None)
+    assert progress.counters[("my group", "lines")] == 6
+    err = capfdbinary.readouterr().err
+    assert b"reporter:counter:bad\nplain\n" in err and b"my group" not in err
 
 
 def test_a_command_that_stops_reading_early_succeeds_like_in_a_shell():
@@ -342,9 +357,10 @@ def test_a_failing_mapper_fails_the_job_with_its_stderr(live, tmp_path):
     job_id = result.stdout.split()[3]
     status = jetshell(live, "status", job_id)
     assert "failed" in status.stdout
-    assert "mapper command 'python3 bad_mapper.py' exited with status 1: bad record: two" \
+    assert "mapper (python3 bad_mapper.py) exited with status 1: bad record: two" \
         in status.stdout
     assert "some context" in status.stdout
+    assert "streaming.py" not in status.stdout  # the command's stderr, not our stack
     dfs = live.client()
     try:
         assert not dfs.exists("/fail/out")  # a failed job leaves no output

@@ -16,7 +16,9 @@ As Hadoop Streaming does it:
   the job's files: a `--file` shipped script is there by its plain name, made executable, and
   that directory comes first on PATH, so `--mapper mapper.py` runs it;
 - a command that exits non-zero fails the attempt; the error shows the end of its stderr,
-  which also goes to the attempt's log.
+  which also goes to the attempt's log;
+- stderr lines `reporter:counter:GROUP,NAME,AMOUNT` increment a user counter (shown by
+  `jetshell status`), `reporter:status:MESSAGE` is logged (Hadoop's protocol).
 
 The job file: the client uploads a one-line job file (STUB) that imports StreamingJob, so a
 TaskHost loads it like any job, with the commands as the job's parameters. Each operation
@@ -40,6 +42,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from minijet import context
 from minijet.errors import InvalidArgument, MinijetError
 from minijet.job import MapReduceJob, Param
 from minijet.taskhost.runner import whole_stream
@@ -61,7 +64,12 @@ _LINE_OVERHEAD = 50          # a str object's bytes beyond its characters (CPyth
 
 
 class StreamingError(MinijetError):
-    """A streaming command failed: it exited non-zero or could not be started."""
+    """A streaming command failed: it exited non-zero or could not be started.
+    `user_traceback` is the end of its stderr: what the user needs, in place of our stack."""
+
+    def __init__(self, message: str, user_traceback: str = ""):
+        super().__init__(message)
+        self.user_traceback = user_traceback
 
 
 # ---- lines and records ----
@@ -134,11 +142,13 @@ class _Pump:
                                          stderr=subprocess.PIPE, bufsize=0,
                                          start_new_session=True)
         except OSError as e:
-            raise StreamingError(f"{role} command {command!r} cannot be started: {e}") from None
+            raise StreamingError(f"{role} ({command}) cannot be started: {e}") from None
         for pipe in (self.proc.stdin, self.proc.stdout):
             _enlarge_pipe(pipe.fileno())
         self.input_error: BaseException | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
+        self._counts: dict[tuple[str, str], int] = {}  # from reporter lines, not yet counted
+        self._counts_lock = threading.Lock()
         self._writer = threading.Thread(target=self._feed, args=(lines,), daemon=True,
                                         name=f"{role}-stdin")
         self._errors = threading.Thread(target=self._drain_stderr, daemon=True,
@@ -172,6 +182,8 @@ class _Pump:
     def _drain_stderr(self) -> None:
         out = getattr(sys.stderr, "buffer", None)
         for raw in self.proc.stderr:
+            if raw.startswith(b"reporter:") and self._reporter(raw):
+                continue
             if out is not None:  # the attempt's log (`jetshell logs`)
                 try:
                     out.write(raw)
@@ -180,6 +192,34 @@ class _Pump:
                     out = None
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             self.stderr_tail.append(line[:STDERR_LINE])
+
+    def _reporter(self, raw: bytes) -> bool:
+        """Hadoop Streaming's stderr protocol; False for a line that does not follow it."""
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if line.startswith("reporter:status:"):
+            log.info("%s status: %s", self.role, line[len("reporter:status:"):])
+            return True
+        if not line.startswith("reporter:counter:"):
+            return False
+        names, _, amount = line[len("reporter:counter:"):].rpartition(",")
+        group, _, name = names.partition(",")
+        try:
+            n = int(amount)
+        except ValueError:
+            return False
+        if not group or not name:
+            return False
+        with self._counts_lock:
+            self._counts[(group, name)] = self._counts.get((group, name), 0) + n
+        return True
+
+    def _count(self) -> None:
+        """Counts the reporter lines' increments, in the caller's thread (the task's)."""
+        if self._counts:
+            with self._counts_lock:
+                counts, self._counts = self._counts, {}
+            for (group, name), n in counts.items():
+                context.counter(group, name).increment(n)
 
     def lines(self) -> Iterator[str]:
         """The command's stdout lines (newline removed; a last line without one included),
@@ -191,6 +231,7 @@ class _Pump:
                 chunk = stdout.read(READ_SIZE)
                 if not chunk:
                     break
+                self._count()
                 cut = chunk.rfind(b"\n")
                 if cut < 0:
                     pending.append(chunk)
@@ -209,19 +250,21 @@ class _Pump:
         code = self.proc.wait()
         self._writer.join()
         self._errors.join()
+        self._count()
         if self.input_error is not None:
             raise self.input_error
         if code != 0:
-            raise StreamingError(self._failure(code))
+            raise self._failure(code)
 
-    def _failure(self, code: int) -> str:
+    def _failure(self, code: int) -> StreamingError:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         tail = [line for line in self.stderr_tail if line.strip()]
-        first = f"{self.role} command {self.command!r} {how}"
+        first = f"{self.role} ({self.command}) {how}"
         if not tail:
-            return first + " (no stderr output)"
-        return (f"{first}: {tail[-1].strip()}\n"
-                f"{self.role} stderr (last {len(tail)} lines):\n" + "\n".join(tail))
+            return StreamingError(first + " (no stderr output)")
+        return StreamingError(f"{first}: {tail[-1].strip()}",
+                              f"{self.role} stderr (last {len(tail)} lines):\n"
+                              + "\n".join(tail) + "\n")
 
     def kill(self) -> None:
         if self.proc.poll() is None:

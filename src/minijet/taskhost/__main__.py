@@ -243,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("attempt %s failed: %s\n%s", args.attempt, error, tb)
         if umbilical is not None:
             try:
-                umbilical.done(False, error=error, traceback=tb)
+                # an error may carry the user's own trace (a streaming command's stderr)
+                umbilical.done(False, error=error,
+                               traceback=getattr(e, "user_traceback", "") or tb)
             except Exception as report_error:  # the taskserver reports the exit code instead
                 log.error("cannot report the failure to the taskserver: %s", report_error)
         return 1
