@@ -323,3 +323,24 @@ def test_attempt_and_job_metrics_from_counters():
     assert "read       4.0KiB" in text and "written    90B" in text
     row = next(line for line in text.splitlines() if line.startswith(f"{job}_map_00000 "))
     assert row.split()[6:12] == ["4.0KiB", "2.0KiB", "0.25s", "1.50s", "0.50s", "succeeded"]
+
+
+def test_logs_select_attempts_by_stage_task_or_attempt():
+    from minijet.client.jetclient import select_attempts
+    from minijet.errors import NotFound
+
+    job = "job_20260101000000_0007"
+    ids = [("map_00000", 0), ("map_00000", 1), ("map_00001", 0), ("reduce_00000", 0)]
+    status = status_of("running", 0.5, 0.0, attempts=[
+        job_pb2.AttemptInfo(attempt_id=f"{job}_{t}_{n}", task_id=f"{job}_{t}") for t, n in ids])
+
+    def chosen(task):
+        return [a.attempt_id[len(job) + 1:] for a in select_attempts(status, task)]
+
+    assert chosen("") == ["map_00000_0", "map_00000_1", "map_00001_0", "reduce_00000_0"]
+    assert chosen("map") == ["map_00000_0", "map_00000_1", "map_00001_0"]
+    assert chosen("map_00000") == chosen(f"{job}_map_00000") == ["map_00000_0", "map_00000_1"]
+    assert chosen("map_00000_1") == chosen(f"{job}_map_00000_1") == ["map_00000_1"]
+    for wrong in ("map_0000", "map_00002", "reduce_00000_5", "job_20260101000000_0008_map"):
+        with pytest.raises(NotFound, match=f"job {job} has no task or attempt {wrong}$"):
+            select_attempts(status, wrong)
