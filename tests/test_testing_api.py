@@ -147,3 +147,12 @@ def test_mistakes_in_the_test_are_clear(tmp_path):
         run_job(WordCount, "--reducers 2", input_lines=["a"])
     with pytest.raises(InvalidArgument, match="--min-count"):
         run_job(FrequentWords, ["--min-count", "many"], input_lines=["a"])
+
+
+def test_a_streaming_job_runs_its_commands_on_two_partitions():
+    from minijet.streaming import StreamingJob
+
+    done = run(StreamingJob, ["--mapper-command", "cat", "--reducer-command", "uniq -c"],
+               input_lines=["b", "a", "b", "c", "a", "b"])
+    assert done.tasks == {"map": 2, "reduce": 2}
+    assert sorted(" ".join(line.split()) for line in done.lines) == ["1 c", "2 a", "3 b"]

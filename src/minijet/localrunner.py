@@ -310,7 +310,10 @@ class LocalJobRunner:
         except Exception as e:  # the user's code or ours: the job fails with it, as on a cluster
             text = str(e).strip()
             error = f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
-            raise JobFailed(self.conf.name, task_id, error, traceback.format_exc()) from e
+            # as a TaskHost reports it: an error may carry the user's own trace (a streaming
+            # command's stderr) in place of our stack
+            trace = getattr(e, "user_traceback", "") or traceback.format_exc()
+            raise JobFailed(self.conf.name, task_id, error, trace) from e
         if out.channel == jc.FILE:
             self._map_outputs.setdefault(stage.id, []).append(work / "file.out")
         stage_counters = self._counters.setdefault(stage.id, {})
