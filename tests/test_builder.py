@@ -382,3 +382,110 @@ def test_builder_mistakes_are_clear_errors():
             b.read("/in").aggregate(max).sort().write("/o")
     conf = LateSortOne.compile_job({}, job_file="j.py")
     assert conf.stage("sort-3").tasks == 1
+
+
+# ---- on a live cluster ----
+
+BUILDER_JOBS = str(Path(__file__).parent / "jobs" / "builderjobs.py")
+LIVE_CONFIG = {
+    "dfs": {"block_size": "64KiB"},
+    "nameserver": {"dead_timeout": "5s", "replication_interval": "0.5s"},
+    "dataserver": {"heartbeat_interval": "0.5s"},
+    "jobserver": {"locality_delay": "0.5s"},
+    "taskserver": {"heartbeat_interval": "0.2s", "slots": 2},
+    "rpc": {"timeout": "10s"},
+}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    from minijet.cluster import LocalCluster
+
+    lc = LocalCluster(tmp_path_factory.mktemp("builder-cluster"), config=LIVE_CONFIG)
+    try:
+        lc.up(dataservers=2, taskservers=2)
+        yield lc
+    finally:
+        lc.down()
+
+
+def jetshell(lc, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MINIJET_CONF=str(lc.config_path))
+    return subprocess.run([sys.executable, "-c", "from minijet.client.jetshell import main; "
+                           "main()", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def put_lines(dfs, path: str, lines: list[str]) -> None:
+    with dfs.create(path) as f:
+        f.write("".join(line + "\n" for line in lines).encode())
+
+
+def dfs_parts(dfs, out: str) -> list[list[str]]:
+    names = sorted(s.path for s in dfs.list(out) if s.path.rsplit("/", 1)[-1].startswith("part-"))
+    parts = []
+    for name in names:
+        path = name if name.startswith("/") else f"{out}/{name}"
+        with dfs.open(path) as f:
+            parts.append(f.read().decode().splitlines())
+    return parts
+
+
+def test_live_multi_stage_pipeline_and_file_channels_with_user_counters(live):
+    dfs = live.client()
+    lines = [" ".join(random.Random(i).choice(["ab", "c", "def", "ghij", "kl", "mnopq"])
+                      for _ in range(i % 11)) for i in range(6000)]
+    put_lines(dfs, "/b-wl/in.txt", lines)
+    assert len(dfs.block_locations("/b-wl/in.txt")) >= 2
+    dry = jetshell(live, "run", "--dry-run", BUILDER_JOBS, "WordLengths", "/b-wl/in.txt",
+                   "/b-wl/out")
+    assert dry.returncode == 0, dry.stderr
+    stages = json.loads(dry.stdout)["stages"]
+    assert [s["id"] for s in stages] == ["read-1", "map-2", "aggregate-3"]
+    assert [o["op"] for o in stages[0]["operations"]] == ["flat_map", "filter"]
+    assert not dfs.exists("/b-wl/out")   # a dry run submits nothing
+
+    result = jetshell(live, "run", BUILDER_JOBS, "WordLengths", "/b-wl/in.txt", "/b-wl/out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    want = collections.Counter(len(w) for line in lines for w in line.split() if len(w) > 1)
+    got = {int(k): int(v) for p in dfs_parts(dfs, "/b-wl/out") for k, v in
+           (line.split("\t") for line in p)}
+    assert got == want
+    job_id = result.stdout.splitlines()[0].split()[-1]
+    status = jetshell(live, "status", job_id)
+    assert status.returncode == 0
+    seen = sum(len(line.split()) for line in lines)
+    assert any(line.split() == ["seen", "=", str(seen)] for line in status.stdout.splitlines()), \
+        status.stdout
+    dfs.close()
+
+
+def test_live_join(live):
+    dfs = live.client()
+    left = [f"k{i % 37},L{i}" for i in range(400)]
+    right = [f"k{i % 23},R{i}" for i in range(150)] + ["nomatch,R"]
+    put_lines(dfs, "/b-join/left.txt", left)
+    put_lines(dfs, "/b-join/right.txt", right)
+    result = jetshell(live, "run", BUILDER_JOBS, "Join", "/b-join/left.txt",
+                      "/b-join/right.txt", "/b-join/out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    want = sorted(f"{lk}\t{lv}+{rv}" for lk, lv in (x.split(",") for x in left)
+                  for rk, rv in (y.split(",") for y in right) if lk == rk)
+    assert sorted(line for p in dfs_parts(dfs, "/b-join/out") for line in p) == want
+    dfs.close()
+
+
+def test_live_sort_is_globally_ordered_across_part_files(live):
+    dfs = live.client()
+    rng = random.Random(7)
+    lines = [f"{rng.randrange(10**9):010d} {rng.random()}" for _ in range(6000)]
+    put_lines(dfs, "/b-sort/in.txt", lines)
+    assert len(dfs.block_locations("/b-sort/in.txt")) >= 3
+    result = jetshell(live, "run", BUILDER_JOBS, "Sort", "/b-sort/in.txt", "/b-sort/out",
+                      "--tasks", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    parts = dfs_parts(dfs, "/b-sort/out")
+    assert len(parts) == 3 and all(parts)
+    concatenated = [line for p in parts for line in p]
+    assert concatenated == sorted(lines)      # globally ordered, and a permutation
+    dfs.close()

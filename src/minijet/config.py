@@ -128,6 +128,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "max_task_attempts": (int, 4),
         "taskserver_timeout": (Duration, 30.0),
         "locality_delay": (Duration, 3.0),
+        "slow_start": (float, 0.8),        # fraction of producer tasks done before consumers start
         "job_dir": (str, "/minijet/jobs"),    # DFS directory for job files
         "job_file_replication": (int, 10),
     },

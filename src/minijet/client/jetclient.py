@@ -223,6 +223,23 @@ class JetClient:
         """Compile, check, create, upload and run a job; return its id. `files` are local
         files shipped beside the job file (a task finds them in its working directory's job
         cache, and can import .py ones). `prog` names the command in argument errors."""
+        conf = self.compile(job_file, class_name, args, files, prog)
+        job_id, job_dir = self.create_job(conf.name, conf.user)
+        try:
+            self.upload_job_files(job_dir, conf, [job_file, *files])
+            self.run_job(job_id)
+        except BaseException as e:
+            self._abandon(job_id, job_dir, e)
+            raise
+        log.info("submitted job %s (%s) from %s", job_id, conf.name, job_file)
+        return job_id
+
+    def compile(self, job_file: str, class_name: str, args: Sequence[str],
+                files: Sequence[str] = (), prog: str | None = None):
+        """The JobConf `submit` would send (what `jetshell run --dry-run` prints): compiled,
+        its paths checked in the DFS, the split points of its sorts sampled from its input."""
+        from minijet import builder
+
         if isinstance(args, str):
             raise InvalidArgument("the job's arguments must be a list of strings, "
                                   f"not one string: {args!r}")
@@ -237,15 +254,16 @@ class JetClient:
         conf = build_conf(cls, args, job_file=names[0], user=current_user(), files=names[1:],
                           prog=prog)
         self.check_paths(conf)
-        job_id, job_dir = self.create_job(conf.name, conf.user)
-        try:
-            self.upload_job_files(job_dir, conf, [job_file, *files])
-            self.run_job(job_id)
-        except BaseException as e:
-            self._abandon(job_id, job_dir, e)
-            raise
-        log.info("submitted job %s (%s) from %s", job_id, conf.name, job_file)
-        return job_id
+        if builder.needs_sampling(conf):
+            builder.sample_split_points(conf, cls.from_params(conf.params), self._input_files,
+                                        self.dfs.open)
+        return conf
+
+    def _input_files(self, path: str) -> list[tuple[str, int]]:
+        """(file, size) of an input path as a job reads it (a directory: its visible files)."""
+        from minijet.jobserver.jobfiles import _files_of
+
+        return [(f, self.dfs.stat(f).length) for f in _files_of(self.dfs, path)]
 
     def check_paths(self, conf) -> None:
         """Refuse a job whose input is missing or whose output exists (never overwrite)."""

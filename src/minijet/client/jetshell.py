@@ -356,8 +356,11 @@ def _submit(client, job_file: str, class_name: str, args, files, command: str) -
 @click.option("--local", is_flag=True,
               help="Run the job in this process over local files, without a cluster "
                    "(at least 2 map and 2 reduce tasks), to try or debug it.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the compiled job configuration (JSON: stages, channels, "
+                   "operations, sampled split points) and exit without submitting.")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(client, job_file, class_name, args, files, local):
+def run(client, job_file, class_name, args, files, local, dry_run):
     """Submit a job, show its progress, wait for it and print its counters.
 
     ARGS are the job's own (input, output, --reducers N, ...): see
@@ -366,6 +369,11 @@ def run(client, job_file, class_name, args, files, local):
         from minijet.localrunner import run_command
 
         return run_command(client.config, job_file, class_name, args, files)
+    if dry_run:
+        conf = client.compile(job_file, class_name, list(args), list(files),
+                              prog=f"jetshell run {job_file} {class_name}")
+        click.echo(json.dumps(conf.to_dict(), indent=2))
+        return 0
     job_id = _submit(client, job_file, class_name, args, files, "run")
     click.echo(f"{class_name}: submitted job {job_id}")
     return _follow(client, job_id)

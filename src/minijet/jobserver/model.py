@@ -46,6 +46,12 @@ without success releases the grant (it may or may not have renamed): the next ho
 rename without overwriting, and if the part file is already there, keep it and succeed.
 So at most one attempt's output ever lands.
 
+Slow start: a consumer stage's tasks may start before all of its producers are done, once
+`slow_start` (a fraction) of the producer tasks have succeeded and none is still waiting for a
+slot; they fetch the outputs as they appear. So that early consumers never hold the slots a
+producer needs (a retry, a lost output made again), at most half of the live slots go to
+tasks started early; the other consumer tasks start when their inputs are complete.
+
 Every event carries an id (given, or "e<seq>"); every action names it as `cause`.
 """
 from __future__ import annotations
@@ -295,6 +301,13 @@ class Stage:
     def inputs_ready(self) -> bool:
         return all(p.complete for p in self.parents)
 
+    def may_start_early(self, slow_start: float) -> bool:
+        """Enough producer tasks are done for slow start, and all of them have a slot."""
+        tasks = [t for p in self.parents for t in p.tasks]
+        if not tasks or any(t.state in (WAITING, PENDING) for t in tasks):
+            return False
+        return sum(1 for t in tasks if t.state == SUCCEEDED) >= slow_start * len(tasks)
+
     def output_needed(self) -> bool:
         return self.job.state == RUNNING and not all(c.complete for c in self.children)
 
@@ -352,10 +365,12 @@ class TaskServer:
 class JobServerCore:
     def __init__(self, max_task_attempts: int = 4, taskserver_timeout: float = 30.0,
                  locality_delay: float = 3.0,
-                 rack_of: Callable[[str], str] = lambda host: "/default-rack"):
+                 rack_of: Callable[[str], str] = lambda host: "/default-rack",
+                 slow_start: float = 1.0):
         self.max_task_attempts = max_task_attempts
         self.taskserver_timeout = taskserver_timeout
         self.scheduler = Scheduler(locality_delay, rack_of)
+        self.slow_start = slow_start
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, Task] = {}
         self._attempts: dict[str, Attempt] = {}
@@ -371,7 +386,7 @@ class JobServerCore:
     def from_config(cls, config) -> "JobServerCore":
         js = config["jobserver"]
         return cls(js["max_task_attempts"], js["taskserver_timeout"], js["locality_delay"],
-                   config.rack_of)
+                   config.rack_of, js["slow_start"])
 
     # ---- the one entry point ----
 
@@ -546,6 +561,8 @@ class JobServerCore:
                     for t in child.tasks:
                         if t.state == WAITING:
                             self._schedule(t, now)
+        for child in stage.children:
+            self._start_early(child, now)
         self._check_done(task.job, now)
 
     def _failed(self, a: Attempt, st: AttemptStatus, now: float) -> None:
@@ -626,11 +643,28 @@ class JobServerCore:
         elif not task.active():
             self._schedule(task, now)
 
-    def _schedule(self, task: Task, now: float) -> None:
-        """Make the task pending if its inputs are there, else waiting for them."""
-        if task.state == WAITING and not task.stage.inputs_ready():
+    def _start_early(self, stage: Stage, now: float) -> None:
+        """Slow start: make some of a consumer stage's waiting tasks pending before its
+        inputs are complete, within half of the live slots (see the module doc)."""
+        if self.slow_start >= 1.0 or stage.inputs_ready() or \
+                not stage.may_start_early(self.slow_start):
             return
-        if not task.stage.inputs_ready():
+        slots = sum(self._taskservers[name].slots for name in self._alive)
+        early = sum(1 for s in stage.job.stages.values() if not s.inputs_ready()
+                    for t in s.tasks if t.state in (PENDING, RUNNING))
+        for t in stage.tasks:
+            if early >= slots // 2:
+                return
+            if t.state == WAITING:
+                self._schedule(t, now, early=True)
+                early += 1
+
+    def _schedule(self, task: Task, now: float, early: bool = False) -> None:
+        """Make the task pending if its inputs are there (or it starts `early`), else
+        waiting for them."""
+        if task.state == WAITING and not task.stage.inputs_ready() and not early:
+            return
+        if not task.stage.inputs_ready() and not early:
             _move(task, TASK_TRANSITIONS, WAITING)
             self._touch(task)
             return

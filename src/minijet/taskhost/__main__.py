@@ -122,6 +122,43 @@ class Fetcher:
             self.progress.update()  # waiting is not silence
             time.sleep(POLL_INTERVAL)
 
+    def stream(self) -> tuple[int, Iterator[tuple[bytes, int]]]:
+        """(producer tasks, their segments as each output appears): with slow start the
+        consumer runs before every producer is done, and fetches while the rest work."""
+        reply = self.umbilical.map_outputs(self.task.job_id, self.producer_stage)
+        return reply.total, self._stream(reply)
+
+    def _stream(self, reply: job_pb2.MapOutputsResponse) -> Iterator[tuple[bytes, int]]:
+        fetched: set[str] = set()
+        lost: dict[str, str] = {}   # attempt whose output could not be fetched -> error
+        lost_since = 0.0
+        timeout = self.config["taskserver"]["task_timeout"]
+        while len(fetched) < reply.total:
+            ready = [o for o in reply.outputs
+                     if o.task_id not in fetched and o.attempt_id not in lost]
+            for location in ready:
+                try:
+                    segment = self._fetch(location)
+                except MinijetError as e:
+                    error = f"cannot fetch {location.attempt_id} from {location.address}: {e}"
+                    log.warning("attempt %s: %s; reporting it", self.task.attempt_id, error)
+                    self.umbilical.fetch_failed(location.attempt_id, error)
+                    lost[location.attempt_id] = error
+                    lost_since = lost_since or time.monotonic()
+                    continue
+                fetched.add(location.task_id)
+                self.progress.add("shuffle_fetches", 1)
+                yield segment
+            if len(fetched) >= reply.total:
+                return
+            if not ready:
+                if lost and time.monotonic() - lost_since > timeout:
+                    raise Unavailable(f"{next(iter(lost.values()))}, and it was not made "
+                                      "again")
+                self.progress.update()  # waiting is not silence
+                time.sleep(POLL_INTERVAL)
+            reply = self.umbilical.map_outputs(self.task.job_id, self.producer_stage)
+
     def segments(self, locations: dict[str, job_pb2.MapOutputLocation]
                  ) -> Iterator[tuple[bytes, int]]:
         """The fetched segments and their record counts, one per producer task."""
@@ -203,10 +240,10 @@ def run_attempt(config: Config, task: runner.Task, job_cache: Path, work_dir: Pa
             fetchers = [Fetcher(config, umbilical, task, progress, parent)
                         for parent in stage.inputs]
             try:
-                located = [(f, f.locations()) for f in fetchers]
+                streams = [f.stream() for f in fetchers]
                 runner.run_consumer_stage(
-                    job, stage, chain.from_iterable(f.segments(loc) for f, loc in located),
-                    sum(len(loc) for _, loc in located), work_dir / "shuffle", sort_buffer,
+                    job, stage, chain.from_iterable(segs for _, segs in streams),
+                    sum(total for total, _ in streams), work_dir / "shuffle", sort_buffer,
                     make_output, progress)
             finally:
                 for fetcher in fetchers:
