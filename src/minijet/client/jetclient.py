@@ -38,25 +38,6 @@ class JobTimeout(MinijetError):
     """A job did not finish within the time the caller allowed."""
 
 
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers) and no $USER
-        return "unknown"
-
-
-def check_paths(conf, exists: Callable[[str], bool]) -> None:
-    """NotFound for a missing input path, AlreadyExists for an existing output path, where
-    `exists` asks the file system the job runs on (the DFS, or local files)."""
-    for path in conf.input_paths():
-        if not exists(path):
-            raise NotFound(f"input path {path} does not exist")
-    for path in conf.output_paths():
-        if exists(path):
-            raise AlreadyExists(f"output path {path} already exists (jobs never overwrite "
-                                f"output: remove it or choose another)")
-
-
 @dataclass
 class AttemptLogs:
     """An attempt's stdout and stderr (the last MiB of each), or why they are missing."""
