@@ -201,7 +201,7 @@ def test_plain_progress_lines_when_not_a_terminal():
 
 def test_progress_bar_on_a_terminal():
     out = io.StringIO()
-    show = jetshell.ProgressPrinter(out, tty=True)
+    show = jetshell.ProgressPrinter(out, tty=True, columns=100)
     show(status_of("running", 0.5, 0.0))
     show(status_of("succeeded", 1.0, 1.0, end_time=1002.5))
     text = out.getvalue()
@@ -211,6 +211,18 @@ def test_progress_bar_on_a_terminal():
     assert last.endswith("\n")  # the finished job leaves its bar on its own line
     assert last.rstrip() == "map [####################] 100%  reduce [####################] " \
                             "100%  2.5s"
+
+
+def test_progress_bars_fit_the_terminal():
+    status = job_pb2.JobStatus(state="running", start_time=1000.0, end_time=1010.0, stages=[
+        job_pb2.StageInfo(stage_id=f"stage{i}", tasks=2, progress=0.5) for i in range(4)])
+    wide = jetshell.bar_line(status, 200)
+    assert wide.count("[##########----------]") == 4 and wide.endswith("  10.0s")
+    narrow = jetshell.bar_line(status, 100)
+    assert len(narrow) < 100 and narrow.count("[###----]") == 4 and narrow.endswith("  10.0s")
+    tiny = jetshell.bar_line(status, 60)
+    assert tiny == "stage0 50% stage1 50% stage2 50% stage3 50%  10.0s"
+    assert len(jetshell.bar_line(status, 30)) == 29
 
 
 def test_outcome_failed_shows_the_users_error(capsys):

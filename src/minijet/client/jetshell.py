@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 from typing import Callable, Iterable, TextIO
@@ -196,22 +197,38 @@ def _bar(fraction: float, width: int = 20) -> str:
     return "[" + "#" * done + "-" * (width - done) + "]"
 
 
-class ProgressPrinter:
-    """A progress_callback for wait_for_completion: a bar redrawn in place on a terminal,
-    else a plain line whenever the progress changes (and now and then when it does not)."""
+def bar_line(status, columns: int) -> str:
+    """Each stage's bar and percentage, and the time so far, in fewer than `columns`
+    characters (a redrawn line must not wrap): bars narrow for many stages, and give way
+    to the plain percentages when even narrow ones do not fit."""
+    tail = f"  {_duration(status.start_time, status.end_time)}"
+    stages = status.stages
+    if not stages:
+        return (status.state + tail)[:columns - 1]
+    fixed = sum(len(s.stage_id) + 8 for s in stages) + 2 * (len(stages) - 1) + len(tail)
+    width = min(20, (columns - 1 - fixed) // len(stages))
+    if width < 5:
+        return (progress_text(status) + tail)[:columns - 1]
+    return "  ".join(f"{s.stage_id} {_bar(s.progress, width)} {_pct(s.progress):3d}%"
+                     for s in stages) + tail
 
-    def __init__(self, out: TextIO, tty: bool):
+
+class ProgressPrinter:
+    """A progress_callback for wait_for_completion: a bar redrawn in place on a terminal
+    (fitted to its width, `columns` if given), else a plain line whenever the progress
+    changes (and every PLAIN_PROGRESS_EVERY seconds when it does not)."""
+
+    def __init__(self, out: TextIO, tty: bool, columns: int | None = None):
         self.out = out
         self.tty = tty
+        self.columns = columns
         self._last_text = ""
         self._last_time = 0.0
 
     def __call__(self, status) -> None:
         text = progress_text(status)
         if self.tty:
-            bars = "  ".join(f"{s.stage_id} {_bar(s.progress)} {_pct(s.progress):3d}%"
-                             for s in status.stages) or status.state
-            line = f"{bars}  {_duration(status.start_time, status.end_time)}"
+            line = bar_line(status, self.columns or shutil.get_terminal_size().columns)
             self.out.write("\r" + line.ljust(len(self._last_text)))
             self._last_text = line
             if status.state in OUTCOME_EXIT:
