@@ -189,6 +189,16 @@ class DistinctUnion(bld.JobBuilderJob):
         builder.union(a, b, tasks=2).distinct(tasks=2).write(self.output, writer="records")
 
 
+class UnionOnly(bld.JobBuilderJob):
+    """A union written as it is: a stage without operations of its own."""
+    params = [Param("a"), Param("b"), Param("output")]
+
+    def build_job(self, builder):
+        a = builder.read(self.a).map(lambda o, line: (line, "a"))
+        b = builder.read(self.b).map(lambda o, line: (line, "b"))
+        a.union(b, tasks=3).write(self.output)
+
+
 class FileChannel(bld.JobBuilderJob):
     """Two shuffles and a custom (lambda) partitioner; a records reader in a second job."""
     params = [Param("input"), Param("output")]
@@ -290,6 +300,16 @@ def test_union_and_distinct(tmp_path):
                     tmp_path)
     want = sorted({(w, len(w)) for line in WORDS for w in line.split()})
     assert sorted(read_records(tmp_path / "d")) == want
+
+
+def test_union_written_as_it_is(tmp_path):
+    a = text_input(tmp_path, WORDS[:50], "a.txt")
+    b = text_input(tmp_path, WORDS[30:90], "b.txt")
+    conf, _ = compile_and_run(UnionOnly, {"a": str(a), "b": str(b),
+                                          "output": str(tmp_path / "u")}, tmp_path)
+    assert conf.stage("union-3").operations == []
+    want = sorted([f"{w}\ta" for w in WORDS[:50]] + [f"{w}\tb" for w in WORDS[30:90]])
+    assert sorted(read_text(tmp_path / "u")) == want
 
 
 def test_file_channel_with_a_lambda_partitioner(tmp_path):

@@ -62,7 +62,8 @@ class RangePartitioner:
 
 
 def uses_builder(stage: jc.StageConf) -> bool:
-    return any(not op.method for op in stage.operations)
+    """A JobBuilder stage: functions by index (a union's stage may have no operations)."""
+    return not stage.operations or any(not op.method for op in stage.operations)
 
 
 def wants_groups(stage: jc.StageConf) -> bool:
