@@ -3,6 +3,7 @@ job through the TaskHost's stage functions over local files, then `jetshell stre
 live cluster against the shell pipeline `cat input | mapper | sort | reducer`."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -95,6 +96,8 @@ def test_reporter_lines_count_user_counters_and_stay_out_of_the_log(capfdbinary)
     finally:
         context.bind(None)
     assert progress.counters[("my group", "lines")] == 6
+    assert progress.counters[("streaming", "command_input_lines")] == 3
+    assert progress.counters[("streaming", "command_output_lines")] == 3
     err = capfdbinary.readouterr().err
     assert b"reporter:counter:bad\nplain\n" in err and b"my group" not in err
 
@@ -331,6 +334,11 @@ def test_combiner_and_map_only(live, tmp_path):
     assert sorted(output_lines(live, "/comb/out")[0]) == sorted(want)
     status = jetshell(live, "status", result.stdout.split()[3], "--json")
     assert status.returncode == 0, status.stderr
+    counters = {(c["group"], c["name"]): int(c["value"])
+                for c in json.loads(status.stdout)["counters"]}
+    mapped = counters[("streaming", "mapper_output_lines")]
+    assert counters[("streaming", "combiner_input_lines")] == mapped
+    assert counters[("streaming", "combiner_output_lines")] < mapped // 2
 
     # no reducer: map-only, the mapper's lines are the output (a shell pipeline as mapper)
     result = jetshell(live, "streaming", "--input", "/comb/in.txt", "--output", "/comb/up",

@@ -57,6 +57,7 @@ JOB_CLASS = "StreamingJob"
 PIPE_SIZE = 1 << 20          # asked of the kernel for each pipe (Linux caps it)
 READ_SIZE = 1 << 20          # bytes per read from a command's stdout
 WRITE_LINES = 2048           # lines per write to a command's stdin
+COUNTERS = "streaming"       # counter group: <role>_input_lines, <role>_output_lines
 STDERR_TAIL = 20             # stderr lines kept for the error message
 STDERR_LINE = 1000           # characters kept of each
 COMBINE_BATCH = 32 << 20     # estimated bytes of mapper output lines sorted per combiner run
@@ -149,6 +150,7 @@ class _Pump:
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
         self._counts: dict[tuple[str, str], int] = {}  # from reporter lines, not yet counted
         self._counts_lock = threading.Lock()
+        self.lines_in = self.lines_out = 0
         self._writer = threading.Thread(target=self._feed, args=(lines,), daemon=True,
                                         name=f"{role}-stdin")
         self._errors = threading.Thread(target=self._drain_stderr, daemon=True,
@@ -164,6 +166,7 @@ class _Pump:
                 batch = list(islice(it, WRITE_LINES))
                 if not batch:
                     break
+                self.lines_in += len(batch)
                 batch.append("")  # a newline after the last line too
                 data = memoryview(encode_text("\n".join(batch)))
                 while data:
@@ -239,8 +242,11 @@ class _Pump:
                 data = b"".join(pending + [chunk[:cut]]) if pending else chunk[:cut]
                 pending = [chunk[cut + 1:]] if cut + 1 < len(chunk) else []
                 # split at newlines, which never fall inside a UTF-8 sequence
-                yield from data.decode("utf-8", "surrogateescape").split("\n")
+                lines = data.decode("utf-8", "surrogateescape").split("\n")
+                self.lines_out += len(lines)
+                yield from lines
             if pending:
+                self.lines_out += 1
                 yield b"".join(pending).decode("utf-8", "surrogateescape")
             self._finish()
         finally:
@@ -251,6 +257,8 @@ class _Pump:
         self._writer.join()
         self._errors.join()
         self._count()
+        context.counter(COUNTERS, f"{self.role}_input_lines").increment(self.lines_in)
+        context.counter(COUNTERS, f"{self.role}_output_lines").increment(self.lines_out)
         if self.input_error is not None:
             raise self.input_error
         if code != 0:
@@ -309,10 +317,11 @@ class StreamingJob(MapReduceJob):
 
     def _prepare(self) -> None:
         """Shipped files (linked into the working directory) become executable, as Hadoop's
-        PipeMapRed makes its program executable."""
+        PipeMapRed makes its program executable. Only links: a local run (the working
+        directory is the user's) leaves the user's files alone."""
         for name in self.file:
             path = Path(name)
-            if path.is_file():
+            if path.is_symlink() and path.is_file():
                 mode = path.stat().st_mode
                 if mode & 0o111 != 0o111:
                     path.chmod(mode | 0o111)
