@@ -465,3 +465,19 @@ def test_jetshell_run_local_builder_job(tmp_path, text_file):
     assert "aggregate-2 2/2 tasks" in out and "sort-3 1/1 tasks" in out
     first = (tmp_path / "out" / "part-00000").read_bytes().split(b"\n")[0].decode()
     assert first == f"{words_of(TEXT)['the']}\tthe"
+
+
+class BadSortKey(JobBuilderJob):
+    params = [Param("input"), Param("output")]
+
+    def build_job(self, builder):
+        builder.read(self.input).map(lambda offset, line: (1 / 0, line)).sort().write(
+            self.output)
+
+
+def test_the_jobs_error_while_sampling_split_points_fails_the_job(tmp_path, text_file):
+    with pytest.raises(JobFailed) as failed:
+        run_builder(BadSortKey, tmp_path, [str(text_file), str(tmp_path / "out")])
+    assert failed.value.error == "sampling split points: ZeroDivisionError: division by zero"
+    assert "1 / 0" in failed.value.traceback
+    assert not (tmp_path / "out").exists()

@@ -54,14 +54,20 @@ Counters = dict[tuple[str, str], int]
 
 
 class JobFailed(MinijetError):
-    """A task of a local job failed; `error` is "ExcType: message" (as a TaskHost reports
-    it), `traceback` the task's traceback, `__cause__` the exception itself."""
+    """The job's code failed in a task (or while its input was sampled): `error` says where,
+    then "ExcType: message" as a TaskHost reports it; `traceback` is the traceback;
+    `__cause__` the exception itself."""
 
-    def __init__(self, job: str, task_id: str, error: str, traceback_text: str):
-        super().__init__(f"job {job} failed: task {task_id}: {error}")
-        self.task_id = task_id
-        self.error = f"task {task_id}: {error}"
-        self.traceback = traceback_text
+    def __init__(self, job: str, where: str, cause: BaseException):
+        text = str(cause).strip()
+        error = f"{type(cause).__name__}: {text.splitlines()[0]}" if text else \
+            type(cause).__name__
+        super().__init__(f"job {job} failed: {where}: {error}")
+        self.error = f"{where}: {error}"
+        # as a TaskHost reports it: an error may carry the user's own trace (a streaming
+        # command's stderr) in place of our stack
+        self.traceback = getattr(cause, "user_traceback", "") or "".join(
+            traceback.format_exception(cause))
 
 
 def local_path(path: str) -> str:
@@ -234,8 +240,14 @@ class LocalJobRunner:
         start = time.monotonic()
         self.check_paths()
         if builder.needs_sampling(self.conf):  # as the client does before submitting
-            self.conf = builder.sample_split_points(self.conf, self.new_job(),
-                                                    self.files.input_files, self.files.open)
+            try:
+                self.conf = builder.sample_split_points(self.conf, self.new_job(),
+                                                        self.files.input_files,
+                                                        self.files.open)
+            except MinijetError:
+                raise
+            except Exception as e:  # the job's code, on a sample of the input
+                raise JobFailed(self.conf.name, "sampling split points", e) from e
         tasks: dict[str, int] = {}
         try:
             splits = self.splits()
@@ -308,12 +320,7 @@ class LocalJobRunner:
 
             run(job, make_output, progress)
         except Exception as e:  # the user's code or ours: the job fails with it, as on a cluster
-            text = str(e).strip()
-            error = f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
-            # as a TaskHost reports it: an error may carry the user's own trace (a streaming
-            # command's stderr) in place of our stack
-            trace = getattr(e, "user_traceback", "") or traceback.format_exc()
-            raise JobFailed(self.conf.name, task_id, error, trace) from e
+            raise JobFailed(self.conf.name, f"task {task_id}", e) from e
         if out.channel == jc.FILE:
             self._map_outputs.setdefault(stage.id, []).append(work / "file.out")
         stage_counters = self._counters.setdefault(stage.id, {})
