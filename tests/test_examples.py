@@ -17,6 +17,8 @@ import pytest
 EXAMPLES = Path(__file__).parents[1] / "examples"
 GREP = str(EXAMPLES / "grep" / "grep.py")
 TERAGEN = str(EXAMPLES / "sort" / "teragen.py")
+TERASORT = str(EXAMPLES / "sort" / "terasort.py")
+JOIN = str(EXAMPLES / "join" / "join.py")
 SMALL_BLOCK = 64 * 1024
 
 sys.path.insert(0, str(EXAMPLES / "sort"))
@@ -155,3 +157,140 @@ def test_teragen_writes_deterministic_100_byte_records(jobs, dfs, control):
     keys = [line[:10] for p in parts for line in lines_of(p)]
     assert all(0x20 <= ord(c) <= 0x7e for k in keys for c in k)
     assert len(set(keys)) == n
+
+
+# ---- sort: the checksum and the validator's pieces ----
+
+TERAVALIDATE = str(EXAMPLES / "sort" / "teravalidate.py")
+import teravalidate  # noqa: E402
+
+
+def checksum_of(lines) -> str:
+    return f"{sum(zlib.crc32(line.encode()) for line in lines) & teravalidate.MASK:016x}"
+
+
+def report_of(dfs, output: str) -> dict[str, str]:
+    return dict(line.split("\t") for data in read_parts(dfs, output) for line in lines_of(data))
+
+
+def test_terasum_counts_and_sums_records_in_any_order(jobs, dfs, control):
+    lines = record_lines(3, 0, 3000)
+    put(dfs, "/examples/sort/sum-in/a", "".join(f"{x}\n" for x in lines[:1700]).encode())
+    put(dfs, "/examples/sort/sum-in/b", "".join(f"{x}\n" for x in lines[1700:]).encode())
+    run_ok(jobs, TERAVALIDATE, "TeraSum", "/examples/sort/sum-in", "/examples/sort/sum-out")
+    assert report_of(dfs, "/examples/sort/sum-out") == {
+        "records": "3000", "checksum": checksum_of(lines)}
+
+
+def runs_of(path: str, lines: list[str], cuts: list[int]) -> list:
+    """The runs map tasks would report for `lines` of one file, cut into splits at `cuts`."""
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    runs = []
+    for a, b in zip([0] + cuts, cuts + [len(lines)]):
+        keys = [line.partition("\t")[0] for line in lines[a:b]]
+        bad = [i for i in range(1, len(keys)) if keys[i] < keys[i - 1]]
+        runs.append(teravalidate.Run(
+            path, offsets[a], offsets[b], keys[0], keys[-1], b - a,
+            sum(zlib.crc32(x.encode()) for x in lines[a:b]), len(bad),
+            (offsets[a + bad[0]], keys[bad[0] - 1], keys[bad[0]]) if bad else None))
+    return runs
+
+
+def test_merge_runs_joins_splits_and_finds_every_kind_of_disorder():
+    lines = sorted(record_lines(5, 0, 300))
+    part0, part1 = lines[:140], lines[140:]
+    runs = runs_of("/s/part-00001", part1, [50, 90]) + runs_of("/s/part-00000", part0, [70])
+    merged = teravalidate.merge_runs(reversed(runs))
+    assert [(r.path, r.start, r.records) for r in merged] == [
+        ("/s/part-00000", 0, 140), ("/s/part-00001", 0, 160)]
+    assert sum(r.checksum for r in merged) & teravalidate.MASK == int(checksum_of(lines), 16)
+    assert teravalidate.order_problems(merged) == []
+    # merging in pieces (combiners) gives the same
+    assert teravalidate.merge_runs(teravalidate.merge_runs(runs[:2]) +
+                                   teravalidate.merge_runs(runs[2:])) == merged
+
+    # the part files swapped: each sorted, but not in order across them
+    swapped = teravalidate.merge_runs(runs_of("/s/part-00000", part1, [30]) +
+                                      runs_of("/s/part-00001", part0, []))
+    [problem] = teravalidate.order_problems(swapped)
+    assert problem.startswith(f"/s/part-00001 at byte 0: key {part0[0][:10]!r} after "
+                              f"{part1[-1][:10]!r} (the last key of /s/part-00000)")
+    # two lines swapped just where a split ends: only the merge sees it
+    bad = part0[:69] + [part0[70], part0[69]] + part0[71:]
+    problems = teravalidate.order_problems(teravalidate.merge_runs(runs_of("/s/p", bad, [70])))
+    assert problems == [f"/s/p at byte {70 * 100}: key {part0[69][:10]!r} after "
+                        f"{part0[70][:10]!r} (1 such place(s) in the file)"]
+
+
+# ---- sort: generate, sum, sort, validate ----
+
+@pytest.fixture(scope="module")
+def sorted_run(jobs, dfs, control):
+    """TeraGen 4000 records (2 part files), TeraSum them, TeraSort them into 3 part files."""
+    n = 4000
+    run_ok(jobs, TERAGEN, "TeraGen", control, "/examples/sort/gen", "--records", str(n),
+           "--seed", "11", "--reducers", "2")
+    run_ok(jobs, TERAVALIDATE, "TeraSum", "/examples/sort/gen", "/examples/sort/gen-sum")
+    run_ok(jobs, TERASORT, "TeraSort", "/examples/sort/gen", "/examples/sort/sorted",
+           "--tasks", "3")
+    return record_lines(11, 0, n), report_of(dfs, "/examples/sort/gen-sum")
+
+
+def test_terasort_output_is_a_globally_ordered_permutation(dfs, sorted_run):
+    generated, _ = sorted_run
+    parts = [lines_of(p) for p in read_parts(dfs, "/examples/sort/sorted")]
+    assert len(parts) == 3 and all(parts), "the sampled split points leave no part empty"
+    output = [line for part in parts for line in part]
+    keys = [line[:10] for line in output]
+    assert keys == sorted(keys)
+    assert sorted(output) == sorted(generated)
+
+
+def test_teravalidate_accepts_the_sort_with_the_generated_checksum(jobs, dfs, sorted_run):
+    generated, gen_sum = sorted_run
+    assert gen_sum == {"records": str(len(generated)), "checksum": checksum_of(generated)}
+    run_ok(jobs, TERAVALIDATE, "TeraValidate", "/examples/sort/sorted", "/examples/sort/valid",
+           "--expect-records", gen_sum["records"], "--expect-checksum", gen_sum["checksum"])
+    assert report_of(dfs, "/examples/sort/valid") == {**gen_sum, "files": "3"}
+
+
+def test_teravalidate_fails_clearly_on_part_files_out_of_order(jobs, dfs, sorted_run):
+    """Each part file sorted, but the first two swapped: only the check across files sees
+    it."""
+    parts = read_parts(dfs, "/examples/sort/sorted")
+    for name, data in zip(["part-00001", "part-00000", "part-00002"], parts):
+        put(dfs, f"/examples/sort/swapped/{name}", data)
+    result = jetshell(jobs, "run", TERAVALIDATE, "TeraValidate", "/examples/sort/swapped",
+                      "/examples/sort/swapped-report")
+    assert result.returncode == 2, result.stdout + result.stderr
+    first_of_part0 = lines_of(parts[0])[0][:10]
+    last_of_part1 = lines_of(parts[1])[-1][:10]
+    assert (f"ValidationError: not a valid sort: /examples/sort/swapped/part-00001 at byte 0: "
+            f"key {first_of_part0!r} after {last_of_part1!r} (the last key of "
+            f"/examples/sort/swapped/part-00000)") in result.stdout + result.stderr
+    assert not dfs.exists("/examples/sort/swapped-report/_SUCCESS")
+
+
+# ---- join ----
+
+def csv_rows(name: str) -> list[list[str]]:
+    text = (EXAMPLES / "join" / name).read_text()
+    return [line.split(",") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_join_equals_python_join(jobs, dfs):
+    users, orders = csv_rows("users.csv"), csv_rows("orders.csv")
+    for name in ("users.csv", "orders.csv"):
+        put(dfs, f"/examples/join/{name}", (EXAMPLES / "join" / name).read_bytes(), 4096)
+    assert len(dfs.block_locations("/examples/join/orders.csv")) > 1
+    run_ok(jobs, JOIN, "UserOrders", "/examples/join/users.csv", "/examples/join/orders.csv",
+           "/examples/join/out", "--tasks", "3")
+    by_id = {u[0]: u[1:] for u in users}
+    expected = sorted("\t".join([o[1], *by_id[o[1]], o[0], o[2], o[3]])
+                      for o in orders if o[1] in by_id)
+    output = sorted(line for data in read_parts(dfs, "/examples/join/out")
+                    for line in lines_of(data))
+    assert output == expected
+    assert 0 < len(expected) < len(orders), "the sample data has orders of unknown users"
