@@ -92,10 +92,10 @@ def _counters(counters) -> list[job_pb2.Counter]:
 
 
 class Fetcher:
-    """This consumer task's partition of every producer's map output: asks the taskserver
-    where the outputs are (until every producer task has one), fetches each from the
-    taskserver holding it, and on a failed fetch tells the jobserver (so the producer runs
-    again) and waits for the new location."""
+    """This consumer task's partition of every output of one producer stage: asks the
+    taskserver where the outputs are, fetches each from the taskserver holding it as soon as
+    it is listed (with slow start, producers still run), and on a failed fetch tells the
+    jobserver (so the producer runs again) and waits for the new location."""
 
     def __init__(self, config: Config, umbilical: Umbilical, task: runner.Task,
                  progress: runner.Progress, producer_stage: str | None = None):
@@ -105,22 +105,6 @@ class Fetcher:
         self.progress = progress
         self.producer_stage = producer_stage or task.producer_stage
         self._channels: dict[str, grpc.Channel] = {}
-
-    def locations(self, not_attempts: frozenset[str] = frozenset(), give_up: str = ""
-                  ) -> dict[str, job_pb2.MapOutputLocation]:
-        """Producer task -> location, once every producer task has one (not in
-        `not_attempts`, the outputs found lost). With `give_up`, waiting ends after the task
-        timeout with that error (the lost output was not made again)."""
-        deadline = time.monotonic() + self.config["taskserver"]["task_timeout"]
-        while True:
-            reply = self.umbilical.map_outputs(self.task.job_id, self.producer_stage)
-            outputs = {o.task_id: o for o in reply.outputs if o.attempt_id not in not_attempts}
-            if len(outputs) >= reply.total:
-                return outputs
-            if give_up and time.monotonic() > deadline:
-                raise Unavailable(f"{give_up}, and it was not made again")
-            self.progress.update()  # waiting is not silence
-            time.sleep(POLL_INTERVAL)
 
     def stream(self) -> tuple[int, Iterator[tuple[bytes, int]]]:
         """(producer tasks, their segments as each output appears): with slow start the
@@ -158,27 +142,6 @@ class Fetcher:
                 self.progress.update()  # waiting is not silence
                 time.sleep(POLL_INTERVAL)
             reply = self.umbilical.map_outputs(self.task.job_id, self.producer_stage)
-
-    def segments(self, locations: dict[str, job_pb2.MapOutputLocation]
-                 ) -> Iterator[tuple[bytes, int]]:
-        """The fetched segments and their record counts, one per producer task."""
-        lost: set[str] = set()
-        pending = dict(locations)
-        while pending:
-            task_id, location = next(iter(pending.items()))
-            try:
-                segment = self._fetch(location)
-            except MinijetError as e:
-                error = f"cannot fetch {location.attempt_id} from {location.address}: {e}"
-                log.warning("attempt %s: %s; reporting it", self.task.attempt_id, error)
-                self.umbilical.fetch_failed(location.attempt_id, error)
-                lost.add(location.attempt_id)
-                fresh = self.locations(frozenset(lost), give_up=error)
-                pending = {t: fresh[t] for t in pending}
-                continue
-            del pending[task_id]
-            self.progress.add("shuffle_fetches", 1)
-            yield segment
 
     def _fetch(self, location: job_pb2.MapOutputLocation) -> tuple[bytes, int]:
         channel = self._channels.get(location.address)
