@@ -228,6 +228,27 @@ def test_job_args_make_a_map_only_job_without_reducer():
     assert params["reducers"] == 4 and params["file"] == ["mapper.py", "r.py"]
     assert (params["mapper_command"], params["combiner_command"],
             params["reducer_command"]) == ("m", "c", "r")
+    args = streaming.job_args(["/a"], "/out", "-n", reducer="--x")
+    assert StreamingJob.parse_params(args)["reducer_command"] == "--x"
+
+
+def test_local_run_without_a_cluster(tmp_path):
+    """`jetshell streaming --local`: local files, commands in the current directory (where
+    the user's executable scripts are found by their plain names)."""
+    for script in (MAPPER, REDUCER):
+        (tmp_path / script.name).write_text(script.read_text())
+        (tmp_path / script.name).chmod(0o755)
+    (tmp_path / "in.txt").write_text(TEXT)
+    result = subprocess.run(
+        [PY, "-c", "from minijet.client.jetshell import main; main()", "streaming", "--local",
+         "--input", "in.txt", "--output", "out", "--mapper", "mapper.py",
+         "--reducer", "reducer.py"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, env={k: v for k, v in os.environ.items() if k != "MINIJET_CONF"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    got = [line for part in sorted((tmp_path / "out").glob("part-*"))
+           for line in part.read_text().splitlines()]
+    assert sorted(got) == sorted(shell_pipeline(TEXT, "./mapper.py", "./reducer.py", tmp_path))
+    assert (tmp_path / "out" / "_SUCCESS").exists()
 
 
 # ---- `jetshell streaming` on a live cluster ----

@@ -29,6 +29,7 @@ reads; no per-record round trips, no deadlock when the output is large).
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import logging
 import os
@@ -351,23 +352,40 @@ def job_args(inputs: Sequence[str], output: str, mapper: str, combiner: str = ""
         raise InvalidArgument("streaming: --mapper must be a command")
     if not inputs:
         raise InvalidArgument("streaming: give at least one --input path")
-    args = [*inputs, output, "--reducers", str(reducers if reducer.strip() else 0),
-            "--mapper-command", mapper, "--combiner-command", combiner,
-            "--reducer-command", reducer]
+    if STUB_NAME in {os.path.basename(f) for f in files}:
+        raise InvalidArgument(f"streaming: a shipped file cannot be named {STUB_NAME}")
+    # option=value: a command starting with "-" stays a value
+    args = [*inputs, output, f"--reducers={reducers if reducer.strip() else 0}",
+            f"--mapper-command={mapper}", f"--combiner-command={combiner}",
+            f"--reducer-command={reducer}"]
     if files:
         args += ["--file", *[os.path.basename(f) for f in files]]
     return args
 
 
-def submit(client, inputs: Sequence[str], output: str, mapper: str, combiner: str = "",
-           reducer: str = "", reducers: int = 1, files: Sequence[str] = ()) -> str:
-    """Submit a streaming job through `client` (a JetClient); return its id. The job file is
-    the one-line STUB, written to a temporary directory and uploaded with the `files`."""
-    args = job_args(inputs, output, mapper, combiner, reducer, reducers, files)
-    if STUB_NAME in {os.path.basename(f) for f in files}:
-        raise InvalidArgument(f"streaming: a shipped file cannot be named {STUB_NAME}")
+@contextlib.contextmanager
+def stub_job_file() -> Iterator[str]:
+    """The job file of a streaming job (STUB), in a temporary directory while in use."""
     with tempfile.TemporaryDirectory(prefix="minijet-streaming-") as tmp:
         stub = Path(tmp) / STUB_NAME
         stub.write_text(STUB)
-        return client.submit(str(stub), JOB_CLASS, args, files=list(files),
+        yield str(stub)
+
+
+def submit(client, args: Sequence[str], files: Sequence[str] = ()) -> str:
+    """Submit a streaming job (`job_args`) through `client` (a JetClient); return its id.
+    The job file uploaded with the `files` is the one-line STUB."""
+    with stub_job_file() as stub:
+        return client.submit(stub, JOB_CLASS, list(args), files=list(files),
                              prog="jetshell streaming")
+
+
+def run_local(config, args: Sequence[str], files: Sequence[str] = ()) -> int:
+    """Run a streaming job (`job_args`, local paths) in this process, without a cluster, as
+    `jetshell run --local` runs a job; commands run in the current directory. Returns the
+    exit status (0, or jetshell's "job failed")."""
+    from minijet.localrunner import run_command
+
+    with stub_job_file() as stub:
+        return run_command(config, stub, JOB_CLASS, list(args), list(files),
+                           prog="jetshell streaming --local")

@@ -30,8 +30,11 @@ from minijet import daemon
 @click.option("--file", "files", multiple=True, metavar="PATH",
               help="Ship this local file with the job (repeatable); commands find it in "
                    "their working directory by its plain name, executable.")
+@click.option("--local", is_flag=True,
+              help="Run the job in this process over local files, without a cluster; "
+                   "commands run in the current directory.")
 def streaming(config_path, defines, inputs, output, mapper, combiner, reducer, reducers,
-              files):
+              files, local):
     """Run executables as mapper, combiner and reducer, as Hadoop Streaming does.
 
     Commands run with /bin/sh in the task's working directory (which is first on PATH);
@@ -39,10 +42,12 @@ def streaming(config_path, defines, inputs, output, mapper, combiner, reducer, r
     from minijet import streaming as streaming_job
     from minijet.client import jetshell
 
+    args = streaming_job.job_args(inputs, output, mapper, combiner, reducer, reducers, files)
     client = jetshell._client(config_path, defines)
     try:
-        job_id = streaming_job.submit(client, list(inputs), output, mapper, combiner,
-                                      reducer, reducers, list(files))
+        if local:
+            return streaming_job.run_local(client.config, args, files)
+        job_id = streaming_job.submit(client, args, files)
         click.echo(f"streaming: submitted job {job_id}")
         return jetshell._follow(client, job_id)
     finally:
