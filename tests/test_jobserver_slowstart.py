@@ -68,3 +68,17 @@ def test_without_slow_start_consumers_wait_for_every_producer():
     assert stage_launches(c.beat("h1") + c.beat("h2"), "reduce") == []
     c.finish(maps[3])
     assert len(stage_launches(c.beat("h1") + c.beat("h2"), "reduce")) == 2
+
+
+def test_slow_start_comes_from_the_config_and_must_be_a_fraction():
+    import pytest
+
+    from minijet import config as configmod
+    from minijet.errors import ConfigError
+    from minijet.jobserver.model import JobServerCore
+
+    assert JobServerCore.from_config(configmod.from_dict(None, "defaults")).slow_start == 0.8
+    for bad in (1.5, -0.1):
+        conf = configmod.from_dict({"jobserver": {"slow_start": bad}}, "test")
+        with pytest.raises(ConfigError, match="jobserver.slow_start"):
+            JobServerCore.from_config(conf)

@@ -60,7 +60,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from minijet.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from minijet.errors import (AlreadyExists, ConfigError, FailedPrecondition, InvalidArgument,
+                            NotFound)
 from minijet.jobconf import FILE, JobConf
 from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler
 from minijet.jobserver.splits import Split
@@ -385,6 +386,9 @@ class JobServerCore:
     @classmethod
     def from_config(cls, config) -> "JobServerCore":
         js = config["jobserver"]
+        if not 0.0 <= js["slow_start"] <= 1.0:
+            raise ConfigError(f"config key jobserver.slow_start: expected a fraction from 0 "
+                              f"to 1, got {js['slow_start']}")
         return cls(js["max_task_attempts"], js["taskserver_timeout"], js["locality_delay"],
                    config.rack_of, js["slow_start"])
 
