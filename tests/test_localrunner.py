@@ -481,3 +481,31 @@ def test_the_jobs_error_while_sampling_split_points_fails_the_job(tmp_path, text
     assert failed.value.error == "sampling split points: ZeroDivisionError: division by zero"
     assert "1 / 0" in failed.value.traceback
     assert not (tmp_path / "out").exists()
+
+
+def test_jetshell_run_local_error_in_build_job_or_sampling(tmp_path, text_file):
+    job = tmp_path / "bad.py"
+    job.write_text(textwrap.dedent("""\
+        from minijet import JobBuilderJob, Param
+
+        class BadBuild(JobBuilderJob):
+            params = [Param("input"), Param("output")]
+
+            def build_job(self, builder):
+                raise RuntimeError("cannot build")
+
+        class BadSortKey(JobBuilderJob):
+            params = [Param("input"), Param("output")]
+
+            def build_job(self, builder):
+                lines = builder.read(self.input)
+                lines.map(lambda offset, line: (1 / 0, line)).sort().write(self.output)
+        """))
+    for cls, error in (("BadBuild", "RuntimeError: cannot build"),
+                       ("BadSortKey", "ZeroDivisionError: division by zero")):
+        done = jetshell("run", "--local", str(job), cls, "in.txt", "out", cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        err = done.stderr.decode().splitlines()
+        assert err[0] == "Traceback (most recent call last):"
+        assert err[-1] == f"jetshell: error: job local failed: compiling the job: {error}"
+        assert not (tmp_path / "out").exists()

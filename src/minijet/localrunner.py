@@ -344,17 +344,22 @@ def run_command(config, job_file: str, class_name: str, args, files=(), prog: st
     import click
 
     from minijet.client import jetshell
-    from minijet.client.jetclient import current_user
-    from minijet.job import build_conf, load_job_class
+    from minijet.client.jetclient import JetClient
 
-    cls = load_job_class(job_file, class_name)
-    for extra in files:
-        if not os.path.isfile(extra):
-            raise NotFound(f"file {extra} does not exist")
-    conf = build_conf(cls, list(args), job_file=os.path.basename(job_file), user=current_user(),
-                      files=[os.path.basename(f) for f in files],
-                      prog=prog or f"jetshell run --local {job_file} {class_name}",
-                      resolve_path=local_path)
+    def failed(e: JobFailed) -> int:
+        click.echo(e.traceback.rstrip("\n"), err=True)
+        click.echo(f"jetshell: error: job {JOB_ID} failed: {e.error}", err=True)
+        return jetshell.EXIT_FAILED
+
+    with JetClient(config, dfs=LocalFiles()) as client:  # the client's checks, on local files
+        try:
+            conf = client.compile(job_file, class_name, list(args), list(files),
+                                  prog=prog or f"jetshell run --local {job_file} {class_name}",
+                                  resolve_path=local_path)
+        except MinijetError:
+            raise
+        except Exception as e:  # the job's code failed: build_job, or a sort's sampling
+            return failed(JobFailed(class_name, "compiling the job", e))
 
     def on_task(stage: str, done: int, total: int) -> None:
         click.echo(f"{stage} {done}/{total} tasks")
@@ -374,9 +379,7 @@ def run_command(config, job_file: str, class_name: str, args, files=(), prog: st
         try:
             result = local.run()
         except JobFailed as e:
-            click.echo(e.traceback.rstrip("\n"), err=True)
-            click.echo(f"jetshell: error: job {JOB_ID} failed: {e.error}", err=True)
-            return jetshell.EXIT_FAILED
+            return failed(e)
     click.echo(f"job {JOB_ID} succeeded after {time.monotonic() - start:.1f}s")
     click.echo("\n".join(jetshell._counter_lines(
         [_Counter(g, n, v) for g, n, v in result.counter_list()])))

@@ -216,9 +216,11 @@ class JetClient:
         return job_id
 
     def compile(self, job_file: str, class_name: str, args: Sequence[str],
-                files: Sequence[str] = (), prog: str | None = None):
+                files: Sequence[str] = (), prog: str | None = None,
+                resolve_path: Callable[[str], str] | None = None):
         """The JobConf `submit` would send (what `jetshell run --dry-run` prints): compiled,
-        its paths checked in the DFS, the split points of its sorts sampled from its input."""
+        its paths checked in the DFS, the split points of its sorts sampled from its input.
+        (The local runner passes local files as `dfs` and a `resolve_path` for them.)"""
         from minijet import builder
 
         if isinstance(args, str):
@@ -233,7 +235,7 @@ class JetClient:
             raise InvalidArgument(f"the job file and extra files need distinct names, "
                                   f"other than {JOB_CONF_FILE}: {', '.join(names)}")
         conf = build_conf(cls, args, job_file=names[0], user=current_user(), files=names[1:],
-                          prog=prog)
+                          prog=prog, resolve_path=resolve_path)
         self.check_paths(conf)
         if builder.needs_sampling(conf):
             builder.sample_split_points(conf, cls.from_params(conf.params), self._input_files,
