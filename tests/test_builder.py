@@ -392,8 +392,13 @@ def test_builder_mistakes_are_clear_errors():
     class NoBuild(bld.JobBuilderJob):
         pass
 
+    class Buggy(bld.JobBuilderJob):
+        def build_job(self, b):
+            b.read(self.no_such_param)
+
     for cls, words in ((Twice, "already feeds"), (Dangling, "never written"),
-                       (LateSort, "tasks=1"), (NoBuild, "no build_job")):
+                       (LateSort, "tasks=1"), (NoBuild, "no build_job"),
+                       (Buggy, r"Buggy.build_job\(\) failed, line \d+: AttributeError")):
         with pytest.raises(InvalidArgument, match=words):
             cls.compile_job({}, job_file="j.py")
     # a late sort with one task is fine

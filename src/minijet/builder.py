@@ -341,9 +341,19 @@ class JobBuilderJob(MapReduceJob):
         raise NotImplementedError(f"{type(self).__name__} must define build_job(self, builder)")
 
     def builder(self) -> JobBuilder:
-        """A builder that has recorded this job's build_job()."""
+        """A builder that has recorded this job's build_job() (a mistake in it is one
+        InvalidArgument naming the line)."""
         b = JobBuilder(self, self.tasks)
-        self.build_job(b)
+        try:
+            self.build_job(b)
+        except InvalidArgument:
+            raise
+        except Exception as e:
+            from minijet.job import _user_line
+
+            where = _user_line(e, inspect.getsourcefile(type(self)) or "")
+            raise InvalidArgument(f"{type(self).__name__}.build_job() failed{where}: "
+                                  f"{type(e).__name__}: {e}") from None
         return b
 
     def function(self, index: int) -> Callable:
