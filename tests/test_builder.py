@@ -514,3 +514,23 @@ def test_live_sort_is_globally_ordered_across_part_files(live):
     concatenated = [line for p in parts for line in p]
     assert concatenated == sorted(lines)      # globally ordered, and a permutation
     dfs.close()
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_map_output_cuts_range_partitions_like_asking_per_key(tmp_path, reverse):
+    from minijet.taskhost.mapoutput import MapOutputBuffer
+
+    rng = random.Random(3)
+    keys = [rng.randrange(1000) for _ in range(5000)]
+    rp = RangePartitioner([jc.encode_key(p) for p in split_points(keys[:300], 5)])
+    wrap = Descending if reverse else (lambda k: k)
+    outputs = []
+    for name, partitioner in (("cut", rp), ("per-key", lambda k, n: rp(k, n))):
+        buf = MapOutputBuffer(5, tmp_path / name, sort_buffer=1 << 16, partitioner=partitioner)
+        buf.collect_all((wrap(k), i) for i, k in enumerate(keys))   # spills too
+        entries = buf.finish(tmp_path / f"{name}.out")
+        outputs.append([sorted(segments.read_segment(
+            segments.read_map_output_segment(tmp_path / f"{name}.out", p)),
+            key=lambda kv: kv[1]) for p in range(5)])
+        assert sum(e.records for e in entries) == len(keys)
+    assert outputs[0] == outputs[1]

@@ -206,6 +206,10 @@ class MapOutputBuffer:
         _sort(records, key=_KEY)
         if n == 1:
             parts = [records]
+        elif getattr(self.partitioner, "monotone", False):
+            # partitions follow key order (a range partitioner): cut the sorted run by
+            # bisection, a few partitioner calls per partition instead of one per key
+            parts = _cut_sorted(records, self._part_of, n)
         else:  # a partitioner call per distinct key, not per record
             parts = [[] for _ in range(n)]
             part_of = self._part_of
@@ -333,6 +337,23 @@ def _write_segments(path: Path, parts: list[tuple[list, list]]) -> list[IndexEnt
             writer.write(keys, values)
             entries.append(writer.entry())
     return entries
+
+
+def _cut_sorted(records: list, part_of: Callable[[Any], int], n: int) -> list[list]:
+    """Sorted `records` split into `n` partitions, for a partitioner whose partition numbers
+    never decrease along the key order."""
+    cuts = [0]
+    for p in range(1, n):
+        lo, hi = cuts[-1], len(records)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if part_of(records[mid][0]) < p:
+                lo = mid + 1
+            else:
+                hi = mid
+        cuts.append(lo)
+    cuts.append(len(records))
+    return [records[cuts[i]:cuts[i + 1]] for i in range(n)]
 
 
 def _buckets(items: list, pids: list[int], n: int) -> list[list]:

@@ -50,7 +50,11 @@ class Descending:
 
 class RangePartitioner:
     """Total order: partition i holds the keys between split points i-1 and i, so the
-    partitions concatenated are sorted (a Descending key counts from the last partition)."""
+    partitions concatenated are sorted (a Descending key counts from the last partition).
+    `monotone`: partition numbers never decrease along the sort order, so the map output
+    buffer may cut its sorted records instead of asking per key."""
+
+    monotone = True
 
     def __init__(self, split_points: list[Any]):
         self.points = [jc.decode_key(p) for p in split_points]
