@@ -38,14 +38,14 @@ from minijet import jobconf as jc
 from minijet.dfs.client import BlockLocation, FileStatus
 from minijet.dfs.paths import normalize
 from minijet.errors import AlreadyExists, MinijetError, NotFound
-from minijet.jobserver import jobfiles
+from minijet.jobserver import jobfiles, model
 from minijet.jobserver.splits import input_files
 from minijet.taskhost import runner
 from minijet.taskserver.shuffle import partition_chunks
 
 log = logging.getLogger(__name__)
 
-JOB_ID = "local"
+JOB_ID = "job_local"        # Hadoop's local runner's jobs are job_local...
 MIN_TASKS = 2                     # map tasks (splits) and partitions, at least
 DEFAULT_SPLIT_SIZE = 64 * 1024 ** 2
 DEFAULT_SORT_BUFFER = 64 * 1024 ** 2
@@ -301,8 +301,8 @@ class LocalJobRunner:
         return self.work_dir / stage.id / str(index)
 
     def _task(self, stage: jc.StageConf, index: int, total: int, run: Callable) -> None:
-        task_id = f"{JOB_ID}_{stage.id}_{index}"
-        attempt_id = f"{task_id}_0"
+        task_id = model.make_task_id(JOB_ID, stage.id, index)
+        attempt_id = model.make_attempt_id(task_id, 0)
         work = self._task_dir(stage, index)
         out = stage.output
 
