@@ -23,7 +23,6 @@ job with JobFailed (the user's exception is its __cause__).
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import shutil
@@ -42,8 +41,6 @@ from minijet.jobserver import jobfiles, model
 from minijet.jobserver.splits import input_files
 from minijet.taskhost import runner
 from minijet.taskserver.shuffle import partition_chunks
-
-log = logging.getLogger(__name__)
 
 JOB_ID = "job_local"        # Hadoop's local runner's jobs are job_local...
 MIN_TASKS = 2                     # map tasks (splits) and partitions, at least
