@@ -167,7 +167,14 @@ def test_logs_of_a_finished_job(live, tmp_path):
 
 
 def test_kill_of_a_finished_job_leaves_it(live):
-    job_id = json.loads(jetshell(live, "list", "--all", "--json").stdout)[0]["job_id"]
+    done = [j["job_id"] for j in json.loads(jetshell(live, "list", "--all", "--json").stdout)
+            if j["state"] == "succeeded"]
+    if done:
+        job_id = done[0]
+    else:  # run alone
+        job_id = jetshell(live, "submit", WORDCOUNT, "WordCount", "/live/in.txt",
+                          "/live/out5").stdout.strip()
+        assert jetshell(live, "wait", job_id).returncode == 0
     killed = jetshell(live, "kill", job_id)
     assert (killed.returncode, killed.stdout) == (0, f"job {job_id} already succeeded\n")
     assert json.loads(jetshell(live, "status", "--json", job_id).stdout)["state"] == "succeeded"
