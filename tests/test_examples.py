@@ -85,12 +85,13 @@ GREP_TEXT = "\n".join(
 
 
 def grep_counts(pattern: str, group: int = 0, flags: int = 0) -> collections.Counter:
+    """Occurrences of each match, and (under None) the number of lines with a match."""
     regex = re.compile(pattern, flags)
     counts = collections.Counter()
     for line in GREP_TEXT.decode().split("\n"):
-        for m in regex.finditer(line):
-            if m.group(group) is not None:
-                counts[m.group(group)] += 1
+        found = [m.group(group) for m in regex.finditer(line) if m.group(group) is not None]
+        counts.update(found)
+        counts[None] += bool(found)
     return counts
 
 
@@ -118,8 +119,12 @@ def grep_input(dfs):
 ])
 def test_grep_counts_equal_python_re(jobs, dfs, grep_input, name, args, expected):
     output = f"/examples/grep/out-{name}"
-    run_ok(jobs, GREP, "Grep", grep_input, output, *args)
+    result = run_ok(jobs, GREP, "Grep", grep_input, output, *args)
+    expected = collections.Counter(expected)
+    matching_lines = expected.pop(None)
     assert expected and read_counts(dfs, output) == expected
+    assert re.search(rf"\n  grep\n +matching_lines += {matching_lines}\n", result.stdout), \
+        result.stdout
 
 
 def test_grep_bad_pattern_is_one_clear_error(jobs, grep_input):

@@ -5,10 +5,11 @@
 Like Hadoop's Grep example: each match (or the text of capturing group N) found in a line is
 counted, over all lines of all inputs. The output has one `match<TAB>count` line per distinct
 match (the empty string too, for a pattern that can match it, as Python's re.finditer does).
+The user counter grep/matching_lines counts the lines with at least one match.
 """
 import re
 
-from minijet import MapReduceJob, Param
+from minijet import MapReduceJob, Param, context
 from minijet.errors import InvalidArgument
 
 
@@ -39,13 +40,18 @@ class Grep(MapReduceJob):
     def __init__(self, params=None):
         super().__init__(params)
         self._finditer = _compile(self.pattern, self.ignore_case).finditer
+        self._matching_lines = context.counter("grep", "matching_lines")
 
     def mapper(self, key, line):
         group = self.group
+        matched = False
         for m in self._finditer(line):
             text = m.group(group)
             if text is not None:   # an optional group that did not take part
+                matched = True
                 yield text, 1
+        if matched:
+            self._matching_lines.increment()
 
     def combiner(self, key, counts):
         yield key, sum(counts)
