@@ -3,6 +3,7 @@ least two map and two reduce tasks, the cluster's path errors, and `jetshell run
 through the real command line."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -501,4 +502,14 @@ def test_jetshell_run_local_error_while_sampling(tmp_path, text_file):
     assert err[0] == "Traceback (most recent call last):"
     assert err[-1] == ("jetshell: error: job job_local failed: compiling the job: "
                        "ZeroDivisionError: division by zero")
+    assert not (tmp_path / "out").exists()
+
+
+def test_jetshell_run_local_dry_run_prints_the_local_plan(tmp_path, text_file):
+    done = jetshell("run", "--local", "--dry-run", EXAMPLE, "WordCount", "in.txt", "out",
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    conf = jc.JobConf.from_dict(json.loads(done.stdout))
+    assert conf.input_paths() == [str(text_file)]
+    assert conf.stage("map").output.partitions == 2     # --reducers 1, run with two
     assert not (tmp_path / "out").exists()

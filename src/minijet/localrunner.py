@@ -229,14 +229,13 @@ class LocalJobRunner:
         files = LocalFiles(size)
         return jobfiles.input_splits(files, self.conf, files.block_size)
 
-    def run(self) -> LocalJobResult:
-        """Check the paths, run every stage, commit the output; on any failure remove the
-        output (it did not exist before) and raise (JobFailed for a task's error)."""
+    def plan(self) -> jc.JobConf:
+        """Check the paths and sample the split points of sorts (as the client does before
+        submitting); the JobConf to run."""
         from minijet import builder
 
-        start = time.monotonic()
         self.check_paths()
-        if builder.needs_sampling(self.conf):  # as the client does before submitting
+        if builder.needs_sampling(self.conf):
             try:
                 self.conf = builder.sample_split_points(self.conf, self.new_job(),
                                                         self.files.input_files,
@@ -245,6 +244,13 @@ class LocalJobRunner:
                 raise
             except Exception as e:  # the job's code, on a sample of the input
                 raise JobFailed(self.conf.name, "sampling split points", e) from e
+        return self.conf
+
+    def run(self) -> LocalJobResult:
+        """Plan, run every stage, commit the output; on any failure remove the output (it did
+        not exist before) and raise (JobFailed for the job's error)."""
+        start = time.monotonic()
+        self.plan()
         tasks: dict[str, int] = {}
         try:
             splits = self.splits()
@@ -334,10 +340,12 @@ def run_local(conf: jc.JobConf, new_job: Callable[[], Any], **options) -> LocalJ
 
 # ---- `jetshell run --local` ----
 
-def run_command(config, job_file: str, class_name: str, args, files=(), prog: str = "") -> int:
+def run_command(config, job_file: str, class_name: str, args, files=(), prog: str = "",
+                dry_run: bool = False) -> int:
     """Compile the job as `jetshell run` does (local paths instead of DFS ones), run it here
     and print its progress and counters; the exit status (0, or jetshell's "job failed").
-    Errors before the job runs (bad arguments, missing input, existing output) raise."""
+    Errors before the job runs (bad arguments, missing input, existing output) raise.
+    `dry_run` prints the JobConf as it would run here (at least 2 partitions) instead."""
     import click
 
     from minijet.client import jetshell
@@ -371,9 +379,12 @@ def run_command(config, job_file: str, class_name: str, args, files=(), prog: st
         local = LocalJobRunner(conf, lambda: runner.load_job(cache, local.conf), work,
                                split_size=config["dfs"]["block_size"],
                                sort_buffer=config["taskserver"]["sort_buffer"], on_task=on_task)
-        click.echo(f"{class_name}: running job {JOB_ID} in this process (no cluster)")
         start = time.monotonic()
         try:
+            if dry_run:
+                click.echo(json.dumps(local.plan().to_dict(), indent=2))
+                return 0
+            click.echo(f"{class_name}: running job {JOB_ID} in this process (no cluster)")
             result = local.run()
         except JobFailed as e:
             return failed(e)

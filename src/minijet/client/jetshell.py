@@ -385,7 +385,7 @@ def run(client, job_file, class_name, args, files, local, dry_run):
     if local:
         from minijet.localrunner import run_command
 
-        return run_command(client.config, job_file, class_name, args, files)
+        return run_command(client.config, job_file, class_name, args, files, dry_run=dry_run)
     if dry_run:
         conf = client.compile(job_file, class_name, list(args), list(files),
                               prog=f"jetshell run {job_file} {class_name}")
