@@ -56,7 +56,7 @@ def test_help_lists_the_commands_and_exit_codes(capsys):
 
 
 @pytest.mark.parametrize("command", ["run", "submit", "status", "list", "wait", "kill", "logs",
-                                     "nodes"])
+                                     "nodes", "streaming"])
 def test_every_command_has_help_and_config(capsys, command):
     code, out, err = jetshell_main(capsys, command, "--help")
     assert (code, err) == (0, "")
