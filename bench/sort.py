@@ -36,7 +36,9 @@ TERAGEN, TERASORT, TERAVALIDATE = (str(EXAMPLES / f) for f in
 RECORD_SIZE = 100
 
 
-def run_job(jc: JetClient, job_file: str, cls: str, args: list[str]) -> tuple[float, str]:
+def run_job(jc: JetClient, job_file: str, cls: str,
+            args: list[str]) -> tuple[float, str, str]:
+    """Submits and waits for a job: (seconds, job id, its stages and tasks)."""
     start = time.perf_counter()
     job_id = jc.submit(job_file, cls, args)
     status = jc.wait_for_completion(job_id, poll=0.05)
@@ -44,7 +46,28 @@ def run_job(jc: JetClient, job_file: str, cls: str, args: list[str]) -> tuple[fl
     if status.state != "succeeded":
         sys.exit(f"{cls} job {job_id} {status.state}: {status.error}")
     tasks = ", ".join(f"{s.stage_id} {s.tasks}" for s in status.stages)
-    return elapsed, f"job {job_id}: {tasks} tasks"
+    return elapsed, job_id, f"job {job_id}: {tasks} tasks"
+
+
+def stage_times(jc: JetClient, job_id: str) -> list[str]:
+    """Per stage: when its attempts ran (seconds after the job started) and the time its
+    succeeded attempts spent reading, processing and writing, summed over them."""
+    status = jc.get_status(job_id)
+    lines = []
+    for stage in status.stages:
+        attempts = [a for a in status.attempts if a.state == "succeeded"
+                    and a.task_id.rsplit("_", 2)[-2] == stage.stage_id]
+        if not attempts:
+            continue
+        first = min(a.start_time for a in attempts) - status.start_time
+        last = max(a.end_time for a in attempts) - status.start_time
+        sums = {name: sum(c.value for a in attempts for c in a.counters
+                          if c.name == f"{name}_time_us") / 1e6
+                for name in ("read", "process", "write")}
+        lines.append(f"  {stage.stage_id}: {len(attempts)} tasks from {first:.1f}s to "
+                     f"{last:.1f}s; summed over them: " +
+                     ", ".join(f"{name} {t:.1f}s" for name, t in sums.items()))
+    return lines
 
 
 def parts(dfs, directory: str) -> list[str]:
@@ -105,7 +128,7 @@ def main() -> None:
             with JetClient(lc.config) as jc:
                 dfs = jc.dfs
                 dfs.put(str(EXAMPLES / "control.txt"), "/bench/control.txt")
-                gen_time, gen_detail = run_job(jc, TERAGEN, "TeraGen", [
+                gen_time, _, gen_detail = run_job(jc, TERAGEN, "TeraGen", [
                     "/bench/control.txt", "/bench/gen", "--records", str(records),
                     "--seed", str(args.seed), "--reducers", str(args.gen_tasks)])
                 print(f"TeraGen: {records} records ({size_mb:g} MB) in {gen_time:.1f}s "
@@ -113,9 +136,10 @@ def main() -> None:
                 local_in, local_out = work / "records.txt", work / "gnu-sorted.txt"
                 get_concatenated(dfs, "/bench/gen", local_in)
 
-                sort_time, sort_detail = run_job(jc, TERASORT, "TeraSort", [
+                sort_time, sort_job, sort_detail = run_job(jc, TERASORT, "TeraSort", [
                     "/bench/gen", "/bench/sorted", "--tasks", str(args.tasks)])
                 print(f"TeraSort: {sort_time:.1f}s ({sort_detail})", flush=True)
+                print("\n".join(stage_times(jc, sort_job)))
 
                 env = dict(os.environ, LC_ALL="C")
                 start = time.perf_counter()
@@ -128,10 +152,10 @@ def main() -> None:
                 identical = cluster_digest == file_sha256(local_out)
 
                 if args.validate:
-                    sum_time, _ = run_job(jc, TERAVALIDATE, "TeraSum",
+                    sum_time, _, _ = run_job(jc, TERAVALIDATE, "TeraSum",
                                           ["/bench/gen", "/bench/gen-sum"])
                     expected = report(dfs, "/bench/gen-sum")
-                    valid_time, _ = run_job(jc, TERAVALIDATE, "TeraValidate", [
+                    valid_time, _, _ = run_job(jc, TERAVALIDATE, "TeraValidate", [
                         "/bench/sorted", "/bench/valid", "--expect-records",
                         expected["records"], "--expect-checksum", expected["checksum"]])
                     print(f"TeraSum {sum_time:.1f}s, TeraValidate {valid_time:.1f}s: valid, "
