@@ -291,8 +291,8 @@ def test_join_equals_python_join(jobs, dfs):
     for name in ("users.csv", "orders.csv"):
         put(dfs, f"/examples/join/{name}", (EXAMPLES / "join" / name).read_bytes(), 4096)
     assert len(dfs.block_locations("/examples/join/orders.csv")) > 1
-    run_ok(jobs, JOIN, "UserOrders", "/examples/join/users.csv", "/examples/join/orders.csv",
-           "/examples/join/out", "--tasks", "3")
+    result = run_ok(jobs, JOIN, "UserOrders", "/examples/join/users.csv",
+                    "/examples/join/orders.csv", "/examples/join/out", "--tasks", "3")
     by_id = {u[0]: u[1:] for u in users}
     expected = sorted("\t".join([o[1], *by_id[o[1]], o[0], o[2], o[3]])
                       for o in orders if o[1] in by_id)
@@ -300,3 +300,5 @@ def test_join_equals_python_join(jobs, dfs):
                     for line in lines_of(data))
     assert output == expected
     assert 0 < len(expected) < len(orders), "the sample data has orders of unknown users"
+    assert re.search(rf"\n  join\n +orders_joined += {len(expected)}\n", result.stdout), \
+        result.stdout
