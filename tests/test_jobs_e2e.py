@@ -441,3 +441,15 @@ def test_killed_job_stops_its_tasks_and_leaves_no_output(jobs_cluster):
     wait_until(lambda: not any(p.children(recursive=True) for p in taskservers), timeout=30,
                what="the killed job's TaskHosts to exit")
     dfs.close()
+
+
+def test_empty_input_gives_empty_output(jobs_cluster):
+    dfs = jobs_cluster.client()
+    put_bytes(dfs, "/empty/in/nothing.txt", b"")
+    result = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", "/empty/in", "/empty/out",
+                      "--reducers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert part_files(dfs, "/empty/out") == ["part-00000", "part-00001"]
+    assert read_counts(dfs, "/empty/out") == collections.Counter()
+    assert dfs.exists("/empty/out/_SUCCESS")
+    dfs.close()
