@@ -199,6 +199,16 @@ class UnionOnly(bld.JobBuilderJob):
         a.union(b, tasks=3).write(self.output)
 
 
+class NoOps(bld.JobBuilderJob):
+    """Stages without operations: a read grouped as it is, and a copy."""
+    params = [Param("input"), Param("output"), Param("copy")]
+
+    def build_job(self, builder):
+        builder.read(self.input).group_by_key(
+            lambda off, lines: [(off, len(list(lines)))], tasks=2).write(self.output)
+        builder.read(self.input).write(self.copy)
+
+
 class FileChannel(bld.JobBuilderJob):
     """Two shuffles and a custom (lambda) partitioner; a records reader in a second job."""
     params = [Param("input"), Param("output")]
@@ -310,6 +320,17 @@ def test_union_written_as_it_is(tmp_path):
     assert conf.stage("union-3").operations == []
     want = sorted([f"{w}\ta" for w in WORDS[:50]] + [f"{w}\tb" for w in WORDS[30:90]])
     assert sorted(read_text(tmp_path / "u")) == want
+
+
+def test_stages_without_operations_pass_records_through(tmp_path):
+    src = text_input(tmp_path, WORDS[:40])
+    conf, _ = compile_and_run(NoOps, {"input": str(src), "output": str(tmp_path / "g"),
+                                      "copy": str(tmp_path / "c")}, tmp_path)
+    assert conf.stage("read-1").operations == [] and conf.stage("read-3").operations == []
+    offsets = list(_offsets(WORDS[:40]))
+    assert sorted(read_text(tmp_path / "g")) == sorted(f"{o}\t1" for o in offsets)
+    assert sorted(read_text(tmp_path / "c")) == sorted(f"{o}\t{w}"
+                                                       for o, w in zip(offsets, WORDS[:40]))
 
 
 def test_file_channel_with_a_lambda_partitioner(tmp_path):
@@ -534,3 +555,18 @@ def test_map_output_cuts_range_partitions_like_asking_per_key(tmp_path, reverse)
             key=lambda kv: kv[1]) for p in range(5)])
         assert sum(e.records for e in entries) == len(keys)
     assert outputs[0] == outputs[1]
+
+
+def test_live_records_written_by_one_job_keep_their_types_in_the_next(live):
+    dfs = live.client()
+    lines = [f"{i} {'w' * (i % 100)}" for i in range(20000)]
+    put_lines(dfs, "/b-rec/in.txt", lines)
+    first = jetshell(live, "run", BUILDER_JOBS, "ToRecords", "/b-rec/in.txt", "/b-rec/mid")
+    assert first.returncode == 0, first.stdout + first.stderr
+    # frames start anywhere in the file's blocks: splits begin and end inside frames
+    assert len(dfs.block_locations("/b-rec/mid/part-00000")) >= 8
+    second = jetshell(live, "run", BUILDER_JOBS, "FromRecords", "/b-rec/mid", "/b-rec/out")
+    assert second.returncode == 0, second.stdout + second.stderr
+    got = sorted(line for p in dfs_parts(dfs, "/b-rec/out") for line in p)
+    assert got == sorted(f"{i}\t{'w' * (i % 100)}:{i / 2}" for i in range(20000))
+    dfs.close()

@@ -214,8 +214,6 @@ class JobConf:
         if s.tasks and partitions and s.tasks not in partitions:
             raise InvalidArgument(f"{where}: {s.tasks} tasks but the parents write "
                                   f"{partitions.pop()} partitions (one task per partition)")
-        if not s.operations and not s.inputs:
-            raise InvalidArgument(f"{where}: no operations")
         if s.reader not in READERS:
             raise InvalidArgument(f"{where}: unknown reader {s.reader!r} "
                                   f"(one of {', '.join(READERS)})")

@@ -37,3 +37,30 @@ class Sort(JobBuilderJob):
     def build_job(self, builder):
         lines = builder.read(self.input).map(lambda offset, line: (line, None))
         lines.sort(tasks=self.tasks).write(self.output)
+
+
+class ToRecords(JobBuilderJob):
+    """Lines to typed records: (int, (str, float)), in the binary records format."""
+    params = [Param("input"), Param("output")]
+
+    def build_job(self, builder):
+        def parse(offset, line):
+            n, word = line.split(" ", 1)
+            return int(n), (word, int(n) / 2)
+
+        # one task behind a file channel: one records file over many blocks
+        builder.read(self.input).map(parse, channel="file", tasks=1).write(
+            self.output, writer="records")
+
+
+class FromRecords(JobBuilderJob):
+    """Typed records back to text: fails unless the types survived."""
+    params = [Param("input"), Param("output")]
+
+    def build_job(self, builder):
+        def show(n, value):
+            word, half = value
+            assert type(n) is int and type(half) is float, (n, value)
+            return n, f"{word}:{half}"
+
+        builder.read(self.input, reader="records").map(show).write(self.output)
