@@ -1,7 +1,7 @@
 """TeraSort on a local cluster beside GNU sort of the same records on the same machine.
 
     .venv/bin/python bench/sort.py [--size 500MB] [--tasks 4] [--block-size 32MiB] \
-        [--slots 0] [--validate] [--dir DIR]
+        [--slots 0] [--repeat N] [--validate] [--dir DIR]
 
 Starts a local cluster (2 dataservers, 2 taskservers, replication 1) in a temporary
 directory, generates --size of 100-byte records there with examples/sort/teragen.py
@@ -10,7 +10,8 @@ directory, generates --size of 100-byte records there with examples/sort/teragen
     partitioner), from submit (which samples the input for split points) to completion;
   - GNU sort: `LC_ALL=C sort -o OUT IN` of the local file (its default buffer and threads),
 and checks that the part files concatenated equal GNU sort's output byte for byte. Prints
-MB/s (10^6 bytes of input per second) of both and the ratio. With --validate, TeraSum and
+MB/s (10^6 bytes of input per second) of both and the ratio (with --repeat N, of the median
+times of N rounds, which alternate which sort runs first). With --validate, TeraSum and
 TeraValidate also run on the cluster (checksum of the input, order and checksum of the
 output), timed apart.
 """
@@ -20,6 +21,7 @@ import argparse
 import hashlib
 import os
 import posixpath
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,6 +89,13 @@ def get_concatenated(dfs, directory: str, local: Path) -> str:
     return digest.hexdigest()
 
 
+def gnu_sort(local_in: Path, local_out: Path, work: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["sort", "-T", str(work), "-o", str(local_out), str(local_in)],
+                   env=dict(os.environ, LC_ALL="C"), check=True)
+    return time.perf_counter() - start
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -112,6 +121,8 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=0,
                     help="task slots per taskserver (default: the number of cores)")
     ap.add_argument("--seed", type=int, default=20261122)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of both sorts; the figures are the medians (default 1)")
     ap.add_argument("--validate", action="store_true",
                     help="also run TeraSum and TeraValidate on the cluster")
     ap.add_argument("--dir", help="work directory (default: a new temporary directory)")
@@ -136,19 +147,26 @@ def main() -> None:
                 local_in, local_out = work / "records.txt", work / "gnu-sorted.txt"
                 get_concatenated(dfs, "/bench/gen", local_in)
 
-                sort_time, sort_job, sort_detail = run_job(jc, TERASORT, "TeraSort", [
-                    "/bench/gen", "/bench/sorted", "--tasks", str(args.tasks)])
-                print(f"TeraSort: {sort_time:.1f}s ({sort_detail})", flush=True)
-                print("\n".join(stage_times(jc, sort_job)))
+                # Rounds of both sorts, the cluster's first in odd rounds and GNU sort's first
+                # in even ones, so that neither always runs in the other's wake.
+                sort_times, gnu_times = [], []
+                for i in range(args.repeat):
+                    for which in (("cluster", "gnu") if i % 2 == 0 else ("gnu", "cluster")):
+                        if which == "cluster":
+                            out = f"/bench/sorted-{i}"
+                            seconds, job_id, detail = run_job(jc, TERASORT, "TeraSort", [
+                                "/bench/gen", out, "--tasks", str(args.tasks)])
+                            sort_times.append(seconds)
+                            print(f"round {i + 1}: TeraSort {seconds:.1f}s ({detail})")
+                            print("\n".join(stage_times(jc, job_id)), flush=True)
+                            if i > 0:
+                                dfs.delete(out, recursive=True)
+                        else:
+                            seconds = gnu_sort(local_in, local_out, work)
+                            gnu_times.append(seconds)
+                            print(f"round {i + 1}: GNU sort {seconds:.1f}s", flush=True)
 
-                env = dict(os.environ, LC_ALL="C")
-                start = time.perf_counter()
-                subprocess.run(["sort", "-T", str(work), "-o", str(local_out), str(local_in)],
-                               env=env, check=True)
-                gnu_time = time.perf_counter() - start
-                print(f"GNU sort: {gnu_time:.1f}s", flush=True)
-
-                cluster_digest = get_concatenated(dfs, "/bench/sorted", work / "cluster.txt")
+                cluster_digest = get_concatenated(dfs, "/bench/sorted-0", work / "cluster.txt")
                 identical = cluster_digest == file_sha256(local_out)
 
                 if args.validate:
@@ -156,7 +174,7 @@ def main() -> None:
                                           ["/bench/gen", "/bench/gen-sum"])
                     expected = report(dfs, "/bench/gen-sum")
                     valid_time, _, _ = run_job(jc, TERAVALIDATE, "TeraValidate", [
-                        "/bench/sorted", "/bench/valid", "--expect-records",
+                        "/bench/sorted-0", "/bench/valid", "--expect-records",
                         expected["records"], "--expect-checksum", expected["checksum"]])
                     print(f"TeraSum {sum_time:.1f}s, TeraValidate {valid_time:.1f}s: valid, "
                           f"checksum {expected['checksum']}")
@@ -166,7 +184,9 @@ def main() -> None:
     print(f"\nSort of {records} 100-byte records ({size_mb:g} MB) on {os.cpu_count()} cores: "
           f"local cluster of 2 dataservers + 2 taskservers (block size {args.block_size}, "
           f"{args.tasks} sort tasks) vs {version} (LC_ALL=C)")
-    print(f"{'':>10} {'seconds':>9} {'MB/s':>8}")
+    sort_time, gnu_time = statistics.median(sort_times), statistics.median(gnu_times)
+    what = f"median of {args.repeat} rounds" if args.repeat > 1 else "one round"
+    print(f"{'':>10} {'seconds':>9} {'MB/s':>8}   ({what})")
     print(f"{'cluster':>10} {sort_time:9.2f} {size_mb / sort_time:8.2f}")
     print(f"{'GNU sort':>10} {gnu_time:9.2f} {size_mb / gnu_time:8.2f}")
     print(f"ratio cluster/GNU sort (MB/s): {gnu_time / sort_time:.3f}")
