@@ -180,6 +180,14 @@ class JoinJob(bld.JobBuilderJob):
         left.join(right, tasks=2).write(self.output, writer="records")
 
 
+class SelfJoin(bld.JobBuilderJob):
+    params = [Param("input"), Param("output")]
+
+    def build_job(self, builder):
+        pairs = builder.read(self.input).map(lambda o, line: tuple(line.split(",", 1)))
+        pairs.join(pairs).write(self.output, writer="records")
+
+
 class DistinctUnion(bld.JobBuilderJob):
     params = [Param("a"), Param("b"), Param("output")]
 
@@ -300,6 +308,15 @@ def test_join_inner_on_key(tmp_path):
     assert conf.stage("join-3").inputs == ["read-1", "read-2"]
     want = sorted((lk, (lv, rv)) for lk, lv in (x.split(",") for x in left)
                   for rk, rv in (y.split(",") for y in right) if lk == rk)
+    assert sorted(read_records(tmp_path / "j")) == want
+
+
+def test_self_join(tmp_path):
+    rows = [f"k{i % 7},v{i}" for i in range(30)]
+    src = text_input(tmp_path, rows)
+    compile_and_run(SelfJoin, {"input": str(src), "output": str(tmp_path / "j")}, tmp_path)
+    pairs = [r.split(",") for r in rows]
+    want = sorted((k, (a, b)) for k, a in pairs for k2, b in pairs if k == k2)
     assert sorted(read_records(tmp_path / "j")) == want
 
 

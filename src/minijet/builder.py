@@ -28,7 +28,8 @@ Records are (key, value) pairs everywhere. A dataset's operations (also callable
   at submit time), so part files concatenated are sorted. A sort of a stage that reads the
   DFS samples that input; a sort further down the graph must run as 1 task.
 - `join(right)` / `builder.join(left, right)`: inner join on key: (key, (left_value,
-  right_value)) for every matching pair (reduce-side).
+  right_value)) for every matching pair (reduce-side); `ds.join(ds)` joins a dataset with
+  itself.
 - `distinct()`: each distinct (key, value) record once. `union(*others)`: all records.
 - `write(path, writer="text"|"records")`: part-NNNNN files under path (text:
   key<TAB>value lines; records: binary pairs that keep their Python types).
@@ -212,9 +213,14 @@ class JobBuilder:
 
     def join(self, left: Dataset, right: Dataset, tasks: int | None = None,
              partitioner: Any = None, name: str | None = None) -> Dataset:
-        if left is right or left._stage is right._stage:
+        if left is right:   # a self-join: each record goes to both sides
+            stage = self._shuffle([left], "join", tasks, partitioner, name, sort=True,
+                                  before=[[jc.Operation("tag", args={"side": "both"})]])
+            stage.ops.append(jc.Operation("join"))
+            return Dataset(self, stage, "join")
+        if left._stage is right._stage:
             raise InvalidArgument("join: the two sides come from the same stage; read the "
-                                  "input twice to join a dataset with itself")
+                                  "input twice to join them")
         before = [[jc.Operation("tag", args={"side": 0})],
                   [jc.Operation("tag", args={"side": 1})]]
         stage = self._shuffle([left, right], "join", tasks, partitioner, name, sort=True,

@@ -5,7 +5,7 @@ process, nothing in between but generators); a stage reading a sorted file chann
 with a grouped operation, which sees (key, values iterator) groups. The user's functions are
 found by index in the job's function table (JobBuilderJob.function), as build_job()
 registered them. The internal operations the builder puts around a shuffle:
-  tag          (k, v) -> (k, (side, v))            before a join
+  tag          (k, v) -> (k, (side, v))            before a join (a self-join: both sides)
   sort_key     (k, v) -> (key(k, v), (k, v)), or (k, v) with the key wrapped in
                Descending for reverse order        before a sort's range-partitioned shuffle
   unsort       the reverse of sort_key             after it
@@ -147,7 +147,8 @@ def chain_operations(job: Any, stage: jc.StageConf, records: Iterable,
             records = (key for key, _ in records)
         elif kind == "tag":
             side = op.args.get("side", 0)
-            records = ((k, (side, v)) for k, v in records)
+            records = _tag_both(records) if side == "both" else \
+                ((k, (side, v)) for k, v in records)
         elif kind == "sort_key":
             records = _sort_key(job, stage, op, records)
         elif kind == "unsort":
@@ -164,6 +165,12 @@ def _filter(fn: Callable, records: Iterable) -> Iterator:
     for key, value in records:
         if fn(key, value):
             yield key, value
+
+
+def _tag_both(records: Iterable) -> Iterator:
+    for key, value in records:
+        yield key, (0, value)
+        yield key, (1, value)
 
 
 def _join(groups: Iterable) -> Iterator:
