@@ -303,11 +303,12 @@ class Stage:
         return all(p.complete for p in self.parents)
 
     def may_start_early(self, slow_start: float) -> bool:
-        """Enough producer tasks are done for slow start, and all of them have a slot."""
-        tasks = [t for p in self.parents for t in p.tasks]
-        if not tasks or any(t.state in (WAITING, PENDING) for t in tasks):
+        """Enough producer tasks are done for slow start (and the producers' own inputs are
+        complete: none of them waits for another stage)."""
+        if not self.parents or not all(p.inputs_ready() for p in self.parents):
             return False
-        return sum(1 for t in tasks if t.state == SUCCEEDED) >= slow_start * len(tasks)
+        total = sum(len(p.tasks) for p in self.parents)
+        return sum(p.succeeded for p in self.parents) >= slow_start * total
 
     def output_needed(self) -> bool:
         return self.job.state == RUNNING and not all(c.complete for c in self.children)
@@ -651,10 +652,11 @@ class JobServerCore:
         """Slow start: make some of a consumer stage's waiting tasks pending before its
         inputs are complete, within half of the live slots (see the module doc)."""
         if self.slow_start >= 1.0 or stage.inputs_ready() or \
-                not stage.may_start_early(self.slow_start):
+                not stage.may_start_early(self.slow_start) or \
+                self.scheduler.pending(stage.job.id):   # a task still waits for a slot
             return
         slots = sum(self._taskservers[name].slots for name in self._alive)
-        early = sum(1 for s in stage.job.stages.values() if not s.inputs_ready()
+        early = sum(1 for s in stage.job.stages.values() if s.parents and not s.inputs_ready()
                     for t in s.tasks if t.state in (PENDING, RUNNING))
         for t in stage.tasks:
             if early >= slots // 2:

@@ -93,6 +93,11 @@ class Scheduler:
     def __contains__(self, task_id: str) -> bool:
         return task_id in self._entries
 
+    def pending(self, job_id: str) -> int:
+        """How many of the job's tasks wait for a slot."""
+        q = self._jobs.get(job_id)
+        return q.count if q is not None else 0
+
     def add_job(self, job_id: str) -> None:
         """Queue a job behind those added before it (FIFO)."""
         self._jobs.setdefault(job_id, _JobQueue())
