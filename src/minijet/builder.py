@@ -84,8 +84,8 @@ class Dataset:
     def aggregate(self, fn, **kw) -> "Dataset":
         return self._builder.aggregate(self, fn, **kw)
 
-    def sort(self, **kw) -> "Dataset":
-        return self._builder.sort(self, **kw)
+    def sort(self, key: Callable | None = None, **kw) -> "Dataset":
+        return self._builder.sort(self, key, **kw)
 
     def join(self, right: "Dataset", **kw) -> "Dataset":
         return self._builder.join(self, right, **kw)
