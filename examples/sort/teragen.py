@@ -17,6 +17,7 @@ and reduce task t writes rows [t*N/T, (t+1)*N/T) to part-t. --reducers sets T.
 import random
 
 from minijet import MapReduceJob, Param
+from minijet.errors import InvalidArgument
 
 RECORD_SIZE = 100
 KEY_SIZE = 10
@@ -64,8 +65,6 @@ class TeraGen(MapReduceJob):
 
     @classmethod
     def parse_params(cls, args, prog=None):
-        from minijet.errors import InvalidArgument
-
         values = super().parse_params(args, prog)
         if values["records"] < 0:
             raise InvalidArgument(f"TeraGen: --records must be 0 or more, got "
