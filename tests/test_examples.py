@@ -302,3 +302,31 @@ def test_join_equals_python_join(jobs, dfs):
     assert 0 < len(expected) < len(orders), "the sample data has orders of unknown users"
     assert re.search(rf"\n  join\n +orders_joined += {len(expected)}\n", result.stdout), \
         result.stdout
+
+
+# ---- the sort jobs without a cluster (minijet.testing: several map and reduce tasks) ----
+
+def test_sort_and_validate_locally(tmp_path):
+    from minijet.testing import run
+    import terasort
+
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    lines = record_lines(2, 0, 1500)
+    for i in range(3):   # three small files, none sorted
+        (gen / f"part-{i:05d}").write_text("".join(f"{x}\n" for x in lines[i::3]))
+    run(terasort.TeraSort, [str(gen), str(tmp_path / "sorted"), "--tasks", "3"])
+    sorted_lines = [line for i in range(3)
+                    for line in (tmp_path / "sorted" / f"part-{i:05d}").read_text().splitlines()]
+    assert sorted_lines == sorted(lines, key=lambda x: x[:10])
+    report = run(teravalidate.TeraValidate, [str(tmp_path / "sorted"), str(tmp_path / "ok"),
+                                             "--expect-checksum", checksum_of(lines)])
+    assert report.counters[("task", "map_output_records")] == report.tasks["map"]
+    assert dict(report.records) == {"records": "1500", "checksum": checksum_of(lines),
+                                    "files": "3"}
+    first = lines[0::3]
+    bad = next(i for i in range(1, len(first)) if first[i][:10] < first[i - 1][:10])
+    with pytest.raises(teravalidate.ValidationError, match=re.escape(
+            f"part-00000 at byte {bad * 100}: key {first[bad][:10]!r} after "
+            f"{first[bad - 1][:10]!r}")):
+        run(teravalidate.TeraValidate, [str(gen), str(tmp_path / "bad")])
