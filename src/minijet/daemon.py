@@ -47,6 +47,16 @@ def load_config(config_path: str | None, defines: tuple[str, ...]) -> configmod.
     return configmod.load(config_path, configmod.parse_overrides(defines))
 
 
+def run_until_stopped(server) -> None:
+    """Start `server` (anything with start() and stop()), serve until SIGTERM or SIGINT, then
+    stop it, also when serving failed."""
+    server.start()
+    try:
+        wait_for_stop()
+    finally:
+        server.stop()
+
+
 def command(role: str, help: str) -> Callable:
     """Decorate `run(config)` into a click command with --config and -D, that prints
     configuration and start-up errors as one line and exits non-zero."""

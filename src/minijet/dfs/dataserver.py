@@ -291,7 +291,4 @@ def copy_replica(store: BlockStore, block_id: int, targets: list[str], packet_si
 
 @daemon.command("dataserver", "Store DFS block replicas and stream them to clients.")
 def main(config: Config) -> None:
-    server = DataServer(config)
-    server.start()
-    daemon.wait_for_stop()
-    server.stop()
+    daemon.run_until_stopped(DataServer(config))

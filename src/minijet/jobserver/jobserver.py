@@ -497,12 +497,7 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
 @daemon.command("jobserver", "Run the jobserver: accepts jobs, schedules their tasks on the "
                              "taskservers, and keeps job state in a SQLite store.")
 def main(config: Config) -> None:
-    server = JobServer(config)
-    server.start()
-    try:
-        daemon.wait_for_stop()
-    finally:
-        server.stop()
+    daemon.run_until_stopped(JobServer(config))
 
 
 if __name__ == "__main__":

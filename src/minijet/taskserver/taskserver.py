@@ -392,12 +392,7 @@ def _status_proto(s: AttemptSnapshot) -> job_pb2.AttemptStatus:
 @daemon.command("taskserver", "Run a taskserver: runs task attempts of the jobserver's jobs "
                               "on this machine and serves their map output.")
 def main(config: Config) -> None:
-    server = TaskServer(config)
-    server.start()
-    try:
-        daemon.wait_for_stop()
-    finally:
-        server.stop()
+    daemon.run_until_stopped(TaskServer(config))
 
 
 if __name__ == "__main__":
