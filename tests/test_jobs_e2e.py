@@ -381,7 +381,9 @@ def test_jobserver_restart_keeps_every_job_it_accepted(own_cluster):
             {(c.group, c.name, c.value) for c in before.counters if c.group != "job"}
         st = jc.get_status(slow)
         assert "jobserver restarted" in st.error
-        assert st.attempts and all(a.state in ("lost", "failed") for a in st.attempts)
+        # the attempts that were running are lost (a split without records may have finished)
+        assert {a.state for a in st.attempts} <= {"lost", "failed", "succeeded"}
+        assert any(a.state == "lost" for a in st.attempts)
         wait_until(lambda: not dfs.exists("/restart/slow"), timeout=30,
                    what="the interrupted job's output to be removed")
         taskservers = [psutil.Process(lc.pid("taskserver", i)) for i in (1, 2)]
