@@ -20,8 +20,11 @@ import os
 import shutil
 import struct
 import threading
-import zlib
 from dataclasses import dataclass
+
+# ISA-L's CRC-32 is zlib's CRC-32 (same polynomial, same values) computed with carry-less
+# multiply instructions: several times faster than zlib 1.2's, which capped DFS throughput.
+from isal.isal_zlib import crc32
 
 from minijet.errors import AlreadyExists, ChecksumError, NotFound
 
@@ -41,7 +44,7 @@ def checksums(data, chunk_size: int) -> bytes:
     """The CRC32 of each `chunk_size` piece of `data`, packed big-endian."""
     mv = memoryview(data)
     return struct.pack(f">{chunk_count(len(mv), chunk_size)}I",
-                       *[zlib.crc32(mv[i:i + chunk_size]) for i in range(0, len(mv), chunk_size)])
+                       *[crc32(mv[i:i + chunk_size]) for i in range(0, len(mv), chunk_size)])
 
 
 def verify(data, crcs, chunk_size: int) -> int:
@@ -51,7 +54,7 @@ def verify(data, crcs, chunk_size: int) -> int:
     if len(expected) != chunk_count(len(mv), chunk_size):
         return 0
     for index, i in enumerate(range(0, len(mv), chunk_size)):
-        if zlib.crc32(mv[i:i + chunk_size]) != expected[index]:
+        if crc32(mv[i:i + chunk_size]) != expected[index]:
             return index
     return -1
 
