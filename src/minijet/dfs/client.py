@@ -107,6 +107,11 @@ class DfsClient:
                 raise InvalidArgument(f"cannot write {local_path}: {e.strerror}") from None
             try:
                 with open(fd, "wb", buffering=0) as out:
+                    if reader.length:
+                        # Allocating the whole file at once makes the writes that fill it
+                        # much cheaper than growing it write by write (and a full disk
+                        # shows before any transfer).
+                        os.posix_fallocate(fd, 0, reader.length)
                     _copy_overlapped(reader, out, 4 * reader.packet_size)
                 os.replace(tmp, local_path)
             except BaseException as e:
