@@ -112,7 +112,9 @@ class DfsClient:
                         # much cheaper than growing it write by write (and a full disk
                         # shows before any transfer).
                         os.posix_fallocate(fd, 0, reader.length)
-                    _copy_overlapped(reader, out, 4 * reader.packet_size)
+                    # Packet-sized buffers: each packet is received, checked and written
+                    # while it is still in the CPU's cache.
+                    _copy_overlapped(reader, out, reader.packet_size)
                 os.replace(tmp, local_path)
             except BaseException as e:
                 os.unlink(tmp)
