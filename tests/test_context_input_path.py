@@ -7,26 +7,14 @@ from minijet import jobconf as jc
 from minijet.job import MapReduceJob
 from minijet.taskhost import runner
 
+from collected import Collected
+
 
 class PathOfEachLine(MapReduceJob):
     reducers = 0
 
     def mapper(self, offset, line):
         yield line, context.input_path()
-
-
-class Collected:
-    def __init__(self):
-        self.pairs = []
-
-    def write_all(self, pairs):
-        self.pairs.extend(pairs)
-
-    def finish(self, progress):
-        pass
-
-    def abort(self):
-        pass
 
 
 def test_each_record_sees_its_own_file(tmp_path):

@@ -20,6 +20,8 @@ from minijet.job import MapReduceJob, build_conf
 from minijet.localrunner import (JobFailed, LocalFiles, LocalJobRunner, local_path,
                                  prepare_conf, run_local)
 
+from jobs.testjobs import WordCount
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = str(ROOT / "examples" / "wordcount" / "wordcount.py")
 JETSHELL = [sys.executable, "-m", "minijet.client.jetshell"]
@@ -40,18 +42,6 @@ def counts_in(out: Path) -> Counter:
             assert word not in result, f"{word!r} in two part files"
             result[word] = int(n)
     return result
-
-
-class WordCount(MapReduceJob):
-    def mapper(self, key, value):
-        for word in value.split():
-            yield word, 1
-
-    def combiner(self, key, values):
-        yield key, sum(values)
-
-    def reducer(self, key, values):
-        yield key, sum(values)
 
 
 class NumberLines(MapReduceJob):

@@ -8,6 +8,8 @@ from minijet import jobconf as jc
 from minijet.job import MapReduceJob
 from minijet.taskhost import runner
 
+from collected import Collected
+
 
 class FakeClock:
     """Time advances only when the test says so."""
@@ -60,20 +62,6 @@ class Words(MapReduceJob):
     def mapper(self, key, value):
         for word in value.split():
             yield word, 1
-
-
-class Collected:
-    def __init__(self):
-        self.pairs = []
-
-    def write_all(self, pairs):
-        self.pairs.extend(pairs)
-
-    def finish(self, progress):
-        pass
-
-    def abort(self):
-        pass
 
 
 def test_an_input_stage_reports_its_timing_counters(tmp_path):

@@ -18,6 +18,8 @@ from minijet import streaming
 from minijet.streaming import StreamingError, StreamingJob, pipe_lines, split_line
 from minijet.taskhost import runner
 
+from collected import Collected
+
 EXAMPLE = Path(__file__).parents[1] / "examples" / "streaming"
 MAPPER = EXAMPLE / "mapper.py"
 REDUCER = EXAMPLE / "reducer.py"
@@ -134,20 +136,6 @@ def test_stopping_early_kills_the_whole_pipeline():
 
 TEXT = "".join(f"the quick brown fox {i % 7} jumps over the lazy dog {i % 3}\n"
                for i in range(400)) + "tab\tseparated\tline\n\nlast line without newline"
-
-
-class Collected:
-    def __init__(self):
-        self.pairs = []
-
-    def write_all(self, pairs):
-        self.pairs.extend(pairs)
-
-    def finish(self, progress):
-        pass
-
-    def abort(self):
-        pass
 
 
 def run_job_locally(tmp_path: Path, params: dict, reducers: int) -> list[str]:

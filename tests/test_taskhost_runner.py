@@ -9,20 +9,11 @@ from minijet import jobconf as jc
 from minijet.job import MapReduceJob
 from minijet.taskhost import runner, segments
 
+from collected import Collected
+from jobs.testjobs import WordCount
+
 TEXT = "".join(f"the quick brown fox {i % 7} jumps over the lazy dog {i % 3}\n"
                for i in range(500))
-
-
-class WordCount(MapReduceJob):
-    def mapper(self, key, value):
-        for word in value.split():
-            yield word, 1
-
-    def combiner(self, key, values):
-        yield key, sum(values)
-
-    def reducer(self, key, values):
-        yield key, sum(values)
 
 
 class Boom(MapReduceJob):
@@ -30,23 +21,6 @@ class Boom(MapReduceJob):
         if "fox 3" in value:
             raise ValueError("bad record")
         yield value, 1
-
-
-class Collected:
-    """An Output keeping what it is given (what a local runner's output would see)."""
-
-    def __init__(self):
-        self.pairs = []
-        self.finished = self.aborted = False
-
-    def write_all(self, pairs):
-        self.pairs.extend(pairs)
-
-    def finish(self, progress):
-        self.finished = True
-
-    def abort(self):
-        self.aborted = True
 
 
 def stages(reducers: int):
