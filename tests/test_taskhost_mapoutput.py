@@ -200,3 +200,49 @@ def test_many_spills_merge_in_passes(tmp_path, monkeypatch, combiner):
     else:
         assert {k: sum(v) for k, v in got.items()} == {k: sum(v) for k, v in want.items()}
     assert not list((tmp_path / "spills").glob("*"))
+
+
+def concat_combiner(key, values):
+    yield key, "".join(sorted(values))
+
+
+@pytest.mark.parametrize("sort_buffer", [64 << 20, 20_000])
+def test_constant_values_counted_in_mapper_reach_the_combiner_intact(tmp_path, sort_buffer):
+    """Copies of the task's first value are counted, not stored: the combiner must still get
+    every value emitted, the constant ones and the others, across folds and spills."""
+    rng = random.Random(7)
+    pairs = [(f"k{rng.randrange(500)}", "a" if rng.random() < 0.9 else rng.choice("bc"))
+             for _ in range(30_000)]
+    pairs[0] = ("k0", "a")
+    buf = MapOutputBuffer(3, tmp_path / "spills", sort_buffer=sort_buffer,
+                          combiner=concat_combiner)
+    for i in range(0, len(pairs), 1000):
+        buf.collect_all(pairs[i:i + 1000])
+    out = tmp_path / "file.out"
+    buf.finish(out)
+    _, parts = read_partitions(out, 3)
+    want = defaultdict(list)
+    for k, v in pairs:
+        want[k].append(v)
+    got = {k: sorted(v) for part in parts for k, v in part}
+    assert got == {k: sorted(v) for k, v in want.items()}
+    assert buf.counters["map_output_records"] == len(pairs)
+    assert (buf.counters["spills"] > 0) == (sort_buffer == 20_000)
+
+
+def test_a_first_value_that_is_not_a_scalar_is_never_counted(tmp_path):
+    shared = []   # the same mutable object every time: the combiner must see each append
+    def mapper_output():
+        for i in range(10):
+            shared.append(i)
+            yield "k", shared
+    seen = []
+    def combiner(key, values):
+        seen.append(len(values))
+        yield key, len(values)
+    buf = MapOutputBuffer(1, tmp_path / "spills", combiner=combiner)
+    buf.collect_all(mapper_output())
+    buf.collect_all([("k", 1), ("k", 1)])
+    buf.finish(tmp_path / "file.out")
+    _, parts = read_partitions(tmp_path / "file.out", 1)
+    assert parts == [[("k", 12)]] and seen == [12]

@@ -8,6 +8,13 @@ counts shrink to one value per word). Only when that is not enough is the buffer
 each partition sorted by key and written as a segment of a local spill file. Without a
 combiner records are kept as a list of pairs, sorted by key (in C) at spill time.
 
+In-mapper combining: most mappers with a combiner emit one constant value (WordCount's 1),
+so a value that is the very object the task emitted first (an immutable scalar) is not
+stored; a second dict counts how often each key got it, and the combiner later receives that
+many copies. One dict update per such pair is all the engine adds to the mapper's own cost
+(a list per key cost twice as much); the combiner sees the same values, in another order,
+which a combiner may not rely on anyway.
+
 finish() writes ONE map output file with every partition as a contiguous sorted segment,
 plus its index (segments.py), under a temporary name renamed into place when complete.
 With spills, each partition's segments are merged (shuffle.merge_frames), the combiner applied to
@@ -31,6 +38,9 @@ from minijet.taskhost.shuffle import MERGE_FACTOR, merge_frames, merge_sorted
 
 Combiner = Callable[[Any, list], Iterable[tuple[Any, Any]]]
 
+_UNSET = object()         # no value seen yet
+_UNSET_VALUE = object()   # the first value was no scalar: nothing is counted
+
 _KEY = itemgetter(0)
 _VALUE = itemgetter(1)
 # Rough CPython costs in bytes, for the memory estimate: a dict entry plus its value list,
@@ -39,6 +49,8 @@ _GROUP_OVERHEAD = 120
 _SLOT = 8
 _PAIR_OVERHEAD = 64
 _MAX_CHECK_EVERY = 4096
+# Values that may stand for themselves by count: immutable, so copies are indistinguishable.
+_SCALARS = (int, float, complex, str, bytes, bool, type(None))
 
 
 class MapOutputBuffer:
@@ -60,8 +72,11 @@ class MapOutputBuffer:
         self._spills: list[tuple[Path, list[IndexEntry]]] = []
         self._spill_seq = 0
         self._groups: dict[Any, list] = {}                         # with a combiner
+        self._counts: dict[Any, int] = {}   # with a combiner: key -> copies of _constant
+        self._constant: Any = _UNSET        # the task's first value, if a scalar
         self._pairs: list[tuple[Any, Any]] = []                    # without
         self._pending = 0         # records collected since the last memory check
+        self._pending_keys = 0    # of which keys added to _counts
         self._values = 0          # values held in _groups
         self._key_size = 50       # sampled sizes of a key and a value, for the estimate
         self._value_size = 28
@@ -86,29 +101,48 @@ class MapOutputBuffer:
                 if added < limit:
                     return
                 self._check_memory()
-        groups = self._groups
-        get = groups.get  # a plain dict and get() beat defaultdict here (CPython 3.11)
+        it = iter(pairs)
+        if self._constant is _UNSET:
+            for first in it:
+                value = first[1] if type(first) is tuple and len(first) == 2 else None
+                self._constant = value if type(value) in _SCALARS else _UNSET_VALUE
+                it = chain((first,), it)
+                break
+        constant = self._constant
+        groups, counts = self._groups, self._counts
+        get, count_of = groups.get, counts.get  # plain dicts beat defaultdict (CPython 3.11)
         limit = self._check_every - self._pending
-        n = 0
-        for key, value in pairs:
-            values = get(key)
-            if values is None:
-                groups[key] = [value]
+        n = 0      # records that took memory (a value stored, a key added)
+        keys = 0   # of which keys added to the counts
+        for key, value in it:
+            if value is constant:
+                c = count_of(key)
+                if c is not None:
+                    counts[key] = c + 1
+                    continue
+                counts[key] = 1
+                keys += 1
             else:
-                values.append(value)
+                values = get(key)
+                if values is None:
+                    groups[key] = [value]
+                else:
+                    values.append(value)
             n += 1
             if n >= limit:  # checked inside the loop: one call may yield a lot
                 self._pending += n
-                n = 0
+                self._pending_keys += keys
+                n = keys = 0
                 self._check_memory()
-                groups = self._groups  # a spill replaces it
-                get = groups.get
+                groups, counts = self._groups, self._counts  # a spill replaces them
+                get, count_of = groups.get, counts.get
                 limit = self._check_every
         self._pending += n
+        self._pending_keys += keys
 
     def _check_memory(self) -> None:
-        self.counters["map_output_records"] += self._pending
         if self.combiner is None:
+            self.counters["map_output_records"] += self._pending
             records = self._pairs
             sample = records[-1]
             self._sample_sizes(sample)
@@ -116,12 +150,13 @@ class MapOutputBuffer:
             if self._estimate() > self.sort_buffer:
                 self._spill()
             return
-        self._values += self._pending
-        self._pending = 0
+        self._flush_pending()
         groups = self._groups
         if groups:
             key = next(reversed(groups))
             self._sample_sizes((key, groups[key][-1] if groups[key] else None))
+        elif self._counts:
+            self._sample_sizes((next(reversed(self._counts)), self._constant))
         if self._estimate() > self.sort_buffer:
             self._combine_all()
             # Spill only when folding freed too little, so folds stay rare.
@@ -149,7 +184,7 @@ class MapOutputBuffer:
     def _estimate_bytes(self) -> int:
         if self.combiner is None:
             return len(self._pairs) * (_PAIR_OVERHEAD + _SLOT + self._key_size + self._value_size)
-        return (len(self._groups) * (_GROUP_OVERHEAD + self._key_size)
+        return ((len(self._groups) + len(self._counts)) * (_GROUP_OVERHEAD + self._key_size)
                 + self._values * (_SLOT + self._value_size))
 
     # -- combining -------------------------------------------------------------------
@@ -169,8 +204,19 @@ class MapOutputBuffer:
 
     def _combine_all(self) -> None:
         combine = self._combine
+        groups = self._groups
+        if self._counts:  # the constant's copies join the key's other values
+            self.counters["map_output_records"] += sum(self._counts.values())
+            constant, get = self._constant, groups.get
+            for key, count in self._counts.items():
+                values = get(key)
+                if values is None:
+                    groups[key] = [constant] * count
+                else:
+                    values += [constant] * count
+            self._counts = {}
         total = 0
-        for key, values in self._groups.items():
+        for key, values in groups.items():
             if len(values) > 1:
                 values[:] = combine(key, values)
             total += len(values)
@@ -232,9 +278,10 @@ class MapOutputBuffer:
         return p
 
     def _flush_pending(self) -> None:
-        self.counters["map_output_records"] += self._pending
-        self._values += self._pending
-        self._pending = 0
+        stored = self._pending - self._pending_keys  # the counts are counted when folded
+        self.counters["map_output_records"] += stored
+        self._values += stored
+        self._pending = self._pending_keys = 0
 
     def _spill_path(self) -> Path:
         self.spill_dir.mkdir(parents=True, exist_ok=True)
@@ -252,6 +299,7 @@ class MapOutputBuffer:
 
     def _clear(self) -> None:
         self._groups = {}
+        self._counts = {}
         self._pairs = []
         self._values = 0
 
