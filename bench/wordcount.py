@@ -1,33 +1,52 @@
-"""WordCount on a local cluster beside a single-process collections.Counter over the same file.
+"""WordCount on a local minijet cluster beside the programs people would pick instead.
 
-    .venv/bin/python bench/wordcount.py [--size 200MB] [--block-size 32MiB] [--reducers 2]
+    .venv/bin/python bench/wordcount.py [--inputs zipf:100MB,real] [--repeat 3]
 
-Generates English-like text deterministically (a fixed seed): made-up words built from
-syllables, drawn from a Zipf distribution (rank^-1.07, as word frequencies in English), in
-lines of 4 to 20 words. Starts a local cluster (2 dataservers, 2 taskservers) in a temporary
-directory, puts the file, runs examples/wordcount/wordcount.py on it, checks its output equals
-the baseline's counts, and prints MB/s (10^6 bytes) of both and their ratio, for the --size
-input and for a 1 KB one (whose time is the fixed latency of a job). The job's time runs from
-submit to the end of wait_for_completion; the DFS put is shown apart.
+For each input, in one run and on the same file, as whole processes timed back to back
+(the order rotated every round): a single-process collections.Counter; dask (when the
+`bench` extra is installed: pip install -e '.[bench]'; see bench/peers.py); and on a local
+cluster of 2 dataservers + 2 taskservers, `jetshell run` of examples/wordcount/wordcount.py
+as written (a mapper yielding (word, 1)) and of examples/wordcount/wordcount_batch.py (a
+mapper given a whole split at once, as dask's map_partitions). Every tool's counts must be
+identical. Prints the median time of each tool, MB/s (10^6 bytes), the ratios to Counter and
+to dask, and the peak RSS of every kind of minijet process (TaskHosts, each daemon).
+
+Inputs: `zipf:SIZE` is English-like text made deterministically (a fixed seed): made-up words
+drawn from a Zipf distribution (rank^-1.07, as word frequencies in English), lines of 4 to 20
+words. `real` is ~50 MB of real English text from files Debian packages ship (the Python and
+Linux documentation sources, the King James Bible), whitespace-normalised: many distinct words,
+as in real logs and corpora. Needs: apt-get install python3.11-doc linux-doc-6.1 bible-kjv.
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import gzip
 import itertools
 import os
 import posixpath
 import random
+import re
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 from minijet.client import JetClient
 from minijet.cluster import LocalCluster
 from minijet.config import parse_size
 
-WORDCOUNT = str(Path(__file__).resolve().parents[1] / "examples" / "wordcount" / "wordcount.py")
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = str(ROOT / "bench" / "peers.py")
+JOBS = {"minijet": (ROOT / "examples" / "wordcount" / "wordcount.py", "WordCount"),
+        "minijet batch": (ROOT / "examples" / "wordcount" / "wordcount_batch.py",
+                          "WordCountBatch")}
 SEED = 20261122
 VOCABULARY = 50_000
 ZIPF_EXPONENT = 1.07
@@ -35,7 +54,11 @@ ONSETS = ["", "b", "c", "d", "f", "g", "h", "l", "m", "n", "p", "r", "s", "t", "
           "st", "br", "ch", "sh", "pr", "gr"]
 VOWELS = ["a", "e", "i", "o", "u", "ea", "ou", "ai", "ee", "y"]
 CODAS = ["", "n", "r", "s", "t", "d", "l", "ng", "st", "ck", "nd"]
+REAL_TEXT_SOURCES = [("/usr/share/doc/python3.11/html/_sources", "*.txt"),
+                     ("/usr/share/doc/linux-doc-6.1", "*.txt")]
 
+
+# ---- inputs ----
 
 def vocabulary(rng: random.Random) -> list[str]:
     """Distinct English-like words, shorter ones more common (they get the low ranks)."""
@@ -54,7 +77,7 @@ def vocabulary(rng: random.Random) -> list[str]:
 
 
 def generate(path: Path, size: int, seed: int = SEED) -> None:
-    """About `size` bytes of text (whole lines), the same for the same size and seed."""
+    """About `size` bytes of Zipf text (whole lines), the same for the same size and seed."""
     rng = random.Random(seed)
     words = vocabulary(rng)
     cum = list(itertools.accumulate(1.0 / (r ** ZIPF_EXPONENT) for r in range(1, len(words) + 1)))
@@ -81,92 +104,185 @@ def generate(path: Path, size: int, seed: int = SEED) -> None:
                 break
 
 
-def baseline(path: Path) -> tuple[collections.Counter, float]:
-    """collections.Counter over str.split() tokens, reading 8 MiB at a time."""
-    start = time.perf_counter()
-    counts: collections.Counter = collections.Counter()
-    with open(path, "rb") as f:
-        rest = b""
-        while chunk := f.read(8 * 1024 * 1024):
-            chunk = rest + chunk
-            cut = chunk.rfind(b"\n") + 1
-            rest = chunk[cut:]
-            counts.update(chunk[:cut].decode("utf-8").split())
-        counts.update(rest.decode("utf-8").split())
-    return counts, time.perf_counter() - start
+def real_text(path: Path) -> None:
+    """Real English text from Debian's documentation packages and the KJV Bible, one
+    normalised line per non-blank source line, in a fixed order."""
+    files = sorted(p for root, pattern in REAL_TEXT_SOURCES for p in Path(root).rglob(pattern))
+    bible = shutil.which("bible")
+    if not files or not bible:
+        sys.exit("the real-text input needs Debian's documentation and Bible packages: "
+                 "apt-get install python3.11-doc linux-doc-6.1 bible-kjv")
+    space = re.compile(r"\s+")
+    with open(path, "w", encoding="utf-8") as out:
+        texts = (p.read_bytes() for p in files)
+        kjv = subprocess.run([bible, "-f", "gen1:1-rev22:21"], capture_output=True,
+                             check=True).stdout
+        for data in itertools.chain(texts, [kjv]):
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            for line in data.decode("utf-8", "replace").splitlines():
+                line = space.sub(" ", line).strip()
+                if line:
+                    out.write(line + "\n")
 
 
-def cluster_wordcount(lc: LocalCluster, jc: JetClient, local: Path, name: str,
-                      reducers: int) -> tuple[collections.Counter, float, float, str]:
-    dfs = jc.dfs
+def make_input(spec: str, work: Path) -> Path:
+    if spec == "real":
+        path = work / "real.txt"
+        if not path.exists():
+            real_text(path.with_suffix(".tmp"))
+            os.replace(path.with_suffix(".tmp"), path)
+        return path
+    kind, _, size = spec.partition(":")
+    if kind != "zipf" or not size:
+        sys.exit(f"unknown input {spec!r}: use zipf:SIZE or real")
+    path = work / f"zipf-{parse_size(size)}.txt"
+    if not path.exists():
+        generate(path.with_suffix(".tmp"), parse_size(size))
+        os.replace(path.with_suffix(".tmp"), path)
+    return path
+
+
+# ---- running the tools ----
+
+def read_counts(lines) -> dict[str, int]:
+    counts = {}
+    for line in lines:
+        if line:
+            word, n = line.rsplit("\t", 1)
+            counts[word] = counts.get(word, 0) + int(n)
+    return counts
+
+
+class PeakRss:
+    """The peak RSS of every process under `roots` (daemons and their TaskHosts), sampled
+    every 50 ms while running, by kind: taskhost, or the daemon's role."""
+
+    def __init__(self, roots: dict[str, int]):
+        self.roots = roots
+        self.peak: dict[str, int] = collections.defaultdict(int)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "PeakRss":   # may be entered again: the peaks accumulate
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            for role, pid in self.roots.items():
+                try:
+                    root = psutil.Process(pid)
+                    kinds = [(role, root)] + [("taskhost", c) for c in root.children(True)]
+                    for kind, proc in kinds:
+                        self.peak[kind] = max(self.peak[kind], proc.memory_info().rss)
+                except psutil.Error:
+                    pass   # a TaskHost that just ended
+
+
+def run_peer(tool: str, path: Path, out: Path) -> tuple[float, dict[str, int]]:
     start = time.perf_counter()
-    dfs.put(str(local), f"/bench/{name}/input.txt")
-    put = time.perf_counter() - start
-    start = time.perf_counter()
-    job_id = jc.submit(WORDCOUNT, "WordCount", [f"/bench/{name}/input.txt", f"/bench/{name}/out",
-                                                "--reducers", str(reducers)])
-    status = jc.wait_for_completion(job_id, poll=0.05)
+    subprocess.run([sys.executable, PEERS, tool, str(path), str(out)], check=True)
     elapsed = time.perf_counter() - start
-    if status.state != "succeeded":
-        sys.exit(f"job {job_id} {status.state}: {status.error}")
-    counts: collections.Counter = collections.Counter()
-    for st in dfs.list(f"/bench/{name}/out"):
+    return elapsed, read_counts(out.read_text(encoding="utf-8", errors="surrogateescape")
+                                .split("\n"))
+
+
+def run_minijet(tool: str, lc: LocalCluster, jc: JetClient, dfs_input: str, run: int,
+                reducers: int) -> tuple[float, dict[str, int]]:
+    job_file, job_class = JOBS[tool]
+    out = f"/bench/out-{run}"
+    jetshell = str(Path(sys.executable).with_name("jetshell"))
+    start = time.perf_counter()
+    subprocess.run([jetshell, "--config", str(lc.config_path), "run", str(job_file), job_class,
+                    dfs_input, out, "--reducers", str(reducers)], check=True,
+                   stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    dfs = jc.dfs
+    lines = []
+    for st in dfs.list(out):
         if posixpath.basename(st.path).startswith("part-"):
             with dfs.open(st.path) as f:
-                for line in f.read().decode("utf-8").split("\n"):
-                    if line:
-                        word, n = line.rsplit("\t", 1)
-                        counts[word] += int(n)
-    maps = sum(s.tasks for s in status.stages if s.stage_id == "map")
-    return counts, elapsed, put, f"{maps} maps, {reducers} reducers, job {job_id}"
+                lines += f.read().decode("utf-8", "surrogateescape").split("\n")
+    dfs.delete(out, recursive=True)
+    return elapsed, read_counts(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size", default="200MB", help="size of the large input (default 200MB)")
-    ap.add_argument("--block-size", default="32MiB", help="DFS block size (default 32MiB)")
+    ap.add_argument("--inputs", default="zipf:100MB,real",
+                    help="comma-separated: zipf:SIZE, real (default zipf:100MB,real)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; medians are shown")
+    ap.add_argument("--block-size", default="64MiB", help="DFS block size (default 64MiB)")
     ap.add_argument("--reducers", type=int, default=2)
-    ap.add_argument("--slots", type=int, default=0,
-                    help="task slots per taskserver (default: the number of cores)")
-    ap.add_argument("--dir", help="work directory (default: a new temporary directory)")
+    ap.add_argument("--tools", default="counter,dask,minijet,minijet batch")
+    ap.add_argument("--dir", help="where inputs are made and kept (default: a temp dir)")
     args = ap.parse_args()
-    size = parse_size(args.size)
+    tools = args.tools.split(",")
+    try:
+        import dask.bag  # noqa: F401
+    except ImportError:
+        print("dask is not installed (pip install -e '.[bench]'): no dask column")
+        tools = [t for t in tools if t != "dask"]
 
-    with tempfile.TemporaryDirectory(dir=args.dir) as work:
-        work = Path(work)
-        inputs = []
-        for label, n in ((f"{size / 1e6:g} MB", size), ("1 KB", 1000)):
-            path = work / f"text-{n}.txt"
-            start = time.perf_counter()
-            generate(path, n)
-            print(f"generated {label} of Zipf text in {time.perf_counter() - start:.1f}s "
-                  f"({path.stat().st_size} bytes)", flush=True)
-            inputs.append((label, path))
-
-        config = {"dfs": {"block_size": args.block_size, "replication": 1},
-                  "taskserver": {"slots": args.slots}}
-        results = []
-        with LocalCluster(work / "cluster", config=config) as lc:
+    keep = Path(args.dir) if args.dir else None
+    with tempfile.TemporaryDirectory(dir=keep) as tmp:
+        work = keep or Path(tmp)
+        inputs = [(spec, make_input(spec, work)) for spec in args.inputs.split(",")]
+        config = {"dfs": {"block_size": args.block_size, "replication": 1}}
+        rows = []
+        with LocalCluster(Path(tmp) / "cluster", config=config) as lc:
             lc.up(dataservers=2, taskservers=2)
+            roles = {f"{r}{i}": lc.pid(r, i) for r, n in
+                     (("nameserver", 1), ("jobserver", 1), ("dataserver", 2), ("taskserver", 2))
+                     for i in (range(n) if n == 1 else range(1, n + 1))}
             with JetClient(lc.config) as jc:
-                for i, (label, path) in enumerate(inputs):
-                    expected, base_time = baseline(path)
-                    counts, job_time, put_time, detail = cluster_wordcount(
-                        lc, jc, path, f"in{i}", args.reducers)
-                    if counts != expected:
-                        sys.exit(f"{label}: the job's counts differ from the baseline's")
+                for spec, path in inputs:
                     mb = path.stat().st_size / 1e6
-                    results.append((label, mb / base_time, mb / job_time, base_time, job_time,
-                                    put_time, detail))
+                    dfs_input = f"/bench/{path.name}"
+                    start = time.perf_counter()
+                    jc.dfs.put(str(path), dfs_input)
+                    print(f"{spec}: {mb:.1f} MB, put in {time.perf_counter() - start:.1f}s",
+                          flush=True)
+                    times = collections.defaultdict(list)
+                    expected = None
+                    rss = PeakRss(roles)
+                    for run in range(args.repeat):
+                        for tool in tools[run % len(tools):] + tools[:run % len(tools)]:
+                            if tool.startswith("minijet"):
+                                with rss:
+                                    t, counts = run_minijet(tool, lc, jc, dfs_input, run,
+                                                            args.reducers)
+                            else:
+                                t, counts = run_peer(tool, path, work / f"{tool}.out")
+                            expected = expected or counts
+                            if counts != expected:
+                                sys.exit(f"{spec}: {tool}'s counts differ from {tools[0]}'s")
+                            times[tool].append(t)
+                            print(f"  round {run + 1} {tool:<14} {t:7.2f}s "
+                                  f"{mb / t:7.1f} MB/s", flush=True)
+                    jc.dfs.delete(dfs_input)
+                    rows.append((spec, mb, {t: statistics.median(v) for t, v in times.items()},
+                                 dict(rss.peak), len(expected)))
 
-    cores = os.cpu_count()
-    print(f"\nWordCount, local cluster of 2 dataservers + 2 taskservers on {cores} cores "
-          f"(block size {args.block_size}), output checked against the baseline")
-    print(f"{'input':>10} {'Counter MB/s':>13} {'cluster MB/s':>13} {'ratio':>7} "
-          f"{'Counter s':>10} {'job s':>8} {'put s':>7}  job")
-    for label, base_rate, job_rate, base_time, job_time, put_time, detail in results:
-        print(f"{label:>10} {base_rate:13.4g} {job_rate:13.4g} {job_rate / base_rate:7.3g} "
-              f"{base_time:10.3f} {job_time:8.2f} {put_time:7.2f}  {detail}")
+    print(f"\nWordCount, medians of {args.repeat}, whole processes; minijet: local cluster of "
+          f"2 dataservers + 2 taskservers on {os.cpu_count()} cores, block size "
+          f"{args.block_size}, {args.reducers} reducers; counts identical across tools")
+    for spec, mb, med, peak, distinct in rows:
+        print(f"\n{spec}: {mb:.1f} MB, {distinct} distinct words")
+        print(f"  {'tool':<14} {'s':>8} {'MB/s':>8} {'x Counter':>10} {'x dask':>8}")
+        for tool, t in med.items():
+            vs_dask = f"{med['dask'] / t:8.2f}" if "dask" in med else f"{'-':>8}"
+            vs_counter = f"{med['counter'] / t:10.2f}" if "counter" in med else f"{'-':>10}"
+            print(f"  {tool:<14} {t:8.2f} {mb / t:8.1f} {vs_counter} {vs_dask}")
+        print("  peak RSS (MB): " + ", ".join(f"{k} {v / 2**20:.0f}"
+                                               for k, v in sorted(peak.items())))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ GREP = str(EXAMPLES / "grep" / "grep.py")
 TERAGEN = str(EXAMPLES / "sort" / "teragen.py")
 TERASORT = str(EXAMPLES / "sort" / "terasort.py")
 JOIN = str(EXAMPLES / "join" / "join.py")
+WORDCOUNTS = [(str(EXAMPLES / "wordcount" / "wordcount.py"), "WordCount"),
+              (str(EXAMPLES / "wordcount" / "wordcount_batch.py"), "WordCountBatch")]
 SMALL_BLOCK = 64 * 1024
 
 sys.path.insert(0, str(EXAMPLES / "sort"))
@@ -302,6 +304,24 @@ def test_join_equals_python_join(jobs, dfs):
     assert 0 < len(expected) < len(orders), "the sample data has orders of unknown users"
     assert re.search(rf"\n  join\n +orders_joined += {len(expected)}\n", result.stdout), \
         result.stdout
+
+
+# ---- wordcount: a mapper per record and a batch-level mapper ----
+
+@pytest.mark.parametrize("job_file,job_class", WORDCOUNTS)
+def test_wordcount_equals_a_python_counter(jobs, dfs, job_file, job_class):
+    text = (EXAMPLES / "wordcount" / "shakespeare.txt").read_bytes()[:600_000]
+    name = job_class.lower()
+    put(dfs, f"/{name}/in.txt", text)
+    run_ok(jobs, job_file, job_class, f"/{name}/in.txt", f"/{name}/out", "--reducers", "3")
+    counts = collections.Counter()
+    for part in part_files(dfs, f"/{name}/out"):
+        with dfs.open(part) as f:
+            for line in f.read().decode().splitlines():
+                word, n = line.rsplit("\t", 1)
+                assert word not in counts
+                counts[word] = int(n)
+    assert counts == collections.Counter(text.decode().split())
 
 
 # ---- the sort jobs without a cluster (minijet.testing: several map and reduce tasks) ----

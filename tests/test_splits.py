@@ -50,3 +50,33 @@ def test_hidden_names_are_not_input():
                ("/in/_temporary", True), ("/in/sub", True), ("/in/a", False)]
     assert input_files(listing) == ["/in/a", "/in/part-1"]
     assert is_hidden("/d/_logs/") and not is_hidden("/_d/file")
+
+
+def test_splits_are_sized_for_the_slots_and_cover_the_input_once():
+    # 100 MB in 32 MiB blocks on 2 slots: 3 blocks would leave a slot idle for a whole task;
+    # 4 even pieces run as 2 full waves
+    block = 32 * MB
+    length = 100_000_000
+    blocks = [(o, min(block, length - o), [f"h{o // block}"]) for o in range(0, length, block)]
+    splits = compute_splits([("/in/a", length, blocks)], block, slots=2, min_split_size=4 * MB)
+    assert len(splits) == 4
+    assert {s.length for s in splits} == {length // 4}
+    offsets = [(s.segments[0].offset, s.length) for s in splits]
+    assert offsets == [(i * length // 4, length // 4) for i in range(4)]
+    # each piece runs where most of its bytes are
+    assert [s.hosts for s in splits] == [("h0",), ("h1",), ("h1",), ("h2",)]
+
+
+def test_one_block_file_is_cut_for_the_slots_but_never_below_the_minimum():
+    one_block = ("/in/a", 60 * MB, [(0, 60 * MB, ["h1"])])
+    assert len(compute_splits([one_block], 64 * MB, slots=4, min_split_size=4 * MB)) == 4
+    assert len(compute_splits([one_block], 64 * MB, slots=4, min_split_size=32 * MB)) == 2
+    assert len(compute_splits([one_block], 64 * MB)) == 1        # no slot count: per block
+    small = ("/in/b", 3 * MB, [(0, 3 * MB, ["h1"])])
+    assert len(compute_splits([small], 64 * MB, slots=4, min_split_size=4 * MB)) == 1
+
+
+def test_pieces_about_a_block_keep_the_blocks():
+    splits = compute_splits([big_file("/in/a", 30, 64 * MB - 1)], 64 * MB, slots=2,
+                            min_split_size=4 * MB)
+    assert [s.segments[0].offset for s in splits] == [i * 64 * MB for i in range(30)]

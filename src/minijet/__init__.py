@@ -1,12 +1,12 @@
 """minijet: a batch-processing cluster in Python (block-replicated DFS + MapReduce job engine).
 
 Job files use `from minijet import MapReduceJob, Param` (or JobBuilderJob, and `context` for
-user counters). The names are loaded on first use, so
+user counters; `whole_stream` marks a map or reduce method given its task's whole input). The names are loaded on first use, so
 that importing any minijet module (daemons, config) stays light.
 """
 from typing import Any
 
-__all__ = ["MapReduceJob", "Param", "JobBuilderJob"]
+__all__ = ["MapReduceJob", "Param", "JobBuilderJob", "whole_stream"]
 
 
 def __getattr__(name: str) -> Any:
@@ -14,6 +14,10 @@ def __getattr__(name: str) -> Any:
         from minijet import builder
 
         return builder.JobBuilderJob
+    if name == "whole_stream":
+        from minijet.taskhost import runner
+
+        return runner.whole_stream
     if name in __all__:
         from minijet import job
 

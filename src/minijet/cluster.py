@@ -180,7 +180,7 @@ class LocalCluster:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return None
 
-    def _command(self, role: str, index: int) -> list[str]:
+    def _command(self, role: str, index: int, taskservers: int) -> list[str]:
         # `python -c` with sys.executable: works in a venv without relying on PATH.
         code = f"from {ENTRY_POINTS[role]} import main; main(prog_name={role!r})"
         cmd = [sys.executable, "-c", code, "--config", str(self.config_path)]
@@ -190,9 +190,13 @@ class LocalCluster:
         elif role == "taskserver":  # paired with dataserver i: the same node identity
             cmd += ["-D", f"node.host=host{index}",
                     "-D", f"taskserver.dir={self.dir / f'task{index}'}"]
+            if not self.config["taskserver"]["slots"]:
+                # the taskservers share this machine's cores instead of each taking them all
+                slots = max(1, (os.cpu_count() or 1) // max(1, taskservers))
+                cmd += ["-D", f"taskserver.slots={slots}"]
         return cmd
 
-    def _start(self, role: str, index: int) -> dict[str, Any]:
+    def _start(self, role: str, index: int, taskservers: int) -> dict[str, Any]:
         name = _daemon_name(role, index)
         log_path = self.dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +205,7 @@ class LocalCluster:
             log.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
             log.flush()
             # A new session: Ctrl-C in the shell that ran `up` does not stop the cluster.
-            proc = subprocess.Popen(self._command(role, index), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(self._command(role, index, taskservers), stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
                                     env=env, start_new_session=True, close_fds=True)
         self._children[proc.pid] = proc
@@ -259,7 +263,7 @@ class LocalCluster:
             for role, index in self._wanted(state):
                 name = _daemon_name(role, index)
                 if self._process(state["daemons"].get(name)) is None:
-                    state["daemons"][name] = self._start(role, index)
+                    state["daemons"][name] = self._start(role, index, state["taskservers"])
                     started.append(name)
         finally:
             self._save_state(state)

@@ -131,6 +131,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "slow_start": (float, 0.8),        # fraction of producer tasks done before consumers start
         "job_dir": (str, "/minijet/jobs"),    # DFS directory for job files
         "job_file_replication": (int, 10),
+        "min_split_size": (Size, 4 * 1024**2),  # input splits are sized for the slots, not smaller
     },
     "taskserver": {
         "address": (str, "localhost:0"),   # shuffle service

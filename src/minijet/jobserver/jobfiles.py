@@ -58,9 +58,10 @@ def _files_of(dfs, path: str) -> list[str]:
     return input_files(listing)
 
 
-def input_splits(dfs, conf: JobConf, block_size: int) -> dict[str, list[Split]]:
-    """Stage id -> the splits of every input stage, one per block (small files combined),
-    each with the hosts of its block's replicas."""
+def input_splits(dfs, conf: JobConf, block_size: int, slots: int = 0,
+                 min_split_size: int = 1) -> dict[str, list[Split]]:
+    """Stage id -> the splits of every input stage, sized for `slots` task slots (see
+    splits.py), each with the hosts of its bytes' replicas."""
     result: dict[str, list[Split]] = {}
     for stage in conf.stages:
         if not stage.input:
@@ -72,7 +73,7 @@ def input_splits(dfs, conf: JobConf, block_size: int) -> dict[str, list[Split]]:
                           for b in dfs.block_locations(file_path)]
                 length = sum(b[1] for b in blocks)
                 files.append((file_path, length, blocks))
-        result[stage.id] = compute_splits(files, block_size)
+        result[stage.id] = compute_splits(files, block_size, slots, min_split_size)
     return result
 
 

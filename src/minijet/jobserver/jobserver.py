@@ -272,7 +272,10 @@ class JobServer:
             job_dir = self._job_dir(job_id)
             conf = jobfiles.read_job_conf(self.dfs, job_id, job_dir)
             jobfiles.check_paths(self.dfs, job_id, conf)
-            splits = jobfiles.input_splits(self.dfs, conf, self.config["dfs"]["block_size"])
+            with self._lock:
+                slots = self.core.live_slots()
+            splits = jobfiles.input_splits(self.dfs, conf, self.config["dfs"]["block_size"],
+                                           slots, self.config["jobserver"]["min_split_size"])
             with self._lock:
                 for path in conf.output_paths():
                     if path in self._outputs:

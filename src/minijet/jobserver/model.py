@@ -655,7 +655,7 @@ class JobServerCore:
                 not stage.may_start_early(self.slow_start) or \
                 self.scheduler.pending(stage.job.id):   # a task still waits for a slot
             return
-        slots = sum(self._taskservers[name].slots for name in self._alive)
+        slots = self.live_slots()
         early = sum(1 for s in stage.job.stages.values() if s.parents and not s.inputs_ready()
                     for t in s.tasks if t.state in (PENDING, RUNNING))
         for t in stage.tasks:
@@ -759,6 +759,10 @@ class JobServerCore:
 
     def list_jobs(self) -> list[dict[str, Any]]:
         return [self.job_status(j, attempts=False) for j in self._jobs]
+
+    def live_slots(self) -> int:
+        """The task slots of the live taskservers."""
+        return sum(self._taskservers[name].slots for name in self._alive)
 
     def taskservers(self) -> list[dict[str, Any]]:
         return [{"name": t.name, "host": t.host, "rack": t.rack, "slots": t.slots,

@@ -1,11 +1,17 @@
 """Input splits: the unit of work of an input stage's task.
 
-One split per DFS block of each input file, carrying the hosts that hold the block's
-replicas, so the scheduler can run the task next to its data. Runs of consecutive small
-files (one block, shorter than a block) are combined into one split of at most a block,
-so a directory of many tiny files does not become as many tasks. A split is a list of
-(path, offset, length) segments; the task reads each segment with the usual line rule
-(a segment that is a whole file simply starts at 0).
+A split is a list of (path, offset, length) segments, carrying the hosts that hold its bytes'
+replicas, so the scheduler can run the task next to its data; the task reads each segment
+with the usual line rule (a segment that is a whole file simply starts at 0).
+
+Split size (Hadoop's goal size): the input is cut into a multiple of the cluster's task slots
+of even pieces, at most a block each, so every wave of map tasks keeps every slot busy and no
+core idles while the reduces wait for one large task. Blocks stay whole where the pieces
+would be about a block anyway; else a piece may cross a block boundary, and its hosts are those
+of the block holding most of it. Pieces are never smaller than
+`min_split_size` (a task costs a process start), and without a slot count each block is a
+split. Runs of consecutive small files (shorter than a piece) are combined into one split,
+so a directory of many tiny files does not become as many tasks.
 """
 from __future__ import annotations
 
@@ -56,8 +62,14 @@ def input_files(listing: Iterable[tuple[str, bool]]) -> list[str]:
     return sorted(path for path, is_dir in listing if not is_dir and not is_hidden(path))
 
 
-def compute_splits(files: Iterable[InputFile], block_size: int) -> list[Split]:
-    """Splits for the given files, in file order; empty files give none."""
+SPLIT_SLOP = 1.1   # pieces within 10% of a block are whole blocks: locality at no cost
+
+
+def compute_splits(files: Sequence[InputFile], block_size: int, slots: int = 0,
+                   min_split_size: int = 1) -> list[Split]:
+    """Splits for the given files, in file order, for a cluster of `slots` task slots
+    (0: one split per block); empty files give none."""
+    goal = goal_size(sum(length for _, length, _ in files), block_size, slots, min_split_size)
     splits: list[Split] = []
     small: list[InputFile] = []   # the current run of small files to combine
     small_bytes = 0
@@ -71,18 +83,40 @@ def compute_splits(files: Iterable[InputFile], block_size: int) -> list[Split]:
     for path, length, blocks in files:
         if length == 0:
             continue
-        if len(blocks) == 1 and length < block_size:
-            if small_bytes + length > block_size:
+        if len(blocks) == 1 and length < goal:
+            if small_bytes + length > goal:
                 flush()
             small.append((path, length, blocks))
             small_bytes += length
             continue
         flush()
-        for offset, block_length, hosts in blocks:
-            if block_length:
-                splits.append(Split((Segment(path, offset, block_length),), tuple(hosts)))
+        if slots <= 0 or (len(blocks) > 1 and goal * SPLIT_SLOP >= blocks[0][1]):
+            splits.extend(Split((Segment(path, offset, n),), tuple(hosts))
+                          for offset, n, hosts in blocks if n)
+            continue
+        pieces = max(1, round(length / goal))
+        cuts = [length * i // pieces for i in range(pieces + 1)]
+        splits.extend(Split((Segment(path, start, end - start),), _hosts_of(blocks, start, end))
+                      for start, end in zip(cuts, cuts[1:]))
     flush()
     return splits
+
+
+def goal_size(total: int, block_size: int, slots: int, min_split_size: int = 1) -> int:
+    """The size of a split: `total` over a multiple of `slots`, at most a block, at least
+    `min_split_size` (a block without a slot count)."""
+    if slots <= 0 or total <= 0:
+        return block_size
+    waves = -(-total // (slots * block_size))
+    return min(block_size, max(min_split_size, -(-total // (slots * waves))))
+
+
+def _hosts_of(blocks: Sequence[Block], start: int, end: int) -> tuple[str, ...]:
+    """The replica hosts of the block holding most of [start, end)."""
+    def overlap(block: Block) -> int:
+        offset, length, _ = block
+        return min(end, offset + length) - max(start, offset)
+    return tuple(max(blocks, key=overlap)[2])
 
 
 def _combined(files: list[InputFile]) -> Split:

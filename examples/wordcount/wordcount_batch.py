@@ -1,0 +1,24 @@
+"""WordCount with a batch-level mapper: it is given a whole split's records at once (as
+dask's map_partitions is given a partition) and counts them with one Counter, so the engine
+sees one pair per distinct word of the split instead of one per word.
+
+    jetshell run examples/wordcount/wordcount_batch.py WordCountBatch INPUT OUTPUT
+"""
+from collections import Counter
+
+from minijet import MapReduceJob, whole_stream
+
+
+class WordCountBatch(MapReduceJob):
+    @whole_stream
+    def mapper(self, records):
+        counts = Counter()
+        for _, line in records:
+            counts.update(line.split())
+        return counts.items()
+
+    def combiner(self, key, values):
+        yield key, sum(values)
+
+    def reducer(self, key, values):
+        yield key, sum(values)
