@@ -7,8 +7,8 @@ from minijet.errors import AlreadyExists, FailedPrecondition, NotFound
 from minijet.jobconf import DFS, FILE, JobConf, Operation, OutputSpec, StageConf, compile_mapreduce
 from minijet.jobserver.model import (AttemptStatus, CleanupJob, CommitDenied, CommitGranted,
                                      CommitRequest, FetchFailed, Heartbeat, JobCreated,
-                                     JobFinished, JobRestored, JobServerCore, JobSubmitted,
-                                     KillAttempt, KillJob, LaunchAttempt, OutputCommitFailed,
+                                     JobFinished, JobServerCore, JobSubmitted, KillAttempt,
+                                     KillJob, LaunchAttempt, OutputCommitFailed,
                                      OutputCommitted, Persist, Tick)
 from minijet.jobserver.splits import Segment, Split
 from minijet.jobserver.store import JobStore

@@ -884,7 +884,8 @@ class JobServerCore:
         outputs = [{"task_id": t.id, "attempt_id": t.output.id,
                     "address": self._taskservers[t.output.taskserver].address}
                    for t in stage.tasks if t.output is not None
-                   and t.output.taskserver in self._taskservers]   # else: an earlier run's
+                   and t.output.taskserver in self._taskservers]   # else: not seen since a
+        #                                                            jobserver restart
         return {"outputs": outputs, "total": len(stage.tasks)}
 
 
