@@ -464,12 +464,18 @@ def test_three_stage_chain_and_outputs_no_longer_needed_are_not_rerun():
     assert c.status()["state"] == "succeeded"
 
 
-def run_to_success(c):
-    """Run a one-map, one-reduce job_1 until its last attempt is reported succeeded."""
-    c.submit(nsplits=1, reducers=1)
+def start_the_reduce(c, nsplits=1):
+    """Run the maps of a one-reduce job_1 and launch its reduce; its attempt id."""
+    c.submit(nsplits=nsplits, reducers=1)
     run_maps(c)
     c.beat("h1"), c.beat("h2")
     (reduce,) = c.running(stage="reduce")
+    return reduce
+
+
+def run_to_success(c):
+    """Run a one-map, one-reduce job_1 until its last attempt is reported succeeded."""
+    reduce = start_the_reduce(c)
     assert isinstance(c.commit(reduce), CommitGranted)
     c.finish(reduce)
     c.beat("h1"), c.beat("h2")

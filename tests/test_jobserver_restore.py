@@ -11,8 +11,8 @@ from minijet.jobserver.model import (CommitDenied, CommitRequest, Heartbeat, Job
                                      JobFinished, JobRestored, JobServerCore, KillAttempt,
                                      OutputCommitted, Persist)
 from minijet.jobserver.store import TABLES, JobStore
-from test_jobserver_model import (Cluster, check_invariants, of, run_maps, run_to_success,
-                                  run_with_faults)
+from test_jobserver_model import (Cluster, check_invariants, of, run_to_success,
+                                  run_with_faults, start_the_reduce)
 
 RESTART = "the jobserver restarted while the job was"
 
@@ -74,10 +74,7 @@ def test_a_finished_job_is_restored_through_the_store_with_its_live_status(tmp_p
 
 def test_a_running_job_is_failed_its_attempts_lost_and_its_output_removal_granted():
     c = Cluster()
-    c.submit(nsplits=2, reducers=1)
-    run_maps(c)
-    c.beat("h1"), c.beat("h2")
-    (reduce,) = c.running(stage="reduce")
+    reduce = start_the_reduce(c, nsplits=2)
     live = c.status()
     core, actions = restore(stored_rows(c.log), now=50.0)
 
