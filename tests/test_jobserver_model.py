@@ -1,13 +1,15 @@
 """The jobserver core, driven by events; taskservers are simulated by the protocol they
-follow (report every attempt held until reported final)."""
+follow (report every attempt held until reported final), and the shell's finisher by the
+output commit it reports back."""
 import pytest
 
-from minijet.errors import AlreadyExists, NotFound
+from minijet.errors import AlreadyExists, FailedPrecondition, NotFound
 from minijet.jobconf import DFS, FILE, JobConf, Operation, OutputSpec, StageConf, compile_mapreduce
 from minijet.jobserver.model import (AttemptStatus, CleanupJob, CommitDenied, CommitGranted,
                                      CommitRequest, FetchFailed, Heartbeat, JobCreated,
                                      JobFinished, JobServerCore, JobSubmitted, KillAttempt,
-                                     KillJob, LaunchAttempt, Persist, Tick)
+                                     KillJob, LaunchAttempt, OutputCommitFailed,
+                                     OutputCommitted, Persist, Tick)
 from minijet.jobserver.splits import Segment, Split
 from minijet.jobserver.store import JobStore
 
@@ -16,9 +18,11 @@ RACKS = {"h1": "/r1", "h2": "/r1", "h3": "/r2"}
 
 
 class Cluster:
-    """Taskservers as the core sees them: each holds attempts and heartbeats their state."""
+    """Taskservers as the core sees them: each holds attempts and heartbeats their state.
+    A job's output is committed as soon as it finishes, unless `hold_output`: then its
+    JobFinished waits in `finishing` for `commit_output`."""
 
-    def __init__(self, names=("h1", "h2"), slots=2, **core_args):
+    def __init__(self, names=("h1", "h2"), slots=2, hold_output=False, **core_args):
         args = dict(max_task_attempts=3, taskserver_timeout=10.0, locality_delay=1.0,
                     rack_of=lambda h: RACKS.get(h, "/r1"))
         args.update(core_args)
@@ -27,11 +31,25 @@ class Cluster:
         self.held = {n: {} for n in names}
         self.now = 0.0
         self.log = []   # every action, in order
+        self.hold_output = hold_output
+        self.finishing = {}   # job -> JobFinished whose output is not committed yet
 
     def handle(self, event):
         actions = self.core.handle(event)
         self.log += actions
+        for a in of(actions, JobFinished):
+            if a.output_paths:
+                self.finishing[a.job_id] = a
+                if not self.hold_output:
+                    self.commit_output(a.job_id)
         return actions
+
+    def commit_output(self, job_id="job_1", error=""):
+        """The shell's finisher reports the output of a finished job committed (or removed),
+        or that it could not: `error`."""
+        del self.finishing[job_id]
+        return self.handle(OutputCommitFailed(job_id, error, self.now) if error else
+                           OutputCommitted(job_id, self.now))
 
     def submit(self, job_id="job_1", nsplits=4, reducers=2, hosts=None):
         conf = compile_mapreduce("wc", "wc.py", "WordCount", {}, ["/in"], "/out", reducers,
@@ -446,6 +464,72 @@ def test_three_stage_chain_and_outputs_no_longer_needed_are_not_rerun():
     assert c.status()["state"] == "succeeded"
 
 
+def start_the_reduce(c, nsplits=1):
+    """Run the maps of a one-reduce job_1 and launch its reduce; its attempt id."""
+    c.submit(nsplits=nsplits, reducers=1)
+    run_maps(c)
+    c.beat("h1"), c.beat("h2")
+    (reduce,) = c.running(stage="reduce")
+    return reduce
+
+
+def run_to_success(c):
+    """Run a one-map, one-reduce job_1 until its last attempt is reported succeeded."""
+    reduce = start_the_reduce(c)
+    assert isinstance(c.commit(reduce), CommitGranted)
+    c.finish(reduce)
+    c.beat("h1"), c.beat("h2")
+
+
+def test_a_job_is_running_until_its_output_is_committed():
+    c = Cluster(hold_output=True)
+    run_to_success(c)
+    (done,) = of(c.log, JobFinished)
+    assert (done.state, done.output_paths) == ("succeeded", ["/out"])
+    assert c.status()["state"] == "running"    # no _SUCCESS yet: not final for clients
+    assert [j["state"] for j in c.core.list_jobs()] == ["running"]
+    assert c.handle(KillJob("job_1", c.now)) == []   # it has ended: nothing to kill
+    with pytest.raises(FailedPrecondition, match="/out is the output of job job_1"):
+        c.submit("job_2")
+    with pytest.raises(NotFound):
+        c.status("job_2")                      # refused before anything changed
+    assert c.commit_output() == []             # the store holds "succeeded" already
+    assert c.status()["state"] == "succeeded"
+    c.submit("job_2")                          # the path is free (the DFS check is the shell's)
+    assert c.status("job_2")["state"] == "running"
+    with pytest.raises(AssertionError, match="illegal output transition closed -> closed"):
+        c.handle(OutputCommitted("job_1", c.now))   # reported twice: a bug in the shell
+
+
+def test_a_failed_output_commit_fails_the_job():
+    c = Cluster(hold_output=True)
+    run_to_success(c)
+    (persist,) = c.commit_output(error="no live dataserver")
+    ((table, row),) = persist.records
+    assert (table, row["state"]) == ("jobs", "failed")
+    st = c.status()
+    assert st["state"] == "failed"
+    assert st["error"] == "the job's output could not be committed: no live dataserver"
+    assert st["stages"][1]["succeeded"] == 1   # the tasks did succeed
+    c.submit("job_2")                          # the output path is free again
+
+
+def test_a_failed_removal_leaves_the_job_as_it_ended():
+    c = Cluster(hold_output=True)
+    c.submit()
+    c.beat("h1"), c.beat("h2")
+    (done,) = of(c.handle(KillJob("job_1", c.now)), JobFinished)
+    assert (done.state, done.output_paths) == ("killed", ["/out"])
+    assert c.status()["state"] == "running"    # while its output is removed
+    assert c.commit_output(error="no live dataserver") == []
+    assert (c.status()["state"], c.status()["error"]) == ("killed", "killed by request")
+    # a job killed before it was submitted has no output: final at once
+    c.handle(JobCreated("job_2", "wc", "ann", "/jobs/job_2", c.now))
+    (done,) = of(c.handle(KillJob("job_2", c.now)), JobFinished)
+    assert done.output_paths == [] and not c.finishing
+    assert c.status("job_2")["state"] == "killed"
+
+
 def check_invariants(core):
     for task in core._tasks.values():
         active = task.active()
@@ -465,17 +549,25 @@ def check_invariants(core):
     for ts in core._taskservers.values():
         for a in ts.active.values():
             assert a.state in ("assigned", "running") and a.taskserver == ts.name
+    for job in core._jobs.values():   # a job's output paths are its own until closed
+        owned = [p for p in job.output_paths if core._writers.get(p) == job.id]
+        assert owned == (job.output_paths if job.output != "closed" else []), job.id
+        assert (job.output == "open") == (job.state in ("created", "running")), job.id
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_random_faults_keep_the_state_consistent_and_the_job_finishes(seed):
+def run_with_faults(seed, each_step=lambda c, step: None):
+    """A job of 30 maps and 4 reduces on four taskservers that crash, come back, fail
+    attempts and lose map outputs for 300 steps, then behave; the finisher commits (or
+    removes) the job's output some steps after the job ends, or fails to. `each_step(c,
+    step)` is called after every step. Returns (cluster, landed, commit error)."""
     import random
     rng = random.Random(seed)
     names = ["h1", "h2", "h3", "h4"]
-    c = Cluster(names=names, max_task_attempts=6)
+    c = Cluster(names=names, max_task_attempts=6, hold_output=True)
     c.submit(nsplits=30, reducers=4, hosts=lambda i: (names[i % 4], names[(i + 1) % 4]))
     landed = {}   # task -> attempt whose rename landed (a part file exists)
     down = set()
+    commit_error = ""
     for step in range(1000):
         chaos = step < 300
         c.now += 0.5
@@ -510,14 +602,29 @@ def test_random_faults_keep_the_state_consistent_and_the_job_finishes(seed):
             check_invariants(c.core)
         c.handle(Tick(c.now))
         check_invariants(c.core)
+        each_step(c, step)
+        if "job_1" in c.finishing:
+            assert c.status()["state"] == "running"   # until the output is committed
+            if rng.random() < 0.2:
+                commit_error = "DataServer unavailable" if rng.random() < 0.3 else ""
+                c.commit_output("job_1", commit_error)
+                check_invariants(c.core)
         if c.status()["state"] != "running":
             break
+    return c, landed, commit_error
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_faults_keep_the_state_consistent_and_the_job_finishes(seed):
+    c, landed, commit_error = run_with_faults(seed)
     st = c.status()
+    (done,) = of(c.log, JobFinished)
     assert st["state"] in ("succeeded", "failed"), st["state"]
+    assert c.core._writers == {}   # the output is free for the next job
     grants = {}
     for g in of(c.log, CommitGranted):
         grants.setdefault(g.attempt_id.rsplit("_", 1)[0], set()).add(g.attempt_id)
-    if st["state"] == "succeeded":
+    if done.state == "succeeded":
         winners = {a["task_id"]: a["attempt_id"] for a in st["attempts"]
                    if a["state"] == "succeeded"}
         assert len(winners) == 30 + 4
@@ -525,5 +632,10 @@ def test_random_faults_keep_the_state_consistent_and_the_job_finishes(seed):
             if "_reduce_" in task:
                 assert aid in grants[task]
                 assert landed[task] in grants[task]
+        if commit_error:
+            assert st["state"] == "failed"
+            assert st["error"] == f"the job's output could not be committed: {commit_error}"
+        else:
+            assert st["state"] == "succeeded"
     else:
-        assert "RuntimeError: flaky" in st["error"]
+        assert st["state"] == "failed" and "RuntimeError: flaky" in st["error"]

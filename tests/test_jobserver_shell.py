@@ -1,9 +1,14 @@
-"""The jobserver daemon's translations: the core's launch action -> task_json (JOB_DESIGN.md),
-and stored rows of an earlier run -> a JobStatus."""
+"""The jobserver daemon's shell: the core's launch action -> task_json (JOB_DESIGN.md); the
+finisher's output commit and a restart, fed back to the core as events."""
+import contextlib
 import json
 
+from minijet import config
+from minijet.errors import MinijetError
+from minijet.jobconf import compile_mapreduce
 from minijet.jobserver import model
-from minijet.jobserver.jobserver import _history_status, status_proto, task_json
+from minijet.jobserver.jobserver import JobServer, task_json
+from minijet.proto import job_pb2
 
 
 def test_task_json_of_an_input_task_and_a_consumer_task():
@@ -25,28 +30,101 @@ def test_task_json_of_an_input_task_and_a_consumer_task():
     assert (spec["splits"], spec["partition"], spec["producer_stage"]) == ([], 1, "map")
 
 
-def test_a_job_of_an_earlier_run_as_a_status():
-    job = {"job_id": "job_1_0001", "name": "WordCount", "user": "ann", "state": "failed",
-           "submit_time": 1.0, "start_time": 2.0, "end_time": 9.0, "output_path": "/out",
-           "error": "the jobserver restarted", "traceback": None}
-    tasks = [{"task_id": "job_1_0001_map_00000", "stage": "map", "state": "succeeded"},
-             {"task_id": "job_1_0001_map_00001", "stage": "map", "state": "killed"},
-             {"task_id": "job_1_0001_reduce_00000", "stage": "reduce", "state": "killed"}]
-    attempts = [
-        {"attempt_id": "job_1_0001_map_00000_0", "task_id": "job_1_0001_map_00000",
-         "taskserver": "host1:1", "host": "host1", "locality": "node-local",
-         "state": "succeeded", "start_time": 2.0, "end_time": 3.0, "error": "",
-         "traceback": "", "counters_json": json.dumps([["task", "input_records", 7]])},
-        {"attempt_id": "job_1_0001_map_00001_0", "task_id": "job_1_0001_map_00001",
-         "taskserver": "host2:1", "host": "host2", "locality": "rack-local", "state": "failed",
-         "start_time": 2.0, "end_time": 4.0, "error": "ValueError: x", "traceback": "tb",
-         "counters_json": "[]"}]
-    st = status_proto(_history_status(job, tasks, attempts))
-    assert (st.job_id, st.state, st.error, st.output_path) == \
-        ("job_1_0001", "failed", "the jobserver restarted", "/out")
-    assert [(s.stage_id, s.tasks, s.succeeded, s.failed_attempts) for s in st.stages] == \
-        [("map", 2, 1, 1), ("reduce", 1, 0, 0)]
-    assert [(a.attempt_id, a.state, a.locality, a.error) for a in st.attempts] == [
-        ("job_1_0001_map_00000_0", "succeeded", "node-local", ""),
-        ("job_1_0001_map_00001_0", "failed", "rack-local", "ValueError: x")]
-    assert [(c.group, c.name, c.value) for c in st.counters] == [("task", "input_records", 7)]
+# ---- the shell's I/O fed back to the core: output commit, restart (no processes) ----
+
+class FakeDfs:
+    """What the jobserver's finisher does to the DFS; `fail` makes each call raise."""
+
+    def __init__(self, fail=""):
+        self.fail, self.calls = fail, []
+
+    def _do(self, *call):
+        self.calls.append(call)
+        if self.fail:
+            raise MinijetError(self.fail)
+
+    def delete(self, path, recursive=False):
+        self._do("delete", path)
+
+    def create(self, path, overwrite=False):
+        self._do("create", path)
+        return contextlib.nullcontext()
+
+    def close(self):
+        pass
+
+
+def jobserver(tmp_path, dfs):
+    return JobServer(config.from_dict({"jobserver": {"dir": str(tmp_path / "js"),
+                                                     "job_dir": "/jobs"}}), dfs=dfs)
+
+
+def submit(js, job_id="job_1"):
+    """A job of one reduce task and no input (RunJob's DFS reads left out)."""
+    conf = compile_mapreduce("wc", "wc.py", "WordCount", {}, ["/in"], "/out", 1, True)
+    with js._lock:
+        js._handle(model.JobSubmitted(job_id, conf, {"map": []}, 1.0, job_dir=f"/jobs/{job_id}"))
+
+
+def beat(js, *attempts):
+    reply = js.heartbeat(job_pb2.HeartbeatRequest(
+        name="h1:1", host="h1", rack="/r1", slots=2, free_slots=2 - len(attempts),
+        address="h1:7000", attempts=[job_pb2.AttemptStatus(attempt_id=a, state=s)
+                                     for a, s in attempts]))
+    return list(reply.commands)
+
+
+def run_finisher(js):
+    """The finisher thread's work so far, here; DFS failures are not retried (stopping)."""
+    js._stop.set()
+    js._finisher_queue.put(None)
+    js._finish_loop()
+
+
+def test_a_failed_output_commit_fails_the_job_and_stays_failed_after_a_restart(tmp_path):
+    js = jobserver(tmp_path, FakeDfs(fail="no live dataserver"))
+    submit(js)
+    (launch,) = beat(js)
+    aid = launch.launch.attempt_id
+    assert js.commit(aid)
+    beat(js, (aid, job_pb2.SUCCEEDED))
+    assert js.job_status("job_1")["state"] == "running"   # the output is being committed
+    run_finisher(js)
+    error = "the job's output could not be committed: no live dataserver"
+    st = js.job_status("job_1")
+    assert (st["state"], st["error"]) == ("failed", error)
+    js.stop()
+
+    js = jobserver(tmp_path, FakeDfs())
+    [listed] = js.list_jobs(all_jobs=True)
+    assert (listed["state"], listed["error"], "attempts" in listed) == ("failed", error, False)
+    assert js.job_status("job_1")["attempts"][0]["state"] == "succeeded"
+    js.stop()
+
+
+def test_a_restarted_jobserver_fails_the_running_job_and_removes_its_output(tmp_path):
+    js = jobserver(tmp_path, FakeDfs())
+    submit(js)
+    (launch,) = beat(js)
+    aid = launch.launch.attempt_id
+    js.store.wait()
+    js.stop()   # as if killed: its finisher never ran
+
+    dfs = FakeDfs()
+    js = jobserver(tmp_path, dfs)
+    st = js.job_status("job_1")
+    assert st["state"] == "running"    # until its partial output is removed
+    assert "the jobserver restarted while the job was running" in st["error"]
+    assert [(a["attempt_id"], a["state"]) for a in st["attempts"]] == [(aid, "lost")]
+    # the TaskHost still running is told to die, and may not commit
+    assert [c.kill.attempt_id for c in beat(js, (aid, job_pb2.RUNNING))] == [aid]
+    assert not js.commit(aid)
+    run_finisher(js)
+    assert dfs.calls == [("delete", "/out"), ("delete", "/jobs/job_1")]
+    assert js.job_status("job_1")["state"] == "failed"
+    js.stop()
+
+    js = jobserver(tmp_path, FakeDfs())   # the next restart finds it failed, as it was
+    assert js.job_status("job_1")["state"] == "failed"
+    assert js._finisher_queue.empty()
+    js.stop()

@@ -4,16 +4,13 @@ Every RPC becomes one event for the core, handled under one lock; the shell carr
 returned actions: Persist -> the SQLite store (queued; written by the store's own thread),
 launch / kill / cleanup commands -> the reply of the Heartbeat they came from, commit
 grants -> the Commit reply, JobFinished -> the finisher thread, which commits or removes
-the job's output in the DFS. Network calls (DFS reads for RunJob, output commits) happen
-outside the lock. A timer thread sends Tick so silent taskservers are declared lost.
+the job's output in the DFS and reports the outcome back as OutputCommitted or
+OutputCommitFailed, then removes the job dir. Network calls (DFS reads for RunJob, output
+commits) happen outside the lock. A timer thread sends Tick so silent taskservers are
+declared lost. Job states, including the output phase, are the core's (see model.py).
 
-While a finished job's output is being committed (or removed) its status still says
-"running"; it turns final only once `_SUCCESS` is there (or the output is gone), so a
-client that sees "succeeded" can read the output at once.
-
-Restart: every job the store holds is listed as it was. A job that was created or running
-when the previous jobserver stopped is marked failed ("the jobserver restarted...") and its
-partial output removed; resuming such jobs is future work.
+Start-up: every job the store holds is fed to the core as a JobRestored; the core lists
+finished ones as they were and fails those that were created or running.
 """
 from __future__ import annotations
 
@@ -27,7 +24,7 @@ from typing import Any
 
 from minijet import daemon, rpc
 from minijet.config import Config
-from minijet.errors import FailedPrecondition, MinijetError, NotFound
+from minijet.errors import FailedPrecondition, MinijetError
 from minijet.jobserver import jobfiles, model
 from minijet.jobserver.store import JobStore
 from minijet.proto import job_pb2, job_pb2_grpc
@@ -88,11 +85,7 @@ class JobServer:
         self._started = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self._seq = 0
         self._submitting: set[str] = set()       # RunJob in progress (reading the DFS)
-        self._outputs: dict[str, str] = {}       # output path -> the unfinished job writing it
-        self._finishing: dict[str, model.JobFinished] = {}   # output being committed/removed
-        self._outcome: dict[str, tuple[str, str]] = {}   # job -> (state, error) if the
-        #                                                   output commit failed the job
-        self._history: dict[str, dict[str, Any]] = {}    # jobs of earlier runs (from the store)
+        self._restored = 0                       # jobs of earlier runs (from the store)
         self._live_taskservers: set[str] = set()          # for join / loss log lines
         self._finisher_queue: queue.Queue[model.JobFinished | None] = queue.Queue()
         self._stop = threading.Event()
@@ -113,7 +106,7 @@ class JobServer:
             self._threads.append(t)
         log.info("jobserver serving on %s (port %d), store %s, %d jobs from earlier runs",
                  self.config["jobserver"]["address"], self.port, self.store.path,
-                 len(self._history))
+                 self._restored)
 
     def stop(self) -> None:
         self._stop.set()
@@ -127,41 +120,22 @@ class JobServer:
         log.info("jobserver stopped")
 
     def _recover(self) -> None:
-        """Load the jobs of earlier runs; fail those that were still going."""
-        attempts: dict[str, list[dict]] = {}
-        for row in self.store.rows("attempts"):
-            attempts.setdefault(row["job_id"], []).append(row)
-        tasks: dict[str, list[dict]] = {}
-        for row in self.store.rows("tasks"):
-            tasks.setdefault(row["job_id"], []).append(row)
+        """Hand the jobs of earlier runs to the core (which fails those still going)."""
+        of_job: dict[str, dict[str, list[dict]]] = {"tasks": {}, "attempts": {}}
+        for table, rows in of_job.items():
+            for row in self.store.rows(table):
+                rows.setdefault(row["job_id"], []).append(row)
         now = time.time()
         for row in self.store.rows("jobs"):
-            if row["job_id"].startswith(f"job_{self._started}_"):
-                self._seq = max(self._seq, int(row["job_id"].rsplit("_", 1)[1]))
-            if row["state"] not in FINAL:
-                was = row["state"]
-                row.update(state=model.FAILED, end_time=now,
-                           error=f"the jobserver restarted while the job was {was}; "
-                                 f"resuming jobs after a restart is not supported yet")
-                records = [("jobs", {k: row[k] for k in ("job_id", "state", "end_time",
-                                                          "error")})]
-                for t in tasks.get(row["job_id"], []):
-                    if t["state"] not in FINAL:
-                        t["state"] = model.KILLED
-                        records.append(("tasks", {"task_id": t["task_id"], "state": t["state"]}))
-                for a in attempts.get(row["job_id"], []):
-                    if a["state"] in model.ACTIVE:
-                        a.update(state=model.LOST, end_time=now, error="jobserver restarted")
-                        records.append(("attempts", {k: a[k] for k in (
-                            "attempt_id", "state", "end_time", "error")}))
-                self.store.save(records)
-                log.warning("job %s: failed by jobserver restart (was %s)", row["job_id"], was)
-                # remove its partial output (only a submitted job has one) and job dir
-                outputs = row["output_path"].split(",") if row["output_path"] else []
-                self._finisher_queue.put(model.JobFinished(
-                    row["job_id"], model.FAILED, outputs, row["error"], "restart"))
-            self._history[row["job_id"]] = _history_status(
-                row, tasks.get(row["job_id"], []), attempts.get(row["job_id"], []))
+            job_id = row["job_id"]
+            if job_id.startswith(f"job_{self._started}_"):
+                self._seq = max(self._seq, int(job_id.rsplit("_", 1)[1]))
+            event = model.JobRestored(row, of_job["tasks"].get(job_id, []),
+                                      of_job["attempts"].get(job_id, []), now)
+            with self._lock:
+                for action in self._handle(event):
+                    log.error("unexpected action from JobRestored: %s", action)
+            self._restored += 1
         self.store.wait()
 
     # ---- the core, under the lock ----
@@ -177,8 +151,6 @@ class JobServer:
             elif isinstance(action, model.JobFinished):
                 log.info("job %s: %s%s (cause %s)", action.job_id, action.state,
                          f": {action.error}" if action.error else "", action.cause)
-                if action.output_paths:   # final for clients once its output is
-                    self._finishing[action.job_id] = action
                 self._finisher_queue.put(action)
             else:
                 replies.append(action)
@@ -204,19 +176,14 @@ class JobServer:
             action = self._finisher_queue.get()
             if action is None:
                 return
-            error = self._with_retries(action.job_id, "output", lambda: self._finish_output(
-                action))
-            with self._lock:
-                self._finishing.pop(action.job_id, None)
-                for path in action.output_paths:
-                    if self._outputs.get(path) == action.job_id:
-                        del self._outputs[path]
-                if error and action.state == model.SUCCEEDED:
-                    outcome = (model.FAILED, f"the job's output could not be committed: {error}")
-                    self._outcome[action.job_id] = outcome
-                    self.store.save([("jobs", {"job_id": action.job_id, "state": outcome[0],
-                                               "error": outcome[1]})])
             if action.output_paths:
+                error = self._with_retries(action.job_id, "output",
+                                           lambda: self._finish_output(action))
+                event = model.OutputCommitFailed(action.job_id, error, time.time()) if error \
+                    else model.OutputCommitted(action.job_id, time.time())
+                with self._lock:
+                    for unexpected in self._handle(event):
+                        log.error("unexpected action from %s: %s", event, unexpected)
                 log.info("job %s: output %s", action.job_id,
                          "committed" if action.state == model.SUCCEEDED and not error else
                          "removed" if not error else f"left as it is ({error})")
@@ -264,7 +231,7 @@ class JobServer:
 
     def run_job(self, job_id: str) -> None:
         with self._lock:
-            state = self._view(job_id)["state"]
+            state = self.core.job_status(job_id, attempts=False)["state"]
             if state != model.CREATED or job_id in self._submitting:
                 raise FailedPrecondition(f"job {job_id} was already submitted ({state})")
             self._submitting.add(job_id)
@@ -276,14 +243,9 @@ class JobServer:
                 slots = self.core.live_slots()
             splits = jobfiles.input_splits(self.dfs, conf, self.config["dfs"]["block_size"],
                                            slots, self.config["jobserver"]["min_split_size"])
-            with self._lock:
-                for path in conf.output_paths():
-                    if path in self._outputs:
-                        raise FailedPrecondition(f"job {job_id}: output path {path} is the "
-                                                 f"output of job {self._outputs[path]}")
+            with self._lock:   # refused if an unfinished job writes one of its outputs
                 self._handle(model.JobSubmitted(job_id, conf, splits, time.time(),
                                                 job_dir=job_dir))
-                self._outputs.update((path, job_id) for path in conf.output_paths())
         finally:
             with self._lock:
                 self._submitting.discard(job_id)
@@ -291,36 +253,15 @@ class JobServer:
         log.info("job %s: running, %s", job_id, ", ".join(
             f"stage {s} {len(v)} splits" for s, v in splits.items()))
 
-    def _view(self, job_id: str, attempts: bool = True) -> dict[str, Any]:
-        """The job's status: the core's (adjusted while its output is finished), else from
-        an earlier run."""
-        try:
-            s = self.core.job_status(job_id, attempts=attempts)
-        except NotFound:
-            if job_id in self._history:
-                return self._history[job_id]
-            raise NotFound(f"no job {job_id}") from None
-        return self._adjusted(s)
-
-    def _adjusted(self, s: dict[str, Any]) -> dict[str, Any]:
-        if s["job_id"] in self._finishing:
-            s["state"] = model.RUNNING
-        elif s["job_id"] in self._outcome:
-            s["state"], s["error"] = self._outcome[s["job_id"]]
-        return s
-
     def job_status(self, job_id: str) -> dict[str, Any]:
         with self._lock:
-            return self._view(job_id)
+            return self.core.job_status(job_id)
 
     def list_jobs(self, all_jobs: bool) -> list[dict[str, Any]]:
         now = time.time()
         with self._lock:
-            jobs = {job_id: {k: v for k, v in s.items() if k != "attempts"}
-                    for job_id, s in self._history.items()}
-            for s in self.core.list_jobs():
-                jobs[s["job_id"]] = self._adjusted(s)
-        return sorted((s for s in jobs.values()
+            jobs = self.core.list_jobs()
+        return sorted((s for s in jobs
                        if all_jobs or s["state"] not in FINAL or now - s["end_time"] < RECENT),
                       key=lambda s: (s["submit_time"], s["job_id"]))
 
@@ -328,8 +269,6 @@ class JobServer:
         """Kill a created or running job; a job that already ended is left as it is. A kill
         during RunJob wins: RunJob then finds the job killed."""
         with self._lock:
-            if job_id in self._history:
-                return
             self._handle(model.KillJob(job_id, time.time()))
         log.info("job %s: kill requested", job_id)
 
@@ -406,41 +345,6 @@ def _log_attempt_ends(action: model.Persist) -> None:
             log.log(level, "attempt %s: %s on %s%s (cause %s)", row["attempt_id"],
                     row["state"], row["taskserver"],
                     f": {row['error']}" if row["error"] else "", action.cause)
-
-
-def _history_status(job: dict, tasks: list[dict], attempts: list[dict]) -> dict[str, Any]:
-    """A job of an earlier run, from its stored rows, in the core's job_status shape."""
-    stages: dict[str, dict[str, Any]] = {}
-    for t in tasks:
-        st = stages.setdefault(t["stage"], {"stage_id": t["stage"], "tasks": 0, "succeeded": 0,
-                                            "running": 0, "failed_attempts": 0})
-        st["tasks"] += 1
-        st["succeeded"] += t["state"] == model.SUCCEEDED
-    counters: dict[tuple[str, str], int] = {}
-    views = []
-    for a in attempts:
-        stage = a["task_id"][len(job["job_id"]) + 1:].rsplit("_", 1)[0]
-        if a["state"] == model.FAILED and stage in stages:
-            stages[stage]["failed_attempts"] += 1
-        items = json.loads(a["counters_json"] or "[]")
-        if a["state"] == model.SUCCEEDED:
-            for g, n, v in items:
-                counters[(g, n)] = counters.get((g, n), 0) + v
-        views.append({k: a[k] or "" for k in ("attempt_id", "task_id", "taskserver", "host",
-                                              "locality", "state", "error", "traceback")}
-                     | {"start_time": a["start_time"] or 0.0, "end_time": a["end_time"] or 0.0,
-                        "progress": 1.0 if a["state"] == model.SUCCEEDED else 0.0,
-                        "counters": [{"group": g, "name": n, "value": v} for g, n, v in items]})
-    for st in stages.values():
-        st["progress"] = st["succeeded"] / st["tasks"] if st["tasks"] else 1.0
-    return {"job_id": job["job_id"], "name": job["name"] or "", "user": job["user"] or "",
-            "state": job["state"], "submit_time": job["submit_time"] or 0.0,
-            "start_time": job["start_time"] or 0.0, "end_time": job["end_time"] or 0.0,
-            "stages": list(stages.values()), "attempts": views,
-            "counters": [{"group": g, "name": n, "value": v}
-                         for (g, n), v in sorted(counters.items())],
-            "error": job["error"] or "", "traceback": job["traceback"] or "",
-            "output_path": job["output_path"] or ""}
 
 
 class JobServerService(job_pb2_grpc.JobServerServicer):

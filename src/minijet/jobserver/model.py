@@ -16,13 +16,18 @@ thin shell around it:
                           taskserver's own Heartbeat, so every such action in a Heartbeat's
                           result goes into that heartbeat's reply
         CommitGranted / CommitDenied -> the reply to the CommitRequest
-        JobFinished    -> succeeded: remove <out>/_temporary, write <out>/_SUCCESS;
+        JobFinished    -> the job's output commit is granted (when it has output paths):
+                          succeeded: remove <out>/_temporary, write <out>/_SUCCESS;
                           failed/killed: remove the output paths (they did not exist
-                          before the job, so no partial part files remain)
-    a timer sends Tick(now) about once a second (taskserver timeouts).
+                          before the job, so no partial part files remain);
+                          then the shell reports OutputCommitted, or OutputCommitFailed
+                          with the DFS's error
+    a timer sends Tick(now) about once a second (taskserver timeouts); at start-up the
+    shell sends a JobRestored with the stored rows of each job of the store.
 
 Events: JobCreated, JobSubmitted (conf + splits per input stage), Heartbeat (with an
-AttemptStatus per attempt held), TaskServerLost, CommitRequest, FetchFailed, KillJob, Tick.
+AttemptStatus per attempt held), TaskServerLost, CommitRequest, FetchFailed, KillJob, Tick,
+OutputCommitted, OutputCommitFailed, JobRestored.
 LaunchAttempt.task says what the TaskHost runs: {"stage", "index", and "split"
 (Split.to_dict()) for an input stage, or "producers" ({stage id: task count}) for a
 consumer, which reads partition `index` of every producer's output}.
@@ -52,6 +57,19 @@ slot; they fetch the outputs as they appear. So that early consumers never hold 
 producer needs (a retry, a lost output made again), at most half of the live slots go to
 tasks started early; the other consumer tasks start when their inputs are complete.
 
+Output commit: a job's output paths belong to it from JobSubmitted until its output is
+committed or removed; another job naming one of them is refused. While the output is being
+committed or removed (JobFinished sent, no OutputCommitted / OutputCommitFailed yet) the job
+is shown as running, so a client that sees it succeeded can read the output at once. A
+failed commit fails a succeeded job (SUCCEEDED -> FAILED); a failed removal leaves the job
+as it is. The output phase is not stored: a job of an earlier run is shown as stored.
+
+Restore: JobRestored rebuilds a job of an earlier run from its stored rows (the inverse of
+Persist's records), so its status has the shape of a live job's. A finished job is listed as
+it was. A job that was created or running is failed ("the jobserver restarted...") as any
+failed job is: its attempts still going are lost, its unfinished tasks killed, and its output
+removal granted (JobFinished); resuming it is future work.
+
 Every event carries an id (given, or "e<seq>"); every action names it as `cause`.
 """
 from __future__ import annotations
@@ -61,7 +79,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from minijet.errors import (AlreadyExists, ConfigError, FailedPrecondition, InvalidArgument,
-                            NotFound)
+                            MinijetError, NotFound)
 from minijet.jobconf import FILE, JobConf
 from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler
 from minijet.jobserver.splits import Split
@@ -90,9 +108,19 @@ WAITING, PENDING = "waiting", "pending"   # task: inputs not ready / ready to sc
 ASSIGNED, LOST = "assigned", "lost"        # attempt: sent to a taskserver / taskserver gone
 
 JOB_TRANSITIONS = {
-    CREATED: {RUNNING, KILLED},
+    CREATED: {RUNNING, KILLED, FAILED},   # failed: by a jobserver restart
     RUNNING: {SUCCEEDED, FAILED, KILLED},
+    SUCCEEDED: {FAILED},                  # its output could not be committed
 }
+# A job's output paths once the job has ended: the shell commits them (succeeded) or
+# removes them (failed, killed), then reports; closed: nothing (more) to do
+OPEN, COMMITTING, REMOVING, CLOSED = "open", "committing", "removing", "closed"
+OUTPUT_TRANSITIONS = {
+    OPEN: {COMMITTING, REMOVING, CLOSED},   # closed: the job ended without output paths
+    COMMITTING: {CLOSED},
+    REMOVING: {CLOSED},
+}
+FINISHING = (COMMITTING, REMOVING)   # the job is shown as running meanwhile
 TASK_TRANSITIONS = {
     WAITING: {PENDING, KILLED},
     PENDING: {RUNNING, WAITING, KILLED},
@@ -124,10 +152,11 @@ ON_REPORT = {
 Counters = list[tuple[str, str, int]]   # (group, name, value)
 
 
-def _move(obj: Any, table: dict[str, set[str]], new: str) -> None:
-    if new not in table.get(obj.state, ()):
-        raise AssertionError(f"{obj.id}: illegal transition {obj.state} -> {new}")
-    obj.state = new
+def _move(obj: Any, table: dict[str, set[str]], new: str, attr: str = "state") -> None:
+    old = getattr(obj, attr)
+    if new not in table.get(old, ()):
+        raise AssertionError(f"{obj.id}: illegal {attr} transition {old} -> {new}")
+    setattr(obj, attr, new)
 
 
 # ---- events ----
@@ -213,6 +242,33 @@ class Tick:
     id: str = ""
 
 
+@dataclass
+class OutputCommitted:
+    """The shell carried out a JobFinished: the output is committed (or removed)."""
+    job_id: str
+    now: float
+    id: str = ""
+
+
+@dataclass
+class OutputCommitFailed:
+    """The shell could not commit (or remove) the output of a JobFinished."""
+    job_id: str
+    error: str
+    now: float
+    id: str = ""
+
+
+@dataclass
+class JobRestored:
+    """A job of an earlier run, as its rows in minijet.jobserver.store hold it."""
+    job: dict[str, Any]
+    tasks: list[dict[str, Any]]
+    attempts: list[dict[str, Any]]
+    now: float
+    id: str = ""
+
+
 # ---- actions ----
 
 
@@ -276,7 +332,9 @@ class Job:
     def __init__(self, job_id: str, name: str, user: str, job_dir: str, now: float):
         self.id, self.name, self.user, self.job_dir = job_id, name, user, job_dir
         self.state = CREATED
+        self.output = OPEN
         self.conf: JobConf | None = None
+        self.output_paths: list[str] = []
         self.stages: dict[str, Stage] = {}   # parents before children
         self.submit_time, self.start_time, self.end_time = now, 0.0, 0.0
         self.error = self.traceback = ""
@@ -337,14 +395,15 @@ class Attempt:
     __slots__ = ("task", "id", "taskserver", "host", "locality", "state", "start_time",
                  "end_time", "launched_in", "progress", "counters", "error", "traceback")
 
-    def __init__(self, task: Task, ts: TaskServer, locality: str, now: float):
+    def __init__(self, task: Task, attempt_id: str, taskserver: str, host: str, locality: str,
+                 now: float, launched_in: int = 0):
         self.task = task
-        self.id = make_attempt_id(task.id, len(task.attempts))
-        self.taskserver, self.host = ts.name, ts.host
+        self.id = attempt_id
+        self.taskserver, self.host = taskserver, host
         self.locality = locality
         self.state = ASSIGNED
         self.start_time, self.end_time = now, 0.0
-        self.launched_in = ts.heartbeats      # the heartbeat whose reply launches it
+        self.launched_in = launched_in        # the heartbeat whose reply launches it
         self.progress = 0.0
         self.counters: Counters = []
         self.error = self.traceback = ""
@@ -378,6 +437,7 @@ class JobServerCore:
         self._attempts: dict[str, Attempt] = {}
         self._taskservers: dict[str, TaskServer] = {}
         self._alive: set[str] = set()   # names of live taskservers
+        self._writers: dict[str, str] = {}   # output path -> the job it belongs to
         self._seq = 0
         # per handle() call
         self._cause = ""
@@ -421,12 +481,17 @@ class JobServerCore:
             if s.input and s.id not in ev.splits:
                 raise InvalidArgument(f"job {ev.job_id}: no splits for input stage {s.id!r}")
         job = self._jobs.get(ev.job_id)
+        if job is not None and job.state != CREATED:
+            raise FailedPrecondition(f"job {ev.job_id} was already submitted ({job.state})")
+        for path in conf.output_paths():
+            if path in self._writers:
+                raise FailedPrecondition(f"job {ev.job_id}: output path {path} is the "
+                                         f"output of job {self._writers[path]}")
         if job is None:
             job = self._jobs[ev.job_id] = Job(ev.job_id, conf.name, conf.user, ev.job_dir,
                                               ev.now)
-        elif job.state != CREATED:
-            raise FailedPrecondition(f"job {ev.job_id} was already submitted ({job.state})")
         job.conf, job.start_time = conf, ev.now
+        self._own_outputs(job, conf.output_paths())
         job.name, job.user = conf.name, conf.user or job.user
         _move(job, JOB_TRANSITIONS, RUNNING)
         self._touch(job)
@@ -532,6 +597,38 @@ class JobServerCore:
                 self._on_taskserver_lost(TaskServerLost(
                     ts.name, ev.now, f"no heartbeat for {ev.now - ts.last_heartbeat:.0f}s"))
 
+    def _on_output_committed(self, ev: OutputCommitted | OutputCommitFailed) -> None:
+        job = self._job(ev.job_id)
+        committing = job.output == COMMITTING
+        _move(job, OUTPUT_TRANSITIONS, CLOSED, "output")
+        for path in job.output_paths:
+            if self._writers.get(path) == job.id:
+                del self._writers[path]
+        if isinstance(ev, OutputCommitFailed) and committing:
+            _move(job, JOB_TRANSITIONS, FAILED)
+            job.error = f"the job's output could not be committed: {ev.error}"
+            self._touch(job)
+        # a removal that failed leaves the output as it is, and the job as it ended
+
+    def _on_job_restored(self, ev: JobRestored) -> None:
+        job_id = ev.job["job_id"]
+        if job_id in self._jobs:
+            raise AlreadyExists(f"job {job_id} already exists")
+        job = self._jobs[job_id] = _restored_job(ev.job, ev.tasks, ev.attempts)
+        for task in job.tasks():
+            self._tasks[task.id] = task
+            self._attempts.update((a.id, a) for a in task.attempts)
+        if job.output == CLOSED:   # it had ended
+            return
+        was = job.state
+        self._own_outputs(job, job.output_paths)
+        for task in job.tasks():
+            for a in task.active():
+                self._end(a, LOST, ev.now)
+                a.error = "jobserver restarted"
+        self._finish(job, FAILED, f"the jobserver restarted while the job was {was}; resuming "
+                                  f"jobs after a restart is not supported yet", "", ev.now)
+
     # ---- attempt reports (ON_REPORT) ----
 
     def _progressed(self, a: Attempt, st: AttemptStatus, now: float) -> None:
@@ -592,7 +689,8 @@ class JobServerCore:
 
     def _launch(self, task: Task, locality: str, ts: TaskServer) -> None:
         job = task.job
-        a = Attempt(task, ts, locality, ts.last_heartbeat)
+        a = Attempt(task, make_attempt_id(task.id, len(task.attempts)), ts.name, ts.host,
+                    locality, ts.last_heartbeat, ts.heartbeats)
         task.attempts.append(a)
         self._attempts[a.id] = a
         ts.active[a.id] = a
@@ -614,8 +712,8 @@ class JobServerCore:
         if st is not None:
             a.progress, a.counters = st.progress, list(st.counters)
             a.error, a.traceback = st.error, st.traceback
-        ts = self._taskservers[a.taskserver]
-        if ts.active.get(a.id) is a:
+        ts = self._taskservers.get(a.taskserver)   # None: an attempt of an earlier run
+        if ts is not None and ts.active.get(a.id) is a:
             del ts.active[a.id]
         self._touch(a)
 
@@ -697,14 +795,22 @@ class JobServerCore:
             if task.state in (WAITING, PENDING, RUNNING):
                 _move(task, TASK_TRANSITIONS, KILLED)
                 self._touch(task)
-            if task.output is not None:
-                self._taskservers[task.output.taskserver].outputs.pop(task.output.id, None)
+            ts = self._taskservers.get(task.output.taskserver) if task.output else None
+            if ts is not None:
+                ts.outputs.pop(task.output.id, None)
         for name in sorted(job.taskservers):
             ts = self._taskservers.get(name)
             if ts is not None and ts.alive:
                 ts.outbox.append(CleanupJob(name, job.id, self._cause))
-        outputs = job.conf.output_paths() if job.conf is not None else []
-        self._actions.append(JobFinished(job.id, state, outputs, error, self._cause))
+        _move(job, OUTPUT_TRANSITIONS, (COMMITTING if state == SUCCEEDED else REMOVING)
+              if job.output_paths else CLOSED, "output")
+        self._actions.append(JobFinished(job.id, state, list(job.output_paths), error,
+                                         self._cause))
+
+    def _own_outputs(self, job: Job, paths: list[str]) -> None:
+        job.output_paths = list(paths)
+        for path in paths:
+            self._writers.setdefault(path, job.id)
 
     def _touch(self, obj: Any) -> None:
         self._dirty[obj.id] = obj   # job, task and attempt ids never collide
@@ -745,13 +851,14 @@ class JobServerCore:
         for name, value in _attempt_counters(every).items():
             counters[("job", name)] = value
         status = {
-            "job_id": job.id, "name": job.name, "user": job.user, "state": job.state,
+            "job_id": job.id, "name": job.name, "user": job.user,
+            "state": RUNNING if job.output in FINISHING else job.state,
             "submit_time": job.submit_time, "start_time": job.start_time,
             "end_time": job.end_time, "stages": stages,
             "counters": [{"group": g, "name": n, "value": v}
                          for (g, n), v in sorted(counters.items())],
             "error": job.error, "traceback": job.traceback,
-            "output_path": ",".join(job.conf.output_paths()) if job.conf else "",
+            "output_path": ",".join(job.output_paths),
         }
         if attempts:
             status["attempts"] = [_attempt_view(a) for a in every]
@@ -780,7 +887,9 @@ class JobServerCore:
             raise NotFound(f"job {job_id} has no stage {stage_id!r}")
         outputs = [{"task_id": t.id, "attempt_id": t.output.id,
                     "address": self._taskservers[t.output.taskserver].address}
-                   for t in stage.tasks if t.output is not None]
+                   for t in stage.tasks if t.output is not None
+                   and t.output.taskserver in self._taskservers]   # else: not seen since a
+        #                                                            jobserver restart
         return {"outputs": outputs, "total": len(stage.tasks)}
 
 
@@ -789,6 +898,8 @@ _HANDLERS = {
     Heartbeat: "_on_heartbeat", TaskServerLost: "_on_taskserver_lost",
     CommitRequest: "_on_commit_request", FetchFailed: "_on_fetch_failed",
     KillJob: "_on_kill_job", Tick: "_on_tick",
+    OutputCommitted: "_on_output_committed", OutputCommitFailed: "_on_output_committed",
+    JobRestored: "_on_job_restored",
 }
 
 
@@ -819,7 +930,7 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
                "traceback": obj.traceback}
         if obj.conf is not None:
             row["conf_json"] = json.dumps(obj.conf.to_dict())
-            row["output_path"] = ",".join(obj.conf.output_paths())
+            row["output_path"] = ",".join(obj.output_paths)
         return ("jobs", row)
     if isinstance(obj, Task):
         return ("tasks", {"task_id": obj.id, "job_id": obj.job.id, "stage": obj.stage.id,
@@ -830,3 +941,48 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
                          "start_time": obj.start_time, "end_time": obj.end_time,
                          "error": obj.error, "traceback": obj.traceback,
                          "counters_json": json.dumps(obj.counters)})
+
+
+def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
+                  attempts: list[dict[str, Any]]) -> Job:
+    """A job, its tasks and attempts from the rows _record wrote (missing columns: None)."""
+    job = Job(row["job_id"], row["name"] or "", row["user"] or "", row["job_dir"] or "",
+              row["submit_time"] or 0.0)
+    job.state, job.start_time, job.end_time = row["state"], row["start_time"] or 0.0, \
+        row["end_time"] or 0.0
+    job.error, job.traceback = row["error"] or "", row["traceback"] or ""
+    job.output_paths = row["output_path"].split(",") if row["output_path"] else []
+    job.output = CLOSED if job.state in (SUCCEEDED, FAILED, KILLED) else OPEN
+    try:
+        job.conf = JobConf.from_dict(json.loads(row["conf_json"])) if row["conf_json"] else None
+    except (ValueError, MinijetError):   # a conf this version no longer reads
+        job.conf = None
+    if job.conf is not None:
+        for s in job.conf.topological_order():
+            stage = job.stages[s.id] = Stage(job, s.id, s.output.channel == FILE)
+            stage.parents = [job.stages[p] for p in s.inputs]
+            for p in stage.parents:
+                p.children.append(stage)
+    by_id: dict[str, Task] = {}
+    for t in sorted(tasks, key=lambda t: t["task_index"]):
+        stage = job.stages.get(t["stage"]) or job.stages.setdefault(
+            t["stage"], Stage(job, t["stage"], False))
+        task = by_id[t["task_id"]] = Task(stage, t["task_index"], None)
+        task.state = t["state"]
+        stage.tasks.append(task)
+    for r in sorted(attempts, key=lambda r: int(r["attempt_id"].rsplit("_", 1)[1])):
+        task = by_id[r["task_id"]]
+        a = Attempt(task, r["attempt_id"], r["taskserver"] or "", r["host"] or "",
+                    r["locality"] or "", r["start_time"] or 0.0)
+        a.state, a.end_time = r["state"], r["end_time"] or 0.0
+        a.error, a.traceback = r["error"] or "", r["traceback"] or ""
+        a.counters = [tuple(c) for c in json.loads(r["counters_json"] or "[]")]
+        a.progress = 1.0 if a.state == SUCCEEDED else 0.0   # progress is not stored
+        task.attempts.append(a)
+        if a.state == SUCCEEDED:
+            task.output = a
+        elif a.state == FAILED:
+            task.failures += 1
+    for stage in job.stages.values():
+        stage.succeeded = sum(1 for t in stage.tasks if t.state == SUCCEEDED)
+    return job
