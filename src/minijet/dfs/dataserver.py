@@ -1,6 +1,6 @@
 """The dataserver daemon: stores block replicas and streams them.
 
-It serves the data-transfer protocol (datatransfer.py) on `dataserver.address`, one thread
+It serves the data-transfer protocol (transfer_server.py) on `dataserver.address`, one thread
 per connection; registers with the nameserver (retrying while it is down), sends a block
 report, then heartbeats every `dataserver.heartbeat_interval` and carries out the commands
 in the replies: replicate a replica to other dataservers (through the same write pipeline
@@ -16,7 +16,7 @@ from typing import Callable
 
 from minijet import daemon, rpc
 from minijet.config import Config
-from minijet.dfs import datatransfer
+from minijet.dfs import transfer_server
 from minijet.dfs.blockstore import BlockStore
 from minijet.errors import (ChecksumError, FailedPrecondition, MinijetError, NotFound,
                             Unavailable)
@@ -103,8 +103,8 @@ class DataTransferServer:
         with self._lock:
             self._active += 1
         try:
-            datatransfer.tune(conn, self.settings["timeout"])
-            datatransfer.serve(conn, self.store, self.settings, self.on_block_received,
+            transfer_server.tune(conn, self.settings["timeout"])
+            transfer_server.serve(conn, self.store, self.settings, self.on_block_received,
                                self.stopping)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.info("data connection from %s:%s ended: %s", peer[0], peer[1],
@@ -277,10 +277,10 @@ def copy_replica(store: BlockStore, block_id: int, targets: list[str], packet_si
                  timeout: float, token: str = "") -> None:
     """Send a local replica down a write pipeline to `targets`, checking its CRCs as it goes."""
     with store.open(block_id) as replica:
-        writer = datatransfer.BlockWriter(targets, block_id, replica.chunk_size, timeout,
+        writer = transfer_server.BlockWriter(targets, block_id, replica.chunk_size, timeout,
                                           token)
         try:
-            step = datatransfer.packet_size_for(packet_size, replica.chunk_size)
+            step = transfer_server.packet_size_for(packet_size, replica.chunk_size)
             for pos in range(0, replica.length, step):
                 data, crcs = replica.read_verified(pos, min(step, replica.length - pos))
                 writer.write_packet(data, crcs)
