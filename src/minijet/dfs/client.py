@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from minijet import config as configmod
 from minijet import rpc
-from minijet.dfs import blockstore, transfer_server
+from minijet.dfs import blockstore, transfer_client
+from minijet.dfs.transfer_wire import packet_size_for
 from minijet.errors import ChecksumError, InvalidArgument, MinijetError, NotFound, Unavailable
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 
@@ -237,7 +238,7 @@ class DfsWriter:
         self.block_size = reply.block_size
         self.replication = reply.replication
         self.chunk_size = dfs["checksum_chunk_size"]
-        self.packet_size = transfer_server.packet_size_for(dfs["packet_size"], self.chunk_size)
+        self.packet_size = packet_size_for(dfs["packet_size"], self.chunk_size)
         self._retries = dfs["client_retries"]
         self._timeout = dfs["socket_timeout"]
         self._token = client.config["security"]["auth_token"]
@@ -247,7 +248,7 @@ class DfsWriter:
         self._spare: list[bytearray] = []  # packet buffers of finished blocks, for reuse
         self._block_len = 0                      # bytes of the current block, sent or not
         self._block: dfs_pb2.LocatedBlock | None = None
-        self._pipeline: transfer_server.BlockWriter | None = None
+        self._pipeline: transfer_client.BlockWriter | None = None
         self._failures = 0                       # pipelines lost for the current block
         self._previous = dfs_pb2.Block()         # the last finished block
         self._excluded: set[str] = set()
@@ -340,10 +341,10 @@ class DfsWriter:
             return
         try:
             self._pipeline.write_packet(data, crcs)
-        except transfer_server.PipelineError as e:
+        except transfer_client.PipelineError as e:
             self._new_pipeline(e)
 
-    def _new_pipeline(self, failure: transfer_server.PipelineError | None) -> None:
+    def _new_pipeline(self, failure: transfer_client.PipelineError | None) -> None:
         """Get a (new) block and pipeline and send it the current block's packets so far."""
         while True:
             if failure is not None:
@@ -353,16 +354,16 @@ class DfsWriter:
                 excluded_hosts=sorted(self._excluded)), idempotent=True)
             targets = [n.data_address for n in self._block.locations]
             try:
-                self._pipeline = transfer_server.BlockWriter(
+                self._pipeline = transfer_client.BlockWriter(
                     targets, self._block.block.block_id, self.chunk_size, self._timeout,
                     self._token)
                 for data, crcs in self._packets:
                     self._pipeline.write_packet(data, crcs)
                 return
-            except transfer_server.PipelineError as e:
+            except transfer_client.PipelineError as e:
                 failure = e
 
-    def _give_up_block(self, failure: transfer_server.PipelineError) -> None:
+    def _give_up_block(self, failure: transfer_client.PipelineError) -> None:
         block_id = self._block.block.block_id
         if self._pipeline is not None:
             self._pipeline.close()
@@ -390,7 +391,7 @@ class DfsWriter:
             try:
                 self._pipeline.finish()
                 break
-            except transfer_server.PipelineError as e:
+            except transfer_client.PipelineError as e:
                 self._new_pipeline(e)
         self._previous = dfs_pb2.Block(block_id=self._block.block.block_id,
                                        length=self._block_len)
@@ -460,7 +461,7 @@ class DfsReader(io.RawIOBase):
         self.length = reply.status.length
         self._set_blocks(reply.blocks)
         self._pos = 0
-        self._reader: transfer_server.BlockReader | None = None
+        self._reader: transfer_client.BlockReader | None = None
         self._reader_base = 0          # file offset of the open block's first byte
         self._reader_host = ""
         self._bad: set[tuple[int, str]] = set()  # (block id, host) replicas that failed us
@@ -584,7 +585,7 @@ class DfsReader(io.RawIOBase):
                 return 0
             except ChecksumError as e:
                 self._replica_failed(e, corrupt=True)
-            except transfer_server.ReplicaUnavailable as e:
+            except transfer_client.ReplicaUnavailable as e:
                 self._replica_failed(e, corrupt=False)
 
     def _replica_failed(self, error: MinijetError, corrupt: bool) -> None:
@@ -624,10 +625,10 @@ class DfsReader(io.RawIOBase):
                 if (block_id, node.host) in self._bad:
                     continue
                 try:
-                    self._reader = transfer_server.BlockReader(
+                    self._reader = transfer_client.BlockReader(
                         node.data_address, block_id, within, located.block.length - within,
                         self._timeout, self._token)
-                except (transfer_server.ReplicaUnavailable, ChecksumError) as e:
+                except (transfer_client.ReplicaUnavailable, ChecksumError) as e:
                     if isinstance(e, ChecksumError):  # the dataserver found it damaged
                         self._report_bad(block_id, node.host)
                     self._bad.add((block_id, node.host))
