@@ -26,25 +26,12 @@ from dataclasses import dataclass
 from minijet import config as configmod
 from minijet import rpc
 from minijet.dfs import blockstore, transfer_client
+from minijet.dfs.namespace import FileStatus
 from minijet.dfs.transfer_wire import packet_size_for
 from minijet.errors import ChecksumError, InvalidArgument, MinijetError, NotFound, Unavailable
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FileStatus:
-    path: str
-    is_dir: bool
-    length: int
-    replication: int
-    block_size: int
-    mtime: float
-
-    @classmethod
-    def from_proto(cls, s: dfs_pb2.FileStatus) -> "FileStatus":
-        return cls(s.path, s.is_dir, s.length, s.replication, s.block_size, s.mtime)
 
 
 @dataclass
@@ -132,10 +119,10 @@ class DfsClient:
 
     def list(self, path: str) -> list[FileStatus]:
         reply = self._call("List", dfs_pb2.PathRequest(path=path), idempotent=True)
-        return [FileStatus.from_proto(s) for s in reply.entries]
+        return [_file_status(s) for s in reply.entries]
 
     def stat(self, path: str) -> FileStatus:
-        return FileStatus.from_proto(
+        return _file_status(
             self._call("GetFileInfo", dfs_pb2.PathRequest(path=path), idempotent=True))
 
     def exists(self, path: str) -> bool:
@@ -185,6 +172,10 @@ class DfsClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _file_status(s: dfs_pb2.FileStatus) -> FileStatus:
+    return FileStatus(s.path, s.is_dir, s.length, s.replication, s.block_size, s.mtime)
 
 
 def _copy_overlapped(reader, out, size: int) -> None:

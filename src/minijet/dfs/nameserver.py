@@ -17,11 +17,12 @@ import random
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from minijet import daemon, rpc
 from minijet.config import Config
 from minijet.dfs import blockmap, journal, paths, placement
-from minijet.dfs.namespace import Block, Edit, Namespace, OpenFile, Status
+from minijet.dfs.namespace import Block, Edit, FileStatus, Namespace, OpenFile
 from minijet.errors import FailedPrecondition, InvalidArgument, Unavailable
 from minijet.proto import dfs_pb2 as pb
 from minijet.proto import dfs_pb2_grpc
@@ -131,6 +132,16 @@ class NameServer:
             self._start_checkpoint()
         return txid
 
+    def _edit(self, change: Callable[[], Edit]) -> tuple[Edit, int | None]:
+        """A client's namespace change (refused in safe mode): applied and journaled under
+        the lock, then durable (outside it) before this returns (edit, txid)."""
+        with self._lock:
+            self._check_writable()
+            edit = change()
+            txid = self._commit(edit)
+        self._sync(txid)
+        return edit, txid
+
     def _sync(self, txid: int | None) -> None:
         """Outside the lock: wait until the record is durable."""
         if txid is None:
@@ -201,11 +212,7 @@ class NameServer:
 
     def mkdirs(self, path: str, parents: bool) -> None:
         path = paths.normalize(path)
-        with self._lock:
-            self._check_writable()
-            edit = self.ns.mkdirs(path, parents, self.clock())
-            txid = self._commit(edit)
-        self._sync(txid)
+        _, txid = self._edit(lambda: self.ns.mkdirs(path, parents, self.clock()))
         if txid:
             log.info("mkdirs %s", path)
 
@@ -217,13 +224,16 @@ class NameServer:
         block_size = block_size or self.config["dfs"]["block_size"]
         if replication > 1024:
             raise InvalidArgument(f"create {path}: replication {replication} is too large")
-        with self._lock:
-            self._check_writable()
+        f = None
+
+        def change() -> Edit:
+            nonlocal f
             f, edit = self.ns.create(path, client_id=client_id, client_host=client_host,
                                      replication=replication, block_size=block_size,
                                      overwrite=overwrite, now=self.clock())
-            txid = self._commit(edit)
-        self._sync(txid)
+            return edit
+
+        self._edit(change)
         log.info("create %s by client %s on %s (replication %s, block size %s%s)", path,
                  client_id, client_host, replication, block_size,
                  ", overwrite" if overwrite else "")
@@ -257,20 +267,21 @@ class NameServer:
 
     def complete(self, path: str, client_id: str, last: Block | None) -> None:
         path = paths.normalize(path)
-        with self._lock:
-            self._check_writable()
+
+        def change() -> Edit:
             edit = self.ns.complete(path, client_id, last, self.clock())
             if edit.record is not None:
                 for block_id, length in edit.record["blocks"]:
                     self.blocks.complete_block(block_id, length, edit.record["replication"])
-            txid = self._commit(edit)
-        self._sync(txid)
+            return edit
+
+        edit, _ = self._edit(change)
         if edit.record is not None:
             log.info("complete %s: %s blocks, %s bytes", path, len(edit.record["blocks"]),
                      sum(n for _, n in edit.record["blocks"]))
 
     def block_locations(self, path: str, start: int, length: int, client_host: str
-                        ) -> tuple[Status, list[pb.LocatedBlock]]:
+                        ) -> tuple[FileStatus, list[pb.LocatedBlock]]:
         """The file's status and its blocks in [start, start+length) (length 0: to the
         end), each with its replicas, the nearest to `client_host` first."""
         path = paths.normalize(path)
@@ -292,23 +303,19 @@ class NameServer:
                 offset += b.length
         return status, located
 
-    def stat(self, path: str) -> Status:
+    def stat(self, path: str) -> FileStatus:
         path = paths.normalize(path)
         with self._lock:
             return self.ns.stat(path)
 
-    def list_dir(self, path: str) -> list[Status]:
+    def list_dir(self, path: str) -> list[FileStatus]:
         path = paths.normalize(path)
         with self._lock:
             return self.ns.list(path)
 
     def delete(self, path: str, recursive: bool) -> bool:
         path = paths.normalize(path)
-        with self._lock:
-            self._check_writable()
-            edit = self.ns.delete(path, recursive, self.clock())
-            txid = self._commit(edit)
-        self._sync(txid)
+        edit, txid = self._edit(lambda: self.ns.delete(path, recursive, self.clock()))
         if txid:
             log.info("delete %s%s: %s blocks freed", path, " (recursive)" if recursive
                      else "", len(edit.removed_blocks))
@@ -316,10 +323,7 @@ class NameServer:
 
     def rename(self, src: str, dst: str) -> None:
         src, dst = paths.normalize(src), paths.normalize(dst)
-        with self._lock:
-            self._check_writable()
-            txid = self._commit(self.ns.rename(src, dst, self.clock()))
-        self._sync(txid)
+        self._edit(lambda: self.ns.rename(src, dst, self.clock()))
         log.info("rename %s to %s", src, dst)
 
     def report_bad_block(self, block_id: int, host: str) -> None:
@@ -461,7 +465,7 @@ class NameServer:
         return pb.DataServerCommand(delete_blocks=pb.DeleteBlocksCommand(block_ids=c.block_ids))
 
 
-def file_status_proto(st: Status) -> pb.FileStatus:
+def file_status_proto(st: FileStatus) -> pb.FileStatus:
     return pb.FileStatus(path=st.path, is_dir=st.is_dir, length=st.length,
                          replication=st.replication, block_size=st.block_size, mtime=st.mtime)
 
