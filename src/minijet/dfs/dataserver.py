@@ -195,6 +195,5 @@ def copy_replica(store: BlockStore, block_id: int, targets: list[str], packet_si
             writer.close()
 
 
-@daemon.command("dataserver", "Store DFS block replicas and stream them to clients.")
-def main(config: Config) -> None:
-    daemon.run_until_stopped(DataServer(config))
+main = daemon.main_of("dataserver", "Store DFS block replicas and stream them to clients.",
+                      DataServer)

@@ -576,6 +576,5 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
         return pb.Empty()
 
 
-@daemon.command("nameserver", "Run the DFS nameserver (namespace, block map, re-replication).")
-def main(config: Config) -> None:
-    daemon.run_until_stopped(NameServer(config))  # image and journal load before serving
+main = daemon.main_of("nameserver",
+                      "Run the DFS nameserver (namespace, block map, re-replication).", NameServer)

@@ -377,10 +377,8 @@ def _status_proto(s: AttemptSnapshot) -> job_pb2.AttemptStatus:
         error=s.error, traceback=s.traceback)
 
 
-@daemon.command("taskserver", "Run a taskserver: runs task attempts of the jobserver's jobs "
-                              "on this machine and serves their map output.")
-def main(config: Config) -> None:
-    daemon.run_until_stopped(TaskServer(config))
+main = daemon.main_of("taskserver", "Run a taskserver: runs task attempts of the jobserver's "
+                      "jobs on this machine and serves their map output.", TaskServer)
 
 
 if __name__ == "__main__":
