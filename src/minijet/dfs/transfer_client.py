@@ -26,9 +26,21 @@ class ReplicaUnavailable(Unavailable):
     """A dataserver could not serve a replica (unreachable, no such replica, ...)."""
 
 
+class _Connection:
+    """One data-transfer connection to a dataserver."""
+
+    _sock: socket.socket
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+
 # ---- WRITE_BLOCK ----
 
-class BlockWriter:
+class BlockWriter(_Connection):
     """Streams one block down a pipeline of dataservers (used by the DfsClient's writer and
     by a dataserver replicating a replica). write_packet() sends at once and returns without
     waiting for acks; finish() returns when every node has finalized its replica. Failures
@@ -100,12 +112,6 @@ class BlockWriter:
         if self._error:
             raise self._error
 
-    def close(self) -> None:
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-
     def _raise_from_acks(self, cause: Exception):
         # The acks in flight tell which node broke; the send failure alone does not.
         self._done.wait()
@@ -140,7 +146,7 @@ class BlockWriter:
 
 # ---- READ_BLOCK ----
 
-class BlockReader:
+class BlockReader(_Connection):
     """Streams [offset, offset+length) of one replica, packet by packet, checking CRCs."""
 
     def __init__(self, address: str, block_id: int, offset: int, length: int, timeout: float,
@@ -202,9 +208,3 @@ class BlockReader:
         self._pending = None
         self.pos += n
         return n
-
-    def close(self) -> None:
-        try:
-            self._sock.close()
-        except OSError:
-            pass
