@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from minijet.dfs import blockstore, datatransfer
+from minijet.dfs import blockstore, transfer_wire
 from minijet.dfs.blockstore import BlockStore
-from minijet.dfs.dataserver import DataTransferServer, copy_replica
+from minijet.dfs.dataserver import copy_replica
+from minijet.dfs.transfer_client import BlockReader, BlockWriter, PipelineError, ReplicaUnavailable
+from minijet.dfs.transfer_server import DataTransferServer
 from minijet.errors import ChecksumError
 
 CHUNK = 4096
@@ -51,7 +53,7 @@ def nodes(tmp_path):
 
 
 def write_block(targets, block_id, data, packet=PACKET):
-    w = datatransfer.BlockWriter(targets, block_id, CHUNK, TIMEOUT)
+    w = BlockWriter(targets, block_id, CHUNK, TIMEOUT)
     mv = memoryview(data)
     for i in range(0, len(mv), packet):
         w.write_packet(mv[i:i + packet])
@@ -59,7 +61,7 @@ def write_block(targets, block_id, data, packet=PACKET):
 
 
 def read_block(address, block_id, offset=0, length=-1) -> bytes:
-    r = datatransfer.BlockReader(address, block_id, offset, length, TIMEOUT)
+    r = BlockReader(address, block_id, offset, length, TIMEOUT)
     out = bytearray()
     try:
         while n := r.next_length():
@@ -111,10 +113,10 @@ def test_corrupt_replica_is_detected_by_the_reader(nodes):
 
 
 def test_corrupt_packet_in_transit_is_refused_by_the_node_that_checks_it(nodes):
-    w = datatransfer.BlockWriter([n.address for n in nodes], 4, CHUNK, TIMEOUT)
+    w = BlockWriter([n.address for n in nodes], 4, CHUNK, TIMEOUT)
     data = os.urandom(CHUNK * 2)
     w.write_packet(data, blockstore.checksums(b"x" + data[1:], CHUNK))
-    with pytest.raises(datatransfer.PipelineError) as e:
+    with pytest.raises(PipelineError) as e:
         w.finish()
     assert e.value.index == 0
     for n in nodes:
@@ -125,9 +127,8 @@ def test_setup_failure_names_the_unreachable_node(nodes):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = "127.0.0.1:%d" % s.getsockname()[1]  # bound, not listening: refused
-        with pytest.raises(datatransfer.PipelineError) as e:
-            datatransfer.BlockWriter([nodes[0].address, nodes[1].address, dead], 5, CHUNK,
-                                     TIMEOUT)
+        with pytest.raises(PipelineError) as e:
+            BlockWriter([nodes[0].address, nodes[1].address, dead], 5, CHUNK, TIMEOUT)
     assert e.value.index == 2
 
 
@@ -138,17 +139,16 @@ def test_node_dying_mid_write_is_reported_with_its_index(tmp_path, nodes):
 
     def fake_node():
         conn, _ = listener.accept()
-        datatransfer.recv_message(conn)
-        datatransfer.send_message(conn, {"status": "ok"})
+        transfer_wire.recv_message(conn)
+        transfer_wire.send_message(conn, {"status": "ok"})
         conn.recv(1000)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
         conn.close()  # RST, like a killed process
 
     t = threading.Thread(target=fake_node, daemon=True)
     t.start()
-    w = datatransfer.BlockWriter([nodes[0].address, nodes[1].address, address], 6, CHUNK,
-                                 TIMEOUT)
-    with pytest.raises(datatransfer.PipelineError) as e:
+    w = BlockWriter([nodes[0].address, nodes[1].address, address], 6, CHUNK, TIMEOUT)
+    with pytest.raises(PipelineError) as e:
         for _ in range(200):
             w.write_packet(os.urandom(PACKET))
         w.finish()
@@ -163,7 +163,7 @@ def test_node_dying_mid_write_is_reported_with_its_index(tmp_path, nodes):
 def test_failed_block_report_fails_the_write(tmp_path):
     a, b = Node(tmp_path / "a"), Node(tmp_path / "b", fail_report=True)
     try:
-        with pytest.raises(datatransfer.PipelineError) as e:
+        with pytest.raises(PipelineError) as e:
             write_block([a.address, b.address], 8, os.urandom(10_000))
         assert e.value.index == 1
     finally:
@@ -181,24 +181,24 @@ def test_copy_replica_streams_a_local_replica_down_a_pipeline(nodes):
 
 def test_writing_an_existing_block_is_refused(nodes):
     write_block([nodes[0].address], 10, b"abc")
-    with pytest.raises(datatransfer.PipelineError) as e:
-        datatransfer.BlockWriter([nodes[1].address, nodes[0].address], 10, CHUNK, TIMEOUT)
+    with pytest.raises(PipelineError) as e:
+        BlockWriter([nodes[1].address, nodes[0].address], 10, CHUNK, TIMEOUT)
     assert e.value.index == 1
 
 
 def test_auth_token_is_required_when_configured(tmp_path):
     a, b = Node(tmp_path / "a", token="s3cret"), Node(tmp_path / "b", token="s3cret")
     try:
-        w = datatransfer.BlockWriter([a.address, b.address], 11, CHUNK, TIMEOUT, token="s3cret")
+        w = BlockWriter([a.address, b.address], 11, CHUNK, TIMEOUT, token="s3cret")
         w.write_packet(b"data")
         w.finish()  # the first node forwards with its own token
         assert b.received == [(11, 4)]
-        assert datatransfer.BlockReader(b.address, 11, 0, -1, TIMEOUT, token="s3cret")
+        assert BlockReader(b.address, 11, 0, -1, TIMEOUT, token="s3cret")
         for wrong in ("", "guess"):
-            with pytest.raises(datatransfer.PipelineError, match="auth token"):
-                datatransfer.BlockWriter([a.address], 12, CHUNK, TIMEOUT, token=wrong)
-            with pytest.raises(datatransfer.ReplicaUnavailable, match="auth token"):
-                datatransfer.BlockReader(a.address, 11, 0, -1, TIMEOUT, token=wrong)
+            with pytest.raises(PipelineError, match="auth token"):
+                BlockWriter([a.address], 12, CHUNK, TIMEOUT, token=wrong)
+            with pytest.raises(ReplicaUnavailable, match="auth token"):
+                BlockReader(a.address, 11, 0, -1, TIMEOUT, token=wrong)
     finally:
         a.stop()
         b.stop()
@@ -207,7 +207,7 @@ def test_auth_token_is_required_when_configured(tmp_path):
 def test_a_writer_may_pause_longer_than_the_socket_timeout(tmp_path):
     a, b = (Node(tmp_path / n, timeout=0.3) for n in "ab")
     try:
-        w = datatransfer.BlockWriter([a.address, b.address], 13, CHUNK, 0.3)
+        w = BlockWriter([a.address, b.address], 13, CHUNK, 0.3)
         w.write_packet(b"x" * CHUNK)
         time.sleep(1.0)  # the pause itself is what is tested: an idle writer is not a dead one
         w.write_packet(b"y")
@@ -221,7 +221,7 @@ def test_a_writer_may_pause_longer_than_the_socket_timeout(tmp_path):
 def test_packets_reach_the_last_node_before_the_block_ends(nodes):
     """Pipelined, not store-and-forward: a packet is on the third node's disk while the
     writer still holds the block open."""
-    w = datatransfer.BlockWriter([n.address for n in nodes], 14, CHUNK, TIMEOUT)
+    w = BlockWriter([n.address for n in nodes], 14, CHUNK, TIMEOUT)
     w.write_packet(b"p" * PACKET)
     tmp = os.path.join(nodes[2].store.tmp_dir, "blk_14")
     deadline = time.monotonic() + 5

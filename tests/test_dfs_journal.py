@@ -130,7 +130,6 @@ CHILD = textwrap.dedent("""
     import sys, threading
     from minijet import config
     from minijet.dfs.nameserver import NameServer
-    from minijet.proto import dfs_pb2 as pb
     cfg = config.from_dict({"nameserver": {"dir": sys.argv[1], "checkpoint_edits": 37}})
     server = NameServer(cfg)
     out = threading.Lock()
@@ -138,10 +137,9 @@ CHILD = textwrap.dedent("""
     def client(n):
         i = 0
         while True:
-            server.Mkdirs(pb.MkdirsRequest(path=f"/loop/t{n}/d{i}", parents=True), None)
+            server.mkdirs(f"/loop/t{n}/d{i}", parents=True)
             if i % 3 == 0:
-                server.Rename(pb.RenameRequest(src=f"/loop/t{n}/d{i}", dst=f"/loop/t{n}/r{i}"),
-                              None)
+                server.rename(f"/loop/t{n}/d{i}", f"/loop/t{n}/r{i}")
             with out:
                 print(n, i, flush=True)   # acknowledged
             i += 1

@@ -36,3 +36,26 @@ def test_unknown_column_fails_the_waiters(tmp_path):
     with pytest.raises(ValueError, match="colour"):
         store.wait(ticket)
     store.close()
+
+
+def test_database_of_an_earlier_version_with_status_blob_opens(tmp_path):
+    """Version 1 databases had a jobs.status_blob column; they open, read and write as
+    before, and a reopened row goes back into save() unchanged (the jobserver's recovery)."""
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    db.execute("CREATE TABLE jobs (job_id TEXT PRIMARY KEY, name, user, state, submit_time, "
+               "start_time, end_time, output_path, job_dir, conf_json, error, traceback, "
+               "status_blob)")
+    db.execute("INSERT INTO jobs (job_id, name, state, status_blob) "
+               "VALUES ('j1', 'wc', 'running', NULL)")
+    db.commit()
+    db.close()
+    store = JobStore(tmp_path)
+    try:
+        [job] = store.rows("jobs")
+        assert "status_blob" not in job and job["name"] == "wc"
+        job["state"] = "failed"
+        store.wait(store.save([("jobs", job), ("jobs", {"job_id": "j2", "name": "sort"})]))
+        assert [(j["job_id"], j["state"]) for j in store.rows("jobs")] == [
+            ("j1", "failed"), ("j2", None)]
+    finally:
+        store.close()

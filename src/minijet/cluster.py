@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 import psutil
@@ -282,63 +282,65 @@ class LocalCluster:
         restarted ones with a heartbeat since their start) and safe mode is off."""
         config = self.config.with_overrides({"rpc.retries": 0})
         address = config["nameserver"]["address"]
-        deadline = time.monotonic() + timeout
-        waiting_for = "the nameserver to answer"
         with rpc.connect(config, address) as channel:
             stub = dfs_pb2_grpc.NameServerStub(channel)
-            while True:
-                self._died_at_start(state, started)
-                try:
-                    report = rpc.call(config, stub.Report, dfs_pb2.Empty(), idempotent=True,
-                                      timeout=2.0, address=address)
-                    alive = {d.node.host: d.last_heartbeat for d in report.dataservers if d.alive}
-                    missing = []
-                    for name, entry in state["daemons"].items():
-                        if entry["role"] != "dataserver":
-                            continue
-                        since = entry["started"] - 1.0 if name in started else 0.0
-                        if alive.get(entry["host"], -1.0) < since:
-                            missing.append(name)
-                    if missing:
-                        waiting_for = "registration of " + ", ".join(sorted(missing))
-                    else:
-                        mode = rpc.call(config, stub.SafeMode, dfs_pb2.SafeModeRequest(),
-                                        idempotent=True, timeout=2.0, address=address)
-                        if not mode.on:
-                            return
-                        waiting_for = f"the nameserver to leave safe mode ({mode.reason})"
-                except MinijetError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise ClusterError(f"cluster in {self.dir} not ready after {timeout:.0f}s: "
-                                       f"waiting for {waiting_for}; see {self.dir / 'logs'}")
-                time.sleep(0.1)
+
+            def waiting_for() -> str | None:
+                report = rpc.call(config, stub.Report, dfs_pb2.Empty(), idempotent=True,
+                                  timeout=2.0, address=address)
+                alive = {d.node.host: d.last_heartbeat for d in report.dataservers if d.alive}
+                missing = self._not_heard_from(state, started, "dataserver", alive)
+                if missing:
+                    return "registration of " + ", ".join(missing)
+                mode = rpc.call(config, stub.SafeMode, dfs_pb2.SafeModeRequest(),
+                                idempotent=True, timeout=2.0, address=address)
+                return f"the nameserver to leave safe mode ({mode.reason})" if mode.on else None
+
+            self._wait_until(state, started, timeout, "the nameserver to answer", waiting_for)
 
     def _wait_taskservers(self, state: dict[str, Any], started: list[str],
                           timeout: float) -> None:
         """Until the jobserver lists every taskserver alive (the restarted ones with a
         heartbeat since their start)."""
-        deadline = time.monotonic() + max(timeout, 1.0)
-        waiting_for = "the jobserver to answer"
+
+        def waiting_for() -> str | None:
+            heard: dict[str, float] = {}
+            for t in self._taskservers(self.config):
+                if t.alive:
+                    heard[t.host] = max(heard.get(t.host, 0.0), t.last_heartbeat)
+            missing = self._not_heard_from(state, started, "taskserver", heard)
+            return "heartbeats of " + ", ".join(missing) if missing else None
+
+        self._wait_until(state, started, max(timeout, 1.0), "the jobserver to answer",
+                         waiting_for)
+
+    @staticmethod
+    def _not_heard_from(state: dict[str, Any], started: list[str], role: str,
+                        heard: dict[str, float]) -> list[str]:
+        """The daemons of `role` whose host's last heartbeat (in `heard`) is missing, or for
+        those started now, older than their start."""
+        return sorted(name for name, entry in state["daemons"].items()
+                      if entry["role"] == role and heard.get(entry["host"], -1.0)
+                      < (entry["started"] - 1.0 if name in started else 0.0))
+
+    def _wait_until(self, state: dict[str, Any], started: list[str], timeout: float,
+                    first: str, waiting_for: Callable[[], str | None]) -> None:
+        """Poll `waiting_for` (None once ready, else what is awaited; a MinijetError while
+        the daemon does not answer yet, awaiting `first`) until it is ready; raise
+        ClusterError after `timeout` or when a daemon just started has exited."""
+        deadline = time.monotonic() + timeout
+        awaited = first
         while True:
             self._died_at_start(state, started)
             try:
-                heard: dict[str, float] = {}
-                for t in self._taskservers(self.config):
-                    if t.alive:
-                        heard[t.host] = max(heard.get(t.host, 0.0), t.last_heartbeat)
-                missing = [name for name, entry in state["daemons"].items()
-                           if entry["role"] == "taskserver"
-                           and heard.get(entry["host"], -1.0)
-                           < (entry["started"] - 1.0 if name in started else 0.0)]
-                if not missing:
+                awaited = waiting_for()
+                if awaited is None:
                     return
-                waiting_for = "heartbeats of " + ", ".join(sorted(missing))
             except MinijetError:
                 pass
             if time.monotonic() > deadline:
-                raise ClusterError(f"cluster in {self.dir} not ready: waiting for "
-                                   f"{waiting_for}; see {self.dir / 'logs'}")
+                raise ClusterError(f"cluster in {self.dir} not ready after {timeout:.0f}s: "
+                                   f"waiting for {awaited}; see {self.dir / 'logs'}")
             time.sleep(0.1)
 
     def _taskservers(self, config: configmod.Config) -> list:

@@ -6,12 +6,13 @@ import logging
 import signal
 import sys
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
 from minijet import config as configmod
 from minijet.errors import MinijetError
+
 
 def setup_logging(config: configmod.Config, role: str) -> None:
     level = config["logging"]["level"].upper()
@@ -76,3 +77,14 @@ def command(role: str, help: str) -> Callable:
         return main
 
     return decorate
+
+
+def main_of(role: str, help: str, make: Callable[[configmod.Config], Any]) -> click.Command:
+    """A daemon's console command: `make(config)` builds the daemon (loading its state), which
+    then runs until SIGTERM or SIGINT (see `command` and `run_until_stopped`)."""
+
+    @command(role, help)
+    def main(config: configmod.Config) -> None:
+        run_until_stopped(make(config))
+
+    return main

@@ -197,24 +197,31 @@ class BlockMap:
         if b is None:
             return
         b.corrupt.discard(host)
+        self._discard_good(b, host)
+        self._dirty.add(block_id)
+
+    def _discard_good(self, b: BlockState, host: str) -> None:
+        """`host` no longer holds a good replica of b."""
         if host in b.replicas:
             b.replicas.discard(host)
             if b.complete and not b.replicas:
                 self.reachable_complete -= 1
-        self._dirty.add(block_id)
 
-    def _is_bad_length(self, block_id: int, length: int) -> bool:
-        b = self.blocks[block_id]
-        return b.complete and length != b.length
+    def _replica_seen(self, host: str, block_id: int, length: int) -> bool:
+        """`host` has a finalized replica of `length` bytes: a good one, or a corrupt one
+        if a complete block has another length; False if no file has the block."""
+        b = self.blocks.get(block_id)
+        if b is None:
+            return False
+        self._add_replica(block_id, host)
+        if b.complete and length != b.length:
+            self.mark_corrupt(block_id, host)
+        return True
 
     def block_received(self, host: str, block_id: int, length: int) -> None:
         """A replica was finalized on `host` (written or replicated)."""
-        if block_id not in self.blocks:
+        if not self._replica_seen(host, block_id, length):
             self._deletes.setdefault(host, set()).add(block_id)  # of no file (any more)
-            return
-        self._add_replica(block_id, host)
-        if self._is_bad_length(block_id, length):
-            self.mark_corrupt(block_id, host)
 
     def block_report(self, host: str, reported: dict[int, int]) -> list[int]:
         """Replace what `host` holds with `reported` (block id -> length); return the orphans
@@ -222,14 +229,8 @@ class BlockMap:
         s = self.servers[host]
         for block_id in s.blocks - reported.keys():
             self._remove_replica(block_id, host)
-        orphans = []
-        for block_id, length in reported.items():
-            if block_id not in self.blocks:
-                orphans.append(block_id)
-                continue
-            self._add_replica(block_id, host)
-            if self._is_bad_length(block_id, length):
-                self.mark_corrupt(block_id, host)
+        orphans = [block_id for block_id, length in reported.items()
+                   if not self._replica_seen(host, block_id, length)]
         if orphans:
             self._deletes.setdefault(host, set()).update(orphans)
         return orphans
@@ -240,10 +241,7 @@ class BlockMap:
         if b is None or host not in self.servers or not self.servers[host].alive:
             return False
         self.servers[host].blocks.add(block_id)
-        if host in b.replicas:
-            b.replicas.discard(host)
-            if b.complete and not b.replicas:
-                self.reachable_complete -= 1
+        self._discard_good(b, host)
         b.corrupt.add(host)
         self._dirty.add(block_id)
         return True

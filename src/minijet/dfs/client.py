@@ -25,25 +25,13 @@ from dataclasses import dataclass
 
 from minijet import config as configmod
 from minijet import rpc
-from minijet.dfs import blockstore, datatransfer
+from minijet.dfs import blockstore, transfer_client
+from minijet.dfs.namespace import FileStatus
+from minijet.dfs.transfer_wire import packet_size_for
 from minijet.errors import ChecksumError, InvalidArgument, MinijetError, NotFound, Unavailable
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FileStatus:
-    path: str
-    is_dir: bool
-    length: int
-    replication: int
-    block_size: int
-    mtime: float
-
-    @classmethod
-    def from_proto(cls, s: dfs_pb2.FileStatus) -> "FileStatus":
-        return cls(s.path, s.is_dir, s.length, s.replication, s.block_size, s.mtime)
 
 
 @dataclass
@@ -131,10 +119,10 @@ class DfsClient:
 
     def list(self, path: str) -> list[FileStatus]:
         reply = self._call("List", dfs_pb2.PathRequest(path=path), idempotent=True)
-        return [FileStatus.from_proto(s) for s in reply.entries]
+        return [_file_status(s) for s in reply.entries]
 
     def stat(self, path: str) -> FileStatus:
-        return FileStatus.from_proto(
+        return _file_status(
             self._call("GetFileInfo", dfs_pb2.PathRequest(path=path), idempotent=True))
 
     def exists(self, path: str) -> bool:
@@ -184,6 +172,10 @@ class DfsClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _file_status(s: dfs_pb2.FileStatus) -> FileStatus:
+    return FileStatus(s.path, s.is_dir, s.length, s.replication, s.block_size, s.mtime)
 
 
 def _copy_overlapped(reader, out, size: int) -> None:
@@ -237,7 +229,7 @@ class DfsWriter:
         self.block_size = reply.block_size
         self.replication = reply.replication
         self.chunk_size = dfs["checksum_chunk_size"]
-        self.packet_size = datatransfer.packet_size_for(dfs["packet_size"], self.chunk_size)
+        self.packet_size = packet_size_for(dfs["packet_size"], self.chunk_size)
         self._retries = dfs["client_retries"]
         self._timeout = dfs["socket_timeout"]
         self._token = client.config["security"]["auth_token"]
@@ -247,7 +239,7 @@ class DfsWriter:
         self._spare: list[bytearray] = []  # packet buffers of finished blocks, for reuse
         self._block_len = 0                      # bytes of the current block, sent or not
         self._block: dfs_pb2.LocatedBlock | None = None
-        self._pipeline: datatransfer.BlockWriter | None = None
+        self._pipeline: transfer_client.BlockWriter | None = None
         self._failures = 0                       # pipelines lost for the current block
         self._previous = dfs_pb2.Block()         # the last finished block
         self._excluded: set[str] = set()
@@ -340,10 +332,10 @@ class DfsWriter:
             return
         try:
             self._pipeline.write_packet(data, crcs)
-        except datatransfer.PipelineError as e:
+        except transfer_client.PipelineError as e:
             self._new_pipeline(e)
 
-    def _new_pipeline(self, failure: datatransfer.PipelineError | None) -> None:
+    def _new_pipeline(self, failure: transfer_client.PipelineError | None) -> None:
         """Get a (new) block and pipeline and send it the current block's packets so far."""
         while True:
             if failure is not None:
@@ -353,16 +345,16 @@ class DfsWriter:
                 excluded_hosts=sorted(self._excluded)), idempotent=True)
             targets = [n.data_address for n in self._block.locations]
             try:
-                self._pipeline = datatransfer.BlockWriter(
+                self._pipeline = transfer_client.BlockWriter(
                     targets, self._block.block.block_id, self.chunk_size, self._timeout,
                     self._token)
                 for data, crcs in self._packets:
                     self._pipeline.write_packet(data, crcs)
                 return
-            except datatransfer.PipelineError as e:
+            except transfer_client.PipelineError as e:
                 failure = e
 
-    def _give_up_block(self, failure: datatransfer.PipelineError) -> None:
+    def _give_up_block(self, failure: transfer_client.PipelineError) -> None:
         block_id = self._block.block.block_id
         if self._pipeline is not None:
             self._pipeline.close()
@@ -390,7 +382,7 @@ class DfsWriter:
             try:
                 self._pipeline.finish()
                 break
-            except datatransfer.PipelineError as e:
+            except transfer_client.PipelineError as e:
                 self._new_pipeline(e)
         self._previous = dfs_pb2.Block(block_id=self._block.block.block_id,
                                        length=self._block_len)
@@ -460,7 +452,7 @@ class DfsReader(io.RawIOBase):
         self.length = reply.status.length
         self._set_blocks(reply.blocks)
         self._pos = 0
-        self._reader: datatransfer.BlockReader | None = None
+        self._reader: transfer_client.BlockReader | None = None
         self._reader_base = 0          # file offset of the open block's first byte
         self._reader_host = ""
         self._bad: set[tuple[int, str]] = set()  # (block id, host) replicas that failed us
@@ -584,7 +576,7 @@ class DfsReader(io.RawIOBase):
                 return 0
             except ChecksumError as e:
                 self._replica_failed(e, corrupt=True)
-            except datatransfer.ReplicaUnavailable as e:
+            except transfer_client.ReplicaUnavailable as e:
                 self._replica_failed(e, corrupt=False)
 
     def _replica_failed(self, error: MinijetError, corrupt: bool) -> None:
@@ -624,10 +616,10 @@ class DfsReader(io.RawIOBase):
                 if (block_id, node.host) in self._bad:
                     continue
                 try:
-                    self._reader = datatransfer.BlockReader(
+                    self._reader = transfer_client.BlockReader(
                         node.data_address, block_id, within, located.block.length - within,
                         self._timeout, self._token)
-                except (datatransfer.ReplicaUnavailable, ChecksumError) as e:
+                except (transfer_client.ReplicaUnavailable, ChecksumError) as e:
                     if isinstance(e, ChecksumError):  # the dataserver found it damaged
                         self._report_bad(block_id, node.host)
                     self._bad.add((block_id, node.host))

@@ -1,120 +1,27 @@
 """The dataserver daemon: stores block replicas and streams them.
 
-It serves the data-transfer protocol (datatransfer.py) on `dataserver.address`, one thread
-per connection; registers with the nameserver (retrying while it is down), sends a block
+It serves the data-transfer protocol on `dataserver.address` (transfer_server.py, one thread
+per connection); registers with the nameserver (retrying while it is down), sends a block
 report, then heartbeats every `dataserver.heartbeat_interval` and carries out the commands
 in the replies: replicate a replica to other dataservers (through the same write pipeline
-as a client), delete replicas, register again.
+as a client, transfer_client.py), delete replicas, register again.
 """
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
-from typing import Callable
 
-from minijet import daemon, rpc
+from minijet import daemon, net, rpc
 from minijet.config import Config
-from minijet.dfs import datatransfer
 from minijet.dfs.blockstore import BlockStore
-from minijet.errors import (ChecksumError, FailedPrecondition, MinijetError, NotFound,
-                            Unavailable)
+from minijet.dfs.transfer_client import BlockWriter
+from minijet.dfs.transfer_server import DataTransferServer
+from minijet.dfs.transfer_wire import packet_size_for
+from minijet.errors import ChecksumError, FailedPrecondition, MinijetError, NotFound
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-_WILDCARD = ("", "0.0.0.0", "::")
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise Unavailable(f"bad address {address!r}: expected host:port")
-    return host.strip("[]"), int(port)
-
-
-def _this_machine_ip(towards: str) -> str:
-    """An address of this machine that the host `towards` can reach."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect((towards, 9))  # no packet is sent: this only picks a route
-            return s.getsockname()[0]
-    except OSError:
-        return socket.gethostbyname(socket.gethostname())
-
-
-class DataTransferServer:
-    """Accepts data-transfer connections and serves each in its own thread."""
-
-    def __init__(self, store: BlockStore, address: str,
-                 on_block_received: Callable[[int, int], None], *, packet_size: int,
-                 timeout: float, token: str = "", advertise_towards: str = "localhost"):
-        host, port = split_address(address)
-        try:
-            self._listener = socket.create_server((host or "0.0.0.0", port), backlog=128)
-        except OSError as e:
-            raise Unavailable(f"cannot listen on {address}: {e.strerror or e}") from None
-        self._listener.settimeout(0.5)
-        bound_ip, self.port = self._listener.getsockname()[:2]
-        ip = _this_machine_ip(advertise_towards) if host in _WILDCARD else bound_ip
-        self.address = f"[{ip}]:{self.port}" if ":" in ip else f"{ip}:{self.port}"
-        self.store = store
-        self.on_block_received = on_block_received
-        self.settings = {"packet_size": packet_size, "timeout": timeout, "token": token}
-        self.stopping = threading.Event()
-        self._active = 0
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True,
-                                        name="data-accept")
-
-    @property
-    def active_transfers(self) -> int:
-        return self._active
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
-        except OSError:
-            pass
-        self._thread.join()
-        self._listener.close()
-
-    def _accept_loop(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, peer = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError as e:
-                if self.stopping.is_set():
-                    return
-                log.warning("accept failed: %s", e)
-                time.sleep(0.1)
-                continue
-            threading.Thread(target=self._handle, args=(conn, peer), daemon=True,
-                             name=f"data-{peer[0]}:{peer[1]}").start()
-
-    def _handle(self, conn: socket.socket, peer) -> None:
-        with self._lock:
-            self._active += 1
-        try:
-            datatransfer.tune(conn, self.settings["timeout"])
-            datatransfer.serve(conn, self.store, self.settings, self.on_block_received,
-                               self.stopping)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            log.info("data connection from %s:%s ended: %s", peer[0], peer[1],
-                     e or type(e).__name__)
-        except Exception:
-            log.exception("data connection from %s:%s failed", peer[0], peer[1])
-        finally:
-            conn.close()
-            with self._lock:
-                self._active -= 1
 
 
 class DataServer:
@@ -134,7 +41,7 @@ class DataServer:
         self.server = DataTransferServer(
             self.store, ds["address"], self._block_received,
             packet_size=config["dfs"]["packet_size"], timeout=self.timeout, token=self.token,
-            advertise_towards=split_address(ns_address)[0])
+            advertise_towards=net.split_address(ns_address)[0])
         self.node = dfs_pb2.NodeInfo(host=self.host, rack=self.rack,
                                      data_address=self.server.address)
         self._channel = rpc.connect(config, ns_address)
@@ -277,10 +184,9 @@ def copy_replica(store: BlockStore, block_id: int, targets: list[str], packet_si
                  timeout: float, token: str = "") -> None:
     """Send a local replica down a write pipeline to `targets`, checking its CRCs as it goes."""
     with store.open(block_id) as replica:
-        writer = datatransfer.BlockWriter(targets, block_id, replica.chunk_size, timeout,
-                                          token)
+        writer = BlockWriter(targets, block_id, replica.chunk_size, timeout, token)
         try:
-            step = datatransfer.packet_size_for(packet_size, replica.chunk_size)
+            step = packet_size_for(packet_size, replica.chunk_size)
             for pos in range(0, replica.length, step):
                 data, crcs = replica.read_verified(pos, min(step, replica.length - pos))
                 writer.write_packet(data, crcs)
@@ -289,6 +195,5 @@ def copy_replica(store: BlockStore, block_id: int, targets: list[str], packet_si
             writer.close()
 
 
-@daemon.command("dataserver", "Store DFS block replicas and stream them to clients.")
-def main(config: Config) -> None:
-    daemon.run_until_stopped(DataServer(config))
+main = daemon.main_of("dataserver", "Store DFS block replicas and stream them to clients.",
+                      DataServer)

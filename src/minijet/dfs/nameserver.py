@@ -1,5 +1,6 @@
-"""The nameserver daemon: the gRPC NameServer service around the pure namespace, block map
-and placement cores.
+"""The nameserver daemon: NameServer owns the pure namespace, block map and placement cores,
+the journal and the background monitor; NameServerService is the gRPC NameServer service that
+turns requests into its calls and its answers into replies.
 
 One lock guards the cores. A mutation is applied and its record queued on the journal
 under the lock; the caller then waits, outside the lock, until the record is fsync'd (so
@@ -16,11 +17,12 @@ import random
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from minijet import daemon, rpc
 from minijet.config import Config
 from minijet.dfs import blockmap, journal, paths, placement
-from minijet.dfs.namespace import Block, Edit, Namespace, OpenFile, Status
+from minijet.dfs.namespace import Block, Edit, FileStatus, Namespace, OpenFile
 from minijet.errors import FailedPrecondition, InvalidArgument, Unavailable
 from minijet.proto import dfs_pb2 as pb
 from minijet.proto import dfs_pb2_grpc
@@ -31,8 +33,8 @@ SAFEMODE_ACTIONS = {pb.SafeModeRequest.GET: "get", pb.SafeModeRequest.LEAVE: "le
                     pb.SafeModeRequest.ENTER: "enter"}
 
 
-class NameServer(dfs_pb2_grpc.NameServerServicer):
-    """Loads image + journal in the constructor; serve it only after that returns."""
+class NameServer:
+    """Loads image + journal in the constructor; start() serves them, stop() checkpoints."""
 
     def __init__(self, config: Config):
         self.config = config
@@ -79,15 +81,25 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
         self._in_safemode = True
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._monitor_loop, name="monitor", daemon=True)
+        self._server = None
+        self.port = 0
 
     # ---- life cycle ----
 
     def start(self) -> None:
+        address = self.settings["address"]
+        self._server, self.port = rpc.start_server(
+            self.config, address,
+            [lambda s: dfs_pb2_grpc.add_NameServerServicer_to_server(NameServerService(self), s)])
         self._monitor.start()
+        log.info("serving on %s (port %s)", address, self.port)
 
-    def close(self) -> None:
-        """Stop the monitor, flush the journal and checkpoint (clean shutdown: the next
-        start has nothing to replay)."""
+    def stop(self) -> None:
+        """Stop serving and the monitor, flush the journal and checkpoint (clean shutdown:
+        the next start has nothing to replay)."""
+        log.info("stopping")
+        if self._server is not None:
+            self._server.stop(grace=2).wait()
         self._stop.set()
         if self._monitor.is_alive():
             self._monitor.join()
@@ -119,6 +131,16 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
         if self._edits_since_checkpoint >= self.settings["checkpoint_edits"]:
             self._start_checkpoint()
         return txid
+
+    def _edit(self, change: Callable[[], Edit]) -> tuple[Edit, int | None]:
+        """A client's namespace change (refused in safe mode): applied and journaled under
+        the lock, then durable (outside it) before this returns (edit, txid)."""
+        with self._lock:
+            self._check_writable()
+            edit = change()
+            txid = self._commit(edit)
+        self._sync(txid)
+        return edit, txid
 
     def _sync(self, txid: int | None) -> None:
         """Outside the lock: wait until the record is durable."""
@@ -176,12 +198,6 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
         s = self.blocks.servers[host]
         return pb.NodeInfo(host=s.host, rack=s.rack, data_address=s.data_address)
 
-    @staticmethod
-    def _file_status(st: Status) -> pb.FileStatus:
-        return pb.FileStatus(path=st.path, is_dir=st.is_dir, length=st.length,
-                             replication=st.replication, block_size=st.block_size,
-                             mtime=st.mtime)
-
     def _place(self, f: OpenFile, excluded: set[str]) -> list[str]:
         live = [s.node() for s in self.blocks.live_servers()]
         targets = placement.choose_targets(f.replication, live, writer_host=f.client_host,
@@ -192,51 +208,45 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
                               f"{sorted(excluded) or 'none'})")
         return [t.host for t in targets]
 
-    # ---- client protocol ----
+    # ---- client protocol (called by NameServerService) ----
 
-    @rpc.translate_errors
-    def Mkdirs(self, request, context):
-        path = paths.normalize(request.path)
-        with self._lock:
-            self._check_writable()
-            edit = self.ns.mkdirs(path, request.parents, self.clock())
-            txid = self._commit(edit)
-        self._sync(txid)
+    def mkdirs(self, path: str, parents: bool) -> None:
+        path = paths.normalize(path)
+        _, txid = self._edit(lambda: self.ns.mkdirs(path, parents, self.clock()))
         if txid:
             log.info("mkdirs %s", path)
-        return pb.Empty()
 
-    @rpc.translate_errors
-    def Create(self, request, context):
-        path = paths.normalize(request.path)
-        replication = request.replication or self.config["dfs"]["replication"]
-        block_size = request.block_size or self.config["dfs"]["block_size"]
+    def create(self, path: str, client_id: str, client_host: str, replication: int,
+               block_size: int, overwrite: bool) -> OpenFile:
+        """Open a new file for writing (0 replication or block size: the configured one)."""
+        path = paths.normalize(path)
+        replication = replication or self.config["dfs"]["replication"]
+        block_size = block_size or self.config["dfs"]["block_size"]
         if replication > 1024:
             raise InvalidArgument(f"create {path}: replication {replication} is too large")
-        with self._lock:
-            self._check_writable()
-            f, edit = self.ns.create(path, client_id=request.client_id,
-                                     client_host=request.client_host, replication=replication,
-                                     block_size=block_size, overwrite=request.overwrite,
-                                     now=self.clock())
-            txid = self._commit(edit)
-        self._sync(txid)
-        log.info("create %s by client %s on %s (replication %s, block size %s%s)", path,
-                 request.client_id, request.client_host, replication, block_size,
-                 ", overwrite" if request.overwrite else "")
-        return pb.CreateResponse(replication=f.replication, block_size=f.block_size)
+        f = None
 
-    @rpc.translate_errors
-    def AddBlock(self, request, context):
-        path = paths.normalize(request.path)
-        previous = (Block(request.previous.block_id, request.previous.length)
-                    if request.previous.block_id else None)
-        excluded = set(request.excluded_hosts)
+        def change() -> Edit:
+            nonlocal f
+            f, edit = self.ns.create(path, client_id=client_id, client_host=client_host,
+                                     replication=replication, block_size=block_size,
+                                     overwrite=overwrite, now=self.clock())
+            return edit
+
+        self._edit(change)
+        log.info("create %s by client %s on %s (replication %s, block size %s%s)", path,
+                 client_id, client_host, replication, block_size,
+                 ", overwrite" if overwrite else "")
+        return f
+
+    def add_block(self, path: str, client_id: str, previous: Block | None,
+                  excluded: set[str]) -> pb.LocatedBlock:
+        path = paths.normalize(path)
         with self._lock:
             self._check_writable()
             f = self.ns.open_files.get(path)
             block, targets, new = self.ns.add_block(
-                path, request.client_id, previous, self.clock(),
+                path, client_id, previous, self.clock(),
                 lambda of: self._place(of, excluded))
             if new:
                 self.blocks.add_block(block.block_id, f.replication)
@@ -247,104 +257,83 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
         return pb.LocatedBlock(block=pb.Block(block_id=block.block_id), offset=offset,
                                locations=locations)
 
-    @rpc.translate_errors
-    def AbandonBlock(self, request, context):
-        path = paths.normalize(request.path)
+    def abandon_block(self, path: str, client_id: str, block_id: int) -> None:
+        path = paths.normalize(path)
         with self._lock:
             self._check_writable()
-            edit = self.ns.abandon_block(path, request.client_id, request.block_id, self.clock())
+            edit = self.ns.abandon_block(path, client_id, block_id, self.clock())
             self._commit(edit)
-        log.info("abandon block %s of %s", request.block_id, path)
-        return pb.Empty()
+        log.info("abandon block %s of %s", block_id, path)
 
-    @rpc.translate_errors
-    def Complete(self, request, context):
-        path = paths.normalize(request.path)
-        last = Block(request.last.block_id, request.last.length) if request.last.block_id else None
-        with self._lock:
-            self._check_writable()
-            edit = self.ns.complete(path, request.client_id, last, self.clock())
+    def complete(self, path: str, client_id: str, last: Block | None) -> None:
+        path = paths.normalize(path)
+
+        def change() -> Edit:
+            edit = self.ns.complete(path, client_id, last, self.clock())
             if edit.record is not None:
                 for block_id, length in edit.record["blocks"]:
                     self.blocks.complete_block(block_id, length, edit.record["replication"])
-            txid = self._commit(edit)
-        self._sync(txid)
+            return edit
+
+        edit, _ = self._edit(change)
         if edit.record is not None:
             log.info("complete %s: %s blocks, %s bytes", path, len(edit.record["blocks"]),
                      sum(n for _, n in edit.record["blocks"]))
-        return pb.Empty()
 
-    @rpc.translate_errors
-    def GetBlockLocations(self, request, context):
-        path = paths.normalize(request.path)
+    def block_locations(self, path: str, start: int, length: int, client_host: str
+                        ) -> tuple[FileStatus, list[pb.LocatedBlock]]:
+        """The file's status and its blocks in [start, start+length) (length 0: to the
+        end), each with its replicas, the nearest to `client_host` first."""
+        path = paths.normalize(path)
         with self._lock:
             f = self.ns.file(path)
-            status = self._file_status(self.ns.stat(path))
-            start = request.offset
-            end = start + request.length if request.length else f.length
+            status = self.ns.stat(path)
+            end = start + length if length else f.length
             located, offset = [], 0
             for b in f.blocks:
                 if offset + b.length > start and offset < end or (b.length == 0 and offset == start):
                     good, corrupt = self.blocks.locations(b.block_id)
                     # with no good replica left, offer the corrupt ones: the reader's checksum
                     # check then reports the damage clearly
-                    hosts = placement.sort_for_reader(good or corrupt, request.client_host,
+                    hosts = placement.sort_for_reader(good or corrupt, client_host,
                                                       self._rack_of, self.rng)
                     located.append(pb.LocatedBlock(
                         block=pb.Block(block_id=b.block_id, length=b.length), offset=offset,
                         locations=[self._node_info(h) for h in hosts]))
                 offset += b.length
-        return pb.GetBlockLocationsResponse(status=status, blocks=located)
+        return status, located
 
-    @rpc.translate_errors
-    def GetFileInfo(self, request, context):
-        path = paths.normalize(request.path)
+    def stat(self, path: str) -> FileStatus:
+        path = paths.normalize(path)
         with self._lock:
-            return self._file_status(self.ns.stat(path))
+            return self.ns.stat(path)
 
-    @rpc.translate_errors
-    def List(self, request, context):
-        path = paths.normalize(request.path)
+    def list_dir(self, path: str) -> list[FileStatus]:
+        path = paths.normalize(path)
         with self._lock:
-            entries = self.ns.list(path)
-        return pb.ListResponse(entries=[self._file_status(e) for e in entries])
+            return self.ns.list(path)
 
-    @rpc.translate_errors
-    def Delete(self, request, context):
-        path = paths.normalize(request.path)
-        with self._lock:
-            self._check_writable()
-            edit = self.ns.delete(path, request.recursive, self.clock())
-            txid = self._commit(edit)
-        self._sync(txid)
+    def delete(self, path: str, recursive: bool) -> bool:
+        path = paths.normalize(path)
+        edit, txid = self._edit(lambda: self.ns.delete(path, recursive, self.clock()))
         if txid:
-            log.info("delete %s%s: %s blocks freed", path, " (recursive)" if request.recursive
+            log.info("delete %s%s: %s blocks freed", path, " (recursive)" if recursive
                      else "", len(edit.removed_blocks))
-        return pb.DeleteResponse(deleted=txid is not None)
+        return txid is not None
 
-    @rpc.translate_errors
-    def Rename(self, request, context):
-        src, dst = paths.normalize(request.src), paths.normalize(request.dst)
-        with self._lock:
-            self._check_writable()
-            txid = self._commit(self.ns.rename(src, dst, self.clock()))
-        self._sync(txid)
+    def rename(self, src: str, dst: str) -> None:
+        src, dst = paths.normalize(src), paths.normalize(dst)
+        self._edit(lambda: self.ns.rename(src, dst, self.clock()))
         log.info("rename %s to %s", src, dst)
-        return pb.Empty()
 
-    @rpc.translate_errors
-    def ReportBadBlock(self, request, context):
+    def report_bad_block(self, block_id: int, host: str) -> None:
         with self._lock:
-            known = self.blocks.mark_corrupt(request.block_id, request.host)
-        log.warning("bad replica of block %s reported on %s%s", request.block_id, request.host,
+            known = self.blocks.mark_corrupt(block_id, host)
+        log.warning("bad replica of block %s reported on %s%s", block_id, host,
                     "" if known else " (unknown block or host; ignored)")
-        return pb.Empty()
 
-    @rpc.translate_errors
-    def SafeMode(self, request, context):
-        action = SAFEMODE_ACTIONS.get(request.action)
-        if action is None:
-            raise InvalidArgument(f"unknown safe mode action {request.action}")
+    def safe_mode(self, action: str) -> tuple[bool, str]:
+        """`action` get, leave or enter; whether safe mode is on now, and why."""
         with self._lock:
             if action == "enter":
                 self.blocks.safemode.enter()
@@ -354,11 +343,10 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
             self._in_safemode = on
         if action != "get":
             log.info("safe mode %s by an operator: now %s", action, "on" if on else "off")
-        return pb.SafeModeResponse(on=on, reason=reason)
+        return on, reason
 
-    @rpc.translate_errors
-    def Fsck(self, request, context):
-        path = paths.normalize(request.path or "/")
+    def fsck(self, path: str) -> pb.FsckResponse:
+        path = paths.normalize(path)
         response = pb.FsckResponse()
         with self._lock:
             live_count = len(self.blocks.live_servers())
@@ -373,75 +361,63 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
                     setattr(response, h.state, getattr(response, h.state) + 1)
         return response
 
-    @rpc.translate_errors
-    def Report(self, request, context):
+    def dataserver_reports(self) -> list[pb.DataServerReport]:
         with self._lock:
             servers = sorted(self.blocks.servers.values(), key=lambda s: s.host)
             ticks_to_epoch = self.clock() - self.ticks()
-            return pb.ReportResponse(dataservers=[
-                pb.DataServerReport(node=self._node_info(s.host), capacity=s.capacity,
-                                    used=s.used, blocks=len(s.blocks),
-                                    last_heartbeat=s.last_heartbeat + ticks_to_epoch,
-                                    alive=s.alive)
-                for s in servers])
+            return [pb.DataServerReport(node=self._node_info(s.host), capacity=s.capacity,
+                                        used=s.used, blocks=len(s.blocks),
+                                        last_heartbeat=s.last_heartbeat + ticks_to_epoch,
+                                        alive=s.alive)
+                    for s in servers]
 
-    # ---- dataserver protocol ----
+    # ---- dataserver protocol (called by NameServerService) ----
 
-    @rpc.translate_errors
-    def RegisterDataServer(self, request, context):
-        node = request.node
-        if not node.host or not node.data_address:
+    def register_dataserver(self, host: str, rack: str, data_address: str, capacity: int,
+                            used: int) -> None:
+        if not host or not data_address:
             raise InvalidArgument("a dataserver registers with a host and a data address")
-        rack = node.rack or self.config.rack_of(node.host)
+        rack = rack or self.config.rack_of(host)
         with self._lock:
-            known = self.blocks.servers.get(node.host)
-            if known and known.alive and known.data_address != node.data_address:
+            known = self.blocks.servers.get(host)
+            if known and known.alive and known.data_address != data_address:
                 # a restart before dead_timeout, or (if it recurs) two dataservers
                 # configured with one node.host
                 log.warning("dataserver %s registers at %s while alive at %s: restarted?",
-                            node.host, node.data_address, known.data_address)
-            self.blocks.register(node.host, rack, node.data_address, request.capacity,
-                                 request.used, self.ticks())
-            self._outbox[node.host] = []
+                            host, data_address, known.data_address)
+            self.blocks.register(host, rack, data_address, capacity, used, self.ticks())
+            self._outbox[host] = []
         log.info("dataserver %s registered: rack %s, data address %s, capacity %s, used %s",
-                 node.host, rack, node.data_address, request.capacity, request.used)
-        return pb.Empty()
+                 host, rack, data_address, capacity, used)
 
-    @rpc.translate_errors
-    def DataServerHeartbeat(self, request, context):
+    def dataserver_heartbeat(self, host: str, capacity: int, used: int,
+                             active_transfers: int) -> list[pb.DataServerCommand]:
+        """The commands queued for `host` (to register again if it is unknown or dead)."""
         with self._lock:
-            known = self.blocks.heartbeat(request.host, request.capacity, request.used,
-                                          request.active_transfers, self.ticks())
-            commands = (self._outbox.pop(request.host, []) if known else
+            known = self.blocks.heartbeat(host, capacity, used, active_transfers, self.ticks())
+            commands = (self._outbox.pop(host, []) if known else
                         [pb.DataServerCommand(reregister=pb.Empty())])
         if not known:
-            log.info("heartbeat from unknown or dead dataserver %s: asked to register",
-                     request.host)
-        return pb.DataServerHeartbeatResponse(commands=commands)
+            log.info("heartbeat from unknown or dead dataserver %s: asked to register", host)
+        return commands
 
     def _require_live(self, host: str) -> None:
         if not self.blocks.is_live(host):
             raise FailedPrecondition(f"dataserver {host} is not registered (register first)")
 
-    @rpc.translate_errors
-    def BlockReport(self, request, context):
+    def block_report(self, host: str, blocks: dict[int, int]) -> None:
+        """`blocks`: block id -> length of every replica on `host`."""
         with self._lock:
-            self._require_live(request.host)
-            orphans = self.blocks.block_report(
-                request.host, {b.block_id: b.length for b in request.blocks})
-        log.info("block report from %s: %s replicas, %s orphans to delete", request.host,
-                 len(request.blocks), len(orphans))
-        return pb.Empty()
+            self._require_live(host)
+            orphans = self.blocks.block_report(host, blocks)
+        log.info("block report from %s: %s replicas, %s orphans to delete", host,
+                 len(blocks), len(orphans))
 
-    @rpc.translate_errors
-    def BlockReceived(self, request, context):
+    def block_received(self, host: str, block_id: int, length: int) -> None:
         with self._lock:
-            self._require_live(request.host)
-            self.blocks.block_received(request.host, request.block.block_id,
-                                       request.block.length)
-        log.debug("block %s (%s bytes) received on %s", request.block.block_id,
-                  request.block.length, request.host)
-        return pb.Empty()
+            self._require_live(host)
+            self.blocks.block_received(host, block_id, length)
+        log.debug("block %s (%s bytes) received on %s", block_id, length, host)
 
     # ---- background work ----
 
@@ -489,15 +465,116 @@ class NameServer(dfs_pb2_grpc.NameServerServicer):
         return pb.DataServerCommand(delete_blocks=pb.DeleteBlocksCommand(block_ids=c.block_ids))
 
 
-@daemon.command("nameserver", "Run the DFS nameserver (namespace, block map, re-replication).")
-def main(config: Config) -> None:
-    server_core = NameServer(config)  # image and journal are loaded before serving
-    address = config["nameserver"]["address"]
-    server, port = rpc.start_server(
-        config, address, [lambda s: dfs_pb2_grpc.add_NameServerServicer_to_server(server_core, s)])
-    server_core.start()
-    log.info("serving on %s (port %s)", address, port)
-    daemon.wait_for_stop()
-    log.info("stopping")
-    server.stop(grace=2).wait()
-    server_core.close()
+def file_status_proto(st: FileStatus) -> pb.FileStatus:
+    return pb.FileStatus(path=st.path, is_dir=st.is_dir, length=st.length,
+                         replication=st.replication, block_size=st.block_size, mtime=st.mtime)
+
+
+def _block_or_none(block: pb.Block) -> Block | None:
+    return Block(block.block_id, block.length) if block.block_id else None
+
+
+class NameServerService(dfs_pb2_grpc.NameServerServicer):
+    def __init__(self, server: NameServer):
+        self._ns = server
+
+    # ---- client protocol ----
+
+    @rpc.translate_errors
+    def Mkdirs(self, request, context):
+        self._ns.mkdirs(request.path, request.parents)
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def Create(self, request, context):
+        f = self._ns.create(request.path, request.client_id, request.client_host,
+                            request.replication, request.block_size, request.overwrite)
+        return pb.CreateResponse(replication=f.replication, block_size=f.block_size)
+
+    @rpc.translate_errors
+    def AddBlock(self, request, context):
+        return self._ns.add_block(request.path, request.client_id,
+                                  _block_or_none(request.previous), set(request.excluded_hosts))
+
+    @rpc.translate_errors
+    def AbandonBlock(self, request, context):
+        self._ns.abandon_block(request.path, request.client_id, request.block_id)
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def Complete(self, request, context):
+        self._ns.complete(request.path, request.client_id, _block_or_none(request.last))
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def GetBlockLocations(self, request, context):
+        status, located = self._ns.block_locations(request.path, request.offset,
+                                                   request.length, request.client_host)
+        return pb.GetBlockLocationsResponse(status=file_status_proto(status), blocks=located)
+
+    @rpc.translate_errors
+    def GetFileInfo(self, request, context):
+        return file_status_proto(self._ns.stat(request.path))
+
+    @rpc.translate_errors
+    def List(self, request, context):
+        return pb.ListResponse(entries=[file_status_proto(e)
+                                        for e in self._ns.list_dir(request.path)])
+
+    @rpc.translate_errors
+    def Delete(self, request, context):
+        return pb.DeleteResponse(deleted=self._ns.delete(request.path, request.recursive))
+
+    @rpc.translate_errors
+    def Rename(self, request, context):
+        self._ns.rename(request.src, request.dst)
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def ReportBadBlock(self, request, context):
+        self._ns.report_bad_block(request.block_id, request.host)
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def SafeMode(self, request, context):
+        action = SAFEMODE_ACTIONS.get(request.action)
+        if action is None:
+            raise InvalidArgument(f"unknown safe mode action {request.action}")
+        on, reason = self._ns.safe_mode(action)
+        return pb.SafeModeResponse(on=on, reason=reason)
+
+    @rpc.translate_errors
+    def Fsck(self, request, context):
+        return self._ns.fsck(request.path or "/")
+
+    @rpc.translate_errors
+    def Report(self, request, context):
+        return pb.ReportResponse(dataservers=self._ns.dataserver_reports())
+
+    # ---- dataserver protocol ----
+
+    @rpc.translate_errors
+    def RegisterDataServer(self, request, context):
+        node = request.node
+        self._ns.register_dataserver(node.host, node.rack, node.data_address, request.capacity,
+                                     request.used)
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def DataServerHeartbeat(self, request, context):
+        return pb.DataServerHeartbeatResponse(commands=self._ns.dataserver_heartbeat(
+            request.host, request.capacity, request.used, request.active_transfers))
+
+    @rpc.translate_errors
+    def BlockReport(self, request, context):
+        self._ns.block_report(request.host, {b.block_id: b.length for b in request.blocks})
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def BlockReceived(self, request, context):
+        self._ns.block_received(request.host, request.block.block_id, request.block.length)
+        return pb.Empty()
+
+
+main = daemon.main_of("nameserver",
+                      "Run the DFS nameserver (namespace, block map, re-replication).", NameServer)

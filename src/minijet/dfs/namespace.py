@@ -60,7 +60,9 @@ class OpenFile:
 
 
 @dataclass(frozen=True, slots=True)
-class Status:
+class FileStatus:
+    """What stat and list tell of a file or directory: on the nameserver, and in the
+    DfsClient from the nameserver's reply."""
     path: str
     is_dir: bool
     length: int
@@ -104,15 +106,15 @@ class Namespace:
         return node
 
     @staticmethod
-    def _status(path: str, node: Dir | File) -> Status:
+    def _status(path: str, node: Dir | File) -> FileStatus:
         if isinstance(node, Dir):
-            return Status(path, True, 0, 0, 0, node.mtime)
-        return Status(path, False, node.length, node.replication, node.block_size, node.mtime)
+            return FileStatus(path, True, 0, 0, 0, node.mtime)
+        return FileStatus(path, False, node.length, node.replication, node.block_size, node.mtime)
 
-    def stat(self, path: str) -> Status:
+    def stat(self, path: str) -> FileStatus:
         return self._status(path, self._get(path))
 
-    def list(self, path: str) -> list[Status]:
+    def list(self, path: str) -> list[FileStatus]:
         """A directory's children sorted by name; a file lists itself."""
         node = self._get(path)
         if isinstance(node, File):

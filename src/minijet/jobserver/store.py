@@ -6,7 +6,9 @@ blocks until that write is durable (synchronous=FULL: the WAL is fsync'd at each
 which is how job acceptance is made durable before RunJob replies.
 
 A record is (table, row): a row names the table's primary key and any of its other columns;
-an existing row is updated in the named columns only.
+an existing row is updated in the named columns only. Rows are read by the columns of
+TABLES only, so a database written by an earlier version with more columns (the jobs table
+had a `status_blob` that nothing filled) opens and reads the same.
 """
 from __future__ import annotations
 
@@ -24,8 +26,7 @@ SCHEMA_VERSION = 1
 TABLES: dict[str, tuple[str, list[str]]] = {
     # table: (primary key, other columns)
     "jobs": ("job_id", ["name", "user", "state", "submit_time", "start_time", "end_time",
-                        "output_path", "job_dir", "conf_json", "error", "traceback",
-                        "status_blob"]),
+                        "output_path", "job_dir", "conf_json", "error", "traceback"]),
     "tasks": ("task_id", ["job_id", "stage", "task_index", "state"]),
     "attempts": ("attempt_id", ["task_id", "job_id", "taskserver", "host", "locality", "state",
                                 "start_time", "end_time", "error", "traceback",
@@ -138,8 +139,9 @@ class JobStore:
     # ---- reading (start-up and history) ----
 
     def rows(self, table: str, where: str = "", args: tuple = ()) -> list[dict[str, Any]]:
-        key, _ = TABLES[table]
-        sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "") + f" ORDER BY {key}"
+        key, columns = TABLES[table]
+        sql = (f"SELECT {', '.join([key] + columns)} FROM {table}"
+               + (f" WHERE {where}" if where else "") + f" ORDER BY {key}")
         with self._read_lock:
             return [dict(r) for r in self._db.execute(sql, args)]
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from minijet import daemon, rpc
+from minijet import daemon, net, rpc
 from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError, NotFound
 from minijet.proto import job_pb2, job_pb2_grpc
@@ -43,13 +43,6 @@ log = logging.getLogger("minijet.taskserver")
 _STATES = {"assigned": job_pb2.ASSIGNED, "running": job_pb2.RUNNING,
            "succeeded": job_pb2.SUCCEEDED, "failed": job_pb2.FAILED, "killed": job_pb2.KILLED}
 LOG_LIMIT = 1024 * 1024  # GetLogs returns at most the last MiB of each stream
-
-
-def _advertised(bind_address: str, port: int) -> str:
-    host = bind_address.rsplit(":", 1)[0]
-    if host in ("", "0.0.0.0", "[::]", "::"):
-        host = socket.gethostname()
-    return f"{host}:{port}"
 
 
 class TaskServer:
@@ -88,11 +81,11 @@ class TaskServer:
         self._server, port = rpc.start_server(
             self.config, bind,
             [lambda s: job_pb2_grpc.add_TaskServerServicer_to_server(TaskServerService(self), s)])
-        self.address = _advertised(bind, port)
-        self.name = f"{self.host}:{port}"
         bind_host = bind.rsplit(":", 1)[0]
-        local = "localhost" if bind_host in ("", "0.0.0.0", "[::]", "::") else bind_host
-        self.umbilical = f"{local}:{port}"
+        anywhere = net.is_any_address(bind_host)
+        self.address = f"{socket.gethostname() if anywhere else bind_host}:{port}"
+        self.name = f"{self.host}:{port}"
+        self.umbilical = f"{'localhost' if anywhere else bind_host}:{port}"
         log.info("taskserver %s (host %s, rack %s, %d slots) serving on %s, jobserver %s",
                  self.name, self.host, self.rack, self.slots, self.address,
                  self.config["jobserver"]["address"])
@@ -346,11 +339,6 @@ class TaskServer:
             dirs = sorted(job_logs.iterdir()) if job_logs.is_dir() else []
         return [(d.name, _tail(d / "stdout"), _tail(d / "stderr")) for d in dirs if d.is_dir()]
 
-    def attempt_state(self, attempt_id: str) -> str | None:
-        with self._lock:
-            a = self._table.get(attempt_id)
-            return a.state if a else None
-
 
 def sweep_logs(logs: Path, horizon: float, keep: set[str]) -> list[str]:
     """Delete the log dirs of jobs (not in `keep`) whose newest file is older than `horizon`
@@ -389,10 +377,8 @@ def _status_proto(s: AttemptSnapshot) -> job_pb2.AttemptStatus:
         error=s.error, traceback=s.traceback)
 
 
-@daemon.command("taskserver", "Run a taskserver: runs task attempts of the jobserver's jobs "
-                              "on this machine and serves their map output.")
-def main(config: Config) -> None:
-    daemon.run_until_stopped(TaskServer(config))
+main = daemon.main_of("taskserver", "Run a taskserver: runs task attempts of the jobserver's "
+                      "jobs on this machine and serves their map output.", TaskServer)
 
 
 if __name__ == "__main__":

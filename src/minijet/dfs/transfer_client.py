@@ -1,0 +1,210 @@
+"""The client half of the data-transfer protocol (transfer_wire.py): BlockWriter streams a
+block down a pipeline of dataservers, BlockReader streams a replica back. Used by the
+DfsClient, and by a dataserver that replicates one of its replicas."""
+from __future__ import annotations
+
+import socket
+import threading
+
+from minijet.dfs import blockstore
+from minijet.dfs.transfer_wire import (LAST, MAX_PACKET, PACKET, STATUS_NAMES, SUCCESS,
+                                       ConnectionClosed, connect, read_block_op, recv_ack,
+                                       recv_crcs, recv_exact, recv_into_exact, recv_message,
+                                       send_message, write_block_op)
+from minijet.errors import ChecksumError, Unavailable
+
+
+class PipelineError(Unavailable):
+    """A write pipeline broke; `index` is the position of the node that failed."""
+
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index = index
+
+
+class ReplicaUnavailable(Unavailable):
+    """A dataserver could not serve a replica (unreachable, no such replica, ...)."""
+
+
+class _Connection:
+    """One data-transfer connection to a dataserver."""
+
+    _sock: socket.socket
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+
+# ---- WRITE_BLOCK ----
+
+class BlockWriter(_Connection):
+    """Streams one block down a pipeline of dataservers (used by the DfsClient's writer and
+    by a dataserver replicating a replica). write_packet() sends at once and returns without
+    waiting for acks; finish() returns when every node has finalized its replica. Failures
+    raise PipelineError with the index of the node to blame."""
+
+    def __init__(self, targets: list[str], block_id: int, chunk_size: int, timeout: float,
+                 token: str = ""):
+        if not targets:
+            raise PipelineError(0, f"block {block_id}: no dataserver to write to")
+        self.targets = targets
+        self.block_id = block_id
+        self.chunk_size = chunk_size
+        self.length = 0
+        self._seqno = 0         # next packet to send
+        self._acked = -1        # last packet every node acked
+        self._last_seqno = -1
+        self._error: PipelineError | None = None
+        self._done = threading.Event()
+        # Nodes along the pipeline time out first and blame precisely; the writer waits longer.
+        try:
+            self._sock = connect(targets[0], timeout * 1.5)
+        except OSError as e:
+            raise PipelineError(0, f"block {block_id}: cannot connect to dataserver "
+                                   f"{targets[0]}: {e}") from None
+        try:
+            send_message(self._sock, write_block_op(token, block_id, chunk_size, targets[1:]))
+            reply = recv_message(self._sock)
+        except (OSError, ValueError) as e:
+            self._sock.close()
+            raise PipelineError(0, f"block {block_id}: dataserver {targets[0]} failed to set "
+                                   f"up the pipeline: {e}") from None
+        if reply.get("status") != "ok":
+            self._sock.close()
+            index = int(reply.get("index", 0))
+            raise PipelineError(index, f"block {block_id}: pipeline set-up failed at "
+                                       f"{self._name(index)}: {reply.get('message')}")
+        self._acker = threading.Thread(target=self._read_acks, daemon=True,
+                                       name=f"acks-blk_{block_id}")
+        self._acker.start()
+
+    def _name(self, index: int) -> str:
+        return self.targets[index] if index < len(self.targets) else f"node {index}"
+
+    def write_packet(self, data, crcs=None) -> None:
+        """Send `data` (whole chunks unless it is the block's last data) and its CRCs."""
+        if self._error:
+            raise self._error
+        if crcs is None:
+            crcs = blockstore.checksums(data, self.chunk_size)
+        try:
+            self._sock.sendall(PACKET.pack(self._seqno, self.length, len(data), 0) + crcs)
+            self._sock.sendall(data)
+        except OSError as e:
+            self._raise_from_acks(e)
+        self._seqno += 1
+        self.length += len(data)
+
+    def finish(self) -> None:
+        """Send the LAST packet and wait until every node has finalized the replica."""
+        if self._error:
+            raise self._error
+        self._last_seqno = self._seqno
+        try:
+            self._sock.sendall(PACKET.pack(self._seqno, self.length, 0, LAST))
+        except OSError as e:
+            self._raise_from_acks(e)
+        self._done.wait()
+        self.close()
+        if self._error:
+            raise self._error
+
+    def _raise_from_acks(self, cause: Exception):
+        # The acks in flight tell which node broke; the send failure alone does not.
+        self._done.wait()
+        self.close()
+        raise self._error or PipelineError(0, f"block {self.block_id}: lost the connection "
+                                              f"to {self.targets[0]}: {cause}")
+
+    def _read_acks(self) -> None:
+        try:
+            while True:
+                try:
+                    seqno, statuses = recv_ack(self._sock)
+                except socket.timeout:
+                    if self._acked + 1 >= self._seqno and self._last_seqno < 0:
+                        continue  # everything sent is acked: the writer is idle, not stuck
+                    raise
+                for index, status in enumerate(statuses):
+                    if status != SUCCESS:
+                        self._error = PipelineError(
+                            index, f"block {self.block_id}: dataserver {self._name(index)} in "
+                                   f"the pipeline reported {STATUS_NAMES.get(status, status)}")
+                        return
+                self._acked = seqno
+                if seqno == self._last_seqno:
+                    return
+        except (OSError, ValueError) as e:
+            self._error = PipelineError(0, f"block {self.block_id}: lost the connection to "
+                                           f"{self.targets[0]}: {e or type(e).__name__}")
+        finally:
+            self._done.set()
+
+
+# ---- READ_BLOCK ----
+
+class BlockReader(_Connection):
+    """Streams [offset, offset+length) of one replica, packet by packet, checking CRCs."""
+
+    def __init__(self, address: str, block_id: int, offset: int, length: int, timeout: float,
+                 token: str = ""):
+        self.address = address
+        self.block_id = block_id
+        try:
+            self._sock = connect(address, timeout)
+        except OSError as e:
+            raise ReplicaUnavailable(f"block {block_id}: cannot connect to dataserver "
+                                     f"{address}: {e}") from None
+        try:
+            send_message(self._sock, read_block_op(token, block_id, offset, length))
+            reply = recv_message(self._sock)
+        except (OSError, ValueError) as e:
+            self.close()
+            raise ReplicaUnavailable(f"block {block_id}: dataserver {address} failed: {e}") \
+                from None
+        if reply.get("status") != "ok":
+            self.close()
+            cls = ChecksumError if reply.get("corrupt") else ReplicaUnavailable
+            raise cls(f"block {block_id}: dataserver {address}: {reply.get('message')}")
+        self.chunk_size = reply["chunk_size"]
+        self.pos = reply["start"]      # block offset of the next packet's first byte
+        self.end = reply["end"]
+        self.block_length = reply["block_length"]
+        self._pending: tuple[int, bytes] | None = None
+
+    def next_length(self) -> int:
+        """Read the next packet's header; the length of its data (0 when all is read)."""
+        if self._pending is None:
+            if self.pos >= self.end:
+                return 0
+            try:
+                _, offset, n, _ = PACKET.unpack(recv_exact(self._sock, PACKET.size))
+                if offset != self.pos or n > MAX_PACKET:
+                    raise ConnectionClosed(f"bad packet (offset {offset}, length {n})")
+                crcs = recv_crcs(self._sock, n, self.chunk_size)
+            except (OSError, ValueError) as e:
+                raise ReplicaUnavailable(f"block {self.block_id}: reading from {self.address} "
+                                         f"failed: {e or type(e).__name__}") from None
+            self._pending = (n, crcs)
+        return self._pending[0]
+
+    def read_into(self, dest: memoryview) -> int:
+        """Receive the pending packet's data into dest (at least next_length() bytes)."""
+        n, crcs = self._pending
+        data = dest[:n]
+        try:
+            recv_into_exact(self._sock, data)
+        except OSError as e:
+            raise ReplicaUnavailable(f"block {self.block_id}: reading from {self.address} "
+                                     f"failed: {e or type(e).__name__}") from None
+        bad = blockstore.verify(data, crcs, self.chunk_size)
+        if bad >= 0:
+            raise ChecksumError(f"block {self.block_id}: checksum mismatch at byte "
+                                f"{self.pos + bad * self.chunk_size} of the replica on "
+                                f"{self.address}")
+        self._pending = None
+        self.pos += n
+        return n

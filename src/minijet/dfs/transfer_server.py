@@ -1,0 +1,362 @@
+"""The dataserver half of the data-transfer protocol (transfer_wire.py): a TCP server that
+serves each connection in a thread of its own.
+
+READ_BLOCK: the data goes out with sendfile(), with the CRCs stored beside the replica; the
+reader checks them.
+
+WRITE_BLOCK: each dataserver connects to targets[0] with targets[1:] (so the pipeline sets
+itself up hop by hop) and answers {status: ok} once its whole downstream is ready. Then
+packets flow: each node receives a packet, forwards it downstream at once, verifies and
+writes it; a responder thread reads the downstream ack for that packet and sends upstream
+its own status in front of the downstream ones. On the LAST packet a node finalizes its
+replica and reports it to the nameserver (BlockReceived) before acking it, so a writer that
+holds the last ack knows every replica is durable and known. A node that sees a failure
+sends an ack whose statuses point at the failed node (its own index for a local fault, the
+next one when the downstream broke without saying why), then drains its upstream until the
+writer hangs up.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import queue
+import socket
+import threading
+import time
+from typing import Callable
+
+from minijet import net
+from minijet.dfs import blockstore
+from minijet.dfs.transfer_wire import (ERROR, ERROR_CHECKSUM, LAST, MAX_PACKET, PACKET,
+                                       PROTOCOL_VERSION, SUCCESS, ConnectionClosed, connect,
+                                       packet_size_for, recv_ack, recv_crcs, recv_idle,
+                                       recv_into_exact, recv_message, send_ack, send_message,
+                                       tune, write_block_op)
+from minijet.errors import AlreadyExists, ChecksumError, MinijetError, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+def _this_machine_ip(towards: str) -> str:
+    """An address of this machine that the host `towards` can reach."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((towards, 9))  # no packet is sent: this only picks a route
+            return s.getsockname()[0]
+    except OSError:
+        return socket.gethostbyname(socket.gethostname())
+
+
+class DataTransferServer:
+    """Accepts data-transfer connections and serves each in its own thread (`serve`)."""
+
+    def __init__(self, store: blockstore.BlockStore, address: str,
+                 on_block_received: Callable[[int, int], None], *, packet_size: int,
+                 timeout: float, token: str = "", advertise_towards: str = "localhost"):
+        host, port = net.split_address(address)
+        try:
+            self._listener = socket.create_server((host or "0.0.0.0", port), backlog=128)
+        except OSError as e:
+            raise Unavailable(f"cannot listen on {address}: {e.strerror or e}") from None
+        self._listener.settimeout(0.5)
+        bound_ip, self.port = self._listener.getsockname()[:2]
+        ip = _this_machine_ip(advertise_towards) if net.is_any_address(host) else bound_ip
+        self.address = net.join_address(ip, self.port)
+        self.store = store
+        self.on_block_received = on_block_received
+        self.settings = {"packet_size": packet_size, "timeout": timeout, "token": token}
+        self.stopping = threading.Event()
+        self._active = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True,
+                                        name="data-accept")
+
+    @property
+    def active_transfers(self) -> int:
+        return self._active
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
+        except OSError:
+            pass
+        self._thread.join()
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, peer = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError as e:
+                if self.stopping.is_set():
+                    return
+                log.warning("accept failed: %s", e)
+                time.sleep(0.1)
+                continue
+            threading.Thread(target=self._handle, args=(conn, peer), daemon=True,
+                             name=f"data-{peer[0]}:{peer[1]}").start()
+
+    def _handle(self, conn: socket.socket, peer) -> None:
+        with self._lock:
+            self._active += 1
+        try:
+            tune(conn, self.settings["timeout"])
+            serve(conn, self.store, self.settings, self.on_block_received, self.stopping)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            log.info("data connection from %s:%s ended: %s", peer[0], peer[1],
+                     e or type(e).__name__)
+        except Exception:
+            log.exception("data connection from %s:%s failed", peer[0], peer[1])
+        finally:
+            conn.close()
+            with self._lock:
+                self._active -= 1
+
+
+def serve(sock: socket.socket, store: blockstore.BlockStore, config: dict,
+          on_block_received: Callable[[int, int], None], stopping: threading.Event) -> None:
+    """Serve one data-transfer connection. `config` holds packet_size, timeout and token
+    (the cluster's auth token: when set, an op must carry it);
+    `on_block_received(block_id, length)` runs after a replica is finalized, before its
+    last ack (it raises to fail the write)."""
+    op = recv_message(sock)
+    kind = op.get("op")
+    if op.get("v") != PROTOCOL_VERSION:
+        send_message(sock, {"status": "error", "index": 0,
+                            "message": f"unsupported protocol version {op.get('v')}"})
+    elif config["token"] and not hmac.compare_digest(str(op.get("token", "")),
+                                                     config["token"]):
+        send_message(sock, {"status": "error", "index": 0,
+                            "message": "missing or wrong auth token"})
+    elif kind == "read_block":
+        _serve_read(sock, store, op, config["packet_size"])
+    elif kind == "write_block":
+        _BlockReceiver(sock, store, op, config, on_block_received, stopping).run()
+    else:
+        send_message(sock, {"status": "error", "index": 0, "message": f"unknown op {kind!r}"})
+
+
+def _serve_read(sock: socket.socket, store: blockstore.BlockStore, op: dict,
+                packet_size: int) -> None:
+    block_id, offset, length = int(op["block_id"]), int(op["offset"]), int(op["length"])
+    try:
+        replica = store.open(block_id)
+    except (NotFound, ChecksumError) as e:
+        send_message(sock, {"status": "error", "message": str(e),
+                            "corrupt": isinstance(e, ChecksumError)})
+        return
+    with replica:
+        size, chunk = replica.length, replica.chunk_size
+        if not 0 <= offset <= size:
+            send_message(sock, {"status": "error",
+                                "message": f"offset {offset} is outside block {block_id} "
+                                           f"of {size} bytes"})
+            return
+        end = size if length < 0 else min(size, offset + length)
+        start = offset - offset % chunk
+        end = min(size, -(-end // chunk) * chunk)
+        send_message(sock, {"status": "ok", "chunk_size": chunk, "start": start, "end": end,
+                            "block_length": size})
+        step = packet_size_for(packet_size, chunk)
+        seqno, pos = 0, start
+        try:
+            while pos < end:
+                n = min(step, end - pos)
+                flags = LAST if pos + n >= end else 0
+                sock.sendall(PACKET.pack(seqno, pos, n, flags) + replica.crcs(pos, n))
+                if sock.sendfile(replica.data, pos, n) != n:
+                    raise ConnectionClosed(f"block {block_id}: replica shrank while being read")
+                pos += n
+                seqno += 1
+        except (BrokenPipeError, ConnectionResetError):
+            # A reader that seeks elsewhere or stops early hangs up: that is no error.
+            log.debug("block %d: reader left at byte %d", block_id, pos)
+
+
+_MIRROR_FAILED = object()
+
+
+class _BlockReceiver:
+    """This node's part of a WRITE_BLOCK pipeline (see the module docstring)."""
+
+    def __init__(self, upstream: socket.socket, store: blockstore.BlockStore, op: dict,
+                 config: dict, on_block_received: Callable[[int, int], None],
+                 stopping: threading.Event):
+        self.upstream = upstream
+        self.store = store
+        self.block_id = int(op["block_id"])
+        self.chunk_size = int(op["chunk_size"])
+        self.targets = list(op.get("targets", []))
+        self.timeout = config["timeout"]
+        self.token = config["token"]
+        self.on_block_received = on_block_received
+        self.stopping = stopping
+        self.mirror: socket.socket | None = None
+        self.acks: queue.Queue = queue.Queue()
+        self.failed = threading.Event()
+
+    def run(self) -> None:
+        try:
+            replica = self.store.create(self.block_id, self.chunk_size)
+        except (AlreadyExists, OSError) as e:
+            send_message(self.upstream, {"status": "error", "index": 0, "message": str(e)})
+            return
+        finalized = False
+        responder = None
+        try:
+            if not self._set_up_mirror():
+                return
+            send_message(self.upstream, {"status": "ok"})
+            responder = threading.Thread(target=self._respond, daemon=True,
+                                         name=f"responder-blk_{self.block_id}")
+            responder.start()
+            finalized = self._receive(replica)
+        except (OSError, ValueError, ConnectionClosed) as e:
+            log.info("block %d: write from upstream ended: %s", self.block_id,
+                     e or type(e).__name__)
+        finally:
+            self.acks.put(None)
+            if finalized:
+                responder.join()  # it ends once the last ack went upstream
+            else:
+                replica.abort()
+                if responder is not None:
+                    self._drain()
+            if self.mirror is not None:
+                self.mirror.close()  # also wakes a responder still waiting for acks
+            if responder is not None:
+                responder.join(self.timeout * 2)
+
+    def _set_up_mirror(self) -> bool:
+        if not self.targets:
+            return True
+        target = self.targets[0]
+        try:
+            self.mirror = connect(target, self.timeout)
+            send_message(self.mirror, write_block_op(self.token, self.block_id,
+                                                     self.chunk_size, self.targets[1:]))
+            reply = recv_message(self.mirror)
+        except (OSError, ValueError) as e:
+            reply = {"status": "error", "index": 0, "message": f"cannot reach {target}: {e}"}
+        if reply.get("status") != "ok":
+            log.warning("block %d: pipeline set-up failed downstream: %s", self.block_id,
+                        reply.get("message"))
+            send_message(self.upstream, {"status": "error",
+                                         "index": int(reply.get("index", 0)) + 1,
+                                         "message": reply.get("message")})
+            return False
+        return True
+
+    def _receive(self, replica: blockstore.ReplicaWriter) -> bool:
+        """Receive, forward and store packets; True once the replica is finalized."""
+        buf = memoryview(bytearray(0))
+        mirror_ok = self.mirror is not None
+        while not self.failed.is_set():
+            header = recv_idle(self.upstream, PACKET.size, self.stopping)
+            seqno, offset, n, flags = PACKET.unpack(header)
+            if n > MAX_PACKET or offset != replica.length:
+                raise ConnectionClosed(f"bad packet {seqno} (offset {offset}, length {n}) at "
+                                       f"length {replica.length}")
+            crcs = recv_crcs(self.upstream, n, self.chunk_size)
+            if len(buf) < n:
+                buf = memoryview(bytearray(n))
+            data = buf[:n]
+            recv_into_exact(self.upstream, data)
+            if mirror_ok:
+                try:
+                    self.mirror.sendall(header + crcs)
+                    self.mirror.sendall(data)
+                except OSError as e:
+                    log.warning("block %d: forwarding to %s failed: %s", self.block_id,
+                                self.targets[0], e)
+                    self.acks.put(_MIRROR_FAILED)
+                    return False
+            status = self._store(replica, data, crcs, flags & LAST)
+            self.acks.put((seqno, status))
+            if status != SUCCESS:
+                return False
+            if flags & LAST:
+                return True
+        return False
+
+    def _store(self, replica: blockstore.ReplicaWriter, data: memoryview, crcs: bytes,
+               last: int) -> int:
+        if blockstore.verify(data, crcs, self.chunk_size) >= 0:
+            log.warning("block %d: checksum error in received data at byte %d",
+                        self.block_id, replica.length)
+            return ERROR_CHECKSUM
+        try:
+            replica.write(data, crcs)
+            if last:
+                replica.finalize()
+                self.on_block_received(self.block_id, replica.length)
+                log.info("block %d: replica finalized, %d bytes", self.block_id, replica.length)
+        except (OSError, ValueError, MinijetError) as e:
+            log.error("block %d: storing the replica failed: %s", self.block_id, e)
+            if last and self.store.has(self.block_id):
+                self.store.delete(self.block_id)
+            return ERROR
+        return SUCCESS
+
+    def _respond(self) -> None:
+        """Ack each packet upstream once it is stored here and acked downstream."""
+        try:
+            while True:
+                item = self.acks.get()
+                if item is None:
+                    return
+                if item is _MIRROR_FAILED:
+                    self._send_up(-1, [SUCCESS] + self._downstream_verdict())
+                    return
+                seqno, status = item
+                if status != SUCCESS:
+                    self._send_up(seqno, [status])
+                    return
+                statuses = [SUCCESS]
+                if self.mirror is not None:
+                    try:
+                        got, downstream = recv_ack(self.mirror)
+                        if got != seqno and not any(downstream):  # an error ack may come early
+                            raise ConnectionClosed(f"ack {got} for packet {seqno}")
+                    except (OSError, ValueError) as e:
+                        log.warning("block %d: no ack from %s: %s", self.block_id,
+                                    self.targets[0], e or type(e).__name__)
+                        downstream = [ERROR]
+                    statuses += downstream
+                self._send_up(seqno, statuses)
+                if any(statuses):
+                    return
+        except OSError as e:
+            log.info("block %d: upstream went away: %s", self.block_id, e)
+            self.failed.set()
+
+    def _downstream_verdict(self) -> list[int]:
+        """After a failed forward: the downstream's own error ack if it sent one, else blame it."""
+        try:
+            while True:
+                _, statuses = recv_ack(self.mirror)
+                if any(statuses):
+                    return statuses
+        except (OSError, ValueError):
+            return [ERROR]
+
+    def _send_up(self, seqno: int, statuses: list[int]) -> None:
+        if any(statuses):
+            self.failed.set()
+        send_ack(self.upstream, seqno, statuses)
+
+    def _drain(self) -> None:
+        """After a failure, read and drop what the upstream still sends until it hangs up,
+        so that our error ack is not lost to a connection reset."""
+        try:
+            self.upstream.settimeout(self.timeout)
+            while self.upstream.recv(1 << 16):
+                pass
+        except OSError:
+            pass

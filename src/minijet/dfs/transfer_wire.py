@@ -1,0 +1,152 @@
+"""The data-transfer protocol's wire format: block bytes over raw TCP between clients and
+dataservers, shared by both halves (transfer_client.py sends ops, transfer_server.py on a
+dataserver answers them).
+
+Like HDFS's DataTransferProtocol, block data never goes through gRPC. One connection
+carries one operation.
+
+Framing. A *message* is a 4-byte big-endian length and that many bytes of JSON; it opens
+every connection (the op) and answers it (the status). Block data then flows in *packets*:
+PACKET header (seqno, offset of the data in the block, data length, flags), one big-endian
+CRC32 per `chunk_size` bytes of data, then the data. Acks are ACK (seqno, n) followed by n
+one-byte statuses, one per node from the acking node to the end of the pipeline.
+
+Every op carries the protocol version `v` and the cluster's `token` (security.auth_token),
+which a dataserver checks when one is configured.
+
+READ_BLOCK {op: read_block, block_id, offset, length (-1 = to the end)}
+    -> {status: ok, chunk_size, start, end, block_length} then packets covering [start, end),
+       which is the request widened to whole chunks so the reader can verify every CRC; the
+       last packet has the LAST flag.
+
+WRITE_BLOCK {op: write_block, block_id, chunk_size, targets: [downstream "ip:port", ...]}
+    -> {status: ok} once the whole pipeline is ready, or {status: error, index, message}
+       where index is the failed node counted from the answering one. Then packets flow
+       down the pipeline and acks come back up; the last packet is empty with the LAST flag.
+       (transfer_server.py tells what each node does.)
+
+Any other answer is {status: error, message} (with index 0 to a WRITE_BLOCK).
+"""
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+
+from minijet import net
+from minijet.dfs import blockstore
+
+PROTOCOL_VERSION = 1
+LENGTH = struct.Struct(">I")
+PACKET = struct.Struct(">qQIB")   # seqno, offset in block, data length, flags
+ACK = struct.Struct(">qB")        # seqno, number of node statuses that follow
+LAST = 1
+SUCCESS, ERROR, ERROR_CHECKSUM = 0, 1, 2
+STATUS_NAMES = {SUCCESS: "ok", ERROR: "failed", ERROR_CHECKSUM: "checksum error"}
+MAX_MESSAGE = 1 << 20
+MAX_PACKET = 64 << 20
+CONNECT_TIMEOUT = 10.0
+
+
+class ConnectionClosed(ConnectionError):
+    """The peer closed the connection in the middle of the protocol."""
+
+
+# ---- ops ----
+
+def read_block_op(token: str, block_id: int, offset: int, length: int) -> dict:
+    return {"op": "read_block", "v": PROTOCOL_VERSION, "token": token, "block_id": block_id,
+            "offset": offset, "length": length}
+
+
+def write_block_op(token: str, block_id: int, chunk_size: int, targets: list[str]) -> dict:
+    """WRITE_BLOCK to the first node of a pipeline, `targets` being the nodes after it."""
+    return {"op": "write_block", "v": PROTOCOL_VERSION, "token": token, "block_id": block_id,
+            "chunk_size": chunk_size, "targets": targets}
+
+
+# ---- sockets ----
+
+def connect(address: str, timeout: float) -> socket.socket:
+    host, port = net.split_address(address)
+    # A dead host should not hold up fail-over for a whole transfer timeout.
+    sock = socket.create_connection((host, port), timeout=min(timeout, CONNECT_TIMEOUT))
+    tune(sock, timeout)
+    return sock
+
+
+def tune(sock: socket.socket, timeout: float) -> None:
+    sock.settimeout(timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Keep-alive finds a vanished peer while a connection legitimately idles (a slow writer).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
+def recv_into_exact(sock: socket.socket, mv: memoryview) -> None:
+    while mv:
+        n = sock.recv_into(mv)
+        if n == 0:
+            raise ConnectionClosed("connection closed by the peer")
+        mv = mv[n:]
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray(n)
+    recv_into_exact(sock, memoryview(buf))
+    return bytes(buf)
+
+
+def recv_idle(sock: socket.socket, n: int, stopping: threading.Event) -> bytes:
+    """Like recv_exact, but waits for the first byte for as long as the peer stays alive:
+    a writer may pause between packets for longer than the socket timeout."""
+    buf = bytearray(n)
+    mv = memoryview(buf)
+    while True:
+        try:
+            got = sock.recv_into(mv)
+            break
+        except socket.timeout:
+            if stopping.is_set():
+                raise
+    if got == 0:
+        raise ConnectionClosed("connection closed by the peer")
+    recv_into_exact(sock, mv[got:])
+    return bytes(buf)
+
+
+# ---- messages, packets, acks ----
+
+def send_message(sock: socket.socket, message: dict) -> None:
+    data = json.dumps(message, separators=(",", ":")).encode()
+    sock.sendall(LENGTH.pack(len(data)) + data)
+
+
+def recv_message(sock: socket.socket) -> dict:
+    (n,) = LENGTH.unpack(recv_exact(sock, LENGTH.size))
+    if n > MAX_MESSAGE:
+        raise ConnectionClosed(f"message of {n} bytes is too large: not a minijet peer?")
+    return json.loads(recv_exact(sock, n))
+
+
+def recv_crcs(sock: socket.socket, n: int, chunk_size: int) -> bytes:
+    """The CRCs that follow the header of a packet of `n` data bytes."""
+    return recv_exact(sock, blockstore.CRC_SIZE * blockstore.chunk_count(n, chunk_size))
+
+
+def send_ack(sock: socket.socket, seqno: int, statuses: list[int]) -> None:
+    sock.sendall(ACK.pack(seqno, len(statuses)) + bytes(statuses))
+
+
+def recv_ack(sock: socket.socket) -> tuple[int, list[int]]:
+    seqno, n = ACK.unpack(recv_exact(sock, ACK.size))
+    return seqno, list(recv_exact(sock, n))
+
+
+def packet_size_for(packet_size: int, chunk_size: int) -> int:
+    """Packets carry whole chunks (except the last packet of a block)."""
+    return max(chunk_size, packet_size - packet_size % chunk_size)
