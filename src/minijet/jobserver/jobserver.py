@@ -401,10 +401,9 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
         return job_pb2.Empty()
 
 
-@daemon.command("jobserver", "Run the jobserver: accepts jobs, schedules their tasks on the "
-                             "taskservers, and keeps job state in a SQLite store.")
-def main(config: Config) -> None:
-    daemon.run_until_stopped(JobServer(config))
+main = daemon.main_of("jobserver", "Run the jobserver: accepts jobs, schedules their tasks on "
+                                  "the taskservers, and keeps job state in a SQLite store.",
+                      JobServer)
 
 
 if __name__ == "__main__":
