@@ -8,7 +8,7 @@ from minijet.jobserver.model import (AttemptStatus, CleanupJob, CommitDenied, Co
                                      CommitRequest, FetchFailed, Heartbeat, JobCreated,
                                      JobFinished, JobServerCore, JobSubmitted, KillAttempt,
                                      KillJob, LaunchAttempt, Persist, Tick)
-from minijet.jobserver.splits import Segment, Split
+from minijet.splits import Segment, Split
 from minijet.jobserver.store import JobStore
 
 FINAL = ("succeeded", "failed", "killed")

@@ -6,7 +6,7 @@ import pytest
 from minijet.errors import InvalidArgument
 from minijet.taskhost.mapoutput import MapOutputBuffer
 from minijet.taskhost.partition import hash_partition
-from minijet.taskhost.segments import (index_path, iter_frames, read_index,
+from minijet.formats.segments import (index_path, iter_frames, read_index,
                                        read_map_output_segment, read_segment)
 
 

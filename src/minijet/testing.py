@@ -40,9 +40,9 @@ from minijet import jobconf as jc
 from minijet import localrunner
 from minijet.errors import InvalidArgument
 from minijet.job import build_conf
-from minijet.jobserver.splits import is_hidden
-from minijet.taskhost.output import encode_text
-from minijet.taskhost.recordfile import RecordsSplitReader
+from minijet.jobdir import is_hidden
+from minijet.formats.textoutput import encode_text
+from minijet.formats.recordfile import RecordsSplitReader
 
 __all__ = ["run_job", "run", "LocalRun", "read_output", "parse_line"]
 

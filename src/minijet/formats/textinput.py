@@ -7,7 +7,7 @@ once over all splits, wherever the split boundaries fall (Hadoop's LineRecordRea
 
 Lines are split on b"\\n" only (a "\\r" stays part of the line), the newline is removed,
 and the text is decoded as UTF-8 with errors="surrogateescape", so undecodable bytes reach
-the output unchanged (see output.py). Records are (byte offset of the line, line).
+the output unchanged (see textoutput.py). Records are (byte offset of the line, line).
 
 Speed: the file is read in large chunks, each chunk is decoded and split in C, and the
 records of a chunk are handed out by C iterators (zip over accumulated offsets), so no

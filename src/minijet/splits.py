@@ -6,13 +6,18 @@ files (one block, shorter than a block) are combined into one split of at most a
 so a directory of many tiny files does not become as many tasks. A split is a list of
 (path, offset, length) segments; the task reads each segment with the usual line rule
 (a segment that is a whole file simply starts at 0).
+
+The jobserver computes a job's splits at RunJob and hands each input task its split's
+segments in the task description (minijet.taskdesc); the local runner computes them the
+same way over local files.
 """
 from __future__ import annotations
 
-import posixpath
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
+
+from minijet.jobdir import files_of
 
 # (offset, length, replica hosts) of one block
 Block = tuple[int, int, Sequence[str]]
@@ -22,6 +27,7 @@ InputFile = tuple[str, int, Sequence[Block]]
 
 @dataclass(frozen=True)
 class Segment:
+    """[offset, offset + length) of the file at `path`: what a task reads of one file."""
     path: str
     offset: int
     length: int
@@ -45,15 +51,23 @@ class Split:
         return cls(tuple(Segment(p, o, n) for p, o, n in d["segments"]), tuple(d["hosts"]))
 
 
-def is_hidden(path: str) -> bool:
-    """Names starting with '_' or '.' (e.g. _SUCCESS, _temporary, .crc) are not input."""
-    return posixpath.basename(path.rstrip("/")).startswith(("_", "."))
-
-
-def input_files(listing: Iterable[tuple[str, bool]]) -> list[str]:
-    """The input files among a directory listing of (path, is_dir): sorted, without hidden
-    names and without subdirectories (a directory input is its files, not recursive)."""
-    return sorted(path for path, is_dir in listing if not is_dir and not is_hidden(path))
+def input_splits(fs, conf, block_size: int) -> dict[str, list[Split]]:
+    """Stage id -> the splits of every input stage of JobConf `conf`, one per block (small
+    files combined), each with the hosts of its block's replicas. `fs` is a DfsClient (the
+    jobserver's, at RunJob) or the local runner's LocalFiles."""
+    result: dict[str, list[Split]] = {}
+    for stage in conf.stages:
+        if not stage.input:
+            continue
+        files = []
+        for path in stage.input:
+            for file_path in files_of(fs, path):
+                blocks = [(b.offset, b.length, list(b.hosts))
+                          for b in fs.block_locations(file_path)]
+                length = sum(b[1] for b in blocks)
+                files.append((file_path, length, blocks))
+        result[stage.id] = compute_splits(files, block_size)
+    return result
 
 
 def compute_splits(files: Iterable[InputFile], block_size: int) -> list[Split]:
