@@ -1,4 +1,4 @@
-"""The jobserver daemon's translations: the core's launch action -> task_json (JOB_DESIGN.md),
+"""The jobserver daemon's translations: the core's launch action -> task_json (minijet.taskdesc),
 and stored rows of an earlier run -> a JobStatus."""
 import json
 
