@@ -23,10 +23,10 @@ from pathlib import Path
 
 from minijet import jobconf
 from minijet.config import parse_size
-from minijet.job import MapReduceJob
 from minijet.formats.segments import read_index, read_map_output_segment
 from minijet.formats.textinput import SplitReader
 from minijet.formats.textoutput import TextOutputWriter
+from minijet.job import MapReduceJob
 from minijet.splits import Segment
 from minijet.taskhost import runner
 from minijet.taskhost.mapoutput import MapOutputBuffer

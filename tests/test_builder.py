@@ -18,13 +18,13 @@ import pytest
 from minijet import builder as bld
 from minijet import jobconf as jc
 from minijet.errors import InvalidArgument
-from minijet.job import Param
 from minijet.formats import segments
+from minijet.formats.recordfile import SYNC, RecordsSplitReader, RecordsWriter
+from minijet.formats.textoutput import TextOutputWriter
+from minijet.job import Param
 from minijet.splits import Segment
 from minijet.taskhost import runner
 from minijet.taskhost.operations import Descending, RangePartitioner, split_points
-from minijet.formats.textoutput import TextOutputWriter
-from minijet.formats.recordfile import SYNC, RecordsSplitReader, RecordsWriter
 
 
 # ---- a small local driver over the runner's stage functions ----

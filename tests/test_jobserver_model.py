@@ -8,8 +8,8 @@ from minijet.jobserver.model import (AttemptStatus, CleanupJob, CommitDenied, Co
                                      CommitRequest, FetchFailed, Heartbeat, JobCreated,
                                      JobFinished, JobServerCore, JobSubmitted, KillAttempt,
                                      KillJob, LaunchAttempt, Persist, Tick)
-from minijet.splits import Segment, Split
 from minijet.jobserver.store import JobStore
+from minijet.splits import Segment, Split
 
 FINAL = ("succeeded", "failed", "killed")
 RACKS = {"h1": "/r1", "h2": "/r1", "h3": "/r2"}

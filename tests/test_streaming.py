@@ -15,8 +15,8 @@ import pytest
 
 from minijet import jobconf as jc
 from minijet import streaming
-from minijet.streaming import StreamingError, StreamingJob, pipe_lines, split_line
 from minijet.splits import Segment
+from minijet.streaming import StreamingError, StreamingJob, pipe_lines, split_line
 from minijet.taskhost import runner
 
 from collected import Collected

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from minijet import jobconf as jc
-from minijet.job import MapReduceJob
 from minijet.formats import segments
+from minijet.job import MapReduceJob
 from minijet.splits import Segment
 from minijet.taskhost import runner
 

@@ -3,8 +3,8 @@ import pytest
 
 from minijet.errors import InvalidArgument, NotFound
 from minijet.formats import segments
-from minijet.taskhost.mapoutput import MapOutputBuffer
 from minijet.formats.segments import partition_chunks
+from minijet.taskhost.mapoutput import MapOutputBuffer
 
 
 def test_partition_is_served_in_bounded_chunks(tmp_path):

@@ -62,8 +62,8 @@ from typing import Any, Callable, Iterable
 
 from minijet.errors import (AlreadyExists, ConfigError, FailedPrecondition, InvalidArgument,
                             NotFound)
-from minijet.jobconf import FILE, JobConf
 from minijet.ids import make_attempt_id, make_job_id, make_task_id
+from minijet.jobconf import FILE, JobConf
 from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler
 from minijet.splits import Split
 from minijet.states import (ASSIGNED, CREATED, FAILED, FINAL_STATES, KILLED, LOST, PENDING,

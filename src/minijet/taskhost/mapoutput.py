@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from minijet.errors import InvalidArgument
-from minijet.taskhost.partition import Partitioner, hash_partition, str_hash_partitions
 from minijet.formats.segments import (IndexEntry, SegmentWriter, index_path, iter_file_frames,
                                        write_index)
+from minijet.taskhost.partition import Partitioner, hash_partition, str_hash_partitions
 from minijet.taskhost.shuffle import MERGE_FACTOR, merge_frames, merge_sorted
 
 Combiner = Callable[[Any, list], Iterable[tuple[Any, Any]]]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from minijet import rpc
-from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.formats.segments import RECORDS_HEADER
+from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.taskserver.attempts import DoneReport
 
 if TYPE_CHECKING:

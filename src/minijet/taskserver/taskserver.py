@@ -30,8 +30,8 @@ from typing import Iterator
 from minijet import daemon, rpc
 from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError, NotFound
-from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.formats import segments
+from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.taskserver import launcher
 from minijet.taskserver.attempts import (FAILED, KILLED, AttemptSnapshot, AttemptTable,
                                          DoneReport)
