@@ -28,6 +28,7 @@ from typing import Any
 from minijet import daemon, rpc
 from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError, NotFound
+from minijet.ids import make_job_id
 from minijet.jobserver import jobfiles, model
 from minijet.jobserver.store import JobStore
 from minijet.proto import job_pb2, job_pb2_grpc
@@ -253,7 +254,7 @@ class JobServer:
     def create_job(self, name: str, user: str) -> tuple[str, str]:
         with self._lock:
             self._seq += 1
-            job_id = model.make_job_id(self._started, self._seq)
+            job_id = make_job_id(self._started, self._seq)
         job_dir = self._job_dir(job_id)
         self.dfs.mkdir(job_dir, parents=True)
         with self._lock:

@@ -62,7 +62,7 @@ from typing import Any, Callable, Iterable
 
 from minijet.errors import (AlreadyExists, ConfigError, FailedPrecondition, InvalidArgument,
                             NotFound)
-from minijet.ids import make_attempt_id, make_job_id, make_task_id
+from minijet.ids import make_attempt_id, make_task_id
 from minijet.jobconf import FILE, JobConf
 from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler
 from minijet.splits import Split
