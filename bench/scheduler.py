@@ -28,7 +28,7 @@ from minijet.jobserver.model import (AttemptStatus, CommitGranted, CommitRequest
                                      JobFinished, JobServerCore, JobSubmitted, LaunchAttempt,
                                      Persist)
 from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler
-from minijet.jobserver.splits import Segment, Split
+from minijet.splits import Segment, Split
 
 DELAY = 3.0
 

@@ -23,12 +23,13 @@ from pathlib import Path
 
 from minijet import jobconf
 from minijet.config import parse_size
+from minijet.formats.segments import read_index, read_map_output_segment
+from minijet.formats.textinput import SplitReader
+from minijet.formats.textoutput import TextOutputWriter
 from minijet.job import MapReduceJob
+from minijet.splits import Segment
 from minijet.taskhost import runner
 from minijet.taskhost.mapoutput import MapOutputBuffer
-from minijet.taskhost.output import TextOutputWriter
-from minijet.taskhost.records import SplitReader
-from minijet.taskhost.segments import read_index, read_map_output_segment
 from minijet.taskhost.shuffle import ShuffleMerger
 
 # CPU seconds of this process by default: every stage runs in this one thread, so on an idle
@@ -150,7 +151,7 @@ def run_runner(path: Path, size: int, reducers: int, sort_buffer: int, work: Pat
     t0 = clock()
     map_dir = work / "map"
     runner.run_input_stage(
-        job, conf.stage("map"), [runner.Split(str(path), 0, size)], lambda p: open(p, "rb"),
+        job, conf.stage("map"), [Segment(str(path), 0, size)], lambda p: open(p, "rb"),
         lambda combiner: runner.MapOutputSink(map_dir, reducers, "hash", sort_buffer, combiner),
         progress)
     t1 = clock()

@@ -18,11 +18,13 @@ import pytest
 from minijet import builder as bld
 from minijet import jobconf as jc
 from minijet.errors import InvalidArgument
+from minijet.formats import segments
+from minijet.formats.recordfile import SYNC, RecordsSplitReader, RecordsWriter
+from minijet.formats.textoutput import TextOutputWriter
 from minijet.job import Param
-from minijet.taskhost import runner, segments
+from minijet.splits import Segment
+from minijet.taskhost import runner
 from minijet.taskhost.operations import Descending, RangePartitioner, split_points
-from minijet.taskhost.output import TextOutputWriter
-from minijet.taskhost.recordfile import SYNC, RecordsSplitReader, RecordsWriter
 
 
 # ---- a small local driver over the runner's stage functions ----
@@ -80,7 +82,7 @@ def run_local(job, conf: jc.JobConf, work: Path, split_size: int = 700) -> dict:
             return make
 
         if stage.input:
-            splits = [runner.Split(path, off, min(split_size, size - off))
+            splits = [Segment(path, off, min(split_size, size - off))
                       for p in stage.input for path, size in local_files(p)
                       for off in range(0, max(size, 1), split_size)]
             for i, split in enumerate(splits):

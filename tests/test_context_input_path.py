@@ -5,6 +5,7 @@ from __future__ import annotations
 from minijet import context
 from minijet import jobconf as jc
 from minijet.job import MapReduceJob
+from minijet.splits import Segment
 from minijet.taskhost import runner
 
 from collected import Collected
@@ -24,7 +25,7 @@ def test_each_record_sees_its_own_file(tmp_path):
     for name, n in sizes.items():
         path = tmp_path / name
         path.write_text("".join(f"{name}{i}\n" for i in range(n)))
-        splits.append(runner.Split(str(path), 0, path.stat().st_size))
+        splits.append(Segment(str(path), 0, path.stat().st_size))
         expected += [(f"{name}{i}", str(path)) for i in range(n)]
     conf = jc.compile_mapreduce("p", "p.py", "PathOfEachLine", {}, ["/in"], "/out", 0,
                                 has_combiner=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from minijet.client import jetshell
+from minijet.client import console, jetshell
 from minijet.cluster import free_port
 from minijet.proto import job_pb2
 
@@ -189,7 +189,7 @@ def status_of(state: str, *progress: float, **fields) -> job_pb2.JobStatus:
 
 def test_plain_progress_lines_when_not_a_terminal():
     out = io.StringIO()
-    show = jetshell.ProgressPrinter(out, tty=False)
+    show = console.ProgressPrinter(out, tty=False)
     for status in (status_of("created"), status_of("running", 0.0, 0.0),
                    status_of("running", 0.454, 0.0), status_of("running", 0.456, 0.0),
                    status_of("running", 1.0, 0.5), status_of("succeeded", 1.0, 1.0)):
@@ -201,7 +201,7 @@ def test_plain_progress_lines_when_not_a_terminal():
 
 def test_progress_bar_on_a_terminal():
     out = io.StringIO()
-    show = jetshell.ProgressPrinter(out, tty=True, columns=100)
+    show = console.ProgressPrinter(out, tty=True, columns=100)
     show(status_of("running", 0.5, 0.0))
     show(status_of("succeeded", 1.0, 1.0, end_time=1002.5))
     text = out.getvalue()
@@ -216,13 +216,13 @@ def test_progress_bar_on_a_terminal():
 def test_progress_bars_fit_the_terminal():
     status = job_pb2.JobStatus(state="running", start_time=1000.0, end_time=1010.0, stages=[
         job_pb2.StageInfo(stage_id=f"stage{i}", tasks=2, progress=0.5) for i in range(4)])
-    wide = jetshell.bar_line(status, 200)
+    wide = console.bar_line(status, 200)
     assert wide.count("[##########----------]") == 4 and wide.endswith("  10.0s")
-    narrow = jetshell.bar_line(status, 100)
+    narrow = console.bar_line(status, 100)
     assert len(narrow) < 100 and narrow.count("[###----]") == 4 and narrow.endswith("  10.0s")
-    tiny = jetshell.bar_line(status, 60)
+    tiny = console.bar_line(status, 60)
     assert tiny == "stage0 50% stage1 50% stage2 50% stage3 50%  10.0s"
-    assert len(jetshell.bar_line(status, 30)) == 29
+    assert len(console.bar_line(status, 30)) == 29
 
 
 def test_outcome_failed_shows_the_users_error(capsys):
@@ -231,7 +231,7 @@ def test_outcome_failed_shows_the_users_error(capsys):
                                  "line 5, in mapper\nValueError: bad record\n",
                        counters=[job_pb2.Counter(group="map", name="input records",
                                                  value=12)])
-    assert jetshell._report_outcome(status) == jetshell.EXIT_FAILED
+    assert console.report_outcome(status) == console.EXIT_FAILED
     out, err = capsys.readouterr()
     assert out.splitlines()[0] == "job job_20260101000000_0007 failed after 3.0s"
     assert "    input records = 12" in out
@@ -241,11 +241,11 @@ def test_outcome_failed_shows_the_users_error(capsys):
 
 
 def test_outcome_exit_codes(capsys):
-    assert jetshell._report_outcome(status_of("succeeded", 1.0, 1.0, end_time=1001.0,
+    assert console.report_outcome(status_of("succeeded", 1.0, 1.0, end_time=1001.0,
                                               output_path="/out")) == 0
     assert "output: /out" in capsys.readouterr().out
-    assert jetshell._report_outcome(status_of("killed", 0.5, 0.0, end_time=1001.0)) == \
-        jetshell.EXIT_KILLED
+    assert console.report_outcome(status_of("killed", 0.5, 0.0, end_time=1001.0)) == \
+        console.EXIT_KILLED
     assert "was killed" in capsys.readouterr().err
 
 

@@ -10,8 +10,8 @@ from minijet.jobserver.model import (AttemptStatus, CleanupJob, CommitDenied, Co
                                      JobFinished, JobServerCore, JobSubmitted, KillAttempt,
                                      KillJob, LaunchAttempt, OutputCommitFailed,
                                      OutputCommitted, Persist, Tick)
-from minijet.jobserver.splits import Segment, Split
 from minijet.jobserver.store import JobStore
+from minijet.splits import Segment, Split
 
 FINAL = ("succeeded", "failed", "killed")
 RACKS = {"h1": "/r1", "h2": "/r1", "h3": "/r2"}

@@ -1,4 +1,4 @@
-"""The jobserver daemon's shell: the core's launch action -> task_json (JOB_DESIGN.md); the
+"""The jobserver daemon's shell: the core's launch action -> task_json (minijet.taskdesc); the
 finisher's output commit and a restart, fed back to the core as events."""
 import contextlib
 import json

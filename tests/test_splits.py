@@ -1,4 +1,5 @@
-from minijet.jobserver.splits import Segment, Split, compute_splits, input_files, is_hidden
+from minijet.jobdir import input_files, is_hidden
+from minijet.splits import Segment, Split, compute_splits
 
 MB = 1024 * 1024
 

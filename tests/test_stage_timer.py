@@ -6,6 +6,7 @@ import itertools
 
 from minijet import jobconf as jc
 from minijet.job import MapReduceJob
+from minijet.splits import Segment
 from minijet.taskhost import runner
 
 from collected import Collected
@@ -73,7 +74,7 @@ def test_an_input_stage_reports_its_timing_counters(tmp_path):
     reports = []
     progress = runner.Progress(lambda f, c: reports.append(dict(((g, n), v) for g, n, v in c)))
     runner.run_input_stage(Words(), conf.stage("map"),
-                           [runner.Split(str(path), 0, path.stat().st_size)],
+                           [Segment(str(path), 0, path.stat().st_size)],
                            lambda p: open(p, "rb"), lambda combiner: out, progress)
     assert len(out.pairs) == 6000
     final = reports[-1]

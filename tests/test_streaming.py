@@ -15,6 +15,7 @@ import pytest
 
 from minijet import jobconf as jc
 from minijet import streaming
+from minijet.splits import Segment
 from minijet.streaming import StreamingError, StreamingJob, pipe_lines, split_line
 from minijet.taskhost import runner
 
@@ -150,7 +151,7 @@ def run_job_locally(tmp_path: Path, params: dict, reducers: int) -> list[str]:
     progress = runner.Progress(lambda f, c: None)
     outputs = []
     for i, off in enumerate(range(0, length, 4000)):
-        split = runner.Split(str(src), off, min(4000, length - off))
+        split = Segment(str(src), off, min(4000, length - off))
         if reducers == 0:
             out = Collected()
             runner.run_input_stage(job, conf.stage("map"), [split], lambda p: open(p, "rb"),
@@ -165,7 +166,7 @@ def run_job_locally(tmp_path: Path, params: dict, reducers: int) -> list[str]:
             outputs.append(work / "file.out")
     if reducers == 0:
         return [streaming.join_pair(k, v) for o in outputs for k, v in o.pairs]
-    from minijet.taskhost import segments
+    from minijet.formats import segments
     lines = []
     for part in range(reducers):
         segs = [(segments.read_map_output_segment(o, part),

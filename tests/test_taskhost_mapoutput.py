@@ -4,10 +4,10 @@ from collections import Counter, defaultdict
 import pytest
 
 from minijet.errors import InvalidArgument
+from minijet.formats.segments import (index_path, iter_frames, read_index,
+                                       read_map_output_segment, read_segment)
 from minijet.taskhost.mapoutput import MapOutputBuffer
 from minijet.taskhost.partition import hash_partition
-from minijet.taskhost.segments import (index_path, iter_frames, read_index,
-                                       read_map_output_segment, read_segment)
 
 
 def word_pairs(seed: int, n: int):

@@ -1,7 +1,7 @@
 import io
 
-from minijet.taskhost.output import TextOutputWriter
-from minijet.taskhost.records import SplitReader
+from minijet.formats.textinput import SplitReader
+from minijet.formats.textoutput import TextOutputWriter
 
 
 def test_key_tab_value_lines():

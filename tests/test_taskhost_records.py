@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from minijet.taskhost.records import SplitReader
+from minijet.formats.textinput import SplitReader
 
 
 def read(data: bytes, start: int, length: int, chunk_size: int = 1 << 20):

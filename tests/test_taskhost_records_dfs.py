@@ -3,7 +3,7 @@ import random
 
 from dfs_cluster import DfsCluster
 
-from minijet.taskhost.records import SplitReader
+from minijet.formats.textinput import SplitReader
 
 BLOCK = 256 * 1024
 

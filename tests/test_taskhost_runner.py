@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from minijet import jobconf as jc
+from minijet.formats import segments
 from minijet.job import MapReduceJob
-from minijet.taskhost import runner, segments
+from minijet.splits import Segment
+from minijet.taskhost import runner
 
 from collected import Collected
 from jobs.testjobs import WordCount
@@ -29,9 +31,9 @@ def stages(reducers: int):
     return conf.stage("map"), conf.stage("reduce")
 
 
-def splits_of(path: Path, size: int) -> list[runner.Split]:
+def splits_of(path: Path, size: int) -> list[Segment]:
     length = path.stat().st_size
-    return [runner.Split(str(path), off, min(size, length - off)) for off in range(0, length, size)]
+    return [Segment(str(path), off, min(size, length - off)) for off in range(0, length, size)]
 
 
 def run_maps(tmp_path: Path, reducers: int, reports: list) -> list[Path]:
@@ -99,16 +101,6 @@ def test_progress_reports_are_throttled():
     p.update(0.4)
     p.flush()
     assert seen == [0.1, 0.3, 0.4]
-
-
-def test_task_json_is_parsed():
-    t = runner.Task.from_dict({"job_id": "j", "task_id": "j_map_00001", "attempt_id": "a",
-                               "stage": "map", "index": 1,
-                               "splits": [{"path": "/f", "offset": 0, "length": 5}],
-                               "partition": None, "producer_stage": None})
-    assert t.splits == [runner.Split("/f", 0, 5)] and t.partition is None
-    with pytest.raises(Exception, match="bad task description"):
-        runner.Task.from_dict({"job_id": "j"})
 
 
 def test_consumer_progress_follows_the_merged_records():

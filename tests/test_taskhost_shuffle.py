@@ -5,9 +5,9 @@ from itertools import groupby
 import pytest
 
 from minijet.errors import ChecksumError
-from minijet.taskhost.mapoutput import MapOutputBuffer
-from minijet.taskhost.segments import (SegmentWriter, index_path, read_index,
+from minijet.formats.segments import (SegmentWriter, index_path, read_index,
                                        read_map_output_segment, read_segment)
+from minijet.taskhost.mapoutput import MapOutputBuffer
 from minijet.taskhost.shuffle import ShuffleMerger, group_by_key, merge_frames, merge_sorted
 
 

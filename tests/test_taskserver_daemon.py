@@ -24,8 +24,8 @@ import yaml
 from minijet import config as configmod
 from minijet import jobconf as jc
 from minijet import rpc
+from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
-from minijet.taskhost import segments
 
 from dfs_cluster import DfsCluster, free_port
 

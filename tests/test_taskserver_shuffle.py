@@ -2,9 +2,9 @@
 import pytest
 
 from minijet.errors import InvalidArgument, NotFound
-from minijet.taskhost import segments
+from minijet.formats import segments
+from minijet.formats.segments import partition_chunks
 from minijet.taskhost.mapoutput import MapOutputBuffer
-from minijet.taskserver.shuffle import partition_chunks
 
 
 def test_partition_is_served_in_bounded_chunks(tmp_path):

@@ -25,7 +25,7 @@ from typing import NamedTuple
 from zlib import crc32
 
 from minijet import MapReduceJob, Param, context
-from minijet.taskhost.runner import whole_stream
+from minijet.job import whole_stream
 
 MASK = (1 << 64) - 1
 

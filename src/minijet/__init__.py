@@ -1,8 +1,9 @@
 """minijet: a batch-processing cluster in Python (block-replicated DFS + MapReduce job engine).
 
 Job files use `from minijet import MapReduceJob, Param` (or JobBuilderJob, and `context` for
-user counters; `whole_stream` marks a map or reduce method given its task's whole input). The names are loaded on first use, so
-that importing any minijet module (daemons, config) stays light.
+user counters; `whole_stream` marks a map or reduce method given its task's whole input).
+The names are loaded on first use, so that importing any minijet module (daemons, config)
+stays light.
 """
 from typing import Any
 
@@ -14,10 +15,6 @@ def __getattr__(name: str) -> Any:
         from minijet import builder
 
         return builder.JobBuilderJob
-    if name == "whole_stream":
-        from minijet.taskhost import runner
-
-        return runner.whole_stream
     if name in __all__:
         from minijet import job
 

@@ -394,9 +394,9 @@ def sample_split_points(conf: jc.JobConf, job: Any,
     records at SAMPLES places spread over the stage's input (`list_files(path)` gives the
     (file, size) of an input path), apply the stage's operations, and cut the sorted keys
     into equal parts. The client does this before submitting (the local runner too)."""
-    from minijet.taskhost import operations
-    from minijet.taskhost.recordfile import RecordsSplitReader
-    from minijet.taskhost.records import SplitReader
+    from minijet import taskhost
+    from minijet.formats.recordfile import RecordsSplitReader
+    from minijet.formats.textinput import SplitReader
 
     for stage in conf.stages:
         out = stage.output
@@ -414,9 +414,9 @@ def sample_split_points(conf: jc.JobConf, job: Any,
                 place -= size
             with open_file(path) as f:
                 records = list(islice(make_reader(f, place, size - place), SAMPLE_RECORDS))
-            keys += operations.shuffle_keys(job, stage, records)
+            keys += taskhost.shuffle_keys(job, stage, records)
         try:
-            points = operations.split_points(keys, out.partitions)
+            points = taskhost.split_points(keys, out.partitions)
         except TypeError as e:
             raise InvalidArgument(f"stage {stage.id}: sort keys must be mutually comparable: "
                                   f"{e}") from None

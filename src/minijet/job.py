@@ -222,6 +222,15 @@ class MapReduceJob:
         return values
 
 
+def whole_stream(method: Callable) -> Callable:
+    """Marks a map or reduce method that takes the task's whole input in one call (its
+    (key, value) pairs, or (key, values) groups for a reduce) and returns the output pairs,
+    instead of being called per record (a streaming job pipes the stream through one
+    process)."""
+    method.whole_stream = True
+    return method
+
+
 def is_job_class(obj: Any) -> bool:
     return inspect.isclass(obj) and issubclass(obj, MapReduceJob) and obj is not MapReduceJob
 
@@ -274,6 +283,13 @@ def load_job_class(job_file: str, class_name: str) -> type[MapReduceJob]:
                               f"(it must subclass minijet.MapReduceJob)")
     cls.param_specs()  # a bad declaration is reported now, not in a task
     return cls
+
+
+def load_job(job_files: str | os.PathLike, conf) -> MapReduceJob:
+    """The job object a task runs: JobConf `conf`'s class, imported from the directory
+    holding the job's files (a taskserver's job cache), made from the conf's parameters."""
+    cls = load_job_class(os.path.join(job_files, conf.job_file), conf.job_class)
+    return cls.from_params(conf.params)
 
 
 def _user_line(error: BaseException, path: str) -> str:

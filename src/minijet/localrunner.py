@@ -1,16 +1,18 @@
 """Running a job in this process over local files, as Hadoop's local job runner does.
 
-`jetshell run --local` and `minijet.testing` use it to try and test a job without a cluster.
-Only the plumbing differs from the cluster; the task code is the engine's own:
+`jetshell run --local` (minijet.client.localrun) and `minijet.testing` use it to try and
+test a job without a cluster. Only the plumbing differs from the cluster; the task code is
+the engine's own:
 
-- splits come from jobfiles.input_splits (the jobserver's), over a `LocalFiles` that answers
-  its DFS calls from the local file system; "blocks" are split-size pieces of each file;
-- every task runs through runner.run_input_stage / run_consumer_stage (SplitReader, the
-  job's operations, partitioner, MapOutputBuffer, ShuffleMerger, grouping);
+- splits come from splits.input_splits (as the jobserver makes them), over a `LocalFiles`
+  that answers its DFS calls from the local file system; "blocks" are split-size pieces of
+  each file;
+- every task runs through the TaskHost's run_input_stage / run_consumer_stage (SplitReader,
+  the job's operations, partitioner, MapOutputBuffer, ShuffleMerger, grouping);
 - a file channel is a real map output file per producer task, and a consumer task reads its
-  partition of each with the taskserver's shuffle serving code (partition_chunks);
-- DFS output goes through runner.DfsOutput (temp file + rename) onto LocalFiles, and the job
-  ends with jobfiles.commit_output (`_SUCCESS`) or abort_output (nothing left behind).
+  partition of each as a taskserver serves it (formats.segments.partition_chunks);
+- DFS output goes through the TaskHost's DfsOutput (temp file + rename) onto LocalFiles, and
+  the job ends with jobdir.commit_output (`_SUCCESS`) or abort_output (nothing left behind).
 
 Stages run one task at a time, parents before children (topological order), so any stage
 graph the engine runs runs here. To catch code that works only with one partition, every
@@ -34,13 +36,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from minijet import jobconf as jc
-from minijet.dfs.client import BlockLocation, FileStatus
+from minijet import jobdir, taskhost
+from minijet.dfs import BlockLocation, FileStatus
 from minijet.dfs.paths import normalize
 from minijet.errors import AlreadyExists, MinijetError, NotFound
-from minijet.jobserver import jobfiles, model
-from minijet.jobserver.splits import input_files
-from minijet.taskhost import runner
-from minijet.taskserver.shuffle import partition_chunks
+from minijet.formats.segments import partition_chunks
+from minijet.ids import make_attempt_id, make_task_id
+from minijet.splits import Split, input_splits
 
 JOB_ID = "job_local"        # Hadoop's local runner's jobs are job_local...
 MIN_TASKS = 2                     # map tasks (splits) and partitions, at least
@@ -118,13 +120,6 @@ class LocalFiles:
 
     def list(self, path: str) -> list[FileStatus]:
         return [self.stat(os.path.join(path, name)) for name in sorted(os.listdir(path))]
-
-    def input_files(self, path: str) -> list[tuple[str, int]]:
-        """(file, size) of an input path: a file, or a directory's visible files."""
-        if not os.path.isdir(path):
-            return [(path, os.path.getsize(path))]
-        return [(f, os.path.getsize(f)) for f in
-                input_files((s.path, s.is_dir) for s in self.list(path))]
 
     def block_locations(self, path: str) -> list[BlockLocation]:
         size = os.path.getsize(path)
@@ -213,21 +208,19 @@ class LocalJobRunner:
 
     def check_paths(self) -> None:
         """The cluster client's checks and errors: a missing input, an existing output."""
-        from minijet.client.jetclient import check_paths
+        jobdir.check_paths(self.conf, self.files.exists)
 
-        check_paths(self.conf, self.files.exists)
-
-    def splits(self) -> dict[str, list[jobfiles.Split]]:
+    def splits(self) -> dict[str, list[Split]]:
         """Input stage -> its splits, as the jobserver makes them, with the split size cut
         down so that each stage has at least `min_tasks` splits (given as many bytes)."""
-        whole = jobfiles.input_splits(LocalFiles(1 << 62), self.conf, 1 << 62)
+        whole = input_splits(LocalFiles(1 << 62), self.conf, 1 << 62)
         size = self.split_size
         for splits in whole.values():
             total = sum(s.length for s in splits)
             if total:
                 size = min(size, math.ceil(total / self.min_tasks))
         files = LocalFiles(size)
-        return jobfiles.input_splits(files, self.conf, files.block_size)
+        return input_splits(files, self.conf, files.block_size)
 
     def plan(self) -> jc.JobConf:
         """Check the paths and sample the split points of sorts (as the client does before
@@ -237,9 +230,9 @@ class LocalJobRunner:
         self.check_paths()
         if builder.needs_sampling(self.conf):
             try:
-                self.conf = builder.sample_split_points(self.conf, self.new_job(),
-                                                        self.files.input_files,
-                                                        self.files.open)
+                self.conf = builder.sample_split_points(
+                    self.conf, self.new_job(), lambda path: jobdir.file_sizes(self.files, path),
+                    self.files.open)
             except MinijetError:
                 raise
             except Exception as e:  # the job's code, on a sample of the input
@@ -260,10 +253,10 @@ class LocalJobRunner:
                 else:
                     tasks[stage.id] = self._run_consumer_stage(stage)
             for path in self.conf.output_paths():
-                jobfiles.commit_output(self.files, path)
+                jobdir.commit_output(self.files, path)
         except BaseException:
             for path in self.conf.output_paths():
-                jobfiles.abort_output(self.files, path)
+                jobdir.abort_output(self.files, path)
             raise
         counters: Counters = {("job", "launched_attempts"): sum(tasks.values())}
         for stage_counters in self._counters.values():
@@ -274,12 +267,12 @@ class LocalJobRunner:
 
     # ---- tasks ----
 
-    def _run_input_stage(self, stage: jc.StageConf, splits: list[jobfiles.Split]) -> int:
+    def _run_input_stage(self, stage: jc.StageConf, splits: list[Split]) -> int:
         for index, split in enumerate(splits):
-            task_splits = [runner.Split(s.path, s.offset, s.length) for s in split.segments]
+            segments = list(split.segments)
             self._task(stage, index, len(splits), lambda job, output, progress:
-                       runner.run_input_stage(job, stage, task_splits, self.files.open, output,
-                                              progress))
+                       taskhost.run_input_stage(job, stage, segments, self.files.open, output,
+                                                progress))
         return len(splits)
 
     def _run_consumer_stage(self, stage: jc.StageConf) -> int:
@@ -289,9 +282,9 @@ class LocalJobRunner:
             segments = self._segments(producers, index)
             work = self._task_dir(stage, index)
             self._task(stage, index, count, lambda job, output, progress:
-                       runner.run_consumer_stage(job, stage, segments, len(producers),
-                                                 work / "shuffle", self.sort_buffer, output,
-                                                 progress))
+                       taskhost.run_consumer_stage(job, stage, segments, len(producers),
+                                                   work / "shuffle", self.sort_buffer, output,
+                                                   progress))
         return count
 
     def _segments(self, outputs: list[Path], partition: int) -> Iterator[tuple[bytes, int]]:
@@ -304,22 +297,22 @@ class LocalJobRunner:
         return self.work_dir / stage.id / str(index)
 
     def _task(self, stage: jc.StageConf, index: int, total: int, run: Callable) -> None:
-        task_id = model.make_task_id(JOB_ID, stage.id, index)
-        attempt_id = model.make_attempt_id(task_id, 0)
+        task_id = make_task_id(JOB_ID, stage.id, index)
+        attempt_id = make_attempt_id(task_id, 0)
         work = self._task_dir(stage, index)
         out = stage.output
 
-        progress = runner.Progress(lambda fraction, counters: None)
+        progress = taskhost.Progress(lambda fraction, counters: None)
         try:
             job = self.new_job()
 
             def make_output(combiner):  # as the TaskHost's, on local files
                 if out.channel == jc.FILE:
-                    return runner.MapOutputSink(work, out.partitions,
-                                                runner.output_partitioner(job, out),
-                                                self.sort_buffer, combiner)
-                return runner.DfsOutput(self.files, out.path, attempt_id, index,
-                                        lambda: True, out.writer)
+                    return taskhost.MapOutputSink(work, out.partitions,
+                                                  taskhost.output_partitioner(job, out),
+                                                  self.sort_buffer, combiner)
+                return taskhost.DfsOutput(self.files, out.path, attempt_id, index,
+                                          lambda: True, out.writer)
 
             run(job, make_output, progress)
         except Exception as e:  # the user's code or ours: the job fails with it, as on a cluster
@@ -337,66 +330,3 @@ def run_local(conf: jc.JobConf, new_job: Callable[[], Any], **options) -> LocalJ
     with tempfile.TemporaryDirectory(prefix="minijet-local-") as work:
         return LocalJobRunner(conf, new_job, work, **options).run()
 
-
-# ---- `jetshell run --local` ----
-
-def run_command(config, job_file: str, class_name: str, args, files=(), prog: str = "",
-                dry_run: bool = False) -> int:
-    """Compile the job as `jetshell run` does (local paths instead of DFS ones), run it here
-    and print its progress and counters; the exit status (0, or jetshell's "job failed").
-    Errors before the job runs (bad arguments, missing input, existing output) raise.
-    `dry_run` prints the JobConf as it would run here (at least 2 partitions) instead."""
-    import click
-
-    from minijet.client import jetshell
-    from minijet.client.jetclient import JetClient
-
-    def failed(e: JobFailed) -> int:
-        click.echo(e.traceback.rstrip("\n"), err=True)
-        click.echo(f"jetshell: error: job {JOB_ID} failed: {e.error}", err=True)
-        return jetshell.EXIT_FAILED
-
-    with JetClient(config, dfs=LocalFiles()) as client:  # the client's checks, on local files
-        try:
-            conf = client.compile(job_file, class_name, list(args), list(files),
-                                  prog=prog or f"jetshell run --local {job_file} {class_name}",
-                                  resolve_path=local_path)
-        except MinijetError:
-            raise
-        except Exception as e:  # the job's code failed: build_job, or a sort's sampling
-            return failed(JobFailed(class_name, "compiling the job", e))
-
-    def on_task(stage: str, done: int, total: int) -> None:
-        click.echo(f"{stage} {done}/{total} tasks")
-
-    with tempfile.TemporaryDirectory(prefix="minijet-local-") as work:
-        # a job cache as a taskserver makes one: tasks import the job (and shipped modules)
-        # from there, so a module not shipped with --file is missed here too
-        cache = Path(work) / "job"
-        cache.mkdir()
-        for path in [job_file, *files]:
-            shutil.copy(path, cache / os.path.basename(path))
-        local = LocalJobRunner(conf, lambda: runner.load_job(cache, local.conf), work,
-                               split_size=config["dfs"]["block_size"],
-                               sort_buffer=config["taskserver"]["sort_buffer"], on_task=on_task)
-        start = time.monotonic()
-        try:
-            if dry_run:
-                click.echo(json.dumps(local.plan().to_dict(), indent=2))
-                return 0
-            click.echo(f"{class_name}: running job {JOB_ID} in this process (no cluster)")
-            result = local.run()
-        except JobFailed as e:
-            return failed(e)
-    click.echo(f"job {JOB_ID} succeeded after {time.monotonic() - start:.1f}s")
-    click.echo("\n".join(jetshell._counter_lines(
-        [_Counter(g, n, v) for g, n, v in result.counter_list()])))
-    click.echo(f"output: {','.join(result.conf.output_paths())}")
-    return 0
-
-
-@dataclass
-class _Counter:  # the shape of a job_pb2.Counter, for jetshell's counter lines
-    group: str
-    name: str
-    value: int

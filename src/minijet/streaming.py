@@ -22,7 +22,7 @@ As Hadoop Streaming does it:
 
 The job file: the client uploads a one-line job file (STUB) that imports StreamingJob, so a
 TaskHost loads it like any job, with the commands as the job's parameters. Each operation
-is "whole stream" (runner.whole_stream): one call gets the task's entire input and
+is "whole stream" (minijet.job.whole_stream): one call gets the task's entire input and
 pipes it through one process (`pipe_lines`: big pipe buffers, a writer thread, chunked
 reads; no per-record round trips, no deadlock when the output is large).
 """
@@ -45,9 +45,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from minijet import context
 from minijet.errors import InvalidArgument, MinijetError
-from minijet.job import MapReduceJob, Param
-from minijet.taskhost.runner import whole_stream
-from minijet.taskhost.output import encode_text
+from minijet.formats.textoutput import encode_text
+from minijet.job import MapReduceJob, Param, whole_stream
 
 log = logging.getLogger(__name__)
 
@@ -379,13 +378,3 @@ def submit(client, args: Sequence[str], files: Sequence[str] = ()) -> str:
         return client.submit(stub, JOB_CLASS, list(args), files=list(files),
                              prog="jetshell streaming")
 
-
-def run_local(config, args: Sequence[str], files: Sequence[str] = ()) -> int:
-    """Run a streaming job (`job_args`, local paths) in this process, without a cluster, as
-    `jetshell run --local` runs a job; commands run in the current directory. Returns the
-    exit status (0, or jetshell's "job failed")."""
-    from minijet.localrunner import run_command
-
-    with stub_job_file() as stub:
-        return run_command(config, stub, JOB_CLASS, list(args), list(files),
-                           prog="jetshell streaming --local")

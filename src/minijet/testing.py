@@ -39,10 +39,10 @@ from typing import Any, Iterable, Sequence
 from minijet import jobconf as jc
 from minijet import localrunner
 from minijet.errors import InvalidArgument
+from minijet.formats.recordfile import RecordsSplitReader
+from minijet.formats.textoutput import encode_text
 from minijet.job import build_conf
-from minijet.jobserver.splits import is_hidden
-from minijet.taskhost.output import encode_text
-from minijet.taskhost.recordfile import RecordsSplitReader
+from minijet.jobdir import is_hidden
 
 __all__ = ["run_job", "run", "LocalRun", "read_output", "parse_line"]
 

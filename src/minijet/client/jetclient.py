@@ -7,14 +7,14 @@
 
 Submitting follows the life of a job: import the job file and compile its configuration
 (bad arguments or job graph: InvalidArgument), check the paths in the DFS (a missing input:
-NotFound; an existing output: AlreadyExists; both before the jobserver is asked anything),
-CreateJob, upload job.json, the job file and any extra files to the job directory, RunJob.
+NotFound; an existing output: AlreadyExists; both before the jobserver is asked anything:
+see jobcompile.py), CreateJob, upload job.json, the job file and any extra files to the job
+directory (minijet.jobdir), RunJob.
 Every call has the configured deadline; errors are MinijetError subclasses (an unknown job id
 is NotFound; an unreachable jobserver is Unavailable).
 """
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
@@ -23,15 +23,13 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from minijet import config as configmod
-from minijet import rpc
-from minijet.errors import AlreadyExists, InvalidArgument, MinijetError, NotFound
-from minijet.job import build_conf, load_job_class
+from minijet import jobdir, rpc
+from minijet.client.jobcompile import compile_job, current_user
+from minijet.errors import MinijetError, NotFound
 from minijet.proto import job_pb2, job_pb2_grpc
+from minijet.states import FINAL_STATES
 
 log = logging.getLogger(__name__)
-
-FINAL_STATES = ("succeeded", "failed", "killed")
-JOB_CONF_FILE = "job.json"
 
 
 class JobTimeout(MinijetError):
@@ -58,25 +56,6 @@ def select_attempts(status: job_pb2.JobStatus, task: str = "") -> list[job_pb2.A
     if not chosen:
         raise NotFound(f"job {status.job_id} has no task or attempt {task}")
     return chosen
-
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers) and no $USER
-        return "unknown"
-
-
-def check_paths(conf, exists: Callable[[str], bool]) -> None:
-    """NotFound for a missing input path, AlreadyExists for an existing output path, where
-    `exists` asks the file system the job runs on (the DFS, or local files)."""
-    for path in conf.input_paths():
-        if not exists(path):
-            raise NotFound(f"input path {path} does not exist")
-    for path in conf.output_paths():
-        if exists(path):
-            raise AlreadyExists(f"output path {path} already exists (jobs never overwrite "
-                                f"output: remove it or choose another)")
 
 
 class JetClient:
@@ -216,47 +195,22 @@ class JetClient:
         return job_id
 
     def compile(self, job_file: str, class_name: str, args: Sequence[str],
-                files: Sequence[str] = (), prog: str | None = None,
-                resolve_path: Callable[[str], str] | None = None):
+                files: Sequence[str] = (), prog: str | None = None):
         """The JobConf `submit` would send (what `jetshell run --dry-run` prints): compiled,
-        its paths checked in the DFS, the split points of its sorts sampled from its input.
-        (The local runner passes local files as `dfs` and a `resolve_path` for them.)"""
-        from minijet import builder
-
-        if isinstance(args, str):
-            raise InvalidArgument("the job's arguments must be a list of strings, "
-                                  f"not one string: {args!r}")
-        cls = load_job_class(job_file, class_name)
-        names = [os.path.basename(job_file)] + [os.path.basename(f) for f in files]
-        for local in files:
-            if not os.path.isfile(local):
-                raise NotFound(f"file {local} does not exist")
-        if len(set(names + [JOB_CONF_FILE])) != len(names) + 1:
-            raise InvalidArgument(f"the job file and extra files need distinct names, "
-                                  f"other than {JOB_CONF_FILE}: {', '.join(names)}")
-        conf = build_conf(cls, args, job_file=names[0], user=current_user(), files=names[1:],
-                          prog=prog, resolve_path=resolve_path)
-        self.check_paths(conf)
-        if builder.needs_sampling(conf):
-            builder.sample_split_points(conf, cls.from_params(conf.params), self._input_files,
-                                        self.dfs.open)
-        return conf
-
-    def _input_files(self, path: str) -> list[tuple[str, int]]:
-        """(file, size) of an input path as a job reads it (a directory: its visible files)."""
-        from minijet.jobserver.jobfiles import _files_of
-
-        return [(f, self.dfs.stat(f).length) for f in _files_of(self.dfs, path)]
+        its paths checked in the DFS, the split points of its sorts sampled from its input
+        (see jobcompile.compile_job)."""
+        return compile_job(self.dfs, job_file, class_name, args, files, prog)
 
     def check_paths(self, conf) -> None:
         """Refuse a job whose input is missing or whose output exists (never overwrite)."""
-        check_paths(conf, self.dfs.exists)
+        jobdir.check_paths(conf, self.dfs.exists)
 
     def upload_job_files(self, job_dir: str, conf, local_files: Sequence[str]) -> None:
         """Write job.json (the JobConf) and the local files into the job's DFS directory."""
         replication = self._job_file_replication()
         data = json.dumps(conf.to_dict(), indent=1, sort_keys=True).encode()
-        with self.dfs.create(f"{job_dir}/{JOB_CONF_FILE}", replication=replication) as out:
+        with self.dfs.create(f"{job_dir}/{jobdir.JOB_CONF_FILE}",
+                             replication=replication) as out:
             out.write(data)
         for local in local_files:
             self.dfs.put(local, f"{job_dir}/{os.path.basename(local)}", replication=replication)

@@ -8,46 +8,28 @@ job). An error is one line `jetshell: error: ...` on stderr, never a traceback; 
 library's log lines show only with -D logging.level=debug.
 
 Exit status: 0 success; 1 an error (bad arguments, unknown job, cluster unreachable...);
-2 the job failed; 3 the job was killed; 130 interrupted (the job keeps running).
+2 the job failed; 3 the job was killed; 130 interrupted (the job keeps running). The exit
+statuses, progress display and following a job are the console module's, shared with
+`jetshell streaming` and the --local runs.
 """
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
-import re
-import shutil
 import sys
 import time
-from typing import Callable, Iterable, TextIO
+from typing import Callable, Iterable
 
 import click
 
 from minijet import daemon
-from minijet.client import streaming_cli
+from minijet.client import console, streaming_cli
 from minijet.errors import MinijetError, NotFound
+from minijet.ids import is_job_id
+from minijet.states import FINAL_STATES
 
-EXIT_ERROR = 1
-EXIT_FAILED = 2
-EXIT_KILLED = 3
-EXIT_INTERRUPTED = 130
-OUTCOME_EXIT = {"succeeded": 0, "failed": EXIT_FAILED, "killed": EXIT_KILLED}
-PLAIN_PROGRESS_EVERY = 30.0  # seconds between unchanged progress lines off a terminal
 ENGINE = "task"              # counter group of the engine's task counters (runner.GROUP)
-FINAL = ("succeeded", "failed", "killed")
-
-
-def _client(config_path: str | None, defines: tuple[str, ...]):
-    from minijet.client.jetclient import JetClient  # grpc and protos load only when needed
-
-    config = daemon.load_config(config_path, defines)
-    if config["logging"]["level"].lower() == "debug":
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    else:  # library warnings (a replica retried...) would break the one-line output
-        logging.getLogger().addHandler(logging.NullHandler())
-    return JetClient(config)
 
 
 def with_client(fn: Callable) -> Callable:
@@ -56,7 +38,7 @@ def with_client(fn: Callable) -> Callable:
     @daemon.config_options
     @functools.wraps(fn)
     def command(config_path, defines, **kwargs):
-        client = _client(config_path, defines)
+        client = console.make_client(config_path, defines)
         try:
             return fn(client, **kwargs)
         finally:
@@ -78,7 +60,7 @@ class JobIdType(click.ParamType):
     name = "JOBID"
 
     def convert(self, value, param, ctx):
-        if re.fullmatch(r"job_\d+_\d+", value):
+        if is_job_id(value):
             return value
         self.fail(f"{value!r} is not a job id (they look like job_20260101120000_0001)",
                   param, ctx)
@@ -89,25 +71,10 @@ JOB_ID = JobIdType()
 
 # ---- formatting ----
 
-def _pct(fraction: float) -> int:
-    return int(max(0.0, min(1.0, fraction)) * 100)  # floor: 100% only when done
-
-
 def _when(t: float, with_date: bool = True) -> str:
     if not t:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S", time.localtime(t))
-
-
-def _duration(start: float, end: float, now: float | None = None) -> str:
-    if not start:
-        return "-"
-    seconds = (end or now or time.time()) - start
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def _size(n: float) -> str:
@@ -185,106 +152,6 @@ def _as_json(message) -> dict:
                                      always_print_fields_with_no_presence=True)
 
 
-def progress_text(status) -> str:
-    """`map 45% reduce 0%`, or the job's state while it has no stages yet."""
-    if not status.stages:
-        return status.state
-    return " ".join(f"{s.stage_id} {_pct(s.progress)}%" for s in status.stages)
-
-
-def _bar(fraction: float, width: int = 20) -> str:
-    done = int(max(0.0, min(1.0, fraction)) * width)
-    return "[" + "#" * done + "-" * (width - done) + "]"
-
-
-def bar_line(status, columns: int) -> str:
-    """Each stage's bar and percentage, and the time so far, in fewer than `columns`
-    characters (a redrawn line must not wrap): bars narrow for many stages, and give way
-    to the plain percentages when even narrow ones do not fit."""
-    tail = f"  {_duration(status.start_time, status.end_time)}"
-    stages = status.stages
-    if not stages:
-        return (status.state + tail)[:columns - 1]
-    fixed = sum(len(s.stage_id) + 8 for s in stages) + 2 * (len(stages) - 1) + len(tail)
-    width = min(20, (columns - 1 - fixed) // len(stages))
-    if width < 5:
-        return (progress_text(status) + tail)[:columns - 1]
-    return "  ".join(f"{s.stage_id} {_bar(s.progress, width)} {_pct(s.progress):3d}%"
-                     for s in stages) + tail
-
-
-class ProgressPrinter:
-    """A progress_callback for wait_for_completion: a bar redrawn in place on a terminal
-    (fitted to its width, `columns` if given), else a plain line whenever the progress
-    changes (and every PLAIN_PROGRESS_EVERY seconds when it does not)."""
-
-    def __init__(self, out: TextIO, tty: bool, columns: int | None = None):
-        self.out = out
-        self.tty = tty
-        self.columns = columns
-        self._last_text = ""
-        self._last_time = 0.0
-
-    def __call__(self, status) -> None:
-        text = progress_text(status)
-        if self.tty:
-            line = bar_line(status, self.columns or shutil.get_terminal_size().columns)
-            self.out.write("\r" + line.ljust(len(self._last_text)))
-            self._last_text = line
-            if status.state in OUTCOME_EXIT:
-                self.out.write("\n")
-        else:
-            now = time.monotonic()
-            if text != self._last_text or now - self._last_time >= PLAIN_PROGRESS_EVERY:
-                self.out.write(text + "\n")
-                self._last_text, self._last_time = text, now
-        self.out.flush()
-
-
-def _counter_lines(counters) -> list[str]:
-    groups: dict[str, list] = {}
-    for c in counters:
-        groups.setdefault(c.group, []).append(c)
-    lines = [f"Counters: {len(counters)}"]
-    for group, items in groups.items():
-        lines.append(f"  {group}")
-        width = max(len(c.name) for c in items)
-        lines += [f"    {c.name.ljust(width)} = {c.value}" for c in items]
-    return lines
-
-
-def _report_outcome(status) -> int:
-    """Print how a finished job ended; return the exit status for it."""
-    click.echo(f"job {status.job_id} {status.state} after "
-               f"{_duration(status.start_time or status.submit_time, status.end_time)}")
-    if status.counters:
-        click.echo("\n".join(_counter_lines(status.counters)))
-    if status.state == "succeeded":
-        if status.output_path:
-            click.echo(f"output: {status.output_path}")
-        return 0
-    if status.state == "failed":
-        if status.traceback:
-            click.echo(status.traceback.rstrip("\n"), err=True)
-        click.echo(f"jetshell: error: job {status.job_id} failed: "
-                   f"{status.error or 'no reason given'}", err=True)
-        return EXIT_FAILED
-    click.echo(f"jetshell: error: job {status.job_id} was killed", err=True)
-    return EXIT_KILLED
-
-
-def _follow(client, job_id: str) -> int:
-    """Show progress until the job ends; exit status of its outcome."""
-    out = sys.stdout
-    try:
-        status = client.wait_for_completion(job_id, ProgressPrinter(out, out.isatty()))
-    except KeyboardInterrupt:
-        click.echo(f"\njetshell: interrupted; job {job_id} keeps running "
-                   f"(stop it with: jetshell kill {job_id})", err=True)
-        return EXIT_INTERRUPTED
-    return _report_outcome(status)
-
-
 def _seconds(t: float) -> str:
     return f"{t:.2f}s"
 
@@ -296,7 +163,8 @@ def status_text(st, now: float | None = None) -> str:
     parts = [_table(["job", st.job_id], [
         ["name", st.name], ["user", st.user], ["state", st.state],
         ["submitted", _when(st.submit_time)], ["started", _when(st.start_time)],
-        ["finished", _when(st.end_time)], ["duration", _duration(st.start_time, st.end_time)],
+        ["finished", _when(st.end_time)],
+        ["duration", console.duration(st.start_time, st.end_time)],
         ["tasks", f"{m['tasks_succeeded']}/{m['tasks']} done, {m['retries']} retries"],
         ["read", _size(m["bytes_read"])], ["written", _size(m["bytes_written"])],
         ["task time", f"read {_seconds(m['read_time'])}, process "
@@ -306,7 +174,7 @@ def status_text(st, now: float | None = None) -> str:
         parts.append(_table(["stage", "tasks", "succeeded", "running", "failed attempts",
                              "progress"],
                             [[s.stage_id, s.tasks, s.succeeded, s.running, s.failed_attempts,
-                              f"{_pct(s.progress)}%"] for s in st.stages]))
+                              f"{console.pct(s.progress)}%"] for s in st.stages]))
     if st.attempts:
         rows = []
         for a in st.attempts:
@@ -320,7 +188,7 @@ def status_text(st, now: float | None = None) -> str:
         parts.append(_table(["task", "try", "taskserver", "locality", "start", "end", "in",
                              "out", "read", "process", "write", "state", "error"], rows))
     if st.counters:
-        parts.append("\n".join(_counter_lines(st.counters)))
+        parts.append("\n".join(console.counter_lines(st.counters)))
     error, trace = st.error, st.traceback
     if st.state == "failed" and not trace:  # the job's reason may be short: show the user's
         failed = [a for a in st.attempts if a.traceback]
@@ -338,7 +206,7 @@ def jobs_table(jobs, now: float | None = None) -> str:
     for j in jobs:
         m = job_metrics(j, now)
         rows.append([j.job_id, j.name, j.user, _when(j.start_time or j.submit_time),
-                     _duration(j.start_time, j.end_time, now), m["retries"],
+                     console.duration(j.start_time, j.end_time, now), m["retries"],
                      f"{m['tasks_succeeded']}/{m['tasks']}", _size(m["bytes_read"]),
                      _size(m["bytes_written"]), j.state])
     return _table(["job", "name", "user", "started", "duration", "retries", "progress",
@@ -383,7 +251,7 @@ def run(client, job_file, class_name, args, files, local, dry_run):
     ARGS are the job's own (input, output, --reducers N, ...): see
     `jetshell run JOBFILE CLASS --help`. The job id is the last word of the first line."""
     if local:
-        from minijet.localrunner import run_command
+        from minijet.client.localrun import run_command
 
         return run_command(client.config, job_file, class_name, args, files, dry_run=dry_run)
     if dry_run:
@@ -393,7 +261,7 @@ def run(client, job_file, class_name, args, files, local, dry_run):
         return 0
     job_id = _submit(client, job_file, class_name, args, files, "run")
     click.echo(f"{class_name}: submitted job {job_id}")
-    return _follow(client, job_id)
+    return console.follow(client, job_id)
 
 
 @cli.command(context_settings=_JOB_ARGS)
@@ -443,7 +311,7 @@ def list_(client, all_jobs, as_json):
 def wait(client, job_id):
     """Wait for a job to end, showing its progress; the exit status is its outcome
     (0 succeeded, 2 failed, 3 killed)."""
-    return _follow(client, job_id)
+    return console.follow(client, job_id)
 
 
 @cli.command()
@@ -453,7 +321,7 @@ def kill(client, job_id):
     """Kill a job: its running attempts are stopped and its partial output removed.
     A job that already ended is left as it is (exit status 0)."""
     state = client.get_status(job_id).state
-    if state in FINAL:
+    if state in FINAL_STATES:
         click.echo(f"job {job_id} already {state}")
         return
     client.kill_job(job_id)
@@ -512,24 +380,24 @@ def main(argv: list[str] | None = None) -> None:
         code = 0
     except MinijetError as e:
         click.echo(f"jetshell: error: {e}", err=True)
-        code = EXIT_ERROR
+        code = console.EXIT_ERROR
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         sys.stdout = open(os.devnull, "w")  # nothing left to flush at exit
-        code = EXIT_ERROR
+        code = console.EXIT_ERROR
     except OSError as e:  # a local file (an extra --file, the terminal) cannot be used
         where = f"{e.filename}: " if e.filename else ""
         click.echo(f"jetshell: error: {where}{e.strerror or e}", err=True)
-        code = EXIT_ERROR
+        code = console.EXIT_ERROR
     except click.UsageError as e:
         where = e.ctx.command_path if e.ctx else "jetshell"
         click.echo(f"jetshell: error: {e.format_message()} (see '{where} --help')", err=True)
-        code = EXIT_ERROR
+        code = console.EXIT_ERROR
     except click.ClickException as e:
         click.echo(f"jetshell: error: {e.format_message()}", err=True)
-        code = EXIT_ERROR
+        code = console.EXIT_ERROR
     except (KeyboardInterrupt, click.Abort):
         click.echo("jetshell: interrupted", err=True)
-        code = EXIT_INTERRUPTED
+        code = console.EXIT_INTERRUPTED
     sys.exit(code or 0)
 
 

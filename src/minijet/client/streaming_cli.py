@@ -1,13 +1,14 @@
 """`jetshell streaming`: a Hadoop Streaming job from the command line (see minijet.streaming).
 
-Registered on jetshell's group by jetshell.py; jetshell's helpers are imported when the
-command runs, so neither module needs the other at import time.
+Registered on jetshell's group by jetshell.py; the progress display and exit statuses are
+the console module's.
 """
 from __future__ import annotations
 
 import click
 
 from minijet import daemon
+from minijet.client import console
 
 
 @click.command(epilog="Example: jetshell streaming --input /books --output /counts "
@@ -40,15 +41,16 @@ def streaming(config_path, defines, inputs, output, mapper, combiner, reducer, r
     Commands run with /bin/sh in the task's working directory (which is first on PATH);
     a line's key is its text up to the first TAB. Shows progress and waits, like `run`."""
     from minijet import streaming as streaming_job
-    from minijet.client import jetshell
 
     args = streaming_job.job_args(inputs, output, mapper, combiner, reducer, reducers, files)
-    client = jetshell._client(config_path, defines)
+    if local:
+        from minijet.client.localrun import run_streaming
+
+        return run_streaming(console.load_config(config_path, defines), args, files)
+    client = console.make_client(config_path, defines)
     try:
-        if local:
-            return streaming_job.run_local(client.config, args, files)
         job_id = streaming_job.submit(client, args, files)
         click.echo(f"streaming: submitted job {job_id}")
-        return jetshell._follow(client, job_id)
+        return console.follow(client, job_id)
     finally:
         client.close()

@@ -25,32 +25,33 @@ from typing import Any
 from minijet import daemon, rpc
 from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError
+from minijet.ids import make_job_id
 from minijet.jobserver import jobfiles, model
 from minijet.jobserver.store import JobStore
 from minijet.proto import job_pb2, job_pb2_grpc
+from minijet.splits import Split
+from minijet.states import FINAL_STATES as FINAL
+from minijet.taskdesc import TaskDescription
 
 log = logging.getLogger("minijet.jobserver")
 
-FINAL = (model.SUCCEEDED, model.FAILED, model.KILLED)
 RECENT = 24 * 3600.0          # ListJobs without `all`: finished jobs younger than this
 FINISH_RETRIES = 5            # tries to commit/remove a job's output while the DFS fails
 _ATTEMPT_STATES = {v: k.lower() for k, v in job_pb2.AttemptState.items()}
 
 
 def task_json(action: model.LaunchAttempt) -> str:
-    """LaunchAttempt.task_json (JOB_DESIGN.md) from the core's launch action."""
+    """LaunchAttempt.task_json (a TaskDescription, see minijet.taskdesc) from the core's
+    launch action."""
     spec = action.task
     split = spec.get("split")
     producers = list(spec.get("producers") or {})
-    return json.dumps({
-        "job_id": action.job_id, "task_id": action.task_id, "attempt_id": action.attempt_id,
-        "stage": spec["stage"], "index": spec["index"],
-        "splits": [{"path": p, "offset": o, "length": n}
-                   for p, o, n in split["segments"]] if split else [],
+    return TaskDescription(
+        action.job_id, action.task_id, action.attempt_id, spec["stage"], spec["index"],
+        segments=list(Split.from_dict(split).segments) if split else [],
         # a consumer task reads the partition of its index from its producers
-        "partition": spec["index"] if producers else None,
-        "producer_stage": producers[0] if producers else None,
-    })
+        partition=spec["index"] if producers else None,
+        producer_stage=producers[0] if producers else None).to_json()
 
 
 def _counters(items) -> list[job_pb2.Counter]:
@@ -220,7 +221,7 @@ class JobServer:
     def create_job(self, name: str, user: str) -> tuple[str, str]:
         with self._lock:
             self._seq += 1
-            job_id = model.make_job_id(self._started, self._seq)
+            job_id = make_job_id(self._started, self._seq)
         job_dir = self._job_dir(job_id)
         self.dfs.mkdir(job_dir, parents=True)
         with self._lock:

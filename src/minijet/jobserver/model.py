@@ -80,32 +80,14 @@ from typing import Any, Callable, Iterable
 
 from minijet.errors import (AlreadyExists, ConfigError, FailedPrecondition, InvalidArgument,
                             MinijetError, NotFound)
+from minijet.ids import make_attempt_id, make_task_id
 from minijet.jobconf import FILE, JobConf
 from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler
-from minijet.jobserver.splits import Split
+from minijet.splits import Split
+from minijet.states import (ASSIGNED, CREATED, FAILED, FINAL_STATES, KILLED, LOST, PENDING,
+                            RUNNING, SUCCEEDED, WAITING)
 
-# ---- ids ----
-
-
-def make_job_id(started: str, seq: int) -> str:
-    """`started`: the jobserver's start time as YYYYMMDDHHMMSS."""
-    return f"job_{started}_{seq:04d}"
-
-
-def make_task_id(job_id: str, stage: str, index: int) -> str:
-    return f"{job_id}_{stage}_{index:05d}"
-
-
-def make_attempt_id(task_id: str, n: int) -> str:
-    return f"{task_id}_{n}"
-
-
-# ---- states and their transitions (anything not listed is a bug, and raises) ----
-
-CREATED, RUNNING, SUCCEEDED, FAILED, KILLED = "created", "running", "succeeded", "failed", \
-    "killed"
-WAITING, PENDING = "waiting", "pending"   # task: inputs not ready / ready to schedule
-ASSIGNED, LOST = "assigned", "lost"        # attempt: sent to a taskserver / taskserver gone
+# ---- state transitions (anything not listed is a bug, and raises) ----
 
 JOB_TRANSITIONS = {
     CREATED: {RUNNING, KILLED, FAILED},   # failed: by a jobserver restart
@@ -133,7 +115,6 @@ ATTEMPT_TRANSITIONS = {
     SUCCEEDED: {LOST},               # its shuffle output was lost
 }
 ACTIVE = (ASSIGNED, RUNNING)
-REPORTED_FINAL = (SUCCEEDED, FAILED, KILLED)
 
 # What a taskserver's report of an attempt does, by (state here, state reported). A pair
 # not listed: the attempt already ended here; if it still runs there it is told to die.
@@ -531,7 +512,7 @@ class JobServerCore:
                 a.taskserver == ts.name else None
             if handler:
                 getattr(self, handler)(a, st, ev.now)
-            elif st.state not in REPORTED_FINAL:
+            elif st.state not in FINAL_STATES:
                 kills[st.attempt_id] = None   # ended here (or unknown): a zombie
         for a in list(ts.active.values()):
             if a.id not in reported and a.launched_in < ts.heartbeats:

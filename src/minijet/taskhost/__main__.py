@@ -3,8 +3,9 @@
     python -m minijet.taskhost --taskserver ADDRESS --attempt ATTEMPT_ID \
         --job-cache DIR --work-dir DIR [--config FILE]
 
-The attempt is described by `task.json` in the work dir (JOB_DESIGN.md); the job's files
-(job.json, the user's .py) are in the job cache. `--config` is the taskserver's own effective
+The attempt is described by `task.json` in the work dir (a TaskDescription: see
+minijet.taskdesc); the job's files (job.json, the user's .py: see minijet.jobdir) are in the
+job cache. `--config` is the taskserver's own effective
 configuration (it writes config.json into the work dir), so the TaskHost reaches the same DFS
 with the same settings. Exit 0 after reporting success; on any error it reports
 ReportDone(succeeded=false, "ExcType: message", traceback) and exits 1.
@@ -15,7 +16,6 @@ producers' taskservers, the commit question. The stage logic itself is in runner
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -32,9 +32,11 @@ from minijet import jobconf as jc
 from minijet import rpc
 from minijet.config import Config
 from minijet.errors import MinijetError, NotFound, Unavailable
+from minijet.formats.segments import RECORDS_HEADER
+from minijet.job import load_job
 from minijet.proto import job_pb2, job_pb2_grpc
+from minijet.taskdesc import TASK_FILE, TaskDescription
 from minijet.taskhost import runner
-from minijet.taskserver.shuffle import RECORDS_HEADER
 
 log = logging.getLogger("minijet.taskhost")
 
@@ -97,7 +99,7 @@ class Fetcher:
     it is listed (with slow start, producers still run), and on a failed fetch tells the
     jobserver (so the producer runs again) and waits for the new location."""
 
-    def __init__(self, config: Config, umbilical: Umbilical, task: runner.Task,
+    def __init__(self, config: Config, umbilical: Umbilical, task: TaskDescription,
                  progress: runner.Progress, producer_stage: str | None = None):
         self.config = config
         self.umbilical = umbilical
@@ -170,14 +172,14 @@ class Fetcher:
             channel.close()
 
 
-def run_attempt(config: Config, task: runner.Task, job_cache: Path, work_dir: Path,
+def run_attempt(config: Config, task: TaskDescription, job_cache: Path, work_dir: Path,
                 umbilical: Umbilical) -> list[tuple[str, str, int]]:
     """Run the attempt's stage; returns its counters."""
     from minijet.dfs import DfsClient
 
     conf = runner.read_jobconf(job_cache)
     stage = conf.stage(task.stage)
-    job = runner.load_job(job_cache, conf)
+    job = load_job(job_cache, conf)
     progress = runner.Progress(umbilical.progress)
     progress.flush()  # alive: the task timeout counts from here, not from the first tick
     sort_buffer = config["taskserver"]["sort_buffer"]
@@ -194,7 +196,7 @@ def run_attempt(config: Config, task: runner.Task, job_cache: Path, work_dir: Pa
 
     try:
         if stage.input:
-            runner.run_input_stage(job, stage, task.splits, dfs.open, make_output, progress)
+            runner.run_input_stage(job, stage, task.segments, dfs.open, make_output, progress)
         else:
             if task.partition is None or not task.producer_stage:
                 raise NotFound(f"task {task.task_id} of consumer stage {stage.id} has no "
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = configmod.load(args.config)
         umbilical = Umbilical(config, args.taskserver, args.attempt)
-        task = runner.Task.from_dict(json.loads((args.work_dir / "task.json").read_text()))
+        task = TaskDescription.from_json((args.work_dir / TASK_FILE).read_text())
         log.info("attempt %s: running task %s (stage %s)", task.attempt_id, task.task_id,
                  task.stage)
         counters = run_attempt(config, task, args.job_cache, args.work_dir, umbilical)

@@ -16,7 +16,7 @@ many copies. One dict update per such pair is all the engine adds to the mapper'
 which a combiner may not rely on anyway.
 
 finish() writes ONE map output file with every partition as a contiguous sorted segment,
-plus its index (segments.py), under a temporary name renamed into place when complete.
+plus its index (minijet.formats.segments), under a temporary name renamed into place when complete.
 With spills, each partition's segments are merged (shuffle.merge_frames), the combiner applied to
 each key's merged values again. Intermediate data is not fsync'd: a lost map output is
 simply recomputed.
@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from minijet.errors import InvalidArgument
-from minijet.taskhost.partition import Partitioner, hash_partition, str_hash_partitions
-from minijet.taskhost.segments import (IndexEntry, SegmentWriter, index_path, iter_file_frames,
+from minijet.formats.segments import (IndexEntry, SegmentWriter, index_path, iter_file_frames,
                                        write_index)
+from minijet.taskhost.partition import Partitioner, hash_partition, str_hash_partitions
 from minijet.taskhost.shuffle import MERGE_FACTOR, merge_frames, merge_sorted
 
 Combiner = Callable[[Any, list], Iterable[tuple[Any, Any]]]

@@ -13,7 +13,6 @@ import inspect
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from itertools import chain, islice, starmap
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol
@@ -21,14 +20,16 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol
 from minijet import context
 from minijet import jobconf as jc
 from minijet.errors import AlreadyExists, InvalidArgument
-from minijet.job import MapReduceJob, load_job_class
-from minijet.taskhost.output import TextOutputWriter
-from minijet.taskhost.shuffle import ShuffleMerger, group_by_key
-from minijet.taskhost.mapoutput import MapOutputBuffer
+from minijet.formats.recordfile import RecordsSplitReader, RecordsWriter
+from minijet.formats.textinput import SplitReader
+from minijet.formats.textoutput import TextOutputWriter
+from minijet.job import MapReduceJob
+from minijet.jobdir import JOB_CONF_FILE, part_path, temporary_part_path
+from minijet.splits import Segment
 from minijet.taskhost import operations
+from minijet.taskhost.mapoutput import MapOutputBuffer
 from minijet.taskhost.partition import Partitioner, load_partitioner
-from minijet.taskhost.recordfile import RecordsSplitReader, RecordsWriter
-from minijet.taskhost.records import SplitReader
+from minijet.taskhost.shuffle import ShuffleMerger, group_by_key
 
 log = logging.getLogger(__name__)
 
@@ -36,37 +37,6 @@ GROUP = "task"            # counter group of the engine's counters
 REPORT_INTERVAL = 0.33    # at most ~3 progress reports a second
 _TICK_RECORDS = 64        # records between progress checks: a slow mapper still shows life
 _TIMED_BATCH = 256        # records pulled per clock reading (StageTimer)
-
-
-@dataclass
-class Split:
-    path: str
-    offset: int
-    length: int
-
-
-@dataclass
-class Task:
-    """What one attempt runs: LaunchAttempt.task_json (see JOB_DESIGN.md)."""
-    job_id: str
-    task_id: str
-    attempt_id: str
-    stage: str
-    index: int
-    splits: list[Split] = field(default_factory=list)
-    partition: int | None = None
-    producer_stage: str | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Task":
-        try:
-            return cls(job_id=d["job_id"], task_id=d["task_id"], attempt_id=d["attempt_id"],
-                       stage=d["stage"], index=int(d["index"]),
-                       splits=[Split(s["path"], int(s["offset"]), int(s["length"]))
-                               for s in d.get("splits") or []],
-                       partition=d.get("partition"), producer_stage=d.get("producer_stage"))
-        except (KeyError, TypeError, ValueError) as e:
-            raise InvalidArgument(f"bad task description: {type(e).__name__}: {e}") from None
 
 
 class Progress:
@@ -188,9 +158,8 @@ class DfsOutput:
 
     def __init__(self, dfs, path: str, attempt_id: str, index: int,
                  ask_commit: Callable[[], bool], writer: str = "text"):
-        name = f"part-{index:05d}"
-        self.final = f"{path.rstrip('/')}/{name}"
-        self.temp = f"{path.rstrip('/')}/_temporary/{attempt_id}/{name}"
+        self.final = part_path(path, index)
+        self.temp = temporary_part_path(path, attempt_id, index)
         self._dfs = dfs
         self._ask_commit = ask_commit
         self._file = dfs.create(self.temp, overwrite=True)
@@ -238,20 +207,6 @@ def output_partitioner(job: MapReduceJob, out: jc.OutputSpec) -> Partitioner:
     if out.partitioner.startswith("fn:"):
         return job.function(int(out.partitioner[3:]))
     return load_partitioner(out.partitioner)
-
-
-def load_job(job_cache: Path, conf: jc.JobConf) -> MapReduceJob:
-    cls = load_job_class(str(Path(job_cache) / conf.job_file), conf.job_class)
-    return cls.from_params(conf.params)
-
-
-def whole_stream(method: Callable) -> Callable:
-    """Marks a map or reduce method that takes the task's whole input in one call (its
-    (key, value) pairs, or (key, values) groups for a reduce) and returns the output pairs,
-    instead of being called per record (a streaming job pipes the stream through one
-    process)."""
-    method.whole_stream = True
-    return method
 
 
 def _method(job: MapReduceJob, op: jc.Operation) -> Callable:
@@ -322,7 +277,7 @@ class _Ticking:
         self.count += n
 
 
-def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Split],
+def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Segment],
                     open_file: Callable[[str], BinaryIO],
                     make_output: Callable[[Callable | None], Output],
                     progress: Progress) -> None:
@@ -341,7 +296,7 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Split],
         progress.set("input_bytes", sum(r.bytes_read for r in readers))
         progress.update((done_bytes + current.progress * (current.end - current.start)) / total)
 
-    def split_records(split: Split) -> Iterator[tuple[int, str]]:
+    def split_records(split: Segment) -> Iterator[tuple[int, str]]:
         nonlocal done_bytes
         with open_file(split.path) as f:
             reader = make_reader(f, split.offset, split.length)
@@ -424,4 +379,4 @@ def _write(output: Output, pairs: Iterable[tuple[Any, Any]], progress: Progress)
 # ---- the TaskHost's wiring ----
 
 def read_jobconf(job_cache: Path) -> jc.JobConf:
-    return jc.JobConf.from_dict(json.loads((Path(job_cache) / "job.json").read_text()))
+    return jc.JobConf.from_dict(json.loads((Path(job_cache) / JOB_CONF_FILE).read_text()))

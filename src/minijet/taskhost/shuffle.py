@@ -1,6 +1,6 @@
 """The reduce side of the shuffle: merge many sorted segments and group them by key.
 
-Fetched segments (serialised, see segments.py) are kept in memory up to a budget of
+Fetched segments (serialised, see minijet.formats.segments) are kept in memory up to a budget of
 serialised bytes. A segment bigger than a quarter of the budget goes straight to a local
 file; when the segments in memory pass the budget they are merged into one sorted file
 (Hadoop's in-memory merge). At the end the segments in memory are decoded and sorted at
@@ -17,7 +17,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from minijet.taskhost.segments import (IndexEntry, SegmentWriter, check_segment, frames_to_pairs,
+from minijet.formats.segments import (IndexEntry, SegmentWriter, check_segment, frames_to_pairs,
                                        iter_file_frames, iter_frames, read_segment)
 
 _KEY = itemgetter(0)

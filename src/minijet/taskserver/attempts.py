@@ -20,12 +20,8 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 
-ASSIGNED = "assigned"    # accepted; job files being copied, no process yet
-RUNNING = "running"      # TaskHost process started
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-KILLED = "killed"
-FINAL = (SUCCEEDED, FAILED, KILLED)
+# here, assigned: accepted, job files being copied, no process yet; running: TaskHost started
+from minijet.states import ASSIGNED, FAILED, FINAL_STATES, KILLED, RUNNING, SUCCEEDED
 
 Counters = list[tuple[str, str, int]]  # (group, name, value)
 
@@ -132,7 +128,7 @@ class AttemptTable:
         """Decide to kill: returns True if a process must be killed. An attempt without a
         process yet becomes final at once."""
         a = self._attempts.get(attempt_id)
-        if a is None or a.state in FINAL:
+        if a is None or a.state in FINAL_STATES:
             return False
         if a.state == ASSIGNED:
             self._finish(a, state, error, "", now)
@@ -143,13 +139,13 @@ class AttemptTable:
 
     def launch_failed(self, attempt_id: str, error: str, now: float) -> None:
         a = self._attempts.get(attempt_id)
-        if a is not None and a.state not in FINAL:
+        if a is not None and a.state not in FINAL_STATES:
             self._finish(a, FAILED, error, "", now)
 
     def exited(self, attempt_id: str, returncode: int, now: float) -> str | None:
         """Its process ended; returns the final state."""
         a = self._attempts.get(attempt_id)
-        if a is None or a.state in FINAL:
+        if a is None or a.state in FINAL_STATES:
             return None
         r = a.report
         if a.kill is not None:
@@ -177,13 +173,13 @@ class AttemptTable:
                 and now - a.last_progress > timeout]
 
     def busy_slots(self) -> int:
-        return sum(1 for a in self._attempts.values() if a.state not in FINAL)
+        return sum(1 for a in self._attempts.values() if a.state not in FINAL_STATES)
 
     def of_job(self, job_id: str) -> list[str]:
         return [a.attempt_id for a in self._attempts.values() if a.job_id == job_id]
 
     def active(self) -> list[str]:
-        return [a.attempt_id for a in self._attempts.values() if a.state not in FINAL]
+        return [a.attempt_id for a in self._attempts.values() if a.state not in FINAL_STATES]
 
     def snapshot(self) -> list[AttemptSnapshot]:
         """Every attempt the jobserver has not yet been told the end of."""
@@ -195,11 +191,11 @@ class AttemptTable:
         """A heartbeat carrying `sent` was answered: forget the attempts it reported final."""
         for s in sent:
             a = self._attempts.get(s.attempt_id)
-            if a is not None and s.state in FINAL and a.state == s.state:
+            if a is not None and s.state in FINAL_STATES and a.state == s.state:
                 del self._attempts[s.attempt_id]
 
     def forget_job(self, job_id: str) -> None:
         """The job was cleaned up: the jobserver needs nothing more about its attempts."""
         for attempt_id in self.of_job(job_id):
-            if self._attempts[attempt_id].state in FINAL:
+            if self._attempts[attempt_id].state in FINAL_STATES:
                 del self._attempts[attempt_id]

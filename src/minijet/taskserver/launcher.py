@@ -11,10 +11,10 @@ from pathlib import Path
 import psutil
 
 from minijet.config import Config
+from minijet.taskdesc import TASK_FILE
 
 log = logging.getLogger(__name__)
 
-TASK_JSON = "task.json"
 CONFIG_JSON = "config.json"
 
 
@@ -25,12 +25,12 @@ def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: s
     `python -m minijet.taskhost` with stdout/stderr going to the attempt's log files."""
     work_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / TASK_JSON).write_text(task_json)
+    (work_dir / TASK_FILE).write_text(task_json)
     # the job's files in the attempt's working directory too, so the user's code opens an
     # extra file by its plain name (as with Hadoop's distributed cache)
     for entry in job_cache.iterdir():
         link = work_dir / entry.name
-        if entry.name not in (TASK_JSON, CONFIG_JSON) and not link.exists():
+        if entry.name not in (TASK_FILE, CONFIG_JSON) and not link.exists():
             link.symlink_to(entry)
     # it may hold the auth token: readable by the taskserver's user only
     fd = os.open(work_dir / CONFIG_JSON, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

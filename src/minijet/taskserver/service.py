@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from minijet import rpc
+from minijet.formats.segments import RECORDS_HEADER
 from minijet.proto import job_pb2, job_pb2_grpc
-from minijet.taskserver import shuffle
 from minijet.taskserver.attempts import DoneReport
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class TaskServerService(job_pb2_grpc.TaskServerServicer):
         # not a generator itself: a missing output must raise here, inside translate_errors
         records, chunks = self._ts.map_output_chunks(request.job_id, request.attempt_id,
                                                      request.partition)
-        context.send_initial_metadata(((shuffle.RECORDS_HEADER, str(records)),))
+        context.send_initial_metadata(((RECORDS_HEADER, str(records)),))
         return (job_pb2.DataChunk(data=chunk) for chunk in chunks)
 
     @rpc.translate_errors

@@ -30,8 +30,9 @@ from typing import Iterator
 from minijet import daemon, net, rpc
 from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError, NotFound
+from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
-from minijet.taskserver import launcher, shuffle
+from minijet.taskserver import launcher
 from minijet.taskserver.attempts import (FAILED, KILLED, AttemptSnapshot, AttemptTable,
                                          DoneReport)
 from minijet.taskserver.jobcache import JobCache
@@ -328,8 +329,8 @@ class TaskServer:
 
     def map_output_chunks(self, job_id: str, attempt_id: str, partition: int
                           ) -> tuple[int, Iterator[bytes]]:
-        return shuffle.partition_chunks(self.layout.map_output(job_id, attempt_id), partition,
-                                        what=f"map output of {attempt_id} (job {job_id})")
+        return segments.partition_chunks(self.layout.map_output(job_id, attempt_id), partition,
+                                           what=f"map output of {attempt_id} (job {job_id})")
 
     def logs(self, job_id: str, attempt_id: str) -> list[tuple[str, str, str]]:
         if attempt_id:

@@ -12,13 +12,18 @@ of the block holding most of it. Pieces are never smaller than
 `min_split_size` (a task costs a process start), and without a slot count each block is a
 split. Runs of consecutive small files (shorter than a piece) are combined into one split,
 so a directory of many tiny files does not become as many tasks.
+
+The jobserver computes a job's splits at RunJob and hands each input task its split's
+segments in the task description (minijet.taskdesc); the local runner computes them the
+same way over local files.
 """
 from __future__ import annotations
 
-import posixpath
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
+
+from minijet.jobdir import files_of
 
 # (offset, length, replica hosts) of one block
 Block = tuple[int, int, Sequence[str]]
@@ -28,6 +33,7 @@ InputFile = tuple[str, int, Sequence[Block]]
 
 @dataclass(frozen=True)
 class Segment:
+    """[offset, offset + length) of the file at `path`: what a task reads of one file."""
     path: str
     offset: int
     length: int
@@ -51,15 +57,24 @@ class Split:
         return cls(tuple(Segment(p, o, n) for p, o, n in d["segments"]), tuple(d["hosts"]))
 
 
-def is_hidden(path: str) -> bool:
-    """Names starting with '_' or '.' (e.g. _SUCCESS, _temporary, .crc) are not input."""
-    return posixpath.basename(path.rstrip("/")).startswith(("_", "."))
-
-
-def input_files(listing: Iterable[tuple[str, bool]]) -> list[str]:
-    """The input files among a directory listing of (path, is_dir): sorted, without hidden
-    names and without subdirectories (a directory input is its files, not recursive)."""
-    return sorted(path for path, is_dir in listing if not is_dir and not is_hidden(path))
+def input_splits(fs, conf, block_size: int, slots: int = 0,
+                 min_split_size: int = 1) -> dict[str, list[Split]]:
+    """Stage id -> the splits of every input stage of JobConf `conf`, sized for `slots` task
+    slots, each with the hosts of its bytes' replicas. `fs` is a DfsClient (the jobserver's,
+    at RunJob) or the local runner's LocalFiles."""
+    result: dict[str, list[Split]] = {}
+    for stage in conf.stages:
+        if not stage.input:
+            continue
+        files = []
+        for path in stage.input:
+            for file_path in files_of(fs, path):
+                blocks = [(b.offset, b.length, list(b.hosts))
+                          for b in fs.block_locations(file_path)]
+                length = sum(b[1] for b in blocks)
+                files.append((file_path, length, blocks))
+        result[stage.id] = compute_splits(files, block_size, slots, min_split_size)
+    return result
 
 
 SPLIT_SLOP = 1.1   # pieces within 10% of a block are whole blocks: locality at no cost

@@ -1,4 +1,6 @@
-"""The format of sorted segments and of map output files, and reading them back.
+"""The format of sorted segments and of map output files, and reading them back: written by
+a TaskHost's map output buffer, served by the taskserver's shuffle service, merged by the
+consumer TaskHost (and by the local runner, which does all three in one process).
 
 A segment is the records of one partition of one map output, sorted by key. It is a run
 of frames; a frame is a 4-byte little-endian length and a pickle (protocol 5) of
@@ -6,6 +8,10 @@ of frames; a frame is a 4-byte little-endian length and a pickle (protocol 5) of
 A map output file (Hadoop's file.out) holds every partition's segment back to back; its
 index file (file.out.index) gives, per partition, offset, length, records and CRC-32 of
 the segment, so a segment can be served and checked without reading the rest.
+
+A consumer fetches its partition's segment of each map output with FetchMapOutput: the
+taskserver streams the segment's bytes (`partition_chunks`) and sends the number of records
+in it as the initial metadata RECORDS_HEADER.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from operator import itemgetter
 from typing import Any, BinaryIO, Iterable, Iterator, NamedTuple
 from zlib import crc32
 
-from minijet.errors import ChecksumError, InvalidArgument
+from minijet.errors import ChecksumError, InvalidArgument, NotFound
 
 _FRAME_HEADER = struct.Struct("<I")
 _INDEX_HEADER = struct.Struct("<4sI")
@@ -31,6 +37,9 @@ _VALUE = itemgetter(1)
 # a reader holds only a little of each segment in memory during a merge.
 FRAME_TARGET_BYTES = 256 * 1024
 _FIRST_FRAME_RECORDS = 64  # a small first frame measures the records
+
+CHUNK_SIZE = 1024 * 1024               # bytes per chunk a segment is served in
+RECORDS_HEADER = "x-minijet-records"   # initial metadata of FetchMapOutput: records in it
 
 
 class IndexEntry(NamedTuple):
@@ -183,3 +192,32 @@ def read_map_output_segment(output_path: str | os.PathLike, partition: int) -> b
         data = f.read(entry.length)
     check_segment(data, entry)
     return data
+
+
+def partition_chunks(output: str | os.PathLike, partition: int, what: str,
+                     chunk_size: int = CHUNK_SIZE) -> tuple[int, Iterator[bytes]]:
+    """The records in `partition`'s segment, and its bytes in pieces of at most `chunk_size`
+    (as a taskserver serves it). The index and the file are opened now, so a missing output
+    raises NotFound before anything is streamed."""
+    try:
+        entries = read_index(index_path(output))
+        f = open(output, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"{what} is not here (never written, or cleaned up)") from None
+    if not 0 <= partition < len(entries):
+        f.close()
+        raise InvalidArgument(f"{what} has partitions 0..{len(entries) - 1}, not {partition}")
+    entry = entries[partition]
+    return entry.records, _read_chunks(f, entry.offset, entry.length, chunk_size)
+
+
+def _read_chunks(f: BinaryIO, offset: int, length: int, chunk_size: int) -> Iterator[bytes]:
+    with f:
+        f.seek(offset)
+        left = length
+        while left > 0:
+            data = f.read(min(chunk_size, left))
+            if not data:
+                raise NotFound("map output file is shorter than its index says")
+            left -= len(data)
+            yield data

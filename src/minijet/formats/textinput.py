@@ -7,7 +7,7 @@ once over all splits, wherever the split boundaries fall (Hadoop's LineRecordRea
 
 Lines are split on b"\\n" only (a "\\r" stays part of the line), the newline is removed,
 and the text is decoded as UTF-8 with errors="surrogateescape", so undecodable bytes reach
-the output unchanged (see output.py). Records are (byte offset of the line, line).
+the output unchanged (see textoutput.py). Records are (byte offset of the line, line).
 
 Speed: the file is read in large chunks, each chunk is decoded and split in C, and the
 records of a chunk are handed out by C iterators (zip over accumulated offsets), so no
@@ -19,11 +19,13 @@ from itertools import accumulate, chain, count
 from operator import add
 from typing import BinaryIO, Iterator
 
+from minijet.formats import SplitReaderBase
+
 CHUNK_SIZE = 1 << 20
 _TAIL_READ = 4096
 
 
-class SplitReader:
+class SplitReader(SplitReaderBase):
     """Iterates the (offset, line) records of one split of a seekable binary file object.
 
     `progress` is the fraction of the split handed out so far (0..1), `bytes_read` the
@@ -31,23 +33,9 @@ class SplitReader:
     """
 
     def __init__(self, file: BinaryIO, start: int, length: int, chunk_size: int = CHUNK_SIZE):
-        if start < 0 or length < 0:
-            raise ValueError(f"bad split: start {start}, length {length}")
-        self.file = file
-        self.start = start
-        self.end = start + length
+        super().__init__(file, start, length)
         self.chunk_size = max(1, chunk_size)
-        self.bytes_read = 0
-        self.records = 0
-        self._pos = start  # offset up to which lines have been handed out
         self._file_pos = start  # where the next read starts
-
-    @property
-    def progress(self) -> float:
-        span = self.end - self.start
-        if span <= 0:
-            return 1.0
-        return min(1.0, max(0.0, (self._pos - self.start) / span))
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         return chain.from_iterable(self._chunks())

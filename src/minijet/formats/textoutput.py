@@ -2,7 +2,7 @@
 
 Keys and values are written with str(); a record whose value is None is written as its key
 alone. Text is encoded as UTF-8 with surrogateescape, so bytes that were undecodable in the
-input (see records.py) are written back unchanged; any other lone surrogate a job makes is
+input (see textinput.py) are written back unchanged; any other lone surrogate a job makes is
 written as its UTF-8 form ("surrogatepass") rather than failing the task.
 """
 from __future__ import annotations

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 from zlib import crc32
 
 from minijet.errors import InvalidArgument
+from minijet.formats import SplitReaderBase
 
 SYNC = bytes.fromhex("8a4d4a52ecf1093b6e5aa7c21d0f5b33")
 _HEADER = struct.Struct("<II")
@@ -72,30 +73,16 @@ class RecordsWriter:
         self._keys, self._values = [], []
 
 
-class RecordsSplitReader:
+class RecordsSplitReader(SplitReaderBase):
     """Iterates the (key, value) records of one split of a records file; the same counters
-    as records.SplitReader (progress, bytes_read, records, start, end)."""
+    as textinput.SplitReader (progress, bytes_read, records, start, end)."""
 
     def __init__(self, file: BinaryIO, start: int, length: int, chunk_size: int = CHUNK_SIZE):
-        if start < 0 or length < 0:
-            raise ValueError(f"bad split: start {start}, length {length}")
-        self.file = file
-        self.start = start
-        self.end = start + length
+        super().__init__(file, start, length)
         self.chunk_size = max(_PREFIX, chunk_size)
-        self.bytes_read = 0
-        self.records = 0
-        self._pos = start
         self._buf = b""
         self._buf_start = start   # file offset of _buf[0]
         self._eof = False
-
-    @property
-    def progress(self) -> float:
-        span = self.end - self.start
-        if span <= 0:
-            return 1.0
-        return min(1.0, max(0.0, (self._pos - self.start) / span))
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         return chain.from_iterable(starmap(zip, self._frames()))
