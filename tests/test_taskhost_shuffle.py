@@ -114,7 +114,8 @@ def test_map_outputs_to_reducers_end_to_end(tmp_path):
     words = [f"w{rng.randrange(200)}" for _ in range(30_000)]
     outputs = []
     for m in range(4):
-        buf = MapOutputBuffer(3, tmp_path / f"spill{m}", sort_buffer=40_000,
+        # 200 distinct words: even counted in the mapper (no value stored) they fill 8 KB
+        buf = MapOutputBuffer(3, tmp_path / f"spill{m}", sort_buffer=8_000,
                               combiner=lambda k, vs: [(k, sum(vs))])
         buf.collect_all((w, 1) for w in words[m::4])
         buf.finish(tmp_path / f"map{m}.out")
@@ -152,3 +153,20 @@ def test_many_disk_files_merge_in_passes(tmp_path, monkeypatch):
     assert len(list((tmp_path / "shuffle").iterdir())) <= 3
     merger.close()
     assert not list((tmp_path / "shuffle").iterdir())
+
+
+class Tag(str):
+    """A str subclass: marshal would write it as a plain str, so its frame must be a pickle."""
+
+
+@pytest.mark.parametrize("pairs,marshalled", [
+    ([("a", 1), ("b", 2.5), ("c", None), ("d", True), ("e", b"\x00"), ("f", (1, "x", [2])),
+      ("g", {"k": frozenset({1})}), ("h\udcffx", 2 ** 80)], True),
+    ([("a", 1), ("b", Tag("t"))], False),
+])
+def test_frames_keep_every_type_exactly_marshal_or_pickle(pairs, marshalled):
+    data, entry = make_segment(pairs)
+    assert bool(data[3] & 0x80) == marshalled   # the header's top bit: the body's format
+    got = list(read_segment(data, entry))
+    assert got == pairs
+    assert [(type(k), type(v)) for k, v in got] == [(type(k), type(v)) for k, v in pairs]

