@@ -11,7 +11,8 @@ import pytest
 from minijet.dfs import blockstore, transfer_wire
 from minijet.dfs.blockstore import BlockStore
 from minijet.dfs.dataserver import copy_replica
-from minijet.dfs.transfer_client import BlockReader, BlockWriter, PipelineError, ReplicaUnavailable
+from minijet.dfs.transfer_client import (BlockReader, BlockWriter, LocalBlockReader,
+                                         PipelineError, ReplicaUnavailable, open_local)
 from minijet.dfs.transfer_server import DataTransferServer
 from minijet.errors import ChecksumError
 
@@ -60,8 +61,13 @@ def write_block(targets, block_id, data, packet=PACKET):
     w.finish()
 
 
-def read_block(address, block_id, offset=0, length=-1) -> bytes:
-    r = BlockReader(address, block_id, offset, length, TIMEOUT)
+def read_block(address, block_id, offset=0, length=-1, local=False) -> bytes:
+    """The bytes read over TCP, or with `local` by a short-circuit read of the replica's file."""
+    if local:
+        r = open_local(address, block_id, offset, length, PACKET, TIMEOUT)
+        assert isinstance(r, LocalBlockReader)
+    else:
+        r = BlockReader(address, block_id, offset, length, TIMEOUT)
     out = bytearray()
     try:
         while n := r.next_length():
@@ -83,22 +89,40 @@ def test_pipeline_of_three_stores_identical_replicas_and_reports_before_last_ack
         assert read_block(n.address, 7) == data
 
 
-def test_reads_of_ranges_are_exact(nodes):
+@pytest.mark.parametrize("local", [False, True])
+def test_reads_of_ranges_are_exact(nodes, local):
     data = os.urandom(3 * PACKET + 123)
     write_block([nodes[0].address], 1, data)
     for offset, length in [(0, 1), (1, CHUNK), (CHUNK - 1, 2), (PACKET + 5, PACKET * 2),
                            (len(data) - 3, -1), (len(data), -1), (100, 10**9)]:
         expected = data[offset:] if length < 0 else data[offset:offset + length]
-        assert read_block(nodes[0].address, 1, offset, length) == expected
+        assert read_block(nodes[0].address, 1, offset, length, local) == expected
 
 
-def test_empty_block(nodes):
+@pytest.mark.parametrize("local", [False, True])
+def test_empty_block(nodes, local):
     write_block([n.address for n in nodes], 2, b"")
-    assert read_block(nodes[2].address, 2) == b""
+    assert read_block(nodes[2].address, 2, local=local) == b""
     assert nodes[2].store.replicas()[0].length == 0
 
 
-def test_corrupt_replica_is_detected_by_the_reader(nodes):
+def test_short_circuit_read_needs_the_dataserver_on_this_machine_and_the_replica(nodes):
+    # no dataserver has this address here: not local, the caller reads over TCP
+    assert open_local("127.0.0.1:1", 1, 0, -1, PACKET, TIMEOUT) is None
+    with pytest.raises(ReplicaUnavailable, match="no replica"):
+        open_local(nodes[0].address, 99, 0, -1, PACKET, TIMEOUT)
+    store = BlockStore(str(nodes[0].store.root) + "-off", fsync=False)
+    off = DataTransferServer(store, "127.0.0.1:0", lambda *a: None, packet_size=PACKET,
+                             timeout=TIMEOUT, short_circuit=False)
+    off.start()
+    try:
+        assert open_local(off.address, 1, 0, -1, PACKET, TIMEOUT) is None
+    finally:
+        off.stop()
+
+
+@pytest.mark.parametrize("local", [False, True])
+def test_corrupt_replica_is_detected_by_the_reader(nodes, local):
     data = os.urandom(50_000)
     write_block([nodes[0].address], 3, data)
     path = os.path.join(nodes[0].store.current_dir, "blk_3")
@@ -108,8 +132,9 @@ def test_corrupt_replica_is_detected_by_the_reader(nodes):
         f.seek(20_000)
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(ChecksumError, match="block 3"):
-        read_block(nodes[0].address, 3)
-    assert read_block(nodes[0].address, 3, 0, 16_000) == data[:16_000]  # chunks before it
+        read_block(nodes[0].address, 3, local=local)
+    # chunks before it
+    assert read_block(nodes[0].address, 3, 0, 16_000, local) == data[:16_000]
 
 
 def test_corrupt_packet_in_transit_is_refused_by_the_node_that_checks_it(nodes):
@@ -199,6 +224,9 @@ def test_auth_token_is_required_when_configured(tmp_path):
                 BlockWriter([a.address], 12, CHUNK, TIMEOUT, token=wrong)
             with pytest.raises(ReplicaUnavailable, match="auth token"):
                 BlockReader(a.address, 11, 0, -1, TIMEOUT, token=wrong)
+            with pytest.raises(ReplicaUnavailable, match="auth token"):
+                open_local(a.address, 11, 0, -1, PACKET, TIMEOUT, token=wrong)
+        open_local(b.address, 11, 0, -1, PACKET, TIMEOUT, token="s3cret").close()
     finally:
         a.stop()
         b.stop()

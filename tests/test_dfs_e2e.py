@@ -209,6 +209,29 @@ def test_corrupt_replica_is_read_around_and_replaced(cluster):
             assert reader.read() == data
 
 
+@pytest.mark.parametrize("short_circuit", [True, False])
+def test_local_replicas_are_read_from_their_files_unless_turned_off(cluster, monkeypatch,
+                                                                   short_circuit):
+    from minijet.dfs import DfsClient, transfer_client
+
+    data = data_of("short-circuit", 3 * MiB + 17)
+    local_reads = []
+    read_into = transfer_client.LocalBlockReader.read_into
+    monkeypatch.setattr(transfer_client.LocalBlockReader, "read_into",
+                        lambda self, dest: local_reads.append(self.block_id) or
+                        read_into(self, dest))
+    config = cluster.config.with_overrides({"dfs.short_circuit": short_circuit})
+    with closing(DfsClient(config)) as client:
+        with client.create(f"/e2e/sc-{short_circuit}", replication=2) as writer:
+            writer.write(data)
+        with client.open(f"/e2e/sc-{short_circuit}") as reader:
+            assert reader.read() == data
+        blocks = {b.block_id for b in client.block_locations(f"/e2e/sc-{short_circuit}")}
+        # every dataserver of the local cluster is on this machine
+        assert client.remote_dataservers == set()
+    assert (set(local_reads) == blocks) if short_circuit else not local_reads
+
+
 def test_dead_dataserver_blocks_are_rereplicated(fresh_cluster):
     lc = fresh_cluster(dataservers=4)
     data = data_of("dead", 5 * MiB + 123)

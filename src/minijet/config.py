@@ -102,6 +102,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "packet_size": (Size, 1024**2),     # data per packet of the write pipeline
         "client_retries": (int, 3),         # new pipelines tried for one block
         "socket_timeout": (Duration, 60.0),  # data-transfer socket reads/writes
+        "short_circuit": (bool, True),      # read a replica on this machine from its file
     },
     "nameserver": {
         "address": (str, "localhost:9000"),

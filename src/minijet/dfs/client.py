@@ -54,6 +54,8 @@ class DfsClient:
         self._address = self.config["nameserver"]["address"]
         self._channel = rpc.connect(self.config, self._address)
         self._ns = dfs_pb2_grpc.NameServerStub(self._channel)
+        # data addresses of dataservers that are not on this machine (no short-circuit reads)
+        self.remote_dataservers: set[str] = set()
 
     def _call(self, method: str, request, *, idempotent: bool):
         return rpc.call(self.config, getattr(self._ns, method), request, idempotent=idempotent,
@@ -446,13 +448,14 @@ class DfsReader(io.RawIOBase):
         self._timeout = client.config["dfs"]["socket_timeout"]
         self._token = client.config["security"]["auth_token"]
         self.packet_size = client.config["dfs"]["packet_size"]
+        self._short_circuit = client.config["dfs"]["short_circuit"]
         reply = client._locations(path)
         if reply.status.is_dir:
             raise InvalidArgument(f"cannot read {path}: it is a directory")
         self.length = reply.status.length
         self._set_blocks(reply.blocks)
         self._pos = 0
-        self._reader: transfer_client.BlockReader | None = None
+        self._reader: transfer_client.BlockReader | transfer_client.LocalBlockReader | None = None
         self._reader_base = 0          # file offset of the open block's first byte
         self._reader_host = ""
         self._bad: set[tuple[int, str]] = set()  # (block id, host) replicas that failed us
@@ -616,9 +619,11 @@ class DfsReader(io.RawIOBase):
                 if (block_id, node.host) in self._bad:
                     continue
                 try:
-                    self._reader = transfer_client.BlockReader(
-                        node.data_address, block_id, within, located.block.length - within,
-                        self._timeout, self._token)
+                    self._reader = self._local_reader(node.data_address, block_id, within,
+                                                      located.block.length - within) or \
+                        transfer_client.BlockReader(
+                            node.data_address, block_id, within, located.block.length - within,
+                            self._timeout, self._token)
                 except (transfer_client.ReplicaUnavailable, ChecksumError) as e:
                     if isinstance(e, ChecksumError):  # the dataserver found it damaged
                         self._report_bad(block_id, node.host)
@@ -634,6 +639,18 @@ class DfsReader(io.RawIOBase):
         raise (ChecksumError if corrupt else Unavailable)(
             f"cannot read {self.path} at offset {self._pos}: no usable replica of block "
             f"{block_id}: {detail}")
+
+    def _local_reader(self, address: str, block_id: int, offset: int,
+                      length: int) -> transfer_client.LocalBlockReader | None:
+        """A short-circuit reader when the replica's dataserver is on this machine."""
+        remote = self.client.remote_dataservers
+        if not self._short_circuit or address in remote:
+            return None
+        reader = transfer_client.open_local(address, block_id, offset, length,
+                                            self.packet_size, self._timeout, self._token)
+        if reader is None:
+            remote.add(address)
+        return reader
 
     def _close_reader(self) -> None:
         if self._reader is not None:

@@ -41,7 +41,8 @@ class DataServer:
         self.server = DataTransferServer(
             self.store, ds["address"], self._block_received,
             packet_size=config["dfs"]["packet_size"], timeout=self.timeout, token=self.token,
-            advertise_towards=net.split_address(ns_address)[0])
+            advertise_towards=net.split_address(ns_address)[0],
+            short_circuit=config["dfs"]["short_circuit"])
         self.node = dfs_pb2.NodeInfo(host=self.host, rack=self.rack,
                                      data_address=self.server.address)
         self._channel = rpc.connect(config, ns_address)

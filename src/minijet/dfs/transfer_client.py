@@ -1,16 +1,20 @@
 """The client half of the data-transfer protocol (transfer_wire.py): BlockWriter streams a
-block down a pipeline of dataservers, BlockReader streams a replica back. Used by the
+block down a pipeline of dataservers, BlockReader streams a replica back, LocalBlockReader
+reads a replica on this machine straight from its file (a short-circuit read). Used by the
 DfsClient, and by a dataserver that replicates one of its replicas."""
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
 from minijet.dfs import blockstore
-from minijet.dfs.transfer_wire import (LAST, MAX_PACKET, PACKET, STATUS_NAMES, SUCCESS,
-                                       ConnectionClosed, connect, read_block_op, recv_ack,
-                                       recv_crcs, recv_exact, recv_into_exact, recv_message,
-                                       send_message, write_block_op)
+from minijet.dfs.transfer_wire import (CONNECT_TIMEOUT, LAST, MAX_PACKET, PACKET,
+                                       STATUS_NAMES, SUCCESS, ConnectionClosed, connect,
+                                       local_socket_name, packet_size_for, read_block_op,
+                                       recv_ack, recv_crcs, recv_exact, recv_into_exact,
+                                       recv_message, request_fds_op, send_message,
+                                       write_block_op)
 from minijet.errors import ChecksumError, Unavailable
 
 
@@ -208,3 +212,81 @@ class BlockReader(_Connection):
         self._pending = None
         self.pos += n
         return n
+
+
+# ---- short-circuit READ ----
+
+class LocalBlockReader:
+    """Reads [offset, offset+length) of a replica on this machine from the replica's own file,
+    `packet_size` at a time, checking its CRCs; the same interface as BlockReader."""
+
+    def __init__(self, fd: int, block_id: int, chunk_size: int, block_length: int,
+                 crcs: bytes, offset: int, length: int, packet_size: int):
+        self.block_id = block_id
+        self.chunk_size = chunk_size
+        self.block_length = block_length
+        self._fd = fd
+        self._crcs = memoryview(crcs)
+        end = block_length if length < 0 else min(block_length, offset + length)
+        self.pos = offset - offset % chunk_size   # whole chunks, so every CRC can be checked
+        self.end = min(block_length, -(-end // chunk_size) * chunk_size)
+        self._step = packet_size_for(packet_size, chunk_size)
+
+    def next_length(self) -> int:
+        return min(self._step, self.end - self.pos) if self.pos < self.end else 0
+
+    def read_into(self, dest: memoryview) -> int:
+        n = self.next_length()
+        data = dest[:n]
+        if os.preadv(self._fd, [data], self.pos) != n:
+            raise ReplicaUnavailable(f"block {self.block_id}: the local replica shrank")
+        first = self.pos // self.chunk_size * blockstore.CRC_SIZE
+        crcs = self._crcs[first:first + blockstore.chunk_count(n, self.chunk_size)
+                          * blockstore.CRC_SIZE]
+        bad = blockstore.verify(data, crcs, self.chunk_size)
+        if bad >= 0:
+            raise ChecksumError(f"block {self.block_id}: checksum mismatch at byte "
+                                f"{self.pos + bad * self.chunk_size} of the local replica")
+        self.pos += n
+        return n
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def open_local(address: str, block_id: int, offset: int, length: int, packet_size: int,
+               timeout: float, token: str = "") -> LocalBlockReader | None:
+    """A short-circuit reader of the replica held by the dataserver at `address`, or None
+    when that dataserver is not on this machine. Raises as BlockReader does when it is but
+    cannot serve the replica."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(min(timeout, CONNECT_TIMEOUT))
+        try:
+            sock.connect(local_socket_name(address))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return None
+        sock.settimeout(timeout)
+        send_message(sock, request_fds_op(token, block_id))
+        _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+        try:
+            reply = recv_message(sock)
+            if reply.get("status") != "ok" or len(fds) != 1:
+                cls = ChecksumError if reply.get("corrupt") else ReplicaUnavailable
+                raise cls(f"block {block_id}: dataserver {address}: {reply.get('message')}")
+            crcs = recv_exact(sock, blockstore.CRC_SIZE * blockstore.chunk_count(
+                reply["block_length"], reply["chunk_size"]))
+            reader = LocalBlockReader(fds[0], block_id, reply["chunk_size"],
+                                      reply["block_length"], crcs, offset, length, packet_size)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return reader
+    except (OSError, ValueError, KeyError) as e:
+        raise ReplicaUnavailable(f"block {block_id}: dataserver {address} failed a local "
+                                 f"read: {e or type(e).__name__}") from None
+    finally:
+        sock.close()

@@ -1,5 +1,6 @@
 """The dataserver half of the data-transfer protocol (transfer_wire.py): a TCP server that
-serves each connection in a thread of its own.
+serves each connection in a thread of its own, and, for short-circuit reads, a Unix socket
+handing a local client a replica's open file.
 
 READ_BLOCK: the data goes out with sendfile(), with the CRCs stored beside the replica; the
 reader checks them.
@@ -29,9 +30,9 @@ from minijet import net
 from minijet.dfs import blockstore
 from minijet.dfs.transfer_wire import (ERROR, ERROR_CHECKSUM, LAST, MAX_PACKET, PACKET,
                                        PROTOCOL_VERSION, SUCCESS, ConnectionClosed, connect,
-                                       packet_size_for, recv_ack, recv_crcs, recv_idle,
-                                       recv_into_exact, recv_message, send_ack, send_message,
-                                       tune, write_block_op)
+                                       local_socket_name, packet_size_for, recv_ack,
+                                       recv_crcs, recv_idle, recv_into_exact, recv_message,
+                                       send_ack, send_message, tune, write_block_op)
 from minijet.errors import AlreadyExists, ChecksumError, MinijetError, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class DataTransferServer:
 
     def __init__(self, store: blockstore.BlockStore, address: str,
                  on_block_received: Callable[[int, int], None], *, packet_size: int,
-                 timeout: float, token: str = "", advertise_towards: str = "localhost"):
+                 timeout: float, token: str = "", advertise_towards: str = "localhost",
+                 short_circuit: bool = True):
         host, port = net.split_address(address)
         try:
             self._listener = socket.create_server((host or "0.0.0.0", port), backlog=128)
@@ -68,29 +70,50 @@ class DataTransferServer:
         self.stopping = threading.Event()
         self._active = 0
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True,
-                                        name="data-accept")
+        self._threads = [threading.Thread(target=self._accept_loop,
+                                          args=(self._listener, self._handle), daemon=True,
+                                          name="data-accept")]
+        self._local: socket.socket | None = None
+        if short_circuit:
+            self._local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self._local.bind(local_socket_name(self.address))
+            except OSError as e:  # reads still work, over TCP
+                log.warning("no short-circuit reads: cannot bind the local socket: %s", e)
+                self._local.close()
+                self._local = None
+            else:
+                self._local.listen(128)
+                self._local.settimeout(0.5)
+                self._threads.append(threading.Thread(
+                    target=self._accept_loop, args=(self._local, self._handle_local),
+                    daemon=True, name="local-accept"))
 
     @property
     def active_transfers(self) -> int:
         return self._active
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self.stopping.set()
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
-        except OSError:
-            pass
-        self._thread.join()
-        self._listener.close()
+        listeners = [self._listener] + ([self._local] if self._local else [])
+        for listener in listeners:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
+            except OSError:
+                pass
+        for thread in self._threads:
+            thread.join()
+        for listener in listeners:
+            listener.close()
 
-    def _accept_loop(self) -> None:
+    def _accept_loop(self, listener: socket.socket, handle: Callable) -> None:
         while not self.stopping.is_set():
             try:
-                conn, peer = self._listener.accept()
+                conn, peer = listener.accept()
             except socket.timeout:
                 continue
             except OSError as e:
@@ -99,8 +122,25 @@ class DataTransferServer:
                 log.warning("accept failed: %s", e)
                 time.sleep(0.1)
                 continue
-            threading.Thread(target=self._handle, args=(conn, peer), daemon=True,
-                             name=f"data-{peer[0]}:{peer[1]}").start()
+            threading.Thread(target=handle, args=(conn, peer), daemon=True,
+                             name=f"data-{peer}").start()
+
+    def _handle_local(self, conn: socket.socket, peer) -> None:
+        try:
+            conn.settimeout(self.settings["timeout"])
+            op = recv_message(conn)
+            refusal = _refusal(op, self.settings["token"])
+            if refusal is None and op.get("op") != "request_fds":
+                refusal = f"unknown op {op.get('op')!r} on the local socket"
+            if refusal is not None:
+                conn.sendall(b"F")
+                send_message(conn, {"status": "error", "message": refusal})
+            else:
+                _serve_fds(conn, self.store, int(op["block_id"]))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.info("local data connection ended: %s", e or type(e).__name__)
+        finally:
+            conn.close()
 
     def _handle(self, conn: socket.socket, peer) -> None:
         with self._lock:
@@ -127,19 +167,42 @@ def serve(sock: socket.socket, store: blockstore.BlockStore, config: dict,
     last ack (it raises to fail the write)."""
     op = recv_message(sock)
     kind = op.get("op")
-    if op.get("v") != PROTOCOL_VERSION:
-        send_message(sock, {"status": "error", "index": 0,
-                            "message": f"unsupported protocol version {op.get('v')}"})
-    elif config["token"] and not hmac.compare_digest(str(op.get("token", "")),
-                                                     config["token"]):
-        send_message(sock, {"status": "error", "index": 0,
-                            "message": "missing or wrong auth token"})
+    refusal = _refusal(op, config["token"])
+    if refusal is not None:
+        send_message(sock, {"status": "error", "index": 0, "message": refusal})
     elif kind == "read_block":
         _serve_read(sock, store, op, config["packet_size"])
     elif kind == "write_block":
         _BlockReceiver(sock, store, op, config, on_block_received, stopping).run()
     else:
         send_message(sock, {"status": "error", "index": 0, "message": f"unknown op {kind!r}"})
+
+
+def _refusal(op: dict, token: str) -> str | None:
+    """Why an op is refused before it runs (protocol version, auth token), or None."""
+    if op.get("v") != PROTOCOL_VERSION:
+        return f"unsupported protocol version {op.get('v')}"
+    if token and not hmac.compare_digest(str(op.get("token", "")), token):
+        return "missing or wrong auth token"
+    return None
+
+
+def _serve_fds(sock: socket.socket, store: blockstore.BlockStore, block_id: int) -> None:
+    """REQUEST_FDS: the replica's data file (the descriptor is the client's own copy) and
+    its CRCs, or why not."""
+    try:
+        replica = store.open(block_id)
+    except (NotFound, ChecksumError) as e:
+        sock.sendall(b"F")
+        send_message(sock, {"status": "error", "message": str(e),
+                            "corrupt": isinstance(e, ChecksumError)})
+        return
+    with replica:
+        socket.send_fds(sock, [b"F"], [replica.data.fileno()])
+        crcs = replica.crcs(0, replica.length)
+        send_message(sock, {"status": "ok", "chunk_size": replica.chunk_size,
+                            "block_length": replica.length})
+        sock.sendall(crcs)
 
 
 def _serve_read(sock: socket.socket, store: blockstore.BlockStore, op: dict,

@@ -26,6 +26,14 @@ WRITE_BLOCK {op: write_block, block_id, chunk_size, targets: [downstream "ip:por
        (transfer_server.py tells what each node does.)
 
 Any other answer is {status: error, message} (with index 0 to a WRITE_BLOCK).
+
+Short-circuit reads (HDFS's): a client on the dataserver's own machine asks, over the
+dataserver's Unix socket (`local_socket_name`), for the replica's open file instead of its
+bytes, then reads the file and checks the CRCs itself: no byte crosses a socket and no
+dataserver CPU is spent.
+REQUEST_FDS {op: request_fds, block_id}
+    -> one byte carrying the data file's descriptor (SCM_RIGHTS; none on an error), then
+       {status: ok, chunk_size, block_length} and the block's CRCs (4 bytes per chunk).
 """
 from __future__ import annotations
 
@@ -64,6 +72,17 @@ def write_block_op(token: str, block_id: int, chunk_size: int, targets: list[str
     """WRITE_BLOCK to the first node of a pipeline, `targets` being the nodes after it."""
     return {"op": "write_block", "v": PROTOCOL_VERSION, "token": token, "block_id": block_id,
             "chunk_size": chunk_size, "targets": targets}
+
+
+def request_fds_op(token: str, block_id: int) -> dict:
+    return {"op": "request_fds", "v": PROTOCOL_VERSION, "token": token, "block_id": block_id}
+
+
+def local_socket_name(address: str) -> str:
+    """The abstract Unix socket of the dataserver whose data address is `address`. It exists
+    only on that dataserver's machine (in its network namespace): a client that can connect
+    to it shares the machine, so it can open the replica's file."""
+    return f"\0minijet-dataserver-{address}"
 
 
 # ---- sockets ----
