@@ -99,16 +99,21 @@ class DataTransferServer:
 
     def stop(self) -> None:
         self.stopping.set()
-        listeners = [self._listener] + ([self._local] if self._local else [])
-        for listener in listeners:
-            try:
-                listener.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
-            except OSError:
-                pass
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() at once on Linux
+        except OSError:
+            pass
+        if self._local:  # a Unix listener is woken by a connection instead
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake:
+                try:
+                    wake.connect(self._local.getsockname())
+                except OSError:
+                    pass
         for thread in self._threads:
             thread.join()
-        for listener in listeners:
-            listener.close()
+        self._listener.close()
+        if self._local:
+            self._local.close()
 
     def _accept_loop(self, listener: socket.socket, handle: Callable) -> None:
         while not self.stopping.is_set():
@@ -122,6 +127,9 @@ class DataTransferServer:
                 log.warning("accept failed: %s", e)
                 time.sleep(0.1)
                 continue
+            if self.stopping.is_set():
+                conn.close()
+                return
             threading.Thread(target=handle, args=(conn, peer), daemon=True,
                              name=f"data-{peer}").start()
 
