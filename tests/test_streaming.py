@@ -367,7 +367,8 @@ def test_cli_errors_are_one_line(job_cluster, tmp_path):
                       "--mapper", "cat")
     assert result.returncode == 1
     assert result.stderr.strip() == "jetshell: error: input path /nope does not exist"
-    result = jetshell(job_cluster, "streaming", "--input", "/wc/in2.txt", "--output", "/x",
-                      "--mapper", "cat", "--file", str(tmp_path / "missing.py"))
+    put_text(job_cluster, "/cli-errors/in.txt", "a line\n")   # not another test's input
+    result = jetshell(job_cluster, "streaming", "--input", "/cli-errors/in.txt", "--output",
+                      "/x", "--mapper", "cat", "--file", str(tmp_path / "missing.py"))
     assert result.returncode == 1 and "missing.py does not exist" in result.stderr
     assert "Traceback" not in result.stderr
