@@ -1,8 +1,10 @@
 """Shared fixtures: local clusters of real daemon processes in temporary directories.
 
-`cluster` is one cluster for the whole session, for tests that do not break it (they use
-their own paths). `fresh_cluster(...)` makes a cluster of its own for a test that kills
-daemons. Every process is stopped at the end, also when a test fails.
+`cluster` is one DFS cluster, `job_cluster` one cluster with the job engine (jobserver and
+taskservers) too, each for the whole session, for tests that do not break them (every test
+uses DFS paths of its own). `fresh_cluster(...)` and `fresh_job_cluster(...)` make a cluster
+of a test's own, for a test that kills daemons or needs other settings. Every process is
+stopped at the end, also when a test fails.
 """
 from __future__ import annotations
 
@@ -17,6 +19,19 @@ TEST_CONFIG = {
     "dataserver": {"heartbeat_interval": "0.5s"},
     "rpc": {"timeout": "10s"},
 }
+
+# For jobs: blocks small enough that inputs of a few hundred KB span several and their lines
+# cross block boundaries; fast heartbeats; 2 slots per taskserver; a locality delay long
+# enough that a map waits for a slot on its data's node rather than run elsewhere.
+JOB_CONFIG = {
+    "dfs": {"block_size": "64KiB"},
+    "nameserver": {"dead_timeout": "5s", "replication_interval": "0.5s"},
+    "dataserver": {"heartbeat_interval": "0.5s"},
+    "jobserver": {"taskserver_timeout": "4s", "locality_delay": "3s"},
+    "taskserver": {"heartbeat_interval": "0.2s", "slots": 2},
+    "rpc": {"timeout": "10s"},
+}
+JOB_NODES = 3   # dataservers and taskservers of `job_cluster`: host1..host3
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -36,16 +51,28 @@ def cluster(tmp_path_factory):
         lc.down()
 
 
-@pytest.fixture
-def fresh_cluster(tmp_path):
-    """fresh_cluster(dataservers=4, **sections) -> a started LocalCluster of the test's own;
-    sections are merged into the test config, e.g. dfs={"replication": 2}."""
+@pytest.fixture(scope="session")
+def job_cluster(tmp_path_factory):
+    """host1..host3, each with a dataserver and a taskserver, and a jobserver; JOB_CONFIG.
+    The DFS block size is `job_cluster.config["dfs"]["block_size"]`."""
+    lc = LocalCluster(tmp_path_factory.mktemp("job-cluster"), config=JOB_CONFIG)
+    try:
+        lc.up(dataservers=JOB_NODES, taskservers=JOB_NODES)
+        yield lc
+    finally:
+        lc.down()
+
+
+def _own_clusters(root, base: dict, dataservers: int, taskservers: int):
+    """A generator fixture's body: yields make(dataservers, taskservers, **sections) that
+    starts a cluster under `root` with `sections` merged into `base`; stops them all."""
     made: list[LocalCluster] = []
 
-    def make(dataservers: int = 4, **sections) -> LocalCluster:
-        lc = LocalCluster(tmp_path / f"cluster{len(made)}", config=_merge(TEST_CONFIG, sections))
+    def make(dataservers: int = dataservers, taskservers: int = taskservers,
+             **sections) -> LocalCluster:
+        lc = LocalCluster(root / f"cluster{len(made)}", config=_merge(base, sections))
         made.append(lc)
-        lc.up(dataservers=dataservers)
+        lc.up(dataservers=dataservers, taskservers=taskservers)
         return lc
 
     try:
@@ -53,3 +80,18 @@ def fresh_cluster(tmp_path):
     finally:
         for lc in made:
             lc.down()
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path):
+    """fresh_cluster(dataservers=4, **sections) -> a started LocalCluster of the test's own;
+    sections are merged into the test config, e.g. dfs={"replication": 2}."""
+    yield from _own_clusters(tmp_path, TEST_CONFIG, dataservers=4, taskservers=0)
+
+
+@pytest.fixture
+def fresh_job_cluster(tmp_path):
+    """fresh_job_cluster(dataservers=3, taskservers=3, **sections) -> a started cluster with
+    the job engine of the test's own, on JOB_CONFIG with `sections` merged in."""
+    yield from _own_clusters(tmp_path, JOB_CONFIG, dataservers=JOB_NODES,
+                             taskservers=JOB_NODES)

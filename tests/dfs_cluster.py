@@ -15,6 +15,8 @@ import yaml
 from minijet import config as configmod
 from minijet.dfs import DfsClient
 
+from polling import wait_for
+
 BIN = Path(sys.executable).parent
 
 
@@ -83,15 +85,19 @@ class DfsCluster:
         return {d.node.host for d in report.dataservers if d.alive}
 
     def wait_live(self, count: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.live_hosts()) < count:
+        def live() -> bool:
             for name, p in [("nameserver", self.nameserver), *self.dataservers.items()]:
                 if p is not None and p.poll() is not None:
                     raise RuntimeError(f"{name} exited with {p.returncode}; see "
                                        f"{self.root / 'logs'}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{count} dataservers not registered after {timeout}s")
-            time.sleep(0.1)
+            return len(self.live_hosts()) >= count
+
+        wait_for(live, timeout, f"{count} dataservers to register")
+
+    def log(self, name: str) -> str:
+        """What daemon `name` (nameserver, dataserver1, ...) has logged so far."""
+        path = self.root / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def kill(self, i: int) -> None:
         p = self.dataservers.pop(i)

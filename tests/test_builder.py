@@ -449,29 +449,9 @@ def test_builder_mistakes_are_clear_errors():
     assert conf.stage("sort-3").tasks == 1
 
 
-# ---- on a live cluster ----
+# ---- on the job cluster (conftest.py: its 64KiB blocks make these inputs span several) ----
 
 BUILDER_JOBS = str(Path(__file__).parent / "jobs" / "builderjobs.py")
-LIVE_CONFIG = {
-    "dfs": {"block_size": "64KiB"},
-    "nameserver": {"dead_timeout": "5s", "replication_interval": "0.5s"},
-    "dataserver": {"heartbeat_interval": "0.5s"},
-    "jobserver": {"locality_delay": "0.5s"},
-    "taskserver": {"heartbeat_interval": "0.2s", "slots": 2},
-    "rpc": {"timeout": "10s"},
-}
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    from minijet.cluster import LocalCluster
-
-    lc = LocalCluster(tmp_path_factory.mktemp("builder-cluster"), config=LIVE_CONFIG)
-    try:
-        lc.up(dataservers=2, taskservers=2)
-        yield lc
-    finally:
-        lc.down()
 
 
 def jetshell(lc, *args: str) -> subprocess.CompletedProcess:
@@ -496,13 +476,13 @@ def dfs_parts(dfs, out: str) -> list[list[str]]:
     return parts
 
 
-def test_live_multi_stage_pipeline_and_file_channels_with_user_counters(live):
-    dfs = live.client()
+def test_live_multi_stage_pipeline_and_file_channels_with_user_counters(job_cluster):
+    dfs = job_cluster.client()
     lines = [" ".join(random.Random(i).choice(["ab", "c", "def", "ghij", "kl", "mnopq"])
                       for _ in range(i % 11)) for i in range(6000)]
     put_lines(dfs, "/b-wl/in.txt", lines)
     assert len(dfs.block_locations("/b-wl/in.txt")) >= 2
-    dry = jetshell(live, "run", "--dry-run", BUILDER_JOBS, "WordLengths", "/b-wl/in.txt",
+    dry = jetshell(job_cluster, "run", "--dry-run", BUILDER_JOBS, "WordLengths", "/b-wl/in.txt",
                    "/b-wl/out")
     assert dry.returncode == 0, dry.stderr
     stages = json.loads(dry.stdout)["stages"]
@@ -510,14 +490,14 @@ def test_live_multi_stage_pipeline_and_file_channels_with_user_counters(live):
     assert [o["op"] for o in stages[0]["operations"]] == ["flat_map", "filter"]
     assert not dfs.exists("/b-wl/out")   # a dry run submits nothing
 
-    result = jetshell(live, "run", BUILDER_JOBS, "WordLengths", "/b-wl/in.txt", "/b-wl/out")
+    result = jetshell(job_cluster, "run", BUILDER_JOBS, "WordLengths", "/b-wl/in.txt", "/b-wl/out")
     assert result.returncode == 0, result.stdout + result.stderr
     want = collections.Counter(len(w) for line in lines for w in line.split() if len(w) > 1)
     got = {int(k): int(v) for p in dfs_parts(dfs, "/b-wl/out") for k, v in
            (line.split("\t") for line in p)}
     assert got == want
     job_id = result.stdout.splitlines()[0].split()[-1]
-    status = jetshell(live, "status", job_id)
+    status = jetshell(job_cluster, "status", job_id)
     assert status.returncode == 0
     seen = sum(len(line.split()) for line in lines)
     assert any(line.split() == ["seen", "=", str(seen)] for line in status.stdout.splitlines()), \
@@ -525,13 +505,13 @@ def test_live_multi_stage_pipeline_and_file_channels_with_user_counters(live):
     dfs.close()
 
 
-def test_live_join(live):
-    dfs = live.client()
+def test_live_join(job_cluster):
+    dfs = job_cluster.client()
     left = [f"k{i % 37},L{i}" for i in range(400)]
     right = [f"k{i % 23},R{i}" for i in range(150)] + ["nomatch,R"]
     put_lines(dfs, "/b-join/left.txt", left)
     put_lines(dfs, "/b-join/right.txt", right)
-    result = jetshell(live, "run", BUILDER_JOBS, "Join", "/b-join/left.txt",
+    result = jetshell(job_cluster, "run", BUILDER_JOBS, "Join", "/b-join/left.txt",
                       "/b-join/right.txt", "/b-join/out")
     assert result.returncode == 0, result.stdout + result.stderr
     want = sorted(f"{lk}\t{lv}+{rv}" for lk, lv in (x.split(",") for x in left)
@@ -540,13 +520,13 @@ def test_live_join(live):
     dfs.close()
 
 
-def test_live_sort_is_globally_ordered_across_part_files(live):
-    dfs = live.client()
+def test_live_sort_is_globally_ordered_across_part_files(job_cluster):
+    dfs = job_cluster.client()
     rng = random.Random(7)
     lines = [f"{rng.randrange(10**9):010d} {rng.random()}" for _ in range(6000)]
     put_lines(dfs, "/b-sort/in.txt", lines)
     assert len(dfs.block_locations("/b-sort/in.txt")) >= 3
-    result = jetshell(live, "run", BUILDER_JOBS, "Sort", "/b-sort/in.txt", "/b-sort/out",
+    result = jetshell(job_cluster, "run", BUILDER_JOBS, "Sort", "/b-sort/in.txt", "/b-sort/out",
                       "--tasks", "3")
     assert result.returncode == 0, result.stdout + result.stderr
     parts = dfs_parts(dfs, "/b-sort/out")
@@ -576,15 +556,15 @@ def test_map_output_cuts_range_partitions_like_asking_per_key(tmp_path, reverse)
     assert outputs[0] == outputs[1]
 
 
-def test_live_records_written_by_one_job_keep_their_types_in_the_next(live):
-    dfs = live.client()
+def test_live_records_written_by_one_job_keep_their_types_in_the_next(job_cluster):
+    dfs = job_cluster.client()
     lines = [f"{i} {'w' * (i % 100)}" for i in range(8000)]
     put_lines(dfs, "/b-rec/in.txt", lines)
-    first = jetshell(live, "run", BUILDER_JOBS, "ToRecords", "/b-rec/in.txt", "/b-rec/mid")
+    first = jetshell(job_cluster, "run", BUILDER_JOBS, "ToRecords", "/b-rec/in.txt", "/b-rec/mid")
     assert first.returncode == 0, first.stdout + first.stderr
     # frames start anywhere in the file's blocks: splits begin and end inside frames
     assert len(dfs.block_locations("/b-rec/mid/part-00000")) >= 4
-    second = jetshell(live, "run", BUILDER_JOBS, "FromRecords", "/b-rec/mid", "/b-rec/out")
+    second = jetshell(job_cluster, "run", BUILDER_JOBS, "FromRecords", "/b-rec/mid", "/b-rec/out")
     assert second.returncode == 0, second.stdout + second.stderr
     got = sorted(line for p in dfs_parts(dfs, "/b-rec/out") for line in p)
     assert got == sorted(f"{i}\t{'w' * (i % 100)}:{i / 2}" for i in range(8000))

@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from minijet.cluster import ClusterError, LocalCluster
+
+from polling import wait_for
 
 BIN = Path(sys.executable).parent
 
@@ -60,10 +61,7 @@ def test_up_status_restart_after_kill_and_down(tmp_path):
 
         victim = daemons["dataserver1"]["pid"]
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while not gone(victim):
-            assert time.monotonic() < deadline, "killed dataserver did not exit"
-            time.sleep(0.05)
+        wait_for(lambda: gone(victim), 10, "the killed dataserver to exit")
         assert status(tmp_path)["dataserver1"]["state"] == "stopped"
 
         r = run(tmp_path, "minijet", "cluster", "up")

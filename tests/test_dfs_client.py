@@ -4,12 +4,12 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import time
 
 import pytest
 
 from minijet.errors import NotFound, Unavailable
 from dfs_cluster import DfsCluster, data_dir
+from polling import wait_for
 
 MiB = 1024 * 1024
 
@@ -142,16 +142,17 @@ def test_corrupt_replica_is_skipped_and_reported(cluster, client):
     with cluster.client(host=victim) as local:  # reads the corrupt replica first
         with local.open("/bad/f") as r:
             assert r.read() == data
-    deadline = time.monotonic() + 20
-    while True:  # re-replicated from a good replica, then the corrupt one deleted
+    seen = []
+
+    def replaced() -> bool:  # re-replicated from a good replica, then the corrupt one deleted
         health = [b for f in client.fsck("/bad/f").files for b in f.blocks
                   if b.block.block_id == first.block_id][0]
-        if (health.state == "healthy" and len(health.live_hosts) == 3
+        seen[:] = [health]
+        return (health.state == "healthy" and len(health.live_hosts) == 3
                 and victim not in health.live_hosts and not health.corrupt_hosts
-                and not os.path.exists(path)):
-            break
-        assert time.monotonic() < deadline, f"corrupt replica not replaced: {health}"
-        time.sleep(0.1)
+                and not os.path.exists(path))
+
+    wait_for(replaced, 20, lambda: f"the corrupt replica to be replaced; last seen: {seen}")
     assert victim not in client.block_locations("/bad/f")[0].hosts
 
 
@@ -214,7 +215,9 @@ def test_dataservers_wait_for_the_nameserver_restart_cleanly_and_report_again(tm
     with DfsCluster(tmp_path) as cluster:
         for i in (1, 2):  # before the nameserver: they retry registration until it is up
             cluster.start_dataserver(i)
-        time.sleep(0.5)  # let them fail to register at least once (not a condition to poll)
+        for i in (1, 2):
+            wait_for(lambda: "(retrying)" in cluster.log(f"dataserver{i}"), 10,
+                     f"dataserver{i} to fail to reach the nameserver")
         cluster.start_nameserver()
         cluster.wait_live(2)
         data = data_of("restart", MiB + 99)
@@ -229,25 +232,16 @@ def test_dataservers_wait_for_the_nameserver_restart_cleanly_and_report_again(tm
         for i in (1, 2):
             cluster.start_dataserver(i)
         with cluster.client() as c:  # registered again on new ports, replicas reported
-            deadline = time.monotonic() + 10
-            while ({d.node.data_address for d in c.report().dataservers} & old
-                   or not all(len(b.hosts) == 2 for b in c.block_locations("/r/f"))):
-                assert time.monotonic() < deadline, "replicas not reported after restart"
-                time.sleep(0.1)
+            wait_for(lambda: not {d.node.data_address for d in c.report().dataservers} & old
+                     and all(len(b.hosts) == 2 for b in c.block_locations("/r/f")), 10,
+                     "the replicas to be reported after the restart")
             with c.open("/r/f") as r:
                 assert r.read() == data
         cluster.kill_nameserver()
         cluster.start_nameserver()  # knows no dataserver: they register and report again
-        with cluster.client() as c:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    if all(len(b.hosts) == 2 for b in c.block_locations("/r/f")):
-                        break
-                except Unavailable:
-                    pass  # not listening yet
-                assert time.monotonic() < deadline, "replicas not reported to the new nameserver"
-                time.sleep(0.1)
+        with cluster.client() as c:  # Unavailable: not listening yet
+            wait_for(lambda: all(len(b.hosts) == 2 for b in c.block_locations("/r/f")), 15,
+                     "the replicas to be reported to the new nameserver", ignoring=Unavailable)
             with c.open("/r/f") as r:
                 assert r.read() == data
 

@@ -16,6 +16,8 @@ from minijet.dfs.transfer_client import (BlockReader, BlockWriter, LocalBlockRea
 from minijet.dfs.transfer_server import DataTransferServer
 from minijet.errors import ChecksumError
 
+from polling import wait_for
+
 CHUNK = 4096
 PACKET = 64 * 1024
 TIMEOUT = 5.0
@@ -252,10 +254,8 @@ def test_packets_reach_the_last_node_before_the_block_ends(nodes):
     w = BlockWriter([n.address for n in nodes], 14, CHUNK, TIMEOUT)
     w.write_packet(b"p" * PACKET)
     tmp = os.path.join(nodes[2].store.tmp_dir, "blk_14")
-    deadline = time.monotonic() + 5
-    while not (os.path.exists(tmp) and os.path.getsize(tmp) == PACKET):
-        assert time.monotonic() < deadline, "the packet did not reach the last node"
-        time.sleep(0.01)
+    wait_for(lambda: os.path.exists(tmp) and os.path.getsize(tmp) == PACKET, 5,
+             "the packet to reach the last node", interval=0.01)
     assert not nodes[2].store.has(14)
     w.finish()
     assert nodes[2].store.has(14)

@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+
+from polling import wait_for
 
 MiB = 1024 * 1024
 BIN = Path(sys.executable).parent
@@ -21,18 +22,6 @@ def dfsshell(cluster, *args, text=True) -> subprocess.CompletedProcess:
     """Run the real `dfsshell` console script against `cluster`."""
     return subprocess.run([str(BIN / "dfsshell"), *args[:1], "--config", str(cluster.config_path),
                            *args[1:]], capture_output=True, text=text, timeout=60)
-
-
-def wait_for(condition, timeout: float, what: str):
-    """Poll `condition` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def blocks_healthy(client, path: str, replicas: int, not_on: dict[int, str] | None = None):

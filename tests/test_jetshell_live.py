@@ -1,4 +1,4 @@
-"""JetClient and the jetshell commands against a live local cluster (one of each daemon):
+"""JetClient and the jetshell commands against the session's job cluster (conftest.py):
 run/submit/wait/status/list/kill/logs/nodes in both output forms, and errors for unknown job
 ids and tasks. WordCount results, failures and kills of running jobs are covered by
 test_jobs_e2e.py."""
@@ -18,31 +18,25 @@ from minijet.cluster import LocalCluster
 from minijet.errors import NotFound
 
 WORDCOUNT = str(Path(__file__).parents[1] / "examples" / "wordcount" / "wordcount.py")
-CONFIG = {
-    "dfs": {"block_size": "256KiB"},
-    "dataserver": {"heartbeat_interval": "0.5s"},
-    "taskserver": {"heartbeat_interval": "0.3s", "slots": 2},
-    "rpc": {"timeout": "10s"},
-}
 UNKNOWN = "job_20000101000000_0042"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    lc = LocalCluster(tmp_path_factory.mktemp("jetshell-live"), config=CONFIG)
-    try:
-        lc.up(dataservers=1, taskservers=1)
-        with lc.client() as dfs:
-            with dfs.create("/live/in.txt") as f:
-                f.write(b"to be or not to be\nthat is the question\n" * 200)
-        yield lc
-    finally:
-        lc.down()
+def live(job_cluster):
+    """The job cluster, with this module's input: one block, 8000 bytes, 400 lines."""
+    with job_cluster.client() as dfs:
+        with dfs.create("/live/in.txt") as f:
+            f.write(b"to be or not to be\nthat is the question\n" * 200)
+    return job_cluster
 
 
-def taskserver_name(lc: LocalCluster) -> str:
+def taskserver_names(lc: LocalCluster) -> set[str]:
     with JetClient(lc.config) as jc:
-        return jc.list_taskservers()[0].name
+        return {t.name for t in jc.list_taskservers()}
+
+
+def taskserver_hosts(lc: LocalCluster) -> list[str]:
+    return sorted(s.host for s in lc.status() if s.role == "taskserver")
 
 
 def jetshell(lc: LocalCluster, *args: str) -> subprocess.CompletedProcess:
@@ -105,7 +99,7 @@ def test_status_json_has_io_and_timing_per_attempt(live):
     for phase in ("read_time", "process_time", "write_time"):
         assert 0 < status[phase] < status["duration"] * 3, phase
     for a in status["attempts"]:
-        assert a["state"] == "succeeded" and a["taskserver"] == taskserver_name(live)
+        assert a["state"] == "succeeded" and a["taskserver"] in taskserver_names(live)
         assert 0 < a["start_time"] <= a["end_time"]
         assert 0 < a["duration"] <= status["duration"]
         assert (a["error"], a["traceback"]) == ("", "")
@@ -149,11 +143,13 @@ def test_logs_of_a_finished_job(live, tmp_path):
     logs = jetshell(live, "logs", job_id)
     assert logs.returncode == 0, logs.stderr
     lines = logs.stdout.splitlines()
-    node = taskserver_name(live)
-    head = f"==> {job_id}_map_00000_0 (succeeded on {node})"
+    with JetClient(live.config) as jc:
+        node = {a.attempt_id: a.taskserver for a in jc.get_status(job_id).attempts}
+    head = f"==> {job_id}_map_00000_0 (succeeded on {node[f'{job_id}_map_00000_0']})"
     assert lines[lines.index(f"{head} stdout <==") + 1] == "hello from the mapper"
     assert "a word to stderr" in lines[lines.index(f"{head} stderr <=="):]
-    assert f"==> {job_id}_reduce_00000_0 (succeeded on {node}) stderr <==" in lines
+    reduce = f"{job_id}_reduce_00000_0"
+    assert f"==> {reduce} (succeeded on {node[reduce]}) stderr <==" in lines
 
     one = jetshell(live, "logs", job_id, "map_00000").stdout
     assert "hello from the mapper" in one and "_reduce_" not in one
@@ -181,14 +177,18 @@ def test_kill_of_a_finished_job_leaves_it(live):
 
 
 def test_nodes(live):
+    hosts = taskserver_hosts(live)
     nodes = json.loads(jetshell(live, "nodes", "--json").stdout)
-    assert [(n["host"], n["alive"]) for n in nodes] == [("host1", True)]
-    assert nodes[0]["slots"] == 2
+    assert sorted((n["host"], n["alive"]) for n in nodes) == [(h, True) for h in hosts]
+    assert all(n["slots"] == 2 for n in nodes)
     table = jetshell(live, "nodes").stdout.splitlines()
     assert table[0].split()[:4] == ["taskserver", "host", "rack", "slots"]
-    row = table[1].split()
-    assert row[1:4] == ["host1", "/default-rack", "2"] and row[-1] == "alive"
-    assert row[-2] == "0"   # failures
+    assert len(table) == 1 + len(hosts)
+    failures = {n["name"]: n["failures"] for n in nodes}   # jobs of other tests may fail
+    for line in table[1:]:
+        row = line.split()
+        assert row[1] in hosts and row[2:4] == ["/default-rack", "2"] and row[-1] == "alive"
+        assert row[-2] == str(failures[row[0]])
     assert table[0].split()[4:] == ["running", "last", "heartbeat", "failures", "state"]
 
 
@@ -221,7 +221,7 @@ def test_jetclient_api(live):
                                        timeout=60)
         assert final.state == "succeeded" and seen[-1] == final, (final.error, final.traceback)
         assert job_id in [j.job_id for j in jc.list_jobs(all=True)]
-        assert [t.host for t in jc.list_taskservers()] == ["host1"]
+        assert sorted(t.host for t in jc.list_taskservers()) == taskserver_hosts(live)
         with jc.dfs.open("/live/out2/part-00000") as f:
             counts = dict(line.split("\t") for line in f.read().decode().splitlines())
         assert counts["be"] == "400" and counts["question"] == "200"

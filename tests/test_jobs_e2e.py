@@ -1,7 +1,8 @@
 """Jobs end to end on local clusters of real processes (nameserver, dataservers, jobserver,
 taskservers, one TaskHost process per attempt), submitted with the real `jetshell` CLI or
-JetClient. One cluster is shared by the tests that leave it intact; a test that kills a
-daemon or needs other timings gets a cluster of its own."""
+JetClient. The session's `job_cluster` is shared by the tests that leave it intact; a test
+that kills a daemon or needs other timings gets a `fresh_job_cluster` of its own (both in
+conftest.py). Inputs are sized in blocks of the cluster's block size."""
 from __future__ import annotations
 
 import collections
@@ -11,7 +12,6 @@ import posixpath
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,55 +20,10 @@ from minijet.client import JetClient
 from minijet.cluster import LocalCluster
 from minijet.errors import AlreadyExists, NotFound
 
-BLOCK = 256 * 1024
+from polling import wait_for
+
 WORDCOUNT = str(Path(__file__).parents[1] / "examples" / "wordcount" / "wordcount.py")
 TESTJOBS = str(Path(__file__).parent / "jobs" / "testjobs.py")
-
-# Small blocks so a ~1 MB file spans several; fast heartbeats; a locality delay long enough
-# that a map waits for a slot on its data's node rather than run elsewhere.
-JOBS_CONFIG = {
-    "dfs": {"block_size": "256KiB"},
-    "nameserver": {"dead_timeout": "5s", "replication_interval": "0.5s"},
-    "dataserver": {"heartbeat_interval": "0.5s"},
-    "jobserver": {"taskserver_timeout": "4s", "locality_delay": "3s"},
-    "taskserver": {"heartbeat_interval": "0.3s", "slots": 2},
-    "rpc": {"timeout": "10s"},
-}
-
-
-def _config(**sections) -> dict:
-    result = {k: dict(v) for k, v in JOBS_CONFIG.items()}
-    for section, keys in sections.items():
-        result.setdefault(section, {}).update(keys)
-    return result
-
-
-@pytest.fixture(scope="module")
-def jobs_cluster(tmp_path_factory):
-    lc = LocalCluster(tmp_path_factory.mktemp("jobs-cluster"), config=_config())
-    try:
-        lc.up(dataservers=3, taskservers=3)
-        yield lc
-    finally:
-        lc.down()
-
-
-@pytest.fixture
-def own_cluster(tmp_path):
-    """own_cluster(dataservers, taskservers, **sections) -> a started cluster for one test."""
-    made: list[LocalCluster] = []
-
-    def make(dataservers: int = 3, taskservers: int = 3, **sections) -> LocalCluster:
-        lc = LocalCluster(tmp_path / f"cluster{len(made)}", config=_config(**sections))
-        made.append(lc)
-        lc.up(dataservers=dataservers, taskservers=taskservers)
-        return lc
-
-    try:
-        yield make
-    finally:
-        for lc in made:
-            lc.down()
 
 
 # ---- helpers ----
@@ -78,6 +33,10 @@ def jetshell(lc: LocalCluster, *args: str, timeout: float = 120) -> subprocess.C
     return subprocess.run([sys.executable, "-c", "from minijet.client.jetshell import main; "
                            "main()", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def block_size(lc: LocalCluster) -> int:
+    return lc.config["dfs"]["block_size"]
 
 
 def job_id_of(result: subprocess.CompletedProcess) -> str:
@@ -139,31 +98,21 @@ def status(lc: LocalCluster, job_id: str):
         return jc.get_status(job_id)
 
 
-def wait_until(condition, timeout: float, what: str, poll: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
-
-
 # ---- WordCount ----
 
 @pytest.mark.parametrize("blocks,reducers", [(1, 1), (1, 3), (5, 1), (5, 3)])
-def test_wordcount_equals_counter(jobs_cluster, blocks, reducers):
-    dfs = jobs_cluster.client()
+def test_wordcount_equals_counter(job_cluster, blocks, reducers):
+    dfs = job_cluster.client()
+    block = block_size(job_cluster)
     base = f"/wc-{blocks}-{reducers}"
-    text = make_text(seed=blocks * 10 + reducers, size=blocks * BLOCK - BLOCK // 3)
+    text = make_text(seed=blocks * 10 + reducers, size=blocks * block - block // 3)
     put_bytes(dfs, f"{base}/in/text.txt", text)
     locations = dfs.block_locations(f"{base}/in/text.txt")
     assert len(locations) == blocks
     if blocks > 1:  # some block boundary falls inside a line
         assert any(text[b.offset - 1:b.offset] != b"\n" for b in locations[1:])
 
-    result = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", f"{base}/in", f"{base}/out",
+    result = jetshell(job_cluster, "run", WORDCOUNT, "WordCount", f"{base}/in", f"{base}/out",
                       "--reducers", str(reducers))
     assert result.returncode == 0, result.stdout + result.stderr
     job_id = job_id_of(result)
@@ -173,22 +122,23 @@ def test_wordcount_equals_counter(jobs_cluster, blocks, reducers):
     names = {posixpath.basename(s.path) for s in dfs.list(f"{base}/out")}
     assert "_SUCCESS" in names and "_temporary" not in names
 
-    st = status(jobs_cluster, job_id)
+    st = status(job_cluster, job_id)
     assert st.state == "succeeded"
     assert [(s.stage_id, s.tasks, s.succeeded) for s in st.stages] == \
         [("map", blocks, blocks), ("reduce", reducers, reducers)]
     dfs.close()
 
 
-def test_map_only_job_and_directory_input(jobs_cluster):
+def test_map_only_job_and_directory_input(job_cluster):
     """Several input files in a directory (hidden names skipped), no reducers: the mapper's
     output goes straight to part files, one per split."""
-    dfs = jobs_cluster.client()
-    texts = [make_text(seed=100 + i, size=BLOCK + 5000) for i in range(2)]
+    dfs = job_cluster.client()
+    block = block_size(job_cluster)
+    texts = [make_text(seed=100 + i, size=block + 5000) for i in range(2)]
     for i, t in enumerate(texts):
         put_bytes(dfs, f"/maponly/in/f{i}.txt", t)
     put_bytes(dfs, "/maponly/in/_ignored", b"hidden hidden\n")
-    result = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", "/maponly/in",
+    result = jetshell(job_cluster, "run", WORDCOUNT, "WordCount", "/maponly/in",
                       "/maponly/out", "--reducers", "0")
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(part_files(dfs, "/maponly/out")) == 4   # two blocks per file
@@ -205,24 +155,25 @@ def test_map_only_job_and_directory_input(jobs_cluster):
 
 # ---- locality ----
 
-def test_maps_run_where_their_blocks_are(jobs_cluster):
+def test_maps_run_where_their_blocks_are(job_cluster):
     """Input at replication 1, written from each host in turn so every host holds some blocks:
     with free slots, maps run node-local."""
-    config = jobs_cluster.config
+    config = job_cluster.config
+    block = block_size(job_cluster)
     texts = []
     for host in (1, 2, 3):
         from minijet.dfs import DfsClient
         with DfsClient(config, host=f"host{host}") as dfs:
             for i in range(2):
-                text = make_text(seed=host * 7 + i, size=BLOCK + BLOCK // 2)
+                text = make_text(seed=host * 7 + i, size=block + block // 2)
                 texts.append(text)
                 put_bytes(dfs, f"/local/in/h{host}-{i}.txt", text, replication=1)
                 assert {h for b in dfs.block_locations(f"/local/in/h{host}-{i}.txt")
                         for h in b.hosts} == {f"host{host}"}
-    result = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", "/local/in", "/local/out",
+    result = jetshell(job_cluster, "run", WORDCOUNT, "WordCount", "/local/in", "/local/out",
                       "--reducers", "2")
     assert result.returncode == 0, result.stdout + result.stderr
-    st = status(jobs_cluster, job_id_of(result))
+    st = status(job_cluster, job_id_of(result))
     maps = [a for a in st.attempts if "_map_" in a.task_id]
     assert len(maps) >= 12
     local = [a for a in maps if a.locality == "node-local"]
@@ -230,30 +181,31 @@ def test_maps_run_where_their_blocks_are(jobs_cluster):
     assert all(a.host == a.taskserver.split(":")[0] for a in maps)
     counters = {(c.group, c.name): c.value for c in st.counters}
     assert counters[("job", "node_local_attempts")] == len(local)
-    with jobs_cluster.client() as dfs:
+    with job_cluster.client() as dfs:
         assert read_counts(dfs, "/local/out") == expected_counts(*texts)
 
 
 # ---- failures ----
 
-def test_failing_mapper_fails_the_job_with_the_users_error(jobs_cluster):
-    dfs = jobs_cluster.client()
-    text = make_text(seed=5, size=2 * BLOCK) + b"some poison here\n" + make_text(6, 1000)
+def test_failing_mapper_fails_the_job_with_the_users_error(job_cluster):
+    dfs = job_cluster.client()
+    block = block_size(job_cluster)
+    text = make_text(seed=5, size=2 * block) + b"some poison here\n" + make_text(6, 1000)
     put_bytes(dfs, "/poison/in.txt", text)
-    result = jetshell(jobs_cluster, "run", TESTJOBS, "PoisonWordCount", "/poison/in.txt",
+    result = jetshell(job_cluster, "run", TESTJOBS, "PoisonWordCount", "/poison/in.txt",
                       "/poison/out")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "ValueError: poison record at byte" in result.stderr
     job_id = job_id_of(result)
 
-    shown = jetshell(jobs_cluster, "status", job_id)
+    shown = jetshell(job_cluster, "status", job_id)
     assert shown.returncode == 0, shown.stderr
     text_shown = shown.stdout + shown.stderr
     assert "failed" in text_shown
     assert "ValueError: poison record at byte" in text_shown
     assert 'raise ValueError(f"poison record at byte {key}")' in text_shown  # the traceback
 
-    st = status(jobs_cluster, job_id)
+    st = status(job_cluster, job_id)
     assert st.state == "failed"
     failed = [a for a in st.attempts if a.state == "failed"]
     assert len(failed) == 4   # jobserver.max_task_attempts
@@ -264,20 +216,20 @@ def test_failing_mapper_fails_the_job_with_the_users_error(jobs_cluster):
     dfs.close()
 
 
-def test_missing_input_and_existing_output_refused_before_any_task(jobs_cluster):
-    dfs = jobs_cluster.client()
+def test_missing_input_and_existing_output_refused_before_any_task(job_cluster):
+    dfs = job_cluster.client()
     put_bytes(dfs, "/refuse/in.txt", b"a b c\n")
     dfs.mkdir("/refuse/out-exists", parents=True)
     put_bytes(dfs, "/refuse/out-exists/keep", b"precious\n")
-    with JetClient(jobs_cluster.config) as jc:
+    with JetClient(job_cluster.config) as jc:
         before = len(jc.list_jobs(all=True))
 
-    missing = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", "/refuse/nope",
+    missing = jetshell(job_cluster, "run", WORDCOUNT, "WordCount", "/refuse/nope",
                        "/refuse/out")
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines() == \
         ["jetshell: error: input path /refuse/nope does not exist"]
-    exists = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", "/refuse/in.txt",
+    exists = jetshell(job_cluster, "run", WORDCOUNT, "WordCount", "/refuse/in.txt",
                       "/refuse/out-exists")
     assert exists.returncode == 1
     [line] = exists.stderr.strip().splitlines()
@@ -286,7 +238,7 @@ def test_missing_input_and_existing_output_refused_before_any_task(jobs_cluster)
 
     # The jobserver checks too (a client may skip the check, or the DFS may change after it)
     from minijet.jobconf import compile_mapreduce
-    with JetClient(jobs_cluster.config) as jc:
+    with JetClient(job_cluster.config) as jc:
         assert len(jc.list_jobs(all=True)) == before
         for inputs, output, error in ((["/refuse/nope"], "/refuse/out", NotFound),
                                       (["/refuse/in.txt"], "/refuse/out-exists", AlreadyExists)):
@@ -306,10 +258,11 @@ def test_missing_input_and_existing_output_refused_before_any_task(jobs_cluster)
     dfs.close()
 
 
-def test_hanging_task_is_killed_after_task_timeout_and_retried(own_cluster, tmp_path):
-    lc = own_cluster(dataservers=2, taskservers=2, taskserver={"task_timeout": "2s"})
+def test_hanging_task_is_killed_after_task_timeout_and_retried(fresh_job_cluster, tmp_path):
+    lc = fresh_job_cluster(dataservers=2, taskservers=2, taskserver={"task_timeout": "2s"})
     dfs = lc.client()
-    text = make_text(seed=9, size=2 * BLOCK)
+    block = block_size(lc)
+    text = make_text(seed=9, size=2 * block)
     put_bytes(dfs, "/hang/in.txt", text)
     marker = tmp_path / "hung"
     result = jetshell(lc, "run", TESTJOBS, "HangOnceWordCount", "/hang/in.txt", "/hang/out",
@@ -324,17 +277,18 @@ def test_hanging_task_is_killed_after_task_timeout_and_retried(own_cluster, tmp_
     dfs.close()
 
 
-def test_taskserver_killed_mid_job(own_cluster):
+def test_taskserver_killed_mid_job(fresh_job_cluster):
     """kill -9 a taskserver once it holds finished map output: its running attempts and the
     map outputs the reducers still need run again elsewhere; the output is right."""
-    lc = own_cluster(dataservers=3, taskservers=3)
+    lc = fresh_job_cluster(dataservers=3, taskservers=3)
     dfs = lc.client()
-    text = make_text(seed=11, size=8 * BLOCK - 1000)
+    block = block_size(lc)
+    text = make_text(seed=11, size=8 * block - 1000)
     put_bytes(dfs, "/crash/in.txt", text)
     with JetClient(lc.config) as jc:
         job_id = jc.submit(TESTJOBS, "SlowWordCount",
                            ["/crash/in.txt", "/crash/out", "--reducers", "2", "--delay", "1.5"])
-        victim = wait_until(
+        victim = wait_for(
             lambda: next((a.taskserver for a in jc.get_status(job_id).attempts
                           if "_map_" in a.task_id and a.state == "succeeded"), None),
             timeout=60, what="a finished map attempt")
@@ -348,15 +302,16 @@ def test_taskserver_killed_mid_job(own_cluster):
     dfs.close()
 
 
-def test_jobserver_restart_keeps_every_job_it_accepted(own_cluster):
+def test_jobserver_restart_keeps_every_job_it_accepted(fresh_job_cluster):
     """kill -9 the jobserver while a job runs: the restarted one lists the finished job as it
     was and the interrupted one as failed (its partial output removed, its attempts killed on
     the taskservers), and runs new jobs."""
     import psutil
 
-    lc = own_cluster(dataservers=2, taskservers=2)
+    lc = fresh_job_cluster(dataservers=2, taskservers=2)
     dfs = lc.client()
-    text = make_text(seed=21, size=2 * BLOCK)
+    block = block_size(lc)
+    text = make_text(seed=21, size=2 * block)
     put_bytes(dfs, "/restart/in.txt", text)
     with JetClient(lc.config) as jc:
         done = jc.submit(WORDCOUNT, "WordCount", ["/restart/in.txt", "/restart/done"])
@@ -364,8 +319,8 @@ def test_jobserver_restart_keeps_every_job_it_accepted(own_cluster):
         before = jc.get_status(done)
         slow = jc.submit(TESTJOBS, "SlowWordCount",
                          ["/restart/in.txt", "/restart/slow", "--delay", "600"])
-        wait_until(lambda: any(a.state == "running" for a in jc.get_status(slow).attempts),
-                   timeout=30, what="running attempts")
+        wait_for(lambda: any(a.state == "running" for a in jc.get_status(slow).attempts),
+                 timeout=30, what="running attempts")
     lc.kill("jobserver")
     lc.restart()
 
@@ -384,11 +339,11 @@ def test_jobserver_restart_keeps_every_job_it_accepted(own_cluster):
         # the attempts that were running are lost (a split without records may have finished)
         assert {a.state for a in st.attempts} <= {"lost", "failed", "succeeded"}
         assert any(a.state == "lost" for a in st.attempts)
-        wait_until(lambda: not dfs.exists("/restart/slow"), timeout=30,
-                   what="the interrupted job's output to be removed")
+        wait_for(lambda: not dfs.exists("/restart/slow"), timeout=30,
+                 what="the interrupted job's output to be removed")
         taskservers = [psutil.Process(lc.pid("taskserver", i)) for i in (1, 2)]
-        wait_until(lambda: not any(p.children(recursive=True) for p in taskservers),
-                   timeout=30, what="the interrupted job's TaskHosts to be killed")
+        wait_for(lambda: not any(p.children(recursive=True) for p in taskservers),
+                 timeout=30, what="the interrupted job's TaskHosts to be killed")
 
         again = jc.submit(WORDCOUNT, "WordCount", ["/restart/in.txt", "/restart/again"])
         assert again not in (done, slow)
@@ -401,17 +356,17 @@ def test_jobserver_restart_keeps_every_job_it_accepted(own_cluster):
     assert log.rstrip().endswith("jobserver stopped")
 
 
-def test_cluster_status_shows_the_job_engine(jobs_cluster):
-    by_name = {s.name: s for s in jobs_cluster.status()}
+def test_cluster_status_shows_the_job_engine(job_cluster):
+    by_name = {s.name: s for s in job_cluster.status()}
     assert by_name["jobserver"].state == "running"
-    assert by_name["jobserver"].address == jobs_cluster.config["jobserver"]["address"]
-    with JetClient(jobs_cluster.config) as jc:
+    assert by_name["jobserver"].address == job_cluster.config["jobserver"]["address"]
+    with JetClient(job_cluster.config) as jc:
         shuffle = {t.host: t.address for t in jc.list_taskservers() if t.alive}
     for i in (1, 2, 3):
         ts = by_name[f"taskserver{i}"]
         assert (ts.state, ts.host, ts.address) == ("running", f"host{i}", shuffle[f"host{i}"])
     out = subprocess.run([sys.executable, "-c", "from minijet.cluster import main; main()",
-                          "cluster", "status", "--dir", str(jobs_cluster.dir)],
+                          "cluster", "status", "--dir", str(job_cluster.dir)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert [line.split()[0] for line in out.stdout.splitlines()[1:]] == [
@@ -419,36 +374,36 @@ def test_cluster_status_shows_the_job_engine(jobs_cluster):
         "taskserver2", "taskserver3"]
 
 
-def test_killed_job_stops_its_tasks_and_leaves_no_output(jobs_cluster):
+def test_killed_job_stops_its_tasks_and_leaves_no_output(job_cluster):
     import psutil
 
-    dfs = jobs_cluster.client()
-    put_bytes(dfs, "/kill/in.txt", make_text(seed=31, size=2 * BLOCK))
-    submitted = jetshell(jobs_cluster, "submit", TESTJOBS, "SlowWordCount", "/kill/in.txt",
+    dfs = job_cluster.client()
+    put_bytes(dfs, "/kill/in.txt", make_text(seed=31, size=2 * block_size(job_cluster)))
+    submitted = jetshell(job_cluster, "submit", TESTJOBS, "SlowWordCount", "/kill/in.txt",
                          "/kill/out", "--delay", "600")
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
-    wait_until(lambda: any(a.state == "running" for a in status(jobs_cluster, job_id).attempts),
-               timeout=30, what="running attempts")
-    killed = jetshell(jobs_cluster, "kill", job_id)
+    wait_for(lambda: any(a.state == "running" for a in status(job_cluster, job_id).attempts),
+             timeout=30, what="running attempts")
+    killed = jetshell(job_cluster, "kill", job_id)
     assert killed.returncode == 0, killed.stderr
-    waited = jetshell(jobs_cluster, "wait", job_id)
+    waited = jetshell(job_cluster, "wait", job_id)
     assert waited.returncode == 3, waited.stdout + waited.stderr   # killed
-    st = status(jobs_cluster, job_id)
+    st = status(job_cluster, job_id)
     assert st.state == "killed"
     assert {a.state for a in st.attempts} <= {"killed", "succeeded"}
     assert any(a.state == "killed" for a in st.attempts)
     assert not dfs.exists("/kill/out")
-    taskservers = [psutil.Process(jobs_cluster.pid("taskserver", i)) for i in (1, 2, 3)]
-    wait_until(lambda: not any(p.children(recursive=True) for p in taskservers), timeout=30,
-               what="the killed job's TaskHosts to exit")
+    taskservers = [psutil.Process(job_cluster.pid("taskserver", i)) for i in (1, 2, 3)]
+    wait_for(lambda: not any(p.children(recursive=True) for p in taskservers), timeout=30,
+             what="the killed job's TaskHosts to exit")
     dfs.close()
 
 
-def test_empty_input_gives_empty_output(jobs_cluster):
-    dfs = jobs_cluster.client()
+def test_empty_input_gives_empty_output(job_cluster):
+    dfs = job_cluster.client()
     put_bytes(dfs, "/empty/in/nothing.txt", b"")
-    result = jetshell(jobs_cluster, "run", WORDCOUNT, "WordCount", "/empty/in", "/empty/out",
+    result = jetshell(job_cluster, "run", WORDCOUNT, "WordCount", "/empty/in", "/empty/out",
                       "--reducers", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert part_files(dfs, "/empty/out") == ["part-00000", "part-00001"]

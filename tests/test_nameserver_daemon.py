@@ -16,6 +16,8 @@ from minijet.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, 
 from minijet.proto import dfs_pb2 as pb
 from minijet.proto import dfs_pb2_grpc
 
+from polling import wait_for
+
 START = "from minijet.dfs.nameserver import main; main()"
 
 
@@ -23,21 +25,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def poll(check, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except MinijetError:
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class NameServerProcess:
@@ -58,7 +45,8 @@ class NameServerProcess:
     def start(self):
         self.proc = subprocess.Popen([sys.executable, "-c", START, "--config", str(self.conf_path)],
                                      stdout=self.log, stderr=self.log)
-        poll(lambda: self.call("SafeMode", pb.SafeModeRequest()) is not None, what="nameserver")
+        wait_for(lambda: self.call("SafeMode", pb.SafeModeRequest()) is not None, 15,
+                 "the nameserver to answer", ignoring=MinijetError)
 
     def call(self, method, request):
         if self.proc.poll() is not None:
@@ -207,7 +195,7 @@ def test_namespace_over_grpc_survives_sigkill(nameserver):
     def orphan_deleted():
         hb = ns.call("DataServerHeartbeat", pb.DataServerHeartbeatRequest(host="h1"))
         return any(424242 in c.delete_blocks.block_ids for c in hb.commands)
-    poll(orphan_deleted, what="orphan block deletion")
+    wait_for(orphan_deleted, 15, "orphan block deletion", ignoring=MinijetError)
 
     assert ns.kill(signal.SIGTERM) == 0  # clean stop: flushed and checkpointed
     ns.start()
@@ -242,7 +230,7 @@ def test_dead_dataserver_and_bad_replica_are_repaired_by_commands(fast_nameserve
     def replicate_command():
         heartbeat(ns, spare)
         return [c.replicate for c in heartbeat(ns, "h1") if c.WhichOneof("command") == "replicate"]
-    (cmd,), = [poll(replicate_command, what="a replicate command")]
+    (cmd,), = [wait_for(replicate_command, 15, "a replicate command", ignoring=MinijetError)]
     assert cmd.block.block_id == block.block_id and cmd.block.length == 10
     assert [t.host for t in cmd.targets] == [spare]
     ns.call("BlockReceived", pb.BlockReceivedRequest(host=spare, block=block))
@@ -264,7 +252,8 @@ def test_dead_dataserver_and_bad_replica_are_repaired_by_commands(fast_nameserve
     def copy_to_victim():
         heartbeat(ns, "h1")
         return [c.replicate for c in heartbeat(ns, spare) if c.WhichOneof("command") == "replicate"]
-    (cmd,), = [poll(copy_to_victim, what="re-replication of the corrupt replica")]
+    (cmd,), = [wait_for(copy_to_victim, 15, "re-replication of the corrupt replica",
+                        ignoring=MinijetError)]
     assert [t.host for t in cmd.targets] == [victim]
     ns.call("BlockReceived", pb.BlockReceivedRequest(host=victim, block=block))
 
@@ -272,7 +261,7 @@ def test_dead_dataserver_and_bad_replica_are_repaired_by_commands(fast_nameserve
         heartbeat(ns, spare)
         heartbeat(ns, victim)
         return [c for c in heartbeat(ns, "h1") if block.block_id in c.delete_blocks.block_ids]
-    poll(corrupt_deleted, what="deletion of the corrupt replica")
+    wait_for(corrupt_deleted, 15, "deletion of the corrupt replica", ignoring=MinijetError)
 
 
 def test_silent_writer_loses_its_file(fast_nameserver):
@@ -283,8 +272,9 @@ def test_silent_writer_loses_its_file(fast_nameserver):
     lb = ns.call("AddBlock", pb.AddBlockRequest(path="/open", client_id="gone"))
     ns.call("BlockReceived", pb.BlockReceivedRequest(
         host="h1", block=pb.Block(block_id=lb.block.block_id, length=3)))
-    poll(lambda: [c for c in heartbeat(ns, "h1")
-                  if lb.block.block_id in c.delete_blocks.block_ids], what="lease expiry")
+    wait_for(lambda: [c for c in heartbeat(ns, "h1")
+                      if lb.block.block_id in c.delete_blocks.block_ids], 15, "lease expiry",
+             ignoring=MinijetError)
     with pytest.raises(NotFound, match="not open for writing"):
         ns.call("Complete", pb.CompleteRequest(path="/open", client_id="gone", last=pb.Block(
             block_id=lb.block.block_id, length=3)))

@@ -240,31 +240,7 @@ def test_local_run_without_a_cluster(tmp_path):
     assert (tmp_path / "out" / "_SUCCESS").exists()
 
 
-# ---- `jetshell streaming` on a live cluster ----
-
-BLOCK = 128 * 1024
-CLUSTER_CONFIG = {
-    "dfs": {"block_size": "128KiB"},
-    "nameserver": {"dead_timeout": "5s", "replication_interval": "0.5s"},
-    "dataserver": {"heartbeat_interval": "0.5s"},
-    "jobserver": {"taskserver_timeout": "4s", "locality_delay": "0.5s",
-                  "max_task_attempts": 2},
-    "taskserver": {"heartbeat_interval": "0.3s", "slots": 2},
-    "rpc": {"timeout": "10s"},
-}
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    from minijet.cluster import LocalCluster
-
-    lc = LocalCluster(tmp_path_factory.mktemp("streaming-cluster"), config=CLUSTER_CONFIG)
-    try:
-        lc.up(dataservers=2, taskservers=2)
-        yield lc
-    finally:
-        lc.down()
-
+# ---- `jetshell streaming` on the job cluster (conftest.py) ----
 
 def jetshell(lc, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, MINIJET_CONF=str(lc.config_path))
@@ -312,37 +288,38 @@ def output_lines(lc, path: str) -> tuple[list[str], set[str]]:
         dfs.close()
 
 
-def test_wordcount_scripts_equal_the_shell_pipeline(live, tmp_path):
+def test_wordcount_scripts_equal_the_shell_pipeline(job_cluster, tmp_path):
     """The classic scripts, shipped with --file and named by their plain names (not
     executable locally: shipped files are made executable), over two inputs of several
     blocks, with three reducers."""
-    texts = [words_text(1, 3 * BLOCK), words_text(2, BLOCK // 2)]
-    put_text(live, "/wc/in/a.txt", texts[0])
-    put_text(live, "/wc/in2.txt", texts[1])
+    block = job_cluster.config["dfs"]["block_size"]
+    texts = [words_text(1, 3 * block), words_text(2, block // 2)]
+    put_text(job_cluster, "/wc/in/a.txt", texts[0])
+    put_text(job_cluster, "/wc/in2.txt", texts[1])
     for script in (MAPPER, REDUCER):  # as a user's checkout may have them: not executable
         (tmp_path / script.name).write_text(script.read_text())
-    result = jetshell(live, "streaming", "--input", "/wc/in", "--input", "/wc/in2.txt",
+    result = jetshell(job_cluster, "streaming", "--input", "/wc/in", "--input", "/wc/in2.txt",
                       "--output", "/wc/out", "--mapper", "mapper.py", "--reducer",
                       "reducer.py", "--reducers", "3", "--file", "mapper.py",
                       "--file", "reducer.py", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("streaming: submitted job job_")
-    lines, names = output_lines(live, "/wc/out")
+    lines, names = output_lines(job_cluster, "/wc/out")
     assert {"part-00000", "part-00001", "part-00002", "_SUCCESS"} <= names
     want = shell_pipeline("".join(texts), f"{PY} {MAPPER}", f"{PY} {REDUCER}", tmp_path)
     assert sorted(lines) == sorted(want)
 
 
-def test_combiner_and_map_only(live, tmp_path):
-    text = words_text(3, 2 * BLOCK)
-    put_text(live, "/comb/in.txt", text)
-    result = jetshell(live, "streaming", "--input", "/comb/in.txt", "--output", "/comb/out",
+def test_combiner_and_map_only(job_cluster, tmp_path):
+    text = words_text(3, 2 * job_cluster.config["dfs"]["block_size"])
+    put_text(job_cluster, "/comb/in.txt", text)
+    result = jetshell(job_cluster, "streaming", "--input", "/comb/in.txt", "--output", "/comb/out",
                       "--mapper", f"{PY} {MAPPER}", "--combiner", f"{PY} {REDUCER}",
                       "--reducer", f"{PY} {REDUCER}")
     assert result.returncode == 0, result.stdout + result.stderr
     want = shell_pipeline(text, f"{PY} {MAPPER}", f"{PY} {REDUCER}", tmp_path)
-    assert sorted(output_lines(live, "/comb/out")[0]) == sorted(want)
-    status = jetshell(live, "status", result.stdout.split()[3], "--json")
+    assert sorted(output_lines(job_cluster, "/comb/out")[0]) == sorted(want)
+    status = jetshell(job_cluster, "status", result.stdout.split()[3], "--json")
     assert status.returncode == 0, status.stderr
     counters = {(c["group"], c["name"]): int(c["value"])
                 for c in json.loads(status.stdout)["counters"]}
@@ -351,47 +328,48 @@ def test_combiner_and_map_only(live, tmp_path):
     assert counters[("streaming", "combiner_output_lines")] < mapped // 2
 
     # no reducer: map-only, the mapper's lines are the output (a shell pipeline as mapper)
-    result = jetshell(live, "streaming", "--input", "/comb/in.txt", "--output", "/comb/up",
+    result = jetshell(job_cluster, "streaming", "--input", "/comb/in.txt", "--output", "/comb/up",
                       "--mapper", "tr a-z A-Z | cat")
     assert result.returncode == 0, result.stdout + result.stderr
-    lines, names = output_lines(live, "/comb/up")
+    lines, names = output_lines(job_cluster, "/comb/up")
     assert len([n for n in names if n.startswith("part-")]) == 3  # one per split (block)
     assert sorted(lines) == sorted(shell_pipeline(text, "tr a-z A-Z | cat", None, tmp_path))
 
 
-def test_a_failing_mapper_fails_the_job_with_its_stderr(live, tmp_path):
-    put_text(live, "/fail/in.txt", "one\ntwo\nthree\n")
+def test_a_failing_mapper_fails_the_job_with_its_stderr(job_cluster, tmp_path):
+    put_text(job_cluster, "/fail/in.txt", "one\ntwo\nthree\n")
     bad = tmp_path / "bad_mapper.py"
     bad.write_text("import sys\nfor line in sys.stdin:\n"
                    "    if line.startswith('two'):\n"
                    "        print('some context', file=sys.stderr)\n"
                    "        sys.exit('bad record: ' + line.strip())\n"
                    "    print(line.strip() + '\\t1')\n")
-    result = jetshell(live, "streaming", "--input", "/fail/in.txt", "--output", "/fail/out",
+    result = jetshell(job_cluster, "streaming", "--input", "/fail/in.txt", "--output", "/fail/out",
                       "--mapper", "python3 bad_mapper.py", "--reducer", "cat",
                       "--file", str(bad))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "bad record: two" in result.stderr
     job_id = result.stdout.split()[3]
-    status = jetshell(live, "status", job_id)
+    status = jetshell(job_cluster, "status", job_id)
     assert "failed" in status.stdout
     assert "mapper (python3 bad_mapper.py) exited with status 1: bad record: two" \
         in status.stdout
     assert "some context" in status.stdout
     assert "streaming.py" not in status.stdout  # the command's stderr, not our stack
-    dfs = live.client()
+    dfs = job_cluster.client()
     try:
         assert not dfs.exists("/fail/out")  # a failed job leaves no output
     finally:
         dfs.close()
 
 
-def test_cli_errors_are_one_line(live, tmp_path):
-    result = jetshell(live, "streaming", "--input", "/nope", "--output", "/x",
+def test_cli_errors_are_one_line(job_cluster, tmp_path):
+    result = jetshell(job_cluster, "streaming", "--input", "/nope", "--output", "/x",
                       "--mapper", "cat")
     assert result.returncode == 1
     assert result.stderr.strip() == "jetshell: error: input path /nope does not exist"
-    result = jetshell(live, "streaming", "--input", "/wc/in2.txt", "--output", "/x",
-                      "--mapper", "cat", "--file", str(tmp_path / "missing.py"))
+    put_text(job_cluster, "/cli-errors/in.txt", "a line\n")   # not another test's input
+    result = jetshell(job_cluster, "streaming", "--input", "/cli-errors/in.txt", "--output",
+                      "/x", "--mapper", "cat", "--file", str(tmp_path / "missing.py"))
     assert result.returncode == 1 and "missing.py does not exist" in result.stderr
     assert "Traceback" not in result.stderr

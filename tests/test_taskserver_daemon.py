@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -28,6 +29,7 @@ from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
 
 from dfs_cluster import DfsCluster, free_port
+from polling import wait_for
 
 JOB_FILE = '''
 import os, time
@@ -131,17 +133,6 @@ class Harness(job_pb2_grpc.JobServerServicer):
             else None
 
 
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 class HarnessServer:
     """Serves the harness on one fixed port, so it can be stopped and started again."""
 
@@ -186,40 +177,100 @@ def stop_process(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+@dataclass
+class TaskServer:
+    proc: subprocess.Popen
+    config: configmod.Config
+    dir: Path       # taskserver.dir
+    address: str    # its shuffle service, as it registered
+
+
+# Module-scoped: started once, and every test can still run alone (each takes the fixtures it
+# needs; none leaves state for another).
+
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("taskserver")
-    dfs = DfsCluster(root / "dfs", {"dfs": {"replication": 1}})
-    jobserver = proc = None
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("taskserver")
+
+
+@pytest.fixture(scope="module")
+def dfs_cluster(root):
+    with DfsCluster(root / "dfs", {"dfs": {"replication": 1}}) as dfs:
+        yield dfs.start(dataservers=1)
+
+
+@pytest.fixture(scope="module")
+def jobserver(dfs_cluster):
+    """The harness, served on a port of its own."""
+    server = HarnessServer(dfs_cluster.config, Harness())
+    server.start()
     try:
-        dfs.start(dataservers=1)
-        harness = Harness()
-        jobserver = HarnessServer(dfs.config, harness)
-        jobserver.start()
-        proc, config_path = start_taskserver(root, dfs, jobserver.port, "task")
-        wait_for(lambda: harness.registration is not None, 20, "the first heartbeat")
-        client = dfs.client("host1")
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def taskserver(root, dfs_cluster, jobserver):
+    """The taskserver every test uses (host1, taskserver.dir ROOT/task); the harness's
+    `registration` is its first heartbeat."""
+    proc, config_path = start_taskserver(root, dfs_cluster, jobserver.port, "task")
+    try:
+        registration = wait_for(lambda: jobserver.harness.registration, 20,
+                                "the first heartbeat")
+        yield TaskServer(proc, configmod.load(str(config_path)), root / "task",
+                         registration.address)
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def harness(jobserver, taskserver) -> Harness:
+    """The harness, with the taskserver registered."""
+    return jobserver.harness
+
+
+@pytest.fixture(scope="module")
+def dfs(dfs_cluster):
+    """A DFS client; the input, /in/words.txt (TEXT), is written."""
+    with dfs_cluster.client("host1") as client:
         with client.create("/in/words.txt") as f:
             f.write(TEXT.encode())
-        yield {"root": root, "dfs": client, "dfs_cluster": dfs, "harness": harness,
-               "jobserver": jobserver, "proc": proc,
-               "config": configmod.load(str(config_path)), "task_dir": root / "task"}
-        client.close()
+        yield client
+
+
+@pytest.fixture
+def other_taskserver(root, dfs_cluster, jobserver, harness):
+    """other_taskserver(name) -> (process, address): one more taskserver, on ROOT/<name>,
+    once its first heartbeat is in; stopped at the end of the test."""
+    started: list[subprocess.Popen] = []
+
+    def new_heartbeat(known: set[str]) -> str | None:
+        with harness.lock:
+            return next((a for a in harness.heartbeats if a not in known), None)
+
+    def start(name: str) -> tuple[subprocess.Popen, str]:
+        with harness.lock:
+            known = set(harness.heartbeats)
+        proc, _ = start_taskserver(root, dfs_cluster, jobserver.port, name)
+        started.append(proc)
+        address = wait_for(lambda: new_heartbeat(known), 20,
+                           f"the first heartbeat of taskserver {name}")
+        return proc, address
+
+    try:
+        yield start
     finally:
-        if proc is not None:
+        for proc in started:
             stop_process(proc)
-        if jobserver is not None:
-            jobserver.stop()
-        dfs.stop()
 
 
-def make_job(env, job_id: str, job_class: str, reducers: int = 2) -> tuple[str, jc.JobConf]:
+def make_job(dfs, job_id: str, job_class: str, reducers: int = 2) -> tuple[str, jc.JobConf]:
     conf = jc.compile_mapreduce(job_id, "wcjob.py", job_class,
                                 {"input": ["/in/words.txt"], "output": f"/out/{job_id}",
                                  "reducers": reducers},
                                 ["/in/words.txt"], f"/out/{job_id}", reducers, has_combiner=True)
     job_dir = f"/jobs/{job_id}"
-    dfs = env["dfs"]
     with dfs.create(f"{job_dir}/job.json") as f:
         f.write(json.dumps(conf.to_dict()).encode())
     with dfs.create(f"{job_dir}/wcjob.py") as f:
@@ -227,12 +278,12 @@ def make_job(env, job_id: str, job_class: str, reducers: int = 2) -> tuple[str, 
     return job_dir, conf
 
 
-def launch(env, job_id: str, job_dir: str, attempt_id: str, stage: str, index: int,
+def launch(harness: Harness, job_id: str, job_dir: str, attempt_id: str, stage: str, index: int,
            target: str | None = None, **task):
     task_id = attempt_id.rsplit("_", 1)[0]
     spec = {"job_id": job_id, "task_id": task_id, "attempt_id": attempt_id, "stage": stage,
             "index": index, "splits": [], "partition": None, "producer_stage": None, **task}
-    env["harness"].order(target, launch=job_pb2.LaunchAttempt(
+    harness.order(target, launch=job_pb2.LaunchAttempt(
         job_id=job_id, task_id=task_id, attempt_id=attempt_id, job_dir=job_dir,
         task_json=json.dumps(spec)))
 
@@ -253,21 +304,20 @@ def taskhost_running(attempt_id: str) -> bool:
     return False
 
 
-def test_registers_with_its_identity_and_served_address(env):
-    reg = env["harness"].registration
+def test_registers_with_its_identity_and_served_address(harness):
+    reg = harness.registration
     assert reg.host == "host1" and reg.rack == "/default-rack" and reg.slots == 2
     assert reg.address.startswith("127.0.0.1:") and reg.name == f"host1:{reg.address[10:]}"
 
 
-def test_map_output_is_served_and_reduce_commits_part_files(env):
-    harness, dfs = env["harness"], env["dfs"]
+def test_map_output_is_served_and_reduce_commits_part_files(harness, dfs, taskserver):
     job = "job_20260101000000_0001"
-    job_dir, _ = make_job(env, job, "WordCount")
+    job_dir, _ = make_job(dfs, job, "WordCount")
     half = len(TEXT) // 2  # two splits: the boundary falls inside a line
     maps = [f"{job}_map_00000_0", f"{job}_map_00001_0"]
-    launch(env, job, job_dir, maps[0], "map", 0,
+    launch(harness, job, job_dir, maps[0], "map", 0,
            splits=[{"path": "/in/words.txt", "offset": 0, "length": half}])
-    launch(env, job, job_dir, maps[1], "map", 1,
+    launch(harness, job, job_dir, maps[1], "map", 1,
            splits=[{"path": "/in/words.txt", "offset": half, "length": len(TEXT) - half}])
     for attempt in maps:
         status = harness.wait_final(attempt)
@@ -276,8 +326,8 @@ def test_map_output_is_served_and_reduce_commits_part_files(env):
         assert counters[("task", "input_records")] > 0 and status.progress == 1.0
 
     # FetchMapOutput: each partition of each map output, as the reduce side reads it
-    address = harness.registration.address
-    stub = job_pb2_grpc.TaskServerStub(rpc.connect(env["config"], address))
+    address = taskserver.address
+    stub = job_pb2_grpc.TaskServerStub(rpc.connect(taskserver.config, address))
     fetched = Counter()
     records = 0
     for attempt in maps:
@@ -302,7 +352,7 @@ def test_map_output_is_served_and_reduce_commits_part_files(env):
                                       address=address) for a in maps])
     reduces = [f"{job}_reduce_0000{i}_0" for i in range(2)]
     for i, attempt in enumerate(reduces):
-        launch(env, job, job_dir, attempt, "reduce", i, partition=i, producer_stage="map")
+        launch(harness, job, job_dir, attempt, "reduce", i, partition=i, producer_stage="map")
     reduced = 0
     for attempt in reduces:
         status = harness.wait_final(attempt)
@@ -324,20 +374,19 @@ def test_map_output_is_served_and_reduce_commits_part_files(env):
     assert len(stub.GetLogs(job_pb2.LogRequest(job_id=job)).logs) == 4
 
     # cleanup deletes the job's cache and map outputs; logs stay for `jetshell logs`
-    job_local = env["task_dir"] / "jobs" / job
+    job_local = taskserver.dir / "jobs" / job
     assert (job_local / maps[0] / "file.out").is_file() and (job_local / "_cache").is_dir()
     harness.order(cleanup=job_pb2.CleanupJob(job_id=job))
     wait_for(lambda: not job_local.exists(), 10, "the job's local files to be deleted")
-    assert (env["task_dir"] / "logs" / job / maps[0] / "stdout").is_file()
+    assert (taskserver.dir / "logs" / job / maps[0] / "stdout").is_file()
 
 
-def test_hanging_task_is_killed_after_the_task_timeout(env):
-    harness = env["harness"]
+def test_hanging_task_is_killed_after_the_task_timeout(harness, dfs):
     job = "job_20260101000000_0002"
-    job_dir, _ = make_job(env, job, "Hang")
+    job_dir, _ = make_job(dfs, job, "Hang")
     attempt = f"{job}_map_00000_0"
     started = time.monotonic()
-    launch(env, job, job_dir, attempt, "map", 0, splits=whole_input())
+    launch(harness, job, job_dir, attempt, "map", 0, splits=whole_input())
     wait_for(lambda: hang_children(), 10, "the TaskHost to start its child")
     status = harness.wait_final(attempt, timeout=TASK_TIMEOUT + 15)
     assert status.state == job_pb2.FAILED
@@ -347,16 +396,15 @@ def test_hanging_task_is_killed_after_the_task_timeout(env):
     wait_for(lambda: not hang_children(), 5, "the TaskHost's child to be gone")
 
 
-def test_crash_and_user_exception_are_failures_with_clear_errors(env):
-    harness = env["harness"]
+def test_crash_and_user_exception_are_failures_with_clear_errors(harness, dfs):
     job = "job_20260101000000_0003"
-    job_dir, _ = make_job(env, job, "Crash")
+    job_dir, _ = make_job(dfs, job, "Crash")
     crash = f"{job}_map_00000_0"
-    launch(env, job, job_dir, crash, "map", 0, splits=whole_input())
+    launch(harness, job, job_dir, crash, "map", 0, splits=whole_input())
     job2 = "job_20260101000000_0004"
-    job_dir2, _ = make_job(env, job2, "Boom")
+    job_dir2, _ = make_job(dfs, job2, "Boom")
     boom = f"{job2}_map_00000_0"
-    launch(env, job2, job_dir2, boom, "map", 0, splits=whole_input())
+    launch(harness, job2, job_dir2, boom, "map", 0, splits=whole_input())
 
     status = harness.wait_final(crash)
     assert status.state == job_pb2.FAILED and status.error == "TaskHost exited with code 3"
@@ -366,12 +414,11 @@ def test_crash_and_user_exception_are_failures_with_clear_errors(env):
     assert "raise ValueError" in status.traceback and "wcjob.py" in status.traceback
 
 
-def test_kill_order_kills_the_process_tree(env):
-    harness = env["harness"]
+def test_kill_order_kills_the_process_tree(harness, dfs):
     job = "job_20260101000000_0005"
-    job_dir, _ = make_job(env, job, "Hang")
+    job_dir, _ = make_job(dfs, job, "Hang")
     attempt = f"{job}_map_00000_0"
-    launch(env, job, job_dir, attempt, "map", 0, splits=whole_input())
+    launch(harness, job, job_dir, attempt, "map", 0, splits=whole_input())
     wait_for(lambda: hang_children(), 10, "the TaskHost to start its child")
     harness.order(kill=job_pb2.KillAttempt(attempt_id=attempt))
     status = harness.wait_final(attempt)
@@ -380,37 +427,36 @@ def test_kill_order_kills_the_process_tree(env):
     wait_for(lambda: not hang_children(), 5, "the TaskHost's child to be gone")
 
 
-def test_missing_job_files_fail_the_attempt(env):
-    harness = env["harness"]
+def test_missing_job_files_fail_the_attempt(harness):
     job = "job_20260101000000_0006"
     attempt = f"{job}_map_00000_0"
-    launch(env, job, "/jobs/nosuch", attempt, "map", 0, splits=whole_input())
+    launch(harness, job, "/jobs/nosuch", attempt, "map", 0, splits=whole_input())
     status = harness.wait_final(attempt)
     assert status.state == job_pb2.FAILED
     assert "cannot copy the job files" in status.error and "/jobs/nosuch" in status.error
 
 
-def run_map(env, job: str, job_dir: str, index: int = 0) -> str:
+def run_map(harness: Harness, job: str, job_dir: str, index: int = 0) -> str:
     attempt = f"{job}_map_{index:05d}_0"
-    launch(env, job, job_dir, attempt, "map", index, splits=whole_input())
-    status = env["harness"].wait_final(attempt)
+    launch(harness, job, job_dir, attempt, "map", index, splits=whole_input())
+    status = harness.wait_final(attempt)
     assert status.state == job_pb2.SUCCEEDED, status.error + status.traceback
     return attempt
 
 
-def test_reduce_reports_a_lost_map_output_and_fetches_its_new_location(env):
-    harness, dfs = env["harness"], env["dfs"]
+def test_reduce_reports_a_lost_map_output_and_fetches_its_new_location(harness, dfs,
+                                                                       taskserver):
     job = "job_20260101000000_0007"
-    job_dir, _ = make_job(env, job, "WordCount", reducers=1)
-    good = run_map(env, job, job_dir)
-    address = harness.registration.address
+    job_dir, _ = make_job(dfs, job, "WordCount", reducers=1)
+    good = run_map(harness, job, job_dir)
+    address = taskserver.address
     lost = f"{job}_map_00000_9"  # an output this taskserver does not have
     with harness.lock:
         harness.outputs[(job, "map")] = job_pb2.MapOutputsResponse(total=1, outputs=[
             job_pb2.MapOutputLocation(task_id=f"{job}_map_00000", attempt_id=lost,
                                       address=address)])
     reduce_attempt = f"{job}_reduce_00000_0"
-    launch(env, job, job_dir, reduce_attempt, "reduce", 0, partition=0, producer_stage="map")
+    launch(harness, job, job_dir, reduce_attempt, "reduce", 0, partition=0, producer_stage="map")
     failure = wait_for(lambda: harness.fetch_failures and harness.fetch_failures[-1], 20,
                        "a fetch failure report")
     assert failure.attempt_id == reduce_attempt and failure.producer_attempt_id == lost
@@ -428,61 +474,52 @@ def test_reduce_reports_a_lost_map_output_and_fetches_its_new_location(env):
     assert not dfs.exists(f"/out/{job}/_temporary/{reduce_attempt}/part-00000")
 
 
-def test_attempt_ending_while_the_jobserver_is_down_is_reported_when_it_is_back(env):
-    harness, jobserver = env["harness"], env["jobserver"]
+def test_attempt_ending_while_the_jobserver_is_down_is_reported_when_it_is_back(
+        harness, dfs, jobserver, taskserver):
     job = "job_20260101000000_0008"
-    job_dir, _ = make_job(env, job, "Slow")
+    job_dir, _ = make_job(dfs, job, "Slow")
     attempt = f"{job}_map_00000_0"
-    launch(env, job, job_dir, attempt, "map", 0, splits=whole_input())
+    launch(harness, job, job_dir, attempt, "map", 0, splits=whole_input())
     wait_for(lambda: taskhost_running(attempt), 10, "the TaskHost to start")
     jobserver.stop()
     try:
         wait_for(lambda: not taskhost_running(attempt), 20, "the attempt to finish")
-        assert env["proc"].poll() is None  # the taskserver lives on, retrying
+        assert taskserver.proc.poll() is None  # the taskserver lives on, retrying
     finally:
         jobserver.start()
     status = harness.wait_final(attempt)
     assert status.state == job_pb2.SUCCEEDED, status.error + status.traceback
 
 
-def test_sigterm_stops_the_taskserver_and_kills_its_taskhosts(env):
-    harness = env["harness"]
-    proc, _ = start_taskserver(env["root"], env["dfs_cluster"], env["jobserver"].port, "other")
-    try:
-        address = wait_for(lambda: next((a for a in harness.heartbeats if a not in
-                                         (harness.registration.address,) and
-                                         a not in env.setdefault("seen", set())), None),
-                           20, "the second taskserver's heartbeat")
-        env["seen"].add(address)
-        job = "job_20260101000000_0009"
-        job_dir, _ = make_job(env, job, "Hang")
-        attempt = f"{job}_map_00000_0"
-        launch(env, job, job_dir, attempt, "map", 0, target=address, splits=whole_input())
-        wait_for(lambda: taskhost_running(attempt), 10, "the TaskHost to start")
-        proc.terminate()
-        assert proc.wait(15) == 0
-        assert not taskhost_running(attempt)
-    finally:
-        stop_process(proc)
+def test_sigterm_stops_the_taskserver_and_kills_its_taskhosts(harness, dfs, other_taskserver):
+    proc, address = other_taskserver("other")
+    job = "job_20260101000000_0009"
+    job_dir, _ = make_job(dfs, job, "Hang")
+    attempt = f"{job}_map_00000_0"
+    launch(harness, job, job_dir, attempt, "map", 0, target=address, splits=whole_input())
+    wait_for(lambda: taskhost_running(attempt), 10, "the TaskHost to start")
+    proc.terminate()
+    assert proc.wait(15) == 0
+    assert not taskhost_running(attempt)
 
 
-def test_job_cache_copies_a_job_once_for_concurrent_attempts(env, tmp_path):
+def test_job_cache_copies_a_job_once_for_concurrent_attempts(dfs, tmp_path):
     from minijet.taskserver.jobcache import JobCache
     from minijet.taskserver.layout import Layout
 
     job = "job_20260101000000_0010"
-    job_dir, _ = make_job(env, job, "WordCount")
-    with env["dfs"].create(f"{job_dir}/lib/helper.txt") as f:  # extra files, in a subdir too
+    job_dir, _ = make_job(dfs, job, "WordCount")
+    with dfs.create(f"{job_dir}/lib/helper.txt") as f:  # extra files, in a subdir too
         f.write(b"extra")
     copies = []
 
     class CountingDfs:  # the real client; only counts the copies made through it
         def list(self, path):
-            return env["dfs"].list(path)
+            return dfs.list(path)
 
         def get(self, src, dst):
             copies.append(src)
-            env["dfs"].get(src, dst)
+            dfs.get(src, dst)
 
     layout = Layout(tmp_path)
     cache = JobCache(layout, CountingDfs)
@@ -503,51 +540,41 @@ def test_job_cache_copies_a_job_once_for_concurrent_attempts(env, tmp_path):
     assert not layout.job_dir(job).exists()
 
 
-def test_second_taskserver_on_the_same_dir_is_refused(env):
-    proc, _ = start_taskserver(env["root"], env["dfs_cluster"], env["jobserver"].port, "task")
+def test_second_taskserver_on_the_same_dir_is_refused(root, dfs_cluster, jobserver, taskserver):
+    proc, _ = start_taskserver(root, dfs_cluster, jobserver.port, "task")
     try:
         assert proc.wait(20) == 1
     finally:
         stop_process(proc)
-    log = (env["root"] / "task.log").read_text()
+    log = (root / "task.log").read_text()
     assert "is in use by another taskserver" in log
-    assert env["proc"].poll() is None and (env["task_dir"] / "jobs").is_dir()
+    assert taskserver.proc.poll() is None and (taskserver.dir / "jobs").is_dir()
 
 
-def test_taskhost_of_a_killed_taskserver_stops_by_itself(env):
-    harness = env["harness"]
-    proc, _ = start_taskserver(env["root"], env["dfs_cluster"], env["jobserver"].port, "doomed")
-    try:
-        address = wait_for(lambda: next((a for a in harness.heartbeats if a not in
-                                         (harness.registration.address,) and
-                                         a not in env.setdefault("seen", set())), None),
-                           20, "the new taskserver's heartbeat")
-        env["seen"].add(address)
-        job = "job_20260101000000_0011"
-        job_dir, _ = make_job(env, job, "Crawl")
-        attempt = f"{job}_map_00000_0"
-        launch(env, job, job_dir, attempt, "map", 0, target=address, splits=whole_input())
-        stderr = env["root"] / "doomed" / "logs" / job / attempt / "stderr"
-        wait_for(lambda: stderr.is_file() and "running task" in stderr.read_text(), 20,
-                 "the attempt to run its task")
-        proc.kill()
-        proc.wait()
-        wait_for(lambda: not taskhost_running(attempt), 10, "the orphaned TaskHost to exit")
-    finally:
-        stop_process(proc)
+def test_taskhost_of_a_killed_taskserver_stops_by_itself(root, harness, dfs, other_taskserver):
+    proc, address = other_taskserver("doomed")
+    job = "job_20260101000000_0011"
+    job_dir, _ = make_job(dfs, job, "Crawl")
+    attempt = f"{job}_map_00000_0"
+    launch(harness, job, job_dir, attempt, "map", 0, target=address, splits=whole_input())
+    stderr = root / "doomed" / "logs" / job / attempt / "stderr"
+    wait_for(lambda: stderr.is_file() and "running task" in stderr.read_text(), 20,
+             "the attempt to run its task")
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: not taskhost_running(attempt), 10, "the orphaned TaskHost to exit")
 
 
-def test_reduce_gives_up_when_a_lost_map_output_is_not_made_again(env):
-    harness = env["harness"]
+def test_reduce_gives_up_when_a_lost_map_output_is_not_made_again(harness, dfs, taskserver):
     job = "job_20260101000000_0012"
-    job_dir, _ = make_job(env, job, "WordCount", reducers=1)
+    job_dir, _ = make_job(dfs, job, "WordCount", reducers=1)
     lost = f"{job}_map_00000_9"
     with harness.lock:  # the jobserver keeps listing an output that is gone
         harness.outputs[(job, "map")] = job_pb2.MapOutputsResponse(total=1, outputs=[
             job_pb2.MapOutputLocation(task_id=f"{job}_map_00000", attempt_id=lost,
-                                      address=harness.registration.address)])
+                                      address=taskserver.address)])
     attempt = f"{job}_reduce_00000_0"
-    launch(env, job, job_dir, attempt, "reduce", 0, partition=0, producer_stage="map")
+    launch(harness, job, job_dir, attempt, "reduce", 0, partition=0, producer_stage="map")
     status = harness.wait_final(attempt, timeout=TASK_TIMEOUT + 20)
     assert status.state == job_pb2.FAILED
     assert status.error.startswith(f"Unavailable: cannot fetch {lost} from ")
