@@ -232,10 +232,7 @@ class JobConf:
                 if not s.inputs:
                     raise InvalidArgument(f"{where}: reduce needs grouped input from a parent "
                                           "stage")
-                unsorted = [p for p in s.inputs if not self.stage(p).output.sort]
-                if unsorted:
-                    raise InvalidArgument(f"{where}: reduce needs sorted input, but stage "
-                                          f"{unsorted[0]!r} does not sort its output")
+                self._check_sorted_inputs(s, "reduce", where)
         out = s.output
         if out.channel not in CHANNELS:
             raise InvalidArgument(f"{where}: unknown output channel {out.channel!r} "
@@ -264,6 +261,12 @@ class JobConf:
         elif out.path:
             raise InvalidArgument(f"{where}: a file channel has no path")
 
+    def _check_sorted_inputs(self, s: StageConf, op: str, where: str) -> None:
+        unsorted = [p for p in s.inputs if not self.stage(p).output.sort]
+        if unsorted:
+            raise InvalidArgument(f"{where}: {op} needs sorted input, but stage "
+                                  f"{unsorted[0]!r} does not sort its output")
+
     def _validate_builder_op(self, s: StageConf, i: int, o: Operation, where: str) -> None:
         if o.op not in BUILDER_OPS:
             raise InvalidArgument(f"{where}: unknown operation {o.op!r} "
@@ -274,10 +277,7 @@ class JobConf:
             if i != 0 or not s.inputs:
                 raise InvalidArgument(f"{where}: {o.op} must be the first operation of a "
                                       "stage reading a file channel")
-            unsorted = [p for p in s.inputs if not self.stage(p).output.sort]
-            if unsorted:
-                raise InvalidArgument(f"{where}: {o.op} needs sorted input, but stage "
-                                      f"{unsorted[0]!r} does not sort its output")
+            self._check_sorted_inputs(s, o.op, where)
         if o.op == "combine" and s.output.channel != FILE:
             raise InvalidArgument(f"{where}: a combiner needs a file channel output")
         needs_fn = o.op in ("map", "flat_map", "filter", "reduce", "aggregate")

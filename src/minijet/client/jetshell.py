@@ -232,12 +232,18 @@ def _submit(client, job_file: str, class_name: str, args, files, command: str) -
                          prog=f"jetshell {command} {job_file} {class_name}")
 
 
-@cli.command(context_settings=_JOB_ARGS)
-@with_client
-@click.option("--file", "files", multiple=True, metavar="PATH",
-              help="Ship this local file with the job (repeatable).")
-@click.argument("job_file", metavar="JOBFILE")
-@click.argument("class_name", metavar="CLASS")
+def _job_command(fn):
+    """A command taking JOBFILE CLASS [ARGS]... (the job's own) and --file: run, submit."""
+    for decorate in (click.argument("class_name", metavar="CLASS"),
+                     click.argument("job_file", metavar="JOBFILE"),
+                     click.option("--file", "files", multiple=True, metavar="PATH",
+                                  help="Ship this local file with the job (repeatable)."),
+                     with_client, cli.command(context_settings=_JOB_ARGS)):
+        fn = decorate(fn)
+    return fn
+
+
+@_job_command
 @click.option("--local", is_flag=True,
               help="Run the job in this process over local files, without a cluster "
                    "(at least 2 map and 2 reduce tasks), to try or debug it.")
@@ -264,12 +270,7 @@ def run(client, job_file, class_name, args, files, local, dry_run):
     return console.follow(client, job_id)
 
 
-@cli.command(context_settings=_JOB_ARGS)
-@with_client
-@click.option("--file", "files", multiple=True, metavar="PATH",
-              help="Ship this local file with the job (repeatable).")
-@click.argument("job_file", metavar="JOBFILE")
-@click.argument("class_name", metavar="CLASS")
+@_job_command
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def submit(client, job_file, class_name, args, files):
     """Submit a job and print only its id; do not wait."""

@@ -94,33 +94,25 @@ class StageTimer:
         self.before = 0.0     # reading outside the pipeline (the shuffle)
         self.records = 0      # input records pulled
 
-    def _input_batches(self, records: Iterable, tick: Callable[[], None]) -> Iterator[list]:
-        it, clock = iter(records), self._clock
+    def _batches(self, items: Iterable, size: int, into: str,
+                 tick: Callable[[], None] | None = None) -> Iterator[list]:
+        it, clock = iter(items), self._clock
         while True:
             t = clock()
-            batch = list(islice(it, _READ_BATCH))
-            self.read += clock() - t
+            batch = list(islice(it, size))
+            setattr(self, into, getattr(self, into) + clock() - t)
             if not batch:
                 return
-            self.records += len(batch)
-            tick()
-            yield batch
-
-    def _output_batches(self, pairs: Iterable) -> Iterator[list]:
-        it, clock = iter(pairs), self._clock
-        while True:
-            t = clock()
-            batch = list(islice(it, _TIMED_BATCH))
-            self.upstream += clock() - t
-            if not batch:
-                return
+            if tick is not None:   # input records
+                self.records += len(batch)
+                tick()
             yield batch
 
     def reading(self, records: Iterable, tick: Callable[[], None] = lambda: None) -> Iterator:
-        return chain.from_iterable(self._input_batches(records, tick))
+        return chain.from_iterable(self._batches(records, _READ_BATCH, "read", tick))
 
     def producing(self, pairs: Iterable) -> Iterator:
-        return chain.from_iterable(self._output_batches(pairs))
+        return chain.from_iterable(self._batches(pairs, _TIMED_BATCH, "upstream"))
 
     def read_outside(self, seconds: float) -> None:
         self.read += seconds
