@@ -11,7 +11,7 @@ mapper given a whole split at once, as dask's map_partitions). Every tool's coun
 identical. Prints the median time of each tool, MB/s (10^6 bytes), the ratios to Counter and
 to dask, and the peak RSS of every kind of minijet process (TaskHosts, each daemon).
 
-Inputs: `zipf:SIZE` is English-like text made deterministically (a fixed seed): made-up words
+Inputs (`file:PATH` is any local file): `zipf:SIZE` is English-like text made deterministically (a fixed seed): made-up words
 drawn from a Zipf distribution (rank^-1.07, as word frequencies in English), lines of 4 to 20
 words. `real` is ~50 MB of real English text from files Debian packages ship (the Python and
 Linux documentation sources, the King James Bible), whitespace-normalised: many distinct words,
@@ -134,8 +134,10 @@ def make_input(spec: str, work: Path) -> Path:
             os.replace(path.with_suffix(".tmp"), path)
         return path
     kind, _, size = spec.partition(":")
+    if kind == "file" and Path(size).is_file():
+        return Path(size)
     if kind != "zipf" or not size:
-        sys.exit(f"unknown input {spec!r}: use zipf:SIZE or real")
+        sys.exit(f"unknown input {spec!r}: use zipf:SIZE, real or file:PATH")
     path = work / f"zipf-{parse_size(size)}.txt"
     if not path.exists():
         generate(path.with_suffix(".tmp"), parse_size(size))
@@ -200,7 +202,7 @@ def run_minijet(tool: str, lc: LocalCluster, jc: JetClient, dfs_input: str, run:
     out = f"/bench/out-{run}"
     jetshell = str(Path(sys.executable).with_name("jetshell"))
     start = time.perf_counter()
-    subprocess.run([jetshell, "--config", str(lc.config_path), "run", str(job_file), job_class,
+    subprocess.run([jetshell, "run", "--config", str(lc.config_path), str(job_file), job_class,
                     dfs_input, out, "--reducers", str(reducers)], check=True,
                    stdout=subprocess.DEVNULL)
     elapsed = time.perf_counter() - start
@@ -217,7 +219,8 @@ def run_minijet(tool: str, lc: LocalCluster, jc: JetClient, dfs_input: str, run:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--inputs", default="zipf:100MB,real",
-                    help="comma-separated: zipf:SIZE, real (default zipf:100MB,real)")
+                    help="comma-separated: zipf:SIZE, real, file:PATH "
+                         "(default zipf:100MB,real)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; medians are shown")
     ap.add_argument("--block-size", default="64MiB", help="DFS block size (default 64MiB)")
     ap.add_argument("--reducers", type=int, default=2)

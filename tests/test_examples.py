@@ -306,6 +306,15 @@ def test_join_equals_python_join(jobs, dfs):
         result.stdout
 
 
+def test_local_cluster_taskservers_share_the_cores(jobs):
+    """`slots: 0` is all the cores for one taskserver; a local cluster's taskservers split them."""
+    from minijet.client import JetClient
+
+    with JetClient(jobs.config) as client:
+        slots = [t.slots for t in client.list_taskservers()]
+    assert slots == [max(1, os.cpu_count() // 2)] * 2
+
+
 # ---- wordcount: a mapper per record and a batch-level mapper ----
 
 @pytest.mark.parametrize("job_file,job_class", WORDCOUNTS)

@@ -81,3 +81,13 @@ def test_pieces_about_a_block_keep_the_blocks():
     splits = compute_splits([big_file("/in/a", 30, 64 * MB - 1)], 64 * MB, slots=2,
                             min_split_size=4 * MB)
     assert [s.segments[0].offset for s in splits] == [i * 64 * MB for i in range(30)]
+
+
+def test_a_block_short_of_full_waves_is_cut_into_full_waves():
+    # 1 GB in 64 MiB blocks is 15 blocks (the last 0.9 of a block): on 2 slots the last wave
+    # would run one task while a core idles; 16 pieces of 62.5 MB make 8 full waves
+    length, block = 1_000_000_000, 64 * MB
+    blocks = [(o, min(block, length - o), [f"h{o // block % 2}"]) for o in range(0, length, block)]
+    splits = compute_splits([("/in/a", length, blocks)], block, slots=2, min_split_size=4 * MB)
+    assert len(blocks) == 15 and len(splits) == 16
+    assert {s.length for s in splits} == {length // 16}

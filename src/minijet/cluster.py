@@ -113,9 +113,10 @@ class LocalCluster:
                 "heartbeat_interval": "1s",
             },
             "dfs": {"replication": 3},
-            # one machine: fast heartbeats, quick loss detection, short locality waits
+            # one machine: fast heartbeats, quick loss detection, and no waiting for a
+            # node-local slot (every replica is on this machine: a short-circuit read)
             "jobserver": {"address": f"127.0.0.1:{free_port()}", "dir": str(self.dir / "jobs"),
-                          "taskserver_timeout": "10s", "locality_delay": "1s"},
+                          "taskserver_timeout": "10s", "locality_delay": "0s"},
             "taskserver": {"address": "127.0.0.1:0", "dir": str(self.dir / "task"),
                            "heartbeat_interval": "0.5s"},
             "logging": {"file": ""},

@@ -6,9 +6,9 @@ with the usual line rule (a segment that is a whole file simply starts at 0).
 
 Split size (Hadoop's goal size): the input is cut into a multiple of the cluster's task slots
 of even pieces, at most a block each, so every wave of map tasks keeps every slot busy and no
-core idles while the reduces wait for one large task. Blocks stay whole where the pieces
-would be about a block anyway; else a piece may cross a block boundary, and its hosts are those
-of the block holding most of it. Pieces are never smaller than
+core idles while the reduces wait for one large task. Blocks stay whole where there would be
+as many pieces as blocks anyway; else a piece may cross a block boundary, and its hosts are
+those of the block holding most of it. Pieces are never smaller than
 `min_split_size` (a task costs a process start), and without a slot count each block is a
 split. Runs of consecutive small files (shorter than a piece) are combined into one split,
 so a directory of many tiny files does not become as many tasks.
@@ -77,9 +77,6 @@ def input_splits(fs, conf, block_size: int, slots: int = 0,
     return result
 
 
-SPLIT_SLOP = 1.1   # pieces within 10% of a block are whole blocks: locality at no cost
-
-
 def compute_splits(files: Sequence[InputFile], block_size: int, slots: int = 0,
                    min_split_size: int = 1) -> list[Split]:
     """Splits for the given files, in file order, for a cluster of `slots` task slots
@@ -105,11 +102,11 @@ def compute_splits(files: Sequence[InputFile], block_size: int, slots: int = 0,
             small_bytes += length
             continue
         flush()
-        if slots <= 0 or (len(blocks) > 1 and goal * SPLIT_SLOP >= blocks[0][1]):
+        pieces = max(1, round(length / goal))
+        if slots <= 0 or goal >= blocks[0][1] or pieces == len(blocks):
             splits.extend(Split((Segment(path, offset, n),), tuple(hosts))
                           for offset, n, hosts in blocks if n)
             continue
-        pieces = max(1, round(length / goal))
         cuts = [length * i // pieces for i in range(pieces + 1)]
         splits.extend(Split((Segment(path, start, end - start),), _hosts_of(blocks, start, end))
                       for start, end in zip(cuts, cuts[1:]))
