@@ -139,7 +139,8 @@ class MapReduceJob:
     partitioner: Callable | str | None = None
     params: Sequence[Param] = ()  # extra declared parameters; a mapping of values on instances
     # The user's generator methods: mapper(self, key, value), combiner(self, key, values)
-    # (optional) and reducer(self, key, values) (unless reducers == 0).
+    # (optional) and reducer(self, key, values) (unless reducers == 0). A combiner's and a
+    # reducer's `values` are an iterable of the key's values, to be iterated once.
     mapper: Callable | None = None
     combiner: Callable | None = None
     reducer: Callable | None = None

@@ -11,7 +11,7 @@ combiner records are kept as a list of pairs, sorted by key (in C) at spill time
 In-mapper combining: most mappers with a combiner emit one constant value (WordCount's 1),
 so a value that is the very object the task emitted first (an immutable scalar) is not
 stored; a second dict counts how often each key got it, and the combiner later receives that
-many copies. One dict update per such pair is all the engine adds to the mapper's own cost
+many copies (from an iterator: the values a combiner gets are an iterable, as a reducer's). One dict update per such pair is all the engine adds to the mapper's own cost
 (a list per key cost twice as much); the combiner sees the same values, in another order,
 which a combiner may not rely on anyway.
 
@@ -189,8 +189,8 @@ class MapOutputBuffer:
 
     # -- combining -------------------------------------------------------------------
 
-    def _combine(self, key: Any, values: list) -> list:
-        """The values the combiner makes of one key's values; it must keep the key."""
+    def _combine(self, key: Any, values: Iterable, count: int) -> list:
+        """The values the combiner makes of one key's `count` values; it must keep the key."""
         out = []
         for out_key, value in self.combiner(key, values):
             if out_key != key:
@@ -198,28 +198,29 @@ class MapOutputBuffer:
                     f"the combiner was given key {key!r} and emitted key {out_key!r}: "
                     "a combiner must emit the key it was given")
             out.append(value)
-        self.counters["combine_input_records"] += len(values)
+        self.counters["combine_input_records"] += count
         self.counters["combine_output_records"] += len(out)
         return out
 
     def _combine_all(self) -> None:
-        combine = self._combine
-        groups = self._groups
-        if self._counts:  # the constant's copies join the key's other values
-            self.counters["map_output_records"] += sum(self._counts.values())
-            constant, get = self._constant, groups.get
-            for key, count in self._counts.items():
-                values = get(key)
-                if values is None:
-                    groups[key] = [constant] * count
-                else:
-                    values += [constant] * count
-            self._counts = {}
-        total = 0
+        combine, groups, counts = self._combine, self._groups, self._counts
+        if counts:
+            self.counters["map_output_records"] += sum(counts.values())
+            for key in counts.keys() - groups.keys():
+                groups[key] = []
+        constant, total = self._constant, 0
         for key, values in groups.items():
-            if len(values) > 1:
-                values[:] = combine(key, values)
+            count = counts.get(key, 0) if counts else 0
+            if count:  # the constant's copies join the key's other values, never as a list
+                if count == 1 and not values:
+                    values.append(constant)
+                else:
+                    values[:] = combine(key, chain(values, repeat(constant, count)),
+                                        len(values) + count)
+            elif len(values) > 1:
+                values[:] = combine(key, values, len(values))
             total += len(values)
+        self._counts = {}
         self._values = total
 
     # -- sorting and spilling --------------------------------------------------------
@@ -365,7 +366,7 @@ class MapOutputBuffer:
         for key, run in groupby(merged, _KEY):
             values = list(map(_VALUE, run))
             if len(values) > 1:
-                values = self._combine(key, values)
+                values = self._combine(key, values, len(values))
             for value in values:
                 yield key, value
 
