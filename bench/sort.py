@@ -120,6 +120,7 @@ def main() -> None:
     ap.add_argument("--block-size", default="32MiB", help="DFS block size (default 32MiB)")
     ap.add_argument("--slots", type=int, default=0,
                     help="task slots per taskserver (default: the number of cores)")
+    ap.add_argument("--sort-buffer", help="taskserver.sort_buffer (default: the config's)")
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds of both sorts; the figures are the medians (default 1)")
@@ -134,6 +135,8 @@ def main() -> None:
         work = Path(work)
         config = {"dfs": {"block_size": args.block_size, "replication": 1},
                   "taskserver": {"slots": args.slots}}
+        if args.sort_buffer:
+            config["taskserver"]["sort_buffer"] = args.sort_buffer
         with LocalCluster(work / "cluster", config=config) as lc:
             lc.up(dataservers=2, taskservers=2)
             with JetClient(lc.config) as jc:

@@ -1,7 +1,6 @@
-"""The jobserver's work in the DFS: reading a job's configuration from its job directory,
-checking its paths, turning its input paths into splits, and committing or aborting its
-output at the end. The layout of those files is minijet.jobdir's; the splits are
-minijet.splits'.
+"""The jobserver's reading of a job's directory: its configuration, checked, and its paths.
+The layout of those files, and committing or aborting a job's output, are minijet.jobdir's;
+the splits are minijet.splits'.
 
 Every function makes DFS calls (network), so the daemon calls them without holding the
 core's lock.
@@ -15,8 +14,6 @@ import posixpath
 from minijet import jobdir
 from minijet.errors import FailedPrecondition, InvalidArgument, NotFound
 from minijet.jobconf import JobConf
-from minijet.jobdir import abort_output, commit_output  # noqa: F401 (the daemon's calls)
-from minijet.splits import input_splits  # noqa: F401 (the daemon's call)
 
 log = logging.getLogger(__name__)
 

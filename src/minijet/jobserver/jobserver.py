@@ -22,14 +22,14 @@ import threading
 import time
 from typing import Any
 
-from minijet import daemon, rpc
+from minijet import daemon, jobdir, rpc
 from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError
 from minijet.ids import make_job_id
 from minijet.jobserver import jobfiles, model
 from minijet.jobserver.store import JobStore
 from minijet.proto import job_pb2, job_pb2_grpc
-from minijet.splits import Split
+from minijet.splits import Split, input_splits
 from minijet.states import FINAL_STATES as FINAL
 from minijet.taskdesc import TaskDescription
 
@@ -209,9 +209,9 @@ class JobServer:
     def _finish_output(self, action: model.JobFinished) -> None:
         for path in action.output_paths:
             if action.state == model.SUCCEEDED:
-                jobfiles.commit_output(self.dfs, path)
+                jobdir.commit_output(self.dfs, path)
             else:
-                jobfiles.abort_output(self.dfs, path)
+                jobdir.abort_output(self.dfs, path)
 
     def _job_dir(self, job_id: str) -> str:
         return posixpath.join(self.job_root, job_id)
@@ -242,8 +242,8 @@ class JobServer:
             jobfiles.check_paths(self.dfs, job_id, conf)
             with self._lock:
                 slots = self.core.live_slots()
-            splits = jobfiles.input_splits(self.dfs, conf, self.config["dfs"]["block_size"],
-                                           slots, self.config["jobserver"]["min_split_size"])
+            splits = input_splits(self.dfs, conf, self.config["dfs"]["block_size"], slots,
+                                  self.config["jobserver"]["min_split_size"])
             with self._lock:   # refused if an unfinished job writes one of its outputs
                 self._handle(model.JobSubmitted(job_id, conf, splits, time.time(),
                                                 job_dir=job_dir))
