@@ -41,7 +41,7 @@ _VALUE = itemgetter(1)
 
 # Frames aim at this many bytes: big enough that per-frame costs vanish, small enough that
 # a reader holds only a little of each segment in memory during a merge.
-FRAME_TARGET_BYTES = 256 * 1024
+FRAME_TARGET_BYTES = 64 * 1024
 _FIRST_FRAME_RECORDS = 64  # a small first frame measures the records
 
 CHUNK_SIZE = 1024 * 1024               # bytes per chunk a segment is served in

@@ -3,10 +3,9 @@
 Fetched segments (serialised, see minijet.formats.segments) are kept in memory up to a budget of
 serialised bytes. A segment bigger than a quarter of the budget goes straight to a local
 file; when the segments in memory pass the budget they are merged into one sorted file
-(Hadoop's in-memory merge). At the end the segments in memory are decoded and sorted at
-once (timsort merges the sorted runs in C), and merged with the files on disk by
-merge_frames, which reads one frame of each file at a time. So memory stays bounded by about
-the budget (times the cost of Python objects over their serialised form) plus a frame per file.
+(Hadoop's in-memory merge). At the end the segments in memory and the files on disk are
+merged by merge_frames, which decodes one frame of each at a time. So memory stays bounded
+by about the budget plus a decoded frame per segment and file.
 """
 from __future__ import annotations
 
@@ -17,8 +16,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from minijet.formats.segments import (IndexEntry, SegmentWriter, check_segment, frames_to_pairs,
-                                       iter_file_frames, iter_frames, read_segment)
+from minijet.formats.segments import (IndexEntry, SegmentWriter, check_segment,
+                                       iter_file_frames, iter_frames)
 
 _KEY = itemgetter(0)
 _VALUE = itemgetter(1)
@@ -117,42 +116,36 @@ class ShuffleMerger:
         self._files.append(path)
         return path
 
-    def _sorted_memory(self) -> list[tuple[Any, Any]]:
-        records = list(chain.from_iterable(frames_to_pairs(iter_frames(d)) for d in self._memory))
-        records.sort(key=_KEY)  # stable; timsort merges the sorted segments as runs
+    def _memory_runs(self) -> list[Iterator[tuple[list, list]]]:
+        """The segments held in memory as runs of frames, decoded a frame at a time: decoded
+        all at once they would take several times the budget (a small record is ~10 bytes
+        serialised and ~150 as Python objects)."""
+        runs = [iter_frames(data) for data in self._memory]
         self._memory, self._memory_bytes = [], 0
-        return records
+        return runs
+
+    def _merge_to_file(self, runs: list[Iterable[tuple[list, list]]]) -> None:
+        with open(self._new_file(), "wb", buffering=1 << 20) as f:
+            writer = SegmentWriter(f)
+            for block in merge_frames(runs):
+                writer.write(list(map(_KEY, block)), list(map(_VALUE, block)))
+        self.counters["reduce_disk_merges"] += 1
 
     def _merge_memory_to_disk(self) -> None:
-        records = self._sorted_memory()
-        with open(self._new_file(), "wb", buffering=1 << 20) as f:
-            SegmentWriter(f).write(list(map(_KEY, records)), list(map(_VALUE, records)))
-        self.counters["reduce_disk_merges"] += 1
+        self._merge_to_file(self._memory_runs())
 
     def _merge_files(self, paths: list[Path]) -> None:
         """Replaces the sorted files `paths` by one."""
         self._files = [p for p in self._files if p not in paths]
-        with open(self._new_file(), "wb", buffering=1 << 20) as f:
-            writer = SegmentWriter(f)
-            for block in merge_frames([_file_frames(p) for p in paths]):
-                writer.write(list(map(_KEY, block)), list(map(_VALUE, block)))
+        self._merge_to_file([_file_frames(p) for p in paths])
         for path in paths:
             path.unlink()
-        self.counters["reduce_disk_merges"] += 1
 
     def pairs(self) -> Iterator[tuple[Any, Any]]:
         """Every record of every segment, sorted by key. Call once, after the last segment."""
-        if not self._files and len(self._memory) == 1:
-            return read_segment(self._memory.pop())  # already sorted: decode as we go
         while len(self._files) > MERGE_FACTOR:
             self._merge_files(self._files[:MERGE_FACTOR])
-        records = self._sorted_memory() if self._memory else []
-        if not self._files:
-            return iter(records)
-        runs: list[Iterable[tuple[list, list]]] = [_file_frames(p) for p in self._files]
-        if records:
-            runs.append([(list(map(_KEY, records)), list(map(_VALUE, records)))])
-        return merge_sorted(runs)
+        return merge_sorted([_file_frames(p) for p in self._files] + self._memory_runs())
 
     def groups(self) -> Iterator[tuple[Any, Iterator[Any]]]:
         """(key, values iterator) per key, sorted by key; see group_by_key."""
