@@ -91,3 +91,12 @@ def test_a_block_short_of_full_waves_is_cut_into_full_waves():
     splits = compute_splits([("/in/a", length, blocks)], block, slots=2, min_split_size=4 * MB)
     assert len(blocks) == 15 and len(splits) == 16
     assert {s.length for s in splits} == {length // 16}
+
+
+def test_two_uneven_blocks_become_two_even_pieces():
+    # 100 MB in 64 MiB blocks is 67 MB + 33 MB: one core would idle half the map phase
+    length, block = 100_000_000, 64 * MB
+    blocks = [(0, block, ["h1"]), (block, length - block, ["h2"])]
+    splits = compute_splits([("/in/a", length, blocks)], block, slots=2, min_split_size=4 * MB)
+    assert [s.length for s in splits] == [length // 2] * 2
+    assert [s.hosts for s in splits] == [("h1",), ("h2",)]

@@ -6,8 +6,8 @@ with the usual line rule (a segment that is a whole file simply starts at 0).
 
 Split size (Hadoop's goal size): the input is cut into a multiple of the cluster's task slots
 of even pieces, at most a block each, so every wave of map tasks keeps every slot busy and no
-core idles while the reduces wait for one large task. Blocks stay whole where there would be
-as many pieces as blocks anyway; else a piece may cross a block boundary, and its hosts are
+core idles while the reduces wait for one large task. Blocks stay whole where they already
+make whole waves of even tasks; else a piece may cross a block boundary, and its hosts are
 those of the block holding most of it. Pieces are never smaller than
 `min_split_size` (a task costs a process start), and without a slot count each block is a
 split. Runs of consecutive small files (shorter than a piece) are combined into one split,
@@ -103,7 +103,7 @@ def compute_splits(files: Sequence[InputFile], block_size: int, slots: int = 0,
             continue
         flush()
         pieces = max(1, round(length / goal))
-        if slots <= 0 or goal >= blocks[0][1] or pieces == len(blocks):
+        if slots <= 0 or goal >= blocks[0][1] or _blocks_fill_waves(blocks, goal, slots):
             splits.extend(Split((Segment(path, offset, n),), tuple(hosts))
                           for offset, n, hosts in blocks if n)
             continue
@@ -112,6 +112,13 @@ def compute_splits(files: Sequence[InputFile], block_size: int, slots: int = 0,
                       for start, end in zip(cuts, cuts[1:]))
     flush()
     return splits
+
+
+def _blocks_fill_waves(blocks: Sequence[Block], goal: int, slots: int) -> bool:
+    """Whether a split per block is as good as even pieces: whole waves of about even
+    tasks (every block within 10% of the goal size)."""
+    lengths = [n for _, n, _ in blocks if n]
+    return len(lengths) % slots == 0 and all(abs(n - goal) <= goal // 10 for n in lengths)
 
 
 def goal_size(total: int, block_size: int, slots: int, min_split_size: int = 1) -> int:
