@@ -4,13 +4,11 @@ against the same computation in plain Python; then a few jobs on a live cluster.
 from __future__ import annotations
 
 import collections
-import functools
 import json
 import os
 import random
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest

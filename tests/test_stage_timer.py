@@ -2,7 +2,6 @@
 stage code in batches (StageTimer) and reported with the engine's counters."""
 from __future__ import annotations
 
-import itertools
 
 from minijet import jobconf as jc
 from minijet.job import MapReduceJob

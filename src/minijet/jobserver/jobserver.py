@@ -14,7 +14,6 @@ finished ones as they were and fails those that were created or running.
 """
 from __future__ import annotations
 
-import json
 import logging
 import posixpath
 import queue

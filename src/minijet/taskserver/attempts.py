@@ -21,7 +21,7 @@ import signal
 from dataclasses import dataclass, field
 
 # here, assigned: accepted, job files being copied, no process yet; running: TaskHost started
-from minijet.states import ASSIGNED, FAILED, FINAL_STATES, KILLED, RUNNING, SUCCEEDED
+from minijet.states import ASSIGNED, FAILED, FINAL_STATES, RUNNING, SUCCEEDED
 
 Counters = list[tuple[str, str, int]]  # (group, name, value)
 

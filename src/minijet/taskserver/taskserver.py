@@ -33,8 +33,8 @@ from minijet.errors import FailedPrecondition, MinijetError, NotFound
 from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.taskserver import launcher
-from minijet.taskserver.attempts import (FAILED, KILLED, AttemptSnapshot, AttemptTable,
-                                         DoneReport)
+from minijet.states import FAILED, KILLED
+from minijet.taskserver.attempts import AttemptSnapshot, AttemptTable, DoneReport
 from minijet.taskserver.jobcache import JobCache
 from minijet.taskserver.layout import Layout, check_id
 from minijet.taskserver.service import TaskServerService
