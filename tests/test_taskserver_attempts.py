@@ -2,8 +2,8 @@
 passed in."""
 import signal
 
-from minijet.taskserver.attempts import (ASSIGNED, FAILED, KILLED, RUNNING, SUCCEEDED,
-                                         AttemptTable, DoneReport, describe_exit)
+from minijet.states import ASSIGNED, FAILED, KILLED, RUNNING, SUCCEEDED
+from minijet.taskserver.attempts import AttemptTable, DoneReport, describe_exit
 
 
 def running(table, attempt="a0", job="j", now=0.0):
