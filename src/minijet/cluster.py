@@ -181,7 +181,7 @@ class LocalCluster:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return None
 
-    def _command(self, role: str, index: int, taskservers: int) -> list[str]:
+    def _command(self, role: str, index: int, task_slots: int) -> list[str]:
         # `python -c` with sys.executable: works in a venv without relying on PATH.
         code = f"from {ENTRY_POINTS[role]} import main; main(prog_name={role!r})"
         cmd = [sys.executable, "-c", code, "--config", str(self.config_path)]
@@ -191,13 +191,11 @@ class LocalCluster:
         elif role == "taskserver":  # paired with dataserver i: the same node identity
             cmd += ["-D", f"node.host=host{index}",
                     "-D", f"taskserver.dir={self.dir / f'task{index}'}"]
-            if not self.config["taskserver"]["slots"]:
-                # the taskservers share this machine's cores instead of each taking them all
-                slots = max(1, (os.cpu_count() or 1) // max(1, taskservers))
-                cmd += ["-D", f"taskserver.slots={slots}"]
+            if task_slots:
+                cmd += ["-D", f"taskserver.slots={task_slots}"]
         return cmd
 
-    def _start(self, role: str, index: int, taskservers: int) -> dict[str, Any]:
+    def _start(self, role: str, index: int, task_slots: int) -> dict[str, Any]:
         name = _daemon_name(role, index)
         log_path = self.dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,9 +204,10 @@ class LocalCluster:
             log.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
             log.flush()
             # A new session: Ctrl-C in the shell that ran `up` does not stop the cluster.
-            proc = subprocess.Popen(self._command(role, index, taskservers), stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
-                                    env=env, start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(self._command(role, index, task_slots),
+                                    stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=self.dir, env=env,
+                                    start_new_session=True, close_fds=True)
         self._children[proc.pid] = proc
         return {"role": role, "index": index, "pid": proc.pid,
                 "create_time": psutil.Process(proc.pid).create_time(),
@@ -246,7 +245,7 @@ class LocalCluster:
     def _start_missing(self, dataservers: int | None,
                        taskservers: int) -> tuple[dict[str, Any], list[str]]:
         self._ensure_config()
-        configmod.load(str(self.config_path))  # a broken minijet.yaml fails before any start
+        config = configmod.load(str(self.config_path))  # a broken file fails before any start
         state = self._load_state()
         if dataservers is not None:
             if dataservers < 1:
@@ -259,12 +258,15 @@ class LocalCluster:
         elif state["dataservers"] == 0:
             state["dataservers"] = DEFAULT_DATASERVERS
         state["taskservers"] = max(state.get("taskservers", 0), taskservers)
+        # slots: 0 is all the cores for one taskserver; the local ones share this machine's
+        task_slots = 0 if config["taskserver"]["slots"] else \
+            max(1, (os.cpu_count() or 1) // max(1, state["taskservers"]))
         started = []
         try:
             for role, index in self._wanted(state):
                 name = _daemon_name(role, index)
                 if self._process(state["daemons"].get(name)) is None:
-                    state["daemons"][name] = self._start(role, index, state["taskservers"])
+                    state["daemons"][name] = self._start(role, index, task_slots)
                     started.append(name)
         finally:
             self._save_state(state)

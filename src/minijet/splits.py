@@ -102,11 +102,11 @@ def compute_splits(files: Sequence[InputFile], block_size: int, slots: int = 0,
             small_bytes += length
             continue
         flush()
-        pieces = max(1, round(length / goal))
         if slots <= 0 or goal >= blocks[0][1] or _blocks_fill_waves(blocks, goal, slots):
             splits.extend(Split((Segment(path, offset, n),), tuple(hosts))
                           for offset, n, hosts in blocks if n)
             continue
+        pieces = max(1, round(length / goal))
         cuts = [length * i // pieces for i in range(pieces + 1)]
         splits.extend(Split((Segment(path, start, end - start),), _hosts_of(blocks, start, end))
                       for start, end in zip(cuts, cuts[1:]))

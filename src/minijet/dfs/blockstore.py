@@ -47,6 +47,29 @@ def checksums(data, chunk_size: int) -> bytes:
                        *[crc32(mv[i:i + chunk_size]) for i in range(0, len(mv), chunk_size)])
 
 
+def chunk_span(offset: int, length: int, size: int, chunk_size: int) -> tuple[int, int]:
+    """[start, end) of a block of `size` bytes covering [offset, offset+length) (length -1:
+    to the end) widened to whole chunks, so a reader can check every CRC."""
+    end = size if length < 0 else min(size, offset + length)
+    return offset - offset % chunk_size, min(size, -(-end // chunk_size) * chunk_size)
+
+
+def crcs_of(crcs, offset: int, length: int, chunk_size: int) -> memoryview:
+    """The CRCs, among a block's `crcs`, of the chunks covering [offset, offset+length);
+    offset is chunk-aligned."""
+    first = offset // chunk_size * CRC_SIZE
+    return memoryview(crcs)[first:first + chunk_count(length, chunk_size) * CRC_SIZE]
+
+
+def check(data, crcs, chunk_size: int, block_id: int, pos: int, where: str) -> None:
+    """Raises ChecksumError naming the first bad byte if `data` (block offset `pos`) does
+    not match its `crcs`."""
+    bad = verify(data, crcs, chunk_size)
+    if bad >= 0:
+        raise ChecksumError(f"block {block_id}: checksum mismatch at byte "
+                            f"{pos + bad * chunk_size} of {where}")
+
+
 def verify(data, crcs, chunk_size: int) -> int:
     """Index of the first chunk of `data` whose CRC32 differs from `crcs`, or -1."""
     mv = memoryview(data)
@@ -196,9 +219,7 @@ class ReplicaReader:
 
     def crcs(self, offset: int, length: int) -> memoryview:
         """The CRCs of the chunks covering [offset, offset+length); offset is chunk-aligned."""
-        first = offset // self.chunk_size
-        count = chunk_count(length, self.chunk_size)
-        return memoryview(self._crcs)[first * CRC_SIZE:(first + count) * CRC_SIZE]
+        return crcs_of(self._crcs, offset, length, self.chunk_size)
 
     def read_verified(self, offset: int, length: int) -> tuple[bytes, memoryview]:
         """Data [offset, offset+length) (offset chunk-aligned) and its CRCs, after checking them."""

@@ -204,11 +204,8 @@ class BlockReader(_Connection):
         except OSError as e:
             raise ReplicaUnavailable(f"block {self.block_id}: reading from {self.address} "
                                      f"failed: {e or type(e).__name__}") from None
-        bad = blockstore.verify(data, crcs, self.chunk_size)
-        if bad >= 0:
-            raise ChecksumError(f"block {self.block_id}: checksum mismatch at byte "
-                                f"{self.pos + bad * self.chunk_size} of the replica on "
-                                f"{self.address}")
+        blockstore.check(data, crcs, self.chunk_size, self.block_id, self.pos,
+                         f"the replica on {self.address}")
         self._pending = None
         self.pos += n
         return n
@@ -226,10 +223,8 @@ class LocalBlockReader:
         self.chunk_size = chunk_size
         self.block_length = block_length
         self._fd = fd
-        self._crcs = memoryview(crcs)
-        end = block_length if length < 0 else min(block_length, offset + length)
-        self.pos = offset - offset % chunk_size   # whole chunks, so every CRC can be checked
-        self.end = min(block_length, -(-end // chunk_size) * chunk_size)
+        self._crcs = crcs
+        self.pos, self.end = blockstore.chunk_span(offset, length, block_length, chunk_size)
         self._step = packet_size_for(packet_size, chunk_size)
 
     def next_length(self) -> int:
@@ -240,13 +235,8 @@ class LocalBlockReader:
         data = dest[:n]
         if os.preadv(self._fd, [data], self.pos) != n:
             raise ReplicaUnavailable(f"block {self.block_id}: the local replica shrank")
-        first = self.pos // self.chunk_size * blockstore.CRC_SIZE
-        crcs = self._crcs[first:first + blockstore.chunk_count(n, self.chunk_size)
-                          * blockstore.CRC_SIZE]
-        bad = blockstore.verify(data, crcs, self.chunk_size)
-        if bad >= 0:
-            raise ChecksumError(f"block {self.block_id}: checksum mismatch at byte "
-                                f"{self.pos + bad * self.chunk_size} of the local replica")
+        blockstore.check(data, blockstore.crcs_of(self._crcs, self.pos, n, self.chunk_size),
+                         self.chunk_size, self.block_id, self.pos, "the local replica")
         self.pos += n
         return n
 

@@ -229,9 +229,7 @@ def _serve_read(sock: socket.socket, store: blockstore.BlockStore, op: dict,
                                 "message": f"offset {offset} is outside block {block_id} "
                                            f"of {size} bytes"})
             return
-        end = size if length < 0 else min(size, offset + length)
-        start = offset - offset % chunk
-        end = min(size, -(-end // chunk) * chunk)
+        start, end = blockstore.chunk_span(offset, length, size, chunk)
         send_message(sock, {"status": "ok", "chunk_size": chunk, "start": start, "end": end,
                             "block_length": size})
         step = packet_size_for(packet_size, chunk)

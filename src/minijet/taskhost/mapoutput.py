@@ -11,9 +11,10 @@ combiner records are kept as a list of pairs, sorted by key (in C) at spill time
 In-mapper combining: most mappers with a combiner emit one constant value (WordCount's 1),
 so a value that is the very object the task emitted first (an immutable scalar) is not
 stored; a second dict counts how often each key got it, and the combiner later receives that
-many copies (from an iterator: the values a combiner gets are an iterable, as a reducer's). One dict update per such pair is all the engine adds to the mapper's own cost
-(a list per key cost twice as much); the combiner sees the same values, in another order,
-which a combiner may not rely on anyway.
+many copies (from an iterator: a combiner's values are an iterable, as a reducer's). One dict
+update per such pair is all the engine adds to the mapper's own cost (a list per key cost
+twice as much); the combiner sees the same values, in another order, which a combiner may
+not rely on anyway.
 
 finish() writes ONE map output file with every partition as a contiguous sorted segment,
 plus its index (minijet.formats.segments), under a temporary name renamed into place when complete.
@@ -36,10 +37,10 @@ from minijet.formats.segments import (IndexEntry, SegmentWriter, index_path, ite
 from minijet.taskhost.partition import Partitioner, hash_partition, str_hash_partitions
 from minijet.taskhost.shuffle import MERGE_FACTOR, merge_frames, merge_sorted
 
-Combiner = Callable[[Any, list], Iterable[tuple[Any, Any]]]
+Combiner = Callable[[Any, Iterable], Iterable[tuple[Any, Any]]]
 
-_UNSET = object()         # no value seen yet
-_UNSET_VALUE = object()   # the first value was no scalar: nothing is counted
+_NOT_SEEN = object()      # _constant before the task's first value
+_NO_CONSTANT = object()   # _constant when the first value was no scalar: nothing is counted
 
 _KEY = itemgetter(0)
 _VALUE = itemgetter(1)
@@ -73,7 +74,7 @@ class MapOutputBuffer:
         self._spill_seq = 0
         self._groups: dict[Any, list] = {}                         # with a combiner
         self._counts: dict[Any, int] = {}   # with a combiner: key -> copies of _constant
-        self._constant: Any = _UNSET        # the task's first value, if a scalar
+        self._constant: Any = _NOT_SEEN     # the task's first value, if a scalar
         self._pairs: list[tuple[Any, Any]] = []                    # without
         self._pending = 0         # records collected since the last memory check
         self._pending_keys = 0    # of which keys added to _counts
@@ -102,10 +103,10 @@ class MapOutputBuffer:
                     return
                 self._check_memory()
         it = iter(pairs)
-        if self._constant is _UNSET:
+        if self._constant is _NOT_SEEN:
             for first in it:
                 value = first[1] if type(first) is tuple and len(first) == 2 else None
-                self._constant = value if type(value) in _SCALARS else _UNSET_VALUE
+                self._constant = value if type(value) in _SCALARS else _NO_CONSTANT
                 it = chain((first,), it)
                 break
         constant = self._constant
