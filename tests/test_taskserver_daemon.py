@@ -298,7 +298,7 @@ def hang_children() -> list[psutil.Process]:
 
 def taskhost_running(attempt_id: str) -> bool:
     for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or []
+        cmd = " ".join(p.info["cmdline"] or []).split()  # a forked TaskHost sets its title
         if "minijet.taskhost" in cmd and attempt_id in cmd:
             return True
     return False

@@ -142,6 +142,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "task_timeout": (Duration, 600.0),
         "sort_buffer": (Size, 64 * 1024**2),
         "log_retention": (Duration, 86400.0),  # attempt logs kept this long after cleanup
+        "fork_server": (bool, True),       # fork TaskHosts from a preloaded process
     },
 }
 

@@ -161,12 +161,17 @@ class JetClient:
     def wait_for_completion(self, job_id: str,
                             progress_callback: Callable[[job_pb2.JobStatus], None] | None = None,
                             poll: float = 0.5, timeout: float | None = None) -> job_pb2.JobStatus:
-        """Poll the job's status every `poll` seconds until it is succeeded, failed or killed;
-        return that final status. `progress_callback(status)` sees every status polled,
-        the final one included. Raises JobTimeout after `timeout` seconds."""
+        """Wait until the job is succeeded, failed or killed; return that final status.
+        The jobserver answers as soon as the job ends, or with its status after `poll`
+        seconds: `progress_callback(status)` sees each of those, the final one included.
+        Raises JobTimeout after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            status = self.get_status(job_id)
+            asked = time.monotonic()
+            wait = poll if deadline is None else max(0.0, min(poll, deadline - asked))
+            status = self._call(self._stub.WaitJob,
+                                job_pb2.WaitJobRequest(job_id=job_id, timeout=wait),
+                                idempotent=True)
             if progress_callback is not None:
                 progress_callback(status)
             if status.state in FINAL_STATES:
@@ -174,7 +179,7 @@ class JetClient:
             if deadline is not None and time.monotonic() >= deadline:
                 raise JobTimeout(f"job {job_id} did not finish within {timeout:g}s "
                                  f"(it is {status.state})")
-            time.sleep(poll)
+            time.sleep(max(0.0, asked + poll - time.monotonic()))  # answered early: busy
 
     # ---- submitting ----
 

@@ -27,6 +27,7 @@ from minijet.errors import FailedPrecondition, MinijetError
 from minijet.ids import make_job_id
 from minijet.jobserver import jobfiles, model
 from minijet.jobserver.store import JobStore
+from minijet.jobserver.wakeup import Waker
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.splits import Split, input_splits
 from minijet.states import FINAL_STATES as FINAL
@@ -34,6 +35,7 @@ from minijet.taskdesc import TaskDescription
 
 log = logging.getLogger("minijet.jobserver")
 
+MAX_WAIT = 30.0               # seconds a WaitJob long poll may last
 RECENT = 24 * 3600.0          # ListJobs without `all`: finished jobs younger than this
 FINISH_RETRIES = 5            # tries to commit/remove a job's output while the DFS fails
 _ATTEMPT_STATES = {v: k.lower() for k, v in job_pb2.AttemptState.items()}
@@ -82,6 +84,11 @@ class JobServer:
             dfs = DfsClient(config, host=config.host)
         self.dfs = dfs
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)   # after every event: for WaitJob
+        self._waker = Waker(config)
+        # long polls hold a server thread each: keep most threads for heartbeats
+        self._long_polls = threading.BoundedSemaphore(
+            max(1, config["rpc"]["server_threads"] // 4))
         self._started = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self._seq = 0
         self._submitting: set[str] = set()       # RunJob in progress (reading the DFS)
@@ -110,12 +117,15 @@ class JobServer:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._lock:
+            self._changed.notify_all()   # end the WaitJob long polls
         self._finisher_queue.put(None)
         if self._server is not None:
             self._server.stop(grace=1).wait()
         for t in self._threads:
             t.join(timeout=10)
         self.store.close()
+        self._waker.close()
         self.dfs.close()
         log.info("jobserver stopped")
 
@@ -143,6 +153,8 @@ class JobServer:
     def _handle(self, event) -> list:
         """Apply one event (the lock held) and carry out what does not go into a reply."""
         actions = self.core.handle(event)
+        self._changed.notify_all()
+        self._waker.wake(self.core.to_wake())
         replies = []
         for action in actions:
             if isinstance(action, model.Persist):
@@ -257,6 +269,21 @@ class JobServer:
         with self._lock:
             return self.core.job_status(job_id)
 
+    def wait_job(self, job_id: str, timeout: float) -> dict[str, Any]:
+        """The job's status once it is final, or after `timeout` seconds (at most
+        MAX_WAIT) if sooner: a client sees the end of a job at once without polling."""
+        if not self._long_polls.acquire(blocking=False):
+            return self.job_status(job_id)   # too many waiting: the client polls instead
+        try:
+            deadline = time.monotonic() + min(max(0.0, timeout), MAX_WAIT)
+            with self._lock:
+                while (self.core.job_state(job_id) not in FINAL and not self._stop.is_set()
+                       and (left := deadline - time.monotonic()) > 0):
+                    self._changed.wait(left)
+                return self.core.job_status(job_id)
+        finally:
+            self._long_polls.release()
+
     def list_jobs(self, all_jobs: bool) -> list[dict[str, Any]]:
         now = time.time()
         with self._lock:
@@ -364,6 +391,10 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
     @rpc.translate_errors
     def GetJobStatus(self, request, context):
         return status_proto(self._js.job_status(request.job_id))
+
+    @rpc.translate_errors
+    def WaitJob(self, request, context):
+        return status_proto(self._js.wait_job(request.job_id, request.timeout))
 
     @rpc.translate_errors
     def ListJobs(self, request, context):

@@ -418,6 +418,8 @@ class JobServerCore:
         self._attempts: dict[str, Attempt] = {}
         self._taskservers: dict[str, TaskServer] = {}
         self._alive: set[str] = set()   # names of live taskservers
+        self._idle: dict[str, None] = {}  # live, a slot free after their last heartbeat
+        self._woken: set[str] = set()     # asked to heartbeat now, and not yet heartbeated
         self._writers: dict[str, str] = {}   # output path -> the job it belongs to
         self._seq = 0
         # per handle() call
@@ -519,8 +521,15 @@ class JobServerCore:
                 self._lose(a, f"taskserver {ts.name} no longer has it", ev.now)
         free = min(ev.free_slots, ev.slots - len(ts.active))
         if free > 0:
-            for asg in self.scheduler.assign(ts.name, ts.host, ts.rack, free, ev.now):
+            assigned = self.scheduler.assign(ts.name, ts.host, ts.rack, free, ev.now)
+            for asg in assigned:
                 self._launch(self._tasks[asg.task_id], asg.locality, ts)
+            free -= len(assigned)
+        self._woken.discard(ts.name)
+        if free > 0:
+            self._idle[ts.name] = None
+        else:
+            self._idle.pop(ts.name, None)
         commands, ts.outbox = ts.outbox, []
         for c in commands:
             if isinstance(c, KillAttempt):
@@ -534,6 +543,8 @@ class JobServerCore:
             return
         ts.alive, ts.outbox = False, []
         self._alive.discard(ts.name)
+        self._idle.pop(ts.name, None)
+        self._woken.discard(ts.name)
         for a in list(ts.active.values()):
             self._lose(a, f"taskserver {ts.name} lost: {ev.reason}", ev.now)
         for a in list(ts.outputs.values()):
@@ -804,6 +815,11 @@ class JobServerCore:
 
     # ---- views (plain dicts, JSON-serialisable) ----
 
+    def job_state(self, job_id: str) -> str:
+        """The state users see: running until its output is committed or removed."""
+        job = self._job(job_id)
+        return RUNNING if job.output in FINISHING else job.state
+
     def job_status(self, job_id: str, attempts: bool = True) -> dict[str, Any]:
         job = self._job(job_id)
         counters: dict[tuple[str, str], int] = {}
@@ -833,7 +849,7 @@ class JobServerCore:
             counters[("job", name)] = value
         status = {
             "job_id": job.id, "name": job.name, "user": job.user,
-            "state": RUNNING if job.output in FINISHING else job.state,
+            "state": self.job_state(job_id),
             "submit_time": job.submit_time, "start_time": job.start_time,
             "end_time": job.end_time, "stages": stages,
             "counters": [{"group": g, "name": n, "value": v}
@@ -851,6 +867,18 @@ class JobServerCore:
     def live_slots(self) -> int:
         """The task slots of the live taskservers."""
         return sum(self._taskservers[name].slots for name in self._alive)
+
+    def to_wake(self) -> list[str]:
+        """The addresses of idle taskservers to ask for a heartbeat now, rather than at their
+        next interval, because tasks are pending: at most one per pending task, and each once
+        until it heartbeats again (so a cluster of thousands is not woken at once)."""
+        woken = []
+        for _ in range(min(len(self.scheduler) - len(self._woken), len(self._idle))):
+            name = next(iter(self._idle))
+            del self._idle[name]
+            self._woken.add(name)
+            woken.append(self._taskservers[name].address)
+        return woken
 
     def taskservers(self) -> list[dict[str, Any]]:
         return [{"name": t.name, "host": t.host, "rack": t.rack, "slots": t.slots,

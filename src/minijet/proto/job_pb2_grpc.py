@@ -49,6 +49,11 @@ class JobServerStub:
                 request_serializer=minijet_dot_proto_dot_job__pb2.JobId.SerializeToString,
                 response_deserializer=minijet_dot_proto_dot_job__pb2.JobStatus.FromString,
                 _registered_method=True)
+        self.WaitJob = channel.unary_unary(
+                '/minijet.job.JobServer/WaitJob',
+                request_serializer=minijet_dot_proto_dot_job__pb2.WaitJobRequest.SerializeToString,
+                response_deserializer=minijet_dot_proto_dot_job__pb2.JobStatus.FromString,
+                _registered_method=True)
         self.ListJobs = channel.unary_unary(
                 '/minijet.job.JobServer/ListJobs',
                 request_serializer=minijet_dot_proto_dot_job__pb2.ListJobsRequest.SerializeToString,
@@ -103,6 +108,13 @@ class JobServerServicer:
 
     def GetJobStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WaitJob(self, request, context):
+        """The job's status once it is final, or after `timeout` seconds if sooner (long poll).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -165,6 +177,11 @@ def add_JobServerServicer_to_server(servicer, server):
             'GetJobStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJobStatus,
                     request_deserializer=minijet_dot_proto_dot_job__pb2.JobId.FromString,
+                    response_serializer=minijet_dot_proto_dot_job__pb2.JobStatus.SerializeToString,
+            ),
+            'WaitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitJob,
+                    request_deserializer=minijet_dot_proto_dot_job__pb2.WaitJobRequest.FromString,
                     response_serializer=minijet_dot_proto_dot_job__pb2.JobStatus.SerializeToString,
             ),
             'ListJobs': grpc.unary_unary_rpc_method_handler(
@@ -283,6 +300,33 @@ class JobServer:
             target,
             '/minijet.job.JobServer/GetJobStatus',
             minijet_dot_proto_dot_job__pb2.JobId.SerializeToString,
+            minijet_dot_proto_dot_job__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minijet.job.JobServer/WaitJob',
+            minijet_dot_proto_dot_job__pb2.WaitJobRequest.SerializeToString,
             minijet_dot_proto_dot_job__pb2.JobStatus.FromString,
             options,
             channel_credentials,
@@ -503,6 +547,11 @@ class TaskServerStub:
                 request_serializer=minijet_dot_proto_dot_job__pb2.LogRequest.SerializeToString,
                 response_deserializer=minijet_dot_proto_dot_job__pb2.LogResponse.FromString,
                 _registered_method=True)
+        self.Wake = channel.unary_unary(
+                '/minijet.job.TaskServer/Wake',
+                request_serializer=minijet_dot_proto_dot_job__pb2.Empty.SerializeToString,
+                response_deserializer=minijet_dot_proto_dot_job__pb2.Empty.FromString,
+                _registered_method=True)
         self.ReportProgress = channel.unary_unary(
                 '/minijet.job.TaskServer/ReportProgress',
                 request_serializer=minijet_dot_proto_dot_job__pb2.ProgressReport.SerializeToString,
@@ -541,6 +590,13 @@ class TaskServerServicer:
 
     def GetLogs(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Wake(self, request, context):
+        """From the jobserver: tasks are pending and a slot here was free, heartbeat now.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -588,6 +644,11 @@ def add_TaskServerServicer_to_server(servicer, server):
                     servicer.GetLogs,
                     request_deserializer=minijet_dot_proto_dot_job__pb2.LogRequest.FromString,
                     response_serializer=minijet_dot_proto_dot_job__pb2.LogResponse.SerializeToString,
+            ),
+            'Wake': grpc.unary_unary_rpc_method_handler(
+                    servicer.Wake,
+                    request_deserializer=minijet_dot_proto_dot_job__pb2.Empty.FromString,
+                    response_serializer=minijet_dot_proto_dot_job__pb2.Empty.SerializeToString,
             ),
             'ReportProgress': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportProgress,
@@ -669,6 +730,33 @@ class TaskServer:
             '/minijet.job.TaskServer/GetLogs',
             minijet_dot_proto_dot_job__pb2.LogRequest.SerializeToString,
             minijet_dot_proto_dot_job__pb2.LogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Wake(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minijet.job.TaskServer/Wake',
+            minijet_dot_proto_dot_job__pb2.Empty.SerializeToString,
+            minijet_dot_proto_dot_job__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -255,11 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    code = main()
-    # Everything is reported and committed: skip the interpreter's teardown (joining gRPC
-    # and DFS threads), which delays the exit the taskserver waits for.
+def exit_now(code: int) -> None:
+    """Everything is reported and committed: skip the interpreter's teardown (joining gRPC
+    and DFS threads), which delays the exit the taskserver waits for."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+if __name__ == "__main__":
+    exit_now(main())

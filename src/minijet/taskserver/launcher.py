@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -19,10 +22,12 @@ CONFIG_JSON = "config.json"
 
 
 def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: str,
-                   job_cache: Path, work_dir: Path, log_dir: Path) -> subprocess.Popen:
+                   job_cache: Path, work_dir: Path, log_dir: Path, forks: "ForkServer | None"):
     """Write the attempt's task.json and the taskserver's configuration (the TaskHost talks
-    to the same DFS with the same security settings) into its work dir, then start
-    `python -m minijet.taskhost` with stdout/stderr going to the attempt's log files."""
+    to the same DFS with the same security settings) into its work dir, then start the
+    TaskHost, with stdout/stderr going to the attempt's log files: forked by `forks` when
+    given, else as a fresh `python -m minijet.taskhost`. Returns its process (a Popen, or a
+    ForkedTaskHost with the same pid/poll/wait)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / TASK_FILE).write_text(task_json)
@@ -36,14 +41,155 @@ def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: s
     fd = os.open(work_dir / CONFIG_JSON, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(config.as_dict(), f)
-    argv = [sys.executable, "-m", "minijet.taskhost", "--taskserver", umbilical,
-            "--attempt", attempt_id, "--job-cache", str(job_cache), "--work-dir", str(work_dir),
-            "--config", str(work_dir / CONFIG_JSON)]
+    args = ["--taskserver", umbilical, "--attempt", attempt_id, "--job-cache", str(job_cache),
+            "--work-dir", str(work_dir), "--config", str(work_dir / CONFIG_JSON)]
+    if forks is not None:
+        return forks.start(args, work_dir, log_dir / "stdout", log_dir / "stderr")
     with open(log_dir / "stdout", "ab") as out, open(log_dir / "stderr", "ab") as err:
         # its own session: a signal meant for the taskserver's terminal does not reach it
-        return subprocess.Popen(argv, cwd=work_dir, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return subprocess.Popen([sys.executable, "-m", "minijet.taskhost", *args], cwd=work_dir,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True, env=_TASKHOST_ENV)
+
+
+_TASKHOST_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+class ForkedTaskHost:
+    """A TaskHost forked by the fork server: not our child, so its exit comes as a message."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self._exited = threading.Event()
+
+    def exited(self, code: int) -> None:
+        self.returncode = code
+        self._exited.set()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self) -> int:
+        self._exited.wait()
+        return self.returncode
+
+
+class ForkServer:
+    """The taskserver's side of `python -m minijet.taskhost.forkserver` (see there): started
+    on first use, and again after it died."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._current: _ForkServerProcess | None = None
+
+    def running(self) -> "_ForkServerProcess":
+        """The fork server, started now if it is not running (at the taskserver's start, so
+        that the first attempt does not wait for its imports)."""
+        with self._lock:
+            if self._current is None or not self._current.alive():
+                self._current = _ForkServerProcess()
+            return self._current
+
+    def start(self, args: list[str], cwd: Path, stdout: Path, stderr: Path) -> ForkedTaskHost:
+        return self.running().fork({"args": args, "cwd": str(cwd), "stdout": str(stdout),
+                            "stderr": str(stderr)})
+
+    def close(self) -> None:
+        """Stop the fork server (the taskserver has killed the TaskHosts already)."""
+        with self._lock:
+            server, self._current = self._current, None
+        if server is not None:
+            server.close()
+
+
+class _ForkServerProcess:
+    """One run of the fork server, and a reader thread for its messages."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._replies: dict[int, tuple[threading.Event, dict]] = {}
+        self._children: dict[int, ForkedTaskHost] = {}   # only the reader thread touches it
+        self._sock, theirs = socket.socketpair()
+        with theirs:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "minijet.taskhost.forkserver", "--fd",
+                 str(theirs.fileno())], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                env=_TASKHOST_ENV)
+        threading.Thread(target=self._read, name="forkserver", daemon=True).start()
+        log.info("TaskHost fork server started, pid %d", self._proc.pid)
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def fork(self, request: dict) -> ForkedTaskHost:
+        done, reply = threading.Event(), {}
+        with self._lock:
+            self._seq += 1
+            request_id = self._seq
+            self._replies[request_id] = (done, reply)
+            try:
+                self._sock.sendall(json.dumps({"id": request_id, **request}).encode() + b"\n")
+            except OSError as e:
+                self._replies.pop(request_id, None)
+                raise OSError(f"the TaskHost fork server is gone: {e}") from None
+        if not done.wait(30) or "child" not in reply:
+            with self._lock:
+                self._replies.pop(request_id, None)
+            raise OSError(reply.get("error", "the TaskHost fork server did not answer"))
+        return reply["child"]
+
+    def _read(self) -> None:
+        with self._sock.makefile("rb") as lines:
+            for line in lines:
+                message = json.loads(line)
+                if "exit" in message:  # told after the fork's reply, on this same stream
+                    child = self._children.pop(message["exit"], None)
+                    if child is not None:
+                        child.exited(message["code"])
+                    continue
+                if "pid" in message:
+                    message["child"] = self._children[message["pid"]] = \
+                        ForkedTaskHost(message["pid"])
+                with self._lock:
+                    done, reply = self._replies.pop(message["id"], (None, {}))
+                reply.update(message)
+                if done is not None:
+                    done.set()
+        self._proc.wait()
+        if self._proc.returncode:
+            log.warning("TaskHost fork server (pid %d) ended with code %s", self._proc.pid,
+                        self._proc.returncode)
+        with self._lock:
+            for done, _ in self._replies.values():
+                done.set()
+            self._replies.clear()
+        for child in self._children.values():  # their exits will not be told: watch them
+            threading.Thread(target=_await_orphan, args=(child,), daemon=True).start()
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._sock.close()
+
+
+def _await_orphan(child: ForkedTaskHost) -> None:
+    while psutil.pid_exists(child.pid):
+        try:
+            if psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.1)
+    child.exited(-9)
 
 
 def kill_tree(pid: int) -> None:

@@ -37,6 +37,11 @@ class TaskServerService(job_pb2_grpc.TaskServerServicer):
             job_pb2.AttemptLog(attempt_id=a, stdout=out, stderr=err) for a, out, err in logs])
 
     @rpc.translate_errors
+    def Wake(self, request, context):
+        self._ts.wake()
+        return job_pb2.Empty()
+
+    @rpc.translate_errors
     def ReportProgress(self, request, context):
         self._ts.report_progress(request.attempt_id, request.progress,
                                  counters_from_proto(request.counters))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -56,7 +57,7 @@ class TaskServer:
         self.host = config.host
         self.rack = config.rack_of(self.host)
         self._table = AttemptTable()
-        self._procs: dict[str, subprocess.Popen] = {}
+        self._procs: dict[str, subprocess.Popen | launcher.ForkedTaskHost] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -67,6 +68,7 @@ class TaskServer:
         self._jobserver_channel = None
         self._connect_jobserver()
         self._interval = ts["heartbeat_interval"]
+        self._forks = launcher.ForkServer() if ts["fork_server"] else None
         self._server = None
         self._dir_lock = None
         self.address = self.name = self.umbilical = ""
@@ -90,6 +92,8 @@ class TaskServer:
         log.info("taskserver %s (host %s, rack %s, %d slots) serving on %s, jobserver %s",
                  self.name, self.host, self.rack, self.slots, self.address,
                  self.config["jobserver"]["address"])
+        if self._forks is not None:
+            self._forks.running()
         for target, name in ((self._heartbeat_loop, "heartbeat"), (self._monitor_loop, "monitor")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -120,6 +124,8 @@ class TaskServer:
             t.join(timeout=5)
         if self._server is not None:
             self._server.stop(grace=1).wait()
+        if self._forks is not None:
+            self._forks.close()
         self._jobserver_channel.close()
         if self._dfs_client is not None:
             self._dfs_client.close()
@@ -145,22 +151,25 @@ class TaskServer:
     # ---- heartbeats ----
 
     def _heartbeat_loop(self) -> None:
-        failing = False
+        failures = 0
         while not self._stop.is_set():
             self._wake.clear()
             try:
                 self.heartbeat()
-                if failing:
+                if failures:
                     log.info("jobserver %s reachable again", self.config["jobserver"]["address"])
-                failing = False
+                failures = 0
             except MinijetError as e:
-                if not failing:
+                if not failures:
                     log.warning("heartbeat to jobserver failed (will keep trying): %s", e)
-                failing = True
+                failures += 1
                 self._connect_jobserver()
             except Exception:
                 log.exception("heartbeat failed")
-            self._wake.wait(self._interval)
+            # an unreachable jobserver (not started yet, restarting) is tried again sooner
+            # than the interval, backing off with jitter so that many taskservers spread out
+            self._wake.wait(min(self._interval, 0.1 * 2 ** min(failures, 10)
+                                * random.uniform(0.5, 1.5)) if failures else self._interval)
 
     def heartbeat(self) -> None:
         with self._lock:
@@ -184,6 +193,10 @@ class TaskServer:
                 self.kill(command.kill.attempt_id, KILLED, "killed by the jobserver")
             elif kind == "cleanup":
                 self.cleanup(command.cleanup.job_id)
+
+    def wake(self) -> None:
+        """Heartbeat now: the jobserver has pending tasks and saw a free slot here."""
+        self._wake.set()
 
     # ---- commands ----
 
@@ -219,7 +232,7 @@ class TaskServer:
                 proc = launcher.start_taskhost(
                     self.config, self.umbilical, order.attempt_id, order.task_json, cache,
                     self.layout.work_dir(order.job_id, order.attempt_id),
-                    self.layout.log_dir(order.job_id, order.attempt_id))
+                    self.layout.log_dir(order.job_id, order.attempt_id), self._forks)
             except OSError as e:
                 self._table.launch_failed(order.attempt_id, f"cannot start TaskHost: {e}",
                                           time.time())
@@ -237,7 +250,8 @@ class TaskServer:
         self._wake.set()
         log.error("attempt %s: failed before start: %s", attempt_id, error)
 
-    def _wait_attempt(self, attempt_id: str, proc: subprocess.Popen) -> None:
+    def _wait_attempt(self, attempt_id: str,
+                      proc: subprocess.Popen | launcher.ForkedTaskHost) -> None:
         code = proc.wait()
         with self._lock:
             state = self._table.exited(attempt_id, code, time.time())
