@@ -101,6 +101,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "checksum_chunk_size": (Size, 64 * 1024),
         "packet_size": (Size, 1024**2),     # data per packet of the write pipeline
         "client_retries": (int, 3),         # new pipelines tried for one block
+        "client_wait": (Duration, 120.0),   # a nameserver down or in safe mode is waited out this long
         "socket_timeout": (Duration, 60.0),  # data-transfer socket reads/writes
         "short_circuit": (bool, True),      # read a replica on this machine from its file
     },

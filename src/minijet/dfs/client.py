@@ -58,8 +58,9 @@ class DfsClient:
         self.remote_dataservers: set[str] = set()
 
     def _call(self, method: str, request, *, idempotent: bool):
+        # a nameserver restarting or in safe mode is waited out for up to dfs.client_wait
         return rpc.call(self.config, getattr(self._ns, method), request, idempotent=idempotent,
-                        address=self._address)
+                        address=self._address, wait=self.config["dfs"]["client_wait"])
 
     # ---- files ----
 
@@ -135,8 +136,9 @@ class DfsClient:
             return False
 
     def delete(self, path: str, recursive: bool = False) -> bool:
+        # idempotent in effect: a retry after a lost reply finds nothing (deleted=False)
         return self._call("Delete", dfs_pb2.DeleteRequest(path=path, recursive=recursive),
-                          idempotent=False).deleted
+                          idempotent=True).deleted
 
     def rename(self, src: str, dst: str) -> None:
         self._call("Rename", dfs_pb2.RenameRequest(src=src, dst=dst), idempotent=False)
@@ -227,7 +229,7 @@ class DfsWriter:
         reply = client._call("Create", dfs_pb2.CreateRequest(
             path=path, replication=replication or 0, block_size=block_size or 0,
             overwrite=overwrite, client_id=client.client_id, client_host=client.host),
-            idempotent=False)
+            idempotent=True)  # the nameserver lets a writer re-create the file it holds
         self.block_size = reply.block_size
         self.replication = reply.replication
         self.chunk_size = dfs["checksum_chunk_size"]

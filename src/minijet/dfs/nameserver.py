@@ -188,7 +188,10 @@ class NameServer:
     def _check_writable(self) -> None:
         on, reason = self.blocks.safemode_status(self.ticks())
         if on:
-            raise FailedPrecondition(f"nameserver is in safe mode: {reason}")
+            # safe mode after a start passes by itself: clients wait it out (Unavailable is
+            # retried); an operator's lasts until the operator ends it
+            error = FailedPrecondition if self.blocks.safemode.manual else Unavailable
+            raise error(f"nameserver is in safe mode: {reason}")
 
     def _rack_of(self, host: str) -> str:
         server = self.blocks.servers.get(host)
