@@ -1,8 +1,8 @@
 """One YAML configuration for every daemon and client.
 
 Every key has a default (see SCHEMA and conf/minijet.yaml), so an empty file runs on
-localhost. Sizes accept "64MiB", durations "3s". An unknown key or a bad value raises
-ConfigError naming the key. Lookup order: --config, $MINIJET_CONF, the local cluster's
+localhost. Sizes accept "64MiB", durations "3s". An unknown key, a bad value or one out of
+its range (config_limits.py) raises ConfigError naming the key. Lookup order: --config, $MINIJET_CONF, the local cluster's
 file (./.minijet/minijet.yaml), /etc/minijet/minijet.yaml, then the defaults alone.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from minijet import config_limits
 from minijet.errors import ConfigError
 
 LOCAL_CLUSTER_FILE = Path(".minijet") / "minijet.yaml"
@@ -146,6 +147,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
 }
 
+_KINDS = {s: {k: kind.__name__ for k, (kind, _) in keys.items()} for s, keys in SCHEMA.items()}
 _TYPE_NAMES = {Size: "a size", Duration: "a duration", int: "an integer", float: "a number",
                str: "a string", bool: "true or false", dict: "a mapping"}
 
@@ -185,6 +187,7 @@ class Config:
     """Validated settings: `config.get("dfs.block_size")` or `config["dfs"]["block_size"]`."""
 
     def __init__(self, values: dict[str, dict[str, Any]], source: str = "defaults"):
+        config_limits.check(values, _KINDS)
         self._values = values
         self.source = source
 

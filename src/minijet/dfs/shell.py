@@ -172,6 +172,8 @@ def put(client, local, dfs_path, block_size, replication, force):
         size = configmod.parse_size(block_size) if block_size is not None else None
     except ValueError as e:
         raise InvalidArgument(f"--block-size: {e}") from None
+    if size:
+        client.check_block_size(size)
     if replication is not None and replication < 1:
         raise InvalidArgument("--replication must be at least 1")
     dest = _into_dir(client, dfs_path, os.path.basename(os.path.abspath(local)))
