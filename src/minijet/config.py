@@ -54,6 +54,15 @@ def parse_size(value: Any) -> int:
     return result
 
 
+def format_size(n: int) -> str:
+    """A byte count for people: "512 B", "1.5 KiB", "64 MiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f}".removesuffix(".0") + f" {unit}"
+        n /= 1024
+    raise AssertionError
+
+
 def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 3s or 500ms")
@@ -123,6 +132,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "heartbeat_interval": (Duration, 3.0),
         "block_report_interval": (Duration, 3600.0),
         "capacity": (Size, 0),             # 0 = the disk's size
+        "reserved": (Size, 0),             # disk space left free for other uses
         "fsync": (bool, True),             # fsync a replica before acknowledging it
     },
     "jobserver": {

@@ -366,7 +366,7 @@ class DfsWriter:
             try:
                 self._pipeline = transfer_client.BlockWriter(
                     targets, self._block.block.block_id, self.chunk_size, self._timeout,
-                    self._token)
+                    self._token, self.block_size)
                 for data, crcs in self._packets:
                     self._pipeline.write_packet(data, crcs)
                 return
