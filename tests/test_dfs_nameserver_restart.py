@@ -2,6 +2,7 @@
 dfs.client_wait): real processes, the nameserver killed with SIGKILL."""
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 
@@ -9,6 +10,8 @@ import pytest
 
 from dfs_cluster import BIN, DfsCluster
 from polling import wait_for
+
+MiB = 1024 * 1024
 
 
 @pytest.fixture
@@ -46,6 +49,33 @@ def test_client_calls_made_while_the_nameserver_is_down_complete_after_its_resta
         assert results["read"] == b"written before"
         with client.open("/after") as r:
             assert r.read() == b"written after"
+
+
+def test_a_file_being_written_survives_a_nameserver_restart(cluster):
+    data = os.urandom(3 * MiB + 5)  # 1 MiB blocks
+    with cluster.client() as client:
+        writer = client.create("/being-written")
+        writer.write(data[:MiB + 100])  # one block done, the next begun
+        cluster.kill_nameserver()
+        failure: list[BaseException] = []
+        writing = threading.Event()
+
+        def write_the_rest():
+            try:
+                writing.set()
+                writer.write(data[MiB + 100:])
+                writer.close()
+            except BaseException as e:  # reported by the assertion below
+                failure.append(e)
+
+        thread = threading.Thread(target=write_the_rest)
+        thread.start()
+        wait_for(writing.is_set, 10, "the writer to go on")
+        cluster.start_nameserver()
+        thread.join(60)
+        assert not failure, failure
+        with client.open("/being-written") as r:
+            assert r.read() == data
 
 
 def test_dfsshell_waits_for_the_nameserver(cluster, tmp_path):

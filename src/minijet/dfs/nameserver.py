@@ -69,6 +69,9 @@ class NameServer:
             rng=self.rng)
         for block, replication in self.ns.all_blocks():
             self.blocks.complete_block(block.block_id, block.length, replication)
+        for f in self.ns.open_files.values():  # their replicas are no orphans
+            for block in f.blocks:
+                self.blocks.add_block(block.block_id, f.replication)
         with self._lock:
             txid = self._commit(self.ns.start_epoch())
         self._sync(txid)
@@ -255,13 +258,16 @@ class NameServer:
         with self._lock:
             self._check_writable()
             f = self.ns.open_files.get(path)
-            block, targets, new = self.ns.add_block(
+            block, targets, edit = self.ns.add_block(
                 path, client_id, previous, self.clock(),
                 lambda of: self._place(of, excluded))
+            new = edit.record is not None
             if new:
                 self.blocks.add_block(block.block_id, f.replication, f.block_size, targets)
+            txid = self._commit(edit)
             offset = sum(b.length for b in f.blocks[:-1])
             locations = [self._node_info(h) for h in targets if h in self.blocks.servers]
+        self._sync(txid)
         log.info("add block %s to %s at offset %s: pipeline %s%s", block.block_id, path, offset,
                  ",".join(targets), "" if new else " (retried call)")
         return pb.LocatedBlock(block=pb.Block(block_id=block.block_id), offset=offset,
@@ -269,10 +275,7 @@ class NameServer:
 
     def abandon_block(self, path: str, client_id: str, block_id: int) -> None:
         path = paths.normalize(path)
-        with self._lock:
-            self._check_writable()
-            edit = self.ns.abandon_block(path, client_id, block_id, self.clock())
-            self._commit(edit)
+        self._edit(lambda: self.ns.abandon_block(path, client_id, block_id, self.clock()))
         log.info("abandon block %s of %s", block_id, path)
 
     def complete(self, path: str, client_id: str, last: Block | None) -> None:
