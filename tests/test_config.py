@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from minijet import config
+from minijet import config, config_limits
 from minijet.errors import ConfigError
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "minijet.yaml"
@@ -74,3 +74,32 @@ def test_overrides_and_bad_files(tmp_path):
         config.load(str(bad))
     with pytest.raises(ConfigError, match="cannot read"):
         config.load(str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"rpc": {"retries": -1}}, "config key rpc.retries: -1 is not allowed; it must be at least 0"),
+    ({"rpc": {"timeout": 0}}, "config key rpc.timeout: 0 is not allowed; it must be more than 0"),
+    ({"dfs": {"checksum_chunk_size": 0}}, "config key dfs.checksum_chunk_size: 0"),
+    ({"dfs": {"block_size": 100}}, "dfs.block_size: 100 is not allowed; it must be a multiple"),
+    ({"dfs": {"block_size": "96KiB"}}, "dfs.block_size: 98304"),
+    ({"dfs": {"replication": 0}}, "dfs.replication: 0 is not allowed; it must be from 1 to 1024"),
+    ({"nameserver": {"safemode_threshold": 1.5}}, "nameserver.safemode_threshold: 1.5"),
+    ({"taskserver": {"sort_buffer": "1KiB"}}, "taskserver.sort_buffer: 1024"),
+])
+def test_values_out_of_range_name_key_value_and_what_is_allowed(data, words):
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
+        config.from_dict(data)
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
+        (section, keys), = data.items()
+        (key, value), = keys.items()
+        config.from_dict(None).with_overrides({f"{section}.{key}": value})
+
+
+def test_every_range_rule_names_a_key_and_zero_is_kept_where_it_means_something():
+    for dotted in config_limits.RULES:
+        section, key = dotted.split(".")
+        assert key in config.SCHEMA[section], dotted
+    cfg = config.from_dict({"nameserver": {"safemode_extension": 0},
+                            "jobserver": {"locality_delay": "0s"},
+                            "taskserver": {"slots": 0}, "dataserver": {"capacity": 0}})
+    assert cfg.get("jobserver.locality_delay") == 0

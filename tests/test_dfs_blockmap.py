@@ -1,6 +1,7 @@
 import random
 
 from minijet.dfs.blockmap import BlockMap, DeleteBlocks, Replicate, SafeMode
+from minijet.dfs.placement import choose_targets
 
 
 def make(hosts=("h1", "h2", "h3", "h4"), racks=None, threshold=1.0, extension=0.0):
@@ -204,3 +205,21 @@ def test_copies_to_or_from_a_dead_host_are_rescheduled_at_once():
     assert bm.check_dead(now=11) == [target]
     (_, _, (again,)), = replicates(bm.replication_work(now=11))  # not after the timeout
     assert again not in (target, "h1", "h2")
+
+
+def test_placement_counts_blocks_being_written_until_they_are_received():
+    bm = make(["h1", "h2"])
+    for h in ("h1", "h2"):
+        bm.heartbeat(h, 100, 0, 0, now=1, free=100)
+    bm.add_block(1, 1, size=60, targets=("h1",))
+    assert [bm.servers[h].node().free for h in ("h1", "h2")] == [40, 100]
+    assert [n.host for n in choose_targets(1, [s.node() for s in bm.live_servers()],
+                                           size=60)] == ["h2"]
+    bm.block_received("h1", 1, 50)       # counted as its next report will count it
+    assert bm.servers["h1"].node().free == 50
+    bm.heartbeat("h1", 100, 50, 0, now=2, free=50)
+    bm.add_block(2, 2, size=60, targets=("h1", "h2"))
+    bm.remove_block(2)                   # abandoned: nothing is coming
+    bm.add_block(3, 1, size=60, targets=("h2",))
+    bm.complete_block(3, 10, 1)          # closed without h2's replica: h2 failed
+    assert [bm.servers[h].node().free for h in ("h1", "h2")] == [50, 100]

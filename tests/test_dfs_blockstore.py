@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
 from minijet.dfs import blockstore
-from minijet.dfs.blockstore import BlockStore
-from minijet.errors import AlreadyExists, ChecksumError, NotFound
+from minijet.dfs.blockstore import BlockStore, checksums
+from minijet.errors import AlreadyExists, ChecksumError, NoSpace, NotFound
 
 CHUNK = 1024
 
@@ -98,3 +99,30 @@ def test_data_after_a_partial_chunk_is_refused(tmp_path):
     with pytest.raises(ValueError):
         w.write(b"y", blockstore.checksums(b"y", CHUNK))
     w.abort()
+
+
+def test_a_replica_is_accepted_only_with_room_for_it(tmp_path):
+    store = BlockStore(str(tmp_path), fsync=False, capacity=3 * CHUNK)
+    first = store.create(1, CHUNK, size=2 * CHUNK)
+    assert (store.capacity(), store.free()) == (3 * CHUNK, CHUNK)  # set aside while written
+    with pytest.raises(NoSpace, match="no room for block 2"):
+        store.create(2, CHUNK, size=2 * CHUNK)
+    assert sorted(os.listdir(store.tmp_dir)) == ["blk_1", "blk_1.meta"]  # nothing of block 2
+    first.write(b"x" * CHUNK, checksums(b"x" * CHUNK, CHUNK))
+    first.finalize()
+    assert (store.used(), store.free()) == (CHUNK, 2 * CHUNK)  # the rest given back
+    grower = store.create(3, CHUNK, size=CHUNK)
+    grower.write(b"y" * CHUNK, checksums(b"y" * CHUNK, CHUNK))
+    with pytest.raises(NoSpace):  # more than announced, and more than there is
+        grower.write(b"y" * 2 * CHUNK, checksums(b"y" * 2 * CHUNK, CHUNK))
+    grower.abort()
+    assert store.free() == 2 * CHUNK
+
+
+def test_reserved_disk_space_is_never_offered(tmp_path):
+    disk = shutil.disk_usage(tmp_path)
+    store = BlockStore(str(tmp_path), fsync=False, reserved=disk.free - 5 * CHUNK)
+    assert store.capacity() == disk.total - (disk.free - 5 * CHUNK)
+    assert store.free() < 64 * 1024**2  # (others may free some disk meanwhile)
+    with pytest.raises(NoSpace):
+        store.create(1, CHUNK, size=64 * 1024**2)

@@ -1,6 +1,6 @@
 import pytest
 
-from minijet.dfs.namespace import Block, Namespace
+from minijet.dfs.namespace import Block, Edit, Namespace
 from minijet.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 
@@ -33,8 +33,9 @@ def write_file(r, path, sizes, client="c1", overwrite=False, now=1.0):
                 overwrite=overwrite, now=now)[1])
     prev = None
     for size in sizes:
-        block, targets, new = ns.add_block(path, client, prev, now, place)
-        assert new and targets == ["h1", "h2"]
+        block, targets, edit = ns.add_block(path, client, prev, now, place)
+        r(edit)
+        assert edit.record and targets == ["h1", "h2"]
         prev = Block(block.block_id, size)
     return r(ns.complete(path, client, prev, now))
 
@@ -62,12 +63,14 @@ def test_file_invisible_until_complete_and_lengths():
     f, edit = ns.create("/d/e/f", client_id="c1", client_host="h1", replication=3,
                         block_size=10, overwrite=False, now=1)
     r(edit)
-    assert edit.record["op"] == "mkdirs" and ns.stat("/d/e").is_dir  # parents are visible
+    assert edit.record["op"] == "open" and ns.stat("/d/e").is_dir  # parents are visible
     with pytest.raises(NotFound):
         ns.stat("/d/e/f")
     assert ns.list("/d/e") == []
-    b1, _, _ = ns.add_block("/d/e/f", "c1", None, 1, place)
-    b2, _, _ = ns.add_block("/d/e/f", "c1", Block(b1.block_id, 10), 1, place)
+    b1, _, added = ns.add_block("/d/e/f", "c1", None, 1, place)
+    r(added)
+    b2, _, added = ns.add_block("/d/e/f", "c1", Block(b1.block_id, 10), 1, place)
+    r(added)
     with pytest.raises(InvalidArgument, match="last block"):
         ns.complete("/d/e/f", "c1", Block(b1.block_id, 4), 2)
     with pytest.raises(NotFound, match="not open for writing"):
@@ -88,8 +91,9 @@ def test_retried_add_block_returns_same_block_and_abandon():
               overwrite=False, now=1)
     b1, _, _ = ns.add_block("/f", "c", None, 1, place)
     b2, t2, new = ns.add_block("/f", "c", Block(b1.block_id, 5), 1, place)
-    again, t_again, new_again = ns.add_block("/f", "c", Block(b1.block_id, 5), 1, place)
-    assert new and not new_again and again.block_id == b2.block_id and t_again == t2
+    again, t_again, retried = ns.add_block("/f", "c", Block(b1.block_id, 5), 1, place)
+    assert new.record and retried.record is None
+    assert again.block_id == b2.block_id and t_again == t2
     with pytest.raises(InvalidArgument):
         ns.abandon_block("/f", "c", b1.block_id, 1)
     assert ns.abandon_block("/f", "c", b2.block_id, 1).removed_blocks == [b2.block_id]
@@ -106,7 +110,7 @@ def test_retried_first_add_block_and_empty_file_complete():
     ns.create("/f", client_id="c", client_host="", replication=1, block_size=5,
               overwrite=False, now=1)
     b1, t1, _ = ns.add_block("/f", "c", None, 1, place)
-    assert ns.add_block("/f", "c", None, 1, place) == (b1, t1, False)
+    assert ns.add_block("/f", "c", None, 1, place) == (b1, t1, Edit())
     ns.create("/empty", client_id="c", client_host="", replication=1, block_size=5,
               overwrite=False, now=1)
     assert r(ns.complete("/empty", "c", None, 2)).record is not None
@@ -124,16 +128,17 @@ def test_create_refusals_and_overwrite():
     with pytest.raises(AlreadyExists, match="directory"):
         ns.create("/dir", client_id="c", client_host="", replication=1, block_size=5,
                   overwrite=True, now=1)
-    ns.create("/g", client_id="c1", client_host="", replication=1, block_size=5,
-              overwrite=False, now=1)
+    r(ns.create("/g", client_id="c1", client_host="", replication=1, block_size=5,
+                overwrite=False, now=1)[1])
     with pytest.raises(AlreadyExists, match="another client"):
         ns.create("/g", client_id="c2", client_host="", replication=1, block_size=5,
                   overwrite=False, now=1)
     # overwrite: the old file stays readable until the new one completes
-    ns.create("/f", client_id="c2", client_host="", replication=1, block_size=5,
-              overwrite=True, now=2)
+    r(ns.create("/f", client_id="c2", client_host="", replication=1, block_size=5,
+                overwrite=True, now=2)[1])
     assert ns.stat("/f").length == 10
-    b, _, _ = ns.add_block("/f", "c2", None, 2, place)
+    b, _, added = ns.add_block("/f", "c2", None, 2, place)
+    r(added)
     edit = r(ns.complete("/f", "c2", Block(b.block_id, 1), 3))
     assert sorted(edit.removed_blocks) == sorted(i for i, _ in old.record["blocks"])
     assert ns.stat("/f").length == 1
@@ -241,3 +246,32 @@ def test_expire_leases():
     expired = ns.expire_leases(now=70, timeout=30)
     assert [(p, e.removed_blocks) for p, e in expired] == [("/old", [b.block_id])]
     assert list(ns.open_files) == ["/new"]
+
+
+def test_files_being_written_survive_replay_and_checkpoint():
+    """A writer's open file, blocks and lease come back after a restart, from the journal
+    or from an image."""
+    r = Recorder()
+    ns = r.ns
+    r(ns.create("/w/f", client_id="c", client_host="h1", replication=2, block_size=10,
+                overwrite=False, now=1)[1])
+    b1, _, e1 = ns.add_block("/w/f", "c", None, 2, place)
+    b2, _, e2 = ns.add_block("/w/f", "c", Block(b1.block_id, 10), 3, place)
+    r(e1), r(e2)
+    r(ns.abandon_block("/w/f", "c", b2.block_id, 4))
+    r(ns.create("/w/gone", client_id="c", client_host="h1", replication=1, block_size=10,
+                overwrite=False, now=5)[1])
+    r(ns.create("/moved/x", client_id="c", client_host="h1", replication=1, block_size=10,
+                overwrite=False, now=1)[1])
+    r(ns.delete("/w/gone", recursive=False, now=5))  # nothing visible there: no record
+    (expired, edit), = ns.expire_leases(now=1000, timeout=998.5)  # a silent writer
+    assert expired == "/moved/x"
+    r(edit)
+    for restarted in (r.replayed(), Namespace.from_image(ns.to_image())):
+        f = restarted.open_files["/w/f"]
+        assert ([(b.block_id, b.length) for b in f.blocks], f.last_active, f.client_id) == (
+            [(b1.block_id, 10)], 4, "c")
+        assert sorted(restarted.open_files) == ["/w/f", "/w/gone"]
+        b3, _, _ = restarted.add_block("/w/f", "c", Block(b1.block_id, 10), 6, place)
+        restarted.complete("/w/f", "c", Block(b3.block_id, 3), 7)
+        assert restarted.stat("/w/f").length == 13

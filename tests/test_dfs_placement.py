@@ -68,6 +68,7 @@ def test_sort_for_reader():
 
 
 def test_full_nodes_are_skipped():
-    live = [Node("full", "/r", 95, 100), Node("roomy", "/r", 10, 100), Node("unknown", "/r")]
+    live = [Node("full", "/r", 95, 100, free=5), Node("roomy", "/r", 10, 100, free=90),
+            Node("unknown", "/r")]
     t = choose_targets(3, live, writer_host="full", size=10, rng=random.Random(1))
     assert sorted(n.host for n in t) == ["roomy", "unknown"]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from minijet.dfs import DfsClient
+
 EXAMPLES = Path(__file__).parents[1] / "examples"
 GREP = str(EXAMPLES / "grep" / "grep.py")
 TERAGEN = str(EXAMPLES / "sort" / "teragen.py")
@@ -290,8 +292,10 @@ def csv_rows(name: str) -> list[list[str]]:
 
 def test_join_equals_python_join(jobs, dfs):
     users, orders = csv_rows("users.csv"), csv_rows("orders.csv")
-    for name in ("users.csv", "orders.csv"):
-        put(dfs, f"/examples/join/{name}", (EXAMPLES / "join" / name).read_bytes(), 4096)
+    # 4 KiB blocks (so that the small inputs span several) are whole checksum chunks of 4 KiB
+    with DfsClient(jobs.config.with_overrides({"dfs.checksum_chunk_size": 4096})) as small:
+        for name in ("users.csv", "orders.csv"):
+            put(small, f"/examples/join/{name}", (EXAMPLES / "join" / name).read_bytes(), 4096)
     assert len(dfs.block_locations("/examples/join/orders.csv")) > 1
     result = run_ok(jobs, JOIN, "UserOrders", "/examples/join/users.csv",
                     "/examples/join/orders.csv", "/examples/join/out", "--tasks", "3")

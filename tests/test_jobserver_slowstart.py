@@ -78,7 +78,7 @@ def test_slow_start_comes_from_the_config_and_must_be_a_fraction():
     from minijet.jobserver.model import JobServerCore
 
     assert JobServerCore.from_config(configmod.from_dict(None, "defaults")).slow_start == 0.8
-    for bad in (1.5, -0.1):
-        conf = configmod.from_dict({"jobserver": {"slow_start": bad}}, "test")
+    for bad in (1.5, -0.1):  # refused when the configuration is loaded
         with pytest.raises(ConfigError, match="jobserver.slow_start"):
-            JobServerCore.from_config(conf)
+            JobServerCore.from_config(
+                configmod.from_dict({"jobserver": {"slow_start": bad}}, "test"))

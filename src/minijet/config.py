@@ -1,8 +1,8 @@
 """One YAML configuration for every daemon and client.
 
 Every key has a default (see SCHEMA and conf/minijet.yaml), so an empty file runs on
-localhost. Sizes accept "64MiB", durations "3s". An unknown key or a bad value raises
-ConfigError naming the key. Lookup order: --config, $MINIJET_CONF, the local cluster's
+localhost. Sizes accept "64MiB", durations "3s". An unknown key, a bad value or one out of
+its range (config_limits.py) raises ConfigError naming the key. Lookup order: --config, $MINIJET_CONF, the local cluster's
 file (./.minijet/minijet.yaml), /etc/minijet/minijet.yaml, then the defaults alone.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from minijet import config_limits
 from minijet.errors import ConfigError
 
 LOCAL_CLUSTER_FILE = Path(".minijet") / "minijet.yaml"
@@ -51,6 +52,15 @@ def parse_size(value: Any) -> int:
     if result < 0:
         raise ValueError("a size cannot be negative")
     return result
+
+
+def format_size(n: int) -> str:
+    """A byte count for people: "512 B", "1.5 KiB", "64 MiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f}".removesuffix(".0") + f" {unit}"
+        n /= 1024
+    raise AssertionError
 
 
 def parse_duration(value: Any) -> float:
@@ -101,6 +111,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "checksum_chunk_size": (Size, 64 * 1024),
         "packet_size": (Size, 1024**2),     # data per packet of the write pipeline
         "client_retries": (int, 3),         # new pipelines tried for one block
+        "client_wait": (Duration, 120.0),   # a nameserver down or in safe mode is waited out this long
         "socket_timeout": (Duration, 60.0),  # data-transfer socket reads/writes
         "short_circuit": (bool, True),      # read a replica on this machine from its file
     },
@@ -121,6 +132,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "heartbeat_interval": (Duration, 3.0),
         "block_report_interval": (Duration, 3600.0),
         "capacity": (Size, 0),             # 0 = the disk's size
+        "reserved": (Size, 0),             # disk space left free for other uses
         "fsync": (bool, True),             # fsync a replica before acknowledging it
     },
     "jobserver": {
@@ -146,6 +158,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
 }
 
+_KINDS = {s: {k: kind.__name__ for k, (kind, _) in keys.items()} for s, keys in SCHEMA.items()}
 _TYPE_NAMES = {Size: "a size", Duration: "a duration", int: "an integer", float: "a number",
                str: "a string", bool: "true or false", dict: "a mapping"}
 
@@ -185,6 +198,7 @@ class Config:
     """Validated settings: `config.get("dfs.block_size")` or `config["dfs"]["block_size"]`."""
 
     def __init__(self, values: dict[str, dict[str, Any]], source: str = "defaults"):
+        config_limits.check(values, _KINDS)
         self._values = values
         self.source = source
 

@@ -10,6 +10,7 @@ class MinijetError(Exception):
     """Base of every error that is reported to the user as one clear line."""
 
     code = grpc.StatusCode.UNKNOWN
+    retryable = False  # raised by a server: the same call may succeed later
 
 
 class InvalidArgument(MinijetError):
@@ -34,6 +35,7 @@ class Unavailable(MinijetError):
     """A daemon cannot be reached, or cannot serve the request right now."""
 
     code = grpc.StatusCode.UNAVAILABLE
+    retryable = True
 
 
 class Unauthenticated(MinijetError):
@@ -50,6 +52,24 @@ class ChecksumError(MinijetError):
     code = grpc.StatusCode.DATA_LOSS
 
 
+class NoSpace(MinijetError):
+    """No dataserver has room for a block."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, AlreadyExists,
                                       FailedPrecondition, Unavailable, Unauthenticated,
-                                      ChecksumError)}
+                                      ChecksumError, NoSpace)}
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls] + [s for c in cls.__subclasses__() for s in _subclasses(c)]
+
+
+def by_name(name: str, code: grpc.StatusCode) -> type[MinijetError]:
+    """The MinijetError class a server named (any loaded subclass), else the one of `code`."""
+    for cls in _subclasses(MinijetError):
+        if cls.__name__ == name:
+            return cls
+    return BY_CODE.get(code, MinijetError)

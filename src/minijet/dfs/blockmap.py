@@ -27,9 +27,14 @@ class DataServer:
     alive: bool = True
     active_transfers: int = 0
     blocks: set[int] = field(default_factory=set)  # replicas it holds (good or corrupt)
+    free: int | None = None     # as last reported; None: unknown
+    # blocks placed on it and not yet received (written or copied), with their sizes: its
+    # report does not count them yet, placement must
+    scheduled: dict[int, int] = field(default_factory=dict)
 
     def node(self) -> placement.Node:
-        return placement.Node(self.host, self.rack, self.used, self.capacity)
+        free = None if self.free is None else max(0, self.free - sum(self.scheduled.values()))
+        return placement.Node(self.host, self.rack, self.used, self.capacity, free)
 
 
 @dataclass(slots=True)
@@ -120,6 +125,7 @@ class BlockMap:
         self._pending: dict[int, dict[str, tuple[float, str]]] = {}
         self._streams: dict[str, int] = {}
         self._deletes: dict[str, set[int]] = {}           # host -> replicas to delete
+        self._scheduled_on: dict[int, set[str]] = {}      # block -> hosts expecting it
 
     # ---- dataservers ----
 
@@ -131,22 +137,42 @@ class BlockMap:
         return s is not None and s.alive
 
     def register(self, host: str, rack: str, data_address: str, capacity: int, used: int,
-                 now: float) -> None:
+                 now: float, free: int | None = None) -> None:
         s = self.servers.get(host)
         if s is None:
             s = self.servers[host] = DataServer(host, rack, data_address)
-        s.rack, s.data_address, s.capacity, s.used = rack, data_address, capacity, used
+        s.rack, s.data_address, s.capacity, s.used, s.free = (rack, data_address, capacity,
+                                                               used, free)
         s.last_heartbeat, s.alive = now, True
 
     def heartbeat(self, host: str, capacity: int, used: int, active_transfers: int,
-                  now: float) -> bool:
+                  now: float, free: int | None = None) -> bool:
         """Record a heartbeat; False when the host must register (unknown, or declared dead)."""
         s = self.servers.get(host)
         if s is None or not s.alive:
             return False
-        s.capacity, s.used, s.active_transfers, s.last_heartbeat = (
-            capacity, used, active_transfers, now)
+        s.capacity, s.used, s.free, s.active_transfers, s.last_heartbeat = (
+            capacity, used, free, active_transfers, now)
         return True
+
+    def _schedule(self, block_id: int, hosts, size: int) -> None:
+        for host in hosts:
+            s = self.servers.get(host)
+            if s is not None:
+                s.scheduled[block_id] = size
+                self._scheduled_on.setdefault(block_id, set()).add(host)
+
+    def _unschedule(self, block_id: int, host: str | None = None) -> None:
+        """`host` (None: every host) no longer expects the block."""
+        on = self._scheduled_on.get(block_id)
+        if not on:
+            return
+        for h in [host] if host is not None else list(on):
+            if h in on:
+                on.discard(h)
+                self.servers[h].scheduled.pop(block_id, None)
+        if not on:
+            del self._scheduled_on[block_id]
 
     def check_dead(self, now: float) -> list[str]:
         """Declare silent dataservers dead and forget their replicas; return their hosts."""
@@ -154,6 +180,8 @@ class BlockMap:
                 if s.alive and now - s.last_heartbeat > self.dead_timeout]
         for s in dead:
             s.alive = False
+            for block_id in list(s.scheduled):
+                self._unschedule(block_id, s.host)
             for block_id in list(s.blocks):
                 self._remove_replica(block_id, s.host)
             self._deletes.pop(s.host, None)
@@ -170,6 +198,7 @@ class BlockMap:
         targets = self._pending.get(block_id)
         if targets is None or target not in targets:
             return
+        self._unschedule(block_id, target)
         _, source = targets.pop(target)
         self._streams[source] -= 1
         if not self._streams[source]:
@@ -184,6 +213,7 @@ class BlockMap:
         b = self.blocks[block_id]
         self.servers[host].blocks.add(block_id)
         self._drop_pending(block_id, host)
+        self._unschedule(block_id, host)
         if host in b.corrupt or host in b.replicas:
             return
         b.replicas.add(host)
@@ -220,6 +250,9 @@ class BlockMap:
 
     def block_received(self, host: str, block_id: int, length: int) -> None:
         """A replica was finalized on `host` (written or replicated)."""
+        s = self.servers[host]
+        if s.free is not None:  # as its next heartbeat will say
+            s.free = max(0, s.free - length)
         if not self._replica_seen(host, block_id, length):
             self._deletes.setdefault(host, set()).add(block_id)  # of no file (any more)
 
@@ -248,14 +281,18 @@ class BlockMap:
 
     # ---- blocks, as the namespace changes ----
 
-    def add_block(self, block_id: int, expected: int) -> None:
-        """A new block of a file under construction."""
+    def add_block(self, block_id: int, expected: int, size: int = 0,
+                  targets: tuple[str, ...] = ()) -> None:
+        """A new block of a file under construction, of up to `size` bytes, being written
+        to `targets`."""
         self.blocks.setdefault(block_id, BlockState(expected))
+        self._schedule(block_id, targets, size)
 
     def complete_block(self, block_id: int, length: int, expected: int) -> None:
         """The block's file was closed (or loaded from the image at start)."""
         b = self.blocks.setdefault(block_id, BlockState(expected))
         b.length, b.expected = length, expected
+        self._unschedule(block_id)  # every pipeline node that stored it has said so
         if not b.complete:
             b.complete = True
             self.total_complete += 1
@@ -266,6 +303,7 @@ class BlockMap:
     def remove_block(self, block_id: int) -> None:
         """No file refers to the block any more: delete all its replicas."""
         b = self.blocks.pop(block_id, None)
+        self._unschedule(block_id)
         if b is None:
             return
         for host in b.replicas | b.corrupt:
@@ -376,6 +414,7 @@ class BlockMap:
         pending = self._pending.setdefault(block_id, {})
         for t in targets:
             pending[t.host] = (now + self.replication_timeout, source)
+        self._schedule(block_id, [t.host for t in targets], b.length)
         self._streams[source] = self._streams.get(source, 0) + len(targets)
         commands.setdefault(source, []).append(
             Replicate(block_id, b.length, tuple(t.host for t in targets)))

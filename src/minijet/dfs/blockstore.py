@@ -10,6 +10,10 @@ short). A replica is finalized by fsyncing both files (when `fsync` is on), rena
 .meta then the data file into current/, and fsyncing current/. On start, tmp/ is emptied
 (an interrupted write is never acknowledged, so its bytes are worthless) and current/ is
 scanned for the block report; a data file without a well-sized .meta is dropped.
+
+Space: a replica is accepted only when there is room for the size its writer announces
+(`free()`: within `capacity` when set, and on the disk beyond `reserved`); that room is set
+aside until the replica is finalized or aborted, so concurrent writes cannot overfill it.
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ from dataclasses import dataclass
 # multiply instructions: several times faster than zlib 1.2's, which capped DFS throughput.
 from isal.isal_zlib import crc32
 
-from minijet.errors import AlreadyExists, ChecksumError, NotFound
+from minijet.config import format_size
+from minijet.errors import AlreadyExists, ChecksumError, NoSpace, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +124,11 @@ class Replica:
 class ReplicaWriter:
     """A replica being written in tmp/: append data with its CRCs, then finalize or abort."""
 
-    def __init__(self, store: "BlockStore", block_id: int, chunk_size: int):
+    def __init__(self, store: "BlockStore", block_id: int, chunk_size: int, size: int):
         self.store = store
         self.block_id = block_id
         self.chunk_size = chunk_size
+        self.size = size        # room set aside for it
         self.length = 0
         self._synced = 0
         self._data_path = os.path.join(store.tmp_dir, _block_name(block_id))
@@ -145,6 +151,8 @@ class ReplicaWriter:
         """Append `data` (whole chunks, except the block's last) and its CRCs."""
         if self.length % self.chunk_size and len(data):
             raise ValueError(f"block {self.block_id}: data after a partial chunk")
+        if self.length + len(data) > self.size:  # beyond what its writer announced
+            self.store.set_aside(self, self.length + len(data))
         _write_all(self._data, data)
         _write_all(self._meta, crcs)
         self.length += len(data)
@@ -163,18 +171,24 @@ class ReplicaWriter:
         self._close()
         name = _block_name(self.block_id)
         with store._lock:
-            if self.block_id in store._replicas:
-                self.abort()
-                raise AlreadyExists(f"block {self.block_id} already has a finalized replica here")
-            os.rename(self._meta_path, os.path.join(store.current_dir, name + ".meta"))
-            os.rename(self._data_path, os.path.join(store.current_dir, name))
-            store._replicas[self.block_id] = self.length
+            duplicate = self.block_id in store._replicas
+            if not duplicate:
+                os.rename(self._meta_path, os.path.join(store.current_dir, name + ".meta"))
+                os.rename(self._data_path, os.path.join(store.current_dir, name))
+                store._replicas[self.block_id] = self.length
+                store._writing.pop(self.block_id, None)
+        if duplicate:
+            self.abort()
+            raise AlreadyExists(f"block {self.block_id} already has a finalized replica here")
         if store.fsync:
             _fsync_dir(store.current_dir)
         return Replica(self.block_id, self.length)
 
     def abort(self) -> None:
         self._close()
+        with self.store._lock:
+            if self.store._writing.get(self.block_id) is self:
+                del self.store._writing[self.block_id]
         for path in (self._data_path, self._meta_path):
             try:
                 os.unlink(path)
@@ -242,14 +256,16 @@ class ReplicaReader:
 
 
 class BlockStore:
-    def __init__(self, root: str, fsync: bool = True, capacity: int = 0):
+    def __init__(self, root: str, fsync: bool = True, capacity: int = 0, reserved: int = 0):
         self.root = os.path.abspath(root)
         self.fsync = fsync
         self._capacity = capacity
+        self._reserved = reserved
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.current_dir = os.path.join(self.root, "current")
         self._lock = threading.Lock()
         self._replicas: dict[int, int] = {}
+        self._writing: dict[int, ReplicaWriter] = {}  # replicas being written, by block id
         if os.path.isdir(self.tmp_dir):
             shutil.rmtree(self.tmp_dir)
         os.makedirs(self.tmp_dir)
@@ -305,10 +321,28 @@ class BlockStore:
         with self._lock:
             return block_id in self._replicas
 
-    def create(self, block_id: int, chunk_size: int) -> ReplicaWriter:
+    def create(self, block_id: int, chunk_size: int, size: int = 0) -> ReplicaWriter:
+        """A writer of a new replica of (up to) `size` bytes; NoSpace without room for it."""
         if self.has(block_id):
             raise AlreadyExists(f"block {block_id} already has a finalized replica here")
-        return ReplicaWriter(self, block_id, chunk_size)
+        writer = ReplicaWriter(self, block_id, chunk_size, 0)
+        try:
+            self.set_aside(writer, size)
+        except NoSpace:
+            writer.abort()
+            raise
+        return writer
+
+    def set_aside(self, writer: ReplicaWriter, size: int) -> None:
+        """Set `size` bytes aside for `writer`'s replica, or raise NoSpace."""
+        with self._lock:
+            room = self._free_locked() + (writer.size - writer.length
+                                          if self._writing.get(writer.block_id) is writer else 0)
+            if size - writer.length > room:
+                raise NoSpace(f"no room for block {writer.block_id} ({format_size(size)}): "
+                              f"{format_size(max(0, room))} free in {self.root}")
+            writer.size = size
+            self._writing[writer.block_id] = writer
 
     def open(self, block_id: int) -> ReplicaReader:
         return ReplicaReader(self, block_id)
@@ -326,11 +360,29 @@ class BlockStore:
         return True
 
     def used(self) -> int:
+        """Bytes of replicas, finalized or being written."""
         with self._lock:
-            return sum(self._replicas.values())
+            return sum(self._replicas.values()) + sum(w.length for w in self._writing.values())
 
     def capacity(self) -> int:
-        return self._capacity or shutil.disk_usage(self.root).total
+        """What this store may hold: `capacity` when set, else the disk less `reserved`."""
+        return self._capacity or max(0, shutil.disk_usage(self.root).total - self._reserved)
+
+    def free(self) -> int:
+        """Room for new replicas, beyond the room set aside for those being written."""
+        with self._lock:
+            return max(0, self._free_locked())
+
+    def _free_locked(self) -> int:
+        # what writers were promised but have not written yet is not free, though the disk
+        # does not know it yet
+        promised = sum(max(0, w.size - w.length) for w in self._writing.values())
+        disk = shutil.disk_usage(self.root).free - self._reserved - promised
+        if not self._capacity:
+            return disk
+        held = sum(self._replicas.values()) + sum(max(w.size, w.length)
+                                                  for w in self._writing.values())
+        return min(disk, self._capacity - held)
 
 
 def _write_all(fd: int, data) -> None:

@@ -24,8 +24,8 @@ import uuid
 from dataclasses import dataclass
 
 from minijet import config as configmod
-from minijet import rpc
-from minijet.dfs import blockstore, transfer_client
+from minijet import config_limits, rpc
+from minijet.dfs import blockstore, paths, transfer_client
 from minijet.dfs.namespace import FileStatus
 from minijet.dfs.transfer_wire import packet_size_for
 from minijet.errors import ChecksumError, InvalidArgument, MinijetError, NotFound, Unavailable
@@ -58,8 +58,9 @@ class DfsClient:
         self.remote_dataservers: set[str] = set()
 
     def _call(self, method: str, request, *, idempotent: bool):
+        # a nameserver restarting or in safe mode is waited out for up to dfs.client_wait
         return rpc.call(self.config, getattr(self._ns, method), request, idempotent=idempotent,
-                        address=self._address)
+                        address=self._address, wait=self.config["dfs"]["client_wait"])
 
     # ---- files ----
 
@@ -68,7 +69,15 @@ class DfsClient:
 
     def create(self, path: str, replication: int | None = None, block_size: int | None = None,
                overwrite: bool = False) -> "DfsWriter":
-        return DfsWriter(self, path, replication, block_size, overwrite)
+        if block_size:
+            self.check_block_size(block_size)
+        return DfsWriter(self, paths.check_text(path), replication, block_size, overwrite)
+
+    def check_block_size(self, block_size: int) -> None:
+        refusal = config_limits.block_size_refusal(
+            block_size, self.config["dfs"]["checksum_chunk_size"])
+        if refusal:
+            raise InvalidArgument(f"block size {refusal}")
 
     def put(self, local_path: str, dfs_path: str, replication: int | None = None,
             block_size: int | None = None, overwrite: bool = False) -> None:
@@ -116,16 +125,18 @@ class DfsClient:
     # ---- namespace ----
 
     def mkdir(self, path: str, parents: bool = False) -> None:
-        self._call("Mkdirs", dfs_pb2.MkdirsRequest(path=path, parents=parents),
+        self._call("Mkdirs", dfs_pb2.MkdirsRequest(path=paths.check_text(path), parents=parents),
                    idempotent=parents)
 
     def list(self, path: str) -> list[FileStatus]:
-        reply = self._call("List", dfs_pb2.PathRequest(path=path), idempotent=True)
+        reply = self._call("List", dfs_pb2.PathRequest(path=paths.check_text(path)),
+                           idempotent=True)
         return [_file_status(s) for s in reply.entries]
 
     def stat(self, path: str) -> FileStatus:
         return _file_status(
-            self._call("GetFileInfo", dfs_pb2.PathRequest(path=path), idempotent=True))
+            self._call("GetFileInfo", dfs_pb2.PathRequest(path=paths.check_text(path)),
+                       idempotent=True))
 
     def exists(self, path: str) -> bool:
         try:
@@ -135,11 +146,15 @@ class DfsClient:
             return False
 
     def delete(self, path: str, recursive: bool = False) -> bool:
-        return self._call("Delete", dfs_pb2.DeleteRequest(path=path, recursive=recursive),
-                          idempotent=False).deleted
+        # idempotent in effect: a retry after a lost reply finds nothing (deleted=False)
+        return self._call("Delete", dfs_pb2.DeleteRequest(path=paths.check_text(path),
+                                                          recursive=recursive),
+                          idempotent=True).deleted
 
     def rename(self, src: str, dst: str) -> None:
-        self._call("Rename", dfs_pb2.RenameRequest(src=src, dst=dst), idempotent=False)
+        self._call("Rename", dfs_pb2.RenameRequest(src=paths.check_text(src),
+                                                   dst=paths.check_text(dst)),
+                   idempotent=False)
 
     def block_locations(self, path: str, offset: int = 0,
                         length: int | None = None) -> list[BlockLocation]:
@@ -149,12 +164,14 @@ class DfsClient:
 
     def _locations(self, path: str, offset: int = 0, length: int = 0):
         return self._call("GetBlockLocations", dfs_pb2.GetBlockLocationsRequest(
-            path=path, offset=offset, length=length, client_host=self.host), idempotent=True)
+            path=paths.check_text(path), offset=offset, length=length, client_host=self.host),
+            idempotent=True)
 
     # ---- administration ----
 
     def fsck(self, path: str = "/") -> dfs_pb2.FsckResponse:
-        return self._call("Fsck", dfs_pb2.PathRequest(path=path), idempotent=True)
+        return self._call("Fsck", dfs_pb2.PathRequest(path=paths.check_text(path)),
+                          idempotent=True)
 
     def report(self) -> dfs_pb2.ReportResponse:
         return self._call("Report", dfs_pb2.Empty(), idempotent=True)
@@ -227,7 +244,7 @@ class DfsWriter:
         reply = client._call("Create", dfs_pb2.CreateRequest(
             path=path, replication=replication or 0, block_size=block_size or 0,
             overwrite=overwrite, client_id=client.client_id, client_host=client.host),
-            idempotent=False)
+            idempotent=True)  # the nameserver lets a writer re-create the file it holds
         self.block_size = reply.block_size
         self.replication = reply.replication
         self.chunk_size = dfs["checksum_chunk_size"]
@@ -349,7 +366,7 @@ class DfsWriter:
             try:
                 self._pipeline = transfer_client.BlockWriter(
                     targets, self._block.block.block_id, self.chunk_size, self._timeout,
-                    self._token)
+                    self._token, self.block_size)
                 for data, crcs in self._packets:
                     self._pipeline.write_packet(data, crcs)
                 return

@@ -31,7 +31,8 @@ class DataServer:
         self.rack = config.rack_of(self.host)
         ds = config["dataserver"]
         try:
-            self.store = BlockStore(ds["dir"], fsync=ds["fsync"], capacity=ds["capacity"])
+            self.store = BlockStore(ds["dir"], fsync=ds["fsync"], capacity=ds["capacity"],
+                                    reserved=ds["reserved"])
         except OSError as e:
             raise MinijetError(f"cannot use dataserver.dir {ds['dir']}: "
                                f"{e.strerror or e}") from None
@@ -78,7 +79,8 @@ class DataServer:
 
     def _register(self) -> None:
         self._call(self._ns.RegisterDataServer, dfs_pb2.RegisterRequest(
-            node=self.node, capacity=self.store.capacity(), used=self.store.used()))
+            node=self.node, capacity=self.store.capacity(), used=self.store.used(),
+            free=self.store.free()))
         self._block_report()
         self._registered = True
         log.info("registered with the nameserver at %s as %s", self._ns_address, self.host)
@@ -112,7 +114,7 @@ class DataServer:
                 reply = self._call(self._ns.DataServerHeartbeat,
                                    dfs_pb2.DataServerHeartbeatRequest(
                                        host=self.host, capacity=self.store.capacity(),
-                                       used=self.store.used(),
+                                       used=self.store.used(), free=self.store.free(),
                                        active_transfers=self.server.active_transfers
                                        + self._replications))
                 if warned:
@@ -185,7 +187,8 @@ def copy_replica(store: BlockStore, block_id: int, targets: list[str], packet_si
                  timeout: float, token: str = "") -> None:
     """Send a local replica down a write pipeline to `targets`, checking its CRCs as it goes."""
     with store.open(block_id) as replica:
-        writer = BlockWriter(targets, block_id, replica.chunk_size, timeout, token)
+        writer = BlockWriter(targets, block_id, replica.chunk_size, timeout, token,
+                             replica.length)
         try:
             step = packet_size_for(packet_size, replica.chunk_size)
             for pos in range(0, replica.length, step):

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Callable
 
 from minijet import daemon, rpc
-from minijet.config import Config
+from minijet.config import Config, format_size
 from minijet.dfs import blockmap, journal, paths, placement
 from minijet.dfs.namespace import Block, Edit, FileStatus, Namespace, OpenFile
-from minijet.errors import FailedPrecondition, InvalidArgument, Unavailable
+from minijet.errors import FailedPrecondition, InvalidArgument, NoSpace, Unavailable
 from minijet.proto import dfs_pb2 as pb
 from minijet.proto import dfs_pb2_grpc
 
@@ -69,6 +69,9 @@ class NameServer:
             rng=self.rng)
         for block, replication in self.ns.all_blocks():
             self.blocks.complete_block(block.block_id, block.length, replication)
+        for f in self.ns.open_files.values():  # their replicas are no orphans
+            for block in f.blocks:
+                self.blocks.add_block(block.block_id, f.replication)
         with self._lock:
             txid = self._commit(self.ns.start_epoch())
         self._sync(txid)
@@ -188,7 +191,10 @@ class NameServer:
     def _check_writable(self) -> None:
         on, reason = self.blocks.safemode_status(self.ticks())
         if on:
-            raise FailedPrecondition(f"nameserver is in safe mode: {reason}")
+            # safe mode after a start passes by itself: clients wait it out (Unavailable is
+            # retried); an operator's lasts until the operator ends it
+            error = FailedPrecondition if self.blocks.safemode.manual else Unavailable
+            raise error(f"nameserver is in safe mode: {reason}")
 
     def _rack_of(self, host: str) -> str:
         server = self.blocks.servers.get(host)
@@ -202,11 +208,18 @@ class NameServer:
         live = [s.node() for s in self.blocks.live_servers()]
         targets = placement.choose_targets(f.replication, live, writer_host=f.client_host,
                                            excluded=excluded, size=f.block_size, rng=self.rng)
-        if not targets:
-            raise Unavailable(f"cannot place a block of {f.path}: no live dataserver with "
-                              f"{f.block_size} bytes free ({len(live)} live, excluded "
-                              f"{sorted(excluded) or 'none'})")
-        return [t.host for t in targets]
+        if targets:
+            return [t.host for t in targets]
+        if not live:  # none registered yet (after a restart): worth waiting for
+            raise Unavailable(f"cannot place a block of {f.path}: no live dataserver")
+        candidates = [n for n in live if n.host not in excluded]
+        if not candidates:  # the same request cannot succeed later: not Unavailable
+            raise FailedPrecondition(f"cannot place a block of {f.path}: every live dataserver "
+                                     f"failed this writer (excluded {sorted(excluded)})")
+        free = ", ".join(f"{n.host} {format_size(n.free or 0)}"
+                         for n in sorted(candidates, key=lambda n: n.host))
+        raise NoSpace(f"cannot write {f.path}: no dataserver has room for a "
+                      f"{format_size(f.block_size)} block (free: {free})")
 
     # ---- client protocol (called by NameServerService) ----
 
@@ -245,13 +258,16 @@ class NameServer:
         with self._lock:
             self._check_writable()
             f = self.ns.open_files.get(path)
-            block, targets, new = self.ns.add_block(
+            block, targets, edit = self.ns.add_block(
                 path, client_id, previous, self.clock(),
                 lambda of: self._place(of, excluded))
+            new = edit.record is not None
             if new:
-                self.blocks.add_block(block.block_id, f.replication)
+                self.blocks.add_block(block.block_id, f.replication, f.block_size, targets)
+            txid = self._commit(edit)
             offset = sum(b.length for b in f.blocks[:-1])
             locations = [self._node_info(h) for h in targets if h in self.blocks.servers]
+        self._sync(txid)
         log.info("add block %s to %s at offset %s: pipeline %s%s", block.block_id, path, offset,
                  ",".join(targets), "" if new else " (retried call)")
         return pb.LocatedBlock(block=pb.Block(block_id=block.block_id), offset=offset,
@@ -259,10 +275,7 @@ class NameServer:
 
     def abandon_block(self, path: str, client_id: str, block_id: int) -> None:
         path = paths.normalize(path)
-        with self._lock:
-            self._check_writable()
-            edit = self.ns.abandon_block(path, client_id, block_id, self.clock())
-            self._commit(edit)
+        self._edit(lambda: self.ns.abandon_block(path, client_id, block_id, self.clock()))
         log.info("abandon block %s of %s", block_id, path)
 
     def complete(self, path: str, client_id: str, last: Block | None) -> None:
@@ -368,13 +381,13 @@ class NameServer:
             return [pb.DataServerReport(node=self._node_info(s.host), capacity=s.capacity,
                                         used=s.used, blocks=len(s.blocks),
                                         last_heartbeat=s.last_heartbeat + ticks_to_epoch,
-                                        alive=s.alive)
+                                        alive=s.alive, free=s.node().free)
                     for s in servers]
 
     # ---- dataserver protocol (called by NameServerService) ----
 
     def register_dataserver(self, host: str, rack: str, data_address: str, capacity: int,
-                            used: int) -> None:
+                            used: int, free: int | None = None) -> None:
         if not host or not data_address:
             raise InvalidArgument("a dataserver registers with a host and a data address")
         rack = rack or self.config.rack_of(host)
@@ -385,16 +398,17 @@ class NameServer:
                 # configured with one node.host
                 log.warning("dataserver %s registers at %s while alive at %s: restarted?",
                             host, data_address, known.data_address)
-            self.blocks.register(host, rack, data_address, capacity, used, self.ticks())
+            self.blocks.register(host, rack, data_address, capacity, used, self.ticks(), free)
             self._outbox[host] = []
-        log.info("dataserver %s registered: rack %s, data address %s, capacity %s, used %s",
-                 host, rack, data_address, capacity, used)
+        log.info("dataserver %s registered: rack %s, data address %s, capacity %s, used %s, "
+                 "free %s", host, rack, data_address, capacity, used, free)
 
-    def dataserver_heartbeat(self, host: str, capacity: int, used: int,
-                             active_transfers: int) -> list[pb.DataServerCommand]:
+    def dataserver_heartbeat(self, host: str, capacity: int, used: int, active_transfers: int,
+                             free: int | None = None) -> list[pb.DataServerCommand]:
         """The commands queued for `host` (to register again if it is unknown or dead)."""
         with self._lock:
-            known = self.blocks.heartbeat(host, capacity, used, active_transfers, self.ticks())
+            known = self.blocks.heartbeat(host, capacity, used, active_transfers, self.ticks(),
+                                          free)
             commands = (self._outbox.pop(host, []) if known else
                         [pb.DataServerCommand(reregister=pb.Empty())])
         if not known:
@@ -468,6 +482,10 @@ class NameServer:
 def file_status_proto(st: FileStatus) -> pb.FileStatus:
     return pb.FileStatus(path=st.path, is_dir=st.is_dir, length=st.length,
                          replication=st.replication, block_size=st.block_size, mtime=st.mtime)
+
+
+def _free(request) -> int | None:
+    return request.free if request.HasField("free") else None
 
 
 def _block_or_none(block: pb.Block) -> Block | None:
@@ -557,13 +575,14 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
     def RegisterDataServer(self, request, context):
         node = request.node
         self._ns.register_dataserver(node.host, node.rack, node.data_address, request.capacity,
-                                     request.used)
+                                     request.used, _free(request))
         return pb.Empty()
 
     @rpc.translate_errors
     def DataServerHeartbeat(self, request, context):
         return pb.DataServerHeartbeatResponse(commands=self._ns.dataserver_heartbeat(
-            request.host, request.capacity, request.used, request.active_transfers))
+            request.host, request.capacity, request.used, request.active_transfers,
+            _free(request)))
 
     @rpc.translate_errors
     def BlockReport(self, request, context):

@@ -3,12 +3,13 @@ under construction.
 
 Every acknowledged change is made by building a journal record (a plain dict) and passing
 it to `apply`, the same code that replays the journal at start-up, so the live state and the
-replayed state cannot diverge. Files under construction are not journalled: until Complete,
-a file is invisible to readers and may be lost in a crash (its blocks are then orphans,
-deleted on their dataservers after the next block report).
+replayed state cannot diverge. Files under construction are journalled too (open,
+add_block, abandon_block, abandon_file), so that a writer survives a nameserver restart: its
+next call finds its file and blocks as they were. Until Complete a file is invisible to
+readers.
 
-Block ids are (epoch << 40) | counter; the epoch is journalled once per start, so ids handed
-out for unjournalled files before a crash are never handed out again.
+Block ids are (epoch << 40) | counter; the epoch is journalled once per start, so ids are
+never handed out twice, whatever a crash lost.
 """
 from __future__ import annotations
 
@@ -175,11 +176,7 @@ class Namespace:
             return Edit()
         if isinstance(node, Dir) and node.children and not recursive:
             raise FailedPrecondition(f"directory {path} is not empty (delete it recursively)")
-        edit = self._do({"op": "delete", "path": path, "mtime": now})
-        # writers below a deleted directory lose their files (as HDFS does)
-        for open_path in [p for p in self.open_files if paths.is_within(p, path)]:
-            edit.removed_blocks += [b.block_id for b in self.open_files.pop(open_path).blocks]
-        return edit
+        return self._do({"op": "delete", "path": path, "mtime": now})
 
     def rename(self, src: str, dst: str, now: float) -> Edit:
         if src == paths.ROOT or dst == paths.ROOT:
@@ -194,13 +191,7 @@ class Namespace:
             raise NotFound(f"cannot rename {src} to {dst}: no such directory {paths.parent(dst)}")
         if not isinstance(parent, Dir):
             raise FailedPrecondition(f"cannot rename {src} to {dst}: {paths.parent(dst)} is a file")
-        edit = self._do({"op": "rename", "src": src, "dst": dst, "mtime": now})
-        # files being written below a renamed directory move with it
-        for open_path in [p for p in self.open_files if paths.is_within(p, src)]:
-            moved = self.open_files.pop(open_path)
-            moved.path = dst + open_path[len(src):]
-            self.open_files[moved.path] = moved
-        return edit
+        return self._do({"op": "rename", "src": src, "dst": dst, "mtime": now})
 
     # ---- files under construction ----
 
@@ -224,18 +215,12 @@ class Namespace:
         current = self.open_files.get(path)
         if current is not None and current.client_id != client_id and not overwrite:
             raise AlreadyExists(f"file {path} is being written by another client")
-        missing_parent = self._check_ancestors(path, create_missing=True)
-        edit = Edit()
-        if current is not None:
-            # the same writer retrying, or an overwrite: the older attempt is dropped
-            edit.removed_blocks += self.abandon_file(path).removed_blocks
-        if missing_parent:
-            edit.record = {"op": "mkdirs", "path": paths.parent(path), "mtime": now}
-            self.apply(edit.record)
-        open_file = OpenFile(path, client_id, client_host, replication, block_size, overwrite,
-                             last_active=now)
-        self.open_files[path] = open_file
-        return open_file, edit
+        self._check_ancestors(path, create_missing=True)
+        # the same writer retrying, or an overwrite: the older attempt is dropped
+        edit = self._do({"op": "open", "path": path, "client": client_id, "host": client_host,
+                         "replication": replication, "block_size": block_size,
+                         "overwrite": overwrite, "mtime": now})
+        return self.open_files[path], edit
 
     def _open_file(self, path: str, client_id: str) -> OpenFile:
         f = self.open_files.get(path)
@@ -246,28 +231,26 @@ class Namespace:
         return f
 
     def add_block(self, path: str, client_id: str, previous: Block | None, now: float,
-                  place: Callable[[OpenFile], list[str]]) -> tuple[Block, list[str], bool]:
+                  place: Callable[[OpenFile], list[str]]) -> tuple[Block, list[str], Edit]:
         """Finish `previous` (its final length) and allocate the next block, whose pipeline
-        `place(open_file)` chooses. Returns (block, targets, is_new); a retried call (same
-        previous, reply lost) gets the same block back with is_new False."""
+        `place(open_file)` chooses. Returns (block, targets, edit); a retried call (same
+        previous, reply lost) gets the same block back with an edit of no record."""
         f = self._open_file(path, client_id)
         f.last_active = now
         prev_id = previous.block_id if previous else 0
         before_last = f.blocks[-2].block_id if len(f.blocks) >= 2 else 0
         if f.blocks and prev_id == before_last:
             last = f.blocks[-1]
-            return last, f.targets[last.block_id], False
+            return last, f.targets[last.block_id], Edit()
         expected = f.blocks[-1].block_id if f.blocks else 0
         if prev_id != expected:
             raise InvalidArgument(f"add block to {path}: previous block {prev_id} is not the "
                                   f"file's last block {expected}")
-        if f.blocks:
-            f.blocks[-1].length = previous.length
         targets = place(f)
-        block = Block(self._new_block_id(), 0)
-        f.blocks.append(block)
-        f.targets[block.block_id] = targets
-        return block, targets, True
+        edit = self._do({"op": "add_block", "path": path, "block_id": self._new_block_id(),
+                         "previous_length": previous.length if f.blocks else 0,
+                         "targets": targets, "mtime": now})
+        return f.blocks[-1], targets, edit
 
     def abandon_block(self, path: str, client_id: str, block_id: int, now: float) -> Edit:
         f = self._open_file(path, client_id)
@@ -277,14 +260,11 @@ class Namespace:
         if f.blocks[-1].block_id != block_id:
             raise InvalidArgument(f"abandon block {block_id} of {path}: only the file's last "
                                   "block can be abandoned")
-        f.blocks.pop()
-        f.targets.pop(block_id, None)
-        return Edit(removed_blocks=[block_id])
+        return self._do({"op": "abandon_block", "path": path, "mtime": now})
 
     def abandon_file(self, path: str) -> Edit:
         """Drop a file under construction (its writer went away)."""
-        f = self.open_files.pop(path)
-        return Edit(removed_blocks=[b.block_id for b in f.blocks])
+        return self._do({"op": "abandon_file", "path": path})
 
     def expire_leases(self, now: float, timeout: float) -> list[tuple[str, Edit]]:
         """Drop files whose writer has been silent for `timeout` (crashed or gone)."""
@@ -358,6 +338,7 @@ class Namespace:
             return []
         if op == "complete":
             path = record["path"]
+            self.open_files.pop(path, None)
             parent = self._make_dirs(paths.parent(path), record["mtime"])
             old = parent.children.get(paths.name(path))
             parent.children[paths.name(path)] = File(
@@ -366,22 +347,64 @@ class Namespace:
             parent.mtime = record["mtime"]
             return [b.block_id for b in old.blocks] if isinstance(old, File) else []
         if op == "delete":
-            parent = self._get(paths.parent(record["path"]))
-            old = parent.children.pop(paths.name(record["path"]))
+            path = record["path"]
+            parent = self._get(paths.parent(path))
+            old = parent.children.pop(paths.name(path))
             parent.mtime = record["mtime"]
-            return _blocks_below(old)
+            # writers below a deleted directory lose their files (as HDFS does)
+            return _blocks_below(old) + [
+                b.block_id for p in [p for p in self.open_files if paths.is_within(p, path)]
+                for b in self.open_files.pop(p).blocks]
         if op == "rename":
-            src_parent = self._get(paths.parent(record["src"]))
-            node = src_parent.children.pop(paths.name(record["src"]))
-            dst_parent = self._get(paths.parent(record["dst"]))
-            dst_parent.children[paths.name(record["dst"])] = node
+            src, dst = record["src"], record["dst"]
+            src_parent = self._get(paths.parent(src))
+            node = src_parent.children.pop(paths.name(src))
+            dst_parent = self._get(paths.parent(dst))
+            dst_parent.children[paths.name(dst)] = node
             src_parent.mtime = dst_parent.mtime = record["mtime"]
+            # files being written below a renamed directory move with it
+            for open_path in [p for p in self.open_files if paths.is_within(p, src)]:
+                moved = self.open_files.pop(open_path)
+                moved.path = dst + open_path[len(src):]
+                self.open_files[moved.path] = moved
             return []
+        if op in _OPEN_FILE_OPS:
+            return _OPEN_FILE_OPS[op](self, record)
         if op == "epoch":
             self.epoch = record["epoch"]
             self._next_block = 1
             return []
         raise ValueError(f"unknown journal record {op!r}")
+
+    # ---- files under construction, by journal record ----
+
+    def _apply_open(self, record: dict) -> list[int]:
+        path = record["path"]
+        self._make_dirs(paths.parent(path), record["mtime"])
+        old = self.open_files.pop(path, None)
+        self.open_files[path] = OpenFile(path, record["client"], record["host"],
+                                         record["replication"], record["block_size"],
+                                         record["overwrite"], last_active=record["mtime"])
+        return [b.block_id for b in old.blocks] if old else []
+
+    def _apply_add_block(self, record: dict) -> list[int]:
+        f = self.open_files[record["path"]]
+        if f.blocks:
+            f.blocks[-1].length = record["previous_length"]
+        f.blocks.append(Block(record["block_id"], 0))
+        f.targets[record["block_id"]] = list(record["targets"])
+        f.last_active = record["mtime"]
+        return []
+
+    def _apply_abandon_block(self, record: dict) -> list[int]:
+        f = self.open_files[record["path"]]
+        block = f.blocks.pop()
+        f.targets.pop(block.block_id, None)
+        f.last_active = record["mtime"]
+        return [block.block_id]
+
+    def _apply_abandon_file(self, record: dict) -> list[int]:
+        return [b.block_id for b in self.open_files.pop(record["path"]).blocks]
 
     # ---- checkpoint image ----
 
@@ -399,7 +422,11 @@ class Namespace:
                 entries.append(["d", path, node.mtime])
                 stack += [(paths.join(path, n), c)
                           for n, c in sorted(node.children.items(), reverse=True)]
-        return {"epoch": self.epoch, "entries": entries}
+        open_files = [[f.path, f.client_id, f.client_host, f.replication, f.block_size,
+                       f.overwrite, f.last_active, [[b.block_id, b.length] for b in f.blocks],
+                       [f.targets.get(b.block_id, []) for b in f.blocks]]
+                      for f in self.open_files.values()]
+        return {"epoch": self.epoch, "entries": entries, "open_files": open_files}
 
     @classmethod
     def from_image(cls, image: dict) -> "Namespace":
@@ -418,6 +445,12 @@ class Namespace:
             dirs[paths.parent(path)].children[paths.name(path)] = node
             if isinstance(node, Dir):
                 dirs[path] = node
+        for path, client, host, replication, block_size, overwrite, active, blocks, targets \
+                in image.get("open_files", ()):
+            f = OpenFile(path, client, host, replication, block_size, overwrite,
+                         [Block(i, n) for i, n in blocks], last_active=active)
+            f.targets = {i: t for (i, _), t in zip(blocks, targets)}
+            ns.open_files[path] = f
         return ns
 
     def all_blocks(self) -> Iterator[tuple[Block, int]]:
@@ -425,6 +458,11 @@ class Namespace:
         for _, f in self.walk_files():
             for b in f.blocks:
                 yield b, f.replication
+
+
+_OPEN_FILE_OPS = {"open": Namespace._apply_open, "add_block": Namespace._apply_add_block,
+                  "abandon_block": Namespace._apply_abandon_block,
+                  "abandon_file": Namespace._apply_abandon_file}
 
 
 def _blocks_below(node: Dir | File) -> list[int]:

@@ -1,7 +1,8 @@
 """DFS path rules: absolute, "/"-separated, normalised ("/a//b/" -> "/a/b").
 
 Refused with InvalidArgument naming the path: relative paths, "." and ".." components,
-NUL, components longer than MAX_COMPONENT bytes, paths longer than MAX_PATH bytes.
+NUL, components longer than MAX_COMPONENT bytes, paths longer than MAX_PATH bytes; and, by
+the client before it sends one, paths that are not valid UTF-8 (`check_text`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ def normalize(path: str) -> str:
                 f"invalid path {path!r}: component {part[:32]!r}... is longer than "
                 f"{MAX_COMPONENT} bytes")
     return "/" + "/".join(parts)
+
+
+def check_text(path: str) -> str:
+    """`path` if it can be sent: a command-line argument holding bytes that are not UTF-8
+    arrives with surrogate escapes, which no request can carry."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"invalid path {path!r}: not valid UTF-8 (DFS paths are "
+                              "text)") from None
+    return path
 
 
 def components(path: str) -> list[str]:

@@ -5,8 +5,9 @@ task reading its own output is then node-local); each further replica goes to th
 holding the fewest replicas so far (so with more than one rack, a block is never on one rack
 only), and within the candidates to the less used of two picked at random (the "power of two
 choices": balances load without every writer piling onto the one emptiest node). Never two
-replicas on one host; dead, excluded and full hosts are skipped; the count is capped by the
-hosts available.
+replicas on one host; dead, excluded and full hosts (less free room than the block's size,
+the blocks being written to them counted) are skipped; the count is capped by the hosts
+available.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class Node:
     rack: str
     used: int = 0
     capacity: int = 0
+    free: int | None = None  # room for new replicas; None: unknown (not checked)
 
     @property
     def load(self) -> float:
@@ -39,7 +41,7 @@ def choose_targets(count: int, live: Sequence[Node], *, writer_host: str = "",
     by_rack: dict[str, list[Node]] = {}
     chosen: list[Node] = []
     for n in live:  # the one pass over every node: kept tight
-        if n.host in taken or (n.capacity and n.capacity - n.used < size):
+        if n.host in taken or (n.free is not None and n.free < size):
             continue
         if n.host == writer_host and not existing and count > 0:
             chosen.append(n)  # the writer's own host goes first

@@ -87,12 +87,7 @@ def main() -> None:
 
 # ---- formatting ----
 
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f}".removesuffix(".0") + f" {unit}"
-        n /= 1024
-    raise AssertionError
+_human = configmod.format_size
 
 
 def _when(t: float) -> str:
@@ -172,6 +167,8 @@ def put(client, local, dfs_path, block_size, replication, force):
         size = configmod.parse_size(block_size) if block_size is not None else None
     except ValueError as e:
         raise InvalidArgument(f"--block-size: {e}") from None
+    if size:
+        client.check_block_size(size)
     if replication is not None and replication < 1:
         raise InvalidArgument("--replication must be at least 1")
     dest = _into_dir(client, dfs_path, os.path.basename(os.path.abspath(local)))
@@ -292,7 +289,8 @@ def fsck(client, path, as_json):
 
 
 @main.command(short_help="List the dataservers.",
-              help="List the dataservers: address, capacity, used, blocks, last heartbeat.")
+              help="List the dataservers: address, capacity, used, free, blocks, last "
+                   "heartbeat.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @with_client
 def report(client, as_json):
@@ -300,7 +298,8 @@ def report(client, as_json):
     if as_json:
         click.echo(json.dumps([
             {"host": d.node.host, "rack": d.node.rack, "data_address": d.node.data_address,
-             "alive": d.alive, "capacity": d.capacity, "used": d.used, "blocks": d.blocks,
+             "alive": d.alive, "capacity": d.capacity, "used": d.used,
+             "free": d.free if d.HasField("free") else None, "blocks": d.blocks,
              "last_heartbeat": d.last_heartbeat} for d in r.dataservers], indent=2))
         return
     nodes = sorted(r.dataservers, key=lambda d: d.node.host)
@@ -308,12 +307,13 @@ def report(client, as_json):
     click.echo(f"Dataservers: {sum(d.alive for d in nodes)} alive, "
                f"{sum(not d.alive for d in nodes)} dead")
     if nodes:
-        _table([("HOST", "RACK", "ADDRESS", "STATE", "CAPACITY", "USED", "BLOCKS",
+        _table([("HOST", "RACK", "ADDRESS", "STATE", "CAPACITY", "USED", "FREE", "BLOCKS",
                  "LAST HEARTBEAT")]
                + [(d.node.host, d.node.rack, d.node.data_address,
                    "alive" if d.alive else "dead", _human(d.capacity), _human(d.used),
+                   _human(d.free) if d.HasField("free") else "-",
                    d.blocks, f"{max(0.0, now - d.last_heartbeat):.1f}s ago")
-                  for d in nodes], right={4, 5, 6})
+                  for d in nodes], right={4, 5, 6, 7})
 
 
 @main.command(short_help="Show, leave or enter safe mode.",

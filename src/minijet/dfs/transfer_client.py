@@ -51,7 +51,7 @@ class BlockWriter(_Connection):
     raise PipelineError with the index of the node to blame."""
 
     def __init__(self, targets: list[str], block_id: int, chunk_size: int, timeout: float,
-                 token: str = ""):
+                 token: str = "", size: int = 0):
         if not targets:
             raise PipelineError(0, f"block {block_id}: no dataserver to write to")
         self.targets = targets
@@ -70,7 +70,8 @@ class BlockWriter(_Connection):
             raise PipelineError(0, f"block {block_id}: cannot connect to dataserver "
                                    f"{targets[0]}: {e}") from None
         try:
-            send_message(self._sock, write_block_op(token, block_id, chunk_size, targets[1:]))
+            send_message(self._sock, write_block_op(token, block_id, chunk_size, targets[1:],
+                                                    size))
             reply = recv_message(self._sock)
         except (OSError, ValueError) as e:
             self._sock.close()

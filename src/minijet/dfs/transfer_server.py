@@ -33,7 +33,8 @@ from minijet.dfs.transfer_wire import (ERROR, ERROR_CHECKSUM, LAST, MAX_PACKET, 
                                        local_socket_name, packet_size_for, recv_ack,
                                        recv_crcs, recv_idle, recv_into_exact, recv_message,
                                        send_ack, send_message, tune, write_block_op)
-from minijet.errors import AlreadyExists, ChecksumError, MinijetError, NotFound, Unavailable
+from minijet.errors import (AlreadyExists, ChecksumError, MinijetError, NoSpace, NotFound,
+                            Unavailable)
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +262,7 @@ class _BlockReceiver:
         self.store = store
         self.block_id = int(op["block_id"])
         self.chunk_size = int(op["chunk_size"])
+        self.size = int(op.get("size", 0))
         self.targets = list(op.get("targets", []))
         self.timeout = config["timeout"]
         self.token = config["token"]
@@ -272,8 +274,8 @@ class _BlockReceiver:
 
     def run(self) -> None:
         try:
-            replica = self.store.create(self.block_id, self.chunk_size)
-        except (AlreadyExists, OSError) as e:
+            replica = self.store.create(self.block_id, self.chunk_size, self.size)
+        except (AlreadyExists, NoSpace, OSError) as e:
             send_message(self.upstream, {"status": "error", "index": 0, "message": str(e)})
             return
         finalized = False
@@ -309,7 +311,8 @@ class _BlockReceiver:
         try:
             self.mirror = connect(target, self.timeout)
             send_message(self.mirror, write_block_op(self.token, self.block_id,
-                                                     self.chunk_size, self.targets[1:]))
+                                                     self.chunk_size, self.targets[1:],
+                                                     self.size))
             reply = recv_message(self.mirror)
         except (OSError, ValueError) as e:
             reply = {"status": "error", "index": 0, "message": f"cannot reach {target}: {e}"}

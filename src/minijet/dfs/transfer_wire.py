@@ -68,10 +68,12 @@ def read_block_op(token: str, block_id: int, offset: int, length: int) -> dict:
             "offset": offset, "length": length}
 
 
-def write_block_op(token: str, block_id: int, chunk_size: int, targets: list[str]) -> dict:
-    """WRITE_BLOCK to the first node of a pipeline, `targets` being the nodes after it."""
+def write_block_op(token: str, block_id: int, chunk_size: int, targets: list[str],
+                   size: int) -> dict:
+    """WRITE_BLOCK to the first node of a pipeline, `targets` being the nodes after it;
+    `size`: the most the block will hold (each node needs that much room)."""
     return {"op": "write_block", "v": PROTOCOL_VERSION, "token": token, "block_id": block_id,
-            "chunk_size": chunk_size, "targets": targets}
+            "chunk_size": chunk_size, "targets": targets, "size": size}
 
 
 def request_fds_op(token: str, block_id: int) -> dict:
