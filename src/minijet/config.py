@@ -126,7 +126,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "jobserver": {
         "address": (str, "localhost:9100"),
         "dir": (str, "./.minijet/jobs"),
-        "max_task_attempts": (int, 4),
+        "max_task_attempts": (int, 4),        # user errors a task may have (minijet.failures)
+        "system_retries": (int, 10),          # system errors a task may have, backing off...
+        "retry_backoff": (Duration, 1.0),     # ...this long after the first, doubled up to 64x
         "taskserver_timeout": (Duration, 30.0),
         "locality_delay": (Duration, 3.0),
         "slow_start": (float, 0.8),        # fraction of producer tasks done before consumers start

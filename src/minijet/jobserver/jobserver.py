@@ -282,8 +282,8 @@ class JobServer:
             request.address,
             [model.AttemptStatus(a.attempt_id, _ATTEMPT_STATES[a.state], a.progress,
                                  [(c.group, c.name, c.value) for c in a.counters],
-                                 a.error, a.traceback) for a in request.attempts],
-            time.time())
+                                 a.error, a.traceback, a.failure) for a in request.attempts],
+            time.time(), jobs=list(request.jobs))
         with self._lock:
             if request.name not in self._live_taskservers:
                 self._live_taskservers.add(request.name)
