@@ -144,6 +144,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "task_timeout": (Duration, 600.0),
         "sort_buffer": (Size, 64 * 1024**2),
         "log_retention": (Duration, 86400.0),  # attempt logs kept this long after cleanup
+        "task_memory": (Size, 0),          # per attempt's process tree; 0 = memory / slots
+        "log_limit": (Size, 8 * 1024**2),  # per attempt log stream: its head and tail kept
     },
 }
 
