@@ -10,11 +10,10 @@ import psutil
 from minijet.client import JetClient
 
 from polling import wait_for
-from test_jobs_e2e import block_size, expected_counts, jetshell, job_id_of, make_text, \
-    put_bytes, read_counts, status
+from test_jobs_e2e import TESTJOBS, block_size, expected_counts, jetshell, job_id_of, \
+    make_text, put_bytes, read_counts, status
 
-JOBS = Path(__file__).parent / "jobs"
-FAULTJOBS = str(JOBS / "faultjobs.py")
+SLOWSTART = str(Path(__file__).parent / "jobs" / "slowstart.py")
 
 
 def taskhosts(lc, count: int) -> list[psutil.Process]:
@@ -33,7 +32,7 @@ def test_a_failed_job_leaves_no_output_and_no_job_files_and_runs_again(fresh_job
     blocks = [make_text(seed=40 + i, size=block - 200) for i in range(24)]
     blocks[9] = b"poison " + blocks[9]
     put_bytes(dfs, "/again/in.txt", b"".join(blocks))
-    command = ("run", str(JOBS / "slowstart.py"), "PoisonLater", "/again/in.txt", "/again/out")
+    command = ("run", SLOWSTART, "PoisonLater", "/again/in.txt", "/again/out")
     for run in range(2):   # the same command runs (and fails the same way) again
         result = jetshell(lc, *command)
         assert result.returncode == 2, result.stdout + result.stderr
@@ -41,8 +40,8 @@ def test_a_failed_job_leaves_no_output_and_no_job_files_and_runs_again(fresh_job
         job_id = job_id_of(result)
         wait_for(lambda: not taskhosts(lc, 3), timeout=30, what="every TaskHost to exit")
         assert not dfs.exists("/again/out"), dfs.list("/again/out")
-        wait_for(lambda: not any((lc.dir / f"task{i}" / "jobs" / job_id).exists()
-                                 for i in (1, 2, 3)),
+        wait_for(lambda job_id=job_id: not any((lc.dir / f"task{i}" / "jobs" / job_id).exists()
+                                               for i in (1, 2, 3)),
                  timeout=10, what="the job's files to be removed from every taskserver")
     dfs.close()
 
@@ -61,7 +60,7 @@ def test_system_errors_limits_and_logs(fresh_job_cluster, tmp_path):
     marker_dir = tmp_path / "markers"
     marker_dir.mkdir()
 
-    result = jetshell(lc, "run", FAULTJOBS, "ClusterDownWordCount", "/faults/in.txt",
+    result = jetshell(lc, "run", TESTJOBS, "ClusterDownWordCount", "/faults/in.txt",
                       "/faults/down", "--marker-dir", str(marker_dir))
     assert result.returncode == 0, result.stdout + result.stderr
     assert read_counts(dfs, "/faults/down") == expected_counts(text)
@@ -74,8 +73,8 @@ def test_system_errors_limits_and_logs(fresh_job_cluster, tmp_path):
 
     taskservers = [lc.pid("taskserver", i) for i in (1, 2)]
     with JetClient(lc.config) as jc:
-        hog = jc.submit(FAULTJOBS, "MemoryHog", ["/faults/in.txt", "/faults/hog"])
-        chatty = jc.submit(FAULTJOBS, "Chatty", ["/faults/in.txt", "/faults/chatty"])
+        hog = jc.submit(TESTJOBS, "MemoryHog", ["/faults/in.txt", "/faults/hog"])
+        chatty = jc.submit(TESTJOBS, "Chatty", ["/faults/in.txt", "/faults/chatty"])
         assert jc.wait_for_completion(hog, timeout=60).state == "failed"
         assert jc.wait_for_completion(chatty, timeout=60).state == "succeeded"
     shown = jetshell(lc, "status", hog)
