@@ -28,12 +28,15 @@ def test_exceptions_are_classed_by_whose_fault_they_are():
 def test_a_log_keeps_its_head_and_tail_within_the_limit(tmp_path):
     log = tmp_path / "stdout"
     log.write_bytes(b"".join(b"line %d\n" % i for i in range(10000)))
+    shown = logcap.excerpt(log, 1000)   # as GetLogs shows it: the file is left as it is
     assert logcap.cap(log, 1000)
+    assert log.read_bytes() == shown
     text = log.read_bytes()
     assert len(text) == 1000
     assert text.startswith(b"line 0\nline 1\n") and text.endswith(b"line 9999\n")
     assert b"cut here: taskserver.log_limit keeps the first 500 bytes" in text
     assert not logcap.cap(log, 1000)   # within the limit: left alone
+    assert logcap.excerpt(log, 2000) == text
     with open(log, "ab") as f:   # the TaskHost goes on appending
         f.write(b"last words\n" * 100)
     assert logcap.cap(log, 1000)

@@ -48,7 +48,7 @@ log = logging.getLogger("minijet.taskserver")
 
 _STATES = {"assigned": job_pb2.ASSIGNED, "running": job_pb2.RUNNING,
            "succeeded": job_pb2.SUCCEEDED, "failed": job_pb2.FAILED, "killed": job_pb2.KILLED}
-LOG_LIMIT = 1024 * 1024  # GetLogs returns at most the last MiB of each stream
+LOG_LIMIT = 1024 * 1024  # GetLogs returns at most a MiB of each stream: its head and tail
 LOG_SWEEP_INTERVAL = 60.0   # seconds between two sweeps of logs past their retention
 
 
@@ -394,7 +394,8 @@ class TaskServer:
         else:
             job_logs = self.layout.job_logs(job_id)
             dirs = sorted(job_logs.iterdir()) if job_logs.is_dir() else []
-        return [(d.name, _tail(d / "stdout"), _tail(d / "stderr")) for d in dirs if d.is_dir()]
+        return [(d.name, _excerpt(d / "stdout"), _excerpt(d / "stderr"))
+                for d in dirs if d.is_dir()]
 
 
 def sweep_logs(logs: Path, horizon: float, keep: set[str]) -> list[str]:
@@ -417,14 +418,8 @@ def sweep_logs(logs: Path, horizon: float, keep: set[str]) -> list[str]:
     return deleted
 
 
-def _tail(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - LOG_LIMIT))
-            return f.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
+def _excerpt(path: Path) -> str:
+    return logcap.excerpt(path, LOG_LIMIT).decode("utf-8", "replace")
 
 
 def _status_proto(s: AttemptSnapshot) -> job_pb2.AttemptStatus:
