@@ -586,7 +586,7 @@ def run_with_faults(seed, each_step=lambda c, step: None, max_task_attempts=6, *
     rng = random.Random(seed)
     names = ["h1", "h2", "h3", "h4"]
     c = Cluster(names=names, max_task_attempts=max_task_attempts, hold_output=True,
-                slow_kills=True, retry_backoff=1.0, random=rng.random, **limits)
+                slow_kills=True, retry_backoff=1.0, rand=rng.random, **limits)
     c.submit(nsplits=30, reducers=4, hosts=lambda i: (names[i % 4], names[(i + 1) % 4]))
     landed = {}   # task -> attempt whose rename landed (a part file exists)
     down = set()
@@ -685,7 +685,7 @@ def test_random_faults_with_tight_limits_end_the_job_cleanly(seed):
 
 def test_system_errors_back_off_and_do_not_use_up_attempts():
     c = Cluster(max_task_attempts=2, system_retries=3, retry_backoff=1.0,
-                random=lambda: 1.0)   # no jitter: whole back-offs
+                rand=lambda: 1.0)   # no jitter: whole back-offs
     c.submit(nsplits=1, reducers=1)
     (first,) = launches(c.beat("h1"))
     tries = [first.attempt_id]
@@ -714,7 +714,7 @@ def test_system_errors_back_off_and_do_not_use_up_attempts():
 
 
 def test_a_node_error_moves_the_task_and_a_user_error_counts():
-    c = Cluster(max_task_attempts=2, retry_backoff=1.0, random=lambda: 0.0)
+    c = Cluster(max_task_attempts=2, retry_backoff=1.0, rand=lambda: 0.0)
     c.submit(nsplits=1, reducers=1, hosts=lambda i: ("h1",))
     c.beat("h2", free=0)
     (first,) = launches(c.beat("h1"))
@@ -736,7 +736,7 @@ def test_a_node_error_moves_the_task_and_a_user_error_counts():
 
 
 def test_a_lost_attempt_is_a_node_error_and_backs_off():
-    c = Cluster(retry_backoff=2.0, random=lambda: 1.0)
+    c = Cluster(retry_backoff=2.0, rand=lambda: 1.0)
     c.submit(nsplits=1, reducers=1)
     (first,) = launches(c.beat("h1"))
     del c.held["h1"][first.attempt_id]   # the taskserver restarted and lost it

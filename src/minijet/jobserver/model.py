@@ -52,7 +52,7 @@ Failures (minijet.failures): a user error (the job's code, a timeout, the memory
 uses up one of a task's `max_task_attempts` and retries at once, on another node where
 possible; a system error (a daemon unreachable, safe mode; `node`: a full disk, a TaskHost
 that could not start, a lost attempt) does not: the task backs off exponentially, with
-jitter from the given `random`, before it is placed again (elsewhere, for a node error);
+jitter from the given `rand`, before it is placed again (elsewhere, for a node error);
 past `system_retries` system errors the job fails saying it was not the job's fault.
 
 Commit: a task's attempt may rename its output into place only with a grant; while the
@@ -75,7 +75,8 @@ then is JobFinished sent, so no attempt of a failed job recreates `<out>/_tempor
 after the removal. While the output drains and is committed or removed (no
 OutputCommitted / OutputCommitFailed yet) the job is shown as running, so a client that
 sees it succeeded can read the output at once. A failed commit fails a succeeded job
-(SUCCEEDED -> FAILED); a failed removal leaves the job as it is. The output phase is not stored: a job of an earlier run is shown as stored.
+(SUCCEEDED -> FAILED); a failed removal leaves the job as it is. The output phase is not
+stored: a job of an earlier run is shown as stored.
 
 Restore: JobRestored rebuilds a job of an earlier run from its stored rows (the inverse of
 Persist's records), so its status has the shape of a live job's. A finished job is listed as
@@ -434,11 +435,11 @@ class JobServerCore:
                  locality_delay: float = 3.0,
                  rack_of: Callable[[str], str] = lambda host: "/default-rack",
                  slow_start: float = 1.0, system_retries: int = 10,
-                 retry_backoff: float = 1.0, random: Callable[[], float] = random.random):
+                 retry_backoff: float = 1.0, rand: Callable[[], float] = random.random):
         self.max_task_attempts = max_task_attempts
         self.system_retries = system_retries
         self.retry_backoff = retry_backoff
-        self._random = random   # jitter of the back-off: given, so tests are repeatable
+        self._rand = rand   # jitter of the back-off, in [0, 1): given, so tests repeat
         self.taskserver_timeout = taskserver_timeout
         self.scheduler = Scheduler(locality_delay, rack_of)
         self.slow_start = slow_start
@@ -872,7 +873,7 @@ class JobServerCore:
         if not task.system_failures:
             return 0.0
         base = self.retry_backoff * 2 ** min(task.system_failures - 1, 6)
-        return base * (0.5 + 0.5 * self._random())
+        return base * (0.5 + 0.5 * self._rand())
 
     def _system_failure(self, a: Attempt, now: float) -> bool:
         """Count a system error of the attempt's task; True if that was one too many and
