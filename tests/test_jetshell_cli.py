@@ -257,13 +257,16 @@ def test_status_text_shows_stages_attempts_and_the_users_traceback():
                             start_time=1000.0, end_time=1001.0),
         job_pb2.AttemptInfo(attempt_id=f"{job}_map_00001_3", task_id=f"{job}_map_00001",
                             taskserver="ts-host2", locality="rack-local", state="failed",
-                            start_time=1000.0, end_time=1002.0,
+                            start_time=1000.0, end_time=1002.0, failure="user",
                             error="ValueError: bad record",
                             traceback="Traceback (most recent call last):\n"
                                       "ValueError: bad record\n")]
     status = status_of("failed", 0.5, 0.0, name="WordCount", user="alice", submit_time=999.0,
                        end_time=1002.0, error="task map_00001 failed 4 times",
-                       output_path="/out", attempts=attempts)
+                       output_path="/out", attempts=attempts,
+                       counters=[job_pb2.Counter(group="job", name=f"{c}_failed_attempts",
+                                                 value=n) for c, n in (("user", 4),
+                                                                       ("system", 2))])
     text = jetshell.status_text(status)
     lines = text.splitlines()
     assert lines[0].split() == ["job", job]
@@ -273,7 +276,8 @@ def test_status_text_shows_stages_attempts_and_the_users_traceback():
     row = next(line for line in lines if line.startswith(f"{job}_map_00001 "))
     assert row.split()[1:4] == ["3", "ts-host2", "rack-local"]
     assert row.split()[6:11] == ["-"] * 5   # no counters: nothing read or written
-    assert row.split()[-4:] == ["failed", "ValueError:", "bad", "record"]
+    assert row.split()[-6:] == ["failed", "(user", "error)", "ValueError:", "bad", "record"]
+    assert "failures   attempts failed by user errors 4, by system errors 2" in text
     assert lines[-2:] == ["Traceback (most recent call last):", "ValueError: bad record"]
     assert "error: task map_00001 failed 4 times" in lines
 

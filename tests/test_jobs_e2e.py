@@ -316,8 +316,8 @@ def test_taskserver_killed_mid_job(fresh_job_cluster):
 
 def test_jobserver_restart_keeps_every_job_it_accepted(fresh_job_cluster):
     """kill -9 the jobserver while a job runs: the restarted one lists the finished job as it
-    was and the interrupted one as failed (its partial output removed, its attempts killed on
-    the taskservers), and runs new jobs."""
+    was and the interrupted one as failed (its partial output removed, its attempts killed and
+    its job files removed on the taskservers), and runs new jobs."""
     import psutil
 
     lc = fresh_job_cluster(dataservers=2, taskservers=2)
@@ -356,6 +356,11 @@ def test_jobserver_restart_keeps_every_job_it_accepted(fresh_job_cluster):
         taskservers = [psutil.Process(lc.pid("taskserver", i)) for i in (1, 2)]
         wait_for(lambda: not any(taskhosts(p) for p in taskservers),
                  timeout=30, what="the interrupted job's TaskHosts to be killed")
+        # the cleanup orders of the old jobserver died with it: the new one sends them when
+        # the taskservers name the jobs they hold files of
+        wait_for(lambda: not any((lc.dir / f"task{i}" / "jobs" / slow).exists()
+                                 for i in (1, 2)),
+                 timeout=10, what="the interrupted job's files to leave the taskservers")
 
         again = jc.submit(WORDCOUNT, "WordCount", ["/restart/in.txt", "/restart/again"])
         assert again not in (done, slow)

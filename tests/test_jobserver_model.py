@@ -22,9 +22,10 @@ class Cluster:
     A job's output is committed as soon as it finishes, unless `hold_output`: then its
     JobFinished waits in `finishing` for `commit_output`."""
 
-    def __init__(self, names=("h1", "h2"), slots=2, hold_output=False, **core_args):
+    def __init__(self, names=("h1", "h2"), slots=2, hold_output=False, slow_kills=False,
+                 **core_args):
         args = dict(max_task_attempts=3, taskserver_timeout=10.0, locality_delay=1.0,
-                    rack_of=lambda h: RACKS.get(h, "/r1"))
+                    rack_of=lambda h: RACKS.get(h, "/r1"), retry_backoff=0.0)
         args.update(core_args)
         self.core = JobServerCore(**args)
         self.slots = slots
@@ -33,11 +34,19 @@ class Cluster:
         self.log = []   # every action, in order
         self.hold_output = hold_output
         self.finishing = {}   # job -> JobFinished whose output is not committed yet
+        self.slow_kills = slow_kills   # a killed attempt runs on until kill_lands()
+        self.killing = set()
 
     def handle(self, event):
         actions = self.core.handle(event)
         self.log += actions
         for a in of(actions, JobFinished):
+            # nothing of the job may still run where it could write under the output,
+            # unless on a taskserver declared lost (whose attempts are lost with it)
+            alive = {t["name"] for t in self.core.taskservers() if t["alive"]}
+            assert not [aid for n, held in self.held.items() if n in alive
+                        for aid, s in held.items()
+                        if aid.startswith(f"{a.job_id}_") and s.state == "running"]
             if a.output_paths:
                 self.finishing[a.job_id] = a
                 if not self.hold_output:
@@ -63,7 +72,7 @@ class Cluster:
         held = self.held.setdefault(name, {})
         busy = sum(1 for s in held.values() if s.state not in FINAL)
         sent = [AttemptStatus(s.attempt_id, s.state, s.progress, list(s.counters), s.error,
-                              s.traceback) for s in held.values()]
+                              s.traceback, s.failure) for s in held.values()]
         actions = self.handle(Heartbeat(name, name, RACKS.get(name, "/r1"), self.slots,
                                         self.slots - busy if free is None else free,
                                         f"{name}:7000", sent, self.now))
@@ -76,14 +85,18 @@ class Cluster:
             if isinstance(a, LaunchAttempt):
                 held[a.attempt_id] = AttemptStatus(a.attempt_id, "running", 0.0)
             elif isinstance(a, KillAttempt) and a.attempt_id in held:
-                held[a.attempt_id].state = "killed"
+                if self.slow_kills:
+                    self.killing.add(a.attempt_id)
+                else:
+                    held[a.attempt_id].state = "killed"
         return actions
 
-    def finish(self, attempt_id, state="succeeded", error="", traceback="", counters=()):
+    def finish(self, attempt_id, state="succeeded", error="", traceback="", counters=(),
+               failure=""):
         for held in self.held.values():
             if attempt_id in held:
                 s = held[attempt_id]
-                s.state, s.error, s.traceback = state, error, traceback
+                s.state, s.error, s.traceback, s.failure = state, error, traceback, failure
                 s.progress = 1.0 if state == "succeeded" else s.progress
                 s.counters = list(counters)
                 return
@@ -212,16 +225,20 @@ def test_retries_elsewhere_then_job_fails_keeping_the_user_error():
     c.finish(third.attempt_id, "failed", "ValueError: bad record 'x'",
              "Traceback (most recent call last):\n  ...\nValueError: bad record 'x'")
     out = c.beat("h1")
-    (done,) = of(c.log, JobFinished)
-    assert done.state == "failed" and "ValueError: bad record 'x'" in done.error
     st = c.status()
-    assert st["state"] == "failed" and "job_1_map_00000 failed 3 times" in st["error"]
+    assert "job_1_map_00000 failed 3 times" in st["error"]
     assert st["traceback"].endswith("ValueError: bad record 'x'")
-    # the job's other attempts are killed, each via its own taskserver's heartbeat
+    # the job's other attempts are killed, each via its own taskserver's heartbeat...
     kills = of(out, KillAttempt) + of(c.beat("h2"), KillAttempt)
     assert sorted(k.attempt_id for k in kills) == others
     assert {a["state"] for a in st["attempts"] if a["attempt_id"] in others} == {"killed"}
     assert of(c.log, CleanupJob)
+    # ...and its output is removed only once every taskserver has shown them gone
+    assert not of(c.log, JobFinished) and st["state"] == "running"
+    c.beat("h1"), c.beat("h2")
+    (done,) = of(c.log, JobFinished)
+    assert done.state == "failed" and "ValueError: bad record 'x'" in done.error
+    assert c.status()["state"] == "failed"
     assert not launches(c.beat("h1"))
     assert isinstance(c.commit(others[0]), CommitDenied)
 
@@ -379,15 +396,17 @@ def test_kill_job():
     c.submit(nsplits=4)
     c.beat("h1"), c.beat("h2")
     running = c.running()
-    actions = c.handle(KillJob("job_1", c.now))
-    assert [(a.state, a.output_paths) for a in of(actions, JobFinished)] == [
-        ("killed", ["/out"])]
+    assert not of(c.handle(KillJob("job_1", c.now)), JobFinished)
     kills = of(c.beat("h1") + c.beat("h2"), KillAttempt)
     assert sorted(k.attempt_id for k in kills) == running
     assert sorted(a.taskserver for a in of(c.log, CleanupJob)) == ["h1", "h2"]
-    assert c.status()["state"] == "killed"
     assert c.handle(KillJob("job_1", c.now)) == []   # already over
-    c.beat("h1"), c.beat("h2")
+    # its output is removed once both taskservers have shown their attempts dead
+    assert c.status()["state"] == "running"
+    assert not of(c.beat("h1"), JobFinished)
+    assert [(a.state, a.output_paths) for a in of(c.beat("h2"), JobFinished)] == [
+        ("killed", ["/out"])]
+    assert c.status()["state"] == "killed"
     assert c.running() == []
     with pytest.raises(NotFound):
         c.handle(KillJob("job_9", c.now))
@@ -517,8 +536,8 @@ def test_a_failed_output_commit_fails_the_job():
 def test_a_failed_removal_leaves_the_job_as_it_ended():
     c = Cluster(hold_output=True)
     c.submit()
-    c.beat("h1"), c.beat("h2")
-    (done,) = of(c.handle(KillJob("job_1", c.now)), JobFinished)
+    c.handle(KillJob("job_1", c.now))   # before any attempt ran: no one to wait for
+    (done,) = of(c.log, JobFinished)
     assert (done.state, done.output_paths) == ("killed", ["/out"])
     assert c.status()["state"] == "running"    # while its output is removed
     assert c.commit_output(error="no live dataserver") == []
@@ -534,7 +553,9 @@ def check_invariants(core):
     for task in core._tasks.values():
         active = task.active()
         assert len(active) <= 1, task.id
-        assert (task.id in core.scheduler) == (task.state == "pending"), task.id
+        placed = task.id in core.scheduler
+        assert not (placed and task.id in core._backoff), task.id
+        assert (placed or task.id in core._backoff) == (task.state == "pending"), task.id
         assert (task.output is not None) == (task.state == "succeeded"), task.id
         if task.state == "running":
             assert active, task.id
@@ -555,15 +576,17 @@ def check_invariants(core):
         assert (job.output == "open") == (job.state in ("created", "running")), job.id
 
 
-def run_with_faults(seed, each_step=lambda c, step: None):
+def run_with_faults(seed, each_step=lambda c, step: None, max_task_attempts=6, **limits):
     """A job of 30 maps and 4 reduces on four taskservers that crash, come back, fail
-    attempts and lose map outputs for 300 steps, then behave; the finisher commits (or
-    removes) the job's output some steps after the job ends, or fails to. `each_step(c,
-    step)` is called after every step. Returns (cluster, landed, commit error)."""
+    attempts (by user and system errors) and lose map outputs for 300 steps, then behave;
+    killed attempts die some steps after the order; the finisher commits (or removes) the
+    job's output some steps after the job ends, or fails to. `each_step(c, step)` is called
+    after every step. Returns (cluster, landed, commit error)."""
     import random
     rng = random.Random(seed)
     names = ["h1", "h2", "h3", "h4"]
-    c = Cluster(names=names, max_task_attempts=6, hold_output=True)
+    c = Cluster(names=names, max_task_attempts=max_task_attempts, hold_output=True,
+                slow_kills=True, retry_backoff=1.0, rand=rng.random, **limits)
     c.submit(nsplits=30, reducers=4, hosts=lambda i: (names[i % 4], names[(i + 1) % 4]))
     landed = {}   # task -> attempt whose rename landed (a part file exists)
     down = set()
@@ -583,6 +606,10 @@ def run_with_faults(seed, each_step=lambda c, step: None):
             for aid, s in list(c.held[n].items()):
                 if s.state != "running":
                     continue
+                if aid in c.killing and rng.random() < 0.3:
+                    c.killing.discard(aid)
+                    s.state = "killed"
+                    continue
                 r = rng.random()
                 if r < 0.1:
                     if "_reduce_" in aid:
@@ -592,7 +619,10 @@ def run_with_faults(seed, each_step=lambda c, step: None):
                         landed.setdefault(task, aid)   # rename only if no part file yet
                     c.finish(aid)
                 elif chaos and r < 0.11:
-                    c.finish(aid, "failed", "RuntimeError: flaky")
+                    c.finish(aid, "failed", "RuntimeError: flaky", failure="user")
+                elif chaos and r < 0.12:
+                    c.finish(aid, "failed", "Unavailable: nameserver",
+                             failure=rng.choice(["system", "node"]))
                 elif chaos and r < 0.13 and "_reduce_" in aid:
                     outputs = c.core.map_output_locations("job_1", "map")["outputs"]
                     if outputs:
@@ -638,4 +668,125 @@ def test_random_faults_keep_the_state_consistent_and_the_job_finishes(seed):
         else:
             assert st["state"] == "succeeded"
     else:
-        assert st["state"] == "failed" and "RuntimeError: flaky" in st["error"]
+        assert st["state"] == "failed" and ("RuntimeError: flaky" in st["error"]
+                                            or "system errors" in st["error"]), st["error"]
+    for task in c.core._tasks.values():   # only user errors use up a task's attempts
+        assert task.failures == sum(a.failure == "user" for a in task.attempts)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_faults_with_tight_limits_end_the_job_cleanly(seed):
+    """With 2 attempts and 2 system retries per task, jobs also fail by either limit: the
+    output is still released only once no attempt of the job can run (Cluster.handle)."""
+    c, _, _ = run_with_faults(seed + 100, max_task_attempts=2, system_retries=2)
+    assert c.status()["state"] in ("succeeded", "failed")
+    assert c.core._writers == {}
+
+
+def test_system_errors_back_off_and_do_not_use_up_attempts():
+    c = Cluster(max_task_attempts=2, system_retries=3, retry_backoff=1.0,
+                rand=lambda: 1.0)   # no jitter: whole back-offs
+    c.submit(nsplits=1, reducers=1)
+    (first,) = launches(c.beat("h1"))
+    tries = [first.attempt_id]
+    for backoff in (1.0, 2.0, 4.0):
+        c.finish(tries[-1], "failed", "Unavailable: cannot reach the nameserver",
+                 failure="system")
+        c.beat("h1")
+        c.now += backoff - 0.1
+        assert not launches(c.beat("h1"))   # still backing off
+        c.now += 0.1
+        (again,) = launches(c.beat("h1"))   # the same node: the cluster was the cause
+        tries.append(again.attempt_id)
+    st = c.status()
+    assert st["state"] == "running"   # three system errors and max_task_attempts=2
+    assert [a["failure"] for a in st["attempts"]] == ["system"] * 3 + [""]
+    counters = {x["name"]: x["value"] for x in st["counters"] if x["group"] == "job"}
+    assert (counters["system_failed_attempts"], counters["user_failed_attempts"]) == (3, 0)
+    # one more is past system_retries: the job fails, saying it was not the job's fault
+    c.finish(tries[-1], "failed", "FailedPrecondition: nameserver is in safe mode",
+             failure="system")
+    c.beat("h1")
+    st = c.status()
+    assert st["state"] == "failed"
+    assert st["error"].startswith("task job_1_map_00000 hit 4 system errors")
+    assert "not the job's fault" in st["error"] and "safe mode" in st["error"]
+
+
+def test_a_node_error_moves_the_task_and_a_user_error_counts():
+    c = Cluster(max_task_attempts=2, retry_backoff=1.0, rand=lambda: 0.0)
+    c.submit(nsplits=1, reducers=1, hosts=lambda i: ("h1",))
+    c.beat("h2", free=0)
+    (first,) = launches(c.beat("h1"))
+    c.finish(first.attempt_id, "failed", "OSError: [Errno 28] No space left on device",
+             failure="node")
+    c.beat("h1")
+    c.now += 0.5   # half the back-off (jitter 0)
+    assert not launches(c.beat("h1"))   # h1 is avoided
+    (second,) = launches(c.beat("h2"))
+    c.finish(second.attempt_id, "failed", "ValueError: bad record", "tb", failure="user")
+    c.beat("h2")
+    (third,) = launches(c.beat("h1"))   # a user error: retried at once
+    c.finish(third.attempt_id, "failed", "ValueError: bad record", "tb", failure="user")
+    c.beat("h1")
+    c.beat("h1"), c.beat("h2")
+    st = c.status()
+    assert st["state"] == "failed" and "failed 2 times" in st["error"]
+    assert [a["failure"] for a in st["attempts"]] == ["node", "user", "user"]
+
+
+def test_a_lost_attempt_is_a_node_error_and_backs_off():
+    c = Cluster(retry_backoff=2.0, rand=lambda: 1.0)
+    c.submit(nsplits=1, reducers=1)
+    (first,) = launches(c.beat("h1"))
+    del c.held["h1"][first.attempt_id]   # the taskserver restarted and lost it
+    assert not launches(c.beat("h1") + c.beat("h2"))
+    c.now += 2.0
+    assert len(launches(c.beat("h2"))) == 1
+    st = c.status()
+    assert [(a["state"], a["failure"]) for a in st["attempts"]] == [("lost", "node"),
+                                                                    ("assigned", "")]
+
+
+def test_the_output_waits_for_a_silent_taskserver_to_be_declared_lost():
+    c = Cluster(names=("h1", "h2"), slots=1)
+    c.submit(nsplits=2, reducers=1)
+    c.beat("h1"), c.beat("h2")
+    c.beat("h1"), c.beat("h2")
+    assert len(c.running("h2")) == 1
+    c.now += 5.0
+    c.handle(KillJob("job_1", c.now))
+    c.beat("h1"), c.beat("h1")   # h1's attempt is gone; h2 says nothing (cut off)
+    assert not of(c.log, JobFinished) and c.status()["state"] == "running"
+    c.now += 11.0
+    c.beat("h1")
+    c.handle(Tick(c.now))   # h2 declared lost: its attempts are as dead as can be known
+    (done,) = of(c.log, JobFinished)
+    assert done.state == "killed" and c.status()["state"] == "killed"
+
+
+def test_a_zombie_reported_while_the_output_waits_is_waited_for_too():
+    c = Cluster(slow_kills=True)
+    c.submit(nsplits=1, reducers=1)
+    (first,) = launches(c.beat("h1"))
+    c.handle(KillJob("job_1", c.now))
+    c.beat("h1"), c.beat("h1"), c.beat("h1")   # the kill has not landed: still running
+    assert not of(c.log, JobFinished)
+    assert [k.attempt_id for k in of(c.log, KillAttempt)] == [first.attempt_id] * 3
+    c.held["h1"][first.attempt_id].state = "killed"
+    c.beat("h1")
+    (done,) = of(c.log, JobFinished)
+    assert done.state == "killed"
+
+
+def test_taskservers_are_told_to_clean_up_jobs_that_ended_or_are_unknown():
+    c = Cluster()
+    c.submit(nsplits=1, reducers=1)
+    c.beat("h1")
+    beat = Heartbeat("h2", "h2", "/r1", 2, 2, "h2:7000", [], c.now,
+                     jobs=["job_1", "job_0_earlier"])   # e.g. after a jobserver restart
+    assert [(a.taskserver, a.job_id) for a in of(c.handle(beat), CleanupJob)] == [
+        ("h2", "job_0_earlier")]   # job_1 runs: its files stay
+    c.handle(KillJob("job_1", c.now))
+    beat.now = c.now = c.now + 1
+    assert [a.job_id for a in of(c.handle(beat), CleanupJob)] == ["job_1", "job_0_earlier"]

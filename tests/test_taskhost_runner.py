@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from minijet import jobconf as jc
+from minijet import jobdir
+from minijet.errors import NotFound
 from minijet.formats import segments
 from minijet.job import MapReduceJob
 from minijet.splits import Segment
@@ -152,6 +154,7 @@ def test_dfs_output_commit_keeps_an_earlier_holders_output(cluster):
     part file in place, keeps it, and still succeeds."""
     dfs = cluster.client()
     out = "/runner-commit/out"
+    jobdir.start_output(dfs, out)
     progress = runner.Progress(lambda *a: None)
     earlier = runner.DfsOutput(dfs, out, "t_reduce_00000_0", 0, lambda: True)
     earlier.write_all([("a", 1)])
@@ -163,3 +166,15 @@ def test_dfs_output_commit_keeps_an_earlier_holders_output(cluster):
     with dfs.open(f"{out}/part-00000") as f:
         assert f.read() == b"a\t1\n"
     assert not dfs.exists(f"{out}/_temporary/t_reduce_00000_1/part-00000")
+
+
+def test_an_attempt_never_recreates_an_output_its_job_gave_up(cluster):
+    """A late attempt of a failed job, its output removed, cannot create anything there."""
+    dfs = cluster.client()
+    out = "/runner-given-up/out"
+    jobdir.start_output(dfs, out)
+    runner.DfsOutput(dfs, out, "t_map_00000_0", 0, lambda: False).abort()
+    jobdir.abort_output(dfs, out)   # the job failed
+    with pytest.raises(NotFound):
+        runner.DfsOutput(dfs, out, "t_map_00001_0", 1, lambda: False)
+    assert not dfs.exists(out)

@@ -29,6 +29,16 @@ def test_user_failure_keeps_the_users_error_and_traceback():
     assert t.exited("a0", 1, 2.0) == FAILED
     assert (t.get("a0").error, t.get("a0").traceback) == ("ValueError: bad record",
                                                           "Traceback ...")
+    assert t.snapshot()[0].failure == "user"
+
+
+def test_the_taskhosts_class_of_its_failure_is_kept():
+    t = AttemptTable()
+    running(t)
+    t.done("a0", DoneReport(False, [], "Unavailable: cannot reach the nameserver", "tb",
+                            "system"), 1.0)
+    t.exited("a0", 1, 2.0)
+    assert (t.get("a0").failure, t.snapshot()[0].failure) == ("system", "system")
 
 
 def test_crash_without_report_is_a_failure_saying_how_it_ended():
@@ -37,9 +47,14 @@ def test_crash_without_report_is_a_failure_saying_how_it_ended():
     running(t, "a1")
     running(t, "a2")
     running(t, "a3")
+    for a in ("a1", "a2"):
+        t.progress(a, 0.1, [], 0.5)
+    # a TaskHost that never reported could not start: the node's fault, not the job's
     assert t.exited("a0", 3, 1.0) == FAILED
-    assert t.get("a0").error == "TaskHost exited with code 3"
+    assert t.get("a0").error == "TaskHost exited with code 3 before it reported anything"
+    assert t.get("a0").failure == "node"
     assert t.exited("a1", -signal.SIGKILL, 1.0) == FAILED
+    assert t.get("a1").failure == "user"
     assert t.get("a1").error == "TaskHost killed by signal SIGKILL"
     assert t.exited("a2", 0, 1.0) == FAILED
     assert t.get("a2").error == "TaskHost exited without reporting its result"
@@ -56,10 +71,11 @@ def test_timeout_is_decided_from_the_last_progress():
     assert t.timed_out(5.0, timeout=10.0) == []
     t.progress("a1", 0.5, [], 8.0)
     assert t.timed_out(10.5, timeout=10.0) == ["a0"]
-    assert t.kill("a0", FAILED, "no progress for 10s", 10.5)
+    assert t.kill("a0", FAILED, "no progress for 10s", 10.5, "user")
     assert t.timed_out(11.0, timeout=10.0) == []  # already being killed
     assert t.exited("a0", -9, 11.0) == FAILED
     assert t.get("a0").error == "no progress for 10s"  # our reason, not the signal
+    assert t.get("a0").failure == "user"
     assert t.timed_out(18.5, timeout=10.0) == ["a1"]
     t.done("a1", DoneReport(True, []), 18.6)
     assert t.timed_out(100.0, timeout=10.0) == []  # done, only its exit is awaited
@@ -89,8 +105,9 @@ def test_repeated_launch_order_is_ignored_and_slots_count_unfinished():
     assert not t.launched("a0", "j", "t", 1.0)
     t.launched("a1", "j", "t", 1.0)
     assert t.busy_slots() == 2
-    t.launch_failed("a1", "cannot copy the job files", 2.0)
+    t.launch_failed("a1", "cannot copy the job files", 2.0, "system")
     assert t.get("a1").state == FAILED and t.busy_slots() == 1
+    assert t.get("a1").failure == "system"
 
 
 def test_final_attempts_are_reported_until_a_heartbeat_is_answered():

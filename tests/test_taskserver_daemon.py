@@ -24,6 +24,7 @@ import yaml
 
 from minijet import config as configmod
 from minijet import jobconf as jc
+from minijet import jobdir
 from minijet import rpc
 from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
@@ -271,6 +272,7 @@ def make_job(dfs, job_id: str, job_class: str, reducers: int = 2) -> tuple[str, 
                                  "reducers": reducers},
                                 ["/in/words.txt"], f"/out/{job_id}", reducers, has_combiner=True)
     job_dir = f"/jobs/{job_id}"
+    jobdir.start_output(dfs, f"/out/{job_id}")   # as the jobserver does at RunJob
     with dfs.create(f"{job_dir}/job.json") as f:
         f.write(json.dumps(conf.to_dict()).encode())
     with dfs.create(f"{job_dir}/wcjob.py") as f:

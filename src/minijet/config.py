@@ -138,7 +138,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "jobserver": {
         "address": (str, "localhost:9100"),
         "dir": (str, "./.minijet/jobs"),
-        "max_task_attempts": (int, 4),
+        "max_task_attempts": (int, 4),        # user errors a task may have (minijet.failures)
+        "system_retries": (int, 10),          # system errors a task may have, backing off...
+        "retry_backoff": (Duration, 1.0),     # ...this long after the first, doubled up to 64x
         "taskserver_timeout": (Duration, 30.0),
         "locality_delay": (Duration, 3.0),
         "slow_start": (float, 0.8),        # fraction of producer tasks done before consumers start
@@ -155,6 +157,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "sort_buffer": (Size, 64 * 1024**2),
         "log_retention": (Duration, 86400.0),  # attempt logs kept this long after cleanup
         "fork_server": (bool, True),       # fork TaskHosts from a preloaded process
+        "task_memory": (Size, 0),          # per attempt's process tree; 0 = memory / slots
+        "log_limit": (Size, 8 * 1024**2),  # per attempt log stream: its head and tail kept
     },
 }
 

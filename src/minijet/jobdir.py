@@ -19,7 +19,11 @@ Inputs must exist and outputs must not when a job is submitted: jobs never overw
 
 An output directory while and after its job runs:
 
-    _temporary/<attempt id>/part-NNNNN   an attempt's output as it is written
+    _temporary/                          made as the job starts (start_output)
+    _temporary/<attempt id>/part-NNNNN   an attempt's output as it is written; the attempt
+                                         makes its directory without parents, so once a
+                                         failed job's output is removed no late attempt
+                                         can bring it back
     part-NNNNN                           task NNNNN's output, renamed from its attempt's
                                          temporary file when the jobserver grants the commit
     _SUCCESS                             written (and _temporary removed) once the job
@@ -90,9 +94,28 @@ def part_path(output: str, index: int) -> str:
     return f"{output.rstrip('/')}/part-{index:05d}"
 
 
+def attempt_dir(output: str, attempt_id: str) -> str:
+    """An attempt's directory of output files before the commit."""
+    return f"{output.rstrip('/')}/{TEMPORARY_DIR}/{attempt_id}"
+
+
 def temporary_part_path(output: str, attempt_id: str, index: int) -> str:
     """Where an attempt of task `index` writes its output before the commit."""
-    return f"{output.rstrip('/')}/{TEMPORARY_DIR}/{attempt_id}/part-{index:05d}"
+    return f"{attempt_dir(output, attempt_id)}/part-{index:05d}"
+
+
+def start_output(fs, path: str) -> None:
+    """Make the output's _temporary directory (and the output) as the job starts."""
+    fs.mkdir(posixpath.join(path, TEMPORARY_DIR), parents=True)
+
+
+def make_attempt_dir(fs, output: str, attempt_id: str) -> None:
+    """Make the attempt's directory in <output>/_temporary, which must exist: NotFound once
+    the job's output was given up (removed)."""
+    try:
+        fs.mkdir(attempt_dir(output, attempt_id))
+    except AlreadyExists:   # made by an earlier try of this call
+        pass
 
 
 def commit_output(fs, path: str) -> None:

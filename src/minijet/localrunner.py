@@ -129,6 +129,17 @@ class LocalFiles:
     def open(self, path: str):
         return open(path, "rb")
 
+    def mkdir(self, path: str, parents: bool = False) -> None:
+        try:
+            if parents:
+                os.makedirs(path, exist_ok=True)
+            else:
+                os.mkdir(path)
+        except FileExistsError:
+            raise AlreadyExists(f"{path} already exists") from None
+        except FileNotFoundError:
+            raise NotFound(f"cannot make {path}: no such directory") from None
+
     def create(self, path: str, overwrite: bool = False) -> _LocalFile:
         if not overwrite and os.path.lexists(path):
             raise AlreadyExists(f"{path} already exists")
@@ -246,6 +257,8 @@ class LocalJobRunner:
         self.plan()
         tasks: dict[str, int] = {}
         try:
+            for path in self.conf.output_paths():
+                jobdir.start_output(self.files, path)
             splits = self.splits()
             for stage in self.conf.topological_order():
                 if stage.input:

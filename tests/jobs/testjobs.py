@@ -1,9 +1,12 @@
-"""Job classes for the end-to-end job tests: a mapper that raises, one that hangs once, and
-a slow WordCount (so a test can crash a taskserver while the job runs)."""
+"""Job classes for the end-to-end job tests: a mapper that raises, one that hangs once, a
+slow WordCount (so a test can crash a taskserver while the job runs); for the fault tests,
+one that meets the cluster down a few times, one that allocates without bound, one that
+prints without end."""
 import os
 import time
 
 from minijet import MapReduceJob, Param
+from minijet.errors import Unavailable
 
 
 class WordCount(MapReduceJob):
@@ -52,4 +55,48 @@ class SlowWordCount(WordCount):
         if not getattr(self, "_slept", False):
             self._slept = True
             time.sleep(self.delay)
+        yield from super().mapper(key, value)
+
+
+class ClusterDownWordCount(WordCount):
+    """The first --times attempts to start (counted by files in the local --marker-dir)
+    fail as if the nameserver could not be reached."""
+
+    params = [Param("--marker-dir", str), Param("--times", int, default=3)]
+
+    def mapper(self, key, value):
+        if key == 0:
+            for i in range(self.times):
+                try:
+                    os.close(os.open(os.path.join(self.marker_dir, str(i)),
+                                     os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    continue
+                raise Unavailable("cannot reach the nameserver at host0:9000")
+        yield from super().mapper(key, value)
+
+
+class MemoryHog(WordCount):
+    """Holds 16 MiB more every 20 ms (up to 4 GiB, then waits): without a limit it would
+    take the machine's memory."""
+
+    def mapper(self, key, value):
+        hoard = []
+        while len(hoard) < 256:
+            hoard.append(bytearray(16 * 2**20))
+            hoard[-1][::4096] = b"x" * len(hoard[-1][::4096])   # touch every page
+            time.sleep(0.02)
+        time.sleep(3600)
+        yield from super().mapper(key, value)
+
+
+class Chatty(WordCount):
+    """Prints --lines numbered lines per split, then counts words."""
+
+    params = [Param("--lines", int, default=100000)]
+
+    def mapper(self, key, value):
+        if key == 0:
+            for i in range(self.lines):
+                print(f"chatty line {i}")
         yield from super().mapper(key, value)

@@ -166,6 +166,7 @@ def status_text(st, now: float | None = None) -> str:
         ["finished", _when(st.end_time)],
         ["duration", console.duration(st.start_time, st.end_time)],
         ["tasks", f"{m['tasks_succeeded']}/{m['tasks']} done, {m['retries']} retries"],
+        ["failures", _failures_text(st.counters)],
         ["read", _size(m["bytes_read"])], ["written", _size(m["bytes_written"])],
         ["task time", f"read {_seconds(m['read_time'])}, process "
                       f"{_seconds(m['process_time'])}, write {_seconds(m['write_time'])}"],
@@ -184,7 +185,8 @@ def status_text(st, now: float | None = None) -> str:
                 if a.counters else ["-"] * 5
             rows.append([a.task_id, a.attempt_id[len(a.task_id) + 1:] or a.attempt_id,
                          a.taskserver or "-", a.locality or "-", _when(a.start_time, False),
-                         _when(a.end_time, False), *io, a.state, a.error])
+                         _when(a.end_time, False), *io,
+                         f"{a.state} ({a.failure} error)" if a.failure else a.state, a.error])
         parts.append(_table(["task", "try", "taskserver", "locality", "start", "end", "in",
                              "out", "read", "process", "write", "state", "error"], rows))
     if st.counters:
@@ -197,6 +199,14 @@ def status_text(st, now: float | None = None) -> str:
     if error or trace:
         parts.append("\n".join([f"error: {error}"] + ([trace.rstrip("\n")] if trace else [])))
     return "\n\n".join(parts)
+
+
+def _failures_text(counters) -> str:
+    """Failed and lost attempts by class (minijet.failures): only user errors use up a
+    task's attempts."""
+    c = {x.name: x.value for x in counters if x.group == "job"}
+    return (f"attempts failed by user errors {c.get('user_failed_attempts', 0)}, "
+            f"by system errors {c.get('system_failed_attempts', 0)}")
 
 
 def jobs_table(jobs, now: float | None = None) -> str:

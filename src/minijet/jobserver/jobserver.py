@@ -255,9 +255,16 @@ class JobServer:
                 slots = self.core.live_slots()
             splits = input_splits(self.dfs, conf, self.config["dfs"]["block_size"], slots,
                                   self.config["jobserver"]["min_split_size"])
-            with self._lock:   # refused if an unfinished job writes one of its outputs
-                self._handle(model.JobSubmitted(job_id, conf, splits, time.time(),
-                                                job_dir=job_dir))
+            for path in conf.output_paths():   # before any attempt can need it
+                jobdir.start_output(self.dfs, path)
+            try:
+                with self._lock:   # refused if an unfinished job writes one of its outputs
+                    self._handle(model.JobSubmitted(job_id, conf, splits, time.time(),
+                                                    job_dir=job_dir))
+            except MinijetError:   # the output paths did not exist: leave none behind
+                for path in conf.output_paths():
+                    jobdir.abort_output(self.dfs, path)
+                raise
         finally:
             with self._lock:
                 self._submitting.discard(job_id)
@@ -309,8 +316,8 @@ class JobServer:
             request.address,
             [model.AttemptStatus(a.attempt_id, _ATTEMPT_STATES[a.state], a.progress,
                                  [(c.group, c.name, c.value) for c in a.counters],
-                                 a.error, a.traceback) for a in request.attempts],
-            time.time())
+                                 a.error, a.traceback, a.failure) for a in request.attempts],
+            time.time(), jobs=list(request.jobs))
         with self._lock:
             if request.name not in self._live_taskservers:
                 self._live_taskservers.add(request.name)

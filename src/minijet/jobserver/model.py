@@ -16,7 +16,8 @@ thin shell around it:
                           taskserver's own Heartbeat, so every such action in a Heartbeat's
                           result goes into that heartbeat's reply
         CommitGranted / CommitDenied -> the reply to the CommitRequest
-        JobFinished    -> the job's output commit is granted (when it has output paths):
+        JobFinished    -> the job's output commit is granted (when it has output paths),
+                          once none of its attempts can still write under it:
                           succeeded: remove <out>/_temporary, write <out>/_SUCCESS;
                           failed/killed: remove the output paths (they did not exist
                           before the job, so no partial part files remain);
@@ -40,10 +41,19 @@ anything changes.
 Heartbeat protocol: a taskserver reports every attempt it holds until it has reported it
 final (minijet.taskserver.attempts); an attempt launched by an earlier reply and missing
 from a heartbeat never started there and is lost. A running attempt the core has already
-ended (killed, lost) is told again to die. Attempts on a taskserver silent for
+ended (killed, lost) is told again to die. A heartbeat also names the jobs the taskserver
+holds local files of: one that ended, or that this jobserver does not know (its cleanup
+order was lost with a jobserver restart), is cleaned up. Attempts on a taskserver silent for
 `taskserver_timeout` are lost; its finished file-channel outputs still needed by a
 consumer stage are lost too and their tasks run again, as when a consumer reports a
 FetchFailed.
+
+Failures (minijet.failures): a user error (the job's code, a timeout, the memory limit)
+uses up one of a task's `max_task_attempts` and retries at once, on another node where
+possible; a system error (a daemon unreachable, safe mode; `node`: a full disk, a TaskHost
+that could not start, a lost attempt) does not: the task backs off exponentially, with
+jitter from the given `rand`, before it is placed again (elsewhere, for a node error);
+past `system_retries` system errors the job fails saying it was not the job's fault.
 
 Commit: a task's attempt may rename its output into place only with a grant; while the
 holder lives, or once it succeeded, every other attempt is denied. A holder that ends
@@ -58,11 +68,15 @@ producer needs (a retry, a lost output made again), at most half of the live slo
 tasks started early; the other consumer tasks start when their inputs are complete.
 
 Output commit: a job's output paths belong to it from JobSubmitted until its output is
-committed or removed; another job naming one of them is refused. While the output is being
-committed or removed (JobFinished sent, no OutputCommitted / OutputCommitFailed yet) the job
-is shown as running, so a client that sees it succeeded can read the output at once. A
-failed commit fails a succeeded job (SUCCEEDED -> FAILED); a failed removal leaves the job
-as it is. The output phase is not stored: a job of an earlier run is shown as stored.
+committed or removed; another job naming one of them is refused. When the job ends, its
+output first drains: every attempt told to die must be shown gone by its taskserver
+(reported final, or missing from a later heartbeat) or its taskserver declared lost; only
+then is JobFinished sent, so no attempt of a failed job recreates `<out>/_temporary/...`
+after the removal. While the output drains and is committed or removed (no
+OutputCommitted / OutputCommitFailed yet) the job is shown as running, so a client that
+sees it succeeded can read the output at once. A failed commit fails a succeeded job
+(SUCCEEDED -> FAILED); a failed removal leaves the job as it is. The output phase is not
+stored: a job of an earlier run is shown as stored.
 
 Restore: JobRestored rebuilds a job of an earlier run from its stored rows (the inverse of
 Persist's records), so its status has the shape of a live job's. A finished job is listed as
@@ -75,11 +89,13 @@ Every event carries an id (given, or "e<seq>"); every action names it as `cause`
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from minijet.errors import (AlreadyExists, ConfigError, FailedPrecondition, InvalidArgument,
                             MinijetError, NotFound)
+from minijet.failures import NODE, SYSTEM, USER, is_system
 from minijet.ids import make_attempt_id, make_task_id
 from minijet.jobconf import FILE, JobConf
 from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler
@@ -95,14 +111,17 @@ JOB_TRANSITIONS = {
     SUCCEEDED: {FAILED},                  # its output could not be committed
 }
 # A job's output paths once the job has ended: the shell commits them (succeeded) or
-# removes them (failed, killed), then reports; closed: nothing (more) to do
-OPEN, COMMITTING, REMOVING, CLOSED = "open", "committing", "removing", "closed"
+# removes them (failed, killed), then reports; draining: some of its attempts were told to
+# die and may still write under the output; closed: nothing (more) to do
+OPEN, DRAINING, COMMITTING, REMOVING, CLOSED = \
+    "open", "draining", "committing", "removing", "closed"
 OUTPUT_TRANSITIONS = {
-    OPEN: {COMMITTING, REMOVING, CLOSED},   # closed: the job ended without output paths
+    OPEN: {DRAINING, CLOSED},   # closed: the job ended without output paths
+    DRAINING: {COMMITTING, REMOVING},
     COMMITTING: {CLOSED},
     REMOVING: {CLOSED},
 }
-FINISHING = (COMMITTING, REMOVING)   # the job is shown as running meanwhile
+FINISHING = (DRAINING, COMMITTING, REMOVING)   # the job is shown as running meanwhile
 TASK_TRANSITIONS = {
     WAITING: {PENDING, KILLED},
     PENDING: {RUNNING, WAITING, KILLED},
@@ -171,6 +190,7 @@ class AttemptStatus:
     counters: Counters = field(default_factory=list)
     error: str = ""
     traceback: str = ""
+    failure: str = ""     # a failed attempt's class: minijet.failures (user when not given)
 
 
 @dataclass
@@ -184,6 +204,7 @@ class Heartbeat:
     attempts: list[AttemptStatus]
     now: float
     id: str = ""
+    jobs: list[str] = field(default_factory=list)   # jobs it holds local files of
 
 
 @dataclass
@@ -320,6 +341,7 @@ class Job:
         self.submit_time, self.start_time, self.end_time = now, 0.0, 0.0
         self.error = self.traceback = ""
         self.taskservers: set[str] = set()   # ran its attempts: they get the cleanup
+        self.dying: set[str] = set()         # attempts told to die, not yet seen gone
 
     def tasks(self) -> Iterable[Task]:
         for s in self.stages.values():
@@ -355,7 +377,7 @@ class Stage:
 
 class Task:
     __slots__ = ("stage", "index", "split", "job", "id", "state", "attempts", "failures",
-                 "avoid", "committer", "output")
+                 "system_failures", "avoid", "committer", "output")
 
     def __init__(self, stage: Stage, index: int, split: Split | None):
         self.stage, self.index, self.split = stage, index, split
@@ -363,7 +385,8 @@ class Task:
         self.id = make_task_id(self.job.id, stage.id, index)
         self.state = WAITING
         self.attempts: list[Attempt] = []
-        self.failures = 0
+        self.failures = 0                     # user errors: up to max_task_attempts
+        self.system_failures = 0              # system errors: up to system_retries
         self.avoid: set[str] = set()          # taskservers where it failed
         self.committer: str | None = None     # the attempt holding the commit grant
         self.output: Attempt | None = None    # the succeeded attempt whose output counts
@@ -374,7 +397,8 @@ class Task:
 
 class Attempt:
     __slots__ = ("task", "id", "taskserver", "host", "locality", "state", "start_time",
-                 "end_time", "launched_in", "progress", "counters", "error", "traceback")
+                 "end_time", "launched_in", "progress", "counters", "error", "traceback",
+                 "failure")
 
     def __init__(self, task: Task, attempt_id: str, taskserver: str, host: str, locality: str,
                  now: float, launched_in: int = 0):
@@ -388,6 +412,7 @@ class Attempt:
         self.progress = 0.0
         self.counters: Counters = []
         self.error = self.traceback = ""
+        self.failure = ""                     # failed or lost: minijet.failures
 
 
 class TaskServer:
@@ -402,14 +427,19 @@ class TaskServer:
         self.active: dict[str, Attempt] = {}       # assigned or running here
         self.outputs: dict[str, Attempt] = {}      # succeeded here, shuffle output held here
         self.outbox: list[Any] = []                # commands for its next heartbeat reply
+        self.dying: dict[str, int] = {}            # attempt told to die -> heartbeats then
 
 
 class JobServerCore:
     def __init__(self, max_task_attempts: int = 4, taskserver_timeout: float = 30.0,
                  locality_delay: float = 3.0,
                  rack_of: Callable[[str], str] = lambda host: "/default-rack",
-                 slow_start: float = 1.0):
+                 slow_start: float = 1.0, system_retries: int = 10,
+                 retry_backoff: float = 1.0, rand: Callable[[], float] = random.random):
         self.max_task_attempts = max_task_attempts
+        self.system_retries = system_retries
+        self.retry_backoff = retry_backoff
+        self._rand = rand   # jitter of the back-off, in [0, 1): given, so tests repeat
         self.taskserver_timeout = taskserver_timeout
         self.scheduler = Scheduler(locality_delay, rack_of)
         self.slow_start = slow_start
@@ -421,6 +451,7 @@ class JobServerCore:
         self._idle: dict[str, None] = {}  # live, a slot free after their last heartbeat
         self._woken: set[str] = set()     # asked to heartbeat now, and not yet heartbeated
         self._writers: dict[str, str] = {}   # output path -> the job it belongs to
+        self._backoff: dict[str, float] = {}  # pending task -> when it may be scheduled
         self._seq = 0
         # per handle() call
         self._cause = ""
@@ -434,7 +465,7 @@ class JobServerCore:
             raise ConfigError(f"config key jobserver.slow_start: expected a fraction from 0 "
                               f"to 1, got {js['slow_start']}")
         return cls(js["max_task_attempts"], js["taskserver_timeout"], js["locality_delay"],
-                   config.rack_of, js["slow_start"])
+                   config.rack_of, js["slow_start"], js["system_retries"], js["retry_backoff"])
 
     # ---- the one entry point ----
 
@@ -506,9 +537,8 @@ class JobServerCore:
         ts.slots, ts.last_heartbeat = ev.slots, ev.now
         ts.heartbeats += 1
         kills: dict[str, None] = {}
-        reported = set()
+        reported = {st.attempt_id: st.state for st in ev.attempts}
         for st in ev.attempts:
-            reported.add(st.attempt_id)
             a = self._attempts.get(st.attempt_id)
             handler = ON_REPORT.get((a.state, st.state)) if a is not None and \
                 a.taskserver == ts.name else None
@@ -516,9 +546,18 @@ class JobServerCore:
                 getattr(self, handler)(a, st, ev.now)
             elif st.state not in FINAL_STATES:
                 kills[st.attempt_id] = None   # ended here (or unknown): a zombie
-        for a in list(ts.active.values()):
-            if a.id not in reported and a.launched_in < ts.heartbeats:
+                if a is not None and a.taskserver == ts.name:
+                    self._dying(a, ts)
+        for a in list(ts.active.values()):   # (a job failed by a loss kills the others)
+            if a.state in ACTIVE and a.id not in reported and a.launched_in < ts.heartbeats:
                 self._lose(a, f"taskserver {ts.name} no longer has it", ev.now)
+        # an attempt told to die is gone once reported final, or once missing from a
+        # heartbeat sent after the one whose reply carried the order
+        for aid, beat in list(ts.dying.items()):
+            if reported[aid] in FINAL_STATES if aid in reported else ts.heartbeats > beat + 1:
+                self._dead(ts, aid)
+        self._cleanup_stale(ts, ev.jobs)
+        self._release_backoffs(ev.now)
         free = min(ev.free_slots, ev.slots - len(ts.active))
         if free > 0:
             assigned = self.scheduler.assign(ts.name, ts.host, ts.rack, free, ev.now)
@@ -545,8 +584,11 @@ class JobServerCore:
         self._alive.discard(ts.name)
         self._idle.pop(ts.name, None)
         self._woken.discard(ts.name)
+        for aid in list(ts.dying):   # as dead as we will ever know
+            self._dead(ts, aid)
         for a in list(ts.active.values()):
-            self._lose(a, f"taskserver {ts.name} lost: {ev.reason}", ev.now)
+            if a.state in ACTIVE:   # (a job failed by a loss kills the others)
+                self._lose(a, f"taskserver {ts.name} lost: {ev.reason}", ev.now)
         for a in list(ts.outputs.values()):
             if a.task.stage.output_needed():
                 self._lose(a, f"output lost with taskserver {ts.name}: {ev.reason}", ev.now)
@@ -584,6 +626,7 @@ class JobServerCore:
             self._finish(job, KILLED, "killed by request", "", ev.now)
 
     def _on_tick(self, ev: Tick) -> None:
+        self._release_backoffs(ev.now)
         for ts in list(self._taskservers.values()):
             if ts.alive and ev.now - ts.last_heartbeat > self.taskserver_timeout:
                 self._on_taskserver_lost(TaskServerLost(
@@ -660,22 +703,34 @@ class JobServerCore:
         self._check_done(task.job, now)
 
     def _failed(self, a: Attempt, st: AttemptStatus, now: float) -> None:
+        """A user error uses up one of the task's attempts; a system error does not, and
+        the task backs off before it runs again (on another node if the node was the
+        cause). An attempt killed on its taskserver's own account (it stopped) is the
+        node's."""
         task = a.task
         self._end(a, FAILED, now, st)
         a.error = st.error or f"attempt reported {st.state}"
-        self._taskservers[a.taskserver].failures += 1
-        task.failures += 1
-        task.avoid.add(a.taskserver)
+        a.failure = st.failure or (NODE if st.state == KILLED else USER)
         if task.committer == a.id:
             task.committer = None
-        if task.failures >= self.max_task_attempts:
-            _move(task, TASK_TRANSITIONS, FAILED)
-            self._touch(task)
-            self._finish(task.job, FAILED,
-                         f"task {task.id} failed {task.failures} times; last attempt "
-                         f"{a.id} on {a.host}: {a.error}", a.traceback, now)
-        elif not task.active():
-            self._schedule(task, now)
+        if a.failure != SYSTEM:   # the node may be the cause
+            task.avoid.add(a.taskserver)
+        if is_system(a.failure):
+            if self._system_failure(a, now):
+                return
+        else:
+            self._taskservers[a.taskserver].failures += 1
+            task.failures += 1
+            if task.failures >= self.max_task_attempts:
+                _move(task, TASK_TRANSITIONS, FAILED)
+                self._touch(task)
+                self._finish(task.job, FAILED,
+                             f"task {task.id} failed {task.failures} times; last attempt "
+                             f"{a.id} on {a.host}: {a.error}", a.traceback, now)
+                return
+        if not task.active():
+            self._schedule(task, now, delay=self._backoff_delay(task) if is_system(
+                a.failure) else 0.0)
 
     # ---- transitions with their consequences ----
 
@@ -714,29 +769,62 @@ class JobServerCore:
         ts = self._taskservers[a.taskserver]
         if ts.alive:
             ts.outbox.append(KillAttempt(ts.name, a.id, self._cause))
+            self._dying(a, ts)
+
+    def _dying(self, a: Attempt, ts: TaskServer) -> None:
+        """`a` was told to die on `ts` (in this event's commands) and may run until `ts`
+        shows it gone: its job's output is not committed or removed before then."""
+        ts.dying.setdefault(a.id, ts.heartbeats)
+        a.task.job.dying.add(a.id)
+
+    def _dead(self, ts: TaskServer, attempt_id: str) -> None:
+        del ts.dying[attempt_id]
+        job = self._attempts[attempt_id].task.job
+        job.dying.discard(attempt_id)
+        self._release_output(job)
+
+    def _release_output(self, job: Job) -> None:
+        """Hand the ended job's output to the shell once none of its attempts may run."""
+        if job.output != DRAINING or job.dying:
+            return
+        _move(job, OUTPUT_TRANSITIONS, COMMITTING if job.state == SUCCEEDED else REMOVING,
+              "output")
+        self._actions.append(JobFinished(job.id, job.state, list(job.output_paths),
+                                         job.error, self._cause))
+
+    def _cleanup_stale(self, ts: TaskServer, jobs: list[str]) -> None:
+        """Local files of jobs that ended, or that this jobserver does not know (its store
+        lost them), are cleaned up: after a jobserver restart the cleanups sent at a job's
+        end may never have arrived."""
+        for job_id in jobs:
+            job = self._jobs.get(job_id)
+            if job is None or job.state in FINAL_STATES and job.output != OPEN:
+                ts.outbox.append(CleanupJob(ts.name, job_id, self._cause))
 
     def _lose(self, a: Attempt, reason: str, now: float) -> None:
-        """A running attempt, or a finished one's shuffle output, is gone: run the task
-        again (this does not count as a failure of the task)."""
+        """A running attempt, or a finished one's shuffle output, is gone with its node: run
+        the task again elsewhere (a system error of the node: not the task's failure)."""
         task, had_output = a.task, a.state == SUCCEEDED
         self._end(a, LOST, now)
-        a.error = reason
+        a.error, a.failure = reason, NODE
         task.avoid.add(a.taskserver)
         self._taskservers[a.taskserver].outputs.pop(a.id, None)
         if task.committer == a.id:
             task.committer = None
+        if not had_output and self._system_failure(a, now):
+            return
         if had_output:
             task.output = None
             task.stage.succeeded -= 1
             for child in task.stage.children:
                 for t in child.tasks:
                     if t.state == PENDING:   # not started: wait for the output again
-                        self.scheduler.remove_task(t.id)
+                        self._unschedule(t)
                         _move(t, TASK_TRANSITIONS, WAITING)
                         self._touch(t)
             self._schedule(task, now)
         elif not task.active():
-            self._schedule(task, now)
+            self._schedule(task, now, delay=self._backoff_delay(task))
 
     def _start_early(self, stage: Stage, now: float) -> None:
         """Slow start: make some of a consumer stage's waiting tasks pending before its
@@ -755,9 +843,9 @@ class JobServerCore:
                 self._schedule(t, now, early=True)
                 early += 1
 
-    def _schedule(self, task: Task, now: float, early: bool = False) -> None:
+    def _schedule(self, task: Task, now: float, early: bool = False, delay: float = 0.0) -> None:
         """Make the task pending if its inputs are there (or it starts `early`), else
-        waiting for them."""
+        waiting for them; a pending task backs off for `delay` before it may be placed."""
         if task.state == WAITING and not task.stage.inputs_ready() and not early:
             return
         if not task.stage.inputs_ready() and not early:
@@ -766,11 +854,53 @@ class JobServerCore:
             return
         _move(task, TASK_TRANSITIONS, PENDING)
         self._touch(task)
+        if delay > 0:
+            self._backoff[task.id] = now + delay
+        else:
+            self._place(task, now)
+
+    def _place(self, task: Task, now: float) -> None:
+        """Hand a pending task to the scheduler, away from the taskservers it failed on."""
         avoid = task.avoid & self._alive if task.avoid else ()
         if avoid and len(avoid) == len(self._alive):
             avoid = ()   # nowhere else to go
         hosts = task.split.hosts if task.split is not None else ()
         self.scheduler.add_task(task.job.id, task.id, hosts, avoid, now)
+
+    def _unschedule(self, task: Task) -> None:
+        """The pending task is no longer to be placed (its inputs are gone again)."""
+        self.scheduler.remove_task(task.id)
+        self._backoff.pop(task.id, None)
+
+    def _release_backoffs(self, now: float) -> None:
+        for task_id, due in list(self._backoff.items()):
+            if due <= now:
+                del self._backoff[task_id]
+                self._place(self._tasks[task_id], now)
+
+    def _backoff_delay(self, task: Task) -> float:
+        """Exponential back-off after the task's latest system error, with jitter (half to
+        all of it) so that tasks failed by one outage do not all come back at once."""
+        if not task.system_failures:
+            return 0.0
+        base = self.retry_backoff * 2 ** min(task.system_failures - 1, 6)
+        return base * (0.5 + 0.5 * self._rand())
+
+    def _system_failure(self, a: Attempt, now: float) -> bool:
+        """Count a system error of the attempt's task; True if that was one too many and
+        the job has failed."""
+        task = a.task
+        task.system_failures += 1
+        if task.system_failures <= self.system_retries:
+            return False
+        if task.state == RUNNING and not task.active():
+            _move(task, TASK_TRANSITIONS, FAILED)
+            self._touch(task)
+        self._finish(task.job, FAILED,
+                     f"task {task.id} hit {task.system_failures} system errors "
+                     f"(retried with back-off; not the job's fault: check the cluster's "
+                     f"health); last attempt {a.id} on {a.host}: {a.error}", "", now)
+        return True
 
     def _check_done(self, job: Job, now: float) -> None:
         if job.state == RUNNING and all(s.complete for s in job.stages.values()):
@@ -785,6 +915,7 @@ class JobServerCore:
             for a in task.active():
                 self._kill(a, now)
             if task.state in (WAITING, PENDING, RUNNING):
+                self._backoff.pop(task.id, None)
                 _move(task, TASK_TRANSITIONS, KILLED)
                 self._touch(task)
             ts = self._taskservers.get(task.output.taskserver) if task.output else None
@@ -794,10 +925,12 @@ class JobServerCore:
             ts = self._taskservers.get(name)
             if ts is not None and ts.alive:
                 ts.outbox.append(CleanupJob(name, job.id, self._cause))
-        _move(job, OUTPUT_TRANSITIONS, (COMMITTING if state == SUCCEEDED else REMOVING)
-              if job.output_paths else CLOSED, "output")
-        self._actions.append(JobFinished(job.id, state, list(job.output_paths), error,
-                                         self._cause))
+        if job.output_paths:
+            _move(job, OUTPUT_TRANSITIONS, DRAINING, "output")
+            self._release_output(job)
+        else:
+            _move(job, OUTPUT_TRANSITIONS, CLOSED, "output")
+            self._actions.append(JobFinished(job.id, state, [], error, self._cause))
 
     def _own_outputs(self, job: Job, paths: list[str]) -> None:
         job.output_paths = list(paths)
@@ -919,6 +1052,9 @@ def _attempt_counters(attempts: list[Attempt]) -> dict[str, int]:
         c[name] = sum(1 for a in attempts if a.locality == match)
     for state in (FAILED, KILLED, LOST):
         c[f"{state}_attempts"] = sum(1 for a in attempts if a.state == state)
+    # failed and lost attempts by class: only user errors use up a task's attempts
+    c["user_failed_attempts"] = sum(1 for a in attempts if a.failure == USER)
+    c["system_failed_attempts"] = sum(1 for a in attempts if is_system(a.failure))
     return c
 
 
@@ -926,7 +1062,7 @@ def _attempt_view(a: Attempt) -> dict[str, Any]:
     return {"attempt_id": a.id, "task_id": a.task.id, "taskserver": a.taskserver,
             "host": a.host, "locality": a.locality, "state": a.state,
             "start_time": a.start_time, "end_time": a.end_time, "progress": a.progress,
-            "error": a.error, "traceback": a.traceback,
+            "error": a.error, "traceback": a.traceback, "failure": a.failure,
             "counters": [{"group": g, "name": n, "value": v} for g, n, v in a.counters]}
 
 
@@ -949,7 +1085,7 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
                          "locality": obj.locality, "state": obj.state,
                          "start_time": obj.start_time, "end_time": obj.end_time,
                          "error": obj.error, "traceback": obj.traceback,
-                         "counters_json": json.dumps(obj.counters)})
+                         "counters_json": json.dumps(obj.counters), "failure": obj.failure})
 
 
 def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
@@ -985,12 +1121,13 @@ def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
                     r["locality"] or "", r["start_time"] or 0.0)
         a.state, a.end_time = r["state"], r["end_time"] or 0.0
         a.error, a.traceback = r["error"] or "", r["traceback"] or ""
+        a.failure = r.get("failure") or ""   # not in rows of older versions
         a.counters = [tuple(c) for c in json.loads(r["counters_json"] or "[]")]
         a.progress = 1.0 if a.state == SUCCEEDED else 0.0   # progress is not stored
         task.attempts.append(a)
         if a.state == SUCCEEDED:
             task.output = a
-        elif a.state == FAILED:
+        elif a.state == FAILED and not is_system(a.failure):
             task.failures += 1
     for stage in job.stages.values():
         stage.succeeded = sum(1 for t in stage.tasks if t.state == SUCCEEDED)

@@ -8,7 +8,8 @@ which is how job acceptance is made durable before RunJob replies.
 A record is (table, row): a row names the table's primary key and any of its other columns;
 an existing row is updated in the named columns only. Rows are read by the columns of
 TABLES only, so a database written by an earlier version with more columns (the jobs table
-had a `status_blob` that nothing filled) opens and reads the same.
+had a `status_blob` that nothing filled) opens and reads the same; a column added since
+(attempts.failure) is added to an older database when it opens.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Any, Iterable
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES: dict[str, tuple[str, list[str]]] = {
     # table: (primary key, other columns)
@@ -30,7 +31,7 @@ TABLES: dict[str, tuple[str, list[str]]] = {
     "tasks": ("task_id", ["job_id", "stage", "task_index", "state"]),
     "attempts": ("attempt_id", ["task_id", "job_id", "taskserver", "host", "locality", "state",
                                 "start_time", "end_time", "error", "traceback",
-                                "counters_json"]),
+                                "counters_json", "failure"]),
 }
 
 Record = tuple[str, dict[str, Any]]
@@ -59,6 +60,11 @@ class JobStore:
             self._db.execute("BEGIN")
             for statement in _create_statements():
                 self._db.execute(statement)
+            for table, (_, columns) in TABLES.items():
+                have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._read_lock = threading.Lock()  # readers share the connection with the writer
         self._queue: queue.Queue[tuple[int, list[Record]] | None] = queue.Queue()

@@ -8,7 +8,8 @@ minijet.taskdesc); the job's files (job.json, the user's .py: see minijet.jobdir
 job cache. `--config` is the taskserver's own effective
 configuration (it writes config.json into the work dir), so the TaskHost reaches the same DFS
 with the same settings. Exit 0 after reporting success; on any error it reports
-ReportDone(succeeded=false, "ExcType: message", traceback) and exits 1.
+ReportDone(succeeded=false, "ExcType: message", traceback, its class: minijet.failures) and
+exits 1.
 
 This module is the process shell: the umbilical to the taskserver, the shuffle fetches from
 producers' taskservers, the commit question. The stage logic itself is in runner.py.
@@ -28,6 +29,7 @@ from typing import Iterator
 import grpc
 
 from minijet import config as configmod
+from minijet import failures
 from minijet import jobconf as jc
 from minijet import rpc
 from minijet.config import Config
@@ -70,10 +72,11 @@ class Umbilical:
             log.warning("cannot report progress: %s", e)
         # NotFound (the taskserver does not know this attempt any more) ends the attempt
 
-    def done(self, succeeded: bool, counters=(), error: str = "", traceback: str = "") -> None:
+    def done(self, succeeded: bool, counters=(), error: str = "", traceback: str = "",
+             failure: str = "") -> None:
         self._call(self._stub.ReportDone, job_pb2.DoneReport(
             attempt_id=self.attempt_id, succeeded=succeeded, counters=_counters(counters),
-            error=error, traceback=traceback), idempotent=True)
+            error=error, traceback=traceback, failure=failure), idempotent=True)
 
     def commit(self) -> bool:
         return self._call(self._stub.Commit, job_pb2.CommitRequest(attempt_id=self.attempt_id),
@@ -247,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 # an error may carry the user's own trace (a streaming command's stderr)
                 umbilical.done(False, error=error,
-                               traceback=getattr(e, "user_traceback", "") or tb)
+                               traceback=getattr(e, "user_traceback", "") or tb,
+                               failure=failures.classify(e))
             except Exception as report_error:  # the taskserver reports the exit code instead
                 log.error("cannot report the failure to the taskserver: %s", report_error)
         return 1

@@ -24,7 +24,7 @@ from minijet.formats.recordfile import RecordsSplitReader, RecordsWriter
 from minijet.formats.textinput import SplitReader
 from minijet.formats.textoutput import TextOutputWriter
 from minijet.job import MapReduceJob
-from minijet.jobdir import JOB_CONF_FILE, part_path, temporary_part_path
+from minijet.jobdir import JOB_CONF_FILE, make_attempt_dir, part_path, temporary_part_path
 from minijet.splits import Segment
 from minijet.taskhost import operations
 from minijet.taskhost.mapoutput import MapOutputBuffer
@@ -169,6 +169,7 @@ class DfsOutput:
         self.temp = temporary_part_path(path, attempt_id, index)
         self._dfs = dfs
         self._ask_commit = ask_commit
+        make_attempt_dir(dfs, path, attempt_id)   # never recreates a removed output
         self._file = dfs.create(self.temp, overwrite=True)
         self._writer = RecordsWriter(self._file) if writer == "records" else \
             TextOutputWriter(self._file)

@@ -6,11 +6,16 @@ free and which attempts went silent past the task timeout. The final state of an
 decided when its process has exited, from the TaskHost's own report and the exit code:
 
 - killed on an order                      -> killed
-- killed for silence (task timeout)       -> failed, "no progress for N s"
+- killed for silence (task timeout), or   -> failed (user), "no progress for N s" /
+  over the memory limit                      "exceeded the memory limit of ..."
 - reported success and exited 0           -> succeeded
-- reported failure                        -> failed with the user's error and traceback
-- exited without a report, or non-zero    -> failed, "TaskHost exited with code N" /
-                                             "TaskHost killed by signal SIGx"
+- reported failure                        -> failed with the error, traceback and class
+                                             (minijet.failures) the TaskHost reported
+- exited without a report, or non-zero    -> failed (user), "TaskHost exited with code N" /
+                                             "TaskHost killed by signal SIGx"; a node
+                                             error if it never reported (did not start)
+- its job files could not be copied, or   -> failed, a system or node error
+  its process not started
 
 A final attempt stays in the table until a heartbeat carrying it has been answered, so the
 jobserver learns every outcome even when some heartbeats fail.
@@ -21,6 +26,7 @@ import signal
 from dataclasses import dataclass, field
 
 # here, assigned: accepted, job files being copied, no process yet; running: TaskHost started
+from minijet.failures import NODE, USER
 from minijet.states import ASSIGNED, FAILED, FINAL_STATES, RUNNING, SUCCEEDED
 
 Counters = list[tuple[str, str, int]]  # (group, name, value)
@@ -32,6 +38,7 @@ class DoneReport:
     counters: Counters
     error: str = ""
     traceback: str = ""
+    failure: str = USER   # of a failure: minijet.failures
 
 
 @dataclass
@@ -47,8 +54,10 @@ class Attempt:
     launched: float = 0.0
     last_progress: float = 0.0   # launch, start or last progress report
     finished: float = 0.0
+    failure: str = ""
+    heard: bool = False          # the TaskHost has reported something: it did start
     report: DoneReport | None = None
-    kill: tuple[str, str] | None = None  # (final state, error) decided when we killed it
+    kill: tuple[str, str, str] | None = None  # (final state, error, failure) decided on a kill
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,7 @@ class AttemptSnapshot:
     counters: Counters
     error: str
     traceback: str
+    failure: str
 
 
 def describe_exit(returncode: int) -> str:
@@ -110,6 +120,7 @@ class AttemptTable:
         a.progress = min(max(progress, 0.0), 1.0)
         a.counters = counters
         a.last_progress = now
+        a.heard = True
         return True
 
     def done(self, attempt_id: str, report: DoneReport, now: float) -> bool:
@@ -118,29 +129,32 @@ class AttemptTable:
         if a is None or a.state != RUNNING or a.report is not None:
             return False
         a.report = report
+        a.heard = True
         a.counters = report.counters
         if report.succeeded:
             a.progress = 1.0
         a.last_progress = now
         return True
 
-    def kill(self, attempt_id: str, state: str, error: str, now: float) -> bool:
-        """Decide to kill: returns True if a process must be killed. An attempt without a
-        process yet becomes final at once."""
+    def kill(self, attempt_id: str, state: str, error: str, now: float,
+             failure: str = "") -> bool:
+        """Decide to kill (`failure`: whose fault, when it is not on an order): returns True
+        if a process must be killed. An attempt without a process yet becomes final at
+        once."""
         a = self._attempts.get(attempt_id)
         if a is None or a.state in FINAL_STATES:
             return False
         if a.state == ASSIGNED:
-            self._finish(a, state, error, "", now)
+            self._finish(a, state, error, "", now, failure)
             return False
         if a.kill is None:
-            a.kill = (state, error)
+            a.kill = (state, error, failure)
         return True
 
-    def launch_failed(self, attempt_id: str, error: str, now: float) -> None:
+    def launch_failed(self, attempt_id: str, error: str, now: float, failure: str) -> None:
         a = self._attempts.get(attempt_id)
         if a is not None and a.state not in FINAL_STATES:
-            self._finish(a, FAILED, error, "", now)
+            self._finish(a, FAILED, error, "", now, failure)
 
     def exited(self, attempt_id: str, returncode: int, now: float) -> str | None:
         """Its process ended; returns the final state."""
@@ -149,22 +163,27 @@ class AttemptTable:
             return None
         r = a.report
         if a.kill is not None:
-            state, error = a.kill
-            self._finish(a, state, error, "", now)
+            self._finish(a, a.kill[0], a.kill[1], "", now, a.kill[2])
         elif r is not None and not r.succeeded:
-            self._finish(a, FAILED, r.error or describe_exit(returncode), r.traceback, now)
+            self._finish(a, FAILED, r.error or describe_exit(returncode), r.traceback, now,
+                         r.failure)
         elif r is not None and returncode == 0:
             self._finish(a, SUCCEEDED, "", "", now)
         elif r is not None:
             self._finish(a, FAILED, describe_exit(returncode) + " after reporting success",
-                         "", now)
+                         "", now, USER)
+        elif a.heard:
+            self._finish(a, FAILED, describe_exit(returncode), "", now, USER)
         else:
-            self._finish(a, FAILED, describe_exit(returncode), "", now)
+            self._finish(a, FAILED, describe_exit(returncode) + " before it reported anything",
+                         "", now, NODE)
         return a.state
 
     @staticmethod
-    def _finish(a: Attempt, state: str, error: str, traceback: str, now: float) -> None:
+    def _finish(a: Attempt, state: str, error: str, traceback: str, now: float,
+                failure: str = "") -> None:
         a.state, a.error, a.traceback, a.finished = state, error, traceback, now
+        a.failure = failure
 
     def timed_out(self, now: float, timeout: float) -> list[str]:
         """Running attempts silent for longer than `timeout`, not already being killed."""
@@ -178,13 +197,18 @@ class AttemptTable:
     def of_job(self, job_id: str) -> list[str]:
         return [a.attempt_id for a in self._attempts.values() if a.job_id == job_id]
 
+    def running(self) -> list[tuple[str, str]]:
+        """(attempt, job) of every attempt with a process, not already being killed."""
+        return [(a.attempt_id, a.job_id) for a in self._attempts.values()
+                if a.state == RUNNING and a.kill is None]
+
     def active(self) -> list[str]:
         return [a.attempt_id for a in self._attempts.values() if a.state not in FINAL_STATES]
 
     def snapshot(self) -> list[AttemptSnapshot]:
         """Every attempt the jobserver has not yet been told the end of."""
         return [AttemptSnapshot(a.attempt_id, a.job_id, a.state, a.progress, list(a.counters),
-                                a.error, a.traceback)
+                                a.error, a.traceback, a.failure)
                 for a in self._attempts.values()]
 
     def acknowledged(self, sent: list[AttemptSnapshot]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from minijet import rpc
+from minijet.failures import USER
 from minijet.formats.segments import RECORDS_HEADER
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.taskserver.attempts import DoneReport
@@ -51,7 +52,7 @@ class TaskServerService(job_pb2_grpc.TaskServerServicer):
     def ReportDone(self, request, context):
         self._ts.report_done(request.attempt_id, DoneReport(
             request.succeeded, counters_from_proto(request.counters), request.error,
-            request.traceback))
+            request.traceback, request.failure or USER))
         return job_pb2.Empty()
 
     @rpc.translate_errors

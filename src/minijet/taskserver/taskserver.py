@@ -5,14 +5,18 @@ Threads around the pure AttemptTable:
   attempt not yet reported final; executes the launch / kill / cleanup commands of the reply.
   While the jobserver is unreachable it keeps trying, and attempts keep running.
 - monitor: kills attempts silent for longer than taskserver.task_timeout.
+- limits: kills attempts whose process tree holds more than taskserver.task_memory
+  (memory.py), trims attempt logs to taskserver.log_limit (logcap.py), and sweeps old logs.
 - one launcher thread per new attempt (copies the job files, then starts the TaskHost) and one
   waiter thread per TaskHost process (records its exit).
 The gRPC service (service.py) serves shuffle fetches, logs and the TaskHosts' umbilical.
 
 Local files (layout.py): a job's cache, work dirs and map outputs are deleted on the job's
-cleanup order; attempt logs stay for `jetshell logs` until older than taskserver.log_retention
-(swept at start and on each cleanup). Work left by an earlier run of this taskserver is deleted
-at start: the jobserver treats that run's attempts as lost.
+cleanup order; every heartbeat names the jobs whose files are here, so a jobserver that lost
+a cleanup order (it restarted) sends it again. Attempt logs stay for `jetshell logs` until
+older than taskserver.log_retention (swept at start, on each cleanup and every
+LOG_SWEEP_INTERVAL). Work left by an earlier run of this taskserver is deleted at start:
+the jobserver treats that run's attempts as lost.
 """
 from __future__ import annotations
 
@@ -31,10 +35,11 @@ from typing import Iterator
 from minijet import daemon, net, rpc
 from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError, NotFound
+from minijet.failures import NODE, SYSTEM, USER
 from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
-from minijet.taskserver import launcher
 from minijet.states import FAILED, KILLED
+from minijet.taskserver import launcher, logcap, memory
 from minijet.taskserver.attempts import AttemptSnapshot, AttemptTable, DoneReport
 from minijet.taskserver.jobcache import JobCache
 from minijet.taskserver.layout import Layout, check_id
@@ -44,7 +49,8 @@ log = logging.getLogger("minijet.taskserver")
 
 _STATES = {"assigned": job_pb2.ASSIGNED, "running": job_pb2.RUNNING,
            "succeeded": job_pb2.SUCCEEDED, "failed": job_pb2.FAILED, "killed": job_pb2.KILLED}
-LOG_LIMIT = 1024 * 1024  # GetLogs returns at most the last MiB of each stream
+LOG_LIMIT = 1024 * 1024  # GetLogs returns at most a MiB of each stream: its head and tail
+LOG_SWEEP_INTERVAL = 60.0   # seconds between two sweeps of logs past their retention
 
 
 class TaskServer:
@@ -54,6 +60,11 @@ class TaskServer:
         self.layout = Layout(ts["dir"])
         self.slots = ts["slots"] or os.cpu_count() or 1
         self.task_timeout = ts["task_timeout"]
+        self.task_memory = ts["task_memory"] or memory.default_limit(self.slots)
+        self.log_limit = ts["log_limit"]
+        self._peaks: dict[str, int] = {}          # attempt -> most memory its tree held
+        self._cleaning: set[str] = set()          # jobs whose cleanup is under way
+        self._log_lock = threading.Lock()         # one trim of a log at a time
         self.host = config.host
         self.rack = config.rack_of(self.host)
         self._table = AttemptTable()
@@ -94,7 +105,8 @@ class TaskServer:
                  self.config["jobserver"]["address"])
         if self._forks is not None:
             self._forks.running()
-        for target, name in ((self._heartbeat_loop, "heartbeat"), (self._monitor_loop, "monitor")):
+        for target, name in ((self._heartbeat_loop, "heartbeat"), (self._monitor_loop, "monitor"),
+                             (self._limits_loop, "limits")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -118,7 +130,7 @@ class TaskServer:
         with self._lock:
             active = self._table.active()
         for attempt_id in active:
-            self.kill(attempt_id, KILLED, "taskserver stopped")
+            self.kill(attempt_id, KILLED, "taskserver stopped", NODE)
         self._wait_exited(active, timeout=10)
         for t in self._threads:
             t.join(timeout=5)
@@ -175,10 +187,13 @@ class TaskServer:
         with self._lock:
             sent = self._table.snapshot()
             busy = self._table.busy_slots()
+            cleaning = set(self._cleaning)
+        jobs = sorted(p.name for p in self.layout.jobs.iterdir() if p.name not in cleaning) \
+            if self.layout.jobs.is_dir() else []
         request = job_pb2.HeartbeatRequest(
             name=self.name, host=self.host, rack=self.rack, slots=self.slots,
             free_slots=max(0, self.slots - busy), address=self.address,
-            attempts=[_status_proto(s) for s in sent])
+            attempts=[_status_proto(s) for s in sent], jobs=jobs)
         reply = rpc.call(self.config, self._jobserver.Heartbeat, request, idempotent=False,
                          address=self.config["jobserver"]["address"])
         with self._lock:
@@ -221,9 +236,10 @@ class TaskServer:
     def _start_attempt(self, order: job_pb2.LaunchAttempt) -> None:
         try:
             cache = self.cache.localize(order.job_id, order.job_dir)
-        except Exception as e:  # a DFS problem: fail this attempt, it is retried elsewhere
+        except Exception as e:  # the DFS's problem, or this node's (its disk): retried
             error = str(e) if isinstance(e, MinijetError) else f"{type(e).__name__}: {e}"
-            self._launch_failed(order.attempt_id, error)
+            self._launch_failed(order.attempt_id, error,
+                                SYSTEM if isinstance(e, MinijetError) else NODE)
             return
         with self._lock:
             if self._stop.is_set() or not self._table.started(order.attempt_id, time.time()):
@@ -235,7 +251,7 @@ class TaskServer:
                     self.layout.log_dir(order.job_id, order.attempt_id), self._forks)
             except OSError as e:
                 self._table.launch_failed(order.attempt_id, f"cannot start TaskHost: {e}",
-                                          time.time())
+                                          time.time(), NODE)
                 self._wake.set()
                 log.error("attempt %s: cannot start TaskHost: %s", order.attempt_id, e)
                 return
@@ -244,9 +260,9 @@ class TaskServer:
         threading.Thread(target=self._wait_attempt, args=(order.attempt_id, proc),
                          name=f"wait-{order.attempt_id}", daemon=True).start()
 
-    def _launch_failed(self, attempt_id: str, error: str) -> None:
+    def _launch_failed(self, attempt_id: str, error: str, failure: str) -> None:
         with self._lock:
-            self._table.launch_failed(attempt_id, error, time.time())
+            self._table.launch_failed(attempt_id, error, time.time(), failure)
         self._wake.set()
         log.error("attempt %s: failed before start: %s", attempt_id, error)
 
@@ -256,15 +272,18 @@ class TaskServer:
         with self._lock:
             state = self._table.exited(attempt_id, code, time.time())
             self._procs.pop(attempt_id, None)
+            self._peaks.pop(attempt_id, None)
             a = self._table.get(attempt_id)
             error = a.error if a else ""
+        if a is not None:
+            self._cap_logs(a.job_id, attempt_id)
         self._wake.set()
         log.info("attempt %s: %s (exit code %d)%s", attempt_id, state, code,
                  f": {error}" if error else "")
 
-    def kill(self, attempt_id: str, state: str, error: str) -> None:
+    def kill(self, attempt_id: str, state: str, error: str, failure: str = "") -> None:
         with self._lock:
-            must_kill = self._table.kill(attempt_id, state, error, time.time())
+            must_kill = self._table.kill(attempt_id, state, error, time.time(), failure)
             proc = self._procs.get(attempt_id)
             if must_kill and proc is not None:
                 launcher.kill_tree(proc.pid)
@@ -278,6 +297,10 @@ class TaskServer:
         except MinijetError as e:
             log.error("refusing cleanup: %s", e)
             return
+        with self._lock:
+            if job_id in self._cleaning:
+                return
+            self._cleaning.add(job_id)
         threading.Thread(target=self._cleanup, args=(job_id,), name=f"cleanup-{job_id}",
                          daemon=True).start()
 
@@ -290,6 +313,7 @@ class TaskServer:
         self.cache.remove(job_id)
         with self._lock:
             self._table.forget_job(job_id)
+            self._cleaning.discard(job_id)
         self._sweep_logs()
         log.info("job %s: local files deleted", job_id)
 
@@ -318,7 +342,39 @@ class TaskServer:
                 log.warning("attempt %s: no progress for %gs, killing it", attempt_id,
                             self.task_timeout)
                 self.kill(attempt_id, FAILED,
-                          f"Task attempt timed out: no progress for {self.task_timeout:g}s")
+                          f"Task attempt timed out: no progress for {self.task_timeout:g}s", USER)
+
+    # ---- limits on user code ----
+
+    def _limits_loop(self) -> None:
+        swept = time.monotonic()
+        while not self._stop.wait(memory.POLL_INTERVAL):
+            with self._lock:
+                running = [(a, job, self._procs[a].pid) for a, job in self._table.running()
+                           if a in self._procs]
+            for attempt_id, job_id, pid in running:
+                self._check_memory(attempt_id, pid)
+                self._cap_logs(job_id, attempt_id)
+            if time.monotonic() - swept > LOG_SWEEP_INTERVAL:
+                swept = time.monotonic()
+                self._sweep_logs()
+
+    def _check_memory(self, attempt_id: str, pid: int) -> None:
+        rss = memory.tree_rss(pid)
+        with self._lock:
+            peak = self._peaks[attempt_id] = max(rss, self._peaks.get(attempt_id, 0))
+        if rss > self.task_memory:
+            error = memory.over_limit(self.task_memory, peak)
+            log.warning("attempt %s: %s, killing it", attempt_id, error)
+            self.kill(attempt_id, FAILED, error, USER)
+
+    def _cap_logs(self, job_id: str, attempt_id: str) -> None:
+        for stream in ("stdout", "stderr"):
+            path = self.layout.log_dir(job_id, attempt_id) / stream
+            with self._log_lock:
+                trimmed = logcap.cap(path, self.log_limit)
+            if trimmed:
+                log.info("attempt %s: %s trimmed to taskserver.log_limit", attempt_id, stream)
 
     # ---- the service's work ----
 
@@ -352,7 +408,8 @@ class TaskServer:
         else:
             job_logs = self.layout.job_logs(job_id)
             dirs = sorted(job_logs.iterdir()) if job_logs.is_dir() else []
-        return [(d.name, _tail(d / "stdout"), _tail(d / "stderr")) for d in dirs if d.is_dir()]
+        return [(d.name, _excerpt(d / "stdout"), _excerpt(d / "stderr"))
+                for d in dirs if d.is_dir()]
 
 
 def sweep_logs(logs: Path, horizon: float, keep: set[str]) -> list[str]:
@@ -375,21 +432,15 @@ def sweep_logs(logs: Path, horizon: float, keep: set[str]) -> list[str]:
     return deleted
 
 
-def _tail(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - LOG_LIMIT))
-            return f.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
+def _excerpt(path: Path) -> str:
+    return logcap.excerpt(path, LOG_LIMIT).decode("utf-8", "replace")
 
 
 def _status_proto(s: AttemptSnapshot) -> job_pb2.AttemptStatus:
     return job_pb2.AttemptStatus(
         attempt_id=s.attempt_id, state=_STATES[s.state], progress=s.progress,
         counters=[job_pb2.Counter(group=g, name=n, value=v) for g, n, v in s.counters],
-        error=s.error, traceback=s.traceback)
+        error=s.error, traceback=s.traceback, failure=s.failure)
 
 
 main = daemon.main_of("taskserver", "Run a taskserver: runs task attempts of the jobserver's "
