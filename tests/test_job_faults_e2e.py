@@ -12,6 +12,7 @@ from minijet.client import JetClient
 from polling import wait_for
 from test_jobs_e2e import TESTJOBS, block_size, expected_counts, jetshell, job_id_of, \
     make_text, put_bytes, read_counts, status
+from test_jobs_e2e import taskhosts as taskhosts_of
 
 SLOWSTART = str(Path(__file__).parent / "jobs" / "slowstart.py")
 
@@ -19,7 +20,7 @@ SLOWSTART = str(Path(__file__).parent / "jobs" / "slowstart.py")
 def taskhosts(lc, count: int) -> list[psutil.Process]:
     """The TaskHost processes (and their children) of the cluster's taskservers."""
     return [c for i in range(1, count + 1)
-            for c in psutil.Process(lc.pid("taskserver", i)).children(recursive=True)]
+            for c in taskhosts_of(psutil.Process(lc.pid("taskserver", i)))]
 
 
 def test_a_failed_job_leaves_no_output_and_no_job_files_and_runs_again(fresh_job_cluster):
