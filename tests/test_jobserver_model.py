@@ -7,10 +7,10 @@ from minijet.errors import AlreadyExists, FailedPrecondition, NotFound
 from minijet.jobconf import DFS, FILE, JobConf, Operation, OutputSpec, StageConf, compile_mapreduce
 from minijet.jobserver.model import (AttemptStatus, CleanupJob, CommitDenied, CommitGranted,
                                      CommitRequest, FetchFailed, Heartbeat, JobCreated,
-                                     JobFinished, JobServerCore, JobSubmitted, KillAttempt,
-                                     KillJob, LaunchAttempt, OutputCommitFailed,
+                                     JobFinished, JobRestored, JobServerCore, JobSubmitted,
+                                     KillAttempt, KillJob, LaunchAttempt, OutputCommitFailed,
                                      OutputCommitted, Persist, Tick)
-from minijet.jobserver.store import JobStore
+from minijet.jobserver.store import TABLES, JobStore
 from minijet.splits import Segment, Split
 
 FINAL = ("succeeded", "failed", "killed")
@@ -27,6 +27,7 @@ class Cluster:
         args = dict(max_task_attempts=3, taskserver_timeout=10.0, locality_delay=1.0,
                     rack_of=lambda h: RACKS.get(h, "/r1"), retry_backoff=0.0)
         args.update(core_args)
+        self.core_args = args
         self.core = JobServerCore(**args)
         self.slots = slots
         self.held = {n: {} for n in names}
@@ -38,7 +39,16 @@ class Cluster:
         self.killing = set()
 
     def handle(self, event):
-        actions = self.core.handle(event)
+        return self.take(self.core.handle(event))
+
+    def restart(self):
+        """The jobserver restarts: a new core restored from everything stored so far, as
+        JobServer._recover does; the taskservers keep what they hold."""
+        self.core, actions = restore(stored_rows(self.log), self.now, **self.core_args)
+        self.finishing = {}   # the finisher's queue died with the jobserver
+        return self.take(actions)
+
+    def take(self, actions):
         self.log += actions
         for a in of(actions, JobFinished):
             # nothing of the job may still run where it could write under the output,
@@ -114,6 +124,28 @@ class Cluster:
 
     def status(self, job_id="job_1"):
         return self.core.job_status(job_id)
+
+
+def stored_rows(actions):
+    """The store's rows after the Persists among `actions`, upserted by primary key as
+    JobStore does (columns never written are None)."""
+    tables = {table: {} for table in TABLES}
+    for p in of(actions, Persist):
+        for table, row in p.records:
+            key, columns = TABLES[table]
+            tables[table].setdefault(row[key], dict.fromkeys([key, *columns])).update(row)
+    return {table: list(rows.values()) for table, rows in tables.items()}
+
+
+def restore(rows, now=100.0, **core_args):
+    """A new core fed every stored job, as JobServer._recover does: (core, actions)."""
+    core = JobServerCore(**(core_args or {"max_task_attempts": 3, "taskserver_timeout": 10.0}))
+    actions = []
+    for job in rows["jobs"]:
+        of_job = {t: [r for r in rows[t] if r["job_id"] == job["job_id"]]
+                  for t in ("tasks", "attempts")}
+        actions += core.handle(JobRestored(job, of_job["tasks"], of_job["attempts"], now))
+    return core, actions
 
 
 def launches(actions):
@@ -512,7 +544,9 @@ def test_a_job_is_running_until_its_output_is_committed():
         c.submit("job_2")
     with pytest.raises(NotFound):
         c.status("job_2")                      # refused before anything changed
-    assert c.commit_output() == []             # the store holds "succeeded" already
+    (stored,) = c.commit_output()              # the store holds "succeeded" already:
+    assert [(t, r["state"], r["output_state"]) for t, r in stored.records] == \
+        [("jobs", "succeeded", "closed")]      # only the output's state changes
     assert c.status()["state"] == "succeeded"
     c.submit("job_2")                          # the path is free (the DFS check is the shell's)
     assert c.status("job_2")["state"] == "running"
@@ -540,7 +574,7 @@ def test_a_failed_removal_leaves_the_job_as_it_ended():
     (done,) = of(c.log, JobFinished)
     assert (done.state, done.output_paths) == ("killed", ["/out"])
     assert c.status()["state"] == "running"    # while its output is removed
-    assert c.commit_output(error="no live dataserver") == []
+    assert not of(c.commit_output(error="no live dataserver"), JobFinished)
     assert (c.status()["state"], c.status()["error"]) == ("killed", "killed by request")
     # a job killed before it was submitted has no output: final at once
     c.handle(JobCreated("job_2", "wc", "ann", "/jobs/job_2", c.now))
@@ -576,12 +610,14 @@ def check_invariants(core):
         assert (job.output == "open") == (job.state in ("created", "running")), job.id
 
 
-def run_with_faults(seed, each_step=lambda c, step: None, max_task_attempts=6, **limits):
+def run_with_faults(seed, each_step=lambda c, step: None, max_task_attempts=6, restarts=(),
+                    **limits):
     """A job of 30 maps and 4 reduces on four taskservers that crash, come back, fail
     attempts (by user and system errors) and lose map outputs for 300 steps, then behave;
     killed attempts die some steps after the order; the finisher commits (or removes) the
-    job's output some steps after the job ends, or fails to. `each_step(c, step)` is called
-    after every step. Returns (cluster, landed, commit error)."""
+    job's output some steps after the job ends, or fails to; the jobserver restarts at the
+    steps in `restarts`. `each_step(c, step)` is called after every step. Returns
+    (cluster, landed, commit error)."""
     import random
     rng = random.Random(seed)
     names = ["h1", "h2", "h3", "h4"]
@@ -594,6 +630,9 @@ def run_with_faults(seed, each_step=lambda c, step: None, max_task_attempts=6, *
     for step in range(1000):
         chaos = step < 300
         c.now += 0.5
+        if step in restarts:
+            c.restart()
+            check_invariants(c.core)
         for n in names:
             if n in down:
                 if not chaos or rng.random() < 0.05:   # it comes back, holding nothing
@@ -672,6 +711,34 @@ def test_random_faults_keep_the_state_consistent_and_the_job_finishes(seed):
                                             or "system errors" in st["error"]), st["error"]
     for task in c.core._tasks.values():   # only user errors use up a task's attempts
         assert task.failures == sum(a.failure == "user" for a in task.attempts)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_faults_and_jobserver_restarts_still_finish_the_job_exactly_once(seed):
+    """The same run, the jobserver restarting three times at random steps (the chaos phase
+    included): the job resumes each time and ends; at most one attempt's output landed per
+    reduce task, and it held a grant; a succeeded job has every task's winner."""
+    import random
+    restarts = set(random.Random(seed).sample(range(5, 400), 3))
+    c, landed, commit_error = run_with_faults(seed + 200, restarts=restarts)
+    st = c.status()
+    assert st["state"] in ("succeeded", "failed"), st["state"]
+    assert c.core._writers == {}
+    grants = {}
+    for g in of(c.log, CommitGranted):
+        grants.setdefault(g.attempt_id.rsplit("_", 1)[0], set()).add(g.attempt_id)
+    for task, aid in landed.items():
+        assert aid in grants[task]
+    if st["state"] == "succeeded":
+        winners = {a["task_id"]: a["attempt_id"] for a in st["attempts"]
+                   if a["state"] == "succeeded"}
+        assert len(winners) == 30 + 4
+        for task, aid in winners.items():
+            if "_reduce_" in task:
+                assert aid in grants[task]
+    else:
+        assert commit_error or "RuntimeError: flaky" in st["error"] \
+            or "system errors" in st["error"], st["error"]
 
 
 @pytest.mark.parametrize("seed", range(5))

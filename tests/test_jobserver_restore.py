@@ -1,42 +1,19 @@
 """Restoring the jobserver core from its store (JobRestored), as a restarted jobserver does:
-a finished job has the status it had live; a job that was going is failed as a live job
-fails, and its output removal is granted."""
+a finished job has the status it had live; a job that was going resumes: its running
+attempts and map outputs are taken back when their taskservers heartbeat again, or lost
+(and run again) when they do not come back within taskserver_timeout."""
 import json
 import random
 
 import pytest
 
 from minijet.jobserver.jobserver import status_proto
-from minijet.jobserver.model import (CommitDenied, CommitRequest, Heartbeat, JobCreated,
+from minijet.jobserver.model import (CommitGranted, CommitRequest, Heartbeat, JobCreated,
                                      JobFinished, JobRestored, JobServerCore, KillAttempt,
-                                     OutputCommitted, Persist)
+                                     LaunchAttempt, OutputCommitted, Persist, Tick)
 from minijet.jobserver.store import TABLES, JobStore
-from test_jobserver_model import (Cluster, check_invariants, of, run_to_success,
-                                  run_with_faults, start_the_reduce)
-
-RESTART = "the jobserver restarted while the job was"
-
-
-def stored_rows(actions):
-    """The store's rows after the Persists among `actions`, upserted by primary key as
-    JobStore does (columns never written are None)."""
-    tables = {table: {} for table in TABLES}
-    for p in of(actions, Persist):
-        for table, row in p.records:
-            key, columns = TABLES[table]
-            tables[table].setdefault(row[key], dict.fromkeys([key, *columns])).update(row)
-    return {table: list(rows.values()) for table, rows in tables.items()}
-
-
-def restore(rows, now=100.0):
-    """A new core fed every stored job, as JobServer._recover does: (core, actions)."""
-    core = JobServerCore(max_task_attempts=3, taskserver_timeout=10.0)
-    actions = []
-    for job in rows["jobs"]:
-        of_job = {t: [r for r in rows[t] if r["job_id"] == job["job_id"]]
-                  for t in ("tasks", "attempts")}
-        actions += core.handle(JobRestored(job, of_job["tasks"], of_job["attempts"], now))
-    return core, actions
+from test_jobserver_model import (Cluster, check_invariants, of, restore, run_to_success,
+                                  run_with_faults, start_the_reduce, stored_rows)
 
 
 def without_progress(status):
@@ -62,58 +39,60 @@ def test_a_finished_job_is_restored_through_the_store_with_its_live_status(tmp_p
     live = c.status()
     assert live["state"] == "succeeded"
     assert core.job_status("job_1") == live   # progress too: its attempts all succeeded
+    # the job created but not run yet stays so: its client may still upload and run it
     assert [(j["job_id"], j["state"]) for j in core.list_jobs()] == [
-        ("job_1", "succeeded"), ("job_2", "failed")]
-    # only the job created but not submitted changes: it was going; it has no output
-    (done,) = of(actions, JobFinished)
-    assert (done.job_id, done.state, done.output_paths) == ("job_2", "failed", [])
-    assert done.error.startswith(f"{RESTART} created")
-    assert [(t, row["job_id"]) for p in of(actions, Persist) for t, row in p.records] == [
-        ("jobs", "job_2")]
+        ("job_1", "succeeded"), ("job_2", "created")]
+    assert actions == []
 
 
-def test_a_running_job_is_failed_its_attempts_lost_and_its_output_removal_granted():
+def beat(core, name, held, now, free=1):
+    return core.handle(Heartbeat(name, name, "/r1", 2, free, f"{name}:7000", held, now))
+
+
+def test_a_running_job_resumes_with_its_attempts_and_map_outputs_when_taskservers_return():
     c = Cluster()
     reduce = start_the_reduce(c, nsplits=2)
     live = c.status()
     core, actions = restore(stored_rows(c.log), now=50.0)
-
-    (done,) = of(actions, JobFinished)
-    assert (done.job_id, done.state, done.output_paths) == ("job_1", "failed", ["/out"])
-    assert done.error == f"{RESTART} running; resuming jobs after a restart is not " \
-                         f"supported yet"
+    assert not of(actions, JobFinished)
     st = core.job_status("job_1")
-    assert st.keys() == live.keys()
-    assert (st["state"], st["end_time"], st["error"]) == ("running", 50.0, done.error)
-    assert [(s["stage_id"], s["tasks"], s["succeeded"], s["running"]) for s in st["stages"]] \
-        == [("map", 2, 2, 0), ("reduce", 1, 0, 0)]
-    assert [a["attempt_id"] for a in st["attempts"]] == \
-        [a["attempt_id"] for a in live["attempts"]]
-    (lost,) = [a for a in st["attempts"] if a["state"] == "lost"]
-    assert (lost["attempt_id"], lost["error"], lost["end_time"]) == \
-        (reduce, "jobserver restarted", 50.0)
-    # what is written: the job failed, its unfinished task killed, its attempt lost
-    written = {row.get("job_id") if t == "jobs" else row.get("task_id") if t == "tasks"
-               else row["attempt_id"]: row["state"]
-               for p in of(actions, Persist) for t, row in p.records}
-    assert written == {"job_1": "failed", "job_1_reduce_00000": "killed", reduce: "lost"}
-    check_invariants(core)
-
-    # no taskserver has come back yet: no map output is known to be anywhere
+    assert st["state"] == "running"
+    assert [(a["attempt_id"], a["state"]) for a in st["attempts"]] == \
+        [(a["attempt_id"], a["state"]) for a in live["attempts"]]
+    # no taskserver heard from yet: no map output is known to be anywhere
     assert core.map_output_locations("job_1", "map") == {"outputs": [], "total": 2}
-    # the job's own TaskHost is still there: denied the commit, and told to die
-    assert isinstance(core.handle(CommitRequest(reduce, 51.0))[0], CommitDenied)
+    for name in ("h1", "h2"):   # they report what they still run; nothing is killed
+        assert not of(beat(core, name, list(c.held[name].values()), 51.0), KillAttempt)
+    assert len(core.map_output_locations("job_1", "map")["outputs"]) == 2
+    assert of(core.handle(CommitRequest(reduce, 52.0)), CommitGranted)
     owner = "h1" if reduce in c.held["h1"] else "h2"
-    beat = core.handle(Heartbeat(owner, owner, "/r1", 2, 1, f"{owner}:7000",
-                                 [c.held[owner][reduce]], 51.0))
-    assert [k.attempt_id for k in of(beat, KillAttempt)] == [reduce]
-
-    # shown as running until its partial output is removed, then failed
-    assert core.handle(OutputCommitted("job_1", 52.0)) == []
-    st = core.job_status("job_1")
-    assert (st["state"], st["error"]) == ("failed", done.error)
-    assert without_progress(st)["attempts"][0] == without_progress(live)["attempts"][0]
+    c.held[owner][reduce].state = "succeeded"
+    (done,) = of(beat(core, owner, [c.held[owner][reduce]], 53.0), JobFinished)
+    assert (done.state, done.output_paths) == ("succeeded", ["/out"])
     check_invariants(core)
+
+
+def test_what_a_taskserver_that_does_not_return_held_is_made_again_elsewhere():
+    c = Cluster()
+    reduce = start_the_reduce(c, nsplits=2)
+    owner = "h1" if reduce in c.held["h1"] else "h2"
+    other = "h2" if owner == "h1" else "h1"
+    core, _ = restore(stored_rows(c.log), now=50.0)
+    beat(core, other, list(c.held[other].values()), 51.0, free=0)
+    actions = core.handle(Tick(61.0))   # taskserver_timeout (10 s) after the restart
+    assert not of(actions, JobFinished)
+    st = core.job_status("job_1")
+    lost = {a["attempt_id"] for a in st["attempts"] if a["state"] == "lost"}
+    on_owner = {a["attempt_id"] for a in st["attempts"] if a["taskserver"] == owner}
+    assert reduce in lost and lost == on_owner   # its reduce, and its map's output
+    assert not launches(beat(core, other, [], 62.0, free=2))   # not node-local: it waits
+    relaunched = launches(beat(core, other, [], 68.5, free=2))  # off its rack: 2 delays on
+    assert relaunched and all("_map_" in a.task_id for a in relaunched)   # the map first
+    check_invariants(core)
+
+
+def launches(actions):
+    return of(actions, LaunchAttempt)
 
 
 def test_a_restored_job_as_a_status():
@@ -160,7 +139,9 @@ def test_a_restored_job_as_a_status():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_random_faults_then_a_restart_at_any_moment(seed):
-    """The randomized fault run, its store restored at random steps and at its end."""
+    """The randomized fault run, its store restored at random steps and at its end: a job
+    still going resumes with the attempts it had; one whose output was being committed or
+    removed has that done again."""
     steps = []   # (actions so far, the job's status) after each step
 
     def snapshot(c, step):
@@ -170,33 +151,24 @@ def test_random_faults_then_a_restart_at_any_moment(seed):
     rng = random.Random(seed)
     going = [(n, live) for n, live in steps if not of(c.log[:n], JobFinished)]
     for n, live in rng.sample(going, 3):
-        # failed as a live job fails; nothing it ran is left going
         core, actions = restore(stored_rows(c.log[:n]))
+        assert not of(actions, JobFinished)
         st = core.job_status("job_1")
-        (done,) = of(actions, JobFinished)
-        assert (done.state, done.output_paths) == ("failed", ["/out"])
-        assert st.keys() == live.keys() and st["state"] == "running"   # removing its output
-        assert [a["attempt_id"] for a in st["attempts"]] == \
-            [a["attempt_id"] for a in live["attempts"]]
-        for was, now in zip(live["attempts"], st["attempts"]):
-            assert now["state"] == ("lost" if was["state"] in ("assigned", "running") else
-                                    was["state"])
+        assert st.keys() == live.keys() and st["state"] == "running"
+        assert [(a["attempt_id"], a["state"]) for a in st["attempts"]] == \
+            [(a["attempt_id"], a["state"]) for a in live["attempts"]]
         assert [s["succeeded"] for s in st["stages"]] == \
             [s["succeeded"] for s in live["stages"]]
-        assert all(s["running"] == 0 for s in st["stages"])
         check_invariants(core)
-        core.handle(OutputCommitted("job_1", 101.0))
-        check_invariants(core)
-        assert core.job_status("job_1")["state"] == "failed"
 
-    # while the output was committed: the store has the job's end, not its output's
+    # while the output was committed: the store has the job's end, and the commit is redone
     (n, live), = [(n, live) for n, live in steps if of(c.log[:n], JobFinished)][:1]
     core, actions = restore(stored_rows(c.log[:n]))
-    assert live["state"] == "running" and actions == []
-    assert core.job_status("job_1")["state"] == of(c.log, JobFinished)[0].state
+    (again,) = of(actions, JobFinished)
+    assert again.state == of(c.log, JobFinished)[0].state and live["state"] == "running"
+    core.handle(OutputCommitted("job_1", 101.0))
+    assert core.job_status("job_1")["state"] == again.state
 
     # at the end: as it was
     core, actions = restore(stored_rows(c.log))
     assert actions == []
-    assert without_progress(core.job_status("job_1")) == without_progress(c.status())
-    check_invariants(core)

@@ -102,29 +102,30 @@ def test_a_failed_output_commit_fails_the_job_and_stays_failed_after_a_restart(t
     js.stop()
 
 
-def test_a_restarted_jobserver_fails_the_running_job_and_removes_its_output(tmp_path):
+def test_a_restarted_jobserver_resumes_the_running_job_and_honours_its_commit_grant(
+        tmp_path):
     js = jobserver(tmp_path, FakeDfs())
     submit(js)
     (launch,) = beat(js)
     aid = launch.launch.attempt_id
-    js.store.wait()
-    js.stop()   # as if killed: its finisher never ran
+    assert js.commit(aid)   # stored before it was answered
+    js.stop()   # as if killed while the attempt writes its output
 
     dfs = FakeDfs()
     js = jobserver(tmp_path, dfs)
     st = js.job_status("job_1")
-    assert st["state"] == "running"    # until its partial output is removed
-    assert "the jobserver restarted while the job was running" in st["error"]
-    assert [(a["attempt_id"], a["state"]) for a in st["attempts"]] == [(aid, "lost")]
-    # the TaskHost still running is told to die, and may not commit
-    assert [c.kill.attempt_id for c in beat(js, (aid, job_pb2.RUNNING))] == [aid]
-    assert not js.commit(aid)
+    assert st["state"] == "running" and not st["error"]
+    assert [(a["attempt_id"], a["state"]) for a in st["attempts"]] == [(aid, "assigned")]
+    # the taskserver still runs it: it is taken back, not killed, and keeps its grant
+    assert beat(js, (aid, job_pb2.RUNNING)) == []
+    assert js.commit(aid)
+    beat(js, (aid, job_pb2.SUCCEEDED))
     run_finisher(js)
-    assert dfs.calls == [("delete", "/out"), ("delete", "/jobs/job_1")]
-    assert js.job_status("job_1")["state"] == "failed"
+    assert dfs.calls[:2] == [("delete", "/out/_temporary"), ("create", "/out/_SUCCESS")]
+    assert js.job_status("job_1")["state"] == "succeeded"
     js.stop()
 
-    js = jobserver(tmp_path, FakeDfs())   # the next restart finds it failed, as it was
-    assert js.job_status("job_1")["state"] == "failed"
+    js = jobserver(tmp_path, FakeDfs())   # the next restart finds it succeeded, as it was
+    assert js.job_status("job_1")["state"] == "succeeded"
     assert js._finisher_queue.empty()
     js.stop()

@@ -147,6 +147,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "job_dir": (str, "/minijet/jobs"),    # DFS directory for job files
         "job_file_replication": (int, 10),
         "min_split_size": (Size, 4 * 1024**2),  # input splits are sized for the slots, not smaller
+        "client_wait": (Duration, 120.0),     # clients and tasks wait this long for a jobserver
+        #                                       that is unreachable (restarting) before failing
     },
     "taskserver": {
         "address": (str, "localhost:0"),   # shuffle service

@@ -169,9 +169,11 @@ class JetClient:
         while True:
             asked = time.monotonic()
             wait = poll if deadline is None else max(0.0, min(poll, deadline - asked))
-            status = self._call(self._stub.WaitJob,
-                                job_pb2.WaitJobRequest(job_id=job_id, timeout=wait),
-                                idempotent=True)
+            # a restarting jobserver is waited for: the job resumes after the restart
+            status = rpc.call(self.config, self._stub.WaitJob,
+                              job_pb2.WaitJobRequest(job_id=job_id, timeout=wait),
+                              idempotent=True, address=f"{self.address} (jobserver)",
+                              wait=self.config["jobserver"]["client_wait"])
             if progress_callback is not None:
                 progress_callback(status)
             if status.state in FINAL_STATES:

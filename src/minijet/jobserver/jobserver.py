@@ -130,7 +130,8 @@ class JobServer:
         log.info("jobserver stopped")
 
     def _recover(self) -> None:
-        """Hand the jobs of earlier runs to the core (which fails those still going)."""
+        """Hand the jobs of earlier runs to the core: those still going resume, those whose
+        output was being committed or removed have that done (again)."""
         of_job: dict[str, dict[str, list[dict]]] = {"tasks": {}, "attempts": {}}
         for table, rows in of_job.items():
             for row in self.store.rows(table):
@@ -342,6 +343,8 @@ class JobServer:
                     cleanup=job_pb2.CleanupJob(job_id=action.job_id)))
             else:
                 log.error("unexpected action from Heartbeat: %s", action)
+        if any(c.HasField("launch") for c in commands):
+            self.store.wait()   # a restarted jobserver knows every attempt it launched
         return job_pb2.HeartbeatResponse(commands=commands,
                                          heartbeat_interval=self.heartbeat_interval)
 
@@ -350,6 +353,7 @@ class JobServer:
             actions = self._handle(model.CommitRequest(attempt_id, time.time()))
         for action in actions:
             if isinstance(action, model.CommitGranted):
+                self.store.wait()   # stored before it is told: a restart honours it
                 log.info("attempt %s: commit granted", attempt_id)
                 return True
             if isinstance(action, model.CommitDenied):

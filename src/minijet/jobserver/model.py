@@ -79,10 +79,16 @@ sees it succeeded can read the output at once. A failed commit fails a succeeded
 stored: a job of an earlier run is shown as stored.
 
 Restore: JobRestored rebuilds a job of an earlier run from its stored rows (the inverse of
-Persist's records), so its status has the shape of a live job's. A finished job is listed as
-it was. A job that was created or running is failed ("the jobserver restarted...") as any
-failed job is: its attempts still going are lost, its unfinished tasks killed, and its output
-removal granted (JobFinished); resuming it is future work.
+Persist's records: with each task's split and commit grant, and the output's state), so its
+status has the shape of a live job's. A finished job is listed as it was; one whose output
+was draining, committed or removed has that done again (JobFinished: both are idempotent). A
+created job stays created (its client may still run it). A running job resumes: its pending
+tasks are placed again; its running attempts and the map outputs of its succeeded tasks are
+taken back when their taskserver heartbeats (it kept running them: an attempt it does not
+report is lost, as always), and lost, their tasks run again, if it has not within
+taskserver_timeout of the restart. A commit granted before the restart stays granted to its
+attempt. The shell stores a grant, and the attempts a heartbeat reply launches, before it
+answers, so a restarted core never reuses an attempt id or grants a commit twice.
 
 Every event carries an id (given, or "e<seq>"); every action names it as `cause`.
 """
@@ -452,6 +458,10 @@ class JobServerCore:
         self._woken: set[str] = set()     # asked to heartbeat now, and not yet heartbeated
         self._writers: dict[str, str] = {}   # output path -> the job it belongs to
         self._backoff: dict[str, float] = {}  # pending task -> when it may be scheduled
+        # after a restart: attempts (running, or holding a map output) of resumed jobs, by
+        # taskserver, until it heartbeats again or the deadline passes
+        self._awaited: dict[str, dict[str, Attempt]] = {}
+        self._awaited_until = 0.0
         self._seq = 0
         # per handle() call
         self._cause = ""
@@ -536,6 +546,7 @@ class JobServerCore:
         ts.host, ts.rack, ts.address = ev.host, ev.rack, ev.address
         ts.slots, ts.last_heartbeat = ev.slots, ev.now
         ts.heartbeats += 1
+        self._adopt(ts)
         kills: dict[str, None] = {}
         reported = {st.attempt_id: st.state for st in ev.attempts}
         for st in ev.attempts:
@@ -611,6 +622,7 @@ class JobServerCore:
             self._actions.append(CommitDenied(ev.attempt_id, reason, self._cause))
         else:
             a.task.committer = a.id
+            self._touch(a.task)   # a grant is stored before it is answered
             self._actions.append(CommitGranted(ev.attempt_id, self._cause))
 
     def _on_fetch_failed(self, ev: FetchFailed) -> None:
@@ -627,6 +639,8 @@ class JobServerCore:
 
     def _on_tick(self, ev: Tick) -> None:
         self._release_backoffs(ev.now)
+        if self._awaited and ev.now > self._awaited_until:
+            self._give_up_awaited(ev.now)
         for ts in list(self._taskservers.values()):
             if ts.alive and ev.now - ts.last_heartbeat > self.taskserver_timeout:
                 self._on_taskserver_lost(TaskServerLost(
@@ -636,6 +650,7 @@ class JobServerCore:
         job = self._job(ev.job_id)
         committing = job.output == COMMITTING
         _move(job, OUTPUT_TRANSITIONS, CLOSED, "output")
+        self._touch(job)
         for path in job.output_paths:
             if self._writers.get(path) == job.id:
                 del self._writers[path]
@@ -653,16 +668,60 @@ class JobServerCore:
         for task in job.tasks():
             self._tasks[task.id] = task
             self._attempts.update((a.id, a) for a in task.attempts)
-        if job.output == CLOSED:   # it had ended
+        if job.output == CLOSED:   # it had ended, and its output is as it left it
             return
-        was = job.state
         self._own_outputs(job, job.output_paths)
+        if job.state in FINAL_STATES:   # it ended; its output was not committed or removed
+            # (a late attempt of a draining job cannot recreate the output: see jobdir)
+            job.output = COMMITTING if job.state == SUCCEEDED else REMOVING
+            self._touch(job)
+            self._actions.append(JobFinished(job.id, job.state, list(job.output_paths),
+                                             job.error, self._cause))
+            return
+        if job.state == CREATED:   # its client may still upload its files and run it
+            return
+        self.scheduler.add_job(job.id)
+        self._awaited_until = ev.now + self.taskserver_timeout
         for task in job.tasks():
-            for a in task.active():
-                self._end(a, LOST, ev.now)
-                a.error = "jobserver restarted"
-        self._finish(job, FAILED, f"the jobserver restarted while the job was {was}; resuming "
-                                  f"jobs after a restart is not supported yet", "", ev.now)
+            if task.state == SUCCEEDED:
+                if task.stage.file_output and task.output is not None:
+                    self._await(task.output)   # its shuffle output is on its taskserver
+            elif task.state == RUNNING and task.active():
+                for a in task.active():
+                    self._await(a)
+            elif task.state in (PENDING, RUNNING):   # (running: its attempts all ended)
+                if task.state == RUNNING:
+                    _move(task, TASK_TRANSITIONS, PENDING)
+                    self._touch(task)
+                self._place(task, ev.now)
+        self._check_done(job, ev.now)
+
+    def _await(self, a: Attempt) -> None:
+        self._awaited.setdefault(a.taskserver, {})[a.id] = a
+
+    def _adopt(self, ts: TaskServer) -> None:
+        """A taskserver heard from after a restart: it still runs the resumed jobs' attempts
+        it was given (those it does not report are lost, as with any heartbeat) and holds
+        their map outputs."""
+        for a in self._awaited.pop(ts.name, {}).values():
+            a.task.job.taskservers.add(ts.name)
+            if a.state in ACTIVE:
+                a.launched_in = 0
+                ts.active[a.id] = a
+            elif a.state == SUCCEEDED and a.task.output is a:
+                ts.outputs[a.id] = a
+
+    def _give_up_awaited(self, now: float) -> None:
+        """Taskservers silent since the restart for taskserver_timeout: their attempts and
+        map outputs are lost, and their tasks run again."""
+        awaited, self._awaited = self._awaited, {}
+        for name, attempts in sorted(awaited.items()):
+            for a in attempts.values():
+                if a.task.job.state != RUNNING:
+                    continue
+                if a.state in ACTIVE or a.task.output is a and a.task.stage.output_needed():
+                    self._lose(a, f"taskserver {name} did not come back after the jobserver "
+                                  "restarted", now)
 
     # ---- attempt reports (ON_REPORT) ----
 
@@ -789,6 +848,7 @@ class JobServerCore:
             return
         _move(job, OUTPUT_TRANSITIONS, COMMITTING if job.state == SUCCEEDED else REMOVING,
               "output")
+        self._touch(job)
         self._actions.append(JobFinished(job.id, job.state, list(job.output_paths),
                                          job.error, self._cause))
 
@@ -808,7 +868,9 @@ class JobServerCore:
         self._end(a, LOST, now)
         a.error, a.failure = reason, NODE
         task.avoid.add(a.taskserver)
-        self._taskservers[a.taskserver].outputs.pop(a.id, None)
+        ts = self._taskservers.get(a.taskserver)   # None: not heard from since a restart
+        if ts is not None:
+            ts.outputs.pop(a.id, None)
         if task.committer == a.id:
             task.committer = None
         if not had_output and self._system_failure(a, now):
@@ -1072,14 +1134,16 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
         row = {"job_id": obj.id, "name": obj.name, "user": obj.user, "state": obj.state,
                "submit_time": obj.submit_time, "start_time": obj.start_time,
                "end_time": obj.end_time, "job_dir": obj.job_dir, "error": obj.error,
-               "traceback": obj.traceback}
+               "traceback": obj.traceback, "output_state": obj.output}
         if obj.conf is not None:
             row["conf_json"] = json.dumps(obj.conf.to_dict())
             row["output_path"] = ",".join(obj.output_paths)
         return ("jobs", row)
     if isinstance(obj, Task):
         return ("tasks", {"task_id": obj.id, "job_id": obj.job.id, "stage": obj.stage.id,
-                          "task_index": obj.index, "state": obj.state})
+                          "task_index": obj.index, "state": obj.state,
+                          "split_json": json.dumps(obj.split.to_dict()) if obj.split else None,
+                          "committer": obj.committer})
     return ("attempts", {"attempt_id": obj.id, "task_id": obj.task.id, "job_id": obj.task.job.id,
                          "taskserver": obj.taskserver, "host": obj.host,
                          "locality": obj.locality, "state": obj.state,
@@ -1097,7 +1161,8 @@ def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
         row["end_time"] or 0.0
     job.error, job.traceback = row["error"] or "", row["traceback"] or ""
     job.output_paths = row["output_path"].split(",") if row["output_path"] else []
-    job.output = CLOSED if job.state in (SUCCEEDED, FAILED, KILLED) else OPEN
+    # rows of older versions have no output state: an ended job's output counts as closed
+    job.output = row.get("output_state") or (CLOSED if job.state in FINAL_STATES else OPEN)
     try:
         job.conf = JobConf.from_dict(json.loads(row["conf_json"])) if row["conf_json"] else None
     except (ValueError, MinijetError):   # a conf this version no longer reads
@@ -1112,8 +1177,10 @@ def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
     for t in sorted(tasks, key=lambda t: t["task_index"]):
         stage = job.stages.get(t["stage"]) or job.stages.setdefault(
             t["stage"], Stage(job, t["stage"], False))
-        task = by_id[t["task_id"]] = Task(stage, t["task_index"], None)
-        task.state = t["state"]
+        split = t.get("split_json")
+        task = by_id[t["task_id"]] = Task(stage, t["task_index"],
+                                          Split.from_dict(json.loads(split)) if split else None)
+        task.state, task.committer = t["state"], t.get("committer")
         stage.tasks.append(task)
     for r in sorted(attempts, key=lambda r: int(r["attempt_id"].rsplit("_", 1)[1])):
         task = by_id[r["task_id"]]

@@ -9,7 +9,8 @@ A record is (table, row): a row names the table's primary key and any of its oth
 an existing row is updated in the named columns only. Rows are read by the columns of
 TABLES only, so a database written by an earlier version with more columns (the jobs table
 had a `status_blob` that nothing filled) opens and reads the same; a column added since
-(attempts.failure) is added to an older database when it opens.
+(attempts.failure; jobs.output_state, tasks.split_json and tasks.committer, which a
+job resumed after a restart needs) is added to an older database when it opens.
 """
 from __future__ import annotations
 
@@ -22,13 +23,15 @@ from typing import Any, Iterable
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES: dict[str, tuple[str, list[str]]] = {
     # table: (primary key, other columns)
     "jobs": ("job_id", ["name", "user", "state", "submit_time", "start_time", "end_time",
-                        "output_path", "job_dir", "conf_json", "error", "traceback"]),
-    "tasks": ("task_id", ["job_id", "stage", "task_index", "state"]),
+                        "output_path", "job_dir", "conf_json", "error", "traceback",
+                        "output_state"]),
+    "tasks": ("task_id", ["job_id", "stage", "task_index", "state", "split_json",
+                          "committer"]),
     "attempts": ("attempt_id", ["task_id", "job_id", "taskserver", "host", "locality", "state",
                                 "start_time", "end_time", "error", "traceback",
                                 "counters_json", "failure"]),

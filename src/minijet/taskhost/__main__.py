@@ -57,9 +57,15 @@ class Umbilical:
         self._stub = job_pb2_grpc.TaskServerStub(self._channel)
         self._parent = os.getppid()
 
-    def _call(self, method, request, idempotent: bool):
+    def _call(self, method, request, idempotent: bool, wait: float | None = None):
         return rpc.call(self.config, method, request, idempotent=idempotent,
-                        address=self.address)
+                        address=self.address, wait=wait)
+
+    def _ask_jobserver(self, method, request, idempotent: bool):
+        """A call the taskserver passes on to the jobserver: waited for while the jobserver
+        is unreachable (restarting), so the attempt goes on across a restart."""
+        return self._call(method, request, idempotent,
+                          wait=self.config["jobserver"]["client_wait"])
 
     def progress(self, fraction: float, counters: list[tuple[str, str, int]]) -> None:
         if os.getppid() != self._parent:  # our taskserver died: nobody wants this work
@@ -79,15 +85,15 @@ class Umbilical:
             error=error, traceback=traceback, failure=failure), idempotent=True)
 
     def commit(self) -> bool:
-        return self._call(self._stub.Commit, job_pb2.CommitRequest(attempt_id=self.attempt_id),
-                          idempotent=True).granted
+        return self._ask_jobserver(self._stub.Commit, job_pb2.CommitRequest(
+            attempt_id=self.attempt_id), idempotent=True).granted
 
     def map_outputs(self, job_id: str, stage_id: str) -> job_pb2.MapOutputsResponse:
-        return self._call(self._stub.GetMapOutputs, job_pb2.MapOutputsRequest(
+        return self._ask_jobserver(self._stub.GetMapOutputs, job_pb2.MapOutputsRequest(
             job_id=job_id, stage_id=stage_id), idempotent=True)
 
     def fetch_failed(self, producer_attempt_id: str, error: str) -> None:
-        self._call(self._stub.ReportFetchFailure, job_pb2.FetchFailedRequest(
+        self._ask_jobserver(self._stub.ReportFetchFailure, job_pb2.FetchFailedRequest(
             attempt_id=self.attempt_id, producer_attempt_id=producer_attempt_id, error=error),
             idempotent=False)
 
