@@ -166,14 +166,17 @@ class JetClient:
         seconds: `progress_callback(status)` sees each of those, the final one included.
         Raises JobTimeout after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        reached = False
         while True:
             asked = time.monotonic()
             wait = poll if deadline is None else max(0.0, min(poll, deadline - asked))
-            # a restarting jobserver is waited for: the job resumes after the restart
+            # once reached, a jobserver that goes away is waited for (a restart: the job
+            # resumes); one unreachable from the start is an error at once
             status = rpc.call(self.config, self._stub.WaitJob,
                               job_pb2.WaitJobRequest(job_id=job_id, timeout=wait),
                               idempotent=True, address=f"{self.address} (jobserver)",
-                              wait=self.config["jobserver"]["client_wait"])
+                              wait=self.config["jobserver"]["client_wait"] if reached else None)
+            reached = True
             if progress_callback is not None:
                 progress_callback(status)
             if status.state in FINAL_STATES:
