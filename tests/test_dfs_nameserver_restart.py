@@ -95,3 +95,44 @@ def test_dfsshell_waits_for_the_nameserver(cluster, tmp_path):
         shell.wait()
     with cluster.client() as client:
         assert client.stat("/made/while/down").is_dir
+
+
+def test_a_read_right_after_a_restart_waits_for_the_block_reports(cluster, caplog):
+    """Blocks whose replicas the restarted nameserver has not heard of yet are asked for
+    again, not reported as having no replica: the dataservers are held (SIGSTOP) until the
+    read has been tried, so their block reports come after it."""
+    import logging
+    import signal
+    caplog.set_level(logging.DEBUG, logger="minijet.rpc")   # its retries are logged
+    with cluster.client() as client:
+        with client.create("/early") as w:
+            w.write(b"read before the reports are in" * 1000)
+        cluster.kill_nameserver()
+        for p in cluster.dataservers.values():
+            p.send_signal(signal.SIGSTOP)
+        try:
+            cluster.start_nameserver()
+            results: dict = {}
+
+            def read():
+                try:
+                    with client.open("/early") as r:
+                        results["read"] = r.read()
+                except Exception as e:  # reported by the assertions below
+                    results["error"] = e
+
+            thread = threading.Thread(target=read)
+            thread.start()
+            # the restarted nameserver serves, and the read asks it and is told to ask again
+            wait_for(lambda: cluster.log("nameserver").count("serving on") == 2, 20,
+                     "the nameserver to serve again")
+            seen = len(caplog.records)
+            wait_for(lambda: results or any("GetBlockLocations" in r.getMessage()
+                                            for r in caplog.records[seen:]), 20,
+                     "the read to be told to ask again")
+        finally:
+            for p in cluster.dataservers.values():
+                p.send_signal(signal.SIGCONT)
+        thread.join(60)
+        assert "error" not in results, results["error"]
+        assert results["read"] == b"read before the reports are in" * 1000

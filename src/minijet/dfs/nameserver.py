@@ -196,6 +196,14 @@ class NameServer:
             error = FailedPrecondition if self.blocks.safemode.manual else Unavailable
             raise error(f"nameserver is in safe mode: {reason}")
 
+    def _check_reported(self) -> None:
+        """A block of no known replica while the start-up safe mode waits for the
+        dataservers' block reports: ask again later (Unavailable is retried), rather than
+        answer that the block has no replica."""
+        on, reason = self.blocks.safemode_status(self.ticks())
+        if on and not self.blocks.safemode.manual:
+            raise Unavailable(f"nameserver is in safe mode: {reason}")
+
     def _rack_of(self, host: str) -> str:
         server = self.blocks.servers.get(host)
         return server.rack if server is not None and server.rack else self.config.rack_of(host)
@@ -306,6 +314,8 @@ class NameServer:
             for b in f.blocks:
                 if offset + b.length > start and offset < end or (b.length == 0 and offset == start):
                     good, corrupt = self.blocks.locations(b.block_id)
+                    if not good and not corrupt and b.length:
+                        self._check_reported()
                     # with no good replica left, offer the corrupt ones: the reader's checksum
                     # check then reports the damage clearly
                     hosts = placement.sort_for_reader(good or corrupt, client_host,
