@@ -66,6 +66,7 @@ class JetClient:
         self.address = self.config["jobserver"]["address"]
         self._channel = rpc.connect(self.config, self.address)
         self._stub = job_pb2_grpc.JobServerStub(self._channel)
+        self._reached = False   # the jobserver answered a call of this client
         self._dfs = dfs
         self._owns_dfs = dfs is None
 
@@ -92,8 +93,13 @@ class JetClient:
         self.close()
 
     def _call(self, method, request, *, idempotent: bool):
-        return rpc.call(self.config, method, request, idempotent=idempotent,
-                        address=f"{self.address} (jobserver)")
+        # Once reached, a jobserver that goes away is waited for (a restart: its jobs
+        # resume); one unreachable at the first call is an error at once.
+        reply = rpc.call(self.config, method, request, idempotent=idempotent,
+                         address=f"{self.address} (jobserver)",
+                         wait=self.config["jobserver"]["client_wait"] if self._reached else None)
+        self._reached = True
+        return reply
 
     # ---- the jobserver's API ----
 
@@ -166,17 +172,12 @@ class JetClient:
         seconds: `progress_callback(status)` sees each of those, the final one included.
         Raises JobTimeout after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        reached = False
         while True:
             asked = time.monotonic()
             wait = poll if deadline is None else max(0.0, min(poll, deadline - asked))
-            # once reached, a jobserver that goes away is waited for (a restart: the job
-            # resumes); one unreachable from the start is an error at once
-            status = rpc.call(self.config, self._stub.WaitJob,
-                              job_pb2.WaitJobRequest(job_id=job_id, timeout=wait),
-                              idempotent=True, address=f"{self.address} (jobserver)",
-                              wait=self.config["jobserver"]["client_wait"] if reached else None)
-            reached = True
+            status = self._call(self._stub.WaitJob,
+                                job_pb2.WaitJobRequest(job_id=job_id, timeout=wait),
+                                idempotent=True)
             if progress_callback is not None:
                 progress_callback(status)
             if status.state in FINAL_STATES:
