@@ -683,6 +683,19 @@ def run_with_faults(seed, each_step=lambda c, step: None, max_task_attempts=6, r
     return c, landed, commit_error
 
 
+def grants_by_task(log):
+    """task id -> the attempts granted its commit, over every CommitGranted in `log`."""
+    grants = {}
+    for g in of(log, CommitGranted):
+        grants.setdefault(g.attempt_id.rsplit("_", 1)[0], set()).add(g.attempt_id)
+    return grants
+
+
+def winners_of(status):
+    return {a["task_id"]: a["attempt_id"] for a in status["attempts"]
+            if a["state"] == "succeeded"}
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_random_faults_keep_the_state_consistent_and_the_job_finishes(seed):
     c, landed, commit_error = run_with_faults(seed)
@@ -690,12 +703,9 @@ def test_random_faults_keep_the_state_consistent_and_the_job_finishes(seed):
     (done,) = of(c.log, JobFinished)
     assert st["state"] in ("succeeded", "failed"), st["state"]
     assert c.core._writers == {}   # the output is free for the next job
-    grants = {}
-    for g in of(c.log, CommitGranted):
-        grants.setdefault(g.attempt_id.rsplit("_", 1)[0], set()).add(g.attempt_id)
+    grants = grants_by_task(c.log)
     if done.state == "succeeded":
-        winners = {a["task_id"]: a["attempt_id"] for a in st["attempts"]
-                   if a["state"] == "succeeded"}
+        winners = winners_of(st)
         assert len(winners) == 30 + 4
         for task, aid in winners.items():
             if "_reduce_" in task:
@@ -724,14 +734,11 @@ def test_random_faults_and_jobserver_restarts_still_finish_the_job_exactly_once(
     st = c.status()
     assert st["state"] in ("succeeded", "failed"), st["state"]
     assert c.core._writers == {}
-    grants = {}
-    for g in of(c.log, CommitGranted):
-        grants.setdefault(g.attempt_id.rsplit("_", 1)[0], set()).add(g.attempt_id)
+    grants = grants_by_task(c.log)
     for task, aid in landed.items():
         assert aid in grants[task]
     if st["state"] == "succeeded":
-        winners = {a["task_id"]: a["attempt_id"] for a in st["attempts"]
-                   if a["state"] == "succeeded"}
+        winners = winners_of(st)
         assert len(winners) == 30 + 4
         for task, aid in winners.items():
             if "_reduce_" in task:
