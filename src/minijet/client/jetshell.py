@@ -183,7 +183,8 @@ def status_text(st, now: float | None = None) -> str:
             io = [_size(am["input_bytes"]), _size(am["output_bytes"])] + [
                 _seconds(am[f"{p}_time"]) for p in ("read", "process", "write")] \
                 if a.counters else ["-"] * 5
-            rows.append([a.task_id, a.attempt_id[len(a.task_id) + 1:] or a.attempt_id,
+            try_ = a.attempt_id[len(a.task_id) + 1:] or a.attempt_id
+            rows.append([a.task_id, f"{try_} (backup)" if a.speculative else try_,
                          a.taskserver or "-", a.locality or "-", _when(a.start_time, False),
                          _when(a.end_time, False), *io,
                          f"{a.state} ({a.failure} error)" if a.failure else a.state, a.error])
