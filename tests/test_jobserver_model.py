@@ -619,7 +619,8 @@ def run_with_faults(seed, each_step=lambda c, step: None, max_task_attempts=6, r
                     **limits):
     """A job of 30 maps and 4 reduces on four taskservers that crash, come back, fail
     attempts (by user and system errors) and lose map outputs for 300 steps, then behave;
-    stragglers get backup attempts (running attempts report no progress);
+    stragglers get backup attempts (running attempts report no progress), nodes are
+    blacklisted for the job after 3 user errors there;
     killed attempts die some steps after the order; the finisher commits (or removes) the
     job's output some steps after the job ends, or fails to; the jobserver restarts at the
     steps in `restarts`. `each_step(c, step)` is called after every step. Returns

@@ -150,6 +150,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "client_wait": (Duration, 120.0),     # clients and tasks wait this long for a jobserver
         #                                       that is unreachable (restarting) before failing
         "speculative": (bool, True),          # back up stragglers (jobserver/speculation.py)
+        "greylist_forgive": (Duration, 3600.0),   # a greylisted taskserver gets tasks again
+        #                                           after this (jobserver/badnodes.py)
     },
     "taskserver": {
         "address": (str, "localhost:0"),   # shuffle service

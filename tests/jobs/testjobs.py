@@ -1,7 +1,7 @@
 """Job classes for the end-to-end job tests: a mapper that raises, one that hangs once, a
 slow WordCount (so a test can crash a taskserver while the job runs); for the fault tests,
 one that meets the cluster down a few times, one that allocates without bound, one that
-prints without end; a straggler."""
+prints without end; a straggler, and one that fails on one node only."""
 import os
 import time
 
@@ -115,3 +115,13 @@ class StragglerWordCount(WordCount):
                 time.sleep(self.delay)
         yield from super().mapper(key, value)
 
+
+class BadHostWordCount(WordCount):
+    """Every map attempt on the node --bad-host fails, as if a library were missing there."""
+
+    params = [Param("--bad-host", str)]
+
+    def mapper(self, key, value):
+        if context.host() == self.bad_host:
+            raise RuntimeError(f"no module named lxml on {self.bad_host}")
+        yield from super().mapper(key, value)

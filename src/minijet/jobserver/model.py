@@ -69,6 +69,12 @@ the original nor where the task failed. A task has at most one backup. The first
 to succeed wins (for DFS output: the first granted the commit; the other asking is denied
 and killed) and the other is killed: a killed attempt is no failure of the task.
 
+Bad nodes (minijet.jobserver.badnodes): each user error counts against its job on its
+taskserver; a taskserver a job has failed on 3 times gets no more of that job's tasks, and
+one that 3 jobs did that to is greylisted (no new tasks) until `greylist_forgive` later,
+on a Tick. A resumed job counts its stored failed attempts again; greylists do not survive
+a restart.
+
 Slow start: a consumer stage's tasks may start before all of its producers are done, once
 `slow_start` (a fraction) of the producer tasks have succeeded and none is still waiting for a
 slot; they fetch the outputs as they appear. So that early consumers never hold the slots a
@@ -113,6 +119,7 @@ from minijet.failures import NODE, SYSTEM, USER, is_system
 from minijet.ids import make_attempt_id, make_task_id
 from minijet.jobconf import FILE, JobConf
 from minijet.jobserver import speculation
+from minijet.jobserver.badnodes import BadNodes
 from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler, locality_of
 from minijet.splits import Split
 from minijet.states import (ASSIGNED, CREATED, FAILED, FINAL_STATES, KILLED, LOST, PENDING,
@@ -452,7 +459,7 @@ class JobServerCore:
                  rack_of: Callable[[str], str] = lambda host: "/default-rack",
                  slow_start: float = 1.0, system_retries: int = 10,
                  retry_backoff: float = 1.0, rand: Callable[[], float] = random.random,
-                 speculative: bool = True):
+                 speculative: bool = True, greylist_forgive: float = 3600.0):
         self.max_task_attempts = max_task_attempts
         self.system_retries = system_retries
         self.retry_backoff = retry_backoff
@@ -461,6 +468,7 @@ class JobServerCore:
         self.scheduler = Scheduler(locality_delay, rack_of)
         self.slow_start = slow_start
         self.speculative = speculative
+        self.bad_nodes = BadNodes(greylist_forgive)
         self._stragglers: list[Task] = []   # to back up, slowest first (found by Tick)
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, Task] = {}
@@ -489,7 +497,7 @@ class JobServerCore:
                               f"to 1, got {js['slow_start']}")
         return cls(js["max_task_attempts"], js["taskserver_timeout"], js["locality_delay"],
                    config.rack_of, js["slow_start"], js["system_retries"], js["retry_backoff"],
-                   speculative=js["speculative"])
+                   speculative=js["speculative"], greylist_forgive=js["greylist_forgive"])
 
     # ---- the one entry point ----
 
@@ -584,13 +592,16 @@ class JobServerCore:
         self._cleanup_stale(ts, ev.jobs)
         self._release_backoffs(ev.now)
         free = min(ev.free_slots, ev.slots - len(ts.active))
+        if self.bad_nodes.greylisted(ts.name, self._alive):
+            free = 0
         if free > 0:
-            assigned = self.scheduler.assign(ts.name, ts.host, ts.rack, free, ev.now)
+            skip = self.bad_nodes.excluded_jobs(ts.name, self._alive)
+            assigned = self.scheduler.assign(ts.name, ts.host, ts.rack, free, ev.now, skip)
             for asg in assigned:
                 self._launch(self._tasks[asg.task_id], asg.locality, ts)
             free -= len(assigned)
             if free > 0 and self._stragglers:
-                free -= self._back_up(ts, free)
+                free -= self._back_up(ts, free, skip)
         self._woken.discard(ts.name)
         if free > 0:
             self._idle[ts.name] = None
@@ -656,6 +667,7 @@ class JobServerCore:
 
     def _on_tick(self, ev: Tick) -> None:
         self._release_backoffs(ev.now)
+        self.bad_nodes.forgive_until(ev.now)
         if self.speculative:
             self._stragglers = speculation.slowest_first(
                 (s for j in self._jobs.values() if j.state == RUNNING and j.conf is not None
@@ -701,6 +713,10 @@ class JobServerCore:
             return
         if job.state == CREATED:   # its client may still upload its files and run it
             return
+        for task in job.tasks():
+            for a in task.attempts:
+                if a.state == FAILED and not is_system(a.failure):
+                    self.bad_nodes.user_failure(job.id, a.taskserver, ev.now)
         self.scheduler.add_job(job.id)
         self._awaited_until = ev.now + self.taskserver_timeout
         for task in job.tasks():
@@ -800,6 +816,7 @@ class JobServerCore:
                 return
         else:
             self._taskservers[a.taskserver].failures += 1
+            self.bad_nodes.user_failure(task.job.id, a.taskserver, now)
             task.failures += 1
             if task.failures >= self.max_task_attempts:
                 _move(task, TASK_TRANSITIONS, FAILED)
@@ -834,7 +851,7 @@ class JobServerCore:
         ts.outbox.append(LaunchAttempt(ts.name, job.id, task.id, a.id, job.job_dir, spec,
                                        self._cause))
 
-    def _back_up(self, ts: TaskServer, slots: int) -> int:
+    def _back_up(self, ts: TaskServer, slots: int, skip: set[str]) -> int:
         """Launch backup attempts of stragglers in up to `slots` free slots of `ts`, never
         beside the original nor where the task failed; how many were launched."""
         launched = 0
@@ -843,7 +860,7 @@ class JobServerCore:
                 break
             live = task.active()
             if task.state != RUNNING or len(live) != 1 or live[0].taskserver == ts.name \
-                    or ts.name in task.avoid \
+                    or ts.name in task.avoid or task.job.id in skip \
                     or any(a.speculative for a in task.attempts):
                 continue   # it ended or was backed up since the Tick; or not here
             hosts = task.split.hosts if task.split is not None else ()
@@ -1014,6 +1031,7 @@ class JobServerCore:
         job.end_time, job.error, job.traceback = now, error, traceback
         self._touch(job)
         self.scheduler.remove_job(job.id)
+        self.bad_nodes.job_ended(job.id)
         for task in job.tasks():
             for a in task.active():
                 self._kill(a, now)
@@ -1119,7 +1137,8 @@ class JobServerCore:
     def taskservers(self) -> list[dict[str, Any]]:
         return [{"name": t.name, "host": t.host, "rack": t.rack, "slots": t.slots,
                  "running": len(t.active), "last_heartbeat": t.last_heartbeat,
-                 "address": t.address, "failures": t.failures, "alive": t.alive}
+                 "address": t.address, "failures": t.failures, "alive": t.alive,
+                 **self.bad_nodes.view(t.name)}
                 for t in self._taskservers.values()]
 
     def map_output_locations(self, job_id: str, stage_id: str) -> dict[str, Any]:

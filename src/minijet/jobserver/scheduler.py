@@ -156,12 +156,13 @@ class Scheduler:
             q.skipped_since.clear()
 
     def assign(self, taskserver: str, host: str, rack: str, slots: int,
-               now: float) -> list[Assignment]:
-        """Up to `slots` tasks for this taskserver, best first."""
+               now: float, skip: Collection[str] = ()) -> list[Assignment]:
+        """Up to `slots` tasks for this taskserver, best first; none of the jobs in `skip`
+        (they blacklisted it)."""
         out: list[Assignment] = []
         while slots > 0:
             for job_id, q in self._jobs.items():
-                if q.count:
+                if q.count and job_id not in skip:
                     e = self._choose(q, taskserver, host, rack, now)
                     if e is not None:
                         out.append(Assignment(job_id, e.task_id, e.locality(host, rack)))
