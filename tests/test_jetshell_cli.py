@@ -298,9 +298,14 @@ def test_list_and_nodes_tables():
     assert row.split()[:3] == ["job_20260101000000_0007", "WordCount", "alice"]
     assert row.split()[-6:] == ["10.0s", "2", "2/8", "3.0MiB", "512B", "running"]
     servers = [job_pb2.TaskServerStatus(name="ts1", host="host1", rack="/r1", slots=4,
-                                        running=2, last_heartbeat=995.0, alive=True)]
-    header, row = jetshell.nodes_table(servers, now=1000.0).splitlines()
-    assert row.split() == ["ts1", "host1", "/r1", "4", "2", "5.0s", "ago", "0", "alive"]
+                                        running=2, last_heartbeat=995.0, alive=True),
+               job_pb2.TaskServerStatus(name="ts2", host="host2", rack="/r1", slots=4,
+                                        last_heartbeat=999.0, failures=9, alive=True,
+                                        blacklists=3, greylisted_since=990.0)]
+    header, row, grey = jetshell.nodes_table(servers, now=1000.0).splitlines()
+    assert header.split()[-3:] == ["failures", "blacklists", "state"]
+    assert row.split() == ["ts1", "host1", "/r1", "4", "2", "5.0s", "ago", "0", "0", "alive"]
+    assert grey.split()[7:11] == ["9", "3", "alive,", "greylisted"]
 
 
 def test_attempt_and_job_metrics_from_counters():

@@ -20,12 +20,14 @@ RACKS = {"h1": "/r1", "h2": "/r1", "h3": "/r2"}
 class Cluster:
     """Taskservers as the core sees them: each holds attempts and heartbeats their state.
     A job's output is committed as soon as it finishes, unless `hold_output`: then its
-    JobFinished waits in `finishing` for `commit_output`."""
+    JobFinished waits in `finishing` for `commit_output`. No speculation unless asked for
+    (`speculative=True`): running attempts here report no progress."""
 
     def __init__(self, names=("h1", "h2"), slots=2, hold_output=False, slow_kills=False,
                  **core_args):
         args = dict(max_task_attempts=3, taskserver_timeout=10.0, locality_delay=1.0,
-                    rack_of=lambda h: RACKS.get(h, "/r1"), retry_backoff=0.0)
+                    rack_of=lambda h: RACKS.get(h, "/r1"), retry_backoff=0.0,
+                    speculative=False)
         args.update(core_args)
         self.core_args = args
         self.core = JobServerCore(**args)
@@ -586,7 +588,10 @@ def test_a_failed_removal_leaves_the_job_as_it_ended():
 def check_invariants(core):
     for task in core._tasks.values():
         active = task.active()
-        assert len(active) <= 1, task.id
+        # one attempt at a time, and a backup beside it at most, once in the task's life
+        assert len(active) <= 1 + sum(a.speculative for a in active), task.id
+        assert sum(a.speculative for a in task.attempts) <= 1, task.id
+        assert len({a.taskserver for a in active}) == len(active), task.id
         placed = task.id in core.scheduler
         assert not (placed and task.id in core._backoff), task.id
         assert (placed or task.id in core._backoff) == (task.state == "pending"), task.id
@@ -614,6 +619,8 @@ def run_with_faults(seed, each_step=lambda c, step: None, max_task_attempts=6, r
                     **limits):
     """A job of 30 maps and 4 reduces on four taskservers that crash, come back, fail
     attempts (by user and system errors) and lose map outputs for 300 steps, then behave;
+    stragglers get backup attempts (running attempts report no progress), nodes are
+    blacklisted for the job after 3 user errors there;
     killed attempts die some steps after the order; the finisher commits (or removes) the
     job's output some steps after the job ends, or fails to; the jobserver restarts at the
     steps in `restarts`. `each_step(c, step)` is called after every step. Returns
@@ -622,7 +629,8 @@ def run_with_faults(seed, each_step=lambda c, step: None, max_task_attempts=6, r
     rng = random.Random(seed)
     names = ["h1", "h2", "h3", "h4"]
     c = Cluster(names=names, max_task_attempts=max_task_attempts, hold_output=True,
-                slow_kills=True, retry_backoff=1.0, rand=rng.random, **limits)
+                slow_kills=True, retry_backoff=1.0, rand=rng.random, speculative=True,
+                **limits)
     c.submit(nsplits=30, reducers=4, hosts=lambda i: (names[i % 4], names[(i + 1) % 4]))
     landed = {}   # task -> attempt whose rename landed (a part file exists)
     down = set()

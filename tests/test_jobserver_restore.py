@@ -149,7 +149,11 @@ def test_random_faults_then_a_restart_at_any_moment(seed):
 
     c, _, _ = run_with_faults(seed, snapshot)
     rng = random.Random(seed)
-    going = [(n, live) for n, live in steps if not of(c.log[:n], JobFinished)]
+    # going: the job had not ended in the store (a job that ended but whose output drains,
+    # e.g. while a losing backup attempt dies, is finished again when restored: below)
+    ended = next(i for i, a in enumerate(c.log) if isinstance(a, Persist) and any(
+        table == "jobs" and row["state"] != "running" for table, row in a.records))
+    going = [(n, live) for n, live in steps if n <= ended]
     for n, live in rng.sample(going, 3):
         core, actions = restore(stored_rows(c.log[:n]))
         assert not of(actions, JobFinished)

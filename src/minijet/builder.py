@@ -260,7 +260,8 @@ class JobBuilder:
 
     def conf(self, name: str, job_file: str, job_class: str, params: Mapping[str, Any],
              user: str = "", files: Sequence[str] = (),
-             resolve_path: Callable[[str], str] | None = None) -> jc.JobConf:
+             resolve_path: Callable[[str], str] | None = None,
+             speculative: bool = True) -> jc.JobConf:
         """The job configuration of the recorded operations (validated)."""
         if not self._stages:
             raise InvalidArgument(f"{job_class}.build_job() made no datasets")
@@ -281,7 +282,8 @@ class JobBuilder:
                                        input=paths, inputs=list(s.inputs), tasks=s.tasks,
                                        reader=s.reader))
         return jc.JobConf(name=name, job_file=job_file, job_class=job_class, stages=stages,
-                          user=user, params=dict(params), files=list(files)).validate()
+                          user=user, params=dict(params), files=list(files),
+                          speculative=speculative).validate()
 
     # ---- helpers ----
 
@@ -377,7 +379,7 @@ class JobBuilderJob(MapReduceJob):
             raise InvalidArgument(f"{cls.__name__} has no build_job(self, builder) method")
         job = cls(params)
         return job.builder().conf(cls.__name__, job_file, cls.__name__, params, user, files,
-                                  resolve_path)
+                                  resolve_path, cls.speculative)
 
 
 # ---- total order: split points sampled at submit time ----

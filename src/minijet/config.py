@@ -149,6 +149,9 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "min_split_size": (Size, 4 * 1024**2),  # input splits are sized for the slots, not smaller
         "client_wait": (Duration, 120.0),     # clients and tasks wait this long for a jobserver
         #                                       that is unreachable (restarting) before failing
+        "speculative": (bool, True),          # back up stragglers (jobserver/speculation.py)
+        "greylist_forgive": (Duration, 3600.0),   # a greylisted taskserver gets tasks again
+        #                                           after this (jobserver/badnodes.py)
     },
     "taskserver": {
         "address": (str, "localhost:0"),   # shuffle service

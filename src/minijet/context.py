@@ -1,8 +1,11 @@
-"""The running task, as seen from the user's code: user counters, and the input file.
+"""The running task, as seen from the user's code: user counters, the input file, the
+attempt and where it runs.
 
     from minijet import context
     context.counter("quality", "bad_lines").increment()
     context.input_path()      # the file the current record was read from
+    context.attempt_id()      # job_..._map_00003_1: task map_00003, its second attempt
+    context.host()            # the node running it (its taskserver's node.host)
 
 works in methods and lambdas running in a task: the runner points this module at the task's
 progress (`bind`), which reports the counters with the engine's; `jetshell status` shows them
@@ -15,6 +18,8 @@ from typing import Any
 _progress: Any = None                          # the running task's runner.Progress
 _counters: dict[tuple[str, str], "Counter"] = {}
 _input_path: str | None = None                 # the file of the record being processed
+_attempt_id: str | None = None
+_host: str | None = None
 
 
 class Counter:
@@ -44,6 +49,24 @@ def input_path() -> str | None:
     processed was read from, in a stage that reads input files, as Hadoop's map.input.file;
     None in a stage that reads a shuffle."""
     return _input_path
+
+
+def attempt_id() -> str | None:
+    """The running attempt's id, `<job>_<stage>_<task index>_<try>` (Hadoop's
+    mapred.task.id); None outside a task."""
+    return _attempt_id
+
+
+def host() -> str | None:
+    """The node identity of the machine running the attempt (node.host: its host name
+    unless configured); None outside a task."""
+    return _host
+
+
+def set_attempt(attempt: str, node: str) -> None:
+    """The TaskHost (or the local runner): the attempt running in this process, and where."""
+    global _attempt_id, _host
+    _attempt_id, _host = attempt, node
 
 
 def bind(progress: Any) -> None:

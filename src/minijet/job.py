@@ -137,6 +137,9 @@ class MapReduceJob:
     # None: a hash of the key (the same in every process); else a module-level function
     # (key, partitions) -> partition number, or its "module:function" name.
     partitioner: Callable | str | None = None
+    # False: no task of the job gets a backup attempt (speculative execution), for jobs
+    # whose tasks have side effects outside their output (e.g. they call a service)
+    speculative: bool = True
     params: Sequence[Param] = ()  # extra declared parameters; a mapping of values on instances
     # The user's generator methods: mapper(self, key, value), combiner(self, key, values)
     # (optional) and reducer(self, key, values) (unless reducers == 0). A combiner's and a
@@ -329,7 +332,7 @@ def build_conf(cls: type[MapReduceJob], args: Sequence[str], *, job_file: str,
         name=cls.__name__, job_file=job_file, job_class=cls.__name__, params=params,
         inputs=params["input"], output=params["output"], reducers=params["reducers"],
         has_combiner=cls.combiner is not None, partitioner=_partitioner_spec(cls), user=user,
-        files=list(files))
+        files=list(files), speculative=cls.speculative)
 
 
 def _partitioner_spec(cls: type[MapReduceJob]) -> str:

@@ -98,6 +98,7 @@ class JobConf:
     user: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)    # extra files in the job directory
+    speculative: bool = True      # its tasks may get backup attempts (no side effects)
 
     # ---- navigation ----
 
@@ -158,6 +159,9 @@ class JobConf:
             raise InvalidArgument(f"{where}: job_file must be a file name, got {self.job_file!r}")
         if not self.job_class:
             raise InvalidArgument(f"{where}: job_class is empty")
+        if not isinstance(self.speculative, bool):
+            raise InvalidArgument(f"{where}: speculative must be True or False, "
+                                  f"got {self.speculative!r}")
         try:
             json.dumps(self.params)
         except (TypeError, ValueError) as e:
@@ -291,6 +295,7 @@ class JobConf:
             "name": self.name, "user": self.user, "job_file": self.job_file,
             "job_class": self.job_class, "params": dict(self.params),
             "files": list(self.files),
+            **({"speculative": False} if not self.speculative else {}),
             "stages": [{"id": s.id, "tasks": s.tasks, "input": list(s.input),
                         **({"reader": s.reader} if s.reader != "lines" else {}),
                         "inputs": list(s.inputs),
@@ -304,7 +309,7 @@ class JobConf:
     def from_dict(cls, data: Any) -> "JobConf":
         """Build and validate a JobConf from to_dict()'s shape (e.g. parsed JSON)."""
         d = _mapping(data, "job configuration", {"name", "user", "job_file", "job_class",
-                                                  "params", "files", "stages"})
+                                                  "params", "files", "stages", "speculative"})
         stages = [_stage_from_dict(s) for s in _typed(d, "stages", list, "job configuration")]
         conf = cls(name=_typed(d, "name", str, "job"),
                    user=_typed(d, "user", str, "job", ""),
@@ -312,7 +317,7 @@ class JobConf:
                    job_class=_typed(d, "job_class", str, "job"),
                    params=dict(_typed(d, "params", dict, "job", {})),
                    files=list(_typed(d, "files", list, "job", [])),
-                   stages=stages)
+                   stages=stages, speculative=_typed(d, "speculative", bool, "job", True))
         return conf.validate()
 
 
@@ -366,7 +371,7 @@ def _stage_from_dict(data: Any) -> StageConf:
 def compile_mapreduce(name: str, job_file: str, job_class: str, params: dict[str, Any],
                       inputs: list[str], output: str, reducers: int, has_combiner: bool,
                       partitioner: str = HASH, user: str = "",
-                      files: list[str] | None = None) -> JobConf:
+                      files: list[str] | None = None, speculative: bool = True) -> JobConf:
     """A MapReduceJob as stages: `map` (splits -> mapper [+ combiner] -> sorted file channel
     with `reducers` partitions) -> `reduce` (reducer -> DFS output); map-only (mapper -> DFS
     output) when reducers == 0."""
@@ -388,7 +393,8 @@ def compile_mapreduce(name: str, job_file: str, job_class: str, params: dict[str
                       output=OutputSpec(channel=DFS, path=output)),
         ]
     return JobConf(name=name, user=user, job_file=job_file, job_class=job_class,
-                   params=dict(params), files=list(files or []), stages=stages).validate()
+                   params=dict(params), files=list(files or []), stages=stages,
+                   speculative=speculative).validate()
 
 
 # ---- keys in JSON (split points) ----

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import shutil
 import tempfile
 import time
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from minijet import context
 from minijet import jobconf as jc
 from minijet import jobdir, taskhost
 from minijet.dfs import BlockLocation, FileStatus
@@ -316,6 +318,7 @@ class LocalJobRunner:
         out = stage.output
 
         progress = taskhost.Progress(lambda fraction, counters: None)
+        context.set_attempt(attempt_id, platform.node())
         try:
             job = self.new_job()
 

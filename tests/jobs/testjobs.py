@@ -1,11 +1,11 @@
 """Job classes for the end-to-end job tests: a mapper that raises, one that hangs once, a
 slow WordCount (so a test can crash a taskserver while the job runs); for the fault tests,
 one that meets the cluster down a few times, one that allocates without bound, one that
-prints without end."""
+prints without end; a straggler, and one that fails on one node only."""
 import os
 import time
 
-from minijet import MapReduceJob, Param
+from minijet import MapReduceJob, Param, context
 from minijet.errors import Unavailable
 
 
@@ -99,4 +99,29 @@ class Chatty(WordCount):
         if key == 0:
             for i in range(self.lines):
                 print(f"chatty line {i}")
+        yield from super().mapper(key, value)
+
+
+class StragglerWordCount(WordCount):
+    """The first attempt of map task 0 sleeps --delay seconds first, as on a sick disk;
+    every other attempt counts words at once."""
+
+    params = [Param("--delay", float, default=300.0)]
+
+    def mapper(self, key, value):
+        if not getattr(self, "_started", False):
+            self._started = True
+            if context.attempt_id().endswith("_map_00000_0"):
+                time.sleep(self.delay)
+        yield from super().mapper(key, value)
+
+
+class BadHostWordCount(WordCount):
+    """Every map attempt on the node --bad-host fails, as if a library were missing there."""
+
+    params = [Param("--bad-host", str)]
+
+    def mapper(self, key, value):
+        if context.host() == self.bad_host:
+            raise RuntimeError(f"no module named lxml on {self.bad_host}")
         yield from super().mapper(key, value)

@@ -183,7 +183,8 @@ def status_text(st, now: float | None = None) -> str:
             io = [_size(am["input_bytes"]), _size(am["output_bytes"])] + [
                 _seconds(am[f"{p}_time"]) for p in ("read", "process", "write")] \
                 if a.counters else ["-"] * 5
-            rows.append([a.task_id, a.attempt_id[len(a.task_id) + 1:] or a.attempt_id,
+            try_ = a.attempt_id[len(a.task_id) + 1:] or a.attempt_id
+            rows.append([a.task_id, f"{try_} (backup)" if a.speculative else try_,
                          a.taskserver or "-", a.locality or "-", _when(a.start_time, False),
                          _when(a.end_time, False), *io,
                          f"{a.state} ({a.failure} error)" if a.failure else a.state, a.error])
@@ -224,12 +225,17 @@ def jobs_table(jobs, now: float | None = None) -> str:
 
 
 def nodes_table(servers, now: float) -> str:
+    """`blacklists`: jobs that stopped using it (3 failed attempts each) lately; a
+    greylisted one gets no new tasks (see minijet.jobserver.badnodes)."""
     return _table(
         ["taskserver", "host", "rack", "slots", "running", "last heartbeat", "failures",
-         "state"],
+         "blacklists", "state"],
         [[t.name, t.host, t.rack, t.slots, t.running,
           f"{max(0.0, now - t.last_heartbeat):.1f}s ago" if t.last_heartbeat else "-",
-          t.failures, "alive" if t.alive else "lost"] for t in servers])
+          t.failures, t.blacklists,
+          ("alive" if t.alive else "lost") + (
+              f", greylisted since {_when(t.greylisted_since)}" if t.greylisted_since else "")]
+         for t in servers])
 
 
 # ---- commands ----
@@ -370,7 +376,8 @@ def logs(client, job_id, task):
 @with_client
 @click.option("--json", "as_json", is_flag=True, help="Print the taskservers as JSON.")
 def nodes(client, as_json):
-    """List taskservers: name, host, rack, slots, running attempts, last heartbeat."""
+    """List taskservers: name, host, rack, slots, running attempts, last heartbeat, failed
+    attempts, jobs that blacklisted it, greylisted."""
     servers = client.list_taskservers()
     if as_json:
         click.echo(json.dumps([_as_json(t) for t in servers], indent=2))

@@ -61,6 +61,20 @@ without success releases the grant (it may or may not have renamed): the next ho
 rename without overwriting, and if the part file is already there, keep it and succeed.
 So at most one attempt's output ever lands.
 
+Speculation (`speculative`, and the job's conf.speculative): every Tick finds the
+stragglers of the running jobs' stages (minijet.jobserver.speculation: far slower than the
+stage's finished tasks, once most are done); a heartbeat with slots left after the
+scheduler's pick launches a backup attempt of one there, never on the taskserver running
+the original nor where the task failed. A task has at most one backup. The first attempt
+to succeed wins (for DFS output: the first granted the commit; the other asking is denied
+and killed) and the other is killed: a killed attempt is no failure of the task.
+
+Bad nodes (minijet.jobserver.badnodes): each user error counts against its job on its
+taskserver; a taskserver a job has failed on 3 times gets no more of that job's tasks, and
+one that 3 jobs did that to is greylisted (no new tasks) until `greylist_forgive` later,
+on a Tick. A resumed job counts its stored failed attempts again; greylists do not survive
+a restart.
+
 Slow start: a consumer stage's tasks may start before all of its producers are done, once
 `slow_start` (a fraction) of the producer tasks have succeeded and none is still waiting for a
 slot; they fetch the outputs as they appear. So that early consumers never hold the slots a
@@ -104,7 +118,9 @@ from minijet.errors import (AlreadyExists, ConfigError, FailedPrecondition, Inva
 from minijet.failures import NODE, SYSTEM, USER, is_system
 from minijet.ids import make_attempt_id, make_task_id
 from minijet.jobconf import FILE, JobConf
-from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler
+from minijet.jobserver import speculation
+from minijet.jobserver.badnodes import BadNodes
+from minijet.jobserver.scheduler import NODE_LOCAL, OFF_RACK, RACK_LOCAL, Scheduler, locality_of
 from minijet.splits import Split
 from minijet.states import (ASSIGNED, CREATED, FAILED, FINAL_STATES, KILLED, LOST, PENDING,
                             RUNNING, SUCCEEDED, WAITING)
@@ -131,7 +147,7 @@ FINISHING = (DRAINING, COMMITTING, REMOVING)   # the job is shown as running mea
 TASK_TRANSITIONS = {
     WAITING: {PENDING, KILLED},
     PENDING: {RUNNING, WAITING, KILLED},
-    RUNNING: {SUCCEEDED, PENDING, WAITING, FAILED, KILLED},
+    RUNNING: {RUNNING, SUCCEEDED, PENDING, WAITING, FAILED, KILLED},   # running: a backup
     SUCCEEDED: {PENDING, WAITING},   # its shuffle output was lost: run again
 }
 ATTEMPT_TRANSITIONS = {
@@ -404,10 +420,10 @@ class Task:
 class Attempt:
     __slots__ = ("task", "id", "taskserver", "host", "locality", "state", "start_time",
                  "end_time", "launched_in", "progress", "counters", "error", "traceback",
-                 "failure")
+                 "failure", "speculative")
 
     def __init__(self, task: Task, attempt_id: str, taskserver: str, host: str, locality: str,
-                 now: float, launched_in: int = 0):
+                 now: float, launched_in: int = 0, speculative: bool = False):
         self.task = task
         self.id = attempt_id
         self.taskserver, self.host = taskserver, host
@@ -419,6 +435,7 @@ class Attempt:
         self.counters: Counters = []
         self.error = self.traceback = ""
         self.failure = ""                     # failed or lost: minijet.failures
+        self.speculative = speculative        # a backup of a straggler (speculation.py)
 
 
 class TaskServer:
@@ -441,7 +458,8 @@ class JobServerCore:
                  locality_delay: float = 3.0,
                  rack_of: Callable[[str], str] = lambda host: "/default-rack",
                  slow_start: float = 1.0, system_retries: int = 10,
-                 retry_backoff: float = 1.0, rand: Callable[[], float] = random.random):
+                 retry_backoff: float = 1.0, rand: Callable[[], float] = random.random,
+                 speculative: bool = True, greylist_forgive: float = 3600.0):
         self.max_task_attempts = max_task_attempts
         self.system_retries = system_retries
         self.retry_backoff = retry_backoff
@@ -449,6 +467,9 @@ class JobServerCore:
         self.taskserver_timeout = taskserver_timeout
         self.scheduler = Scheduler(locality_delay, rack_of)
         self.slow_start = slow_start
+        self.speculative = speculative
+        self.bad_nodes = BadNodes(greylist_forgive)
+        self._stragglers: list[Task] = []   # to back up, slowest first (found by Tick)
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, Task] = {}
         self._attempts: dict[str, Attempt] = {}
@@ -475,7 +496,8 @@ class JobServerCore:
             raise ConfigError(f"config key jobserver.slow_start: expected a fraction from 0 "
                               f"to 1, got {js['slow_start']}")
         return cls(js["max_task_attempts"], js["taskserver_timeout"], js["locality_delay"],
-                   config.rack_of, js["slow_start"], js["system_retries"], js["retry_backoff"])
+                   config.rack_of, js["slow_start"], js["system_retries"], js["retry_backoff"],
+                   speculative=js["speculative"], greylist_forgive=js["greylist_forgive"])
 
     # ---- the one entry point ----
 
@@ -570,11 +592,16 @@ class JobServerCore:
         self._cleanup_stale(ts, ev.jobs)
         self._release_backoffs(ev.now)
         free = min(ev.free_slots, ev.slots - len(ts.active))
+        if self.bad_nodes.greylisted(ts.name, self._alive):
+            free = 0
         if free > 0:
-            assigned = self.scheduler.assign(ts.name, ts.host, ts.rack, free, ev.now)
+            skip = self.bad_nodes.excluded_jobs(ts.name, self._alive)
+            assigned = self.scheduler.assign(ts.name, ts.host, ts.rack, free, ev.now, skip)
             for asg in assigned:
                 self._launch(self._tasks[asg.task_id], asg.locality, ts)
             free -= len(assigned)
+            if free > 0 and self._stragglers:
+                free -= self._back_up(ts, free, skip)
         self._woken.discard(ts.name)
         if free > 0:
             self._idle[ts.name] = None
@@ -618,6 +645,7 @@ class JobServerCore:
             reason = "task already succeeded"
         elif a.task.committer not in (None, a.id):
             reason = f"attempt {a.task.committer} holds the commit"
+            self._kill(a, ev.now)   # it lost the race (a backup's, or the original's)
         if reason:
             self._actions.append(CommitDenied(ev.attempt_id, reason, self._cause))
         else:
@@ -639,6 +667,11 @@ class JobServerCore:
 
     def _on_tick(self, ev: Tick) -> None:
         self._release_backoffs(ev.now)
+        self.bad_nodes.forgive_until(ev.now)
+        if self.speculative:
+            self._stragglers = speculation.slowest_first(
+                (s for j in self._jobs.values() if j.state == RUNNING and j.conf is not None
+                 and j.conf.speculative for s in j.stages.values()), ev.now)
         if self._awaited and ev.now > self._awaited_until:
             self._give_up_awaited(ev.now)
         for ts in list(self._taskservers.values()):
@@ -680,6 +713,10 @@ class JobServerCore:
             return
         if job.state == CREATED:   # its client may still upload its files and run it
             return
+        for task in job.tasks():
+            for a in task.attempts:
+                if a.state == FAILED and not is_system(a.failure):
+                    self.bad_nodes.user_failure(job.id, a.taskserver, ev.now)
         self.scheduler.add_job(job.id)
         self._awaited_until = ev.now + self.taskserver_timeout
         for task in job.tasks():
@@ -779,6 +816,7 @@ class JobServerCore:
                 return
         else:
             self._taskservers[a.taskserver].failures += 1
+            self.bad_nodes.user_failure(task.job.id, a.taskserver, now)
             task.failures += 1
             if task.failures >= self.max_task_attempts:
                 _move(task, TASK_TRANSITIONS, FAILED)
@@ -793,10 +831,11 @@ class JobServerCore:
 
     # ---- transitions with their consequences ----
 
-    def _launch(self, task: Task, locality: str, ts: TaskServer) -> None:
+    def _launch(self, task: Task, locality: str, ts: TaskServer,
+                speculative: bool = False) -> None:
         job = task.job
         a = Attempt(task, make_attempt_id(task.id, len(task.attempts)), ts.name, ts.host,
-                    locality, ts.last_heartbeat, ts.heartbeats)
+                    locality, ts.last_heartbeat, ts.heartbeats, speculative)
         task.attempts.append(a)
         self._attempts[a.id] = a
         ts.active[a.id] = a
@@ -812,6 +851,25 @@ class JobServerCore:
         ts.outbox.append(LaunchAttempt(ts.name, job.id, task.id, a.id, job.job_dir, spec,
                                        self._cause))
 
+    def _back_up(self, ts: TaskServer, slots: int, skip: set[str]) -> int:
+        """Launch backup attempts of stragglers in up to `slots` free slots of `ts`, never
+        beside the original nor where the task failed; how many were launched."""
+        launched = 0
+        for task in self._stragglers:
+            if launched == slots:
+                break
+            live = task.active()
+            if task.state != RUNNING or len(live) != 1 or live[0].taskserver == ts.name \
+                    or ts.name in task.avoid or task.job.id in skip \
+                    or any(a.speculative for a in task.attempts):
+                continue   # it ended or was backed up since the Tick; or not here
+            hosts = task.split.hosts if task.split is not None else ()
+            racks = {self.scheduler.rack_of(h) for h in hosts}
+            self._launch(task, locality_of(hosts, racks, ts.host, ts.rack), ts,
+                         speculative=True)
+            launched += 1
+        return launched
+
     def _end(self, a: Attempt, state: str, now: float, st: AttemptStatus | None = None) -> None:
         _move(a, ATTEMPT_TRANSITIONS, state)
         a.end_time = a.end_time or now
@@ -825,8 +883,8 @@ class JobServerCore:
 
     def _kill(self, a: Attempt, now: float) -> None:
         self._end(a, KILLED, now)
-        ts = self._taskservers[a.taskserver]
-        if ts.alive:
+        ts = self._taskservers.get(a.taskserver)   # None: not heard from since a restart
+        if ts is not None and ts.alive:
             ts.outbox.append(KillAttempt(ts.name, a.id, self._cause))
             self._dying(a, ts)
 
@@ -973,6 +1031,7 @@ class JobServerCore:
         job.end_time, job.error, job.traceback = now, error, traceback
         self._touch(job)
         self.scheduler.remove_job(job.id)
+        self.bad_nodes.job_ended(job.id)
         for task in job.tasks():
             for a in task.active():
                 self._kill(a, now)
@@ -1078,7 +1137,8 @@ class JobServerCore:
     def taskservers(self) -> list[dict[str, Any]]:
         return [{"name": t.name, "host": t.host, "rack": t.rack, "slots": t.slots,
                  "running": len(t.active), "last_heartbeat": t.last_heartbeat,
-                 "address": t.address, "failures": t.failures, "alive": t.alive}
+                 "address": t.address, "failures": t.failures, "alive": t.alive,
+                 **self.bad_nodes.view(t.name)}
                 for t in self._taskservers.values()]
 
     def map_output_locations(self, job_id: str, stage_id: str) -> dict[str, Any]:
@@ -1108,7 +1168,8 @@ _HANDLERS = {
 
 
 def _attempt_counters(attempts: list[Attempt]) -> dict[str, int]:
-    c = {"launched_attempts": len(attempts)}
+    c = {"launched_attempts": len(attempts),
+         "speculative_attempts": sum(1 for a in attempts if a.speculative)}
     for name, match in (("node_local_attempts", NODE_LOCAL), ("rack_local_attempts", RACK_LOCAL),
                         ("off_rack_attempts", OFF_RACK)):
         c[name] = sum(1 for a in attempts if a.locality == match)
@@ -1125,6 +1186,7 @@ def _attempt_view(a: Attempt) -> dict[str, Any]:
             "host": a.host, "locality": a.locality, "state": a.state,
             "start_time": a.start_time, "end_time": a.end_time, "progress": a.progress,
             "error": a.error, "traceback": a.traceback, "failure": a.failure,
+            "speculative": a.speculative,
             "counters": [{"group": g, "name": n, "value": v} for g, n, v in a.counters]}
 
 
@@ -1149,7 +1211,8 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
                          "locality": obj.locality, "state": obj.state,
                          "start_time": obj.start_time, "end_time": obj.end_time,
                          "error": obj.error, "traceback": obj.traceback,
-                         "counters_json": json.dumps(obj.counters), "failure": obj.failure})
+                         "counters_json": json.dumps(obj.counters), "failure": obj.failure,
+                         "speculative": int(obj.speculative)})
 
 
 def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
@@ -1189,6 +1252,7 @@ def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
         a.state, a.end_time = r["state"], r["end_time"] or 0.0
         a.error, a.traceback = r["error"] or "", r["traceback"] or ""
         a.failure = r.get("failure") or ""   # not in rows of older versions
+        a.speculative = bool(r.get("speculative"))
         a.counters = [tuple(c) for c in json.loads(r["counters_json"] or "[]")]
         a.progress = 1.0 if a.state == SUCCEEDED else 0.0   # progress is not stored
         task.attempts.append(a)

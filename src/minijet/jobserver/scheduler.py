@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from itertools import chain
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable
 
 NODE_LOCAL = "node-local"
 RACK_LOCAL = "rack-local"
@@ -36,6 +36,15 @@ class Assignment:
     job_id: str
     task_id: str
     locality: str
+
+
+def locality_of(hosts: Collection[str], racks: Collection[str], host: str, rack: str) -> str:
+    """Where a task whose input is on `hosts` (in `racks`) runs, if on `host` in `rack`."""
+    if not hosts:
+        return NO_PREFERENCE
+    if host in hosts:
+        return NODE_LOCAL
+    return RACK_LOCAL if rack in racks else OFF_RACK
 
 
 class _Entry:
@@ -51,11 +60,7 @@ class _Entry:
         self.live = True
 
     def locality(self, host: str, rack: str) -> str:
-        if not self.hosts:
-            return NO_PREFERENCE
-        if host in self.hosts:
-            return NODE_LOCAL
-        return RACK_LOCAL if rack in self.racks else OFF_RACK
+        return locality_of(self.hosts, self.racks, host, rack)
 
 
 def _pop_live(queue: deque | None) -> _Entry | None:
@@ -151,12 +156,13 @@ class Scheduler:
             q.skipped_since.clear()
 
     def assign(self, taskserver: str, host: str, rack: str, slots: int,
-               now: float) -> list[Assignment]:
-        """Up to `slots` tasks for this taskserver, best first."""
+               now: float, skip: Collection[str] = ()) -> list[Assignment]:
+        """Up to `slots` tasks for this taskserver, best first; none of the jobs in `skip`
+        (they blacklisted it)."""
         out: list[Assignment] = []
         while slots > 0:
             for job_id, q in self._jobs.items():
-                if q.count:
+                if q.count and job_id not in skip:
                     e = self._choose(q, taskserver, host, rack, now)
                     if e is not None:
                         out.append(Assignment(job_id, e.task_id, e.locality(host, rack)))

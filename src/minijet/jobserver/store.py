@@ -9,8 +9,9 @@ A record is (table, row): a row names the table's primary key and any of its oth
 an existing row is updated in the named columns only. Rows are read by the columns of
 TABLES only, so a database written by an earlier version with more columns (the jobs table
 had a `status_blob` that nothing filled) opens and reads the same; a column added since
-(attempts.failure; jobs.output_state, tasks.split_json and tasks.committer, which a
-job resumed after a restart needs) is added to an older database when it opens.
+(attempts.failure and attempts.speculative; jobs.output_state, tasks.split_json and
+tasks.committer, which a job resumed after a restart needs) is added to an older database
+when it opens.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any, Iterable
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 TABLES: dict[str, tuple[str, list[str]]] = {
     # table: (primary key, other columns)
@@ -34,7 +35,7 @@ TABLES: dict[str, tuple[str, list[str]]] = {
                           "committer"]),
     "attempts": ("attempt_id", ["task_id", "job_id", "taskserver", "host", "locality", "state",
                                 "start_time", "end_time", "error", "traceback",
-                                "counters_json", "failure"]),
+                                "counters_json", "failure", "speculative"]),
 }
 
 Record = tuple[str, dict[str, Any]]

@@ -29,6 +29,7 @@ from typing import Iterator
 import grpc
 
 from minijet import config as configmod
+from minijet import context
 from minijet import failures
 from minijet import jobconf as jc
 from minijet import rpc
@@ -188,6 +189,7 @@ def run_attempt(config: Config, task: TaskDescription, job_cache: Path, work_dir
 
     conf = runner.read_jobconf(job_cache)
     stage = conf.stage(task.stage)
+    context.set_attempt(task.attempt_id, config.host)
     job = load_job(job_cache, conf)
     progress = runner.Progress(umbilical.progress)
     progress.flush()  # alive: the task timeout counts from here, not from the first tick
