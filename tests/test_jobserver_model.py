@@ -425,6 +425,27 @@ def test_fetch_failure_reruns_the_producer_once():
     assert reruns[0] in {o["attempt_id"] for o in locs}
 
 
+def test_a_map_output_is_made_again_once_enough_consumers_cannot_fetch_it():
+    """With six reduces running, three of them must report (Hadoop's rule: 3 reports, or
+    half of the running consumers); one reporting twice counts once."""
+    c = Cluster(slots=4)
+    c.submit(nsplits=2, reducers=6)
+    run_maps(c)
+    for _ in range(2):
+        c.beat("h1"), c.beat("h2")
+    reduces = c.running(stage="reduce")
+    assert len(reduces) == 6
+    producer = c.core.map_output_locations("job_1", "map")["outputs"][0]["attempt_id"]
+
+    def state():
+        return [a["state"] for a in c.status()["attempts"] if a["attempt_id"] == producer]
+    for reporter in (reduces[0], reduces[0], reduces[1]):
+        c.handle(FetchFailed(reporter, producer, "connection refused", c.now))
+        assert state() == ["succeeded"]
+    c.handle(FetchFailed(reduces[2], producer, "connection refused", c.now))
+    assert state() == ["lost"]
+
+
 def test_kill_job():
     c = Cluster()
     c.submit(nsplits=4)

@@ -156,6 +156,7 @@ ATTEMPT_TRANSITIONS = {
     SUCCEEDED: {LOST},               # its shuffle output was lost
 }
 ACTIVE = (ASSIGNED, RUNNING)
+FETCH_FAILURE_REPORTS = 3   # consumers unable to fetch a map output before it is made again
 
 # What a taskserver's report of an attempt does, by (state here, state reported). A pair
 # not listed: the attempt already ended here; if it still runs there it is told to die.
@@ -420,7 +421,7 @@ class Task:
 class Attempt:
     __slots__ = ("task", "id", "taskserver", "host", "locality", "state", "start_time",
                  "end_time", "launched_in", "progress", "counters", "error", "traceback",
-                 "failure", "speculative")
+                 "failure", "speculative", "fetch_failures")
 
     def __init__(self, task: Task, attempt_id: str, taskserver: str, host: str, locality: str,
                  now: float, launched_in: int = 0, speculative: bool = False):
@@ -436,6 +437,7 @@ class Attempt:
         self.error = self.traceback = ""
         self.failure = ""                     # failed or lost: minijet.failures
         self.speculative = speculative        # a backup of a straggler (speculation.py)
+        self.fetch_failures: set[str] = set()  # consumer attempts that could not fetch its output
 
 
 class TaskServer:
@@ -654,9 +656,17 @@ class JobServerCore:
             self._actions.append(CommitGranted(ev.attempt_id, self._cause))
 
     def _on_fetch_failed(self, ev: FetchFailed) -> None:
+        """A consumer could not fetch a map output (after its own tries): the output is
+        taken for lost, and its task run again, once enough consumers say so (Hadoop's
+        rule: FETCH_FAILURE_REPORTS of them, or half of those running), so that one
+        consumer's own network trouble does not re-run maps."""
         p = self._attempts.get(ev.producer_attempt_id)
-        if p is not None and p.state == SUCCEEDED and p.task.output is p \
-                and p.task.stage.output_needed():
+        if p is None or p.state != SUCCEEDED or p.task.output is not p \
+                or not p.task.stage.output_needed():
+            return
+        p.fetch_failures.add(ev.attempt_id)
+        running = sum(1 for child in p.task.stage.children for t in child.tasks if t.active())
+        if len(p.fetch_failures) >= min(FETCH_FAILURE_REPORTS, max(1, (running + 1) // 2)):
             self._lose(p, f"output lost: {ev.attempt_id} could not fetch it: {ev.error}",
                        ev.now)
 
