@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import psutil
+from minijet.taskserver.launcher import kill_tree
 
 
 def unavailable() -> str | None:
@@ -94,17 +94,9 @@ class Network:
         return proc
 
     def close(self) -> None:
-        for proc in self._procs:
-            try:
-                tree = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(True)
-            except psutil.NoSuchProcess:
-                continue
-            for p in tree:
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(tree, timeout=10)
+        for proc in self._procs:   # a daemon and whatever it started (TaskHosts)
+            kill_tree(proc.pid)
+            proc.wait(10)
         subprocess.run(["ip", "link", "del", self._leg], capture_output=True)
         for ns in [*self.hosts, self.switch]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)

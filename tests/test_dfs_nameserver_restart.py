@@ -2,6 +2,7 @@
 dfs.client_wait): real processes, the nameserver killed with SIGKILL."""
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 import threading
@@ -110,29 +111,22 @@ def test_a_read_right_after_a_restart_waits_for_the_block_reports(cluster, caplo
         cluster.kill_nameserver()
         for p in cluster.dataservers.values():
             p.send_signal(signal.SIGSTOP)
+        pool = concurrent.futures.ThreadPoolExecutor(1)
         try:
             cluster.start_nameserver()
-            results: dict = {}
-
-            def read():
-                try:
-                    with client.open("/early") as r:
-                        results["read"] = r.read()
-                except Exception as e:  # reported by the assertions below
-                    results["error"] = e
-
-            thread = threading.Thread(target=read)
-            thread.start()
+            def read_early():
+                with client.open("/early") as r:
+                    return r.read()
+            read = pool.submit(read_early)
             # the restarted nameserver serves, and the read asks it and is told to ask again
             wait_for(lambda: cluster.log("nameserver").count("serving on") == 2, 20,
                      "the nameserver to serve again")
             seen = len(caplog.records)
-            wait_for(lambda: results or any("GetBlockLocations" in r.getMessage()
-                                            for r in caplog.records[seen:]), 20,
+            wait_for(lambda: read.done() or any("GetBlockLocations" in r.getMessage()
+                                                for r in caplog.records[seen:]), 20,
                      "the read to be told to ask again")
         finally:
             for p in cluster.dataservers.values():
                 p.send_signal(signal.SIGCONT)
-        thread.join(60)
-        assert "error" not in results, results["error"]
-        assert results["read"] == b"read before the reports are in" * 1000
+            pool.shutdown(wait=False)
+        assert read.result(60) == b"read before the reports are in" * 1000

@@ -11,6 +11,8 @@ poll period before it is killed.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import psutil
 
 POLL_INTERVAL = 0.2   # seconds between two looks at every running attempt
@@ -21,20 +23,38 @@ def default_limit(slots: int) -> int:
     return psutil.virtual_memory().total // max(1, slots)
 
 
+def trees_rss(roots: Iterable[int]) -> dict[int, int]:
+    """The resident bytes of each root process and all its descendants (0 if it is gone),
+    from one scan of the process table for all of them: finding a process's children
+    means reading every process's parent, so one scan per poll, not one per attempt."""
+    roots = list(roots)
+    if not roots:
+        return {}
+    children: dict[int, list[psutil.Process]] = {}
+    for p in psutil.process_iter(["ppid"]):
+        children.setdefault(p.info["ppid"], []).append(p)
+    totals = {}
+    for root in roots:
+        try:
+            tree = [psutil.Process(root)]
+        except psutil.NoSuchProcess:
+            totals[root] = 0
+            continue
+        total = 0
+        while tree:
+            p = tree.pop()
+            try:
+                total += p.memory_info().rss
+            except psutil.NoSuchProcess:   # ended meanwhile: it holds nothing now
+                continue
+            tree += children.get(p.pid, [])
+        totals[root] = total
+    return totals
+
+
 def tree_rss(pid: int) -> int:
     """The resident bytes of a process and all its descendants (0 if it is gone)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root] + root.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:   # ended meanwhile: it holds nothing now
-            pass
-    return total
+    return trees_rss([pid])[pid]
 
 
 def size_text(n: int) -> str:

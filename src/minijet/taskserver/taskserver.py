@@ -352,15 +352,15 @@ class TaskServer:
             with self._lock:
                 running = [(a, job, self._procs[a].pid) for a, job in self._table.running()
                            if a in self._procs]
+            held = memory.trees_rss(pid for _, _, pid in running)
             for attempt_id, job_id, pid in running:
-                self._check_memory(attempt_id, pid)
+                self._check_memory(attempt_id, held[pid])
                 self._cap_logs(job_id, attempt_id)
             if time.monotonic() - swept > LOG_SWEEP_INTERVAL:
                 swept = time.monotonic()
                 self._sweep_logs()
 
-    def _check_memory(self, attempt_id: str, pid: int) -> None:
-        rss = memory.tree_rss(pid)
+    def _check_memory(self, attempt_id: str, rss: int) -> None:
         with self._lock:
             peak = self._peaks[attempt_id] = max(rss, self._peaks.get(attempt_id, 0))
         if rss > self.task_memory:
