@@ -3,8 +3,10 @@ finisher's output commit and a restart, fed back to the core as events."""
 import contextlib
 import json
 
+import pytest
+
 from minijet import config
-from minijet.errors import MinijetError
+from minijet.errors import FailedPrecondition, MinijetError
 from minijet.jobconf import compile_mapreduce
 from minijet.jobserver import model
 from minijet.jobserver.jobserver import JobServer, task_json
@@ -45,6 +47,9 @@ class FakeDfs:
 
     def delete(self, path, recursive=False):
         self._do("delete", path)
+
+    def mkdir(self, path, parents=False):
+        self._do("mkdir", path)
 
     def create(self, path, overwrite=False):
         self._do("create", path)
@@ -128,4 +133,27 @@ def test_a_restarted_jobserver_resumes_the_running_job_and_honours_its_commit_gr
     js = jobserver(tmp_path, FakeDfs())   # the next restart finds it succeeded, as it was
     assert js.job_status("job_1")["state"] == "succeeded"
     assert js._finisher_queue.empty()
+    js.stop()
+
+
+def test_a_create_or_run_sent_again_after_a_lost_reply_gets_the_first_ones_answer(tmp_path):
+    dfs = FakeDfs()
+    js = jobserver(tmp_path, dfs)
+    first = js.create_job("wc", "ann", request_id="r1")
+    assert js.create_job("wc", "ann", request_id="r1") == first
+    other = js.create_job("wc", "ann", request_id="r2")
+    assert other != first
+    assert [c for c in dfs.calls if c[0] == "mkdir"] == [("mkdir", first[1]), ("mkdir", other[1])]
+    submit(js, first[0])
+    js.run_job(first[0])   # sent again: it runs, as the first RunJob said
+    assert js.job_status(first[0])["state"] == "running"
+    js.kill_job(other[0])
+    with pytest.raises(FailedPrecondition, match="ended before it ran"):
+        js.run_job(other[0])
+    js.stop()
+
+    js = jobserver(tmp_path, FakeDfs())   # the jobserver restarted before the reply went out
+    assert js.create_job("wc", "ann", request_id="r1") == first
+    js.run_job(first[0])
+    assert [j["job_id"] for j in js.list_jobs(all_jobs=True)] == [first[0], other[0]]
     js.stop()

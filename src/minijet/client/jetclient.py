@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -105,13 +106,15 @@ class JetClient:
 
     def create_job(self, name: str, user: str | None = None) -> tuple[str, str]:
         """A new job id and its DFS directory; the job runs only after run_job."""
-        reply = self._call(self._stub.CreateJob,
-                           job_pb2.CreateJobRequest(name=name, user=user or current_user()),
-                           idempotent=False)
+        # the request id makes a CreateJob sent again (its reply lost) return the same job
+        request = job_pb2.CreateJobRequest(name=name, user=user or current_user(),
+                                           request_id=uuid.uuid4().hex)
+        reply = self._call(self._stub.CreateJob, request, idempotent=True)
         return reply.job_id, reply.job_dir
 
     def run_job(self, job_id: str) -> None:
-        self._call(self._stub.RunJob, job_pb2.JobId(job_id=job_id), idempotent=False)
+        # the jobserver answers a RunJob sent again for a started job as it did the first
+        self._call(self._stub.RunJob, job_pb2.JobId(job_id=job_id), idempotent=True)
 
     def get_status(self, job_id: str) -> job_pb2.JobStatus:
         return self._call(self._stub.GetJobStatus, job_pb2.JobId(job_id=job_id), idempotent=True)

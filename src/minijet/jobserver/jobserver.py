@@ -92,6 +92,7 @@ class JobServer:
         self._started = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self._seq = 0
         self._submitting: set[str] = set()       # RunJob in progress (reading the DFS)
+        self._creating: set[str] = set()         # request ids of CreateJobs in progress
         self._restored = 0                       # jobs of earlier runs (from the store)
         self._live_taskservers: set[str] = set()          # for join / loss log lines
         self._finisher_queue: queue.Queue[model.JobFinished | None] = queue.Queue()
@@ -230,24 +231,53 @@ class JobServer:
 
     # ---- the service's work ----
 
-    def create_job(self, name: str, user: str) -> tuple[str, str]:
+    def create_job(self, name: str, user: str, request_id: str = "") -> tuple[str, str]:
+        """A new job; or, for a request id seen before (the client sent its CreateJob
+        again, having lost the reply), the job that request made."""
         with self._lock:
-            self._seq += 1
-            job_id = make_job_id(self._started, self._seq)
+            self._changed.wait_for(lambda: not request_id or request_id not in self._creating)
+            job_id = self.core.job_of_request(request_id)
+            if job_id is None:
+                self._seq += 1
+                job_id = make_job_id(self._started, self._seq)
+                if request_id:
+                    self._creating.add(request_id)
+                made = True
+            else:
+                made = False
         job_dir = self._job_dir(job_id)
-        self.dfs.mkdir(job_dir, parents=True)
-        with self._lock:
-            self._handle(model.JobCreated(job_id, name, user, job_dir, time.time()))
+        if made:
+            try:
+                self.dfs.mkdir(job_dir, parents=True)
+                with self._lock:
+                    self._handle(model.JobCreated(job_id, name, user, job_dir, time.time(),
+                                                  request_id=request_id))
+            finally:
+                with self._lock:
+                    self._creating.discard(request_id)
+                    self._changed.notify_all()
         self.store.wait()   # a created job is durable before the client hears of it
-        log.info("job %s: created (%s, user %s), job dir %s", job_id, name, user, job_dir)
+        log.info("job %s: %s (%s, user %s), job dir %s", job_id,
+                 "created" if made else "asked for again", name, user, job_dir)
         return job_id, job_dir
 
     def run_job(self, job_id: str) -> None:
+        """Start a created job. Sent again for a job already started (the client lost the
+        first reply), it replies as the first did: the job runs."""
         with self._lock:
-            state = self.core.job_status(job_id, attempts=False)["state"]
-            if state != model.CREATED or job_id in self._submitting:
-                raise FailedPrecondition(f"job {job_id} was already submitted ({state})")
-            self._submitting.add(job_id)
+            self._changed.wait_for(lambda: job_id not in self._submitting)
+            status = self.core.job_status(job_id, attempts=False)
+            if status["state"] != model.CREATED:
+                if not status["start_time"]:
+                    raise FailedPrecondition(f"job {job_id} ended before it ran "
+                                             f"({status['state']}: {status['error']})")
+                started = True
+            else:
+                started = False
+                self._submitting.add(job_id)
+        if started:
+            self.store.wait()
+            return
         try:
             job_dir = self._job_dir(job_id)
             conf = jobfiles.read_job_conf(self.dfs, job_id, job_dir)
@@ -391,7 +421,7 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
 
     @rpc.translate_errors
     def CreateJob(self, request, context):
-        job_id, job_dir = self._js.create_job(request.name, request.user)
+        job_id, job_dir = self._js.create_job(request.name, request.user, request.request_id)
         return job_pb2.CreateJobResponse(job_id=job_id, job_dir=job_dir)
 
     @rpc.translate_errors

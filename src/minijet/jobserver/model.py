@@ -193,6 +193,7 @@ class JobCreated:
     job_dir: str
     now: float
     id: str = ""
+    request_id: str = ""   # the client's, to answer a CreateJob sent again with the same job
 
 
 @dataclass
@@ -356,6 +357,7 @@ class JobFinished:
 class Job:
     def __init__(self, job_id: str, name: str, user: str, job_dir: str, now: float):
         self.id, self.name, self.user, self.job_dir = job_id, name, user, job_dir
+        self.request_id = ""   # of the CreateJob that made it
         self.state = CREATED
         self.output = OPEN
         self.conf: JobConf | None = None
@@ -480,6 +482,7 @@ class JobServerCore:
         self._idle: dict[str, None] = {}  # live, a slot free after their last heartbeat
         self._woken: set[str] = set()     # asked to heartbeat now, and not yet heartbeated
         self._writers: dict[str, str] = {}   # output path -> the job it belongs to
+        self._requests: dict[str, str] = {}  # CreateJob request id -> the job it made
         self._backoff: dict[str, float] = {}  # pending task -> when it may be scheduled
         # after a restart: attempts (running, or holding a map output) of resumed jobs, by
         # taskserver, until it heartbeats again or the deadline passes
@@ -520,6 +523,9 @@ class JobServerCore:
         if ev.job_id in self._jobs:
             raise AlreadyExists(f"job {ev.job_id} already exists")
         job = self._jobs[ev.job_id] = Job(ev.job_id, ev.name, ev.user, ev.job_dir, ev.now)
+        if ev.request_id:
+            job.request_id = ev.request_id
+            self._requests[ev.request_id] = job.id
         self._touch(job)
 
     def _on_job_submitted(self, ev: JobSubmitted) -> None:
@@ -708,6 +714,8 @@ class JobServerCore:
         if job_id in self._jobs:
             raise AlreadyExists(f"job {job_id} already exists")
         job = self._jobs[job_id] = _restored_job(ev.job, ev.tasks, ev.attempts)
+        if job.request_id:
+            self._requests[job.request_id] = job.id
         for task in job.tasks():
             self._tasks[task.id] = task
             self._attempts.update((a.id, a) for a in task.attempts)
@@ -1079,6 +1087,10 @@ class JobServerCore:
 
     # ---- views (plain dicts, JSON-serialisable) ----
 
+    def job_of_request(self, request_id: str) -> str | None:
+        """The job a CreateJob with this request id made, if any."""
+        return self._requests.get(request_id) if request_id else None
+
     def job_state(self, job_id: str) -> str:
         """The state users see: running until its output is committed or removed."""
         job = self._job(job_id)
@@ -1206,7 +1218,8 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
         row = {"job_id": obj.id, "name": obj.name, "user": obj.user, "state": obj.state,
                "submit_time": obj.submit_time, "start_time": obj.start_time,
                "end_time": obj.end_time, "job_dir": obj.job_dir, "error": obj.error,
-               "traceback": obj.traceback, "output_state": obj.output}
+               "traceback": obj.traceback, "output_state": obj.output,
+               "request_id": obj.request_id}
         if obj.conf is not None:
             row["conf_json"] = json.dumps(obj.conf.to_dict())
             row["output_path"] = ",".join(obj.output_paths)
@@ -1233,6 +1246,7 @@ def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
     job.state, job.start_time, job.end_time = row["state"], row["start_time"] or 0.0, \
         row["end_time"] or 0.0
     job.error, job.traceback = row["error"] or "", row["traceback"] or ""
+    job.request_id = row.get("request_id") or ""
     job.output_paths = row["output_path"].split(",") if row["output_path"] else []
     # rows of older versions have no output state: an ended job's output counts as closed
     job.output = row.get("output_state") or (CLOSED if job.state in FINAL_STATES else OPEN)

@@ -10,7 +10,8 @@ an existing row is updated in the named columns only. Rows are read by the colum
 TABLES only, so a database written by an earlier version with more columns (the jobs table
 had a `status_blob` that nothing filled) opens and reads the same; a column added since
 (attempts.failure and attempts.speculative; jobs.output_state, tasks.split_json and
-tasks.committer, which a job resumed after a restart needs) is added to an older database
+tasks.committer, which a job resumed after a restart needs; jobs.request_id, which makes a
+CreateJob sent again answer with the same job) is added to an older database
 when it opens.
 """
 from __future__ import annotations
@@ -24,13 +25,13 @@ from typing import Any, Iterable
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 TABLES: dict[str, tuple[str, list[str]]] = {
     # table: (primary key, other columns)
     "jobs": ("job_id", ["name", "user", "state", "submit_time", "start_time", "end_time",
                         "output_path", "job_dir", "conf_json", "error", "traceback",
-                        "output_state"]),
+                        "output_state", "request_id"]),
     "tasks": ("task_id", ["job_id", "stage", "task_index", "state", "split_json",
                           "committer"]),
     "attempts": ("attempt_id", ["task_id", "job_id", "taskserver", "host", "locality", "state",
