@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import queue
+import secrets
 import threading
 import time
 from typing import Any
@@ -291,7 +292,8 @@ class JobServer:
             try:
                 with self._lock:   # refused if an unfinished job writes one of its outputs
                     self._handle(model.JobSubmitted(job_id, conf, splits, time.time(),
-                                                    job_dir=job_dir))
+                                                    job_dir=job_dir,
+                                                    secret=secrets.token_hex(32)))
             except MinijetError:   # the output paths did not exist: leave none behind
                 for path in conf.output_paths():
                     jobdir.abort_output(self.dfs, path)
@@ -363,7 +365,8 @@ class JobServer:
                 commands.append(job_pb2.TaskServerCommand(launch=job_pb2.LaunchAttempt(
                     job_id=action.job_id, task_id=action.task_id,
                     attempt_id=action.attempt_id, job_dir=action.job_dir,
-                    task_json=task_json(action))))
+                    task_json=task_json(action), user=action.user,
+                    job_secret=action.secret)))
             elif isinstance(action, model.KillAttempt):
                 log.info("attempt %s: kill on %s", action.attempt_id, action.taskserver)
                 commands.append(job_pb2.TaskServerCommand(
