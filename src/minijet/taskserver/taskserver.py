@@ -24,6 +24,7 @@ import fcntl
 import logging
 import os
 import random
+import secrets
 import shutil
 import socket
 import subprocess
@@ -44,6 +45,7 @@ from minijet.taskserver.attempts import AttemptSnapshot, AttemptTable, DoneRepor
 from minijet.taskserver.jobcache import JobCache
 from minijet.taskserver.layout import Layout, check_id
 from minijet.taskserver.service import TaskServerService
+from minijet.taskcreds import TaskCredentials
 
 log = logging.getLogger("minijet.taskserver")
 
@@ -63,6 +65,8 @@ class TaskServer:
         self.task_memory = ts["task_memory"] or memory.default_limit(self.slots)
         self.log_limit = ts["log_limit"]
         self._peaks: dict[str, int] = {}          # attempt -> most memory its tree held
+        self._attempt_secrets: dict[str, str] = {}  # attempt -> its umbilical's secret
+        self._job_secrets: dict[str, str] = {}      # job -> its secret: signs its fetches
         self._cleaning: set[str] = set()          # jobs whose cleanup is under way
         self._log_lock = threading.Lock()         # one trim of a log at a time
         self.host = config.host
@@ -245,8 +249,12 @@ class TaskServer:
             if self._stop.is_set() or not self._table.started(order.attempt_id, time.time()):
                 return  # killed (or stopping) while its job files were being copied
             try:
+                credentials = TaskCredentials(secrets.token_hex(16), order.job_secret)
+                self._attempt_secrets[order.attempt_id] = credentials.attempt_secret
+                self._job_secrets[order.job_id] = order.job_secret
                 proc = launcher.start_taskhost(
-                    self.config, self.umbilical, order.attempt_id, order.task_json, cache,
+                    self.config, self.umbilical, order.attempt_id, order.task_json,
+                    credentials, cache,
                     self.layout.work_dir(order.job_id, order.attempt_id),
                     self.layout.log_dir(order.job_id, order.attempt_id), self._forks)
             except OSError as e:
@@ -273,6 +281,7 @@ class TaskServer:
             state = self._table.exited(attempt_id, code, time.time())
             self._procs.pop(attempt_id, None)
             self._peaks.pop(attempt_id, None)
+            self._attempt_secrets.pop(attempt_id, None)
             a = self._table.get(attempt_id)
             error = a.error if a else ""
         if a is not None:
@@ -313,6 +322,7 @@ class TaskServer:
         self.cache.remove(job_id)
         with self._lock:
             self._table.forget_job(job_id)
+            self._job_secrets.pop(job_id, None)
             self._cleaning.discard(job_id)
         self._sweep_logs()
         log.info("job %s: local files deleted", job_id)
