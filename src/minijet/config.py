@@ -125,6 +125,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "replication_interval": (Duration, 1.0),  # how often replication is checked
         "replication_timeout": (Duration, 30.0),  # a replication not confirmed by then is retried
         "lease_timeout": (Duration, 600.0),  # a file open this long with no call from its writer is dropped
+        "block_token_lifetime": (Duration, 36000.0),  # block tokens handed out are valid this long
     },
     "dataserver": {
         "address": (str, "localhost:0"),   # data-transfer server; port 0 = any free port
@@ -152,6 +153,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "speculative": (bool, True),          # back up stragglers (jobserver/speculation.py)
         "greylist_forgive": (Duration, 3600.0),   # a greylisted taskserver gets tasks again
         #                                           after this (jobserver/badnodes.py)
+        "job_credential_lifetime": (Duration, 7 * 86400.0),  # a job's DFS credential is
+        #                                           dropped by the nameserver after this
     },
     "taskserver": {
         "address": (str, "localhost:0"),   # shuffle service

@@ -1,8 +1,10 @@
 """gRPC plumbing shared by every daemon and client.
 
-- `start_server` serves servicers with message-size limits, the optional auth token check,
-  optional TLS, and MinijetError -> status-code translation.
-- `connect` opens a channel with the same limits, credentials and token.
+- `start_server` serves servicers with message-size limits, the optional auth token check
+  (and a Guard: a second way in, e.g. a job's DFS credential), optional TLS, and
+  MinijetError -> status-code translation.
+- `connect` opens a channel with the same limits, credentials and token (or other headers
+  that prove who calls).
 - `call` makes one unary call with a deadline, retrying with exponential back-off and
   jitter (a number of times, or for a bounded time: `wait`) what can safely be tried
   again, and turns a status code back into the MinijetError subclass the server raised.
@@ -17,11 +19,12 @@ the trailing metadata, so that "cannot reach" is said only of a peer never reach
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 import random
 import time
 from concurrent import futures
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import grpc
 
@@ -48,9 +51,25 @@ def _options(config: Config) -> list[tuple[str, Any]]:
             ("grpc.max_reconnect_backoff_ms", 2000)]
 
 
-class _TokenCheck(grpc.ServerInterceptor):
-    def __init__(self, token: str):
+class Guard(Protocol):
+    """A server's way in besides the cluster's auth token: it sees every unary call that
+    does not carry the token, with its request, and refuses one by raising a MinijetError
+    (Unauthenticated: unknown caller; PermissionDenied: a known caller out of bounds)."""
+
+    def check(self, metadata: dict[str, str], method: str, request: Any) -> None: ...
+
+
+def _same_secret(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class _AuthCheck(grpc.ServerInterceptor):
+    """Lets a call carrying the auth token through; hands other unary calls to the guard
+    (checked once the request is decoded); refuses the rest."""
+
+    def __init__(self, token: str, guard: Guard | None):
         self._token = token
+        self._guard = guard
 
         def deny(request, context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong auth token")
@@ -60,12 +79,34 @@ class _TokenCheck(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, details):
         metadata = dict(details.invocation_metadata or ())
-        if metadata.get(TOKEN_HEADER) == self._token:
-            return continuation(details)
         handler = continuation(details)
+        if _same_secret(metadata.get(TOKEN_HEADER, ""), self._token):
+            return handler
         if handler is not None and handler.response_streaming:
             return self._deny_stream
-        return self._deny
+        if handler is None or self._guard is None or handler.request_streaming:
+            return self._deny
+        return self._guarded(handler, metadata, details.method.rsplit("/", 1)[-1])
+
+    def _guarded(self, handler, metadata: dict[str, str], method: str):
+        guard, serve = self._guard, handler.unary_unary
+
+        def guarded(request, context):
+            try:
+                guard.check(metadata, method, request)
+            except errors.MinijetError as e:
+                abort(context, e)
+            return serve(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+
+def abort(context: grpc.ServicerContext, e: errors.MinijetError) -> None:
+    """End the call with the status of `e`, naming its class for the client (see call)."""
+    context.set_trailing_metadata(((ERROR_HEADER, type(e).__name__),))
+    context.abort(e.code, str(e))
 
 
 def translate_errors(method: Callable) -> Callable:
@@ -76,19 +117,21 @@ def translate_errors(method: Callable) -> Callable:
         try:
             return method(self, request, context)
         except errors.MinijetError as e:
-            context.set_trailing_metadata(((ERROR_HEADER, type(e).__name__),))
-            context.abort(e.code, str(e))
+            abort(context, e)
 
     return wrapper
 
 
 def start_server(config: Config, address: str,
-                 add_servicers: list[Callable[[grpc.Server], None]]) -> tuple[grpc.Server, int]:
-    """Start a gRPC server on `address` ("host:port", port 0 = free); return (server, port)."""
+                 add_servicers: list[Callable[[grpc.Server], None]],
+                 guard: Guard | None = None) -> tuple[grpc.Server, int]:
+    """Start a gRPC server on `address` ("host:port", port 0 = free); return (server, port).
+    With an auth token configured, a call must carry it or pass `guard`; without one,
+    every call is let in (an open cluster)."""
     interceptors = []
     token = config["security"]["auth_token"]
     if token:
-        interceptors.append(_TokenCheck(token))
+        interceptors.append(_AuthCheck(token, guard))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config["rpc"]["server_threads"]),
         interceptors=interceptors, options=_options(config))
@@ -107,23 +150,25 @@ def start_server(config: Config, address: str,
     return server, port
 
 
-class _TokenAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    def __init__(self, token: str):
-        self._token = token
+class _HeaderAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    def __init__(self, headers: list[tuple[str, str]]):
+        self._headers = headers
 
-    def _with_token(self, details):
-        metadata = list(details.metadata or ()) + [(TOKEN_HEADER, self._token)]
-        return details._replace(metadata=metadata)
+    def _with_headers(self, details):
+        return details._replace(metadata=list(details.metadata or ()) + self._headers)
 
     def intercept_unary_unary(self, continuation, details, request):
-        return continuation(self._with_token(details), request)
+        return continuation(self._with_headers(details), request)
 
     def intercept_unary_stream(self, continuation, details, request):
-        return continuation(self._with_token(details), request)
+        return continuation(self._with_headers(details), request)
 
 
-def connect(config: Config, address: str) -> grpc.Channel:
-    """A channel to `address` with the configured limits, TLS and auth token."""
+def connect(config: Config, address: str,
+            credential: list[tuple[str, str]] | None = None) -> grpc.Channel:
+    """A channel to `address` with the configured limits, TLS and auth token; or, given
+    `credential` (headers a server's Guard checks, e.g. a job's DFS credential), with those
+    instead of the token."""
     sec = config["security"]
     if sec["tls_ca"] or sec["tls_cert"]:
         ca = open(sec["tls_ca"], "rb").read() if sec["tls_ca"] else None
@@ -131,9 +176,9 @@ def connect(config: Config, address: str) -> grpc.Channel:
                                       options=_options(config))
     else:
         channel = grpc.insecure_channel(address, options=_options(config))
-    if sec["auth_token"]:
-        channel = grpc.intercept_channel(channel, _TokenAdder(sec["auth_token"]))
-    return channel
+    headers = credential if credential is not None else \
+        [(TOKEN_HEADER, sec["auth_token"])] if sec["auth_token"] else []
+    return grpc.intercept_channel(channel, _HeaderAdder(headers)) if headers else channel
 
 
 def _server_error(e: grpc.RpcError) -> type[errors.MinijetError] | None:

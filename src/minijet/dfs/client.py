@@ -11,6 +11,11 @@ it (Complete); an aborted or failed writer leaves nothing visible.
 Reading: `open()` returns a DfsReader: block locations are fetched once (nearest replica
 first), each packet's CRCs are checked, and a replica that fails (checksum: reported to the
 nameserver as bad; or unreachable) is replaced by the next one without the caller noticing.
+
+Credentials: the cluster's auth token from the configuration; or, given `credential`, a
+job's DFS credential (minijet.dfs.credentials) instead: the client then never sends the
+token, even when its configuration holds one, and opens blocks with the block tokens the
+nameserver hands out with their locations.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 
 from minijet import config as configmod
 from minijet import config_limits, rpc
-from minijet.dfs import blockstore, paths, transfer_client
+from minijet.dfs import blockstore, credentials, paths, transfer_client
 from minijet.dfs.namespace import FileStatus
 from minijet.dfs.transfer_wire import packet_size_for
 from minijet.errors import ChecksumError, InvalidArgument, MinijetError, NotFound, Unavailable
@@ -47,12 +52,16 @@ _SAFEMODE_ACTIONS = {"get": dfs_pb2.SafeModeRequest.GET, "leave": dfs_pb2.SafeMo
 
 
 class DfsClient:
-    def __init__(self, config: configmod.Config | None = None, host: str | None = None):
+    def __init__(self, config: configmod.Config | None = None, host: str | None = None,
+                 credential: str = ""):
         self.config = config if config is not None else configmod.load()
         self.host = host or self.config.host
         self.client_id = f"{self.host}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
         self._address = self.config["nameserver"]["address"]
-        self._channel = rpc.connect(self.config, self._address)
+        # what the data-transfer ops carry: "" with a job credential (block tokens instead)
+        self.token = "" if credential else self.config["security"]["auth_token"]
+        self._channel = rpc.connect(self.config, self._address,
+                                    credentials.headers(credential) if credential else None)
         self._ns = dfs_pb2_grpc.NameServerStub(self._channel)
         # data addresses of dataservers that are not on this machine (no short-circuit reads)
         self.remote_dataservers: set[str] = set()
@@ -176,6 +185,17 @@ class DfsClient:
     def report(self) -> dfs_pb2.ReportResponse:
         return self._call("Report", dfs_pb2.Empty(), idempotent=True)
 
+    def add_job_credential(self, job_id: str, secret: str, owner: str, read: list[str],
+                           write: list[str], lifetime: float) -> None:
+        """Register a job's DFS credential (the jobserver's call, with the cluster token)."""
+        self._call("AddJobCredential", dfs_pb2.AddJobCredentialRequest(
+            job_id=job_id, secret=secret, owner=owner, read_paths=read, write_paths=write,
+            lifetime=lifetime), idempotent=True)
+
+    def remove_job_credential(self, job_id: str) -> None:
+        self._call("RemoveJobCredential", dfs_pb2.RemoveJobCredentialRequest(job_id=job_id),
+                   idempotent=True)
+
     def safemode(self, action: str = "get") -> tuple[bool, str]:
         if action not in _SAFEMODE_ACTIONS:
             raise InvalidArgument(f"safemode action must be get, leave or enter, not {action!r}")
@@ -251,7 +271,7 @@ class DfsWriter:
         self.packet_size = packet_size_for(dfs["packet_size"], self.chunk_size)
         self._retries = dfs["client_retries"]
         self._timeout = dfs["socket_timeout"]
-        self._token = client.config["security"]["auth_token"]
+        self._token = client.token
         self._packet = bytearray()       # the packet being filled
         self._fill = 0                   # bytes of it filled
         self._packets: list[tuple[memoryview, bytes]] = []  # the current block's, sent
@@ -366,7 +386,7 @@ class DfsWriter:
             try:
                 self._pipeline = transfer_client.BlockWriter(
                     targets, self._block.block.block_id, self.chunk_size, self._timeout,
-                    self._token, self.block_size)
+                    self._token, self.block_size, self._block.block_token)
                 for data, crcs in self._packets:
                     self._pipeline.write_packet(data, crcs)
                 return
@@ -463,7 +483,7 @@ class DfsReader(io.RawIOBase):
         self.client = client
         self.path = path
         self._timeout = client.config["dfs"]["socket_timeout"]
-        self._token = client.config["security"]["auth_token"]
+        self._token = client.token
         self.packet_size = client.config["dfs"]["packet_size"]
         self._short_circuit = client.config["dfs"]["short_circuit"]
         reply = client._locations(path)
@@ -636,11 +656,10 @@ class DfsReader(io.RawIOBase):
                 if (block_id, node.host) in self._bad:
                     continue
                 try:
-                    self._reader = self._local_reader(node.data_address, block_id, within,
-                                                      located.block.length - within) or \
+                    self._reader = self._local_reader(node.data_address, located, within) or \
                         transfer_client.BlockReader(
                             node.data_address, block_id, within, located.block.length - within,
-                            self._timeout, self._token)
+                            self._timeout, self._token, located.block_token)
                 except (transfer_client.ReplicaUnavailable, ChecksumError) as e:
                     if isinstance(e, ChecksumError):  # the dataserver found it damaged
                         self._report_bad(block_id, node.host)
@@ -657,14 +676,15 @@ class DfsReader(io.RawIOBase):
             f"cannot read {self.path} at offset {self._pos}: no usable replica of block "
             f"{block_id}: {detail}")
 
-    def _local_reader(self, address: str, block_id: int, offset: int,
-                      length: int) -> transfer_client.LocalBlockReader | None:
+    def _local_reader(self, address: str, located: dfs_pb2.LocatedBlock,
+                      offset: int) -> transfer_client.LocalBlockReader | None:
         """A short-circuit reader when the replica's dataserver is on this machine."""
         remote = self.client.remote_dataservers
         if not self._short_circuit or address in remote:
             return None
-        reader = transfer_client.open_local(address, block_id, offset, length,
-                                            self.packet_size, self._timeout, self._token)
+        reader = transfer_client.open_local(address, located.block.block_id, offset,
+                                            located.block.length - offset, self.packet_size,
+                                            self._timeout, self._token, located.block_token)
         if reader is None:
             remote.add(address)
         return reader

@@ -1,6 +1,10 @@
-"""The nameserver daemon: NameServer owns the pure namespace, block map and placement cores,
-the journal and the background monitor; NameServerService is the gRPC NameServer service that
-turns requests into its calls and its answers into replies.
+"""The nameserver daemon: NameServer owns the pure namespace, block map, placement and job
+credential cores, the journal and the background monitor; NameServerService is the gRPC
+NameServer service that turns requests into its calls and its answers into replies.
+
+With an auth token configured, a call carries the token, or a job's DFS credential
+(JobCredentialGuard: every call checked against the job's scope), and every located block
+carries a block token for the dataservers (dfs/blocktokens.py).
 
 One lock guards the cores. A mutation is applied and its record queued on the journal
 under the lock; the caller then waits, outside the lock, until the record is fsync'd (so
@@ -21,9 +25,10 @@ from typing import Callable
 
 from minijet import daemon, rpc
 from minijet.config import Config, format_size
-from minijet.dfs import blockmap, journal, paths, placement
+from minijet.dfs import blockmap, blocktokens, credentials, journal, paths, placement, scope
 from minijet.dfs.namespace import Block, Edit, FileStatus, Namespace, OpenFile
-from minijet.errors import FailedPrecondition, InvalidArgument, NoSpace, Unavailable
+from minijet.errors import (FailedPrecondition, InvalidArgument, NoSpace, PermissionDenied,
+                            Unauthenticated, Unavailable)
 from minijet.proto import dfs_pb2 as pb
 from minijet.proto import dfs_pb2_grpc
 
@@ -49,9 +54,11 @@ class NameServer:
             self._dir_lock = journal.lock_dir(self.dir)
             recovery = journal.recover(self.dir)
             self.ns = Namespace.from_image(recovery.image) if recovery.image else Namespace()
+            self.credentials = credentials.CredentialTable.from_image(
+                (recovery.image or {}).get("credentials", []))
             for i, record in enumerate(recovery.records):
                 try:
-                    self.ns.apply(record)
+                    self._apply(record)
                 except (KeyError, ValueError, TypeError) as e:
                     raise journal.JournalError(
                         f"cannot replay journal record {recovery.image_txid + i + 1} "
@@ -76,10 +83,10 @@ class NameServer:
             txid = self._commit(self.ns.start_epoch())
         self._sync(txid)
         log.info("loaded namespace from %s: image txid %s, %s journal records replayed "
-                 "(%s torn bytes truncated), %s blocks, epoch %s, in %.2fs",
-                 self.dir, recovery.image_txid, len(recovery.records),
-                 recovery.truncated_bytes, self.blocks.total_complete, self.ns.epoch,
-                 time.monotonic() - started)
+                 "(%s torn bytes truncated), %s blocks, %s job credentials, epoch %s, in "
+                 "%.2fs", self.dir, recovery.image_txid, len(recovery.records),
+                 recovery.truncated_bytes, self.blocks.total_complete, len(self.credentials),
+                 self.ns.epoch, time.monotonic() - started)
         self._outbox: dict[str, list[pb.DataServerCommand]] = {}
         self._in_safemode = True
         self._stop = threading.Event()
@@ -93,7 +100,8 @@ class NameServer:
         address = self.settings["address"]
         self._server, self.port = rpc.start_server(
             self.config, address,
-            [lambda s: dfs_pb2_grpc.add_NameServerServicer_to_server(NameServerService(self), s)])
+            [lambda s: dfs_pb2_grpc.add_NameServerServicer_to_server(NameServerService(self), s)],
+            guard=JobCredentialGuard(self))
         self._monitor.start()
         log.info("serving on %s (port %s)", address, self.port)
 
@@ -108,7 +116,7 @@ class NameServer:
             self._monitor.join()
         with self._lock:
             busy = self._checkpointing
-            txid, image = self.journal.last_txid, self.ns.to_image()
+            txid, image = self.journal.last_txid, self._image()
         self.journal.close()
         log.info("journal flushed and closed at txid %s", txid)
         if not busy and self._edits_since_checkpoint:
@@ -119,6 +127,17 @@ class NameServer:
                 log.error("final checkpoint failed (the journal still has every edit): %s", e)
 
     # ---- journal ----
+
+    def _apply(self, record: dict) -> None:
+        """Replay one journal record into the core it belongs to."""
+        if record["op"] in credentials.OPS:
+            self.credentials.apply(record)
+        else:
+            self.ns.apply(record)
+
+    def _image(self) -> dict:
+        """Under the lock: the checkpoint image of the namespace and the credentials."""
+        return {**self.ns.to_image(), "credentials": self.credentials.to_image()}
 
     def _commit(self, edit: Edit) -> int | None:
         """Under the lock: drop the blocks the edit freed and queue its record."""
@@ -168,7 +187,7 @@ class NameServer:
         self._checkpointing = True
         self._edits_since_checkpoint = 0
         txid = self.journal.roll()
-        image = self.ns.to_image()
+        image = self._image()
         threading.Thread(target=self._write_checkpoint, args=(txid, image),
                          name="checkpoint", daemon=True).start()
 
@@ -207,6 +226,14 @@ class NameServer:
     def _rack_of(self, host: str) -> str:
         server = self.blocks.servers.get(host)
         return server.rack if server is not None and server.rack else self.config.rack_of(host)
+
+    def _block_token(self, block_id: int, mode: str) -> str:
+        """What opens the block for `mode` on its dataservers ("" in an open cluster)."""
+        token = self.config["security"]["auth_token"]
+        if not token:
+            return ""
+        return blocktokens.make(token, block_id, mode,
+                                self.clock() + self.settings["block_token_lifetime"])
 
     def _node_info(self, host: str) -> pb.NodeInfo:
         s = self.blocks.servers[host]
@@ -279,7 +306,8 @@ class NameServer:
         log.info("add block %s to %s at offset %s: pipeline %s%s", block.block_id, path, offset,
                  ",".join(targets), "" if new else " (retried call)")
         return pb.LocatedBlock(block=pb.Block(block_id=block.block_id), offset=offset,
-                               locations=locations)
+                               locations=locations,
+                               block_token=self._block_token(block.block_id, blocktokens.WRITE))
 
     def abandon_block(self, path: str, client_id: str, block_id: int) -> None:
         path = paths.normalize(path)
@@ -322,7 +350,8 @@ class NameServer:
                                                       self._rack_of, self.rng)
                     located.append(pb.LocatedBlock(
                         block=pb.Block(block_id=b.block_id, length=b.length), offset=offset,
-                        locations=[self._node_info(h) for h in hosts]))
+                        locations=[self._node_info(h) for h in hosts],
+                        block_token=self._block_token(b.block_id, blocktokens.READ)))
                 offset += b.length
         return status, located
 
@@ -393,6 +422,35 @@ class NameServer:
                                         last_heartbeat=s.last_heartbeat + ticks_to_epoch,
                                         alive=s.alive, free=s.node().free)
                     for s in servers]
+
+    # ---- job credentials (the jobserver's calls, and the guard's) ----
+
+    def add_job_credential(self, job_id: str, secret: str, owner: str, read: list[str],
+                           write: list[str], lifetime: float) -> None:
+        job_scope = scope.Scope.of(read, write)
+        if lifetime <= 0:
+            raise InvalidArgument(f"job {job_id}: a credential's lifetime must be positive")
+        with self._lock:
+            record = self.credentials.add(job_id, secret, owner, job_scope,
+                                          self.clock() + lifetime)
+            txid = self._commit(Edit(record))
+        self._sync(txid)
+        if record:
+            log.info("job %s: DFS credential added (user %s, read %s, write %s, for %ss)",
+                     job_id, owner, ",".join(job_scope.read) or "-",
+                     ",".join(job_scope.write) or "-", lifetime)
+
+    def remove_job_credential(self, job_id: str) -> None:
+        with self._lock:
+            record = self.credentials.remove(job_id)
+            txid = self._commit(Edit(record))
+        self._sync(txid)
+        if record:
+            log.info("job %s: DFS credential removed", job_id)
+
+    def job_credential(self, job_id: str, secret: str) -> credentials.JobCredential:
+        with self._lock:
+            return self.credentials.authenticate(job_id, secret, self.clock())
 
     # ---- dataserver protocol (called by NameServerService) ----
 
@@ -465,6 +523,9 @@ class NameServer:
                 self._commit(edit)
                 log.warning("lease on %s expired (writer silent for %ss): %s blocks dropped",
                             path, self.settings["lease_timeout"], len(edit.removed_blocks))
+            for record in self.credentials.expire(self.clock()):
+                self._commit(Edit(record))
+                log.info("job %s: DFS credential expired", record["job_id"])
             on, reason = self.blocks.safemode_status(now)
             if on != self._in_safemode:
                 log.info("safe mode %s%s", "on: " if on else "off", reason)
@@ -487,6 +548,34 @@ class NameServer:
                 block=pb.Block(block_id=c.block_id, length=c.length),
                 targets=[self._node_info(h) for h in c.targets]))
         return pb.DataServerCommand(delete_blocks=pb.DeleteBlocksCommand(block_ids=c.block_ids))
+
+
+class JobCredentialGuard:
+    """The nameserver's way in besides the cluster token (rpc.Guard): a call made with a
+    job's DFS credential, let through only within the job's scope (dfs/scope.py)."""
+
+    def __init__(self, server: NameServer):
+        self._server = server
+        self._used: set[str] = set()   # jobs whose credential was used: logged once each
+
+    def check(self, metadata: dict[str, str], method: str, request) -> None:
+        job_id = metadata.get(credentials.JOB_HEADER)
+        if not job_id:
+            raise Unauthenticated("missing or wrong auth token, and no job credential")
+        try:
+            credential = self._server.job_credential(
+                job_id, metadata.get(credentials.SECRET_HEADER, ""))
+        except Unauthenticated as e:
+            log.warning("%s refused: %s", method, e)
+            raise
+        why = scope.refusal(credential.scope, method, request)
+        if why:
+            log.warning("job %s (user %s): refused %s", job_id, credential.owner, why)
+            raise PermissionDenied(f"permission denied to job {job_id}'s DFS credential: "
+                                   f"{why}")
+        if job_id not in self._used:
+            self._used.add(job_id)
+            log.info("job %s: first call with its DFS credential (%s)", job_id, method)
 
 
 def file_status_proto(st: FileStatus) -> pb.FileStatus:
@@ -578,6 +667,18 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
     @rpc.translate_errors
     def Report(self, request, context):
         return pb.ReportResponse(dataservers=self._ns.dataserver_reports())
+
+    @rpc.translate_errors
+    def AddJobCredential(self, request, context):
+        self._ns.add_job_credential(request.job_id, request.secret, request.owner,
+                                    list(request.read_paths), list(request.write_paths),
+                                    request.lifetime)
+        return pb.Empty()
+
+    @rpc.translate_errors
+    def RemoveJobCredential(self, request, context):
+        self._ns.remove_job_credential(request.job_id)
+        return pb.Empty()
 
     # ---- dataserver protocol ----
 

@@ -51,7 +51,7 @@ class BlockWriter(_Connection):
     raise PipelineError with the index of the node to blame."""
 
     def __init__(self, targets: list[str], block_id: int, chunk_size: int, timeout: float,
-                 token: str = "", size: int = 0):
+                 token: str = "", size: int = 0, block_token: str = ""):
         if not targets:
             raise PipelineError(0, f"block {block_id}: no dataserver to write to")
         self.targets = targets
@@ -71,7 +71,7 @@ class BlockWriter(_Connection):
                                    f"{targets[0]}: {e}") from None
         try:
             send_message(self._sock, write_block_op(token, block_id, chunk_size, targets[1:],
-                                                    size))
+                                                    size, block_token))
             reply = recv_message(self._sock)
         except (OSError, ValueError) as e:
             self._sock.close()
@@ -155,7 +155,7 @@ class BlockReader(_Connection):
     """Streams [offset, offset+length) of one replica, packet by packet, checking CRCs."""
 
     def __init__(self, address: str, block_id: int, offset: int, length: int, timeout: float,
-                 token: str = ""):
+                 token: str = "", block_token: str = ""):
         self.address = address
         self.block_id = block_id
         try:
@@ -164,7 +164,8 @@ class BlockReader(_Connection):
             raise ReplicaUnavailable(f"block {block_id}: cannot connect to dataserver "
                                      f"{address}: {e}") from None
         try:
-            send_message(self._sock, read_block_op(token, block_id, offset, length))
+            send_message(self._sock, read_block_op(token, block_id, offset, length,
+                                                   block_token))
             reply = recv_message(self._sock)
         except (OSError, ValueError) as e:
             self.close()
@@ -248,7 +249,8 @@ class LocalBlockReader:
 
 
 def open_local(address: str, block_id: int, offset: int, length: int, packet_size: int,
-               timeout: float, token: str = "") -> LocalBlockReader | None:
+               timeout: float, token: str = "",
+               block_token: str = "") -> LocalBlockReader | None:
     """A short-circuit reader of the replica held by the dataserver at `address`, or None
     when that dataserver is not on this machine. Raises as BlockReader does when it is but
     cannot serve the replica."""
@@ -260,7 +262,7 @@ def open_local(address: str, block_id: int, offset: int, length: int, packet_siz
         except (ConnectionRefusedError, FileNotFoundError):
             return None
         sock.settimeout(timeout)
-        send_message(sock, request_fds_op(token, block_id))
+        send_message(sock, request_fds_op(token, block_id, block_token))
         _, fds, _, _ = socket.recv_fds(sock, 1, 1)
         try:
             reply = recv_message(sock)

@@ -27,7 +27,7 @@ import time
 from typing import Callable
 
 from minijet import net
-from minijet.dfs import blockstore
+from minijet.dfs import blocktokens, blockstore
 from minijet.dfs.transfer_wire import (ERROR, ERROR_CHECKSUM, LAST, MAX_PACKET, PACKET,
                                        PROTOCOL_VERSION, SUCCESS, ConnectionClosed, connect,
                                        local_socket_name, packet_size_for, recv_ack,
@@ -187,13 +187,21 @@ def serve(sock: socket.socket, store: blockstore.BlockStore, config: dict,
         send_message(sock, {"status": "error", "index": 0, "message": f"unknown op {kind!r}"})
 
 
+_MODES = {"read_block": blocktokens.READ, "request_fds": blocktokens.READ,
+          "write_block": blocktokens.WRITE}
+
+
 def _refusal(op: dict, token: str) -> str | None:
-    """Why an op is refused before it runs (protocol version, auth token), or None."""
+    """Why an op is refused before it runs (protocol version, auth token or block token),
+    or None."""
     if op.get("v") != PROTOCOL_VERSION:
         return f"unsupported protocol version {op.get('v')}"
-    if token and not hmac.compare_digest(str(op.get("token", "")), token):
+    if not token or hmac.compare_digest(str(op.get("token", "")).encode(), token.encode()):
+        return None
+    if op.get("op") not in _MODES:
         return "missing or wrong auth token"
-    return None
+    return blocktokens.refusal(token, str(op.get("block_token", "")), int(op["block_id"]),
+                               _MODES[op["op"]], time.time())
 
 
 def _serve_fds(sock: socket.socket, store: blockstore.BlockStore, block_id: int) -> None:

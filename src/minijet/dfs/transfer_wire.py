@@ -12,7 +12,9 @@ CRC32 per `chunk_size` bytes of data, then the data. Acks are ACK (seqno, n) fol
 one-byte statuses, one per node from the acking node to the end of the pipeline.
 
 Every op carries the protocol version `v` and the cluster's `token` (security.auth_token),
-which a dataserver checks when one is configured.
+which a dataserver checks when one is configured; a client without the token sends instead
+the `block_token` the nameserver gave it for the op's block (dfs/blocktokens.py): read for
+READ_BLOCK and REQUEST_FDS, write for WRITE_BLOCK.
 
 READ_BLOCK {op: read_block, block_id, offset, length (-1 = to the end)}
     -> {status: ok, chunk_size, start, end, block_length} then packets covering [start, end),
@@ -63,21 +65,28 @@ class ConnectionClosed(ConnectionError):
 
 # ---- ops ----
 
-def read_block_op(token: str, block_id: int, offset: int, length: int) -> dict:
-    return {"op": "read_block", "v": PROTOCOL_VERSION, "token": token, "block_id": block_id,
-            "offset": offset, "length": length}
+def _auth(token: str, block_token: str) -> dict:
+    # a block token is a bearer token: sent only by a client that has no cluster token
+    return {"token": token} if token or not block_token else {"block_token": block_token}
+
+
+def read_block_op(token: str, block_id: int, offset: int, length: int,
+                  block_token: str = "") -> dict:
+    return {"op": "read_block", "v": PROTOCOL_VERSION, **_auth(token, block_token),
+            "block_id": block_id, "offset": offset, "length": length}
 
 
 def write_block_op(token: str, block_id: int, chunk_size: int, targets: list[str],
-                   size: int) -> dict:
+                   size: int, block_token: str = "") -> dict:
     """WRITE_BLOCK to the first node of a pipeline, `targets` being the nodes after it;
     `size`: the most the block will hold (each node needs that much room)."""
-    return {"op": "write_block", "v": PROTOCOL_VERSION, "token": token, "block_id": block_id,
-            "chunk_size": chunk_size, "targets": targets, "size": size}
+    return {"op": "write_block", "v": PROTOCOL_VERSION, **_auth(token, block_token),
+            "block_id": block_id, "chunk_size": chunk_size, "targets": targets, "size": size}
 
 
-def request_fds_op(token: str, block_id: int) -> dict:
-    return {"op": "request_fds", "v": PROTOCOL_VERSION, "token": token, "block_id": block_id}
+def request_fds_op(token: str, block_id: int, block_token: str = "") -> dict:
+    return {"op": "request_fds", "v": PROTOCOL_VERSION, **_auth(token, block_token),
+            "block_id": block_id}
 
 
 def local_socket_name(address: str) -> str:

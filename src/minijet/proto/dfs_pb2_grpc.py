@@ -104,6 +104,16 @@ class NameServerStub:
                 request_serializer=minijet_dot_proto_dot_dfs__pb2.Empty.SerializeToString,
                 response_deserializer=minijet_dot_proto_dot_dfs__pb2.ReportResponse.FromString,
                 _registered_method=True)
+        self.AddJobCredential = channel.unary_unary(
+                '/minijet.dfs.NameServer/AddJobCredential',
+                request_serializer=minijet_dot_proto_dot_dfs__pb2.AddJobCredentialRequest.SerializeToString,
+                response_deserializer=minijet_dot_proto_dot_dfs__pb2.Empty.FromString,
+                _registered_method=True)
+        self.RemoveJobCredential = channel.unary_unary(
+                '/minijet.dfs.NameServer/RemoveJobCredential',
+                request_serializer=minijet_dot_proto_dot_dfs__pb2.RemoveJobCredentialRequest.SerializeToString,
+                response_deserializer=minijet_dot_proto_dot_dfs__pb2.Empty.FromString,
+                _registered_method=True)
         self.RegisterDataServer = channel.unary_unary(
                 '/minijet.dfs.NameServer/RegisterDataServer',
                 request_serializer=minijet_dot_proto_dot_dfs__pb2.RegisterRequest.SerializeToString,
@@ -213,6 +223,20 @@ class NameServerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddJobCredential(self, request, context):
+        """A job's DFS credential (dfs/credentials.py): registered by the jobserver at RunJob,
+        removed at the job's end. Both are idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveJobCredential(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RegisterDataServer(self, request, context):
         """---- dataserver protocol ----
         """
@@ -310,6 +334,16 @@ def add_NameServerServicer_to_server(servicer, server):
                     servicer.Report,
                     request_deserializer=minijet_dot_proto_dot_dfs__pb2.Empty.FromString,
                     response_serializer=minijet_dot_proto_dot_dfs__pb2.ReportResponse.SerializeToString,
+            ),
+            'AddJobCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddJobCredential,
+                    request_deserializer=minijet_dot_proto_dot_dfs__pb2.AddJobCredentialRequest.FromString,
+                    response_serializer=minijet_dot_proto_dot_dfs__pb2.Empty.SerializeToString,
+            ),
+            'RemoveJobCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveJobCredential,
+                    request_deserializer=minijet_dot_proto_dot_dfs__pb2.RemoveJobCredentialRequest.FromString,
+                    response_serializer=minijet_dot_proto_dot_dfs__pb2.Empty.SerializeToString,
             ),
             'RegisterDataServer': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterDataServer,
@@ -710,6 +744,60 @@ class NameServer:
             '/minijet.dfs.NameServer/Report',
             minijet_dot_proto_dot_dfs__pb2.Empty.SerializeToString,
             minijet_dot_proto_dot_dfs__pb2.ReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddJobCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minijet.dfs.NameServer/AddJobCredential',
+            minijet_dot_proto_dot_dfs__pb2.AddJobCredentialRequest.SerializeToString,
+            minijet_dot_proto_dot_dfs__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveJobCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minijet.dfs.NameServer/RemoveJobCredential',
+            minijet_dot_proto_dot_dfs__pb2.RemoveJobCredentialRequest.SerializeToString,
+            minijet_dot_proto_dot_dfs__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
