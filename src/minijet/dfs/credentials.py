@@ -23,7 +23,7 @@ SECRET_HEADER = "x-minijet-job-secret"
 OPS = ("add_credential", "remove_credential")   # the journal records of this table
 
 
-def format_token(job_id: str, secret: str) -> str:
+def job_token(job_id: str, secret: str) -> str:
     return f"{job_id}:{secret}"
 
 

@@ -9,6 +9,9 @@ OutputCommitFailed, then removes the job dir. Network calls (DFS reads for RunJo
 commits) happen outside the lock. A timer thread sends Tick so silent taskservers are
 declared lost. Job states, including the output phase, are the core's (see model.py).
 
+With an auth token configured, each job gets a DFS credential (jobcreds.py): registered
+with the nameserver by RunJob, sent with every LaunchAttempt, removed by the finisher.
+
 Start-up: every job the store holds is fed to the core as a JobRestored; the core lists
 finished ones as they were and fails those that were created or running.
 """
@@ -26,7 +29,7 @@ from minijet import daemon, jobdir, rpc
 from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError
 from minijet.ids import make_job_id
-from minijet.jobserver import jobfiles, model
+from minijet.jobserver import jobcreds, jobfiles, model
 from minijet.jobserver.store import JobStore
 from minijet.jobserver.wakeup import Waker
 from minijet.proto import job_pb2, job_pb2_grpc
@@ -78,6 +81,7 @@ class JobServer:
         js = config["jobserver"]
         self.job_root = js["job_dir"]
         self.heartbeat_interval = config["taskserver"]["heartbeat_interval"]
+        self.secured = bool(config["security"]["auth_token"])   # jobs get DFS credentials
         self.store = JobStore(js["dir"])
         self.core = model.JobServerCore.from_config(config)
         if dfs is None:
@@ -191,6 +195,11 @@ class JobServer:
             action = self._finisher_queue.get()
             if action is None:
                 return
+            if self.secured:
+                # none of its attempts may run any more (see JobFinished); a restart before
+                # the end of its output is recorded removes it again
+                self._with_retries(action.job_id, "DFS credential",
+                                   lambda: self.dfs.remove_job_credential(action.job_id))
             if action.output_paths:
                 error = self._with_retries(action.job_id, "output",
                                            lambda: self._finish_output(action))
@@ -279,6 +288,7 @@ class JobServer:
         if started:
             self.store.wait()
             return
+        secret = secrets.token_hex(32)
         try:
             job_dir = self._job_dir(job_id)
             conf = jobfiles.read_job_conf(self.dfs, job_id, job_dir)
@@ -289,14 +299,18 @@ class JobServer:
                                   self.config["jobserver"]["min_split_size"])
             for path in conf.output_paths():   # before any attempt can need it
                 jobdir.start_output(self.dfs, path)
+            if self.secured:
+                jobcreds.register(self.dfs, job_id, secret, status["user"], conf, job_dir,
+                                  self.config["jobserver"]["job_credential_lifetime"])
             try:
                 with self._lock:   # refused if an unfinished job writes one of its outputs
                     self._handle(model.JobSubmitted(job_id, conf, splits, time.time(),
-                                                    job_dir=job_dir,
-                                                    secret=secrets.token_hex(32)))
+                                                    job_dir=job_dir, secret=secret))
             except MinijetError:   # the output paths did not exist: leave none behind
                 for path in conf.output_paths():
                     jobdir.abort_output(self.dfs, path)
+                if self.secured:
+                    self.dfs.remove_job_credential(job_id)
                 raise
         finally:
             with self._lock:
@@ -366,7 +380,7 @@ class JobServer:
                     job_id=action.job_id, task_id=action.task_id,
                     attempt_id=action.attempt_id, job_dir=action.job_dir,
                     task_json=task_json(action), user=action.user,
-                    job_secret=action.secret)))
+                    job_secret=action.secret, dfs_token=self._dfs_token(action))))
             elif isinstance(action, model.KillAttempt):
                 log.info("attempt %s: kill on %s", action.attempt_id, action.taskserver)
                 commands.append(job_pb2.TaskServerCommand(
@@ -380,6 +394,13 @@ class JobServer:
             self.store.wait()   # a restarted jobserver knows every attempt it launched
         return job_pb2.HeartbeatResponse(commands=commands,
                                          heartbeat_interval=self.heartbeat_interval)
+
+    def _dfs_token(self, action: model.LaunchAttempt) -> str:
+        """The job's DFS credential for its attempts ("" in an open cluster, or for a job
+        of an older store, which has no secret: its attempts use the cluster token)."""
+        if not (self.secured and action.secret):
+            return ""
+        return jobcreds.dfs_token(action.job_id, action.secret)
 
     def commit(self, attempt_id: str) -> bool:
         with self._lock:

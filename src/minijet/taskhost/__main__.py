@@ -7,7 +7,8 @@ The attempt is described by `task.json` in the work dir (a TaskDescription: see
 minijet.taskdesc); the job's files (job.json, the user's .py: see minijet.jobdir) are in the
 job cache. `--config` is the taskserver's own effective
 configuration (it writes config.json into the work dir), so the TaskHost reaches the same DFS
-with the same settings. Exit 0 after reporting success; on any error it reports
+with the same settings; with the job's DFS credential from credentials.json (see
+minijet.taskcreds) when it has one, instead of the cluster token. Exit 0 after reporting success; on any error it reports
 ReportDone(succeeded=false, "ExcType: message", traceback, its class: minijet.failures) and
 exits 1.
 
@@ -38,6 +39,7 @@ from minijet.errors import MinijetError, NotFound, Unavailable
 from minijet.formats.segments import RECORDS_HEADER
 from minijet.job import load_job
 from minijet.proto import job_pb2, job_pb2_grpc
+from minijet.taskcreds import TaskCredentials
 from minijet.taskdesc import TASK_FILE, TaskDescription
 from minijet.taskhost import runner
 
@@ -194,7 +196,7 @@ def run_attempt(config: Config, task: TaskDescription, job_cache: Path, work_dir
     progress = runner.Progress(umbilical.progress)
     progress.flush()  # alive: the task timeout counts from here, not from the first tick
     sort_buffer = config["taskserver"]["sort_buffer"]
-    dfs = DfsClient(config)
+    dfs = DfsClient(config, credential=TaskCredentials.read(work_dir).dfs_token)
     out = stage.output
 
     def make_output(combiner):

@@ -249,7 +249,8 @@ class TaskServer:
             if self._stop.is_set() or not self._table.started(order.attempt_id, time.time()):
                 return  # killed (or stopping) while its job files were being copied
             try:
-                credentials = TaskCredentials(secrets.token_hex(16), order.job_secret)
+                credentials = TaskCredentials(secrets.token_hex(16), order.job_secret,
+                                              order.dfs_token)
                 self._attempt_secrets[order.attempt_id] = credentials.attempt_secret
                 self._job_secrets[order.job_id] = order.job_secret
                 proc = launcher.start_taskhost(
