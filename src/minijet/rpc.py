@@ -49,8 +49,12 @@ def _options(config: Config) -> list[tuple[str, Any]]:
 
 
 class _TokenCheck(grpc.ServerInterceptor):
-    def __init__(self, token: str):
+    """Refuses calls without the cluster's token, except to `open_methods` (full names):
+    their service checks other credentials itself (a task's: see minijet.jobauth)."""
+
+    def __init__(self, token: str, open_methods: frozenset[str] = frozenset()):
         self._token = token
+        self._open = open_methods
 
         def deny(request, context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong auth token")
@@ -60,7 +64,7 @@ class _TokenCheck(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, details):
         metadata = dict(details.invocation_metadata or ())
-        if metadata.get(TOKEN_HEADER) == self._token:
+        if details.method in self._open or metadata.get(TOKEN_HEADER) == self._token:
             return continuation(details)
         handler = continuation(details)
         if handler is not None and handler.response_streaming:
@@ -83,12 +87,14 @@ def translate_errors(method: Callable) -> Callable:
 
 
 def start_server(config: Config, address: str,
-                 add_servicers: list[Callable[[grpc.Server], None]]) -> tuple[grpc.Server, int]:
-    """Start a gRPC server on `address` ("host:port", port 0 = free); return (server, port)."""
+                 add_servicers: list[Callable[[grpc.Server], None]],
+                 open_methods: frozenset[str] = frozenset()) -> tuple[grpc.Server, int]:
+    """Start a gRPC server on `address` ("host:port", port 0 = free); return (server, port).
+    `open_methods` need no auth token: see _TokenCheck."""
     interceptors = []
     token = config["security"]["auth_token"]
     if token:
-        interceptors.append(_TokenCheck(token))
+        interceptors.append(_TokenCheck(token, open_methods))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config["rpc"]["server_threads"]),
         interceptors=interceptors, options=_options(config))
@@ -206,7 +212,8 @@ class Backoff:
 
 
 def call(config: Config, method: Callable, request: Any, *, idempotent: bool,
-         timeout: float | None = None, address: str = "", wait: float | None = None) -> Any:
+         timeout: float | None = None, address: str = "", wait: float | None = None,
+         metadata: tuple[tuple[str, str], ...] = ()) -> Any:
     """One unary call with a deadline (`timeout`, else rpc.timeout), tried again as long as
     that is safe (see the module docstring): up to rpc.retries more times, or with `wait`
     for up to that many seconds. Raises the MinijetError matching the server's status."""
@@ -215,7 +222,7 @@ def call(config: Config, method: Callable, request: Any, *, idempotent: bool,
                       wait=wait, start=time.monotonic())
     while True:
         try:
-            return method(request, timeout=deadline)
+            return method(request, timeout=deadline, metadata=metadata)
         except grpc.RpcError as e:
             delay = backoff.next(time.monotonic()) if retryable(e, idempotent) else None
             if delay is None:

@@ -21,6 +21,7 @@ the jobserver treats that run's attempts as lost.
 from __future__ import annotations
 
 import fcntl
+import hmac
 import logging
 import os
 import random
@@ -33,9 +34,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from minijet import daemon, net, rpc
+from minijet import daemon, jobauth, net, rpc
 from minijet.config import Config
-from minijet.errors import FailedPrecondition, MinijetError, NotFound
+from minijet.errors import (FailedPrecondition, MinijetError, NotFound, PermissionDenied,
+                            Unauthenticated)
 from minijet.failures import NODE, SYSTEM, USER
 from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
@@ -44,7 +46,7 @@ from minijet.taskserver import launcher, logcap, memory
 from minijet.taskserver.attempts import AttemptSnapshot, AttemptTable, DoneReport
 from minijet.taskserver.jobcache import JobCache
 from minijet.taskserver.layout import Layout, check_id
-from minijet.taskserver.service import TaskServerService
+from minijet.taskserver.service import TASK_METHODS, TaskServerService
 from minijet.taskcreds import TaskCredentials
 
 log = logging.getLogger("minijet.taskserver")
@@ -98,7 +100,8 @@ class TaskServer:
         bind = self.config["taskserver"]["address"]
         self._server, port = rpc.start_server(
             self.config, bind,
-            [lambda s: job_pb2_grpc.add_TaskServerServicer_to_server(TaskServerService(self), s)])
+            [lambda s: job_pb2_grpc.add_TaskServerServicer_to_server(TaskServerService(self), s)],
+            open_methods=TASK_METHODS)
         bind_host = bind.rsplit(":", 1)[0]
         anywhere = net.is_any_address(bind_host)
         self.address = f"{socket.gethostname() if anywhere else bind_host}:{port}"
@@ -406,6 +409,33 @@ class TaskServer:
     def call_jobserver(self, method: str, request, idempotent: bool):
         return rpc.call(self.config, getattr(self._jobserver, method), request,
                         idempotent=idempotent, address=self.config["jobserver"]["address"])
+
+    def check_attempt(self, attempt_id: str, secret: str) -> None:
+        """Unauthenticated unless `secret` is the one made for this running attempt."""
+        with self._lock:
+            known = self._attempt_secrets.get(attempt_id, "")
+        if not known or not hmac.compare_digest(known, secret):
+            log.warning("refused a call for attempt %s: wrong or missing attempt secret",
+                        attempt_id)
+            raise Unauthenticated(f"attempt {attempt_id}: wrong or missing attempt secret")
+
+    def check_job(self, attempt_id: str, job_id: str) -> None:
+        """PermissionDenied unless the attempt belongs to `job_id`."""
+        with self._lock:
+            a = self._table.get(attempt_id)
+        if a is None or a.job_id != job_id:
+            raise PermissionDenied(f"attempt {attempt_id} may not ask about job {job_id}")
+
+    def check_fetch(self, job_id: str, attempt_id: str, partition: int, mac: str,
+                    peer: str) -> None:
+        """PermissionDenied unless the fetch is signed with the job's secret."""
+        with self._lock:
+            secret = self._job_secrets.get(job_id, "")
+        if not jobauth.fetch_allowed(secret, job_id, attempt_id, partition, mac):
+            log.warning("refused a fetch of %s partition %d (job %s) from %s: not signed "
+                        "with the job's secret", attempt_id, partition, job_id, peer)
+            raise PermissionDenied(f"fetch of {attempt_id} refused: not signed with the "
+                                   f"secret of job {job_id}")
 
     def map_output_chunks(self, job_id: str, attempt_id: str, partition: int
                           ) -> tuple[int, Iterator[bytes]]:
