@@ -147,7 +147,7 @@ def test_a_create_or_run_sent_again_after_a_lost_reply_gets_the_first_ones_answe
     submit(js, first[0])
     js.run_job(first[0])   # sent again: it runs, as the first RunJob said
     assert js.job_status(first[0])["state"] == "running"
-    js.kill_job(other[0])
+    js.kill_job(other[0], "ann")
     with pytest.raises(FailedPrecondition, match="ended before it ran"):
         js.run_job(other[0])
     js.stop()

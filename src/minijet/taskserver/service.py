@@ -1,5 +1,5 @@
-"""The TaskServer gRPC service: shuffle fetches and logs for anyone, and the umbilical of the
-TaskHosts on this machine (progress and done reports; commit, map-output locations and fetch
+"""The TaskServer gRPC service: shuffle fetches for anyone, a job's logs for its owner and the
+admins (minijet.acl), and the umbilical of the TaskHosts on this machine (progress and done reports; commit, map-output locations and fetch
 failures are passed on to the jobserver)."""
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class TaskServerService(job_pb2_grpc.TaskServerServicer):
 
     @rpc.translate_errors
     def GetLogs(self, request, context):
-        logs = self._ts.logs(request.job_id, request.attempt_id)
+        logs = self._ts.logs(request.job_id, request.attempt_id, rpc.caller(context))
         return job_pb2.LogResponse(logs=[
             job_pb2.AttemptLog(attempt_id=a, stdout=out, stderr=err) for a, out, err in logs])
 
