@@ -398,7 +398,7 @@ def get_logs(config, address: str, job_id: str, user: str) -> list[str]:
 
 def test_logs_go_to_the_jobs_owner_alone_also_after_a_restart(harness, dfs, taskserver,
                                                                other_taskserver):
-    job = "job_20260101000000_0009"
+    job = "job_20260101000000_0013"
     job_dir, _ = make_job(dfs, job, "WordCount")
     proc, address = other_taskserver("owned")
     attempt = f"{job}_map_00000_0"
