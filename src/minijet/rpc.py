@@ -32,7 +32,9 @@ from minijet.config import Config
 log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-minijet-token"
-USER_HEADER = "x-minijet-user"    # who the client says its user is: trusted, not proven
+# who the client says its user is (trusted, not proven); binary ("-bin"), as any $USER may
+# be, while a plain header takes printable ASCII only
+USER_HEADER = "x-minijet-user-bin"
 ERROR_HEADER = "x-minijet-error"  # trailing metadata: the MinijetError class the server raised
 _TRANSPORT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 MAX_BACKOFF = 5.0  # seconds: waits between tries grow no longer, so a peer back is seen soon
@@ -110,7 +112,7 @@ def start_server(config: Config, address: str,
 
 
 class _HeaderAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    def __init__(self, headers: list[tuple[str, str]]):
+    def __init__(self, headers: list[tuple[str, str | bytes]]):
         self._headers = headers
 
     def _with_headers(self, details):
@@ -133,15 +135,17 @@ def connect(config: Config, address: str, user: str = "") -> grpc.Channel:
                                       options=_options(config))
     else:
         channel = grpc.insecure_channel(address, options=_options(config))
-    headers = [(TOKEN_HEADER, sec["auth_token"])] if sec["auth_token"] else []
+    headers: list[tuple[str, str | bytes]] = \
+        [(TOKEN_HEADER, sec["auth_token"])] if sec["auth_token"] else []
     if user:
-        headers.append((USER_HEADER, user))
+        headers.append((USER_HEADER, user.encode()))
     return grpc.intercept_channel(channel, _HeaderAdder(headers)) if headers else channel
 
 
 def caller(context: grpc.ServicerContext) -> str:
     """The user name the client sent with this call ("" if none: a daemon, an old client)."""
-    return dict(context.invocation_metadata() or ()).get(USER_HEADER, "")
+    return dict(context.invocation_metadata() or ()).get(USER_HEADER, b"").decode(
+        "utf-8", "replace")
 
 
 def _server_error(e: grpc.RpcError) -> type[errors.MinijetError] | None:

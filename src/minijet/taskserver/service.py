@@ -1,6 +1,6 @@
 """The TaskServer gRPC service: shuffle fetches for anyone, a job's logs for its owner and the
-admins (minijet.acl), and the umbilical of the TaskHosts on this machine (progress and done reports; commit, map-output locations and fetch
-failures are passed on to the jobserver)."""
+admins (minijet.acl), and the umbilical of the TaskHosts on this machine (progress and done
+reports; commit, map-output locations and fetch failures are passed on to the jobserver)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
