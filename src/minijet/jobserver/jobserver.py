@@ -9,8 +9,8 @@ OutputCommitFailed, then removes the job dir. Network calls (DFS reads for RunJo
 commits) happen outside the lock. A timer thread sends Tick so silent taskservers are
 declared lost. Job states, including the output phase, are the core's (see model.py).
 
-Permissions (minijet.acl): a job belongs to the user its CreateJob named (the client's
-x-minijet-user header); only its owner and security.admins may kill it; a refusal is logged.
+Permissions (minijet.acl): a job belongs to the user who sent its CreateJob (the caller
+rpc.connect names); only its owner and security.admins may kill it; a refusal is logged.
 Status and lists are open to all.
 
 Start-up: every job the store holds is fed to the core as a JobRestored; the core lists
