@@ -27,6 +27,7 @@ from minijet import config as configmod
 from minijet import jobconf as jc
 from minijet import jobauth, jobdir
 from minijet import rpc
+from minijet.errors import PermissionDenied
 from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
 
@@ -73,6 +74,8 @@ class Boom(WordCount):
     def mapper(self, key, value):
         raise ValueError("bad record at %d" % key)
 '''
+
+OWNER = "ann"   # the user of every job launched here
 
 TEXT = "".join(f"alpha beta {i % 5} gamma delta {i % 11}\n" for i in range(3000))
 TASK_TIMEOUT = 3.0
@@ -288,7 +291,7 @@ def launch(harness: Harness, job_id: str, job_dir: str, attempt_id: str, stage: 
             "index": index, "splits": [], "partition": None, "producer_stage": None, **task}
     harness.order(target, launch=job_pb2.LaunchAttempt(
         job_id=job_id, task_id=task_id, attempt_id=attempt_id, job_dir=job_dir,
-        task_json=json.dumps(spec), user="ann", job_secret=job_secret(job_id)))
+        task_json=json.dumps(spec), user=OWNER, job_secret=job_secret(job_id)))
 
 
 def job_secret(job_id: str) -> str:
@@ -393,10 +396,12 @@ def test_map_output_is_served_and_reduce_commits_part_files(harness, dfs, taskse
                 result[word] += int(count)
     assert result == Counter(TEXT.split())
 
-    # logs: the user's prints are in the attempt's stdout
-    logs = stub.GetLogs(job_pb2.LogRequest(job_id=job, attempt_id=maps[0]))
-    assert "mapping 0 True" in logs.logs[0].stdout
-    assert len(stub.GetLogs(job_pb2.LogRequest(job_id=job)).logs) == 4
+    # logs, for the job's owner: the user's prints are in the attempt's stdout
+    with rpc.connect(taskserver.config, address, OWNER) as channel:
+        owners_stub = job_pb2_grpc.TaskServerStub(channel)
+        logs = owners_stub.GetLogs(job_pb2.LogRequest(job_id=job, attempt_id=maps[0]))
+        assert "mapping 0 True" in logs.logs[0].stdout
+        assert len(owners_stub.GetLogs(job_pb2.LogRequest(job_id=job)).logs) == 4
 
     # cleanup deletes the job's cache and map outputs; logs stay for `jetshell logs`
     job_local = taskserver.dir / "jobs" / job
@@ -404,6 +409,35 @@ def test_map_output_is_served_and_reduce_commits_part_files(harness, dfs, taskse
     harness.order(cleanup=job_pb2.CleanupJob(job_id=job))
     wait_for(lambda: not job_local.exists(), 10, "the job's local files to be deleted")
     assert (taskserver.dir / "logs" / job / maps[0] / "stdout").is_file()
+
+
+def get_logs(config, address: str, job_id: str, user: str) -> list[str]:
+    """The attempts whose logs the taskserver at `address` gives `user`."""
+    with rpc.connect(config, address, user) as channel:
+        reply = rpc.call(config, job_pb2_grpc.TaskServerStub(channel).GetLogs,
+                         job_pb2.LogRequest(job_id=job_id), idempotent=True)
+    return [a.attempt_id for a in reply.logs]
+
+
+def test_logs_go_to_the_jobs_owner_alone_also_after_a_restart(harness, dfs, taskserver,
+                                                               other_taskserver):
+    job = "job_20260101000000_0013"
+    job_dir, _ = make_job(dfs, job, "WordCount")
+    proc, address = other_taskserver("owned")
+    attempt = f"{job}_map_00000_0"
+    launch(harness, job, job_dir, attempt, "map", 0, target=address, splits=whole_input())
+    assert harness.wait_final(attempt).state == job_pb2.SUCCEEDED
+    for restarted in (False, True):
+        if restarted:   # the owner is kept with the logs, not only in memory
+            stop_process(proc)
+            proc, address = other_taskserver("owned")
+        assert get_logs(taskserver.config, address, job, OWNER) == [attempt]
+        with pytest.raises(PermissionDenied) as refused:
+            get_logs(taskserver.config, address, job, "bob")
+        assert str(refused.value) == (f"permission denied: bob may not read the logs of job "
+                                      f"{job} (owned by {OWNER})")
+        with pytest.raises(PermissionDenied, match="an unnamed user may not"):
+            get_logs(taskserver.config, address, job, "")
 
 
 def test_hanging_task_is_killed_after_the_task_timeout(harness, dfs):

@@ -43,7 +43,7 @@ class Unauthenticated(MinijetError):
 
 
 class PermissionDenied(MinijetError):
-    """The caller is known, and not allowed to do this."""
+    """The caller is known but may not do this (minijet.acl)."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
 

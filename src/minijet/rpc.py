@@ -2,7 +2,8 @@
 
 - `start_server` serves servicers with message-size limits, the optional auth token check,
   optional TLS, and MinijetError -> status-code translation.
-- `connect` opens a channel with the same limits, credentials and token.
+- `connect` opens a channel with the same limits, credentials and token, and for a client
+  the name of its user (`caller` reads it on the server: see minijet.acl).
 - `call` makes one unary call with a deadline, retrying with exponential back-off and
   jitter (a number of times, or for a bounded time: `wait`) what can safely be tried
   again, and turns a status code back into the MinijetError subclass the server raised.
@@ -31,6 +32,9 @@ from minijet.config import Config
 log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-minijet-token"
+# who the client says its user is (trusted, not proven); binary ("-bin"), as any $USER may
+# be, while a plain header takes printable ASCII only
+USER_HEADER = "x-minijet-user-bin"
 ERROR_HEADER = "x-minijet-error"  # trailing metadata: the MinijetError class the server raised
 _TRANSPORT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 MAX_BACKOFF = 5.0  # seconds: waits between tries grow no longer, so a peer back is seen soon
@@ -113,23 +117,23 @@ def start_server(config: Config, address: str,
     return server, port
 
 
-class _TokenAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    def __init__(self, token: str):
-        self._token = token
+class _HeaderAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    def __init__(self, headers: list[tuple[str, str | bytes]]):
+        self._headers = headers
 
-    def _with_token(self, details):
-        metadata = list(details.metadata or ()) + [(TOKEN_HEADER, self._token)]
-        return details._replace(metadata=metadata)
+    def _with_headers(self, details):
+        return details._replace(metadata=list(details.metadata or ()) + self._headers)
 
     def intercept_unary_unary(self, continuation, details, request):
-        return continuation(self._with_token(details), request)
+        return continuation(self._with_headers(details), request)
 
     def intercept_unary_stream(self, continuation, details, request):
-        return continuation(self._with_token(details), request)
+        return continuation(self._with_headers(details), request)
 
 
-def connect(config: Config, address: str) -> grpc.Channel:
-    """A channel to `address` with the configured limits, TLS and auth token."""
+def connect(config: Config, address: str, user: str = "") -> grpc.Channel:
+    """A channel to `address` with the configured limits, TLS and auth token; every call on
+    it names `user` (a client's, for the servers' permission checks) when given."""
     sec = config["security"]
     if sec["tls_ca"] or sec["tls_cert"]:
         ca = open(sec["tls_ca"], "rb").read() if sec["tls_ca"] else None
@@ -137,9 +141,17 @@ def connect(config: Config, address: str) -> grpc.Channel:
                                       options=_options(config))
     else:
         channel = grpc.insecure_channel(address, options=_options(config))
-    if sec["auth_token"]:
-        channel = grpc.intercept_channel(channel, _TokenAdder(sec["auth_token"]))
-    return channel
+    headers: list[tuple[str, str | bytes]] = \
+        [(TOKEN_HEADER, sec["auth_token"])] if sec["auth_token"] else []
+    if user:
+        headers.append((USER_HEADER, user.encode()))
+    return grpc.intercept_channel(channel, _HeaderAdder(headers)) if headers else channel
+
+
+def caller(context: grpc.ServicerContext) -> str:
+    """The user name the client sent with this call ("" if none: a daemon, an old client)."""
+    return dict(context.invocation_metadata() or ()).get(USER_HEADER, b"").decode(
+        "utf-8", "replace")
 
 
 def _server_error(e: grpc.RpcError) -> type[errors.MinijetError] | None:

@@ -1,8 +1,8 @@
-"""The TaskServer gRPC service: logs and Wake for holders of the cluster's token; shuffle
-fetches for the attempts of the job that owns the output (signed with the job's secret); the
-umbilical of the TaskHosts on this machine, each speaking for itself with its attempt's
-secret (progress and done reports; commit, map-output locations and fetch failures are
-passed on to the jobserver). See minijet.jobauth."""
+"""The TaskServer gRPC service: Wake for holders of the cluster's token; a job's logs for its
+owner and the admins (minijet.acl); shuffle fetches for the attempts of the job that owns the
+output (signed with the job's secret); the umbilical of the TaskHosts on this machine, each
+speaking for itself with its attempt's secret (progress and done reports; commit, map-output
+locations and fetch failures are passed on to the jobserver). See minijet.jobauth."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -62,7 +62,7 @@ class TaskServerService(job_pb2_grpc.TaskServerServicer):
 
     @rpc.translate_errors
     def GetLogs(self, request, context):
-        logs = self._ts.logs(request.job_id, request.attempt_id)
+        logs = self._ts.logs(request.job_id, request.attempt_id, rpc.caller(context))
         return job_pb2.LogResponse(logs=[
             job_pb2.AttemptLog(attempt_id=a, stdout=out, stderr=err) for a, out, err in logs])
 

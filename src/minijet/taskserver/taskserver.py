@@ -10,6 +10,8 @@ Threads around the pure AttemptTable:
 - one launcher thread per new attempt (copies the job files, then starts the TaskHost) and one
   waiter thread per TaskHost process (records its exit).
 The gRPC service (service.py) serves shuffle fetches, logs and the TaskHosts' umbilical.
+A job's logs go only to its owner (the user of its LaunchAttempts, kept by owners.py) and
+security.admins (minijet.acl); a refusal is logged.
 
 Local files (layout.py): a job's cache, work dirs and map outputs are deleted on the job's
 cleanup order; every heartbeat names the jobs whose files are here, so a jobserver that lost
@@ -34,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from minijet import daemon, jobauth, net, rpc
+from minijet import acl, daemon, jobauth, net, rpc
 from minijet.config import Config
 from minijet.errors import (FailedPrecondition, MinijetError, NotFound, PermissionDenied,
                             Unauthenticated)
@@ -42,7 +44,7 @@ from minijet.failures import NODE, SYSTEM, USER
 from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.states import FAILED, KILLED
-from minijet.taskserver import launcher, logcap, memory
+from minijet.taskserver import launcher, logcap, memory, owners
 from minijet.taskserver.attempts import AttemptSnapshot, AttemptTable, DoneReport
 from minijet.taskserver.jobcache import JobCache
 from minijet.taskserver.layout import Layout, check_id
@@ -242,6 +244,7 @@ class TaskServer:
 
     def _start_attempt(self, order: job_pb2.LaunchAttempt) -> None:
         try:
+            owners.remember(self.layout.job_owner(order.job_id), order.user, order.attempt_id)
             cache = self.cache.localize(order.job_id, order.job_dir)
         except Exception as e:  # the DFS's problem, or this node's (its disk): retried
             error = str(e) if isinstance(e, MinijetError) else f"{type(e).__name__}: {e}"
@@ -442,7 +445,17 @@ class TaskServer:
         return segments.partition_chunks(self.layout.map_output(job_id, attempt_id), partition,
                                            what=f"map output of {attempt_id} (job {job_id})")
 
-    def logs(self, job_id: str, attempt_id: str) -> list[tuple[str, str, str]]:
+    def logs(self, job_id: str, attempt_id: str, user: str) -> list[tuple[str, str, str]]:
+        """(attempt id, stdout, stderr) of the job's attempts here, or of one; for its owner
+        and the admins only (PermissionDenied), as soon as this taskserver has any."""
+        if self.layout.job_logs(job_id).is_dir():
+            try:
+                acl.check(user, acl.READ_LOGS, job_id,
+                          owners.owner(self.layout.job_owner(job_id)),
+                          self.config["security"]["admins"])
+            except PermissionDenied as e:
+                log.warning("job %s: logs refused: %s", job_id, e)
+                raise
         if attempt_id:
             dirs = [self.layout.log_dir(job_id, attempt_id)]
         else:
