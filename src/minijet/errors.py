@@ -43,7 +43,8 @@ class Unauthenticated(MinijetError):
 
 
 class PermissionDenied(MinijetError):
-    """The caller is known but may not do this."""
+    """The caller is known but may not do this (minijet.acl; a job's DFS credential
+    outside its scope: minijet.dfs.scope)."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
 

@@ -1,10 +1,12 @@
 """gRPC plumbing shared by every daemon and client.
 
 - `start_server` serves servicers with message-size limits, the optional auth token check
-  (and a Guard: a second way in, e.g. a job's DFS credential), optional TLS, and
-  MinijetError -> status-code translation.
+  (with methods open to other credentials their service checks, and a Guard: a second way
+  in, e.g. a job's DFS credential), optional TLS, and MinijetError -> status-code
+  translation.
 - `connect` opens a channel with the same limits, credentials and token (or other headers
-  that prove who calls).
+  that prove who calls), and for a client the name of its user (`caller` reads it on the
+  server: see minijet.acl).
 - `call` makes one unary call with a deadline, retrying with exponential back-off and
   jitter (a number of times, or for a bounded time: `wait`) what can safely be tried
   again, and turns a status code back into the MinijetError subclass the server raised.
@@ -34,6 +36,9 @@ from minijet.config import Config
 log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-minijet-token"
+# who the client says its user is (trusted, not proven); binary ("-bin"), as any $USER may
+# be, while a plain header takes printable ASCII only
+USER_HEADER = "x-minijet-user-bin"
 ERROR_HEADER = "x-minijet-error"  # trailing metadata: the MinijetError class the server raised
 _TRANSPORT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 MAX_BACKOFF = 5.0  # seconds: waits between tries grow no longer, so a peer back is seen soon
@@ -64,11 +69,14 @@ def _same_secret(given: str, expected: str) -> bool:
 
 
 class _AuthCheck(grpc.ServerInterceptor):
-    """Lets a call carrying the auth token through; hands other unary calls to the guard
-    (checked once the request is decoded); refuses the rest."""
+    """Lets through a call carrying the auth token, and any call to `open_methods` (full
+    names: their service checks other credentials itself, a task's: see minijet.jobauth);
+    hands other unary calls to the guard (checked once the request is decoded); refuses
+    the rest."""
 
-    def __init__(self, token: str, guard: Guard | None):
+    def __init__(self, token: str, open_methods: frozenset[str], guard: Guard | None):
         self._token = token
+        self._open = open_methods
         self._guard = guard
 
         def deny(request, context):
@@ -80,7 +88,8 @@ class _AuthCheck(grpc.ServerInterceptor):
     def intercept_service(self, continuation, details):
         metadata = dict(details.invocation_metadata or ())
         handler = continuation(details)
-        if _same_secret(metadata.get(TOKEN_HEADER, ""), self._token):
+        if details.method in self._open or \
+                _same_secret(metadata.get(TOKEN_HEADER, ""), self._token):
             return handler
         if handler is not None and handler.response_streaming:
             return self._deny_stream
@@ -124,14 +133,15 @@ def translate_errors(method: Callable) -> Callable:
 
 def start_server(config: Config, address: str,
                  add_servicers: list[Callable[[grpc.Server], None]],
+                 open_methods: frozenset[str] = frozenset(),
                  guard: Guard | None = None) -> tuple[grpc.Server, int]:
     """Start a gRPC server on `address` ("host:port", port 0 = free); return (server, port).
-    With an auth token configured, a call must carry it or pass `guard`; without one,
-    every call is let in (an open cluster)."""
+    With an auth token configured, a call must carry it, be to one of `open_methods` or
+    pass `guard` (see _AuthCheck); without one, every call is let in (an open cluster)."""
     interceptors = []
     token = config["security"]["auth_token"]
     if token:
-        interceptors.append(_AuthCheck(token, guard))
+        interceptors.append(_AuthCheck(token, open_methods, guard))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config["rpc"]["server_threads"]),
         interceptors=interceptors, options=_options(config))
@@ -151,7 +161,7 @@ def start_server(config: Config, address: str,
 
 
 class _HeaderAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    def __init__(self, headers: list[tuple[str, str]]):
+    def __init__(self, headers: list[tuple[str, str | bytes]]):
         self._headers = headers
 
     def _with_headers(self, details):
@@ -164,11 +174,12 @@ class _HeaderAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInter
         return continuation(self._with_headers(details), request)
 
 
-def connect(config: Config, address: str,
+def connect(config: Config, address: str, user: str = "",
             credential: list[tuple[str, str]] | None = None) -> grpc.Channel:
-    """A channel to `address` with the configured limits, TLS and auth token; or, given
+    """A channel to `address` with the configured limits, TLS and auth token, or, given
     `credential` (headers a server's Guard checks, e.g. a job's DFS credential), with those
-    instead of the token."""
+    instead of the token; every call on it names `user` (a client's, for the servers'
+    permission checks) when given."""
     sec = config["security"]
     if sec["tls_ca"] or sec["tls_cert"]:
         ca = open(sec["tls_ca"], "rb").read() if sec["tls_ca"] else None
@@ -176,9 +187,17 @@ def connect(config: Config, address: str,
                                       options=_options(config))
     else:
         channel = grpc.insecure_channel(address, options=_options(config))
-    headers = credential if credential is not None else \
-        [(TOKEN_HEADER, sec["auth_token"])] if sec["auth_token"] else []
+    headers: list[tuple[str, str | bytes]] = list(credential) if credential is not None \
+        else [(TOKEN_HEADER, sec["auth_token"])] if sec["auth_token"] else []
+    if user:
+        headers.append((USER_HEADER, user.encode()))
     return grpc.intercept_channel(channel, _HeaderAdder(headers)) if headers else channel
+
+
+def caller(context: grpc.ServicerContext) -> str:
+    """The user name the client sent with this call ("" if none: a daemon, an old client)."""
+    return dict(context.invocation_metadata() or ()).get(USER_HEADER, b"").decode(
+        "utf-8", "replace")
 
 
 def _server_error(e: grpc.RpcError) -> type[errors.MinijetError] | None:
@@ -251,7 +270,8 @@ class Backoff:
 
 
 def call(config: Config, method: Callable, request: Any, *, idempotent: bool,
-         timeout: float | None = None, address: str = "", wait: float | None = None) -> Any:
+         timeout: float | None = None, address: str = "", wait: float | None = None,
+         metadata: tuple[tuple[str, str], ...] = ()) -> Any:
     """One unary call with a deadline (`timeout`, else rpc.timeout), tried again as long as
     that is safe (see the module docstring): up to rpc.retries more times, or with `wait`
     for up to that many seconds. Raises the MinijetError matching the server's status."""
@@ -260,7 +280,7 @@ def call(config: Config, method: Callable, request: Any, *, idempotent: bool,
                       wait=wait, start=time.monotonic())
     while True:
         try:
-            return method(request, timeout=deadline)
+            return method(request, timeout=deadline, metadata=metadata)
         except grpc.RpcError as e:
             delay = backoff.next(time.monotonic()) if retryable(e, idempotent) else None
             if delay is None:

@@ -60,8 +60,9 @@ class DfsClient:
         self._address = self.config["nameserver"]["address"]
         # what the data-transfer ops carry: "" with a job credential (block tokens instead)
         self.token = "" if credential else self.config["security"]["auth_token"]
-        self._channel = rpc.connect(self.config, self._address,
-                                    credentials.headers(credential) if credential else None)
+        self._channel = rpc.connect(
+            self.config, self._address,
+            credential=credentials.headers(credential) if credential else None)
         self._ns = dfs_pb2_grpc.NameServerStub(self._channel)
         # data addresses of dataservers that are not on this machine (no short-circuit reads)
         self.remote_dataservers: set[str] = set()
