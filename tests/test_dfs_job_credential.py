@@ -4,6 +4,8 @@ job's scope, block bytes included, and nothing else; it survives a nameserver re
 is refused once removed or expired. Block tokens open only their own block."""
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from minijet.dfs import DfsClient, transfer_client
@@ -107,15 +109,22 @@ def test_a_block_token_opens_its_own_block_for_its_own_mode_only(secured):
                                    block_token=first.block_token)
 
 
-def test_a_job_credential_survives_a_nameserver_restart_and_ends_when_removed(secured):
-    secured.kill_nameserver()
-    secured.start_nameserver()
-    with task_client(secured) as task:
-        with task.open("/in/file") as r:   # waits out the restart and safe mode
-            assert r.read() == INPUT
-        with task.create("/out/after-restart") as w:
-            w.write(b"still mine")
+def test_a_job_credential_survives_nameserver_restarts_and_ends_when_removed(secured):
+    for stop in (signal.SIGKILL, signal.SIGTERM):   # from the journal, then from the image
+        secured.nameserver.send_signal(stop)
+        secured.nameserver.wait()
+        secured.start_nameserver()
+        with task_client(secured) as task:
+            with task.open("/in/file") as r:   # waits out the restart and safe mode
+                assert r.read() == INPUT
+            with task.create(f"/out/after-{stop.name}") as w:
+                w.write(b"still mine")
+    loaded = [line for line in secured.log("nameserver").splitlines()
+              if "loaded namespace" in line]
+    assert "checkpoint written" in secured.log("nameserver")
+    assert " 0 journal records replayed" in loaded[-1] and "1 job credentials" in loaded[-1]
 
+    with task_client(secured) as task:
         with secured.client() as admin:
             admin.remove_job_credential("job_1")
             admin.remove_job_credential("job_1")   # idempotent

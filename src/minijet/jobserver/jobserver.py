@@ -301,11 +301,11 @@ class JobServer:
                 slots = self.core.live_slots()
             splits = input_splits(self.dfs, conf, self.config["dfs"]["block_size"], slots,
                                   self.config["jobserver"]["min_split_size"])
-            for path in conf.output_paths():   # before any attempt can need it
-                jobdir.start_output(self.dfs, path)
-            if self.secured:
+            if self.secured:   # first: a failure here leaves no output directory behind
                 jobcreds.register(self.dfs, job_id, secret, status["user"], conf, job_dir,
                                   self.config["jobserver"]["job_credential_lifetime"])
+            for path in conf.output_paths():   # before any attempt can need it
+                jobdir.start_output(self.dfs, path)
             try:
                 with self._lock:   # refused if an unfinished job writes one of its outputs
                     self._handle(model.JobSubmitted(job_id, conf, splits, time.time(),
