@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import grpc
 
-from minijet import errors
+from minijet import errors, tls
 from minijet.config import Config
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class _TokenAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
 def connect(config: Config, address: str) -> grpc.Channel:
     """A channel to `address` with the configured limits, TLS and auth token."""
     sec = config["security"]
-    if sec["tls_ca"] or sec["tls_cert"]:
+    if tls.client_uses_tls(sec):
         ca = open(sec["tls_ca"], "rb").read() if sec["tls_ca"] else None
         channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca),
                                       options=_options(config))
