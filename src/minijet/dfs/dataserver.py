@@ -1,10 +1,11 @@
 """The dataserver daemon: stores block replicas and streams them.
 
 It serves the data-transfer protocol on `dataserver.address` (transfer_server.py, one thread
-per connection; over TLS when security.tls_cert is set); registers with the nameserver (retrying while it is down), sends a block
-report, then heartbeats every `dataserver.heartbeat_interval` and carries out the commands
-in the replies: replicate a replica to other dataservers (through the same write pipeline
-as a client, transfer_client.py), delete replicas, register again.
+per connection; over TLS when security.tls_cert is set); registers with the nameserver
+(retrying while it is down), sends a block report, then heartbeats every
+`dataserver.heartbeat_interval` and carries out the commands in the replies: replicate a
+replica to other dataservers (through the same write pipeline as a client,
+transfer_client.py), delete replicas, register again.
 """
 from __future__ import annotations
 

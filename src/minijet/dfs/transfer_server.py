@@ -51,6 +51,10 @@ def _this_machine_ip(towards: str) -> str:
         return socket.gethostbyname(socket.gethostname())
 
 
+# What OpenSSL says when the first bytes of a connection are not a TLS record.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "RECORD_LAYER_FAILURE")
+
+
 class DataTransferServer:
     """Accepts data-transfer connections and serves each in its own thread (`serve`).
     `credentials`: the cluster's token, which clients must prove they know, and how this
@@ -171,8 +175,9 @@ class DataTransferServer:
         except Refused as e:
             log.warning("data connection from %s:%s refused: %s", peer[0], peer[1], e)
         except ssl.SSLError as e:
-            log.warning("data connection from %s:%s refused: TLS handshake failed (a "
-                        "plain-text client?): %s", peer[0], peer[1], e.reason or e)
+            hint = " (not TLS: a plain-text client?)" if e.reason in _NOT_TLS else ""
+            log.warning("data connection from %s:%s refused: TLS handshake failed: %s%s",
+                        peer[0], peer[1], e.reason or e, hint)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.info("data connection from %s:%s ended: %s", peer[0], peer[1],
                      e or type(e).__name__)
