@@ -28,13 +28,15 @@ class Node:
     """A data server with its own store that records the blocks it reports as received."""
 
     def __init__(self, root, fail_report: bool = False, token: str = "",
-                 timeout: float = TIMEOUT):
+                 timeout: float = TIMEOUT, credentials: Credentials | None = None,
+                 tls_context=None):
         self.store = BlockStore(str(root), fsync=False)
         self.received: list[tuple[int, int]] = []
         self.fail_report = fail_report
         self.server = DataTransferServer(self.store, "127.0.0.1:0", self._received,
                                          packet_size=PACKET, timeout=timeout,
-                                         credentials=Credentials(token))
+                                         credentials=credentials or Credentials(token),
+                                         tls_context=tls_context)
         self.server.start()
         self.address = self.server.address
 
@@ -57,21 +59,22 @@ def nodes(tmp_path):
         n.stop()
 
 
-def write_block(targets, block_id, data, packet=PACKET):
-    w = BlockWriter(targets, block_id, CHUNK, TIMEOUT)
+def write_block(targets, block_id, data, packet=PACKET, credentials=Credentials()):
+    w = BlockWriter(targets, block_id, CHUNK, TIMEOUT, credentials)
     mv = memoryview(data)
     for i in range(0, len(mv), packet):
         w.write_packet(mv[i:i + packet])
     w.finish()
 
 
-def read_block(address, block_id, offset=0, length=-1, local=False) -> bytes:
+def read_block(address, block_id, offset=0, length=-1, local=False,
+               credentials=Credentials()) -> bytes:
     """The bytes read over TCP, or with `local` by a short-circuit read of the replica's file."""
     if local:
-        r = open_local(address, block_id, offset, length, PACKET, TIMEOUT)
+        r = open_local(address, block_id, offset, length, PACKET, TIMEOUT, credentials.token)
         assert isinstance(r, LocalBlockReader)
     else:
-        r = BlockReader(address, block_id, offset, length, TIMEOUT)
+        r = BlockReader(address, block_id, offset, length, TIMEOUT, credentials)
     out = bytearray()
     try:
         while n := r.next_length():

@@ -24,6 +24,7 @@ from minijet.proto import dfs_pb2, dfs_pb2_grpc
 
 from conftest import JOB_CONFIG, JOB_NODES
 from polling import wait_for
+from test_dfs_datatransfer import CHUNK, Node, read_block, write_block
 from test_jobs_e2e import (WORDCOUNT, expected_counts, jetshell, make_text, put_bytes,
                            read_counts)
 from tls_certs import make_ca, make_server_cert
@@ -51,6 +52,31 @@ def tls_cluster(tmp_path_factory, certs):
         yield lc
     finally:
         lc.down()
+
+
+@pytest.fixture
+def tls_nodes(tmp_path, certs):
+    """Three in-process data servers serving TLS, and the credentials of their clients."""
+    security = {"auth_token": TOKEN, **certs}
+    credentials = Credentials.of(security)
+    made = [Node(tmp_path / f"n{i}", credentials=credentials,
+                 tls_context=tls.server_context(security)) for i in range(3)]
+    yield made, credentials
+    for n in made:
+        n.stop()
+
+
+def test_a_write_pipeline_over_tls_stores_identical_replicas(tls_nodes):
+    """Many small packets: each node sends packets down one TLS connection while another
+    thread reads acks from it, the case OpenSSL does not allow without DuplexSocket."""
+    nodes, credentials = tls_nodes
+    for block_id in range(1, 13):
+        data = os.urandom(2 * 1024 * 1024 + block_id)
+        write_block([n.address for n in nodes], block_id, data, packet=CHUNK,
+                    credentials=credentials)
+        assert read_block(nodes[-1].address, block_id, credentials=credentials) == data
+        assert read_block(nodes[0].address, block_id, 1000, 5000,
+                          credentials=credentials) == data[1000:6000]
 
 
 def log_of(lc: LocalCluster, name: str) -> str:

@@ -44,7 +44,7 @@ class DataServer:
         self.server = DataTransferServer(
             self.store, ds["address"], self._block_received,
             packet_size=config["dfs"]["packet_size"], timeout=self.timeout,
-            credentials=self.credentials, tls=tls.server_context(config["security"]),
+            credentials=self.credentials, tls_context=tls.server_context(config["security"]),
             advertise_towards=net.split_address(ns_address)[0],
             short_circuit=config["dfs"]["short_circuit"])
         self.node = dfs_pb2.NodeInfo(host=self.host, rack=self.rack,

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Callable
 
-from minijet import net
+from minijet import net, tls
 from minijet.dfs import blockstore
 from minijet.dfs.transfer_auth import Credentials, Refused, authenticate_client, dial
 from minijet.dfs.transfer_wire import (ERROR, ERROR_CHECKSUM, LAST, MAX_PACKET, PACKET,
@@ -58,13 +58,13 @@ _NOT_TLS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "RECO
 class DataTransferServer:
     """Accepts data-transfer connections and serves each in its own thread (`serve`).
     `credentials`: the cluster's token, which clients must prove they know, and how this
-    server reaches the next node of a pipeline; `tls`: the context it serves TLS with."""
+    server reaches the next node of a pipeline; `tls_context`: what it serves TLS with."""
 
     def __init__(self, store: blockstore.BlockStore, address: str,
                  on_block_received: Callable[[int, int], None], *, packet_size: int,
                  timeout: float, credentials: Credentials = Credentials(),
-                 tls: ssl.SSLContext | None = None, advertise_towards: str = "localhost",
-                 short_circuit: bool = True):
+                 tls_context: ssl.SSLContext | None = None,
+                 advertise_towards: str = "localhost", short_circuit: bool = True):
         host, port = net.split_address(address)
         try:
             self._listener = socket.create_server((host or "0.0.0.0", port), backlog=128)
@@ -78,7 +78,7 @@ class DataTransferServer:
         self.on_block_received = on_block_received
         self.settings = {"packet_size": packet_size, "timeout": timeout,
                          "credentials": credentials}
-        self._tls = tls
+        self._tls = tls_context
         self.stopping = threading.Event()
         self._active = 0
         self._lock = threading.Lock()
@@ -170,7 +170,7 @@ class DataTransferServer:
         try:
             tune(conn, self.settings["timeout"])
             if self._tls is not None:
-                conn = self._tls.wrap_socket(conn, server_side=True)
+                conn = tls.wrap_server(self._tls, conn)
             serve(conn, self.store, self.settings, self.on_block_received, self.stopping)
         except Refused as e:
             log.warning("data connection from %s:%s refused: %s", peer[0], peer[1], e)
