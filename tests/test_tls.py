@@ -18,7 +18,8 @@ from minijet import rpc, tls
 from minijet.cluster import LocalCluster
 from minijet.dfs import transfer_wire
 from minijet.dfs.transfer_auth import Credentials
-from minijet.dfs.transfer_client import BlockReader, ReplicaUnavailable
+from minijet.dfs.dataserver import copy_replica
+from minijet.dfs.transfer_client import BlockReader, PipelineError, ReplicaUnavailable
 from minijet.errors import Unavailable
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 
@@ -77,6 +78,18 @@ def test_a_write_pipeline_over_tls_stores_identical_replicas(tls_nodes):
         assert read_block(nodes[-1].address, block_id, credentials=credentials) == data
         assert read_block(nodes[0].address, block_id, 1000, 5000,
                           credentials=credentials) == data[1000:6000]
+
+
+def test_re_replication_goes_over_tls(tls_nodes):
+    nodes, credentials = tls_nodes
+    data = os.urandom(300_000)
+    write_block([nodes[0].address], 1, data, credentials=credentials)
+    copy_replica(nodes[0].store, 1, [nodes[1].address, nodes[2].address], 64 * 1024, 5.0,
+                 credentials)
+    assert read_block(nodes[2].address, 1, credentials=credentials) == data
+    with pytest.raises(PipelineError, match="hung up during the handshake"):
+        copy_replica(nodes[0].store, 1, [nodes[1].address], 64 * 1024, 5.0,
+                     Credentials(TOKEN))  # without TLS
 
 
 def log_of(lc: LocalCluster, name: str) -> str:
