@@ -204,6 +204,7 @@ class JobSubmitted:
     now: float
     job_dir: str = ""                # when there was no JobCreated
     id: str = ""
+    secret: str = ""                 # the job's secret (made by the shell: the core is pure)
 
 
 @dataclass
@@ -313,6 +314,8 @@ class LaunchAttempt:
     job_dir: str
     task: dict[str, Any]   # stage, index, split | producers: what the TaskHost runs
     cause: str = ""
+    user: str = ""
+    secret: str = ""       # the job's
 
 
 @dataclass
@@ -358,6 +361,7 @@ class Job:
     def __init__(self, job_id: str, name: str, user: str, job_dir: str, now: float):
         self.id, self.name, self.user, self.job_dir = job_id, name, user, job_dir
         self.request_id = ""   # of the CreateJob that made it
+        self.secret = ""       # given to its attempts: signs its shuffle (see JobSubmitted)
         self.state = CREATED
         self.output = OPEN
         self.conf: JobConf | None = None
@@ -544,9 +548,9 @@ class JobServerCore:
         if job is None:
             job = self._jobs[ev.job_id] = Job(ev.job_id, conf.name, conf.user, ev.job_dir,
                                               ev.now)
-        job.conf, job.start_time = conf, ev.now
+        job.conf, job.start_time, job.secret = conf, ev.now, ev.secret
         self._own_outputs(job, conf.output_paths())
-        job.name, job.user = conf.name, conf.user or job.user
+        job.name = conf.name   # its owner stays who created it (minijet.acl), not job.json's
         _move(job, JOB_TRANSITIONS, RUNNING)
         self._touch(job)
         self.scheduler.add_job(job.id)
@@ -867,7 +871,7 @@ class JobServerCore:
         if task.stage.parents:
             spec["producers"] = {p.id: len(p.tasks) for p in task.stage.parents}
         ts.outbox.append(LaunchAttempt(ts.name, job.id, task.id, a.id, job.job_dir, spec,
-                                       self._cause))
+                                       self._cause, job.user, job.secret))
 
     def _back_up(self, ts: TaskServer, slots: int, skip: set[str]) -> int:
         """Launch backup attempts of stragglers in up to `slots` free slots of `ts`, never
@@ -1091,6 +1095,10 @@ class JobServerCore:
         """The job a CreateJob with this request id made, if any."""
         return self._requests.get(request_id) if request_id else None
 
+    def job_owner(self, job_id: str) -> str:
+        """The user the job belongs to (see minijet.acl); "" if unknown."""
+        return self._job(job_id).user
+
     def job_state(self, job_id: str) -> str:
         """The state users see: running until its output is committed or removed."""
         job = self._job(job_id)
@@ -1219,7 +1227,7 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
                "submit_time": obj.submit_time, "start_time": obj.start_time,
                "end_time": obj.end_time, "job_dir": obj.job_dir, "error": obj.error,
                "traceback": obj.traceback, "output_state": obj.output,
-               "request_id": obj.request_id}
+               "request_id": obj.request_id, "secret": obj.secret}
         if obj.conf is not None:
             row["conf_json"] = json.dumps(obj.conf.to_dict())
             row["output_path"] = ",".join(obj.output_paths)
@@ -1247,6 +1255,7 @@ def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
         row["end_time"] or 0.0
     job.error, job.traceback = row["error"] or "", row["traceback"] or ""
     job.request_id = row.get("request_id") or ""
+    job.secret = row.get("secret") or ""
     job.output_paths = row["output_path"].split(",") if row["output_path"] else []
     # rows of older versions have no output state: an ended job's output counts as closed
     job.output = row.get("output_state") or (CLOSED if job.state in FINAL_STATES else OPEN)

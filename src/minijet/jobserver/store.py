@@ -11,7 +11,7 @@ TABLES only, so a database written by an earlier version with more columns (the 
 had a `status_blob` that nothing filled) opens and reads the same; a column added since
 (attempts.failure and attempts.speculative; jobs.output_state, tasks.split_json and
 tasks.committer, which a job resumed after a restart needs; jobs.request_id, which makes a
-CreateJob sent again answer with the same job) is added to an older database
+CreateJob sent again answer with the same job; jobs.secret, the job's shuffle secret) is added to an older database
 when it opens.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ TABLES: dict[str, tuple[str, list[str]]] = {
     # table: (primary key, other columns)
     "jobs": ("job_id", ["name", "user", "state", "submit_time", "start_time", "end_time",
                         "output_path", "job_dir", "conf_json", "error", "traceback",
-                        "output_state", "request_id"]),
+                        "output_state", "request_id", "secret"]),
     "tasks": ("task_id", ["job_id", "stage", "task_index", "state", "split_json",
                           "committer"]),
     "attempts": ("attempt_id", ["task_id", "job_id", "taskserver", "host", "locality", "state",
@@ -56,6 +56,7 @@ class JobStore:
     def __init__(self, directory: str | Path):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)   # the jobs' secrets are in it
         self.path = directory / "jobs.db"
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
