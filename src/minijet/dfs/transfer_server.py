@@ -3,8 +3,8 @@ TLS when given a context) that serves each connection in a thread of its own, an
 short-circuit reads, a Unix socket handing a local client a replica's open file. Every
 connection starts with the handshake (transfer_auth.py).
 
-READ_BLOCK: the data goes out with sendfile(), with the CRCs stored beside the replica; the
-reader checks them.
+READ_BLOCK: the data goes out with sendfile() (read and sent over TLS), with the CRCs stored
+beside the replica; the reader checks them.
 
 WRITE_BLOCK: each dataserver connects to targets[0] with targets[1:] (so the pipeline sets
 itself up hop by hop) and answers {status: ok} once its whole downstream is ready. Then
@@ -170,14 +170,16 @@ class DataTransferServer:
         try:
             tune(conn, self.settings["timeout"])
             if self._tls is not None:
-                conn = tls.wrap_server(self._tls, conn)
+                try:
+                    conn = tls.wrap_server(self._tls, conn)
+                except ssl.SSLError as e:
+                    hint = " (not TLS: a plain-text client?)" if e.reason in _NOT_TLS else ""
+                    log.warning("data connection from %s:%s refused: TLS handshake failed: "
+                                "%s%s", peer[0], peer[1], e.reason or e, hint)
+                    return
             serve(conn, self.store, self.settings, self.on_block_received, self.stopping)
         except Refused as e:
             log.warning("data connection from %s:%s refused: %s", peer[0], peer[1], e)
-        except ssl.SSLError as e:
-            hint = " (not TLS: a plain-text client?)" if e.reason in _NOT_TLS else ""
-            log.warning("data connection from %s:%s refused: TLS handshake failed: %s%s",
-                        peer[0], peer[1], e.reason or e, hint)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.info("data connection from %s:%s ended: %s", peer[0], peer[1],
                      e or type(e).__name__)
