@@ -103,16 +103,15 @@ def test_a_credential_token_is_job_id_and_secret():
         CredentialTable().add("job:1", "s", "alice", SCOPE, 1.0)
 
 
-def test_a_block_token_opens_its_block_for_its_mode_until_it_expires():
-    token = blocktokens.make("cluster", 42, blocktokens.READ, expires=1000.0)
-    assert blocktokens.refusal("cluster", token, 42, blocktokens.READ, now=999.0) is None
-    assert "not valid for read access to block 43" in \
-        blocktokens.refusal("cluster", token, 43, blocktokens.READ, now=999.0)
-    assert "not valid for write access" in \
-        blocktokens.refusal("cluster", token, 42, blocktokens.WRITE, now=999.0)
-    assert "not valid" in blocktokens.refusal("other", token, 42, blocktokens.READ, 999.0)
-    assert "expired" in blocktokens.refusal("cluster", token, 42, blocktokens.READ, 1000.0)
-    later = "2000:" + token.partition(":")[2]   # a longer life cannot be written in
-    assert "not valid" in blocktokens.refusal("cluster", later, 42, blocktokens.READ, 999.0)
-    for bad in ("", "junk", "x:y"):
-        assert blocktokens.refusal("cluster", bad, 42, blocktokens.READ, 999.0)
+def test_a_block_tokens_key_is_bound_to_its_block_mode_expiry_and_cluster():
+    token = blocktokens.make("cluster", 42, blocktokens.READ, expires=1000.9)
+    expires, key = blocktokens.parse(token)
+    assert (expires, key) == (1000, blocktokens.key("cluster", 42, blocktokens.READ, 1000))
+    for other in (blocktokens.key("cluster", 43, blocktokens.READ, 1000),
+                  blocktokens.key("cluster", 42, blocktokens.WRITE, 1000),
+                  blocktokens.key("cluster", 42, blocktokens.READ, 2000),
+                  blocktokens.key("other", 42, blocktokens.READ, 1000)):
+        assert other != key
+    for bad in ("", "junk", "x:y", "1000:"):
+        with pytest.raises(ValueError):
+            blocktokens.parse(bad)

@@ -8,7 +8,8 @@ import signal
 
 import pytest
 
-from minijet.dfs import DfsClient, transfer_client
+from minijet.dfs import DfsClient, blocktokens, transfer_client
+from minijet.dfs.transfer_auth import BlockAccess, Credentials
 from minijet.errors import PermissionDenied, Unauthenticated
 
 from dfs_cluster import DfsCluster
@@ -86,27 +87,39 @@ def test_a_job_credential_reads_and_writes_only_within_its_scope(secured):
 def test_a_block_token_opens_its_own_block_for_its_own_mode_only(secured):
     with task_client(secured) as task:
         first, second = task._locations("/in/file").blocks
-    address = second.locations[0].data_address
-    timeout = secured.config["dfs"]["socket_timeout"]
+        address = second.locations[0].data_address
+        timeout = secured.config["dfs"]["socket_timeout"]
+        read = task.block_credentials(second, blocktokens.READ)
+        assert read.token == "" and read.block.token == second.block_token
+    second_id = second.block.block_id
 
-    def read(block, block_token):
-        reader = transfer_client.BlockReader(address, block.block.block_id, 0, -1, timeout,
-                                             block_token=block_token)
-        reader.close()
+    def access(block_id, mode, token):
+        return Credentials(block=BlockAccess(block_id, mode, token))
 
-    read(second, second.block_token)
-    for wrong in (first.block_token, "", "junk"):
-        with pytest.raises(transfer_client.ReplicaUnavailable,
-                           match="block token|auth token"):
-            read(second, wrong)
+    transfer_client.BlockReader(address, second_id, 0, -1, timeout, read).close()
+    refused = [(access(second_id, blocktokens.READ, first.block_token), "not valid for read "
+                f"access to block {second_id}"),
+               (access(second_id, blocktokens.READ, "junk"), "no valid block token"),
+               (Credentials(), "missing or wrong auth token")]
+    for credentials, why in refused:
+        with pytest.raises(transfer_client.ReplicaUnavailable, match=why):
+            transfer_client.BlockReader(address, second_id, 0, -1, timeout, credentials)
+    # a read token claimed for writing, and a token for one block used on another
     with pytest.raises(transfer_client.PipelineError, match="not valid for write access"):
-        transfer_client.BlockWriter([address], second.block.block_id + 1000, 16 * 1024,
-                                    timeout, block_token=second.block_token)
-    assert transfer_client.open_local(address, second.block.block_id, 0, -1, MiB, timeout,
-                                      block_token=second.block_token) is not None
-    with pytest.raises(transfer_client.ReplicaUnavailable, match="block token"):
-        transfer_client.open_local(address, second.block.block_id, 0, -1, MiB, timeout,
-                                   block_token=first.block_token)
+        transfer_client.BlockWriter([address], second_id, 16 * 1024, timeout,
+                                    access(second_id, blocktokens.WRITE, second.block_token))
+    with pytest.raises(transfer_client.ReplicaUnavailable,
+                       match=f"opens block {second_id} for read access only"):
+        transfer_client.BlockReader(address, first.block.block_id, 0, -1, timeout, read)
+    reader = transfer_client.open_local(address, second_id, 0, -1, MiB, timeout,
+                                        block=read.block)
+    assert reader is not None
+    reader.close()
+    with pytest.raises(transfer_client.ReplicaUnavailable, match="opens block"):
+        transfer_client.open_local(address, first.block.block_id, 0, -1, MiB, timeout,
+                                   block=read.block)
+    assert "refused read_block of block" in secured.log(f"dataserver{1}") + \
+        secured.log(f"dataserver{2}")
 
 
 def test_a_job_credential_survives_nameserver_restarts_and_ends_when_removed(secured):

@@ -86,8 +86,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "rack": (str, ""),      # "" = from topology, else /default-rack
     },
     "security": {
-        "auth_token": (str, ""),  # when set, every RPC must carry it
-        "tls_cert": (str, ""),    # PEM files; when set, daemons serve TLS
+        "auth_token": (str, ""),  # when set, every RPC and data connection must prove it
+        "tls_cert": (str, ""),    # PEM files; when set, daemons serve TLS (gRPC, data ports)
         "tls_key": (str, ""),
         "tls_ca": (str, ""),      # clients verify servers against this CA
         "admins": (list, []),     # users who may kill any job and read its logs (minijet.acl)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Protocol
 
 import grpc
 
-from minijet import errors
+from minijet import errors, tls
 from minijet.config import Config
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def connect(config: Config, address: str, user: str = "",
     instead of the token; every call on it names `user` (a client's, for the servers'
     permission checks) when given."""
     sec = config["security"]
-    if sec["tls_ca"] or sec["tls_cert"]:
+    if tls.client_uses_tls(sec):
         ca = open(sec["tls_ca"], "rb").read() if sec["tls_ca"] else None
         channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca),
                                       options=_options(config))

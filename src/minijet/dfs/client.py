@@ -26,12 +26,13 @@ import os
 import queue
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from minijet import config as configmod
 from minijet import config_limits, rpc
-from minijet.dfs import blockstore, credentials, paths, transfer_client
+from minijet.dfs import blockstore, blocktokens, credentials, paths, transfer_client
 from minijet.dfs.namespace import FileStatus
+from minijet.dfs.transfer_auth import BlockAccess, Credentials
 from minijet.dfs.transfer_wire import packet_size_for
 from minijet.errors import ChecksumError, InvalidArgument, MinijetError, NotFound, Unavailable
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
@@ -58,12 +59,13 @@ class DfsClient:
         self.host = host or self.config.host
         self.client_id = f"{self.host}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
         self._address = self.config["nameserver"]["address"]
-        # what the data-transfer ops carry: "" with a job credential (block tokens instead)
-        self.token = "" if credential else self.config["security"]["auth_token"]
         self._channel = rpc.connect(
             self.config, self._address,
             credential=credentials.headers(credential) if credential else None)
         self._ns = dfs_pb2_grpc.NameServerStub(self._channel)
+        self.credentials = Credentials.of(self.config["security"])  # for the data ports
+        if credential:   # a job's: block tokens open the data ports, never the cluster token
+            self.credentials = replace(self.credentials, token="")
         # data addresses of dataservers that are not on this machine (no short-circuit reads)
         self.remote_dataservers: set[str] = set()
 
@@ -71,6 +73,14 @@ class DfsClient:
         # a nameserver restarting or in safe mode is waited out for up to dfs.client_wait
         return rpc.call(self.config, getattr(self._ns, method), request, idempotent=idempotent,
                         address=self._address, wait=self.config["dfs"]["client_wait"])
+
+    def block_credentials(self, located: dfs_pb2.LocatedBlock, mode: str) -> Credentials:
+        """What opens the located block's data ports for `mode`: the cluster token, or
+        without it the block token the nameserver gave with the block."""
+        if self.credentials.token or not located.block_token:
+            return self.credentials
+        return replace(self.credentials, block=BlockAccess(
+            located.block.block_id, mode, located.block_token))
 
     # ---- files ----
 
@@ -272,7 +282,6 @@ class DfsWriter:
         self.packet_size = packet_size_for(dfs["packet_size"], self.chunk_size)
         self._retries = dfs["client_retries"]
         self._timeout = dfs["socket_timeout"]
-        self._token = client.token
         self._packet = bytearray()       # the packet being filled
         self._fill = 0                   # bytes of it filled
         self._packets: list[tuple[memoryview, bytes]] = []  # the current block's, sent
@@ -387,7 +396,8 @@ class DfsWriter:
             try:
                 self._pipeline = transfer_client.BlockWriter(
                     targets, self._block.block.block_id, self.chunk_size, self._timeout,
-                    self._token, self.block_size, self._block.block_token)
+                    self.client.block_credentials(self._block, blocktokens.WRITE),
+                    self.block_size)
                 for data, crcs in self._packets:
                     self._pipeline.write_packet(data, crcs)
                 return
@@ -484,7 +494,6 @@ class DfsReader(io.RawIOBase):
         self.client = client
         self.path = path
         self._timeout = client.config["dfs"]["socket_timeout"]
-        self._token = client.token
         self.packet_size = client.config["dfs"]["packet_size"]
         self._short_circuit = client.config["dfs"]["short_circuit"]
         reply = client._locations(path)
@@ -660,7 +669,8 @@ class DfsReader(io.RawIOBase):
                     self._reader = self._local_reader(node.data_address, located, within) or \
                         transfer_client.BlockReader(
                             node.data_address, block_id, within, located.block.length - within,
-                            self._timeout, self._token, located.block_token)
+                            self._timeout,
+                            self.client.block_credentials(located, blocktokens.READ))
                 except (transfer_client.ReplicaUnavailable, ChecksumError) as e:
                     if isinstance(e, ChecksumError):  # the dataserver found it damaged
                         self._report_bad(block_id, node.host)
@@ -683,9 +693,11 @@ class DfsReader(io.RawIOBase):
         remote = self.client.remote_dataservers
         if not self._short_circuit or address in remote:
             return None
+        credentials = self.client.block_credentials(located, blocktokens.READ)
         reader = transfer_client.open_local(address, located.block.block_id, offset,
                                             located.block.length - offset, self.packet_size,
-                                            self._timeout, self._token, located.block_token)
+                                            self._timeout, credentials.token,
+                                            credentials.block)
         if reader is None:
             remote.add(address)
         return reader
