@@ -26,7 +26,7 @@ def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: s
                    credentials: TaskCredentials, job_cache: Path, work_dir: Path,
                    log_dir: Path, forks: "ForkServer | None"):
     """Write the attempt's task.json, its credentials and the taskserver's configuration
-    (the TaskHost talks to the same DFS with the same settings) into its work dir, then start the
+    less its secrets (task_config) into its work dir, then start the
     TaskHost, with stdout/stderr going to the attempt's log files: forked by `forks` when
     given, else as a fresh `python -m minijet.taskhost`. Returns its process (a Popen, or a
     ForkedTaskHost with the same pid/poll/wait)."""
@@ -40,10 +40,9 @@ def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: s
         link = work_dir / entry.name
         if entry.name not in (TASK_FILE, CONFIG_JSON, CREDENTIALS_FILE) and not link.exists():
             link.symlink_to(entry)
-    # it may hold the auth token: readable by the taskserver's user only
     fd = os.open(work_dir / CONFIG_JSON, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(config.as_dict(), f)
+        json.dump(task_config(config), f)
     args = ["--taskserver", umbilical, "--attempt", attempt_id, "--job-cache", str(job_cache),
             "--work-dir", str(work_dir), "--config", str(work_dir / CONFIG_JSON)]
     if forks is not None:
@@ -56,6 +55,15 @@ def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: s
 
 
 _TASKHOST_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def task_config(config: Config) -> dict:
+    """The configuration a TaskHost gets: the taskserver's, less the cluster's token and the
+    daemon's TLS key. A task reaches its taskserver, the shuffle and the DFS with its own
+    credentials (minijet.taskcreds), and still checks servers against the same CA."""
+    settings = config.as_dict()
+    settings["security"] = {**settings["security"], "auth_token": "", "tls_key": ""}
+    return settings
 
 
 class ForkedTaskHost:
