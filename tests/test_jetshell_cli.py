@@ -301,11 +301,12 @@ def test_list_and_nodes_tables():
                                         running=2, last_heartbeat=995.0, alive=True),
                job_pb2.TaskServerStatus(name="ts2", host="host2", rack="/r1", slots=4,
                                         last_heartbeat=999.0, failures=9, alive=True,
-                                        blacklists=3, greylisted_since=990.0)]
+                                        blacklists=3, greylisted_since=990.0, isolated=True)]
     header, row, grey = jetshell.nodes_table(servers, now=1000.0).splitlines()
-    assert header.split()[-3:] == ["failures", "blacklists", "state"]
-    assert row.split() == ["ts1", "host1", "/r1", "4", "2", "5.0s", "ago", "0", "0", "alive"]
-    assert grey.split()[7:11] == ["9", "3", "alive,", "greylisted"]
+    assert header.split()[-4:] == ["failures", "blacklists", "isolated", "state"]
+    assert row.split() == ["ts1", "host1", "/r1", "4", "2", "5.0s", "ago", "0", "0", "no",
+                           "alive"]
+    assert grey.split()[7:12] == ["9", "3", "yes", "alive,", "greylisted"]
 
 
 def test_attempt_and_job_metrics_from_counters():

@@ -117,8 +117,10 @@ class LocalCluster:
             # node-local slot (every replica is on this machine: a short-circuit read)
             "jobserver": {"address": f"127.0.0.1:{free_port()}", "dir": str(self.dir / "jobs"),
                           "taskserver_timeout": "10s", "locality_delay": "0s"},
+            # the tasks run as you: your jobs, on your machine (a taskserver run as root
+            # would run them as their users, who must then reach this dir and the Python)
             "taskserver": {"address": "127.0.0.1:0", "dir": str(self.dir / "task"),
-                           "heartbeat_interval": "0.5s"},
+                           "heartbeat_interval": "0.5s", "isolate_tasks": False},
             "logging": {"file": ""},
         }
 
