@@ -280,6 +280,15 @@ def test_status_text_shows_stages_attempts_and_the_users_traceback():
     assert "failures   attempts failed by user errors 4, by system errors 2" in text
     assert lines[-2:] == ["Traceback (most recent call last):", "ValueError: bad record"]
     assert "error: task map_00001 failed 4 times" in lines
+    assert "note:" not in text   # every attempt ran as its job's user
+
+
+def test_status_text_notes_taskservers_that_did_not_isolate_the_job():
+    status = status_of("succeeded", 1.0, 1.0, end_time=1001.0)
+    status.unisolated_taskservers.extend(["host1:7000", "host3:7000"])
+    assert jetshell.status_text(status).splitlines()[-1] == (
+        "note: attempts of this job ran without isolation from other jobs on taskservers "
+        "host1:7000, host3:7000 (not running as root, or with taskserver.isolate_tasks off)")
 
 
 def counters(**values) -> list[job_pb2.Counter]:

@@ -207,7 +207,8 @@ def status_text(st, now: float | None = None) -> str:
 def isolation_note(taskservers) -> str:
     """Said of a job some of whose attempts ran as their taskserver's own user."""
     return ("note: attempts of this job ran without isolation from other jobs on taskservers "
-            f"{', '.join(taskservers)} (not running as root)")
+            f"{', '.join(taskservers)} (not running as root, or with "
+            "taskserver.isolate_tasks off)")
 
 
 def _failures_text(counters) -> str:
