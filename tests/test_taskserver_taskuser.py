@@ -1,5 +1,6 @@
-"""Which account a task runs as (minijet.taskserver.taskuser), and whether that account can
-reach what a TaskHost loads (minijet.taskserver.reach)."""
+"""Which account a task runs as (minijet.taskserver.taskuser), whether that account can
+reach what a TaskHost loads (minijet.taskserver.reach), and what the taskserver does with
+files in a job's directory, which the job's code may have replaced (layout.open_owned)."""
 import os
 import pwd
 import shutil
@@ -12,6 +13,7 @@ import pytest
 
 from minijet.errors import FailedPrecondition
 from minijet.taskserver import reach
+from minijet.taskserver.layout import open_owned
 from minijet.taskserver.taskuser import TaskUser, choose, isolates
 
 ACCOUNTS = {name: SimpleNamespace(pw_name=name, pw_uid=uid, pw_gid=uid + 100,
@@ -108,3 +110,21 @@ def test_a_taskhost_needs_the_interpreter_and_minijet():
     import minijet
     assert Path(sys.executable) in paths and Path(minijet.__file__).parent in paths
     assert all(p.exists() for p in paths)
+
+
+def test_only_the_jobs_own_files_are_served_from_its_directory(open_dir):
+    job = open_dir / "job"
+    job.mkdir()
+    (job / "file.out").write_bytes(b"mine")
+    with open_owned(job / "file.out", job) as f:
+        assert f.read() == b"mine"
+    (open_dir / "elsewhere").write_bytes(b"not the job's")
+    (job / "link.out").symlink_to(open_dir / "elsewhere")
+    with pytest.raises(FailedPrecondition, match="link.out is not the job's own file"):
+        open_owned(job / "link.out", job)
+    with pytest.raises(FileNotFoundError):
+        open_owned(job / "gone.out", job)
+    if os.geteuid() == 0:   # another account's file, hard-linked or moved in
+        os.chown(job, 4242, 4242)
+        with pytest.raises(FailedPrecondition, match="another account's"):
+            open_owned(job / "file.out", job)

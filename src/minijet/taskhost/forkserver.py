@@ -91,14 +91,14 @@ def _child(request: dict, inherited: list[int]) -> None:
             os.setgroups(request["user"]["groups"])
             os.setgid(request["user"]["gid"])
             os.setuid(request["user"]["uid"])
-        if "env" in request:
-            os.environ.clear()
-            os.environ.update(request["env"])
         os.chdir(request["cwd"])
         sys.argv = ["minijet.taskhost", *request["args"]]
         # ps, top and psutil show the attempt, as for a TaskHost started on its own
         setproctitle.setproctitle(" ".join([sys.executable, "-m", "minijet.taskhost",
                                             *request["args"]]))
+        if "env" in request:  # after the title: setproctitle makes room in the environment
+            os.environ.clear()
+            os.environ.update(request["env"])
         code = taskhost.main(request["args"])
     except SystemExit as e:  # as the interpreter would end: argparse's usage errors
         code = e.code if isinstance(e.code, int) else 1
