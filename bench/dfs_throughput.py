@@ -7,6 +7,8 @@ bytes, then times `cp` of it, and DfsClient put and get at replication 1 and 3. 
 is shown in MB/s (10^6 bytes) and as a ratio to cp. Aims: get >= 50% of cp, put at
 replication 1 >= 35% of cp. Dataservers fsync every replica before acknowledging it and cp does
 not, so a "cp + fsync" line is shown too; --no-fsync turns the dataservers' fsync off.
+-D KEY=VALUE sets any other key of the cluster's configuration, e.g. the security.tls_*
+files with -D dfs.short_circuit=false to time reads over TLS.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from contextlib import closing
 from pathlib import Path
 
 from minijet.cluster import LocalCluster
-from minijet.config import parse_size
+from minijet.config import parse_overrides, parse_size
 
 
 def timed(fn) -> float:
@@ -58,6 +60,8 @@ def main() -> None:
                     help="dataservers do not fsync replicas (dataserver.fsync: false)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every operation this many times and keep the best (default 1)")
+    ap.add_argument("-D", dest="defines", action="append", default=[], metavar="KEY=VALUE",
+                    help="a configuration key for the cluster (repeatable)")
     ap.add_argument("--dir", help="work directory (default: a new temporary directory "
                                   "under $TMPDIR, removed at the end)")
     args = ap.parse_args()
@@ -75,6 +79,9 @@ def main() -> None:
 
         config = {"dfs": {"block_size": block_size},
                   "dataserver": {"fsync": not args.no_fsync}}
+        for dotted, value in parse_overrides(args.defines).items():
+            section, key = dotted.split(".", 1)
+            config.setdefault(section, {})[key] = value
         with LocalCluster(work / "cluster", config=config) as lc:
             lc.up(dataservers=args.dataservers)
             with closing(lc.client(host="host1")) as client:

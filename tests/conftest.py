@@ -24,8 +24,10 @@ TEST_CONFIG = {
 
 # For jobs: blocks small enough that inputs of a few hundred KB span several and their lines
 # cross block boundaries; fast heartbeats; 2 slots per taskserver; a locality delay long
-# enough that a map waits for a slot on its data's node rather than run elsewhere.
+# enough that a map waits for a slot on its data's node rather than run elsewhere; an admin,
+# who may kill any job and read its logs.
 JOB_CONFIG = {
+    "security": {"admins": ["jobadmin"]},
     "dfs": {"block_size": "64KiB"},
     "nameserver": {"dead_timeout": "5s", "replication_interval": "0.5s"},
     "dataserver": {"heartbeat_interval": "0.5s"},

@@ -36,10 +36,22 @@ def test_sizes_and_durations():
     ({"dfs": {"replication": "three"}}, "dfs.replication"),
     ({"dataserver": {"fsync": "yes"}}, "dataserver.fsync"),
     ({"dfs": 3}, "dfs"),
+    ({"security": {"admins": {"ops": 1}}}, "security.admins"),
+    ({"security": {"admins": [["ops"]]}}, "security.admins"),
 ])
 def test_bad_keys_and_values_name_the_key(data, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
         config.from_dict(data)
+
+
+def test_a_list_of_names_is_a_yaml_list_or_comma_separated():
+    assert config.from_dict(None).get("security.admins") == []
+    assert config.from_dict({"security": {"admins": ["ops", "root"]}}).get(
+        "security.admins") == ["ops", "root"]
+    assert config.load(None, config.parse_overrides(["security.admins=ops, root"])).get(
+        "security.admins") == ["ops", "root"]
+    assert config.load(None, config.parse_overrides(["security.admins="])).get(
+        "security.admins") == []
 
 
 def test_lookup_order(tmp_path, monkeypatch):

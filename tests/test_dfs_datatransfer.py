@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from minijet.dfs import blockstore, transfer_wire
+from minijet.dfs import blockstore, transfer_auth, transfer_wire
 from minijet.dfs.blockstore import BlockStore
 from minijet.dfs.dataserver import copy_replica
+from minijet.dfs.transfer_auth import Credentials
 from minijet.dfs.transfer_client import (BlockReader, BlockWriter, LocalBlockReader,
                                          PipelineError, ReplicaUnavailable, open_local)
 from minijet.dfs.transfer_server import DataTransferServer
@@ -27,12 +28,15 @@ class Node:
     """A data server with its own store that records the blocks it reports as received."""
 
     def __init__(self, root, fail_report: bool = False, token: str = "",
-                 timeout: float = TIMEOUT):
+                 timeout: float = TIMEOUT, credentials: Credentials | None = None,
+                 tls_context=None):
         self.store = BlockStore(str(root), fsync=False)
         self.received: list[tuple[int, int]] = []
         self.fail_report = fail_report
         self.server = DataTransferServer(self.store, "127.0.0.1:0", self._received,
-                                         packet_size=PACKET, timeout=timeout, token=token)
+                                         packet_size=PACKET, timeout=timeout,
+                                         credentials=credentials or Credentials(token),
+                                         tls_context=tls_context)
         self.server.start()
         self.address = self.server.address
 
@@ -55,21 +59,22 @@ def nodes(tmp_path):
         n.stop()
 
 
-def write_block(targets, block_id, data, packet=PACKET):
-    w = BlockWriter(targets, block_id, CHUNK, TIMEOUT)
+def write_block(targets, block_id, data, packet=PACKET, credentials=Credentials()):
+    w = BlockWriter(targets, block_id, CHUNK, TIMEOUT, credentials)
     mv = memoryview(data)
     for i in range(0, len(mv), packet):
         w.write_packet(mv[i:i + packet])
     w.finish()
 
 
-def read_block(address, block_id, offset=0, length=-1, local=False) -> bytes:
+def read_block(address, block_id, offset=0, length=-1, local=False,
+               credentials=Credentials()) -> bytes:
     """The bytes read over TCP, or with `local` by a short-circuit read of the replica's file."""
     if local:
-        r = open_local(address, block_id, offset, length, PACKET, TIMEOUT)
+        r = open_local(address, block_id, offset, length, PACKET, TIMEOUT, credentials.token)
         assert isinstance(r, LocalBlockReader)
     else:
-        r = BlockReader(address, block_id, offset, length, TIMEOUT)
+        r = BlockReader(address, block_id, offset, length, TIMEOUT, credentials)
     out = bytearray()
     try:
         while n := r.next_length():
@@ -166,6 +171,7 @@ def test_node_dying_mid_write_is_reported_with_its_index(tmp_path, nodes):
 
     def fake_node():
         conn, _ = listener.accept()
+        transfer_auth.authenticate_client(conn, "")
         transfer_wire.recv_message(conn)
         transfer_wire.send_message(conn, {"status": "ok"})
         conn.recv(1000)
@@ -216,16 +222,16 @@ def test_writing_an_existing_block_is_refused(nodes):
 def test_auth_token_is_required_when_configured(tmp_path):
     a, b = Node(tmp_path / "a", token="s3cret"), Node(tmp_path / "b", token="s3cret")
     try:
-        w = BlockWriter([a.address, b.address], 11, CHUNK, TIMEOUT, token="s3cret")
+        w = BlockWriter([a.address, b.address], 11, CHUNK, TIMEOUT, Credentials("s3cret"))
         w.write_packet(b"data")
         w.finish()  # the first node forwards with its own token
         assert b.received == [(11, 4)]
-        assert BlockReader(b.address, 11, 0, -1, TIMEOUT, token="s3cret")
+        assert BlockReader(b.address, 11, 0, -1, TIMEOUT, Credentials("s3cret"))
         for wrong in ("", "guess"):
             with pytest.raises(PipelineError, match="auth token"):
-                BlockWriter([a.address], 12, CHUNK, TIMEOUT, token=wrong)
+                BlockWriter([a.address], 12, CHUNK, TIMEOUT, Credentials(wrong))
             with pytest.raises(ReplicaUnavailable, match="auth token"):
-                BlockReader(a.address, 11, 0, -1, TIMEOUT, token=wrong)
+                BlockReader(a.address, 11, 0, -1, TIMEOUT, Credentials(wrong))
             with pytest.raises(ReplicaUnavailable, match="auth token"):
                 open_local(a.address, 11, 0, -1, PACKET, TIMEOUT, token=wrong)
         open_local(b.address, 11, 0, -1, PACKET, TIMEOUT, token="s3cret").close()

@@ -499,6 +499,16 @@ def test_created_job_and_errors():
         c.core.job_status("nope")
 
 
+def test_a_job_belongs_to_who_created_it_whatever_its_conf_says():
+    c = Cluster()
+    c.handle(JobCreated("job_1", "wc", "bob", "/jobs/job_1", 0.0))
+    c.submit()   # job.json names "ann"
+    assert c.core.job_owner("job_1") == c.status()["user"] == "bob"
+    assert {a.user for a in of(c.beat("h1"), LaunchAttempt)} == {"bob"}
+    with pytest.raises(NotFound):
+        c.core.job_owner("job_9")
+
+
 def test_empty_input_still_runs_the_reducers():
     c = Cluster()
     c.submit(nsplits=0, reducers=2)

@@ -88,7 +88,7 @@ def test_call_retries_until_the_server_answers(monkeypatch):
     config = configmod.from_dict({"rpc": {"retries": 0}})
     answers = [REFUSED, SAFE_MODE, "done"]
 
-    def method(request, timeout):
+    def method(request, timeout, metadata=()):
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -96,5 +96,5 @@ def test_call_retries_until_the_server_answers(monkeypatch):
 
     assert rpc.call(config, method, None, idempotent=False, wait=60) == "done"
     with pytest.raises(Unavailable, match="cannot reach the server"):
-        rpc.call(config, lambda r, timeout: (_ for _ in ()).throw(REFUSED), None,
+        rpc.call(config, lambda r, timeout, metadata=(): (_ for _ in ()).throw(REFUSED), None,
                  idempotent=True)

@@ -1,7 +1,7 @@
 """Tasks run as their jobs' users (issue 10), on a real local cluster whose taskserver runs
 as root with taskserver.isolate_tasks: two throwaway accounts, alice and bob; bob's job
 tries to list and read alice's files on the node (her map output, her job code, her
-attempt's config, her logs, the cluster's config and blocks) while her job holds them, and
+attempt's config and credentials, her logs, the cluster's config and blocks) while her job holds them, and
 is refused every one; each ran as its own uid; a job whose user has no account here runs as
 taskserver.task_user (nobody). Without isolation (a LocalCluster's default), a job's status
 says so."""
@@ -152,7 +152,8 @@ def test_a_job_cannot_reach_another_jobs_files_and_each_runs_as_its_user(
     assert stat.S_IMODE(os.stat(attempt_dir / "config.json").st_mode) == 0o600
     targets = [task_dir / "jobs", job_dir, attempt_dir / "file.out",
                attempt_dir / "file.out.index", attempt_dir / MARKER,
-               attempt_dir / "config.json", job_dir / "_cache" / "userjobs.py",
+               attempt_dir / "config.json", attempt_dir / "credentials.json",
+               job_dir / "_cache" / "userjobs.py",
                task_dir / "logs" / alice_job, lc.config_path, lc.dir / "data1",
                lc.dir / "logs"]
     assert all(t.exists() for t in targets)

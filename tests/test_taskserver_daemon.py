@@ -18,14 +18,16 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import psutil
 import pytest
 import yaml
 
 from minijet import config as configmod
 from minijet import jobconf as jc
-from minijet import jobdir
+from minijet import jobauth, jobdir
 from minijet import rpc
+from minijet.errors import PermissionDenied
 from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
 
@@ -72,6 +74,8 @@ class Boom(WordCount):
     def mapper(self, key, value):
         raise ValueError("bad record at %d" % key)
 '''
+
+OWNER = "ann"   # the user of every job launched here
 
 TEXT = "".join(f"alpha beta {i % 5} gamma delta {i % 11}\n" for i in range(3000))
 TASK_TIMEOUT = 3.0
@@ -290,7 +294,17 @@ def launch(harness: Harness, job_id: str, job_dir: str, attempt_id: str, stage: 
             "index": index, "splits": [], "partition": None, "producer_stage": None, **task}
     harness.order(target, launch=job_pb2.LaunchAttempt(
         job_id=job_id, task_id=task_id, attempt_id=attempt_id, job_dir=job_dir,
-        task_json=json.dumps(spec)))
+        task_json=json.dumps(spec), user=OWNER, job_secret=job_secret(job_id)))
+
+
+def job_secret(job_id: str) -> str:
+    return f"secret of {job_id}"
+
+
+def signed(job_id: str, attempt_id: str, partition: int, secret: str | None = None):
+    """The metadata of a fetch signed as the job's attempts sign it (minijet.jobauth)."""
+    mac = jobauth.fetch_mac(secret or job_secret(job_id), job_id, attempt_id, partition)
+    return ((jobauth.FETCH_MAC_HEADER, mac),)
 
 
 def whole_input():
@@ -335,10 +349,12 @@ def test_map_output_is_served_and_reduce_commits_part_files(harness, dfs, taskse
     stub = job_pb2_grpc.TaskServerStub(rpc.connect(taskserver.config, address))
     fetched = Counter()
     records = 0
+    segments.use_job_secret(job_secret(job))   # this process reads the job's frames
     for attempt in maps:
         for partition in range(2):
             call = stub.FetchMapOutput(job_pb2.FetchRequest(
-                job_id=job, attempt_id=attempt, partition=partition))
+                job_id=job, attempt_id=attempt, partition=partition),
+                metadata=signed(job, attempt, partition))
             data = b"".join(c.data for c in call)
             pairs = list(segments.read_segment(data))
             assert dict(call.initial_metadata())["x-minijet-records"] == str(len(pairs))
@@ -347,8 +363,18 @@ def test_map_output_is_served_and_reduce_commits_part_files(harness, dfs, taskse
     assert fetched == Counter(TEXT.split())
     with pytest.raises(Exception) as missing:
         list(stub.FetchMapOutput(job_pb2.FetchRequest(job_id=job, attempt_id=f"{job}_map_9_0",
-                                                      partition=0)))
+                                                      partition=0),
+                                 metadata=signed(job, f"{job}_map_9_0", 0)))
     assert "not here" in str(missing.value)
+    # a fetch not signed with the job's secret is refused: unsigned, another job's, or the
+    # MAC of another partition
+    for metadata in ((), signed(job, maps[0], 0, secret=job_secret("job_other")),
+                     signed(job, maps[0], 1)):
+        with pytest.raises(grpc.RpcError) as refused:
+            list(stub.FetchMapOutput(job_pb2.FetchRequest(job_id=job, attempt_id=maps[0],
+                                                          partition=0), metadata=metadata))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "not signed with the secret of job" in refused.value.details()
 
     # two reduce tasks fetch their partition from both maps and commit part files
     with harness.lock:
@@ -373,10 +399,12 @@ def test_map_output_is_served_and_reduce_commits_part_files(harness, dfs, taskse
                 result[word] += int(count)
     assert result == Counter(TEXT.split())
 
-    # logs: the user's prints are in the attempt's stdout
-    logs = stub.GetLogs(job_pb2.LogRequest(job_id=job, attempt_id=maps[0]))
-    assert "mapping 0 True" in logs.logs[0].stdout
-    assert len(stub.GetLogs(job_pb2.LogRequest(job_id=job)).logs) == 4
+    # logs, for the job's owner: the user's prints are in the attempt's stdout
+    with rpc.connect(taskserver.config, address, OWNER) as channel:
+        owners_stub = job_pb2_grpc.TaskServerStub(channel)
+        logs = owners_stub.GetLogs(job_pb2.LogRequest(job_id=job, attempt_id=maps[0]))
+        assert "mapping 0 True" in logs.logs[0].stdout
+        assert len(owners_stub.GetLogs(job_pb2.LogRequest(job_id=job)).logs) == 4
 
     # cleanup deletes the job's cache and map outputs; logs stay for `jetshell logs`
     job_local = taskserver.dir / "jobs" / job
@@ -384,6 +412,35 @@ def test_map_output_is_served_and_reduce_commits_part_files(harness, dfs, taskse
     harness.order(cleanup=job_pb2.CleanupJob(job_id=job))
     wait_for(lambda: not job_local.exists(), 10, "the job's local files to be deleted")
     assert (taskserver.dir / "logs" / job / maps[0] / "stdout").is_file()
+
+
+def get_logs(config, address: str, job_id: str, user: str) -> list[str]:
+    """The attempts whose logs the taskserver at `address` gives `user`."""
+    with rpc.connect(config, address, user) as channel:
+        reply = rpc.call(config, job_pb2_grpc.TaskServerStub(channel).GetLogs,
+                         job_pb2.LogRequest(job_id=job_id), idempotent=True)
+    return [a.attempt_id for a in reply.logs]
+
+
+def test_logs_go_to_the_jobs_owner_alone_also_after_a_restart(harness, dfs, taskserver,
+                                                               other_taskserver):
+    job = "job_20260101000000_0013"
+    job_dir, _ = make_job(dfs, job, "WordCount")
+    proc, address = other_taskserver("owned")
+    attempt = f"{job}_map_00000_0"
+    launch(harness, job, job_dir, attempt, "map", 0, target=address, splits=whole_input())
+    assert harness.wait_final(attempt).state == job_pb2.SUCCEEDED
+    for restarted in (False, True):
+        if restarted:   # the owner is kept with the logs, not only in memory
+            stop_process(proc)
+            proc, address = other_taskserver("owned")
+        assert get_logs(taskserver.config, address, job, OWNER) == [attempt]
+        with pytest.raises(PermissionDenied) as refused:
+            get_logs(taskserver.config, address, job, "bob")
+        assert str(refused.value) == (f"permission denied: bob may not read the logs of job "
+                                      f"{job} (owned by {OWNER})")
+        with pytest.raises(PermissionDenied, match="an unnamed user may not"):
+            get_logs(taskserver.config, address, job, "")
 
 
 def test_hanging_task_is_killed_after_the_task_timeout(harness, dfs):
@@ -419,12 +476,32 @@ def test_crash_and_user_exception_are_failures_with_clear_errors(harness, dfs):
     assert "raise ValueError" in status.traceback and "wcjob.py" in status.traceback
 
 
-def test_kill_order_kills_the_process_tree(harness, dfs):
+def test_kill_order_kills_the_process_tree(harness, dfs, taskserver):
     job = "job_20260101000000_0005"
     job_dir, _ = make_job(dfs, job, "Hang")
     attempt = f"{job}_map_00000_0"
     launch(harness, job, job_dir, attempt, "map", 0, splits=whole_input())
     wait_for(lambda: hang_children(), 10, "the TaskHost to start its child")
+
+    # only the attempt itself, with the secret its taskserver gave it, reports for it
+    stub = job_pb2_grpc.TaskServerStub(rpc.connect(taskserver.config, taskserver.address))
+    done = job_pb2.DoneReport(attempt_id=attempt, succeeded=True)
+    secret = json.loads((taskserver.dir / "jobs" / job / attempt /
+                         "credentials.json").read_text())["attempt_secret"]
+    for metadata, code in (((), grpc.StatusCode.UNAUTHENTICATED),
+                           (jobauth.attempt_metadata(attempt, "guessed"),
+                            grpc.StatusCode.UNAUTHENTICATED),
+                           (jobauth.attempt_metadata(f"{job}_map_00001_0", secret),
+                            grpc.StatusCode.UNAUTHENTICATED)):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ReportDone(done, metadata=metadata)
+        assert refused.value.code() == code
+    with pytest.raises(grpc.RpcError) as refused:   # its own job's outputs only
+        stub.GetMapOutputs(job_pb2.MapOutputsRequest(job_id="job_20260101000000_0001",
+                                                     stage_id="map"),
+                           metadata=jobauth.attempt_metadata(attempt, secret))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert harness._final(attempt) is None   # the refused report changed nothing
     harness.order(kill=job_pb2.KillAttempt(attempt_id=attempt))
     status = harness.wait_final(attempt)
     assert status.state == job_pb2.KILLED and status.error == "killed by the jobserver"

@@ -86,10 +86,11 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "rack": (str, ""),      # "" = from topology, else /default-rack
     },
     "security": {
-        "auth_token": (str, ""),  # when set, every RPC must carry it
-        "tls_cert": (str, ""),    # PEM files; when set, daemons serve TLS
+        "auth_token": (str, ""),  # when set, every RPC and data connection must prove it
+        "tls_cert": (str, ""),    # PEM files; when set, daemons serve TLS (gRPC, data ports)
         "tls_key": (str, ""),
         "tls_ca": (str, ""),      # clients verify servers against this CA
+        "admins": (list, []),     # users who may kill any job and read its logs (minijet.acl)
     },
     "rpc": {
         "timeout": (Duration, 30.0),        # deadline of one call
@@ -171,7 +172,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
 
 _KINDS = {s: {k: kind.__name__ for k, (kind, _) in keys.items()} for s, keys in SCHEMA.items()}
 _TYPE_NAMES = {Size: "a size", Duration: "a duration", int: "an integer", float: "a number",
-               str: "a string", bool: "true or false", dict: "a mapping"}
+               str: "a string", bool: "true or false", dict: "a mapping",
+               list: "a list of names"}
 
 
 def _convert(key: str, kind: type, value: Any) -> Any:
@@ -200,6 +202,12 @@ def _convert(key: str, kind: type, value: Any) -> Any:
             if not isinstance(value, dict):
                 raise ValueError(f"expected a mapping, got {value!r}")
             return {str(k): str(v) for k, v in value.items()}
+        if kind is list:   # of names; "a,b" too, as -D gives it
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(
+                    isinstance(v, (str, int)) and not isinstance(v, bool) for v in items):
+                raise ValueError(f"expected a list of names, got {value!r}")
+            return [name for name in (str(v).strip() for v in items) if name]
     except ValueError as e:
         raise ConfigError(f"config key {key}: {e}") from None
     raise AssertionError(kind)

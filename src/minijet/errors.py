@@ -42,6 +42,12 @@ class Unauthenticated(MinijetError):
     code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class PermissionDenied(MinijetError):
+    """The caller is known but may not do this (minijet.acl)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ConfigError(MinijetError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -60,7 +66,7 @@ class NoSpace(MinijetError):
 
 BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, AlreadyExists,
                                       FailedPrecondition, Unavailable, Unauthenticated,
-                                      ChecksumError, NoSpace)}
+                                      PermissionDenied, ChecksumError, NoSpace)}
 
 
 def _subclasses(cls: type) -> list[type]:

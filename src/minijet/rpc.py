@@ -2,7 +2,8 @@
 
 - `start_server` serves servicers with message-size limits, the optional auth token check,
   optional TLS, and MinijetError -> status-code translation.
-- `connect` opens a channel with the same limits, credentials and token.
+- `connect` opens a channel with the same limits, credentials and token, and for a client
+  the name of its user (`caller` reads it on the server: see minijet.acl).
 - `call` makes one unary call with a deadline, retrying with exponential back-off and
   jitter (a number of times, or for a bounded time: `wait`) what can safely be tried
   again, and turns a status code back into the MinijetError subclass the server raised.
@@ -25,12 +26,15 @@ from typing import Any, Callable
 
 import grpc
 
-from minijet import errors
+from minijet import errors, tls
 from minijet.config import Config
 
 log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-minijet-token"
+# who the client says its user is (trusted, not proven); binary ("-bin"), as any $USER may
+# be, while a plain header takes printable ASCII only
+USER_HEADER = "x-minijet-user-bin"
 ERROR_HEADER = "x-minijet-error"  # trailing metadata: the MinijetError class the server raised
 _TRANSPORT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 MAX_BACKOFF = 5.0  # seconds: waits between tries grow no longer, so a peer back is seen soon
@@ -49,8 +53,12 @@ def _options(config: Config) -> list[tuple[str, Any]]:
 
 
 class _TokenCheck(grpc.ServerInterceptor):
-    def __init__(self, token: str):
+    """Refuses calls without the cluster's token, except to `open_methods` (full names):
+    their service checks other credentials itself (a task's: see minijet.jobauth)."""
+
+    def __init__(self, token: str, open_methods: frozenset[str] = frozenset()):
         self._token = token
+        self._open = open_methods
 
         def deny(request, context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong auth token")
@@ -60,7 +68,7 @@ class _TokenCheck(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, details):
         metadata = dict(details.invocation_metadata or ())
-        if metadata.get(TOKEN_HEADER) == self._token:
+        if details.method in self._open or metadata.get(TOKEN_HEADER) == self._token:
             return continuation(details)
         handler = continuation(details)
         if handler is not None and handler.response_streaming:
@@ -83,12 +91,14 @@ def translate_errors(method: Callable) -> Callable:
 
 
 def start_server(config: Config, address: str,
-                 add_servicers: list[Callable[[grpc.Server], None]]) -> tuple[grpc.Server, int]:
-    """Start a gRPC server on `address` ("host:port", port 0 = free); return (server, port)."""
+                 add_servicers: list[Callable[[grpc.Server], None]],
+                 open_methods: frozenset[str] = frozenset()) -> tuple[grpc.Server, int]:
+    """Start a gRPC server on `address` ("host:port", port 0 = free); return (server, port).
+    `open_methods` need no auth token: see _TokenCheck."""
     interceptors = []
     token = config["security"]["auth_token"]
     if token:
-        interceptors.append(_TokenCheck(token))
+        interceptors.append(_TokenCheck(token, open_methods))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config["rpc"]["server_threads"]),
         interceptors=interceptors, options=_options(config))
@@ -107,33 +117,41 @@ def start_server(config: Config, address: str,
     return server, port
 
 
-class _TokenAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    def __init__(self, token: str):
-        self._token = token
+class _HeaderAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    def __init__(self, headers: list[tuple[str, str | bytes]]):
+        self._headers = headers
 
-    def _with_token(self, details):
-        metadata = list(details.metadata or ()) + [(TOKEN_HEADER, self._token)]
-        return details._replace(metadata=metadata)
+    def _with_headers(self, details):
+        return details._replace(metadata=list(details.metadata or ()) + self._headers)
 
     def intercept_unary_unary(self, continuation, details, request):
-        return continuation(self._with_token(details), request)
+        return continuation(self._with_headers(details), request)
 
     def intercept_unary_stream(self, continuation, details, request):
-        return continuation(self._with_token(details), request)
+        return continuation(self._with_headers(details), request)
 
 
-def connect(config: Config, address: str) -> grpc.Channel:
-    """A channel to `address` with the configured limits, TLS and auth token."""
+def connect(config: Config, address: str, user: str = "") -> grpc.Channel:
+    """A channel to `address` with the configured limits, TLS and auth token; every call on
+    it names `user` (a client's, for the servers' permission checks) when given."""
     sec = config["security"]
-    if sec["tls_ca"] or sec["tls_cert"]:
+    if tls.client_uses_tls(sec):
         ca = open(sec["tls_ca"], "rb").read() if sec["tls_ca"] else None
         channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca),
                                       options=_options(config))
     else:
         channel = grpc.insecure_channel(address, options=_options(config))
-    if sec["auth_token"]:
-        channel = grpc.intercept_channel(channel, _TokenAdder(sec["auth_token"]))
-    return channel
+    headers: list[tuple[str, str | bytes]] = \
+        [(TOKEN_HEADER, sec["auth_token"])] if sec["auth_token"] else []
+    if user:
+        headers.append((USER_HEADER, user.encode()))
+    return grpc.intercept_channel(channel, _HeaderAdder(headers)) if headers else channel
+
+
+def caller(context: grpc.ServicerContext) -> str:
+    """The user name the client sent with this call ("" if none: a daemon, an old client)."""
+    return dict(context.invocation_metadata() or ()).get(USER_HEADER, b"").decode(
+        "utf-8", "replace")
 
 
 def _server_error(e: grpc.RpcError) -> type[errors.MinijetError] | None:
@@ -206,7 +224,8 @@ class Backoff:
 
 
 def call(config: Config, method: Callable, request: Any, *, idempotent: bool,
-         timeout: float | None = None, address: str = "", wait: float | None = None) -> Any:
+         timeout: float | None = None, address: str = "", wait: float | None = None,
+         metadata: tuple[tuple[str, str], ...] = ()) -> Any:
     """One unary call with a deadline (`timeout`, else rpc.timeout), tried again as long as
     that is safe (see the module docstring): up to rpc.retries more times, or with `wait`
     for up to that many seconds. Raises the MinijetError matching the server's status."""
@@ -215,7 +234,7 @@ def call(config: Config, method: Callable, request: Any, *, idempotent: bool,
                       wait=wait, start=time.monotonic())
     while True:
         try:
-            return method(request, timeout=deadline)
+            return method(request, timeout=deadline, metadata=metadata)
         except grpc.RpcError as e:
             delay = backoff.next(time.monotonic()) if retryable(e, idempotent) else None
             if delay is None:

@@ -10,8 +10,10 @@ Submitting follows the life of a job: import the job file and compile its config
 NotFound; an existing output: AlreadyExists; both before the jobserver is asked anything:
 see jobcompile.py), CreateJob, upload job.json, the job file and any extra files to the job
 directory (minijet.jobdir), RunJob.
-Every call has the configured deadline; errors are MinijetError subclasses (an unknown job id
-is NotFound; an unreachable jobserver is Unavailable).
+Every call has the configured deadline and names the client's user (current_user(): $USER,
+taken on trust, see minijet.acl), who owns the jobs it creates; errors are MinijetError
+subclasses (an unknown job id is NotFound; an unreachable jobserver is Unavailable; killing
+or reading the logs of another user's job is PermissionDenied, unless an admin).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Callable, Sequence
 from minijet import config as configmod
 from minijet import jobdir, rpc
 from minijet.client.jobcompile import compile_job, current_user
-from minijet.errors import MinijetError, NotFound
+from minijet.errors import MinijetError, NotFound, PermissionDenied
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.states import FINAL_STATES
 
@@ -65,7 +67,8 @@ class JetClient:
         to share (else one is made on first use and closed with this client)."""
         self.config = config if config is not None else configmod.load()
         self.address = self.config["jobserver"]["address"]
-        self._channel = rpc.connect(self.config, self.address)
+        self.user = current_user()
+        self._channel = rpc.connect(self.config, self.address, self.user)
         self._stub = job_pb2_grpc.JobServerStub(self._channel)
         self._reached = False   # the jobserver answered a call of this client
         self._dfs = dfs
@@ -104,10 +107,11 @@ class JetClient:
 
     # ---- the jobserver's API ----
 
-    def create_job(self, name: str, user: str | None = None) -> tuple[str, str]:
-        """A new job id and its DFS directory; the job runs only after run_job."""
+    def create_job(self, name: str) -> tuple[str, str]:
+        """A new job of this client's user, its id and its DFS directory; the job runs only
+        after run_job."""
         # the request id makes a CreateJob sent again (its reply lost) return the same job
-        request = job_pb2.CreateJobRequest(name=name, user=user or current_user(),
+        request = job_pb2.CreateJobRequest(name=name, user=self.user,
                                            request_id=uuid.uuid4().hex)
         reply = self._call(self._stub.CreateJob, request, idempotent=True)
         return reply.job_id, reply.job_dir
@@ -136,7 +140,7 @@ class JetClient:
     def logs(self, job_id: str, task: str = "") -> list[AttemptLogs]:
         """The logs of the job's attempts (or of one task's: see select_attempts), asked of
         the taskservers that ran them; those keep them for taskserver.log_retention, also
-        after the job ended."""
+        after the job ended. PermissionDenied unless the job's owner or an admin."""
         attempts = select_attempts(self.get_status(job_id), task)
         servers = {t.name: t for t in self.list_taskservers()}
         found: dict[str, job_pb2.AttemptLog] = {}
@@ -146,12 +150,14 @@ class JetClient:
             if ts is None or not ts.alive or not ts.address:
                 why[name] = f"taskserver {name} is {'lost' if ts else 'unknown'}"
                 continue
-            channel = rpc.connect(self.config, ts.address)
+            channel = rpc.connect(self.config, ts.address, self.user)
             try:
                 reply = rpc.call(self.config, job_pb2_grpc.TaskServerStub(channel).GetLogs,
                                  job_pb2.LogRequest(job_id=job_id), idempotent=True,
                                  address=f"{ts.address} (taskserver {name})")
                 found.update((log_.attempt_id, log_) for log_ in reply.logs)
+            except PermissionDenied:
+                raise
             except MinijetError as e:
                 why[name] = str(e)
             finally:
@@ -198,7 +204,7 @@ class JetClient:
         files shipped beside the job file (a task finds them in its working directory's job
         cache, and can import .py ones). `prog` names the command in argument errors."""
         conf = self.compile(job_file, class_name, args, files, prog)
-        job_id, job_dir = self.create_job(conf.name, conf.user)
+        job_id, job_dir = self.create_job(conf.name)
         try:
             self.upload_job_files(job_dir, conf, [job_file, *files])
             self.run_job(job_id)

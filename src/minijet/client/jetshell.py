@@ -7,10 +7,13 @@ spent reading, processing and writing, from the engine's counters). Every comman
 job). An error is one line `jetshell: error: ...` on stderr, never a traceback; the client
 library's log lines show only with -D logging.level=debug.
 
-Exit status: 0 success; 1 an error (bad arguments, unknown job, cluster unreachable...);
-2 the job failed; 3 the job was killed; 130 interrupted (the job keeps running). The exit
-statuses, progress display and following a job are the console module's, shared with
-`jetshell streaming` and the --local runs.
+Every command names its user ($USER) to the servers; only a job's owner and security.admins
+may kill it or read its logs (minijet.acl), anyone may see its status.
+
+Exit status: 0 success; 1 an error (bad arguments, unknown job, permission denied, cluster
+unreachable...); 2 the job failed; 3 the job was killed; 130 interrupted (the job keeps
+running). The exit statuses, progress display and following a job are the console module's,
+shared with `jetshell streaming` and the --local runs.
 """
 from __future__ import annotations
 
@@ -48,9 +51,9 @@ def with_client(fn: Callable) -> Callable:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             epilog="Exit status: 0 success; 1 error (bad arguments, unknown job, no logs, "
-                    "cluster unreachable); 2 the job failed; 3 the job was killed; "
-                    "130 interrupted (a job being waited for keeps running).")
+             epilog="Exit status: 0 success; 1 error (bad arguments, unknown job, permission "
+                    "denied, no logs, cluster unreachable); 2 the job failed; 3 the job was "
+                    "killed; 130 interrupted (a job being waited for keeps running).")
 def cli():
     """Run and manage jobs on a minijet cluster."""
 
@@ -347,7 +350,8 @@ def wait(client, job_id):
 @click.argument("job_id", metavar="JOBID", type=JOB_ID)
 def kill(client, job_id):
     """Kill a job: its running attempts are stopped and its partial output removed.
-    A job that already ended is left as it is (exit status 0)."""
+    A job that already ended is left as it is (exit status 0). Only the job's owner and
+    security.admins may."""
     state = client.get_status(job_id).state
     if state in FINAL_STATES:
         click.echo(f"job {job_id} already {state}")
@@ -364,7 +368,8 @@ def logs(client, job_id, task):
     """Print the stdout and stderr of a job's task attempts: all of them, or those of TASK
     (a stage, task or attempt id, with or without the job id: map, map_00001,
     map_00001_1). Finished jobs too, while the taskservers keep their logs
-    (taskserver.log_retention). Exit status 1 if none are available."""
+    (taskserver.log_retention). Only the job's owner and security.admins may. Exit status 1
+    if none are available."""
     found = client.logs(job_id, task)
     if not found:
         raise NotFound(f"job {job_id} has no task attempts yet")

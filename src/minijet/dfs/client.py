@@ -27,6 +27,7 @@ from minijet import config as configmod
 from minijet import config_limits, rpc
 from minijet.dfs import blockstore, paths, transfer_client
 from minijet.dfs.namespace import FileStatus
+from minijet.dfs.transfer_auth import Credentials
 from minijet.dfs.transfer_wire import packet_size_for
 from minijet.errors import ChecksumError, InvalidArgument, MinijetError, NotFound, Unavailable
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
@@ -54,6 +55,7 @@ class DfsClient:
         self._address = self.config["nameserver"]["address"]
         self._channel = rpc.connect(self.config, self._address)
         self._ns = dfs_pb2_grpc.NameServerStub(self._channel)
+        self.credentials = Credentials.of(self.config["security"])  # for the data ports
         # data addresses of dataservers that are not on this machine (no short-circuit reads)
         self.remote_dataservers: set[str] = set()
 
@@ -251,7 +253,6 @@ class DfsWriter:
         self.packet_size = packet_size_for(dfs["packet_size"], self.chunk_size)
         self._retries = dfs["client_retries"]
         self._timeout = dfs["socket_timeout"]
-        self._token = client.config["security"]["auth_token"]
         self._packet = bytearray()       # the packet being filled
         self._fill = 0                   # bytes of it filled
         self._packets: list[tuple[memoryview, bytes]] = []  # the current block's, sent
@@ -366,7 +367,7 @@ class DfsWriter:
             try:
                 self._pipeline = transfer_client.BlockWriter(
                     targets, self._block.block.block_id, self.chunk_size, self._timeout,
-                    self._token, self.block_size)
+                    self.client.credentials, self.block_size)
                 for data, crcs in self._packets:
                     self._pipeline.write_packet(data, crcs)
                 return
@@ -463,7 +464,6 @@ class DfsReader(io.RawIOBase):
         self.client = client
         self.path = path
         self._timeout = client.config["dfs"]["socket_timeout"]
-        self._token = client.config["security"]["auth_token"]
         self.packet_size = client.config["dfs"]["packet_size"]
         self._short_circuit = client.config["dfs"]["short_circuit"]
         reply = client._locations(path)
@@ -640,7 +640,7 @@ class DfsReader(io.RawIOBase):
                                                       located.block.length - within) or \
                         transfer_client.BlockReader(
                             node.data_address, block_id, within, located.block.length - within,
-                            self._timeout, self._token)
+                            self._timeout, self.client.credentials)
                 except (transfer_client.ReplicaUnavailable, ChecksumError) as e:
                     if isinstance(e, ChecksumError):  # the dataserver found it damaged
                         self._report_bad(block_id, node.host)
@@ -664,7 +664,8 @@ class DfsReader(io.RawIOBase):
         if not self._short_circuit or address in remote:
             return None
         reader = transfer_client.open_local(address, block_id, offset, length,
-                                            self.packet_size, self._timeout, self._token)
+                                            self.packet_size, self._timeout,
+                                            self.client.credentials.token)
         if reader is None:
             remote.add(address)
         return reader

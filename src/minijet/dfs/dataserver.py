@@ -1,10 +1,11 @@
 """The dataserver daemon: stores block replicas and streams them.
 
 It serves the data-transfer protocol on `dataserver.address` (transfer_server.py, one thread
-per connection); registers with the nameserver (retrying while it is down), sends a block
-report, then heartbeats every `dataserver.heartbeat_interval` and carries out the commands
-in the replies: replicate a replica to other dataservers (through the same write pipeline
-as a client, transfer_client.py), delete replicas, register again.
+per connection; over TLS when security.tls_cert is set); registers with the nameserver
+(retrying while it is down), sends a block report, then heartbeats every
+`dataserver.heartbeat_interval` and carries out the commands in the replies: replicate a
+replica to other dataservers (through the same write pipeline as a client,
+transfer_client.py), delete replicas, register again.
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import logging
 import threading
 import time
 
-from minijet import daemon, net, rpc
+from minijet import daemon, net, rpc, tls
 from minijet.config import Config
 from minijet.dfs.blockstore import BlockStore
+from minijet.dfs.transfer_auth import Credentials
 from minijet.dfs.transfer_client import BlockWriter
 from minijet.dfs.transfer_server import DataTransferServer
 from minijet.dfs.transfer_wire import packet_size_for
@@ -38,10 +40,11 @@ class DataServer:
                                f"{e.strerror or e}") from None
         ns_address = config["nameserver"]["address"]
         self.timeout = config["dfs"]["socket_timeout"]
-        self.token = config["security"]["auth_token"]
+        self.credentials = Credentials.of(config["security"])
         self.server = DataTransferServer(
             self.store, ds["address"], self._block_received,
-            packet_size=config["dfs"]["packet_size"], timeout=self.timeout, token=self.token,
+            packet_size=config["dfs"]["packet_size"], timeout=self.timeout,
+            credentials=self.credentials, tls_context=tls.server_context(config["security"]),
             advertise_towards=net.split_address(ns_address)[0],
             short_circuit=config["dfs"]["short_circuit"])
         self.node = dfs_pb2.NodeInfo(host=self.host, rack=self.rack,
@@ -166,7 +169,7 @@ class DataServer:
             self._replications += 1
         try:
             copy_replica(self.store, block_id, targets, self.config["dfs"]["packet_size"],
-                         self.timeout, self.token)
+                         self.timeout, self.credentials)
             log.info("block %d: replicated to %s", block_id,
                      ", ".join(t.host for t in command.targets))
         except ChecksumError as e:
@@ -184,10 +187,10 @@ class DataServer:
 
 
 def copy_replica(store: BlockStore, block_id: int, targets: list[str], packet_size: int,
-                 timeout: float, token: str = "") -> None:
+                 timeout: float, credentials: Credentials = Credentials()) -> None:
     """Send a local replica down a write pipeline to `targets`, checking its CRCs as it goes."""
     with store.open(block_id) as replica:
-        writer = BlockWriter(targets, block_id, replica.chunk_size, timeout, token,
+        writer = BlockWriter(targets, block_id, replica.chunk_size, timeout, credentials,
                              replica.length)
         try:
             step = packet_size_for(packet_size, replica.chunk_size)

@@ -1,7 +1,8 @@
 """The client half of the data-transfer protocol (transfer_wire.py): BlockWriter streams a
 block down a pipeline of dataservers, BlockReader streams a replica back, LocalBlockReader
 reads a replica on this machine straight from its file (a short-circuit read). Used by the
-DfsClient, and by a dataserver that replicates one of its replicas."""
+DfsClient, and by a dataserver that replicates one of its replicas. Each opens its
+connection with the handshake of transfer_auth.py, over TLS when the credentials say so."""
 from __future__ import annotations
 
 import os
@@ -9,8 +10,9 @@ import socket
 import threading
 
 from minijet.dfs import blockstore
+from minijet.dfs.transfer_auth import Credentials, authenticate_to_server, dial
 from minijet.dfs.transfer_wire import (CONNECT_TIMEOUT, LAST, MAX_PACKET, PACKET,
-                                       STATUS_NAMES, SUCCESS, ConnectionClosed, connect,
+                                       STATUS_NAMES, SUCCESS, ConnectionClosed,
                                        local_socket_name, packet_size_for, read_block_op,
                                        recv_ack, recv_crcs, recv_exact, recv_into_exact,
                                        recv_message, request_fds_op, send_message,
@@ -51,7 +53,7 @@ class BlockWriter(_Connection):
     raise PipelineError with the index of the node to blame."""
 
     def __init__(self, targets: list[str], block_id: int, chunk_size: int, timeout: float,
-                 token: str = "", size: int = 0):
+                 credentials: Credentials = Credentials(), size: int = 0):
         if not targets:
             raise PipelineError(0, f"block {block_id}: no dataserver to write to")
         self.targets = targets
@@ -65,13 +67,12 @@ class BlockWriter(_Connection):
         self._done = threading.Event()
         # Nodes along the pipeline time out first and blame precisely; the writer waits longer.
         try:
-            self._sock = connect(targets[0], timeout * 1.5)
+            self._sock = dial(targets[0], timeout * 1.5, credentials)
         except OSError as e:
             raise PipelineError(0, f"block {block_id}: cannot connect to dataserver "
                                    f"{targets[0]}: {e}") from None
         try:
-            send_message(self._sock, write_block_op(token, block_id, chunk_size, targets[1:],
-                                                    size))
+            send_message(self._sock, write_block_op(block_id, chunk_size, targets[1:], size))
             reply = recv_message(self._sock)
         except (OSError, ValueError) as e:
             self._sock.close()
@@ -155,16 +156,16 @@ class BlockReader(_Connection):
     """Streams [offset, offset+length) of one replica, packet by packet, checking CRCs."""
 
     def __init__(self, address: str, block_id: int, offset: int, length: int, timeout: float,
-                 token: str = ""):
+                 credentials: Credentials = Credentials()):
         self.address = address
         self.block_id = block_id
         try:
-            self._sock = connect(address, timeout)
+            self._sock = dial(address, timeout, credentials)
         except OSError as e:
             raise ReplicaUnavailable(f"block {block_id}: cannot connect to dataserver "
                                      f"{address}: {e}") from None
         try:
-            send_message(self._sock, read_block_op(token, block_id, offset, length))
+            send_message(self._sock, read_block_op(block_id, offset, length))
             reply = recv_message(self._sock)
         except (OSError, ValueError) as e:
             self.close()
@@ -260,7 +261,8 @@ def open_local(address: str, block_id: int, offset: int, length: int, packet_siz
         except (ConnectionRefusedError, FileNotFoundError):
             return None
         sock.settimeout(timeout)
-        send_message(sock, request_fds_op(token, block_id))
+        authenticate_to_server(sock, token)
+        send_message(sock, request_fds_op(block_id))
         _, fds, _, _ = socket.recv_fds(sock, 1, 1)
         try:
             reply = recv_message(sock)

@@ -1,9 +1,10 @@
-"""The dataserver half of the data-transfer protocol (transfer_wire.py): a TCP server that
-serves each connection in a thread of its own, and, for short-circuit reads, a Unix socket
-handing a local client a replica's open file.
+"""The dataserver half of the data-transfer protocol (transfer_wire.py): a TCP server (over
+TLS when given a context) that serves each connection in a thread of its own, and, for
+short-circuit reads, a Unix socket handing a local client a replica's open file. Every
+connection starts with the handshake (transfer_auth.py).
 
-READ_BLOCK: the data goes out with sendfile(), with the CRCs stored beside the replica; the
-reader checks them.
+READ_BLOCK: the data goes out with sendfile() (read and sent over TLS), with the CRCs stored
+beside the replica; the reader checks them.
 
 WRITE_BLOCK: each dataserver connects to targets[0] with targets[1:] (so the pipeline sets
 itself up hop by hop) and answers {status: ok} once its whole downstream is ready. Then
@@ -18,21 +19,22 @@ writer hangs up.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import queue
 import socket
+import ssl
 import threading
 import time
 from typing import Callable
 
-from minijet import net
+from minijet import net, tls
 from minijet.dfs import blockstore
+from minijet.dfs.transfer_auth import Credentials, Refused, authenticate_client, dial
 from minijet.dfs.transfer_wire import (ERROR, ERROR_CHECKSUM, LAST, MAX_PACKET, PACKET,
-                                       PROTOCOL_VERSION, SUCCESS, ConnectionClosed, connect,
-                                       local_socket_name, packet_size_for, recv_ack,
-                                       recv_crcs, recv_idle, recv_into_exact, recv_message,
-                                       send_ack, send_message, tune, write_block_op)
+                                       SUCCESS, ConnectionClosed, local_socket_name,
+                                       packet_size_for, recv_ack, recv_crcs, recv_idle,
+                                       recv_into_exact, recv_message, send_ack, send_message,
+                                       tune, write_block_op)
 from minijet.errors import (AlreadyExists, ChecksumError, MinijetError, NoSpace, NotFound,
                             Unavailable)
 
@@ -49,13 +51,20 @@ def _this_machine_ip(towards: str) -> str:
         return socket.gethostbyname(socket.gethostname())
 
 
+# What OpenSSL says when the first bytes of a connection are not a TLS record.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "RECORD_LAYER_FAILURE")
+
+
 class DataTransferServer:
-    """Accepts data-transfer connections and serves each in its own thread (`serve`)."""
+    """Accepts data-transfer connections and serves each in its own thread (`serve`).
+    `credentials`: the cluster's token, which clients must prove they know, and how this
+    server reaches the next node of a pipeline; `tls_context`: what it serves TLS with."""
 
     def __init__(self, store: blockstore.BlockStore, address: str,
                  on_block_received: Callable[[int, int], None], *, packet_size: int,
-                 timeout: float, token: str = "", advertise_towards: str = "localhost",
-                 short_circuit: bool = True):
+                 timeout: float, credentials: Credentials = Credentials(),
+                 tls_context: ssl.SSLContext | None = None,
+                 advertise_towards: str = "localhost", short_circuit: bool = True):
         host, port = net.split_address(address)
         try:
             self._listener = socket.create_server((host or "0.0.0.0", port), backlog=128)
@@ -67,7 +76,9 @@ class DataTransferServer:
         self.address = net.join_address(ip, self.port)
         self.store = store
         self.on_block_received = on_block_received
-        self.settings = {"packet_size": packet_size, "timeout": timeout, "token": token}
+        self.settings = {"packet_size": packet_size, "timeout": timeout,
+                         "credentials": credentials}
+        self._tls = tls_context
         self.stopping = threading.Event()
         self._active = 0
         self._lock = threading.Lock()
@@ -137,15 +148,17 @@ class DataTransferServer:
     def _handle_local(self, conn: socket.socket, peer) -> None:
         try:
             conn.settimeout(self.settings["timeout"])
+            authenticate_client(conn, self.settings["credentials"].token)
             op = recv_message(conn)
-            refusal = _refusal(op, self.settings["token"])
-            if refusal is None and op.get("op") != "request_fds":
-                refusal = f"unknown op {op.get('op')!r} on the local socket"
-            if refusal is not None:
+            if op.get("op") != "request_fds":
                 conn.sendall(b"F")
-                send_message(conn, {"status": "error", "message": refusal})
+                send_message(conn, {"status": "error",
+                                    "message": f"unknown op {op.get('op')!r} on the local "
+                                               f"socket"})
             else:
                 _serve_fds(conn, self.store, int(op["block_id"]))
+        except Refused as e:
+            log.warning("local data connection refused: %s", e)
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.info("local data connection ended: %s", e or type(e).__name__)
         finally:
@@ -156,7 +169,17 @@ class DataTransferServer:
             self._active += 1
         try:
             tune(conn, self.settings["timeout"])
+            if self._tls is not None:
+                try:
+                    conn = tls.wrap_server(self._tls, conn)
+                except ssl.SSLError as e:
+                    hint = " (not TLS: a plain-text client?)" if e.reason in _NOT_TLS else ""
+                    log.warning("data connection from %s:%s refused: TLS handshake failed: "
+                                "%s%s", peer[0], peer[1], e.reason or e, hint)
+                    return
             serve(conn, self.store, self.settings, self.on_block_received, self.stopping)
+        except Refused as e:
+            log.warning("data connection from %s:%s refused: %s", peer[0], peer[1], e)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.info("data connection from %s:%s ended: %s", peer[0], peer[1],
                      e or type(e).__name__)
@@ -170,30 +193,19 @@ class DataTransferServer:
 
 def serve(sock: socket.socket, store: blockstore.BlockStore, config: dict,
           on_block_received: Callable[[int, int], None], stopping: threading.Event) -> None:
-    """Serve one data-transfer connection. `config` holds packet_size, timeout and token
-    (the cluster's auth token: when set, an op must carry it);
-    `on_block_received(block_id, length)` runs after a replica is finalized, before its
-    last ack (it raises to fail the write)."""
+    """Serve one data-transfer connection: the handshake, then one op. `config` holds
+    packet_size, timeout and credentials; `on_block_received(block_id, length)` runs after
+    a replica is finalized, before its last ack (it raises to fail the write). Raises
+    Refused when the handshake fails."""
+    authenticate_client(sock, config["credentials"].token)
     op = recv_message(sock)
     kind = op.get("op")
-    refusal = _refusal(op, config["token"])
-    if refusal is not None:
-        send_message(sock, {"status": "error", "index": 0, "message": refusal})
-    elif kind == "read_block":
+    if kind == "read_block":
         _serve_read(sock, store, op, config["packet_size"])
     elif kind == "write_block":
         _BlockReceiver(sock, store, op, config, on_block_received, stopping).run()
     else:
         send_message(sock, {"status": "error", "index": 0, "message": f"unknown op {kind!r}"})
-
-
-def _refusal(op: dict, token: str) -> str | None:
-    """Why an op is refused before it runs (protocol version, auth token), or None."""
-    if op.get("v") != PROTOCOL_VERSION:
-        return f"unsupported protocol version {op.get('v')}"
-    if token and not hmac.compare_digest(str(op.get("token", "")), token):
-        return "missing or wrong auth token"
-    return None
 
 
 def _serve_fds(sock: socket.socket, store: blockstore.BlockStore, block_id: int) -> None:
@@ -265,7 +277,7 @@ class _BlockReceiver:
         self.size = int(op.get("size", 0))
         self.targets = list(op.get("targets", []))
         self.timeout = config["timeout"]
-        self.token = config["token"]
+        self.credentials = config["credentials"]
         self.on_block_received = on_block_received
         self.stopping = stopping
         self.mirror: socket.socket | None = None
@@ -309,10 +321,9 @@ class _BlockReceiver:
             return True
         target = self.targets[0]
         try:
-            self.mirror = connect(target, self.timeout)
-            send_message(self.mirror, write_block_op(self.token, self.block_id,
-                                                     self.chunk_size, self.targets[1:],
-                                                     self.size))
+            self.mirror = dial(target, self.timeout, self.credentials)
+            send_message(self.mirror, write_block_op(self.block_id, self.chunk_size,
+                                                     self.targets[1:], self.size))
             reply = recv_message(self.mirror)
         except (OSError, ValueError) as e:
             reply = {"status": "error", "index": 0, "message": f"cannot reach {target}: {e}"}

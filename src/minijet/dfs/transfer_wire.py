@@ -1,18 +1,34 @@
 """The data-transfer protocol's wire format: block bytes over raw TCP between clients and
 dataservers, shared by both halves (transfer_client.py sends ops, transfer_server.py on a
-dataserver answers them).
+dataserver answers them; transfer_auth.py runs the handshake).
 
 Like HDFS's DataTransferProtocol, block data never goes through gRPC. One connection
-carries one operation.
+carries one operation, after a handshake.
 
-Framing. A *message* is a 4-byte big-endian length and that many bytes of JSON; it opens
-every connection (the op) and answers it (the status). Block data then flows in *packets*:
+Framing. A *message* is a 4-byte big-endian length and that many bytes of JSON; the
+handshake, the op and its status are messages. Block data then flows in *packets*:
 PACKET header (seqno, offset of the data in the block, data length, flags), one big-endian
 CRC32 per `chunk_size` bytes of data, then the data. Acks are ACK (seqno, n) followed by n
 one-byte statuses, one per node from the acking node to the end of the pipeline.
 
-Every op carries the protocol version `v` and the cluster's `token` (security.auth_token),
-which a dataserver checks when one is configured.
+TLS. When the dataserver has security.tls_cert, its TCP port speaks TLS and everything
+below runs inside it; the client verifies the server's certificate (see minijet/tls.py).
+The Unix socket of short-circuit reads never uses TLS: it does not leave the machine.
+
+Handshake, on every connection (TCP or Unix socket). Nonces are 32 random bytes, in hex;
+token = security.auth_token; HMAC = HMAC-SHA256, in hex;
+CLIENT_LABEL = b"minijet data transfer v2: client", SERVER_LABEL = b"... v2: server".
+  client: HELLO {v: PROTOCOL_VERSION, nonce: Nc}
+  server: {status: ok, v, auth: ["token"] (or [] without a token), nonce: Ns}
+          or {status: error, message} when v is not its version
+  client: {method: "token", proof: HMAC(token, Ns + Nc + CLIENT_LABEL)}
+          or {method: "none"} when the client has no token
+  server: {status: ok, proof: HMAC(token, Ns + Nc + SERVER_LABEL)} (no proof without a
+          token) once it checked the client's proof, else {status: error, message}
+  The client with a token refuses a server that does not ask for it or whose proof is
+  wrong. Only then does the client send its op. The token itself never crosses the wire.
+  `auth` lists the methods the server accepts: a per-job block access token would be
+  another method, with a proof of its own.
 
 READ_BLOCK {op: read_block, block_id, offset, length (-1 = to the end)}
     -> {status: ok, chunk_size, start, end, block_length} then packets covering [start, end),
@@ -45,7 +61,7 @@ import threading
 from minijet import net
 from minijet.dfs import blockstore
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the handshake; ops carry no token
 LENGTH = struct.Struct(">I")
 PACKET = struct.Struct(">qQIB")   # seqno, offset in block, data length, flags
 ACK = struct.Struct(">qB")        # seqno, number of node statuses that follow
@@ -63,21 +79,19 @@ class ConnectionClosed(ConnectionError):
 
 # ---- ops ----
 
-def read_block_op(token: str, block_id: int, offset: int, length: int) -> dict:
-    return {"op": "read_block", "v": PROTOCOL_VERSION, "token": token, "block_id": block_id,
-            "offset": offset, "length": length}
+def read_block_op(block_id: int, offset: int, length: int) -> dict:
+    return {"op": "read_block", "block_id": block_id, "offset": offset, "length": length}
 
 
-def write_block_op(token: str, block_id: int, chunk_size: int, targets: list[str],
-                   size: int) -> dict:
+def write_block_op(block_id: int, chunk_size: int, targets: list[str], size: int) -> dict:
     """WRITE_BLOCK to the first node of a pipeline, `targets` being the nodes after it;
     `size`: the most the block will hold (each node needs that much room)."""
-    return {"op": "write_block", "v": PROTOCOL_VERSION, "token": token, "block_id": block_id,
-            "chunk_size": chunk_size, "targets": targets, "size": size}
+    return {"op": "write_block", "block_id": block_id, "chunk_size": chunk_size,
+            "targets": targets, "size": size}
 
 
-def request_fds_op(token: str, block_id: int) -> dict:
-    return {"op": "request_fds", "v": PROTOCOL_VERSION, "token": token, "block_id": block_id}
+def request_fds_op(block_id: int) -> dict:
+    return {"op": "request_fds", "block_id": block_id}
 
 
 def local_socket_name(address: str) -> str:

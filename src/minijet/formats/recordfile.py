@@ -1,9 +1,17 @@
 """The "records" file format: (key, value) pairs in binary frames, splittable at any byte.
 
 A file is a run of frames; a frame is a 16-byte sync marker, a header (body length and CRC-32
-of the body, little-endian u32 each) and a body: a pickle (protocol 5) of (keys, values), two
-lists of equal length, as in shuffle segments (segments.py). Keys and values keep their
-Python types, so one job's output is the next one's input unchanged.
+of the body, little-endian u32 each) and a body holding (keys, values), two lists of equal
+length, as in shuffle segments (segments.py). Keys and values keep their Python types, so one
+job's output is the next one's input unchanged.
+
+A records file may have been written by anyone who could write to the DFS, so reading one
+must never run code. The body is a marshal when marshal keeps every key and value (str,
+bytes, int, float, bool, None, and tuples, lists, sets, dicts of those; the length's top bit
+says so); else a pickle that uses, beyond those, only the value types of SAFE_CLASSES
+(dates and times, Decimal, Fraction, UUID, OrderedDict, complex...). A pickle naming any
+other class or function is refused when written and when read, before anything in it is
+called. Files of earlier versions (every body a pickle) read the same.
 
 Splits: like a text line, a frame belongs to the split holding its first byte. A reader of
 [start, start+length) seeks to `start`, scans for the sync marker, and reads every frame
@@ -12,6 +20,8 @@ inside a body is skipped: its "frame" fails the CRC, and scanning goes on after 
 """
 from __future__ import annotations
 
+import io
+import marshal
 import pickle
 import struct
 from itertools import chain, islice, starmap
@@ -24,8 +34,33 @@ from minijet.formats import SplitReaderBase
 SYNC = bytes.fromhex("8a4d4a52ecf1093b6e5aa7c21d0f5b33")
 _HEADER = struct.Struct("<II")
 _PREFIX = len(SYNC) + _HEADER.size
+_MARSHAL_FLAG = 1 << 31
 FRAME_TARGET_BYTES = 256 * 1024
 CHUNK_SIZE = 1 << 20
+
+# The classes a records file's pickles may name: value types whose unpickling runs no code
+# of the file's choosing.
+SAFE_CLASSES = frozenset({
+    ("builtins", "complex"), ("builtins", "set"), ("builtins", "frozenset"),
+    ("builtins", "bytearray"), ("collections", "OrderedDict"), ("datetime", "date"),
+    ("datetime", "time"), ("datetime", "datetime"), ("datetime", "timedelta"),
+    ("datetime", "timezone"), ("decimal", "Decimal"), ("fractions", "Fraction"),
+    ("uuid", "UUID"), ("uuid", "SafeUUID")})
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_CLASSES:
+            raise pickle.UnpicklingError(
+                f"{module}.{name}: a records file may hold only plain values (str, bytes, "
+                "numbers, None, containers of those, dates, Decimal, Fraction, UUID)")
+        return super().find_class(module, name)
+
+
+def _loads(body: bytes, marshalled: bool) -> tuple[list, list]:
+    if marshalled:
+        return marshal.loads(body)
+    return _SafeUnpickler(io.BytesIO(body)).load()
 
 
 class RecordsWriter:
@@ -60,11 +95,21 @@ class RecordsWriter:
         """Writes the buffered records as one frame (does not flush the file)."""
         if not self._keys:
             return
+        frame = (self._keys, self._values)
         try:
-            body = pickle.dumps((self._keys, self._values), protocol=5)
-        except (pickle.PicklingError, TypeError, AttributeError) as e:
-            raise InvalidArgument(f"records output must be picklable: {e}") from None
-        self.file.write(SYNC + _HEADER.pack(len(body), crc32(body)) + body)
+            body, flag = marshal.dumps(frame), _MARSHAL_FLAG
+        except ValueError:   # a type marshal does not keep: a pickle of safe classes only
+            try:
+                body, flag = pickle.dumps(frame, protocol=5), 0
+                _loads(body, False)
+            except (pickle.PicklingError, TypeError, AttributeError) as e:
+                raise InvalidArgument(f"records output must be picklable: {e}") from None
+            except pickle.UnpicklingError as e:
+                raise InvalidArgument(f"records output: {e}") from None
+        if len(body) >= _MARSHAL_FLAG:
+            raise InvalidArgument(f"a frame of {len(body)} bytes is too large: keep a record's "
+                                  "key and value under 2 GiB")
+        self.file.write(SYNC + _HEADER.pack(len(body) | flag, crc32(body)) + body)
         self.records += len(self._keys)
         self.bytes += _PREFIX + len(body)
         # Steer the next frame towards the target size.
@@ -131,6 +176,7 @@ class RecordsSplitReader(SplitReaderBase):
                 break
             at = frame - self._buf_start + len(SYNC)
             size, crc = _HEADER.unpack_from(self._buf, at)
+            marshalled, size = bool(size & _MARSHAL_FLAG), size & ~_MARSHAL_FLAG
             if not self._have(frame, _PREFIX + size):
                 pos = frame + 1   # a marker inside a truncated tail: no frame there
                 continue
@@ -139,7 +185,11 @@ class RecordsSplitReader(SplitReaderBase):
             if crc32(body) != crc:
                 pos = frame + 1   # a marker inside some body, by chance
                 continue
-            keys, values = pickle.loads(body)
+            try:
+                keys, values = _loads(body, marshalled)
+            except (pickle.UnpicklingError, ValueError, EOFError, TypeError) as e:
+                raise InvalidArgument(f"a records frame at byte {frame} cannot be read: "
+                                      f"{e}") from None
             self.records += len(keys)
             pos = frame + _PREFIX + size
             self._pos = min(pos, self.end)

@@ -3,8 +3,12 @@ a TaskHost's map output buffer, served by the taskserver's shuffle service, merg
 consumer TaskHost (and by the local runner, which does all three in one process).
 
 A segment is the records of one partition of one map output, sorted by key. It is a run
-of frames; a frame is a 4-byte little-endian header and a body holding (keys, values), two
-lists of equal length, so that serialising costs little per record. The body is a marshal
+of frames; a frame is a 4-byte little-endian header, a 16-byte MAC and a body holding
+(keys, values), two lists of equal length, so that serialising costs little per record.
+The MAC (HMAC-SHA256, truncated) of header and body is under the job's frame key
+(minijet.jobauth.frame_key: `use_job_secret`, which a TaskHost calls at its start; else a
+key of this process, for a local run), and is checked before a body is decoded: a frame
+another job could have written is never unpickled. The body is a marshal
 when every key and value is of a type marshal keeps exactly (str, bytes, int, float, bool,
 None, and tuples, lists, dicts of those: what map outputs nearly always are), 1.7 times
 faster to write than a pickle (a frame of TeraSort records); else a pickle (protocol 5).
@@ -20,6 +24,8 @@ in it as the initial metadata RECORDS_HEADER.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import marshal
 import os
 import pickle
@@ -29,9 +35,12 @@ from operator import itemgetter
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, NamedTuple
 from zlib import crc32
 
+from minijet import jobauth
 from minijet.errors import ChecksumError, InvalidArgument, NotFound
 
 _FRAME_HEADER = struct.Struct("<I")
+_MAC_SIZE = 16
+_FRAME_PREFIX = _FRAME_HEADER.size + _MAC_SIZE
 _MARSHAL_FLAG = 1 << 31
 _INDEX_HEADER = struct.Struct("<4sI")
 _INDEX_ENTRY = struct.Struct("<QQQI")
@@ -47,6 +56,22 @@ _FIRST_FRAME_RECORDS = 64  # a small first frame measures the records
 
 CHUNK_SIZE = 1024 * 1024               # bytes per chunk a segment is served in
 RECORDS_HEADER = "x-minijet-records"   # initial metadata of FetchMapOutput: records in it
+
+
+_mac_key = hmac.new(os.urandom(32), digestmod=hashlib.sha256)   # copied per frame
+
+
+def use_job_secret(job_secret: str) -> None:
+    """MAC this process's frames under the job's key, and accept only frames MAC'd so."""
+    global _mac_key
+    _mac_key = hmac.new(jobauth.frame_key(job_secret), digestmod=hashlib.sha256)
+
+
+def _mac(header: bytes | memoryview, body: bytes | memoryview) -> bytes:
+    h = _mac_key.copy()
+    h.update(header)
+    h.update(body)
+    return h.digest()[:_MAC_SIZE]
 
 
 class IndexEntry(NamedTuple):
@@ -107,10 +132,11 @@ class SegmentWriter:
             raise InvalidArgument(f"a frame of {len(body)} bytes is too large: keep a record's "
                                   "key and value under 2 GiB")
         header = _FRAME_HEADER.pack(len(body) | flag)
-        self.file.write(header)
+        prefix = header + _mac(header, body)
+        self.file.write(prefix)
         self.file.write(body)
-        self.crc = crc32(body, crc32(header, self.crc))
-        self.length += len(header) + len(body)
+        self.crc = crc32(body, crc32(prefix, self.crc))
+        self.length += len(prefix) + len(body)
         self.records += len(keys)
         # Steer the next frame towards the target size.
         scaled = self._frame_records * FRAME_TARGET_BYTES // max(1, len(body))
@@ -125,14 +151,15 @@ def iter_frames(data: bytes | memoryview) -> Iterator[tuple[list, list]]:
     view = memoryview(data)
     pos, end = 0, len(view)
     while pos < end:
-        if pos + 4 > end:
+        if pos + _FRAME_PREFIX > end:
             raise ChecksumError("truncated segment: partial frame header")
-        (header,) = _FRAME_HEADER.unpack_from(view, pos)
+        prefix = view[pos:pos + _FRAME_PREFIX]
+        (header,) = _FRAME_HEADER.unpack_from(prefix)
         size = header & ~_MARSHAL_FLAG
-        pos += 4
+        pos += _FRAME_PREFIX
         if pos + size > end:
             raise ChecksumError("truncated segment: partial frame")
-        yield _load(header, view[pos:pos + size])
+        yield _load(prefix, header, view[pos:pos + size])
         pos += size
 
 
@@ -141,19 +168,25 @@ def iter_file_frames(file: BinaryIO, offset: int, length: int) -> Iterator[tuple
     file.seek(offset)
     left = length
     while left > 0:
-        header = file.read(4)
-        if len(header) < 4:
+        prefix = file.read(_FRAME_PREFIX)
+        if len(prefix) < _FRAME_PREFIX:
             raise ChecksumError("truncated segment: partial frame header")
-        (header,) = _FRAME_HEADER.unpack(header)
+        (header,) = _FRAME_HEADER.unpack_from(prefix)
         size = header & ~_MARSHAL_FLAG
         body = file.read(size)
-        if len(body) < size or 4 + size > left:
+        if len(body) < size or _FRAME_PREFIX + size > left:
             raise ChecksumError("truncated segment: partial frame")
-        left -= 4 + size
-        yield _load(header, body)
+        left -= _FRAME_PREFIX + size
+        yield _load(prefix, header, body)
 
 
-def _load(header: int, body: bytes | memoryview) -> tuple[list, list]:
+def _load(prefix: bytes | memoryview, header: int,
+          body: bytes | memoryview) -> tuple[list, list]:
+    """A frame's (keys, values), once its MAC shows this job wrote it."""
+    if not hmac.compare_digest(_mac(prefix[:_FRAME_HEADER.size], body),
+                               prefix[_FRAME_HEADER.size:]):
+        raise ChecksumError("a map output frame fails its MAC: not written by this job's "
+                            "attempts (or damaged)")
     return marshal.loads(body) if header & _MARSHAL_FLAG else pickle.loads(body)
 
 

@@ -9,6 +9,10 @@ OutputCommitFailed, then removes the job dir. Network calls (DFS reads for RunJo
 commits) happen outside the lock. A timer thread sends Tick so silent taskservers are
 declared lost. Job states, including the output phase, are the core's (see model.py).
 
+Permissions (minijet.acl): a job belongs to the user who sent its CreateJob (the caller
+rpc.connect names); only its owner and security.admins may kill it; a refusal is logged.
+Status and lists are open to all.
+
 Start-up: every job the store holds is fed to the core as a JobRestored; the core lists
 finished ones as they were and fails those that were created or running.
 """
@@ -22,9 +26,9 @@ import threading
 import time
 from typing import Any
 
-from minijet import daemon, jobdir, rpc
+from minijet import acl, daemon, jobdir, rpc
 from minijet.config import Config
-from minijet.errors import FailedPrecondition, MinijetError
+from minijet.errors import FailedPrecondition, MinijetError, PermissionDenied
 from minijet.ids import make_job_id
 from minijet.jobserver import jobfiles, model
 from minijet.jobserver.store import JobStore
@@ -332,12 +336,19 @@ class JobServer:
                        if all_jobs or s["state"] not in FINAL or now - s["end_time"] < RECENT),
                       key=lambda s: (s["submit_time"], s["job_id"]))
 
-    def kill_job(self, job_id: str) -> None:
-        """Kill a created or running job; a job that already ended is left as it is. A kill
-        during RunJob wins: RunJob then finds the job killed."""
+    def kill_job(self, job_id: str, user: str) -> None:
+        """Kill a created or running job, if `user` may (its owner or an admin); a job that
+        already ended is left as it is. A kill during RunJob wins: RunJob then finds the
+        job killed."""
         with self._lock:
+            try:
+                acl.check(user, acl.KILL, job_id, self.core.job_owner(job_id),
+                          self.config["security"]["admins"])
+            except PermissionDenied as e:
+                log.warning("job %s: kill refused: %s", job_id, e)
+                raise
             self._handle(model.KillJob(job_id, time.time()))
-        log.info("job %s: kill requested", job_id)
+        log.info("job %s: kill requested by %s", job_id, user)
 
     def taskservers(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -424,7 +435,10 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
 
     @rpc.translate_errors
     def CreateJob(self, request, context):
-        job_id, job_dir = self._js.create_job(request.name, request.user, request.request_id)
+        # the owner is the caller; a client too old to name itself is taken at its word
+        job_id, job_dir = self._js.create_job(request.name,
+                                              rpc.caller(context) or request.user,
+                                              request.request_id)
         return job_pb2.CreateJobResponse(job_id=job_id, job_dir=job_dir)
 
     @rpc.translate_errors
@@ -447,7 +461,7 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
 
     @rpc.translate_errors
     def KillJob(self, request, context):
-        self._js.kill_job(request.job_id)
+        self._js.kill_job(request.job_id, rpc.caller(context))
         return job_pb2.Empty()
 
     @rpc.translate_errors

@@ -559,7 +559,7 @@ class JobServerCore:
                                               ev.now)
         job.conf, job.start_time, job.secret = conf, ev.now, ev.secret
         self._own_outputs(job, conf.output_paths())
-        job.name, job.user = conf.name, conf.user or job.user
+        job.name = conf.name   # its owner stays who created it (minijet.acl), not job.json's
         _move(job, JOB_TRANSITIONS, RUNNING)
         self._touch(job)
         self.scheduler.add_job(job.id)
@@ -1104,6 +1104,10 @@ class JobServerCore:
     def job_of_request(self, request_id: str) -> str | None:
         """The job a CreateJob with this request id made, if any."""
         return self._requests.get(request_id) if request_id else None
+
+    def job_owner(self, job_id: str) -> str:
+        """The user the job belongs to (see minijet.acl); "" if unknown."""
+        return self._job(job_id).user
 
     def job_state(self, job_id: str) -> str:
         """The state users see: running until its output is committed or removed."""

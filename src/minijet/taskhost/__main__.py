@@ -32,12 +32,14 @@ from minijet import config as configmod
 from minijet import context
 from minijet import failures
 from minijet import jobconf as jc
-from minijet import rpc
+from minijet import jobauth, rpc
 from minijet.config import Config
 from minijet.errors import MinijetError, NotFound, Unavailable
+from minijet.formats import segments
 from minijet.formats.segments import RECORDS_HEADER
 from minijet.job import load_job
 from minijet.proto import job_pb2, job_pb2_grpc
+from minijet.taskcreds import TaskCredentials
 from minijet.taskdesc import TASK_FILE, TaskDescription
 from minijet.taskhost import runner
 
@@ -50,17 +52,18 @@ FETCH_TRIES = 3
 class Umbilical:
     """The TaskHost's calls to its own taskserver."""
 
-    def __init__(self, config: Config, address: str, attempt_id: str):
+    def __init__(self, config: Config, address: str, attempt_id: str, attempt_secret: str):
         self.config = config
         self.address = address
         self.attempt_id = attempt_id
+        self._metadata = jobauth.attempt_metadata(attempt_id, attempt_secret)
         self._channel = rpc.connect(config, address)
         self._stub = job_pb2_grpc.TaskServerStub(self._channel)
         self._parent = os.getppid()
 
     def _call(self, method, request, idempotent: bool, wait: float | None = None):
         return rpc.call(self.config, method, request, idempotent=idempotent,
-                        address=self.address, wait=wait)
+                        address=self.address, wait=wait, metadata=self._metadata)
 
     def _ask_jobserver(self, method, request, idempotent: bool):
         """A call the taskserver passes on to the jobserver: waited for while the jobserver
@@ -110,8 +113,9 @@ class Fetcher:
     jobserver (so the producer runs again) and waits for the new location."""
 
     def __init__(self, config: Config, umbilical: Umbilical, task: TaskDescription,
-                 progress: runner.Progress, producer_stage: str | None = None):
+                 job_secret: str, progress: runner.Progress, producer_stage: str | None = None):
         self.config = config
+        self.job_secret = job_secret
         self.umbilical = umbilical
         self.task = task
         self.progress = progress
@@ -163,10 +167,13 @@ class Fetcher:
         stub = job_pb2_grpc.TaskServerStub(channel)
         request = job_pb2.FetchRequest(job_id=self.task.job_id, attempt_id=location.attempt_id,
                                        partition=self.task.partition)
+        signed = ((jobauth.FETCH_MAC_HEADER, jobauth.fetch_mac(
+            self.job_secret, request.job_id, request.attempt_id, request.partition)),)
         backoff = self.config["rpc"]["retry_backoff"]
         for attempt in range(FETCH_TRIES):
             try:
-                call = stub.FetchMapOutput(request, timeout=10 * self.config["rpc"]["timeout"])
+                call = stub.FetchMapOutput(request, timeout=10 * self.config["rpc"]["timeout"],
+                                           metadata=signed)
                 data = b"".join(chunk.data for chunk in call)
                 records = dict(call.initial_metadata()).get(RECORDS_HEADER, "0")
                 return data, int(records) if records.isdigit() else 0
@@ -182,7 +189,8 @@ class Fetcher:
             channel.close()
 
 
-def run_attempt(config: Config, task: TaskDescription, job_cache: Path, work_dir: Path,
+def run_attempt(config: Config, task: TaskDescription, credentials: TaskCredentials,
+                job_cache: Path, work_dir: Path,
                 umbilical: Umbilical) -> list[tuple[str, str, int]]:
     """Run the attempt's stage; returns its counters."""
     from minijet.dfs import DfsClient
@@ -213,7 +221,7 @@ def run_attempt(config: Config, task: TaskDescription, job_cache: Path, work_dir
                 raise NotFound(f"task {task.task_id} of consumer stage {stage.id} has no "
                                "partition or producer stage")
             # one fetcher per parent stage (a join or union reads several)
-            fetchers = [Fetcher(config, umbilical, task, progress, parent)
+            fetchers = [Fetcher(config, umbilical, task, credentials.job_secret, progress, parent)
                         for parent in stage.inputs]
             try:
                 streams = [f.stream() for f in fetchers]
@@ -243,11 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     umbilical = None
     try:
         config = configmod.load(args.config)
-        umbilical = Umbilical(config, args.taskserver, args.attempt)
+        credentials = TaskCredentials.read(args.work_dir)
+        umbilical = Umbilical(config, args.taskserver, args.attempt, credentials.attempt_secret)
+        segments.use_job_secret(credentials.job_secret)
         task = TaskDescription.from_json((args.work_dir / TASK_FILE).read_text())
         log.info("attempt %s: running task %s (stage %s)", task.attempt_id, task.task_id,
                  task.stage)
-        counters = run_attempt(config, task, args.job_cache, args.work_dir, umbilical)
+        counters = run_attempt(config, task, credentials, args.job_cache, args.work_dir,
+                               umbilical)
         umbilical.done(True, counters)
     except BaseException as e:  # the user's code or ours: report it, exit non-zero
         text = str(e).strip()

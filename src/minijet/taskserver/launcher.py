@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 
 from minijet.config import Config
+from minijet.taskcreds import CREDENTIALS_FILE, TaskCredentials
 from minijet.taskdesc import TASK_FILE
 from minijet.taskserver.layout import give, private_dir
 from minijet.taskserver.taskuser import TaskUser
@@ -26,11 +27,11 @@ TMP_DIR = "tmp"   # the TaskHost's TMPDIR: its temporary files stay in its priva
 
 
 def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: str,
-                   job_cache: Path, work_dir: Path, log_dir: Path, forks: "ForkServer | None",
-                   user: TaskUser | None = None):
-    """Write the attempt's task.json and the taskserver's configuration (the TaskHost talks
-    to the same DFS with the same security settings) into its work dir, then start the
-    TaskHost as `user` (None: as this process's user), with stdout/stderr going to the
+                   credentials: TaskCredentials, job_cache: Path, work_dir: Path,
+                   log_dir: Path, forks: "ForkServer | None", user: TaskUser | None = None):
+    """Write the attempt's task.json, its credentials and the taskserver's configuration
+    (the TaskHost talks to the same DFS with the same settings) into its work dir, then start
+    the TaskHost as `user` (None: as this process's user), with stdout/stderr going to the
     attempt's log files: forked by `forks` when given, else as a fresh
     `python -m minijet.taskhost`. Returns its process (a Popen, or a ForkedTaskHost with the
     same pid/poll/wait)."""
@@ -38,10 +39,11 @@ def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: s
     log_dir.mkdir(parents=True, exist_ok=True)
     log_dir.parent.chmod(0o700)   # the job's logs: the taskserver's, read through it
     (work_dir / TASK_FILE).write_text(task_json)
+    credentials.write(work_dir)
     # the job's files in the attempt's working directory too, so the user's code opens an
     # extra file by its plain name (as with Hadoop's distributed cache)
     for entry in job_cache.iterdir():
-        if entry.name not in (TASK_FILE, CONFIG_JSON, TMP_DIR):
+        if entry.name not in (TASK_FILE, CONFIG_JSON, CREDENTIALS_FILE, TMP_DIR):
             (work_dir / entry.name).symlink_to(entry)
     # it may hold the auth token: readable by the task's user only
     fd = os.open(work_dir / CONFIG_JSON, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

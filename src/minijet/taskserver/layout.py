@@ -5,6 +5,7 @@
                                           file.out + file.out.index (map output)
     logs/<job_id>/<attempt_id>/stdout     the TaskHost's output; kept after the job's cleanup
     logs/<job_id>/<attempt_id>/stderr     (for `jetshell logs`) until older than log_retention
+    logs/<job_id>/owner                   the job's user, who may read them (owners.py)
 
 Ids come from the network, so each is checked before it becomes a path component.
 
@@ -53,6 +54,9 @@ class Layout:
 
     def job_logs(self, job_id: str) -> Path:
         return self.logs / check_id("job id", job_id)
+
+    def job_owner(self, job_id: str) -> Path:
+        return self.job_logs(job_id) / "owner"
 
     def log_dir(self, job_id: str, attempt_id: str) -> Path:
         return self.job_logs(job_id) / check_id("attempt id", attempt_id)

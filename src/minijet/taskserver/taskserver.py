@@ -10,6 +10,8 @@ Threads around the pure AttemptTable:
 - one launcher thread per new attempt (copies the job files, then starts the TaskHost) and one
   waiter thread per TaskHost process (records its exit).
 The gRPC service (service.py) serves shuffle fetches, logs and the TaskHosts' umbilical.
+A job's logs go only to its owner (the user of its LaunchAttempts, kept by owners.py) and
+security.admins (minijet.acl); a refusal is logged.
 
 Local files (layout.py): a job's cache, work dirs and map outputs are deleted on the job's
 cleanup order; every heartbeat names the jobs whose files are here, so a jobserver that lost
@@ -28,9 +30,11 @@ when they are the job's own files (layout.open_owned).
 from __future__ import annotations
 
 import fcntl
+import hmac
 import logging
 import os
 import random
+import secrets
 import shutil
 import socket
 import subprocess
@@ -39,18 +43,20 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from minijet import daemon, net, rpc
+from minijet import acl, daemon, jobauth, net, rpc
 from minijet.config import Config
-from minijet.errors import FailedPrecondition, MinijetError, NotFound
+from minijet.errors import (FailedPrecondition, MinijetError, NotFound, PermissionDenied,
+                            Unauthenticated)
 from minijet.failures import NODE, SYSTEM, USER
 from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.states import FAILED, KILLED
-from minijet.taskserver import launcher, logcap, memory, reach, taskuser
+from minijet.taskserver import launcher, logcap, memory, owners, reach, taskuser
 from minijet.taskserver.attempts import AttemptSnapshot, AttemptTable, DoneReport
 from minijet.taskserver.jobcache import JobCache
 from minijet.taskserver.layout import Layout, check_id, open_owned
-from minijet.taskserver.service import TaskServerService
+from minijet.taskserver.service import TASK_METHODS, TaskServerService
+from minijet.taskcreds import TaskCredentials
 
 log = logging.getLogger("minijet.taskserver")
 
@@ -72,6 +78,8 @@ class TaskServer:
         self.isolated = taskuser.isolates(os.geteuid(), ts["isolate_tasks"])
         self._taskhost_paths = reach.taskhost_paths()
         self._peaks: dict[str, int] = {}          # attempt -> most memory its tree held
+        self._attempt_secrets: dict[str, str] = {}  # attempt -> its umbilical's secret
+        self._job_secrets: dict[str, str] = {}      # job -> its secret: signs its fetches
         self._cleaning: set[str] = set()          # jobs whose cleanup is under way
         self._log_lock = threading.Lock()         # one trim of a log at a time
         self.host = config.host
@@ -104,7 +112,8 @@ class TaskServer:
         bind = self.config["taskserver"]["address"]
         self._server, port = rpc.start_server(
             self.config, bind,
-            [lambda s: job_pb2_grpc.add_TaskServerServicer_to_server(TaskServerService(self), s)])
+            [lambda s: job_pb2_grpc.add_TaskServerServicer_to_server(TaskServerService(self), s)],
+            open_methods=TASK_METHODS)
         bind_host = bind.rsplit(":", 1)[0]
         anywhere = net.is_any_address(bind_host)
         self.address = f"{socket.gethostname() if anywhere else bind_host}:{port}"
@@ -254,6 +263,7 @@ class TaskServer:
             self._launch_failed(order.attempt_id, str(e), NODE)
             return
         try:
+            owners.remember(self.layout.job_owner(order.job_id), order.user, order.attempt_id)
             cache = self.cache.localize(order.job_id, order.job_dir, user)
         except Exception as e:  # the DFS's problem, or this node's (its disk): retried
             error = str(e) if isinstance(e, MinijetError) else f"{type(e).__name__}: {e}"
@@ -264,8 +274,12 @@ class TaskServer:
             if self._stop.is_set() or not self._table.started(order.attempt_id, time.time()):
                 return  # killed (or stopping) while its job files were being copied
             try:
+                credentials = TaskCredentials(secrets.token_hex(16), order.job_secret)
+                self._attempt_secrets[order.attempt_id] = credentials.attempt_secret
+                self._job_secrets[order.job_id] = order.job_secret
                 proc = launcher.start_taskhost(
-                    self.config, self.umbilical, order.attempt_id, order.task_json, cache,
+                    self.config, self.umbilical, order.attempt_id, order.task_json,
+                    credentials, cache,
                     self.layout.work_dir(order.job_id, order.attempt_id),
                     self.layout.log_dir(order.job_id, order.attempt_id), self._forks, user)
             except OSError as e:
@@ -303,6 +317,7 @@ class TaskServer:
             state = self._table.exited(attempt_id, code, time.time())
             self._procs.pop(attempt_id, None)
             self._peaks.pop(attempt_id, None)
+            self._attempt_secrets.pop(attempt_id, None)
             a = self._table.get(attempt_id)
             error = a.error if a else ""
         if a is not None:
@@ -343,6 +358,7 @@ class TaskServer:
         self.cache.remove(job_id)
         with self._lock:
             self._table.forget_job(job_id)
+            self._job_secrets.pop(job_id, None)
             self._cleaning.discard(job_id)
         self._sweep_logs()
         log.info("job %s: local files deleted", job_id)
@@ -427,6 +443,33 @@ class TaskServer:
         return rpc.call(self.config, getattr(self._jobserver, method), request,
                         idempotent=idempotent, address=self.config["jobserver"]["address"])
 
+    def check_attempt(self, attempt_id: str, secret: str) -> None:
+        """Unauthenticated unless `secret` is the one made for this running attempt."""
+        with self._lock:
+            known = self._attempt_secrets.get(attempt_id, "")
+        if not known or not hmac.compare_digest(known, secret):
+            log.warning("refused a call for attempt %s: wrong or missing attempt secret",
+                        attempt_id)
+            raise Unauthenticated(f"attempt {attempt_id}: wrong or missing attempt secret")
+
+    def check_job(self, attempt_id: str, job_id: str) -> None:
+        """PermissionDenied unless the attempt belongs to `job_id`."""
+        with self._lock:
+            a = self._table.get(attempt_id)
+        if a is None or a.job_id != job_id:
+            raise PermissionDenied(f"attempt {attempt_id} may not ask about job {job_id}")
+
+    def check_fetch(self, job_id: str, attempt_id: str, partition: int, mac: str,
+                    peer: str) -> None:
+        """PermissionDenied unless the fetch is signed with the job's secret."""
+        with self._lock:
+            secret = self._job_secrets.get(job_id, "")
+        if not jobauth.fetch_allowed(secret, job_id, attempt_id, partition, mac):
+            log.warning("refused a fetch of %s partition %d (job %s) from %s: not signed "
+                        "with the job's secret", attempt_id, partition, job_id, peer)
+            raise PermissionDenied(f"fetch of {attempt_id} refused: not signed with the "
+                                   f"secret of job {job_id}")
+
     def map_output_chunks(self, job_id: str, attempt_id: str, partition: int
                           ) -> tuple[int, Iterator[bytes]]:
         owner = self.layout.job_dir(job_id)
@@ -435,7 +478,17 @@ class TaskServer:
             what=f"map output of {attempt_id} (job {job_id})",
             opener=lambda path: open_owned(path, owner))
 
-    def logs(self, job_id: str, attempt_id: str) -> list[tuple[str, str, str]]:
+    def logs(self, job_id: str, attempt_id: str, user: str) -> list[tuple[str, str, str]]:
+        """(attempt id, stdout, stderr) of the job's attempts here, or of one; for its owner
+        and the admins only (PermissionDenied), as soon as this taskserver has any."""
+        if self.layout.job_logs(job_id).is_dir():
+            try:
+                acl.check(user, acl.READ_LOGS, job_id,
+                          owners.owner(self.layout.job_owner(job_id)),
+                          self.config["security"]["admins"])
+            except PermissionDenied as e:
+                log.warning("job %s: logs refused: %s", job_id, e)
+                raise
         if attempt_id:
             dirs = [self.layout.log_dir(job_id, attempt_id)]
         else:
