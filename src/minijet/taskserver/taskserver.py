@@ -23,9 +23,8 @@ the jobserver treats that run's attempts as lost.
 Task users (taskuser.py): running as root, it runs each TaskHost as the job's user (or
 taskserver.task_user) with the job's directory private to that account, and says in every
 heartbeat that its tasks are isolated; not as root (or with taskserver.isolate_tasks off),
-they run as itself, not isolated. A
-job's directory holds files its code may have replaced by links: map outputs are served only
-when they are the job's own files (layout.open_owned).
+they run as itself, not isolated. A job's directory holds files its code may have replaced
+by links: map outputs are served only when they are the job's own files (layout.open_owned).
 """
 from __future__ import annotations
 
