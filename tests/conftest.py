@@ -8,6 +8,8 @@ stopped at the end, also when a test fails.
 """
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from minijet.cluster import LocalCluster
@@ -65,14 +67,17 @@ def job_cluster(tmp_path_factory):
         lc.down()
 
 
-def _own_clusters(root, base: dict, dataservers: int, taskservers: int):
+def _own_clusters(root, base: dict, dataservers: int, taskservers: int,
+                  python: str = sys.executable):
     """A generator fixture's body: yields make(dataservers, taskservers, **sections) that
-    starts a cluster under `root` with `sections` merged into `base`; stops them all."""
+    starts a cluster under `root` with `sections` merged into `base`, its daemons run by
+    `python`; stops them all."""
     made: list[LocalCluster] = []
 
     def make(dataservers: int = dataservers, taskservers: int = taskservers,
              **sections) -> LocalCluster:
-        lc = LocalCluster(root / f"cluster{len(made)}", config=_merge(base, sections))
+        lc = LocalCluster(root / f"cluster{len(made)}", config=_merge(base, sections),
+                          python=python)
         made.append(lc)
         lc.up(dataservers=dataservers, taskservers=taskservers)
         return lc

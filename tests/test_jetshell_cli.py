@@ -280,6 +280,15 @@ def test_status_text_shows_stages_attempts_and_the_users_traceback():
     assert "failures   attempts failed by user errors 4, by system errors 2" in text
     assert lines[-2:] == ["Traceback (most recent call last):", "ValueError: bad record"]
     assert "error: task map_00001 failed 4 times" in lines
+    assert "note:" not in text   # every attempt ran as its job's user
+
+
+def test_status_text_notes_taskservers_that_did_not_isolate_the_job():
+    status = status_of("succeeded", 1.0, 1.0, end_time=1001.0)
+    status.unisolated_taskservers.extend(["host1:7000", "host3:7000"])
+    assert jetshell.status_text(status).splitlines()[-1] == (
+        "note: attempts of this job ran without isolation from other jobs on taskservers "
+        "host1:7000, host3:7000 (not running as root, or with taskserver.isolate_tasks off)")
 
 
 def counters(**values) -> list[job_pb2.Counter]:
@@ -301,11 +310,12 @@ def test_list_and_nodes_tables():
                                         running=2, last_heartbeat=995.0, alive=True),
                job_pb2.TaskServerStatus(name="ts2", host="host2", rack="/r1", slots=4,
                                         last_heartbeat=999.0, failures=9, alive=True,
-                                        blacklists=3, greylisted_since=990.0)]
+                                        blacklists=3, greylisted_since=990.0, isolated=True)]
     header, row, grey = jetshell.nodes_table(servers, now=1000.0).splitlines()
-    assert header.split()[-3:] == ["failures", "blacklists", "state"]
-    assert row.split() == ["ts1", "host1", "/r1", "4", "2", "5.0s", "ago", "0", "0", "alive"]
-    assert grey.split()[7:11] == ["9", "3", "alive,", "greylisted"]
+    assert header.split()[-4:] == ["failures", "blacklists", "isolated", "state"]
+    assert row.split() == ["ts1", "host1", "/r1", "4", "2", "5.0s", "ago", "0", "0", "no",
+                           "alive"]
+    assert grey.split()[7:12] == ["9", "3", "yes", "alive,", "greylisted"]
 
 
 def test_attempt_and_job_metrics_from_counters():

@@ -188,9 +188,10 @@ def test_nodes(live):
     for line in table[1:]:
         row = line.split()
         assert row[1] in hosts and row[2:4] == ["/default-rack", "2"] and row[-1] == "alive"
-        assert row[-3] == str(failures[row[0]])
+        assert row[-4] == str(failures[row[0]])
+        assert row[-2] == "no"   # a LocalCluster runs tasks as its user: isolate_tasks off
     assert table[0].split()[4:] == ["running", "last", "heartbeat", "failures", "blacklists",
-                                    "state"]
+                                    "isolated", "state"]
 
 
 @pytest.mark.parametrize("command", ["status", "wait", "kill", "logs"])

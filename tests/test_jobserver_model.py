@@ -24,7 +24,7 @@ class Cluster:
     (`speculative=True`): running attempts here report no progress."""
 
     def __init__(self, names=("h1", "h2"), slots=2, hold_output=False, slow_kills=False,
-                 **core_args):
+                 isolating=(), **core_args):
         args = dict(max_task_attempts=3, taskserver_timeout=10.0, locality_delay=1.0,
                     rack_of=lambda h: RACKS.get(h, "/r1"), retry_backoff=0.0,
                     speculative=False)
@@ -39,6 +39,7 @@ class Cluster:
         self.finishing = {}   # job -> JobFinished whose output is not committed yet
         self.slow_kills = slow_kills   # a killed attempt runs on until kill_lands()
         self.killing = set()
+        self.isolating = set(isolating)   # taskservers running tasks as their jobs' users
 
     def handle(self, event):
         return self.take(self.core.handle(event))
@@ -87,7 +88,8 @@ class Cluster:
                               s.traceback, s.failure) for s in held.values()]
         actions = self.handle(Heartbeat(name, name, RACKS.get(name, "/r1"), self.slots,
                                         self.slots - busy if free is None else free,
-                                        f"{name}:7000", sent, self.now))
+                                        f"{name}:7000", sent, self.now,
+                                        isolated=name in self.isolating))
         for s in sent:
             if s.state in FINAL:
                 del held[s.attempt_id]
@@ -237,6 +239,24 @@ def test_persisted_records_fit_the_job_store(tmp_path):
             "succeeded", "node-local", "h1")
     finally:
         store.close()
+
+
+def test_a_job_names_the_taskservers_that_ran_its_attempts_without_isolation():
+    c = Cluster(isolating={"h1"})   # h1 runs as root; h2 does not
+    c.submit()
+    run_maps(c)
+    assert {t["name"]: t["isolated"] for t in c.core.taskservers()} == {"h1": True,
+                                                                         "h2": False}
+    assert c.status()["unisolated_taskservers"] == ["h2"]
+    c.isolating.add("h2")   # restarted as root: what ran there before was not isolated
+    c.beat("h2")
+    assert c.core.taskservers()[1]["isolated"] and c.status()["unisolated_taskservers"] == ["h2"]
+    c.restart()             # kept with each attempt
+    assert c.status()["unisolated_taskservers"] == ["h2"]
+    isolated = Cluster(isolating={"h1", "h2"})
+    isolated.submit()
+    run_maps(isolated)
+    assert isolated.status()["unisolated_taskservers"] == []
 
 
 def test_retries_elsewhere_then_job_fails_keeping_the_user_error():

@@ -41,7 +41,10 @@ def settings(net: netns.Network, tmp: Path, host: int) -> dict:
         "jobserver": {"address": f"{master}:9100", "dir": str(tmp / "jobs"),
                       "taskserver_timeout": "4s", "locality_delay": "0s"},
         "taskserver": {"address": f"{me}:9110", "dir": str(tmp / f"task{host}"),
-                       "heartbeat_interval": "0.3s", "slots": 1},
+                       "heartbeat_interval": "0.3s", "slots": 1,
+                       # tasks as root: the test's dirs are root's own (test_task_users.py
+                       # runs them as their users)
+                       "isolate_tasks": False},
         "dfs": {"block_size": "256KiB", "replication": 2},
         "rpc": {"timeout": "3s"},
     }

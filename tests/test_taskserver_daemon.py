@@ -161,8 +161,11 @@ def start_taskserver(root: Path, dfs: DfsCluster, jobserver_port: int, name: str
                      ) -> tuple[subprocess.Popen, Path]:
     data = yaml.safe_load(dfs.config_path.read_text())
     data["jobserver"] = {"address": f"127.0.0.1:{jobserver_port}"}
+    # tasks as this process's user: its dirs are root's own (test_task_users.py runs tasks
+    # as their users)
     data["taskserver"] = {"address": "127.0.0.1:0", "dir": str(root / name), "slots": 2,
-                          "heartbeat_interval": "0.1s", "task_timeout": TASK_TIMEOUT}
+                          "heartbeat_interval": "0.1s", "task_timeout": TASK_TIMEOUT,
+                          "isolate_tasks": False}
     config_path = root / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(data))
     with open(root / f"{name}.log", "ab") as log:

@@ -5,13 +5,17 @@ server is replaced; and `taskserver.fork_server: false` starts fresh interpreter
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import psutil
 import pytest
 
 from minijet.client import JetClient
-from minijet.taskserver import launcher
+from minijet.taskserver import launcher, taskuser
+from minijet.taskserver.layout import private_dir
 
 from polling import wait_for
 from test_jobserver_wake import WORDCOUNT
@@ -58,6 +62,37 @@ def test_a_forked_taskhost_is_alone_in_its_session_titled_and_holds_no_parent_fd
     assert child.poll() is None
     launcher.kill_tree(child.pid)
     assert child.wait() == -signal.SIGKILL
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: only root runs a TaskHost as "
+                                             "another user")
+def test_a_forked_taskhost_becomes_the_tasks_account_after_opening_its_logs(forks, tmp_path):
+    nobody = taskuser.choose("", "nobody", True)
+    open_dir = Path(tempfile.mkdtemp(prefix="minijet-fork-"))   # nobody passes through
+    try:
+        open_dir.chmod(0o711)
+        work = private_dir(open_dir / "work", nobody)
+        os.mkfifo(work / "config.fifo")
+        os.chown(work / "config.fifo", nobody.uid, nobody.gid)
+        env = {"PATH": os.environ["PATH"], "TMPDIR": str(work), **nobody.env()}
+        # the logs in tmp_path: root's only, opened before the switch
+        child = forks.start(["--taskserver", "localhost:1", "--attempt", "attempt_u",
+                             "--job-cache", str(work), "--work-dir", str(work),
+                             "--config", str(work / "config.fifo")],
+                            work, tmp_path / "stdout", tmp_path / "stderr", env, nobody)
+        proc = psutil.Process(child.pid)
+        wait_for(lambda: proc.status() == psutil.STATUS_SLEEPING and proc.cwd() == str(work),
+                 10, lambda: f"the TaskHost to block on its config ({child.poll()=}, "
+                             f"stderr: {(tmp_path / 'stderr').read_text()})")
+        assert set(proc.uids()) == {nobody.uid} and set(proc.gids()) == {nobody.gid}
+        groups = next(line for line in Path(f"/proc/{child.pid}/status").read_text()
+                      .splitlines() if line.startswith("Groups:"))
+        assert sorted(map(int, groups.split()[1:])) == sorted(nobody.groups)   # not root's
+        assert "attempt_u" in " ".join(proc.cmdline()).split()
+        launcher.kill_tree(child.pid)   # root kills another account's process tree
+        assert child.wait() == -signal.SIGKILL
+    finally:
+        shutil.rmtree(open_dir)
 
 
 def test_a_dead_fork_server_is_replaced_and_its_orphans_are_still_waited_for(forks,

@@ -87,9 +87,12 @@ class LocalCluster:
 
     `config` (a nested dict, e.g. {"dfs": {"block_size": "1MiB"}}) is merged over the local
     defaults when DIR/minijet.yaml is first written; an existing file is kept as it is.
+    `python`: the interpreter the daemons run with (and so the TaskHosts).
     """
 
-    def __init__(self, dir: str | os.PathLike = DEFAULT_DIR, config: dict | None = None):
+    def __init__(self, dir: str | os.PathLike = DEFAULT_DIR, config: dict | None = None,
+                 python: str = sys.executable):
+        self.python = python
         self.dir = Path(dir).resolve()
         self.config_path = self.dir / "minijet.yaml"
         self.state_path = self.dir / "cluster.json"
@@ -117,8 +120,10 @@ class LocalCluster:
             # node-local slot (every replica is on this machine: a short-circuit read)
             "jobserver": {"address": f"127.0.0.1:{free_port()}", "dir": str(self.dir / "jobs"),
                           "taskserver_timeout": "10s", "locality_delay": "0s"},
+            # the tasks run as you: your jobs, on your machine (a taskserver run as root
+            # would run them as their users, who must then reach this dir and the Python)
             "taskserver": {"address": "127.0.0.1:0", "dir": str(self.dir / "task"),
-                           "heartbeat_interval": "0.5s"},
+                           "heartbeat_interval": "0.5s", "isolate_tasks": False},
             "logging": {"file": ""},
         }
 
@@ -133,6 +138,7 @@ class LocalCluster:
                   " down` and `up`.\n")
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(header + yaml.safe_dump(data, sort_keys=False))
+        tmp.chmod(0o600)   # it may hold the auth token
         os.replace(tmp, self.config_path)
 
     @property
@@ -182,9 +188,9 @@ class LocalCluster:
             return None
 
     def _command(self, role: str, index: int, task_slots: int) -> list[str]:
-        # `python -c` with sys.executable: works in a venv without relying on PATH.
+        # `python -c` with the interpreter itself: works in a venv without relying on PATH.
         code = f"from {ENTRY_POINTS[role]} import main; main(prog_name={role!r})"
-        cmd = [sys.executable, "-c", code, "--config", str(self.config_path)]
+        cmd = [self.python, "-c", code, "--config", str(self.config_path)]
         if role == "dataserver":
             cmd += ["-D", f"node.host=host{index}",
                     "-D", f"dataserver.dir={self.dir / f'data{index}'}"]
@@ -199,6 +205,7 @@ class LocalCluster:
         name = _daemon_name(role, index)
         log_path = self.dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.parent.chmod(0o700)   # the daemons' logs name every job, file and attempt
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(log_path, "ab") as log:
             log.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())

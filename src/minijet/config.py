@@ -168,6 +168,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "fork_server": (bool, True),       # fork TaskHosts from a preloaded process
         "task_memory": (Size, 0),          # per attempt's process tree; 0 = memory / slots
         "log_limit": (Size, 8 * 1024**2),  # per attempt log stream: its head and tail kept
+        "isolate_tasks": (bool, True),     # as root: run each task as its job's user...
+        "task_user": (str, "nobody"),      # ...or as this one when that has no account here
     },
 }
 

@@ -202,7 +202,16 @@ def status_text(st, now: float | None = None) -> str:
             error, trace = error or failed[-1].error, failed[-1].traceback
     if error or trace:
         parts.append("\n".join([f"error: {error}"] + ([trace.rstrip("\n")] if trace else [])))
+    if st.unisolated_taskservers:
+        parts.append(isolation_note(st.unisolated_taskservers))
     return "\n\n".join(parts)
+
+
+def isolation_note(taskservers) -> str:
+    """Said of a job some of whose attempts ran as their taskserver's own user."""
+    return ("note: attempts of this job ran without isolation from other jobs on taskservers "
+            f"{', '.join(taskservers)} (not running as root, or with "
+            "taskserver.isolate_tasks off)")
 
 
 def _failures_text(counters) -> str:
@@ -229,13 +238,15 @@ def jobs_table(jobs, now: float | None = None) -> str:
 
 def nodes_table(servers, now: float) -> str:
     """`blacklists`: jobs that stopped using it (3 failed attempts each) lately; a
-    greylisted one gets no new tasks (see minijet.jobserver.badnodes)."""
+    greylisted one gets no new tasks (see minijet.jobserver.badnodes). `isolated`: it runs
+    each task as its job's user (it runs as root); if not, as itself: jobs not isolated."""
     return _table(
         ["taskserver", "host", "rack", "slots", "running", "last heartbeat", "failures",
-         "blacklists", "state"],
+         "blacklists", "isolated", "state"],
         [[t.name, t.host, t.rack, t.slots, t.running,
           f"{max(0.0, now - t.last_heartbeat):.1f}s ago" if t.last_heartbeat else "-",
           t.failures, t.blacklists,
+          "yes" if t.isolated else "no",
           ("alive" if t.alive else "lost") + (
               f", greylisted since {_when(t.greylisted_since)}" if t.greylisted_since else "")]
          for t in servers])
@@ -382,7 +393,8 @@ def logs(client, job_id, task):
 @click.option("--json", "as_json", is_flag=True, help="Print the taskservers as JSON.")
 def nodes(client, as_json):
     """List taskservers: name, host, rack, slots, running attempts, last heartbeat, failed
-    attempts, jobs that blacklisted it, greylisted."""
+    attempts, jobs that blacklisted it, whether it runs tasks as their jobs' users,
+    greylisted."""
     servers = client.list_taskservers()
     if as_json:
         click.echo(json.dumps([_as_json(t) for t in servers], indent=2))

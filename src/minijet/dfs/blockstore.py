@@ -270,6 +270,9 @@ class BlockStore:
             shutil.rmtree(self.tmp_dir)
         os.makedirs(self.tmp_dir)
         os.makedirs(self.current_dir, exist_ok=True)
+        # the blocks are every job's data: the dataserver's only (a task on this node reads
+        # its blocks through it, short-circuit reads included: they pass open fds)
+        os.chmod(self.root, 0o700)
         self._scan()
 
     def _scan(self) -> None:

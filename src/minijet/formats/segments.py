@@ -32,7 +32,7 @@ import pickle
 import struct
 from itertools import chain, islice, starmap
 from operator import itemgetter
-from typing import Any, BinaryIO, Iterable, Iterator, NamedTuple
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, NamedTuple
 from zlib import crc32
 
 from minijet import jobauth
@@ -223,8 +223,13 @@ def write_index(path: str | os.PathLike, entries: list[IndexEntry]) -> None:
         f.write(body + _INDEX_TRAILER.pack(crc32(body)))
 
 
-def read_index(path: str | os.PathLike) -> list[IndexEntry]:
-    with open(path, "rb") as f:
+def _open(path: str | os.PathLike) -> BinaryIO:
+    return open(path, "rb")
+
+
+def read_index(path: str | os.PathLike,
+               opener: Callable[[str | os.PathLike], BinaryIO] = _open) -> list[IndexEntry]:
+    with opener(path) as f:
         data = f.read()
     if len(data) < _INDEX_HEADER.size + _INDEX_TRAILER.size:
         raise ChecksumError(f"map output index {path} is truncated")
@@ -249,13 +254,15 @@ def read_map_output_segment(output_path: str | os.PathLike, partition: int) -> b
 
 
 def partition_chunks(output: str | os.PathLike, partition: int, what: str,
-                     chunk_size: int = CHUNK_SIZE) -> tuple[int, Iterator[bytes]]:
+                     chunk_size: int = CHUNK_SIZE,
+                     opener: Callable[[str | os.PathLike], BinaryIO] = _open
+                     ) -> tuple[int, Iterator[bytes]]:
     """The records in `partition`'s segment, and its bytes in pieces of at most `chunk_size`
-    (as a taskserver serves it). The index and the file are opened now, so a missing output
-    raises NotFound before anything is streamed."""
+    (as a taskserver serves it), the index and the file opened by `opener`. They are opened
+    now, so a missing output raises NotFound before anything is streamed."""
     try:
-        entries = read_index(index_path(output))
-        f = open(output, "rb")
+        entries = read_index(index_path(output), opener)
+        f = opener(output)
     except FileNotFoundError:
         raise NotFound(f"{what} is not here (never written, or cleaned up)") from None
     if not 0 <= partition < len(entries):

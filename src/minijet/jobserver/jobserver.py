@@ -76,7 +76,7 @@ def status_proto(s: dict[str, Any]) -> job_pb2.JobStatus:
         attempts=[job_pb2.AttemptInfo(**{**a, "counters": _counters(a["counters"])})
                   for a in s.get("attempts", [])],
         counters=_counters(s["counters"]), error=s["error"], traceback=s["traceback"],
-        output_path=s["output_path"])
+        output_path=s["output_path"], unisolated_taskservers=s["unisolated_taskservers"])
 
 
 class JobServer:
@@ -375,7 +375,7 @@ class JobServer:
             [model.AttemptStatus(a.attempt_id, _ATTEMPT_STATES[a.state], a.progress,
                                  [(c.group, c.name, c.value) for c in a.counters],
                                  a.error, a.traceback, a.failure) for a in request.attempts],
-            time.time(), jobs=list(request.jobs))
+            time.time(), jobs=list(request.jobs), isolated=request.isolated)
         with self._lock:
             if request.name not in self._live_taskservers:
                 self._live_taskservers.add(request.name)

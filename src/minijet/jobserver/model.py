@@ -75,6 +75,12 @@ one that 3 jobs did that to is greylisted (no new tasks) until `greylist_forgive
 on a Tick. A resumed job counts its stored failed attempts again; greylists do not survive
 a restart.
 
+Isolation: a heartbeat says whether its taskserver runs each task as its job's user (it
+runs as root: minijet.taskserver.taskuser); each attempt keeps what its taskserver said at
+its launch, and a job's status names the taskservers that ran some of its attempts without
+that isolation (stored with the attempt; attempts of older versions count as not isolated:
+no taskserver isolated them).
+
 Slow start: a consumer stage's tasks may start before all of its producers are done, once
 `slow_start` (a fraction) of the producer tasks have succeeded and none is still waiting for a
 slot; they fetch the outputs as they appear. So that early consumers never hold the slots a
@@ -230,6 +236,7 @@ class Heartbeat:
     now: float
     id: str = ""
     jobs: list[str] = field(default_factory=list)   # jobs it holds local files of
+    isolated: bool = False   # it runs each task as its job's user (see Isolation)
 
 
 @dataclass
@@ -427,7 +434,7 @@ class Task:
 class Attempt:
     __slots__ = ("task", "id", "taskserver", "host", "locality", "state", "start_time",
                  "end_time", "launched_in", "progress", "counters", "error", "traceback",
-                 "failure", "speculative", "fetch_failures")
+                 "failure", "speculative", "fetch_failures", "isolated")
 
     def __init__(self, task: Task, attempt_id: str, taskserver: str, host: str, locality: str,
                  now: float, launched_in: int = 0, speculative: bool = False):
@@ -444,6 +451,7 @@ class Attempt:
         self.failure = ""                     # failed or lost: minijet.failures
         self.speculative = speculative        # a backup of a straggler (speculation.py)
         self.fetch_failures: set[str] = set()  # consumer attempts that could not fetch its output
+        self.isolated = False                 # its taskserver ran it as the job's user
 
 
 class TaskServer:
@@ -459,6 +467,7 @@ class TaskServer:
         self.outputs: dict[str, Attempt] = {}      # succeeded here, shuffle output held here
         self.outbox: list[Any] = []                # commands for its next heartbeat reply
         self.dying: dict[str, int] = {}            # attempt told to die -> heartbeats then
+        self.isolated = False                      # runs tasks as their jobs' users
 
 
 class JobServerCore:
@@ -578,7 +587,7 @@ class JobServerCore:
             ts = self._taskservers[ev.taskserver] = TaskServer(ev.taskserver)
             self._alive.add(ts.name)
         ts.host, ts.rack, ts.address = ev.host, ev.rack, ev.address
-        ts.slots, ts.last_heartbeat = ev.slots, ev.now
+        ts.slots, ts.last_heartbeat, ts.isolated = ev.slots, ev.now, ev.isolated
         ts.heartbeats += 1
         self._adopt(ts)
         kills: dict[str, None] = {}
@@ -858,6 +867,7 @@ class JobServerCore:
         job = task.job
         a = Attempt(task, make_attempt_id(task.id, len(task.attempts)), ts.name, ts.host,
                     locality, ts.last_heartbeat, ts.heartbeats, speculative)
+        a.isolated = ts.isolated
         task.attempts.append(a)
         self._attempts[a.id] = a
         ts.active[a.id] = a
@@ -1140,6 +1150,7 @@ class JobServerCore:
                          for (g, n), v in sorted(counters.items())],
             "error": job.error, "traceback": job.traceback,
             "output_path": ",".join(job.output_paths),
+            "unisolated_taskservers": sorted({a.taskserver for a in every if not a.isolated}),
         }
         if attempts:
             status["attempts"] = [_attempt_view(a) for a in every]
@@ -1168,7 +1179,7 @@ class JobServerCore:
         return [{"name": t.name, "host": t.host, "rack": t.rack, "slots": t.slots,
                  "running": len(t.active), "last_heartbeat": t.last_heartbeat,
                  "address": t.address, "failures": t.failures, "alive": t.alive,
-                 **self.bad_nodes.view(t.name)}
+                 "isolated": t.isolated, **self.bad_nodes.view(t.name)}
                 for t in self._taskservers.values()]
 
     def map_output_locations(self, job_id: str, stage_id: str) -> dict[str, Any]:
@@ -1243,7 +1254,7 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
                          "start_time": obj.start_time, "end_time": obj.end_time,
                          "error": obj.error, "traceback": obj.traceback,
                          "counters_json": json.dumps(obj.counters), "failure": obj.failure,
-                         "speculative": int(obj.speculative)})
+                         "speculative": int(obj.speculative), "isolated": int(obj.isolated)})
 
 
 def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
@@ -1286,6 +1297,7 @@ def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
         a.error, a.traceback = r["error"] or "", r["traceback"] or ""
         a.failure = r.get("failure") or ""   # not in rows of older versions
         a.speculative = bool(r.get("speculative"))
+        a.isolated = bool(r.get("isolated"))   # older versions isolated no attempt
         a.counters = [tuple(c) for c in json.loads(r["counters_json"] or "[]")]
         a.progress = 1.0 if a.state == SUCCEEDED else 0.0   # progress is not stored
         task.attempts.append(a)

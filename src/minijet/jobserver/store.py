@@ -11,8 +11,9 @@ TABLES only, so a database written by an earlier version with more columns (the 
 had a `status_blob` that nothing filled) opens and reads the same; a column added since
 (attempts.failure and attempts.speculative; jobs.output_state, tasks.split_json and
 tasks.committer, which a job resumed after a restart needs; jobs.request_id, which makes a
-CreateJob sent again answer with the same job; jobs.secret, the job's shuffle secret) is added to an older database
-when it opens.
+CreateJob sent again answer with the same job; jobs.secret, the job's shuffle secret;
+attempts.isolated, whether its taskserver ran it as the job's user) is added to an older
+database when it opens.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Any, Iterable
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 TABLES: dict[str, tuple[str, list[str]]] = {
     # table: (primary key, other columns)
@@ -36,7 +37,7 @@ TABLES: dict[str, tuple[str, list[str]]] = {
                           "committer"]),
     "attempts": ("attempt_id", ["task_id", "job_id", "taskserver", "host", "locality", "state",
                                 "start_time", "end_time", "error", "traceback",
-                                "counters_json", "failure", "speculative"]),
+                                "counters_json", "failure", "speculative", "isolated"]),
 }
 
 Record = tuple[str, dict[str, Any]]

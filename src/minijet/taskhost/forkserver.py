@@ -10,11 +10,17 @@ opens no channel and starts no thread: it is one select loop. Each child makes i
 channels after the fork.
 
 The taskserver talks to it over the Unix socket inherited as fd N, JSON lines both ways:
-  -> {"id": 7, "args": [...taskhost arguments...], "cwd": DIR, "stdout": FILE, "stderr": FILE}
+  -> {"id": 7, "args": [...taskhost arguments...], "cwd": DIR, "stdout": FILE, "stderr": FILE,
+      "env": {...} (optional: the child's whole environment),
+      "user": {"uid": U, "gid": G, "groups": [...]} (optional: the account to run it as)}
   <- {"id": 7, "pid": 1234}  or  {"id": 7, "error": "..."}
   <- {"exit": 1234, "code": 0}   (a child ended; a negative code is the signal that ended it)
 When the taskserver goes away (end of file), this process exits; its children then see
 their parent change and end their attempts, as they would with the taskserver's death.
+
+Under a taskserver running as root this process is root too, and each child becomes the
+task's account right after opening its log files (which that account cannot open), before
+anything of the job's runs.
 """
 from __future__ import annotations
 
@@ -78,14 +84,21 @@ def _child(request: dict, inherited: list[int]) -> None:
         for fd in inherited:  # the taskserver's socket and the loop's fds are not the child's
             os.close(fd)
         os.setsid()  # its own session: a signal meant for the taskserver's terminal misses it
-        os.chdir(request["cwd"])
         _redirect(os.open(os.devnull, os.O_RDONLY), 0)
         _redirect(os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 1)
         _redirect(os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
+        if "user" in request:  # groups first: setuid gives up the right to change them
+            os.setgroups(request["user"]["groups"])
+            os.setgid(request["user"]["gid"])
+            os.setuid(request["user"]["uid"])
+        os.chdir(request["cwd"])
         sys.argv = ["minijet.taskhost", *request["args"]]
         # ps, top and psutil show the attempt, as for a TaskHost started on its own
         setproctitle.setproctitle(" ".join([sys.executable, "-m", "minijet.taskhost",
                                             *request["args"]]))
+        if "env" in request:  # after the title: setproctitle makes room in the environment
+            os.environ.clear()
+            os.environ.update(request["env"])
         code = taskhost.main(request["args"])
     except SystemExit as e:  # as the interpreter would end: argparse's usage errors
         code = e.code if isinstance(e.code, int) else 1

@@ -4,6 +4,9 @@ Copied from the job's DFS directory once per job, on the first attempt of that j
 later and concurrent attempts of the same job wait for that copy and share it. The copy goes
 to a temporary directory that is renamed into place only when complete, so a failed or
 interrupted copy never leaves a half cache that looks finished.
+
+The job's directory (cache, work dirs, map outputs) is made private to the account its tasks
+run as (layout.private_dir), and the copied files are that account's.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from minijet.errors import MinijetError
-from minijet.taskserver.layout import Layout
+from minijet.taskserver.layout import Layout, give, private_dir
+from minijet.taskserver.taskuser import TaskUser
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +35,18 @@ class JobCache:
         with self._lock:
             return self._job_locks.setdefault(job_id, threading.Lock())
 
-    def localize(self, job_id: str, job_dir: str) -> Path:
-        """The local directory holding the job's files, copying them first if needed."""
+    def localize(self, job_id: str, job_dir: str, owner: TaskUser | None = None) -> Path:
+        """The local directory holding the job's files, copying them first if needed; the
+        job's directory is `owner`'s (None: this process's user)."""
         target = self._layout.cache_dir(job_id)
         with self._job_lock(job_id):
             if target.is_dir():
                 return target
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._layout.jobs.mkdir(parents=True, exist_ok=True)
+            private_dir(target.parent, owner)
             temp = target.parent / f"{target.name}.tmp-{uuid.uuid4().hex[:8]}"
             try:
-                count = self._copy_tree(job_dir, temp)
+                count = self._copy_tree(job_dir, temp, owner)
                 temp.rename(target)
             except MinijetError as e:
                 shutil.rmtree(temp, ignore_errors=True)
@@ -52,16 +58,18 @@ class JobCache:
             log.info("job %s: copied %d job files from %s to %s", job_id, count, job_dir, target)
             return target
 
-    def _copy_tree(self, dfs_dir: str, local: Path) -> int:
+    def _copy_tree(self, dfs_dir: str, local: Path, owner: TaskUser | None) -> int:
         local.mkdir(parents=True, exist_ok=True)
+        give(local, owner)
         dfs = self._dfs()
         count = 0
         for status in dfs.list(dfs_dir):
             name = status.path.rstrip("/").rsplit("/", 1)[-1]
             if status.is_dir:
-                count += self._copy_tree(status.path, local / name)
+                count += self._copy_tree(status.path, local / name, owner)
             else:
                 dfs.get(status.path, str(local / name))
+                give(local / name, owner)
                 count += 1
         return count
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,42 +17,64 @@ import psutil
 from minijet.config import Config
 from minijet.taskcreds import CREDENTIALS_FILE, TaskCredentials
 from minijet.taskdesc import TASK_FILE
+from minijet.taskserver.layout import give, private_dir
+from minijet.taskserver.taskuser import TaskUser
 
 log = logging.getLogger(__name__)
 
 CONFIG_JSON = "config.json"
+TMP_DIR = "tmp"   # the TaskHost's TMPDIR: its temporary files stay in its private dir
 
 
 def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: str,
                    credentials: TaskCredentials, job_cache: Path, work_dir: Path,
-                   log_dir: Path, forks: "ForkServer | None"):
+                   log_dir: Path, forks: "ForkServer | None", user: TaskUser | None = None):
     """Write the attempt's task.json, its credentials and the taskserver's configuration
-    less its secrets (task_config) into its work dir, then start the
-    TaskHost, with stdout/stderr going to the attempt's log files: forked by `forks` when
-    given, else as a fresh `python -m minijet.taskhost`. Returns its process (a Popen, or a
-    ForkedTaskHost with the same pid/poll/wait)."""
-    work_dir.mkdir(parents=True, exist_ok=True)
+    less its secrets (task_config) into its work dir, then start the TaskHost as `user`
+    (None: as this process's user), with stdout/stderr going to the attempt's log files:
+    forked by `forks` when given, else as a fresh `python -m minijet.taskhost`. Returns its
+    process (a Popen, or a ForkedTaskHost with the same pid/poll/wait)."""
+    _fresh_dir(work_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.parent.chmod(0o700)   # the job's logs: the taskserver's, read through it
     (work_dir / TASK_FILE).write_text(task_json)
     credentials.write(work_dir)
     # the job's files in the attempt's working directory too, so the user's code opens an
     # extra file by its plain name (as with Hadoop's distributed cache)
     for entry in job_cache.iterdir():
-        link = work_dir / entry.name
-        if entry.name not in (TASK_FILE, CONFIG_JSON, CREDENTIALS_FILE) and not link.exists():
-            link.symlink_to(entry)
+        if entry.name not in (TASK_FILE, CONFIG_JSON, CREDENTIALS_FILE, TMP_DIR):
+            (work_dir / entry.name).symlink_to(entry)
     fd = os.open(work_dir / CONFIG_JSON, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(task_config(config), f)
+    (work_dir / TMP_DIR).mkdir()
+    for made in work_dir.iterdir():
+        give(made, user)
+    private_dir(work_dir, user)   # last: the task's account gets in only once all is ready
+    env = {**_TASKHOST_ENV, "TMPDIR": str(work_dir / TMP_DIR), **(user.env() if user else {})}
     args = ["--taskserver", umbilical, "--attempt", attempt_id, "--job-cache", str(job_cache),
             "--work-dir", str(work_dir), "--config", str(work_dir / CONFIG_JSON)]
     if forks is not None:
-        return forks.start(args, work_dir, log_dir / "stdout", log_dir / "stderr")
+        return forks.start(args, work_dir, log_dir / "stdout", log_dir / "stderr", env, user)
+    ids = {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)} \
+        if user else {}
+    # the log files are opened here, as the taskserver: the task's account cannot open them
     with open(log_dir / "stdout", "ab") as out, open(log_dir / "stderr", "ab") as err:
         # its own session: a signal meant for the taskserver's terminal does not reach it
         return subprocess.Popen([sys.executable, "-m", "minijet.taskhost", *args], cwd=work_dir,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True, env=_TASKHOST_ENV)
+                                start_new_session=True, env=env, **ids)
+
+
+def _fresh_dir(path: Path) -> None:
+    """A new attempt's work dir, made by the taskserver (root's until it is handed over).
+    Attempt ids are never reused: anything already there was planted by the job's code (the
+    job's directory is its), maybe links to make the taskserver write elsewhere."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700)
 
 
 _TASKHOST_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -102,9 +125,17 @@ class ForkServer:
                 self._current = _ForkServerProcess()
             return self._current
 
-    def start(self, args: list[str], cwd: Path, stdout: Path, stderr: Path) -> ForkedTaskHost:
-        return self.running().fork({"args": args, "cwd": str(cwd), "stdout": str(stdout),
-                            "stderr": str(stderr)})
+    def start(self, args: list[str], cwd: Path, stdout: Path, stderr: Path,
+              env: dict[str, str] | None = None, user: TaskUser | None = None
+              ) -> ForkedTaskHost:
+        """Fork a TaskHost with `env` (its whole environment; default the fork server's),
+        running as `user` (None: as the fork server's user)."""
+        request = {"args": args, "cwd": str(cwd), "stdout": str(stdout), "stderr": str(stderr)}
+        if env is not None:
+            request["env"] = env
+        if user is not None:
+            request["user"] = {"uid": user.uid, "gid": user.gid, "groups": list(user.groups)}
+        return self.running().fork(request)
 
     def close(self) -> None:
         """Stop the fork server (the taskserver has killed the TaskHosts already)."""

@@ -19,6 +19,12 @@ a cleanup order (it restarted) sends it again. Attempt logs stay for `jetshell l
 older than taskserver.log_retention (swept at start, on each cleanup and every
 LOG_SWEEP_INTERVAL). Work left by an earlier run of this taskserver is deleted at start:
 the jobserver treats that run's attempts as lost.
+
+Task users (taskuser.py): running as root, it runs each TaskHost as the job's user (or
+taskserver.task_user) with the job's directory private to that account, and says in every
+heartbeat that its tasks are isolated; not as root (or with taskserver.isolate_tasks off),
+they run as itself, not isolated. A job's directory holds files its code may have replaced
+by links: map outputs are served only when they are the job's own files (layout.open_owned).
 """
 from __future__ import annotations
 
@@ -44,10 +50,10 @@ from minijet.failures import NODE, SYSTEM, USER
 from minijet.formats import segments
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.states import FAILED, KILLED
-from minijet.taskserver import launcher, logcap, memory, owners
+from minijet.taskserver import launcher, logcap, memory, owners, reach, taskuser
 from minijet.taskserver.attempts import AttemptSnapshot, AttemptTable, DoneReport
 from minijet.taskserver.jobcache import JobCache
-from minijet.taskserver.layout import Layout, check_id
+from minijet.taskserver.layout import Layout, check_id, open_owned
 from minijet.taskserver.service import TASK_METHODS, TaskServerService
 from minijet.taskcreds import TaskCredentials
 
@@ -68,6 +74,8 @@ class TaskServer:
         self.task_timeout = ts["task_timeout"]
         self.task_memory = ts["task_memory"] or memory.default_limit(self.slots)
         self.log_limit = ts["log_limit"]
+        self.isolated = taskuser.isolates(os.geteuid(), ts["isolate_tasks"])
+        self._taskhost_paths = reach.taskhost_paths()
         self._peaks: dict[str, int] = {}          # attempt -> most memory its tree held
         self._attempt_secrets: dict[str, str] = {}  # attempt -> its umbilical's secret
         self._job_secrets: dict[str, str] = {}      # job -> its secret: signs its fetches
@@ -98,6 +106,7 @@ class TaskServer:
         self._lock_dir()
         shutil.rmtree(self.layout.jobs, ignore_errors=True)
         self.layout.jobs.mkdir(parents=True, exist_ok=True)
+        self.layout.jobs.chmod(0o711)   # tasks pass through to their job's dir, list nothing
         self._sweep_logs()
         bind = self.config["taskserver"]["address"]
         self._server, port = rpc.start_server(
@@ -109,9 +118,11 @@ class TaskServer:
         self.address = f"{socket.gethostname() if anywhere else bind_host}:{port}"
         self.name = f"{self.host}:{port}"
         self.umbilical = f"{'localhost' if anywhere else bind_host}:{port}"
-        log.info("taskserver %s (host %s, rack %s, %d slots) serving on %s, jobserver %s",
-                 self.name, self.host, self.rack, self.slots, self.address,
-                 self.config["jobserver"]["address"])
+        log.info("taskserver %s (host %s, rack %s, %d slots) serving on %s, jobserver %s; "
+                 "%s", self.name, self.host, self.rack, self.slots, self.address,
+                 self.config["jobserver"]["address"],
+                 "tasks run as their jobs' users" if self.isolated else
+                 "tasks run as this taskserver's user, not isolated from each other")
         if self._forks is not None:
             self._forks.running()
         for target, name in ((self._heartbeat_loop, "heartbeat"), (self._monitor_loop, "monitor"),
@@ -202,7 +213,7 @@ class TaskServer:
         request = job_pb2.HeartbeatRequest(
             name=self.name, host=self.host, rack=self.rack, slots=self.slots,
             free_slots=max(0, self.slots - busy), address=self.address,
-            attempts=[_status_proto(s) for s in sent], jobs=jobs)
+            attempts=[_status_proto(s) for s in sent], jobs=jobs, isolated=self.isolated)
         reply = rpc.call(self.config, self._jobserver.Heartbeat, request, idempotent=False,
                          address=self.config["jobserver"]["address"])
         with self._lock:
@@ -243,9 +254,16 @@ class TaskServer:
                          name=f"launch-{order.attempt_id}", daemon=True).start()
 
     def _start_attempt(self, order: job_pb2.LaunchAttempt) -> None:
+        try:  # this node's setup: another node may do
+            user = taskuser.choose(order.user, self.config["taskserver"]["task_user"],
+                                   self.isolated)
+            self._check_reach(user)
+        except FailedPrecondition as e:
+            self._launch_failed(order.attempt_id, str(e), NODE)
+            return
         try:
             owners.remember(self.layout.job_owner(order.job_id), order.user, order.attempt_id)
-            cache = self.cache.localize(order.job_id, order.job_dir)
+            cache = self.cache.localize(order.job_id, order.job_dir, user)
         except Exception as e:  # the DFS's problem, or this node's (its disk): retried
             error = str(e) if isinstance(e, MinijetError) else f"{type(e).__name__}: {e}"
             self._launch_failed(order.attempt_id, error,
@@ -263,7 +281,7 @@ class TaskServer:
                     self.config, self.umbilical, order.attempt_id, order.task_json,
                     credentials, cache,
                     self.layout.work_dir(order.job_id, order.attempt_id),
-                    self.layout.log_dir(order.job_id, order.attempt_id), self._forks)
+                    self.layout.log_dir(order.job_id, order.attempt_id), self._forks, user)
             except OSError as e:
                 self._table.launch_failed(order.attempt_id, f"cannot start TaskHost: {e}",
                                           time.time(), NODE)
@@ -274,6 +292,17 @@ class TaskServer:
         log.info("attempt %s: TaskHost started, pid %d", order.attempt_id, proc.pid)
         threading.Thread(target=self._wait_attempt, args=(order.attempt_id, proc),
                          name=f"wait-{order.attempt_id}", daemon=True).start()
+
+    def _check_reach(self, user: taskuser.TaskUser | None) -> None:
+        if user is None:
+            return
+        for path, read in [(p, True) for p in self._taskhost_paths] + [(self.layout.jobs,
+                                                                         False)]:
+            problem = reach.blocked(path, user, read)
+            if problem:
+                raise FailedPrecondition(
+                    f"cannot run tasks as {user.name}: {problem}, on the way to {path}; "
+                    "make it reachable by all users (or install minijet where it is)")
 
     def _launch_failed(self, attempt_id: str, error: str, failure: str) -> None:
         with self._lock:
@@ -443,8 +472,11 @@ class TaskServer:
 
     def map_output_chunks(self, job_id: str, attempt_id: str, partition: int
                           ) -> tuple[int, Iterator[bytes]]:
-        return segments.partition_chunks(self.layout.map_output(job_id, attempt_id), partition,
-                                           what=f"map output of {attempt_id} (job {job_id})")
+        owner = self.layout.job_dir(job_id)
+        return segments.partition_chunks(
+            self.layout.map_output(job_id, attempt_id), partition,
+            what=f"map output of {attempt_id} (job {job_id})",
+            opener=lambda path: open_owned(path, owner))
 
     def logs(self, job_id: str, attempt_id: str, user: str) -> list[tuple[str, str, str]]:
         """(attempt id, stdout, stderr) of the job's attempts here, or of one; for its owner
