@@ -29,6 +29,7 @@ from polling import wait_for
 
 USERJOBS = str(Path(__file__).parent / "jobs" / "userjobs.py")
 MARKER = "marker.txt"   # userjobs.MARKER
+CLUSTER_TOKEN = "the cluster's own token"
 
 
 def _unavailable() -> str | None:
@@ -122,7 +123,8 @@ def isolated_cluster(request, accounts, open_root, task_python):
     root.mkdir(mode=0o711)
     make = _own_clusters(root, JOB_CONFIG, dataservers=1, taskservers=1, python=task_python)
     try:
-        yield next(make)(taskserver={"isolate_tasks": True, "fork_server": request.param})
+        yield next(make)(taskserver={"isolate_tasks": True, "fork_server": request.param},
+                         security={"auth_token": CLUSTER_TOKEN})
     finally:
         make.close()
 
@@ -165,7 +167,9 @@ def test_a_job_cannot_reach_another_jobs_files_and_each_runs_as_its_user(
     seen = read_output(dfs, "/users/bob-out")
     assert {str(t): seen[str(t)] for t in targets} == {str(t): "PermissionError"
                                                        for t in targets}
-    assert seen["config.json"].startswith("read ")   # his own attempt's
+    assert seen["config.json"].startswith("read ")   # his own attempt's...
+    assert seen["config token"] == ""   # ...which holds no cluster token
+    assert CLUSTER_TOKEN not in "".join(seen.values())
     assert (seen["uid"], seen["home"]) == (str(bob.pw_uid), bob.pw_dir)
     assert seen["tmpdir"].startswith(str(task_dir / "jobs"))   # private, and writable
 

@@ -1,6 +1,7 @@
 """Job classes for tests/test_task_users.py: jobs that say which account their tasks ran as,
 one that holds its files on the node until told, and one that tries to reach another job's
 files there."""
+import json
 import os
 import tempfile
 import time
@@ -42,7 +43,8 @@ class HoldingWhoAmI(WhoAmI):
 class Probe(MapReduceJob):
     """Tries every local path of --targets (comma-separated) and outputs
     `<path>\t<what it could do>`: `listed N`, `read N bytes`, or the error's class; with its
-    uid, HOME and whether it could write a temporary file."""
+    uid, HOME, whether it could write a temporary file, and the cluster token its attempt's
+    config.json holds."""
 
     params = [Param("--targets", str, help="local paths to try to list or read")]
 
@@ -54,6 +56,8 @@ class Probe(MapReduceJob):
         with tempfile.TemporaryFile() as f:   # its own TMPDIR is its own
             f.write(b"x")
         yield "tmpdir", os.environ.get("TMPDIR", "")
+        with open("config.json") as f:   # its attempt's configuration
+            yield "config token", json.load(f)["security"]["auth_token"]
         for path in self.targets.split(","):
             yield path, attempt(path)
 
