@@ -8,7 +8,11 @@ stopped at the end, also when a test fails.
 """
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +106,15 @@ def fresh_job_cluster(tmp_path):
     the job engine of the test's own, on JOB_CONFIG with `sections` merged in."""
     yield from _own_clusters(tmp_path, JOB_CONFIG, dataservers=JOB_NODES,
                              taskservers=JOB_NODES)
+
+
+@contextlib.contextmanager
+def passable_dir(prefix: str):
+    """A new directory under the system's temp dir that any account may pass through but not
+    list (pytest's own are root's 0700): for tests of tasks run as other users. Removed after."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)

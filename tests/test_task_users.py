@@ -24,7 +24,7 @@ import pytest
 from minijet.cluster import LocalCluster
 from minijet.taskserver import reach, taskuser
 
-from conftest import JOB_CONFIG, _own_clusters
+from conftest import JOB_CONFIG, _own_clusters, passable_dir
 from polling import wait_for
 
 USERJOBS = str(Path(__file__).parent / "jobs" / "userjobs.py")
@@ -81,12 +81,8 @@ def accounts():
 @pytest.fixture(scope="module")
 def open_root():
     """A directory anyone may pass through but not list (pytest's own are root's 0700)."""
-    root = Path(tempfile.mkdtemp(prefix="minijet-users-"))
-    root.chmod(0o711)
-    try:
+    with passable_dir("minijet-users-") as root:
         yield root
-    finally:
-        shutil.rmtree(root)
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ reach what a TaskHost loads (minijet.taskserver.reach), and what the taskserver 
 files in a job's directory, which the job's code may have replaced (layout.open_owned)."""
 import os
 import pwd
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +13,8 @@ from minijet.errors import FailedPrecondition
 from minijet.taskserver import reach
 from minijet.taskserver.layout import open_owned
 from minijet.taskserver.taskuser import TaskUser, choose, isolates
+
+from conftest import passable_dir
 
 ACCOUNTS = {name: SimpleNamespace(pw_name=name, pw_uid=uid, pw_gid=uid + 100,
                                   pw_dir=f"/home/{name}")
@@ -62,12 +62,8 @@ def test_the_real_account_database():
 @pytest.fixture
 def open_dir():
     """A directory of ours under /tmp that anyone may pass through."""
-    path = Path(tempfile.mkdtemp(prefix="minijet-reach-"))
-    path.chmod(0o711)
-    try:
+    with passable_dir("minijet-reach-") as path:
         yield path
-    finally:
-        shutil.rmtree(path)
 
 
 def test_a_directory_in_the_way_is_named(open_dir):
