@@ -58,7 +58,7 @@ def test_existing_output_is_refused_and_kept(client, base):
 
 
 def test_checks_pass_then_the_jobserver_is_asked(client, base, jobserver_nowhere):
-    with pytest.raises(Unavailable, match=f"cannot reach the server at {jobserver_nowhere}"):
+    with pytest.raises(Unavailable, match=f"cannot reach the jobserver at {jobserver_nowhere}"):
         client.submit(EXAMPLE, "WordCount", [f"{base}/in/words.txt", f"{base}/out"])
 
 

@@ -164,7 +164,7 @@ def test_usage_and_config_errors(capsys, args, expected):
 def test_unreachable_jobserver(capsys, nowhere, command):
     flags, address = nowhere
     code, out, err = jetshell_main(capsys, command[0], *flags, *command[1:])
-    assert_one_line_error(code, err, f"cannot reach the server at {address} (jobserver)")
+    assert_one_line_error(code, err, f"cannot reach the jobserver at {address}: nothing listens there")
     assert out == ""
 
 
@@ -174,7 +174,7 @@ def test_console_script_unreachable_is_one_line(nowhere):
     proc = subprocess.run([sys.executable, "-m", "minijet.client.jetshell", "list", *flags],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
-    assert proc.stderr.startswith(f"jetshell: error: cannot reach the server at {address}")
+    assert proc.stderr.startswith(f"jetshell: error: cannot reach the jobserver at {address}")
     assert proc.stderr.count("\n") == 1 and proc.stdout == ""
 
 

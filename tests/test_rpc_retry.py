@@ -50,7 +50,7 @@ def test_what_is_retried(failure, idempotent, retried):
 
 
 @pytest.mark.parametrize("failure, cls, words", [
-    (REFUSED, Unavailable, "cannot reach the server at ns:1"),
+    (REFUSED, Unavailable, "cannot reach the server at ns:1: nothing listens there"),
     (LOST, Unavailable, "lost the connection to the server at ns:1 during the call"),
     (SLOW, Unavailable, "no answer in time from the server at ns:1"),
     (SAFE_MODE, Unavailable, "nameserver is in safe mode"),
@@ -98,3 +98,23 @@ def test_call_retries_until_the_server_answers(monkeypatch):
     with pytest.raises(Unavailable, match="cannot reach the server"):
         rpc.call(config, lambda r, timeout, metadata=(): (_ for _ in ()).throw(REFUSED), None,
                  idempotent=True)
+
+
+@pytest.mark.parametrize("details, words", [
+    ("failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:1: Socket "
+     "closed", "if the cluster uses TLS, set security.tls_ca here too"),   # plain -> TLS
+    ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Tls handshake "
+     "failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:100000f7:SSL routines:OPENSSL_internal:"
+     "WRONG_VERSION_NUMBER: Invalid certificate verification context: OK",
+     "it does not speak TLS"),                                              # TLS -> plain
+    ("errors resolving nosuchhost.invalid:9: [field:hostname lookup error:address lookup "
+     "failed for nosuchhost.invalid:9: Domain name not found]", "no such host"),
+])
+def test_why_a_server_was_not_reached_is_said_in_words(details, words):
+    """The gRPC strings each failure really gives (grpcio, this machine), and the daemon by
+    its role."""
+    failure = Failure(grpc.StatusCode.UNAVAILABLE, details)
+    assert rpc.retryable(failure, idempotent=False)   # never reached: nothing was done
+    error = rpc.to_error(failure, "host1:9100 (jobserver)")
+    assert str(error).startswith("cannot reach the jobserver at host1:9100: ")
+    assert words in str(error) and "ipv4" not in str(error)

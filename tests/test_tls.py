@@ -163,9 +163,9 @@ def test_a_grpc_client_without_tls_is_refused_by_the_nameserver(tls_cluster):
     address = plain["nameserver"]["address"]
     with rpc.connect(plain, address) as channel:
         stub = dfs_pb2_grpc.NameServerStub(channel)
-        with pytest.raises(Unavailable):
+        with pytest.raises(Unavailable, match="if the cluster uses TLS, set security.tls_ca"):
             rpc.call(plain, stub.Report, dfs_pb2.Empty(), idempotent=True, timeout=3.0,
-                     address=address)
+                     address=f"{address} (nameserver)")
     # the same call over TLS is answered
     with rpc.connect(tls_cluster.config, address) as channel:
         stub = dfs_pb2_grpc.NameServerStub(channel)

@@ -43,6 +43,8 @@ RULES: dict[str, Rule] = {
     "nameserver.checkpoint_edits": at_least(1),
     "nameserver.safemode_threshold": between(0.0, 1.0),
     "nameserver.safemode_extension": at_least(0),   # 0: leave as soon as the threshold is met
+    "dfs.client_wait": at_least(0),                 # 0: a call fails once its tries fail
+    "jobserver.client_wait": at_least(0),
     "jobserver.max_task_attempts": at_least(1),
     "jobserver.locality_delay": at_least(0),        # 0: no waiting for a local slot
     "jobserver.slow_start": between(0.0, 1.0),

@@ -2,10 +2,12 @@
 on SIGTERM/SIGINT."""
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import click
@@ -34,9 +36,7 @@ def wait_for_stop() -> None:
         pass
 
 
-def config_options(fn: Callable) -> Callable:
-    """Give a click command --config PATH and -D KEY=VALUE (passed as `config_path` and
-    `defines`; turn them into a Config with `load_config`)."""
+def _options(fn: Callable) -> Callable:
     fn = click.option("-D", "defines", multiple=True, metavar="KEY=VALUE",
                       help="Override one config key, e.g. -D dataserver.dir=/data.")(fn)
     return click.option("--config", "config_path", type=click.Path(dir_okay=False),
@@ -44,8 +44,70 @@ def config_options(fn: Callable) -> Callable:
                              "./.minijet/minijet.yaml, /etc/minijet/minijet.yaml).")(fn)
 
 
+@dataclass(frozen=True)
+class _GroupConfig:
+    """--config and -D given before a subcommand (see config_group)."""
+
+    path: str | None
+    defines: tuple[str, ...]
+
+
+def config_options(fn: Callable) -> Callable:
+    """Give a click command --config PATH and -D KEY=VALUE (passed as `config_path` and
+    `defines`; turn them into a Config with `load_config`). Those given before the command,
+    to its config_group, count too: the command's own --config wins, its -D come last."""
+
+    @functools.wraps(fn)
+    def command(*args, config_path=None, defines=(), **kwargs):
+        outer = click.get_current_context().find_object(_GroupConfig)
+        if outer is not None:
+            config_path, defines = config_path or outer.path, outer.defines + defines
+        return fn(*args, config_path=config_path, defines=defines, **kwargs)
+
+    return _options(command)
+
+
+def config_group(**settings) -> Callable[[Callable], click.Group]:
+    """click.group(**settings) that also takes --config and -D before its subcommand, as
+    Hadoop's commands do (`dfsshell --config FILE ls /`)."""
+
+    def decorate(fn: Callable) -> click.Group:
+        @click.group(**{"help": fn.__doc__, **settings})
+        @_options
+        @click.pass_context
+        def group(ctx, config_path, defines):
+            ctx.obj = _GroupConfig(config_path, defines)
+
+        return group
+
+    return decorate
+
+
 def load_config(config_path: str | None, defines: tuple[str, ...]) -> configmod.Config:
     return configmod.load(config_path, configmod.parse_overrides(defines))
+
+
+NO_CONFIG = ("no minijet configuration was found (--config, $MINIJET_CONF, "
+             "./.minijet/minijet.yaml, /etc/minijet/minijet.yaml): start a cluster here with "
+             "`minijet cluster up`, or point MINIJET_CONF at your cluster's minijet.yaml")
+
+
+def load_client_config(config_path: str | None, defines: tuple[str, ...]) -> configmod.Config:
+    """A command's configuration. Without any configuration file, the default addresses are
+    tried once and not waited for: most likely there is no cluster to wait for (`unreached`
+    then says so)."""
+    config = load_config(config_path, defines)
+    if config.source == "defaults":
+        config = config.with_overrides({"rpc.retries": 0, "dfs.client_wait": 0,
+                                        "jobserver.client_wait": 0})
+    return config
+
+
+def unreached(config: configmod.Config, error: MinijetError) -> MinijetError:
+    """`error`, told that no configuration was found when that is why no server answered."""
+    if config.source == "defaults" and str(error).startswith("cannot reach"):
+        return type(error)(f"{error}; {NO_CONFIG}")
+    return error
 
 
 def run_until_stopped(server) -> None:

@@ -209,9 +209,34 @@ def _server_error(e: grpc.RpcError) -> type[errors.MinijetError] | None:
 
 
 def _unreached(e: grpc.RpcError) -> bool:
-    """The call never left this process: the server could not be connected to."""
+    """The call never left this process: the server could not be connected to (or its
+    name not resolved)."""
     return e.code() == grpc.StatusCode.UNAVAILABLE and \
-        (e.details() or "").startswith("failed to connect")
+        (e.details() or "").startswith(("failed to connect", "errors resolving"))
+
+
+def _why_unreached(details: str) -> str:
+    """gRPC's reason for not connecting, in words."""
+    if "Connection refused" in details:
+        return "nothing listens there (connection refused)"
+    if details.startswith("errors resolving"):
+        return "no such host"
+    if "WRONG_VERSION_NUMBER" in details:
+        return "it does not speak TLS, and this client's security.tls_ca/tls_cert ask for it"
+    if "handshake failed" in details.lower():
+        return f"the TLS handshake failed ({details.rsplit(': ', 2)[-2]})"
+    if details.endswith("Socket closed"):
+        return ("it closed the connection at once: if the cluster uses TLS, set "
+                "security.tls_ca here too")
+    return details
+
+
+def _peer(address: str) -> str:
+    """'the jobserver at host:port' from the 'host:port (jobserver)' callers pass."""
+    if not address:
+        return "the server"
+    where, _, role = address.partition(" (")
+    return f"the {role.rstrip(')')} at {where}" if role else f"the server at {where}"
 
 
 def to_error(e: grpc.RpcError, address: str = "") -> errors.MinijetError:
@@ -221,13 +246,13 @@ def to_error(e: grpc.RpcError, address: str = "") -> errors.MinijetError:
     if server_error is not None:
         return server_error(e.details() or code.name)
     if code in _TRANSPORT_CODES:
-        where = f" at {address}" if address else ""
+        peer = _peer(address)
         if _unreached(e):
-            what = f"cannot reach the server{where}"
-        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            what = f"no answer in time from the server{where}"
+            return errors.Unavailable(f"cannot reach {peer}: {_why_unreached(e.details())}")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            what = f"no answer in time from {peer}"
         else:
-            what = f"lost the connection to the server{where} during the call"
+            what = f"lost the connection to {peer} during the call"
         return errors.Unavailable(f"{what}: {e.details() or code.name}")
     cls = errors.BY_CODE.get(code, errors.MinijetError)
     return cls(e.details() or code.name)

@@ -28,7 +28,7 @@ PLAIN_PROGRESS_EVERY = 30.0  # seconds between unchanged progress lines off a te
 
 def load_config(config_path: str | None, defines: tuple[str, ...]):
     """A command's configuration (--config, -D), and its logging set up from it."""
-    config = daemon.load_config(config_path, defines)
+    config = daemon.load_client_config(config_path, defines)
     if config["logging"]["level"].lower() == "debug":
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -44,13 +44,15 @@ def with_client(fn: Callable) -> Callable:
         client = console.make_client(config_path, defines)
         try:
             return fn(client, **kwargs)
+        except MinijetError as e:
+            raise daemon.unreached(client.config, e) from None
         finally:
             client.close()
 
     return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+@daemon.config_group(context_settings={"help_option_names": ["-h", "--help"]},
              epilog="Exit status: 0 success; 1 error (bad arguments, unknown job, permission "
                     "denied, no logs, cluster unreachable); 2 the job failed; 3 the job was "
                     "killed; 130 interrupted (a job being waited for keeps running).")

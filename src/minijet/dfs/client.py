@@ -72,7 +72,7 @@ class DfsClient:
     def _call(self, method: str, request, *, idempotent: bool):
         # a nameserver restarting or in safe mode is waited out for up to dfs.client_wait
         return rpc.call(self.config, getattr(self._ns, method), request, idempotent=idempotent,
-                        address=self._address, wait=self.config["dfs"]["client_wait"])
+                        address=f"{self._address} (nameserver)", wait=self.config["dfs"]["client_wait"])
 
     def block_credentials(self, located: dfs_pb2.LocatedBlock, mode: str) -> Credentials:
         """What opens the located block's data ports for `mode`: the cluster token, or

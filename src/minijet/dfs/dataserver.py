@@ -78,7 +78,7 @@ class DataServer:
 
     def _call(self, method, request, idempotent: bool = True):
         return rpc.call(self.config, method, request, idempotent=idempotent,
-                        address=self._ns_address)
+                        address=f"{self._ns_address} (nameserver)")
 
     def _register(self) -> None:
         self._call(self._ns.RegisterDataServer, dfs_pb2.RegisterRequest(

@@ -56,9 +56,9 @@ def with_client(fn: Callable) -> Callable:
     def command(config_path, defines, **kwargs):
         from minijet.dfs import DfsClient  # imported here so --help stays fast
 
-        address = ""
+        address, config = "", None
         try:
-            config = daemon.load_config(config_path, defines)
+            config = daemon.load_client_config(config_path, defines)
             address = config["nameserver"]["address"]
             _setup_logging(config)
             client = DfsClient(config)
@@ -67,7 +67,7 @@ def with_client(fn: Callable) -> Callable:
             finally:
                 client.close()
         except MinijetError as e:
-            _fail(str(e))
+            _fail(str(daemon.unreached(config, e) if config else e))
         except BrokenPipeError:
             # The reader went away (`dfsshell cat f | head`): stop quietly, as cat does.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -80,7 +80,7 @@ def with_client(fn: Callable) -> Callable:
     return command
 
 
-@click.group(help="Work with files in the minijet DFS.")
+@daemon.config_group(help="Work with files in the minijet DFS.")
 def main() -> None:
     pass
 
