@@ -22,6 +22,9 @@ def test_unit_starts_an_installed_daemon_with_the_system_config(daemon):
     assert Path(program).name == daemon and daemon in scripts
     assert args == ["--config", "/etc/minijet/minijet.yaml"]
     assert unit["Service"]["KillSignal"] == "SIGTERM"
+    # the daemon tells systemd when it serves (READY=1): tests/test_health.py
+    assert (unit["Service"]["Type"], unit["Service"]["NotifyAccess"]) == ("notify", "main")
+    assert unit["Service"]["Restart"] == "on-failure"
     installed = shutil.which(daemon, path=str(Path(sys.executable).parent))
     assert installed, f"{daemon} is not installed beside {sys.executable}"
     help_text = subprocess.run([installed, "--help"], capture_output=True, text=True,

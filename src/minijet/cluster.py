@@ -27,7 +27,7 @@ import psutil
 import yaml
 
 from minijet import config as configmod
-from minijet import rpc
+from minijet import health, rpc
 from minijet.errors import MinijetError
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 
@@ -59,6 +59,9 @@ class DaemonStatus:
     pid: int | None
     state: str       # running | stopped
     log: str
+    # serving | not serving (the gRPC health service's word; a dataserver's: alive in the
+    # nameserver's report) | no answer | "" (stopped)
+    health: str = ""
 
 
 def free_port() -> int:
@@ -375,7 +378,9 @@ class LocalCluster:
         if not state["daemons"] and not self.config_path.exists():
             raise ClusterError(f"no local cluster in {self.dir} (run `minijet cluster up`)")
         config = self.config
-        data_addresses = self._data_addresses(config)
+        reported = self._dataservers(config)
+        data_addresses = {d.node.host: d.node.data_address for d in reported}
+        live_data = {d.node.host for d in reported if d.alive}
         task_addresses = self._task_addresses(config) if state.get("taskservers") else {}
         result = []
         for name, entry in sorted(state["daemons"].items(), key=lambda kv: (
@@ -387,13 +392,29 @@ class LocalCluster:
                 address = task_addresses.get(entry["host"], "") if proc else ""
             else:
                 address = data_addresses.get(entry["host"], "") if proc else ""
+            if not proc:
+                said = ""
+            elif entry["role"] == "dataserver":
+                said = "serving" if entry["host"] in live_data else "not serving"
+            else:
+                said = self._health(config, address)
             result.append(DaemonStatus(name, entry["role"], entry["index"], entry["host"],
                                        address, proc.pid if proc else None,
-                                       "running" if proc else "stopped", entry["log"]))
+                                       "running" if proc else "stopped", entry["log"], said))
         return result
 
-    def _data_addresses(self, config: configmod.Config) -> dict[str, str]:
-        """host -> data-transfer address of each dataserver, as the nameserver knows them."""
+    @staticmethod
+    def _health(config: configmod.Config, address: str) -> str:
+        """What the gRPC health service at `address` says (minijet.health)."""
+        if not address:
+            return "no answer"
+        with rpc.connect(config, address) as channel:
+            said = health.serving(channel)
+        return "no answer" if said is None else "serving" if said else "not serving"
+
+
+    def _dataservers(self, config: configmod.Config) -> list:
+        """The dataservers in the nameserver's report ([] when it does not answer)."""
         config = config.with_overrides({"rpc.retries": 0})
         address = config["nameserver"]["address"]
         try:
@@ -401,8 +422,12 @@ class LocalCluster:
                 report = rpc.call(config, dfs_pb2_grpc.NameServerStub(channel).Report,
                                   dfs_pb2.Empty(), idempotent=True, timeout=2.0)
         except MinijetError:
-            return {}
-        return {d.node.host: d.node.data_address for d in report.dataservers}
+            return []
+        return list(report.dataservers)
+
+    def _data_addresses(self, config: configmod.Config) -> dict[str, str]:
+        """host -> data-transfer address of each dataserver, as the nameserver knows them."""
+        return {d.node.host: d.node.data_address for d in self._dataservers(config)}
 
     def address(self, role: str, index: int = 0) -> str:
         """The nameserver's or jobserver's RPC address, a dataserver's data-transfer
@@ -567,9 +592,9 @@ def down(directory):
 
 
 def _print_status(statuses: list[DaemonStatus]) -> None:
-    rows = [("NAME", "ROLE", "HOST", "ADDRESS", "PID", "STATE")]
-    rows += [(s.name, s.role, s.host or "-", s.address or "-", str(s.pid or "-"), s.state)
-             for s in statuses]
+    rows = [("NAME", "ROLE", "HOST", "ADDRESS", "PID", "STATE", "HEALTH")]
+    rows += [(s.name, s.role, s.host or "-", s.address or "-", str(s.pid or "-"), s.state,
+              s.health or "-") for s in statuses]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

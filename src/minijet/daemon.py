@@ -13,6 +13,7 @@ from typing import Any, Callable
 import click
 
 from minijet import config as configmod
+from minijet import health
 from minijet.errors import MinijetError
 
 
@@ -114,9 +115,11 @@ def run_until_stopped(server) -> None:
     """Start `server` (anything with start() and stop()), serve until SIGTERM or SIGINT, then
     stop it, also when serving failed."""
     server.start()
+    health.sd_notify("READY=1")
     try:
         wait_for_stop()
     finally:
+        health.sd_notify("STOPPING=1")
         server.stop()
 
 

@@ -29,6 +29,7 @@ from minijet.dfs import blockmap, blocktokens, credentials, journal, paths, plac
 from minijet.dfs.namespace import Block, Edit, FileStatus, Namespace, OpenFile
 from minijet.errors import (FailedPrecondition, InvalidArgument, NoSpace, PermissionDenied,
                             Unauthenticated, Unavailable)
+from minijet.health import HEALTH_METHODS, HealthService
 from minijet.proto import dfs_pb2 as pb
 from minijet.proto import dfs_pb2_grpc
 
@@ -98,10 +99,12 @@ class NameServer:
 
     def start(self) -> None:
         address = self.settings["address"]
+        health = HealthService(lambda: not self._in_safemode, self._stop)
         self._server, self.port = rpc.start_server(
             self.config, address,
-            [lambda s: dfs_pb2_grpc.add_NameServerServicer_to_server(NameServerService(self), s)],
-            guard=JobCredentialGuard(self))
+            [lambda s: dfs_pb2_grpc.add_NameServerServicer_to_server(NameServerService(self), s),
+             health.add_to],
+            open_methods=HEALTH_METHODS, guard=JobCredentialGuard(self))
         self._monitor.start()
         log.info("serving on %s (port %s)", address, self.port)
 

@@ -32,6 +32,7 @@ from typing import Any
 from minijet import acl, daemon, jobdir, rpc
 from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError, PermissionDenied
+from minijet.health import HEALTH_METHODS, HealthService
 from minijet.ids import make_job_id
 from minijet.jobserver import jobcreds, jobfiles, model
 from minijet.jobserver.store import JobStore
@@ -114,9 +115,11 @@ class JobServer:
     # ---- life cycle ----
 
     def start(self) -> None:
+        health = HealthService(lambda: True, self._stop)   # its jobs are recovered by now
         self._server, self.port = rpc.start_server(
             self.config, self.config["jobserver"]["address"],
-            [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(JobServerService(self), s)])
+            [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(JobServerService(self), s),
+             health.add_to], open_methods=HEALTH_METHODS)
         for target, name in ((self._tick_loop, "tick"), (self._finish_loop, "finisher")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()

@@ -48,6 +48,7 @@ from minijet.errors import (FailedPrecondition, MinijetError, NotFound, Permissi
                             Unauthenticated)
 from minijet.failures import NODE, SYSTEM, USER
 from minijet.formats import segments
+from minijet.health import HEALTH_METHODS, HealthService
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.states import FAILED, KILLED
 from minijet.taskserver import launcher, logcap, memory, owners, reach, taskuser
@@ -77,6 +78,7 @@ class TaskServer:
         self.isolated = taskuser.isolates(os.geteuid(), ts["isolate_tasks"])
         self._taskhost_paths = reach.taskhost_paths()
         self._peaks: dict[str, int] = {}          # attempt -> most memory its tree held
+        self._heard = False   # the last heartbeat reached the jobserver: health's SERVING
         self._attempt_secrets: dict[str, str] = {}  # attempt -> its umbilical's secret
         self._job_secrets: dict[str, str] = {}      # job -> its secret: signs its fetches
         self._cleaning: set[str] = set()          # jobs whose cleanup is under way
@@ -111,8 +113,9 @@ class TaskServer:
         bind = self.config["taskserver"]["address"]
         self._server, port = rpc.start_server(
             self.config, bind,
-            [lambda s: job_pb2_grpc.add_TaskServerServicer_to_server(TaskServerService(self), s)],
-            open_methods=TASK_METHODS)
+            [lambda s: job_pb2_grpc.add_TaskServerServicer_to_server(TaskServerService(self), s),
+             HealthService(lambda: self._heard, self._stop).add_to],
+            open_methods=TASK_METHODS | HEALTH_METHODS)
         bind_host = bind.rsplit(":", 1)[0]
         anywhere = net.is_any_address(bind_host)
         self.address = f"{socket.gethostname() if anywhere else bind_host}:{port}"
@@ -188,10 +191,12 @@ class TaskServer:
             self._wake.clear()
             try:
                 self.heartbeat()
+                self._heard = True
                 if failures:
                     log.info("jobserver %s reachable again", self.config["jobserver"]["address"])
                 failures = 0
             except MinijetError as e:
+                self._heard = False   # not serving: the jobserver does not hear from it
                 if not failures:
                     log.warning("heartbeat to jobserver failed (will keep trying): %s", e)
                 failures += 1
