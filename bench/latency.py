@@ -10,7 +10,9 @@ times, as medians of --repeat runs each:
 - `jetshell submit` of it (the process returns once the job runs);
 - `jetshell status JOBID` of a finished job;
 - a plain `python -c` collections.Counter over the same local file: the floor.
-Every output is checked against the Counter's counts. Then "where a small job's time goes":
+Every output is checked against the Counter's counts; a first round, not counted, warms up
+(and writes the .pyc files an installed minijet has: PYTHONDONTWRITEBYTECODE is ignored
+here). Then "where a small job's time goes":
 medians of the intervals between the timestamps each `jetshell run` job recorded
 (`jetshell status --json`), and the client's own start and exit, which the job cannot see
 (timed here from the process's start, its lines as they arrive, and its exit).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -126,6 +129,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024, help="input bytes (default 1 KB)")
     ap.add_argument("--taskservers", type=int, default=2)
     args = ap.parse_args()
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)   # as installed: modules are compiled once
     text = small_text(args.size)
     expected = dict(collections.Counter(text.split()))
     times: dict[str, list[float]] = collections.defaultdict(list)
@@ -138,7 +142,7 @@ def main() -> None:
             config = ["--config", str(lc.config_path)]
             with JetClient(lc.config) as jc:
                 jc.dfs.put(str(local), "/in.txt")
-                for run in range(args.repeat):
+                for run in range(-1, args.repeat):   # -1: the warm-up round
                     start = time.perf_counter()
                     counter = subprocess.run([sys.executable, "-c", COUNTER, str(local)],
                                              capture_output=True, text=True, check=True)
@@ -178,6 +182,9 @@ def main() -> None:
                     times["jetshell status"].append(wall)
                     print(f"round {run + 1}: " + ", ".join(
                         f"{k} {v[-1]:.3f}s" for k, v in times.items()), flush=True)
+                    if run < 0:
+                        times.clear()
+                        breakdown.clear()
 
     floor = statistics.median(times["python Counter"])
     print(f"\nA {len(text)}-byte WordCount on a local cluster of 2 dataservers and "
