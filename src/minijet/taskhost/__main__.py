@@ -40,6 +40,7 @@ from minijet.formats import segments
 from minijet.formats.segments import RECORDS_HEADER
 from minijet.job import load_job
 from minijet.proto import job_pb2, job_pb2_grpc
+from minijet.quickexit import exit_now
 from minijet.taskcreds import TaskCredentials
 from minijet.taskdesc import TASK_FILE, TaskDescription
 from minijet.taskhost import runner
@@ -291,14 +292,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def exit_now(code: int) -> None:
-    """Everything is reported and committed: skip the interpreter's teardown (joining gRPC
-    and DFS threads), which delays the exit the taskserver waits for."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    exit_now(main())
+    exit_now(main())   # everything is reported and committed: the taskserver waits for this
