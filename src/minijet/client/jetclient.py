@@ -10,7 +10,7 @@ Submitting follows the life of a job: import the job file and compile its config
 NotFound; an existing output: AlreadyExists; both before the jobserver is asked anything:
 see jobcompile.py), CreateJob, upload job.json, the job file and any extra files to the job
 directory (minijet.jobdir), RunJob.
-Every call has the configured deadline and names the client's user (current_user(): $USER,
+Every call has the configured deadline and names the client's user (acl.current_user(): $USER,
 taken on trust, see minijet.acl), who owns the jobs it creates; errors are MinijetError
 subclasses (an unknown job id is NotFound; an unreachable jobserver is Unavailable; killing
 or reading the logs of another user's job is PermissionDenied, unless an admin).
@@ -20,14 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import time
-import uuid
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from minijet import config as configmod
-from minijet import jobdir, rpc
-from minijet.client.jobcompile import compile_job, current_user
+from minijet import acl, jobdir, rpc
 from minijet.errors import MinijetError, NotFound, PermissionDenied
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.states import FINAL_STATES
@@ -39,8 +37,7 @@ class JobTimeout(MinijetError):
     """A job did not finish within the time the caller allowed."""
 
 
-@dataclass
-class AttemptLogs:
+class AttemptLogs(NamedTuple):   # (not a dataclass: `jetshell status` needs none)
     """An attempt's stdout and stderr (the last MiB of each), or why they are missing."""
     attempt: job_pb2.AttemptInfo
     stdout: str = ""
@@ -67,7 +64,7 @@ class JetClient:
         to share (else one is made on first use and closed with this client)."""
         self.config = config if config is not None else configmod.load()
         self.address = self.config["jobserver"]["address"]
-        self.user = current_user()
+        self.user = acl.current_user()
         self._channel = rpc.connect(self.config, self.address, self.user)
         self._stub = job_pb2_grpc.JobServerStub(self._channel)
         self._reached = False   # the jobserver answered a call of this client
@@ -112,7 +109,7 @@ class JetClient:
         after run_job."""
         # the request id makes a CreateJob sent again (its reply lost) return the same job
         request = job_pb2.CreateJobRequest(name=name, user=self.user,
-                                           request_id=uuid.uuid4().hex)
+                                           request_id=secrets.token_hex(16))
         reply = self._call(self._stub.CreateJob, request, idempotent=True)
         return reply.job_id, reply.job_dir
 
@@ -219,6 +216,8 @@ class JetClient:
         """The JobConf `submit` would send (what `jetshell run --dry-run` prints): compiled,
         its paths checked in the DFS, the split points of its sorts sampled from its input
         (see jobcompile.compile_job)."""
+        from minijet.client.jobcompile import compile_job   # the job's modules: only here
+
         return compile_job(self.dfs, job_file, class_name, args, files, prog)
 
     def check_paths(self, conf) -> None:
