@@ -17,11 +17,13 @@ or reading the logs of another user's job is PermissionDenied, unless an admin).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import secrets
 import time
+from concurrent import futures
 from typing import Callable, NamedTuple, Sequence
 
 from minijet import config as configmod
@@ -31,6 +33,8 @@ from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.states import FINAL_STATES
 
 log = logging.getLogger(__name__)
+
+MAX_UPLOADS = 8   # job files written at the same time
 
 
 class JobTimeout(MinijetError):
@@ -225,14 +229,22 @@ class JetClient:
         jobdir.check_paths(conf, self.dfs.exists)
 
     def upload_job_files(self, job_dir: str, conf, local_files: Sequence[str]) -> None:
-        """Write job.json (the JobConf) and the local files into the job's DFS directory."""
+        """Write job.json (the JobConf) and the local files into the job's DFS directory, all
+        at once: each small file waits for a few round trips and its replicas' fsyncs."""
         replication = self._job_file_replication()
         data = json.dumps(conf.to_dict(), indent=1, sort_keys=True).encode()
-        with self.dfs.create(f"{job_dir}/{jobdir.JOB_CONF_FILE}",
-                             replication=replication) as out:
-            out.write(data)
-        for local in local_files:
-            self.dfs.put(local, f"{job_dir}/{os.path.basename(local)}", replication=replication)
+
+        def write_conf() -> None:
+            with self.dfs.create(f"{job_dir}/{jobdir.JOB_CONF_FILE}",
+                                 replication=replication) as out:
+                out.write(data)
+
+        uploads = [write_conf] + [functools.partial(
+            self.dfs.put, local, f"{job_dir}/{os.path.basename(local)}", replication=replication)
+            for local in local_files]
+        with futures.ThreadPoolExecutor(min(len(uploads), MAX_UPLOADS)) as pool:
+            for upload in [pool.submit(u) for u in uploads]:
+                upload.result()   # raises the first error; the pool waits for the rest
 
     def _job_file_replication(self) -> int:
         """Many replicas, since every taskserver running the job reads these files; capped by
