@@ -94,7 +94,7 @@ def phases(job: dict, client: dict[str, float]) -> dict[str, float]:
     return {
         "client start: process start -> CreateJob (Python, imports, compiling the job, "
         "checking its paths)": job["submit_time"] - client["start"],
-        "upload: CreateJob -> RunJob (job.json and the .py into the DFS)":
+        "upload: CreateJob -> RunJob (the job stored, job.json and the .py into the DFS)":
             job["run_time"] - job["submit_time"],
         "submit -> splits: RunJob -> splits computed (job.json read, input listed)":
             job["start_time"] - job["run_time"],
