@@ -142,6 +142,18 @@ def stored_rows(actions):
     return {table: list(rows.values()) for table, rows in tables.items()}
 
 
+def stored_in_a_job_store(actions, directory):
+    """The rows a real JobStore in `directory` holds after the Persists among `actions`."""
+    store = JobStore(directory)
+    try:
+        for p in of(actions, Persist):
+            store.save(p.records)
+        store.wait()
+        return {table: store.rows(table) for table in TABLES}
+    finally:
+        store.close()
+
+
 def restore(rows, now=100.0, **core_args):
     """A new core fed every stored job, as JobServer._recover does: (core, actions)."""
     core = JobServerCore(**(core_args or {"max_task_attempts": 3, "taskserver_timeout": 10.0}))
@@ -656,14 +668,7 @@ def test_a_job_records_when_each_step_happened_and_keeps_it_across_a_restart(tmp
     assert times(c.status()) == expected
     c.restart()
     assert times(c.status()) == expected
-    store = JobStore(tmp_path)   # the store has a column for each
-    try:
-        for p in of(c.log, Persist):
-            store.save(p.records)
-        store.wait()
-        rows = {t: store.rows(t) for t in TABLES}
-    finally:
-        store.close()
+    rows = stored_in_a_job_store(c.log, tmp_path)   # the store has a column for each
     assert times(restore(rows)[0].job_status("job_1")) == expected
 
 
