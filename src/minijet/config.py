@@ -156,6 +156,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         #                                           after this (jobserver/badnodes.py)
         "job_credential_lifetime": (Duration, 7 * 86400.0),  # a job's DFS credential is
         #                                           dropped by the nameserver after this
+        "heartbeats_per_second": (float, 1000.0),  # taskserver heartbeats (and wakes) the
+        #                                           jobserver takes: larger clusters beat slower
     },
     "taskserver": {
         "address": (str, "localhost:0"),   # shuffle service

@@ -33,7 +33,7 @@ from minijet import acl, daemon, jobdir, rpc
 from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError, PermissionDenied
 from minijet.ids import make_job_id
-from minijet.jobserver import jobcreds, jobfiles, model
+from minijet.jobserver import jobcreds, jobfiles, model, pacing
 from minijet.jobserver.store import JobStore
 from minijet.jobserver.wakeup import Waker
 from minijet.proto import job_pb2, job_pb2_grpc
@@ -84,7 +84,9 @@ class JobServer:
         self.config = config
         js = config["jobserver"]
         self.job_root = js["job_dir"]
-        self.heartbeat_interval = config["taskserver"]["heartbeat_interval"]
+        self.heartbeat_interval = config["taskserver"]["heartbeat_interval"]   # the shortest
+        self.heartbeats_per_second = js["heartbeats_per_second"]
+        self._wake_budget = pacing.WakeBudget(self.heartbeat_interval, self.heartbeats_per_second)
         self.secured = bool(config["security"]["auth_token"])   # jobs get DFS credentials
         self.store = JobStore(js["dir"])
         self.core = model.JobServerCore.from_config(config)
@@ -165,7 +167,10 @@ class JobServer:
         """Apply one event (the lock held) and carry out what does not go into a reply."""
         actions = self.core.handle(event)
         self._changed.notify_all()
-        self._waker.wake(self.core.to_wake())
+        budget = self._wake_budget.allowed(self.core.live_taskservers(), time.monotonic())
+        woken = self.core.to_wake(budget)
+        self._wake_budget.spend(len(woken))
+        self._waker.wake(woken)
         replies = []
         for action in actions:
             if isinstance(action, model.Persist):
@@ -383,6 +388,9 @@ class JobServer:
                          request.name, request.host, request.rack, request.slots,
                          request.address)
             actions = self._handle(event)
+            interval = pacing.heartbeat_interval(self.core.live_taskservers(),
+                                                 self.heartbeat_interval,
+                                                 self.heartbeats_per_second)
         commands = []
         for action in actions:
             if isinstance(action, model.LaunchAttempt):
@@ -403,8 +411,7 @@ class JobServer:
                 log.error("unexpected action from Heartbeat: %s", action)
         if any(c.HasField("launch") for c in commands):
             self.store.wait()   # a restarted jobserver knows every attempt it launched
-        return job_pb2.HeartbeatResponse(commands=commands,
-                                         heartbeat_interval=self.heartbeat_interval)
+        return job_pb2.HeartbeatResponse(commands=commands, heartbeat_interval=interval)
 
     def _dfs_token(self, action: model.LaunchAttempt) -> str:
         """The job's DFS credential for its attempts ("" in an open cluster, or for a job

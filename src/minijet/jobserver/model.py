@@ -1163,12 +1163,17 @@ class JobServerCore:
         """The task slots of the live taskservers."""
         return sum(self._taskservers[name].slots for name in self._alive)
 
-    def to_wake(self) -> list[str]:
+    def live_taskservers(self) -> int:
+        return len(self._alive)
+
+    def to_wake(self, limit: int | None = None) -> list[str]:
         """The addresses of idle taskservers to ask for a heartbeat now, rather than at their
         next interval, because tasks are pending: at most one per pending task, and each once
-        until it heartbeats again (so a cluster of thousands is not woken at once)."""
+        until it heartbeats again (so a cluster of thousands is not woken at once); at most
+        `limit` (the shell's heartbeat budget: minijet.jobserver.pacing)."""
         woken = []
-        for _ in range(min(len(self.scheduler) - len(self._woken), len(self._idle))):
+        wanted = min(len(self.scheduler) - len(self._woken), len(self._idle))
+        for _ in range(wanted if limit is None else min(wanted, limit)):
             name = next(iter(self._idle))
             del self._idle[name]
             self._woken.add(name)
