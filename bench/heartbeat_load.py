@@ -116,12 +116,30 @@ def cluster_config(args, work: Path) -> dict:
             "rpc": {"max_message_size": "256MiB"}}
 
 
+# cProfile sees one thread: every thread of the jobserver (gRPC's workers, the store's
+# writer, ...) gets its own profiler, and the merged profile is written at exit
+PROFILED = """
+import atexit, cProfile, pstats, sys, threading
+out, profiles = sys.argv.pop(1), []
+def start(*_):
+    sys.setprofile(None)
+    profiles.append(cProfile.Profile())
+    profiles[-1].enable()
+def save():
+    for p in profiles:
+        p.disable()
+    pstats.Stats(*profiles).dump_stats(out)
+threading.setprofile(start)
+atexit.register(save)
+start()
+from minijet.jobserver.jobserver import main
+main()
+"""
+
+
 def start_jobserver(lc: LocalCluster, profile: str) -> subprocess.Popen:
-    cmd = [sys.executable]
-    if profile:
-        cmd += ["-m", "cProfile", "-o", profile, "-m", "minijet.jobserver.jobserver"]
-    else:
-        cmd += ["-c", "from minijet.jobserver.jobserver import main; main()"]
+    cmd = [sys.executable, "-c", PROFILED, profile] if profile else \
+        [sys.executable, "-c", "from minijet.jobserver.jobserver import main; main()"]
     cmd += ["--config", str(lc.config_path)]
     log = open(lc.dir / "logs" / "jobserver.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=lc.dir)

@@ -46,6 +46,7 @@ log = logging.getLogger("minijet.jobserver")
 MAX_WAIT = 30.0               # seconds a WaitJob long poll may last
 RECENT = 24 * 3600.0          # ListJobs without `all`: finished jobs younger than this
 FINISH_RETRIES = 5            # tries to commit/remove a job's output while the DFS fails
+STORE_BATCH = 5000            # rows of a submitted job's tasks per store transaction
 _ATTEMPT_STATES = {v: k.lower() for k, v in job_pb2.AttemptState.items()}
 
 
@@ -311,10 +312,14 @@ class JobServer:
                                   self.config["jobserver"]["job_credential_lifetime"])
             for path in conf.output_paths():   # before any attempt can need it
                 jobdir.start_output(self.dfs, path)
+            event = model.JobSubmitted(job_id, conf, splits, time.time(), job_dir=job_dir,
+                                       secret=secret)
             try:
+                # a big job is built and stored without the lock: heartbeats go on meanwhile
+                event.prepared = self.core.prepare(event)
+                self._store_in_batches(event.prepared.records)
                 with self._lock:   # refused if an unfinished job writes one of its outputs
-                    self._handle(model.JobSubmitted(job_id, conf, splits, time.time(),
-                                                    job_dir=job_dir, secret=secret))
+                    self._handle(event)
             except MinijetError:   # the output paths did not exist: leave none behind
                 for path in conf.output_paths():
                     jobdir.abort_output(self.dfs, path)
@@ -327,6 +332,12 @@ class JobServer:
         self.store.wait()   # job acceptance is durable before RunJob replies
         log.info("job %s: running, %s", job_id, ", ".join(
             f"stage {s} {len(v)} splits" for s, v in splits.items()))
+
+    def _store_in_batches(self, records: list) -> None:
+        """Durable, a batch at a time: the writes of heartbeats queued meanwhile wait for
+        one batch, not for all of them."""
+        for start in range(0, len(records), STORE_BATCH):
+            self.store.wait(self.store.save(records[start:start + STORE_BATCH]))
 
     def job_status(self, job_id: str) -> dict[str, Any]:
         with self._lock:
