@@ -263,9 +263,9 @@ def run(args, lc: LocalCluster, config, sampler: Sampler) -> None:
     beats = sorted(b for r in recs for b in r.beats)
     first = min((b[0] + b[1] for b in beats if b[2]), default=float("nan"))
     end = min(stop_at, status.end_time or stop_at)
+    told = {i for r in recs for i in r.intervals}
     print(f"job {job_id}: {status.state}; RunJob {accepted - submitted:.2f} s; submit to first "
-          f"assignment {first - submitted:.2f} s; intervals told "
-          f"{sorted({i for r in recs for i in r.intervals})}")
+          f"assignment {first - submitted:.2f} s; intervals told {min(told):g}-{max(told):g} s")
     report_window("idle (joined, no job)", beats, idle_from, submitted)
     report_window("during submission (RunJob)", beats, submitted, accepted)
     report_window("steady", beats, first + SETTLE, end)

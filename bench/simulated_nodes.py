@@ -96,19 +96,18 @@ async def _make_input(address, hosts, racks, files, blocks_per_file, block_size,
         # live dataserver for each block: thousands would make this slow) ...
         await _bounded(lambda h=h: register(h, "/seeds", room) for h in seeds)
         made: list[int] = []
+        last: dict[str, dfs_pb2.Block] = {}
 
         async def one_file(path: str) -> None:
-            client = f"bench-{path}"
             await ns.Create(dfs_pb2.CreateRequest(path=path, replication=3,
-                                                  block_size=block_size, client_id=client))
+                                                  block_size=block_size, client_id="bench"))
             previous = None
             for _ in range(blocks_per_file):
                 located = await ns.AddBlock(dfs_pb2.AddBlockRequest(
-                    path=path, client_id=client, previous=previous, excluded_hosts=excluded))
+                    path=path, client_id="bench", previous=previous, excluded_hosts=excluded))
                 previous = dfs_pb2.Block(block_id=located.block.block_id, length=block_size)
                 made.append(previous.block_id)
-            await ns.Complete(dfs_pb2.CompleteRequest(path=path, client_id=client,
-                                                      last=previous))
+            last[path] = previous
 
         await _bounded(lambda p=p: one_file(p) for p in files)
         # ... which never receive them: the simulated hosts report holding them instead, as
@@ -124,6 +123,10 @@ async def _make_input(address, hosts, racks, files, blocks_per_file, block_size,
         await _bounded(lambda i=i, ids=ids: ns.BlockReport(dfs_pb2.BlockReportRequest(
             host=hosts[i], blocks=[dfs_pb2.Block(block_id=b, length=block_size) for b in ids]))
             for i, ids in held.items())
+        # closed once every replica is known: the nameserver's re-replication never sees
+        # a finished block short of replicas
+        await _bounded(lambda p=p: ns.Complete(dfs_pb2.CompleteRequest(
+            path=p, client_id="bench", last=last[p])) for p in files)
     return len(made)
 
 

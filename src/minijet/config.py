@@ -250,7 +250,9 @@ class Config:
         return self._values["node"]["host"] or socket.gethostname()
 
     def rack_of(self, host: str) -> str:
-        if host == self.host and self._values["node"]["rack"]:
+        # the node's own rack is checked first: self.host may ask the OS (a system call), and
+        # the scheduler asks for the rack of every replica host of every task
+        if self._values["node"]["rack"] and host == self.host:
             return self._values["node"]["rack"]
         return self._values["topology"]["racks"].get(host, "/default-rack")
 
