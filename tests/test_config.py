@@ -115,3 +115,13 @@ def test_every_range_rule_names_a_key_and_zero_is_kept_where_it_means_something(
                             "jobserver": {"locality_delay": "0s"},
                             "taskserver": {"slots": 0}, "dataserver": {"capacity": 0}})
     assert cfg.get("jobserver.locality_delay") == 0
+
+
+def test_rack_of_asks_the_os_for_the_host_name_only_when_a_node_rack_is_set(monkeypatch):
+    asked = []
+    monkeypatch.setattr(config.socket, "gethostname", lambda: asked.append(1) or "me")
+    cfg = config.from_dict({"topology": {"racks": {"h1": "/r1"}}})
+    assert [cfg.rack_of(h) for h in ("h1", "me", "h2")] == ["/r1", "/default-rack",
+                                                             "/default-rack"]
+    assert asked == []
+    assert config.from_dict({"node": {"rack": "/mine"}}).rack_of("me") == "/mine"

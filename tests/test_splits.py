@@ -1,3 +1,5 @@
+import random
+
 from minijet.jobdir import input_files, is_hidden
 from minijet.splits import Segment, Split, compute_splits
 
@@ -100,3 +102,22 @@ def test_two_uneven_blocks_become_two_even_pieces():
     splits = compute_splits([("/in/a", length, blocks)], block, slots=2, min_split_size=4 * MB)
     assert [s.length for s in splits] == [length // 2] * 2
     assert [s.hosts for s in splits] == [("h1",), ("h2",)]
+
+
+def test_each_piece_gets_the_hosts_of_the_block_holding_most_of_it():
+    # many blocks cut into pieces of many sizes: each piece's hosts are those of the block
+    # with the largest share of it (the first of equals), as a look at every block finds
+    rng = random.Random(7)
+    block = 4 * MB
+    for _ in range(20):
+        nblocks = rng.randint(1, 60)
+        length = (nblocks - 1) * block + rng.randint(1, block)
+        blocks = [(o, min(block, length - o), [f"h{o // block}"]) for o in range(0, length, block)]
+        slots = rng.randint(1, 50)
+        splits = compute_splits([("/in/a", length, blocks)], block, slots,
+                                min_split_size=rng.randint(1, block))
+        for sp in splits:
+            (seg,) = sp.segments
+            shares = [min(seg.offset + seg.length, o + n) - max(seg.offset, o)
+                      for o, n, _ in blocks]
+            assert sp.hosts == tuple(blocks[shares.index(max(shares))][2])

@@ -156,6 +156,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         #                                           after this (jobserver/badnodes.py)
         "job_credential_lifetime": (Duration, 7 * 86400.0),  # a job's DFS credential is
         #                                           dropped by the nameserver after this
+        "heartbeats_per_second": (float, 1000.0),  # taskserver heartbeats (and wakes) the
+        #                                           jobserver takes: larger clusters beat slower
     },
     "taskserver": {
         "address": (str, "localhost:0"),   # shuffle service
@@ -248,7 +250,9 @@ class Config:
         return self._values["node"]["host"] or socket.gethostname()
 
     def rack_of(self, host: str) -> str:
-        if host == self.host and self._values["node"]["rack"]:
+        # the node's own rack is checked first: self.host may ask the OS (a system call), and
+        # the scheduler asks for the rack of every replica host of every task
+        if self._values["node"]["rack"] and host == self.host:
             return self._values["node"]["rack"]
         return self._values["topology"]["racks"].get(host, "/default-rack")
 

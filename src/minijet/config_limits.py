@@ -50,6 +50,7 @@ RULES: dict[str, Rule] = {
     "jobserver.slow_start": between(0.0, 1.0),
     "jobserver.job_file_replication": at_least(1),
     "jobserver.min_split_size": at_least(1),
+    "jobserver.heartbeats_per_second": POSITIVE,
     "taskserver.sort_buffer": at_least(64 * KiB),
     "taskserver.log_retention": at_least(0),        # 0: removed with the job's files
 }

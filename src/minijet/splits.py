@@ -19,6 +19,7 @@ same way over local files.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -108,7 +109,9 @@ def compute_splits(files: Sequence[InputFile], block_size: int, slots: int = 0,
             continue
         pieces = max(1, round(length / goal))
         cuts = [length * i // pieces for i in range(pieces + 1)]
-        splits.extend(Split((Segment(path, start, end - start),), _hosts_of(blocks, start, end))
+        starts = [offset for offset, _, _ in blocks]
+        splits.extend(Split((Segment(path, start, end - start),),
+                            _hosts_of(blocks, starts, start, end))
                       for start, end in zip(cuts, cuts[1:]))
     flush()
     return splits
@@ -130,12 +133,16 @@ def goal_size(total: int, block_size: int, slots: int, min_split_size: int = 1) 
     return min(block_size, max(min_split_size, -(-total // (slots * waves))))
 
 
-def _hosts_of(blocks: Sequence[Block], start: int, end: int) -> tuple[str, ...]:
-    """The replica hosts of the block holding most of [start, end)."""
+def _hosts_of(blocks: Sequence[Block], starts: Sequence[int], start: int,
+              end: int) -> tuple[str, ...]:
+    """The replica hosts of the block holding most of [start, end); `starts`: the blocks'
+    offsets (found by bisection: a file of 25k blocks is cut into 100k pieces)."""
     def overlap(block: Block) -> int:
         offset, length, _ = block
         return min(end, offset + length) - max(start, offset)
-    return tuple(max(blocks, key=overlap)[2])
+    first = max(0, bisect_right(starts, start) - 1)
+    last = max(first + 1, bisect_left(starts, end, lo=first))
+    return tuple(max(blocks[first:last], key=overlap)[2])
 
 
 def _combined(files: list[InputFile]) -> Split:

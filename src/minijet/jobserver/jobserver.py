@@ -34,7 +34,7 @@ from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError, PermissionDenied
 from minijet.health import HEALTH_METHODS, HealthService
 from minijet.ids import make_job_id
-from minijet.jobserver import jobcreds, jobfiles, model
+from minijet.jobserver import jobcreds, jobfiles, model, pacing
 from minijet.jobserver.store import JobStore
 from minijet.jobserver.wakeup import Waker
 from minijet.proto import job_pb2, job_pb2_grpc
@@ -47,6 +47,7 @@ log = logging.getLogger("minijet.jobserver")
 MAX_WAIT = 30.0               # seconds a WaitJob long poll may last
 RECENT = 24 * 3600.0          # ListJobs without `all`: finished jobs younger than this
 FINISH_RETRIES = 5            # tries to commit/remove a job's output while the DFS fails
+STORE_BATCH = 5000            # rows of a submitted job's tasks per store transaction
 _ATTEMPT_STATES = {v: k.lower() for k, v in job_pb2.AttemptState.items()}
 
 
@@ -86,7 +87,9 @@ class JobServer:
         self.config = config
         js = config["jobserver"]
         self.job_root = js["job_dir"]
-        self.heartbeat_interval = config["taskserver"]["heartbeat_interval"]
+        self.heartbeat_interval = config["taskserver"]["heartbeat_interval"]   # the shortest
+        self.heartbeats_per_second = js["heartbeats_per_second"]
+        self._wake_budget = pacing.WakeBudget(self.heartbeat_interval, self.heartbeats_per_second)
         self.secured = bool(config["security"]["auth_token"])   # jobs get DFS credentials
         self.store = JobStore(js["dir"])
         self.core = model.JobServerCore.from_config(config)
@@ -169,7 +172,10 @@ class JobServer:
         """Apply one event (the lock held) and carry out what does not go into a reply."""
         actions = self.core.handle(event)
         self._changed.notify_all()
-        self._waker.wake(self.core.to_wake())
+        budget = self._wake_budget.allowed(self.core.live_taskservers(), time.monotonic())
+        woken = self.core.to_wake(budget)
+        self._wake_budget.spend(len(woken))
+        self._waker.wake(woken)
         replies = []
         for action in actions:
             if isinstance(action, model.Persist):
@@ -311,11 +317,14 @@ class JobServer:
                                   self.config["jobserver"]["job_credential_lifetime"])
             for path in conf.output_paths():   # before any attempt can need it
                 jobdir.start_output(self.dfs, path)
+            event = model.JobSubmitted(job_id, conf, splits, time.time(), job_dir=job_dir,
+                                       secret=secret, run_time=asked)
             try:
+                # a big job is built and stored without the lock: heartbeats go on meanwhile
+                event.prepared = self.core.prepare(event)
+                self._store_in_batches(event.prepared.records)
                 with self._lock:   # refused if an unfinished job writes one of its outputs
-                    self._handle(model.JobSubmitted(job_id, conf, splits, time.time(),
-                                                    job_dir=job_dir, secret=secret,
-                                                    run_time=asked))
+                    self._handle(event)
             except MinijetError:   # the output paths did not exist: leave none behind
                 for path in conf.output_paths():
                     jobdir.abort_output(self.dfs, path)
@@ -328,6 +337,12 @@ class JobServer:
         self.store.wait()   # job acceptance is durable before RunJob replies
         log.info("job %s: running, %s", job_id, ", ".join(
             f"stage {s} {len(v)} splits" for s, v in splits.items()))
+
+    def _store_in_batches(self, records: list) -> None:
+        """Durable, a batch at a time: the writes of heartbeats queued meanwhile wait for
+        one batch, not for all of them."""
+        for start in range(0, len(records), STORE_BATCH):
+            self.store.wait(self.store.save(records[start:start + STORE_BATCH]))
 
     def job_status(self, job_id: str) -> dict[str, Any]:
         with self._lock:
@@ -390,6 +405,9 @@ class JobServer:
                          request.name, request.host, request.rack, request.slots,
                          request.address)
             actions = self._handle(event)
+            interval = pacing.heartbeat_interval(self.core.live_taskservers(),
+                                                 self.heartbeat_interval,
+                                                 self.heartbeats_per_second)
         commands = []
         for action in actions:
             if isinstance(action, model.LaunchAttempt):
@@ -410,8 +428,7 @@ class JobServer:
                 log.error("unexpected action from Heartbeat: %s", action)
         if any(c.HasField("launch") for c in commands):
             self.store.wait()   # a restarted jobserver knows every attempt it launched
-        return job_pb2.HeartbeatResponse(commands=commands,
-                                         heartbeat_interval=self.heartbeat_interval)
+        return job_pb2.HeartbeatResponse(commands=commands, heartbeat_interval=interval)
 
     def _dfs_token(self, action: model.LaunchAttempt) -> str:
         """The job's DFS credential for its attempts ("" in an open cluster, or for a job

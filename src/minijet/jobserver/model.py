@@ -226,6 +226,19 @@ class JobSubmitted:
     id: str = ""
     secret: str = ""                 # the job's secret (made by the shell: the core is pure)
     run_time: float = 0.0            # when RunJob arrived, before the splits (`now`)
+    prepared: PreparedJob | None = None   # from JobServerCore.prepare, its records stored
+
+
+@dataclass
+class PreparedJob:
+    """A submitted job's stages and tasks, built by JobServerCore.prepare without the core's
+    lock (a job of 100k tasks takes a second to build): the event then only swaps it in.
+    `records` are its tasks' rows, which the shell stores before it sends the event, in as
+    many transactions as it likes (a restart before the event finds a created job, whose
+    client sends RunJob again)."""
+    job: Job
+    records: list[tuple[str, dict[str, Any]]]
+    queue: Any   # its pending tasks, from Scheduler.queue_of
 
 
 @dataclass
@@ -529,6 +542,7 @@ class JobServerCore:
         self._cause = ""
         self._actions: list[Any] = []
         self._dirty: dict[str, Any] = {}
+        self._records: list[tuple[str, dict[str, Any]]] = []   # built before, to persist
 
     @classmethod
     def from_config(cls, config) -> "JobServerCore":
@@ -545,12 +559,13 @@ class JobServerCore:
     def handle(self, event: Any) -> list[Any]:
         self._seq += 1
         self._cause = event.id or f"e{self._seq}"
-        self._actions, self._dirty = [], {}
+        self._actions, self._dirty, self._records = [], {}, []
         getattr(self, _HANDLERS[type(event)])(event)
         actions = self._actions
-        if self._dirty:
-            actions.insert(0, Persist([_record(o) for o in self._dirty.values()], self._cause))
-        self._actions, self._dirty = [], {}
+        if self._dirty or self._records:
+            actions.insert(0, Persist(self._records + [_record(o) for o in self._dirty.values()],
+                                      self._cause))
+        self._actions, self._dirty, self._records = [], {}, []
         return actions
 
     # ---- events ----
@@ -564,29 +579,18 @@ class JobServerCore:
             self._requests[ev.request_id] = job.id
         self._touch(job)
 
-    def _on_job_submitted(self, ev: JobSubmitted) -> None:
+    def prepare(self, ev: JobSubmitted) -> PreparedJob:
+        """The job of a JobSubmitted, built apart from the core's state (it reads only its
+        settings, so the shell calls it without the lock); a bad conf raises here."""
         conf = ev.conf.validate()
         order = conf.topological_order()
         for s in order:
             if s.input and s.id not in ev.splits:
                 raise InvalidArgument(f"job {ev.job_id}: no splits for input stage {s.id!r}")
-        job = self._jobs.get(ev.job_id)
-        if job is not None and job.state != CREATED:
-            raise FailedPrecondition(f"job {ev.job_id} was already submitted ({job.state})")
-        for path in conf.output_paths():
-            if path in self._writers:
-                raise FailedPrecondition(f"job {ev.job_id}: output path {path} is the "
-                                         f"output of job {self._writers[path]}")
-        if job is None:
-            job = self._jobs[ev.job_id] = Job(ev.job_id, conf.name, conf.user, ev.job_dir,
-                                              ev.now)
+        job = Job(ev.job_id, conf.name, conf.user, ev.job_dir, ev.now)
         job.conf, job.start_time, job.secret = conf, ev.now, ev.secret
         job.run_time = ev.run_time or ev.now
-        self._own_outputs(job, conf.output_paths())
-        job.name = conf.name   # its owner stays who created it (minijet.acl), not job.json's
-        _move(job, JOB_TRANSITIONS, RUNNING)
-        self._touch(job)
-        self.scheduler.add_job(job.id)
+        pending = []
         for s in order:
             stage = job.stages[s.id] = Stage(job, s.id, s.output.channel == FILE)
             stage.parents = [job.stages[p] for p in s.inputs]
@@ -596,13 +600,35 @@ class JobServerCore:
             count = conf.task_count(s.id, len(splits))
             stage.tasks = [Task(stage, i, splits[i] if s.input else None)
                            for i in range(count)]
-            for task in stage.tasks:
-                self._tasks[task.id] = task
-                self._touch(task)
-        for stage in job.stages.values():
             if stage.inputs_ready():
                 for task in stage.tasks:
-                    self._schedule(task, ev.now)
+                    _move(task, TASK_TRANSITIONS, PENDING)
+                    pending.append((task.id, task.split.hosts if task.split else ()))
+        return PreparedJob(job, [_record(t) for t in job.tasks()],
+                           self.scheduler.queue_of(job.id, pending, ev.now))
+
+    def _on_job_submitted(self, ev: JobSubmitted) -> None:
+        prepared = ev.prepared or self.prepare(ev)
+        job, conf = prepared.job, prepared.job.conf
+        created = self._jobs.get(ev.job_id)
+        if created is not None and created.state != CREATED:
+            raise FailedPrecondition(f"job {ev.job_id} was already submitted ({created.state})")
+        for path in conf.output_paths():
+            if path in self._writers:
+                raise FailedPrecondition(f"job {ev.job_id}: output path {path} is the "
+                                         f"output of job {self._writers[path]}")
+        if created is not None:   # its owner stays who created it (minijet.acl), not job.json's
+            job.user, job.job_dir, job.submit_time = created.user, created.job_dir, \
+                created.submit_time
+            job.request_id = created.request_id
+        self._jobs[job.id] = job
+        self._own_outputs(job, conf.output_paths())
+        _move(job, JOB_TRANSITIONS, RUNNING)
+        self._touch(job)
+        if ev.prepared is None:   # else the shell stored them
+            self._records += prepared.records
+        self.scheduler.add_job(job.id, prepared.queue)
+        self._tasks.update((t.id, t) for t in job.tasks())
         self._check_done(job, ev.now)
 
     def _on_heartbeat(self, ev: Heartbeat) -> None:
@@ -1194,12 +1220,17 @@ class JobServerCore:
         """The task slots of the live taskservers."""
         return sum(self._taskservers[name].slots for name in self._alive)
 
-    def to_wake(self) -> list[str]:
+    def live_taskservers(self) -> int:
+        return len(self._alive)
+
+    def to_wake(self, limit: int | None = None) -> list[str]:
         """The addresses of idle taskservers to ask for a heartbeat now, rather than at their
         next interval, because tasks are pending: at most one per pending task, and each once
-        until it heartbeats again (so a cluster of thousands is not woken at once)."""
+        until it heartbeats again (so a cluster of thousands is not woken at once); at most
+        `limit` (the shell's heartbeat budget: minijet.jobserver.pacing)."""
         woken = []
-        for _ in range(min(len(self.scheduler) - len(self._woken), len(self._idle))):
+        wanted = min(len(self.scheduler) - len(self._woken), len(self._idle))
+        for _ in range(wanted if limit is None else min(wanted, limit)):
             name = next(iter(self._idle))
             del self._idle[name]
             self._woken.add(name)

@@ -84,6 +84,21 @@ class _JobQueue:
         self.count = 0
         self.skipped_since: dict[str, float] = {}   # taskserver -> skipping the job since
 
+    def add(self, e: _Entry) -> None:
+        self.count += 1
+        if e.avoid:
+            self.retries[e.task_id] = e
+        elif not e.hosts:
+            self.free.append(e)
+        else:
+            for index, keys in ((self.by_host, e.hosts), (self.by_rack, e.racks)):
+                for k in keys:
+                    queue = index.get(k)
+                    if queue is None:
+                        queue = index[k] = deque()
+                    queue.append(e)
+            self.located.append(e)
+
 
 class Scheduler:
     def __init__(self, locality_delay: float, rack_of: Callable[[str], str]):
@@ -103,9 +118,23 @@ class Scheduler:
         q = self._jobs.get(job_id)
         return q.count if q is not None else 0
 
-    def add_job(self, job_id: str) -> None:
-        """Queue a job behind those added before it (FIFO)."""
-        self._jobs.setdefault(job_id, _JobQueue())
+    def add_job(self, job_id: str, queue: _JobQueue | None = None) -> None:
+        """Queue a job behind those added before it (FIFO), with the pending tasks of
+        `queue` (from queue_of) if given."""
+        if job_id in self._jobs:
+            return
+        self._jobs[job_id] = queue or _JobQueue()
+        if queue is not None:
+            self._entries.update((e.task_id, e) for e in chain(queue.located, queue.free))
+
+    def queue_of(self, job_id: str, tasks: Iterable[tuple[str, Iterable[str]]],
+                 now: float) -> _JobQueue:
+        """A new job's pending tasks, (task id, hosts of its input) each, queued as add_task
+        would, but apart from the scheduler's state: for add_job (see JobServerCore.prepare)."""
+        q = _JobQueue()
+        for task_id, hosts in tasks:
+            q.add(self._entry(job_id, task_id, hosts, (), now))
+        return q
 
     def remove_job(self, job_id: str) -> None:
         q = self._jobs.pop(job_id, None)
@@ -123,23 +152,14 @@ class Scheduler:
         q = self._jobs[job_id]
         if task_id in self._entries:
             return
+        e = self._entries[task_id] = self._entry(job_id, task_id, hosts, avoid, now)
+        q.add(e)
+
+    def _entry(self, job_id: str, task_id: str, hosts: Iterable[str], avoid: Iterable[str],
+               now: float) -> _Entry:
         hosts = tuple(hosts)
-        e = _Entry(job_id, task_id, hosts, frozenset(self.rack_of(h) for h in hosts),
-                   frozenset(avoid), now)
-        self._entries[task_id] = e
-        q.count += 1
-        if e.avoid:
-            q.retries[task_id] = e
-        elif not hosts:
-            q.free.append(e)
-        else:
-            for index, keys in ((q.by_host, hosts), (q.by_rack, e.racks)):
-                for k in keys:
-                    queue = index.get(k)
-                    if queue is None:
-                        queue = index[k] = deque()
-                    queue.append(e)
-            q.located.append(e)
+        return _Entry(job_id, task_id, hosts, frozenset(self.rack_of(h) for h in hosts),
+                      frozenset(avoid), now)
 
     def remove_task(self, task_id: str) -> None:
         """The task is no longer pending (its job ended, or its inputs are gone again)."""

@@ -1,7 +1,8 @@
 """The jobserver's durable store: jobs, tasks and attempts in SQLite (WAL mode).
 
 Writes are queued and applied by one writer thread, many records per transaction (group
-commit), so the core's lock never waits for the disk. `save` returns a ticket; `wait(ticket)`
+commit), consecutive rows of the same columns in one statement, so the core's lock never
+waits for the disk. `save` returns a ticket; `wait(ticket)`
 blocks until that write is durable (synchronous=FULL: the WAL is fsync'd at each commit),
 which is how job acceptance is made durable before RunJob replies.
 
@@ -22,6 +23,7 @@ import logging
 import queue
 import sqlite3
 import threading
+from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -121,9 +123,11 @@ class JobStore:
                 try:
                     with self._read_lock:
                         self._db.execute("BEGIN")
-                        for _, records in batch:
-                            for table, row in records:
-                                self._upsert(table, row)
+                        # rows of one shape (a job's tasks) go in one statement
+                        for (table, names), rows in groupby(
+                                (r for _, records in batch for r in records),
+                                key=lambda r: (r[0], tuple(r[1]))):
+                            self._upsert(table, names, [tuple(row.values()) for _, row in rows])
                         self._db.execute("COMMIT")
                 except Exception as e:  # the disk failed us: callers waiting must know
                     if self._db.in_transaction:
@@ -139,18 +143,18 @@ class JobStore:
             if stop:
                 return
 
-    def _upsert(self, table: str, row: dict[str, Any]) -> None:
+    def _upsert(self, table: str, names: tuple[str, ...], rows: list[tuple]) -> None:
+        """Rows with the columns `names`, in that order."""
         key, columns = TABLES[table]
-        names = [key] + [c for c in columns if c in row]
-        unknown = set(row) - set(names)
-        if unknown:
-            raise ValueError(f"unknown columns for {table}: {sorted(unknown)}")
-        values = [row[n] for n in names]
+        unknown = set(names) - {key, *columns}
+        if unknown or key not in names:
+            raise ValueError(f"unknown columns for {table}: {sorted(unknown)}" if unknown
+                             else f"a row of {table} without its {key}")
         placeholders = ", ".join("?" * len(names))
-        updates = ", ".join(f"{n}=excluded.{n}" for n in names[1:])
+        updates = ", ".join(f"{n}=excluded.{n}" for n in names if n != key)
         conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-        self._db.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders}) "
-                         f"ON CONFLICT({key}) {conflict}", values)
+        self._db.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES "
+                             f"({placeholders}) ON CONFLICT({key}) {conflict}", rows)
 
     # ---- reading (start-up and history) ----
 
