@@ -41,6 +41,8 @@ from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.splits import Split, input_splits
 from minijet.states import FINAL_STATES as FINAL
 from minijet.taskdesc import TaskDescription
+from minijet.web.jobpages import JobServerPages
+from minijet.web.server import WebServer
 
 log = logging.getLogger("minijet.jobserver")
 
@@ -110,11 +112,13 @@ class JobServer:
         self._threads: list[threading.Thread] = []
         self._server = None
         self.port = 0
+        self.web = WebServer(config, "jobserver.http_address", JobServerPages(self).routes())
         self._recover()
 
     # ---- life cycle ----
 
     def start(self) -> None:
+        self.web.start()   # first: its address may be taken
         health = HealthService(lambda: True, self._stop)   # its jobs are recovered by now
         self._server, self.port = rpc.start_server(
             self.config, self.config["jobserver"]["address"],
@@ -133,6 +137,7 @@ class JobServer:
         with self._lock:
             self._changed.notify_all()   # end the WaitJob long polls
         self._finisher_queue.put(None)
+        self.web.stop()
         if self._server is not None:
             self._server.stop(grace=1).wait()
         for t in self._threads:
