@@ -33,11 +33,11 @@ def tag(name: str, content: object = "", /, **attrs: object) -> Html:
     return Html(f"<{name}{shown}>{text(content)}</{name}>")
 
 
-def href(path: str, **query: object) -> str:
+def href(path: str, /, **query: object) -> str:
     return f"{path}?{urlencode(query)}" if query else path
 
 
-def link(path: str, content: object, **query: object) -> Html:
+def link(path: str, content: object, /, **query: object) -> Html:
     return tag("a", content, href=href(path, **query))
 
 
