@@ -18,7 +18,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from minijet import config as configmod
-from minijet import health, rpc
+from minijet import rpc, sdnotify
 
 from dfs_cluster import free_port
 from polling import wait_for
@@ -59,14 +59,14 @@ def test_a_daemon_tells_systemd_when_it_is_ready_and_when_it_stops(tmp_path):
         notify.close()
 
 
-def test_sd_notify_speaks_only_when_asked(tmp_path, monkeypatch):
+def test_notify_speaks_only_when_asked(tmp_path, monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    assert not health.sd_notify("READY=1")
+    assert not sdnotify.notify("READY=1")
     name = f"@minijet-test-{os.getpid()}"   # an abstract socket, as systemd may give
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.bind("\0" + name[1:])
         monkeypatch.setenv("NOTIFY_SOCKET", name)
-        assert health.sd_notify("STOPPING=1")
+        assert sdnotify.notify("STOPPING=1")
         assert s.recv(64) == b"STOPPING=1"
 
 

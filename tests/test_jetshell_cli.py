@@ -178,6 +178,18 @@ def test_console_script_unreachable_is_one_line(nowhere):
     assert proc.stderr.count("\n") == 1 and proc.stdout == ""
 
 
+def test_the_command_loads_what_a_submission_needs_only_for_a_submission():
+    """Every command pays for what `import minijet.client.jetshell` loads: not the job
+    compiler, the job and builder modules, the DFS client or dataclasses, which `status`,
+    `list`, `wait` and `kill` never use."""
+    code = "import sys, minijet.client.jetshell; print(' '.join(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert "minijet.client.jetclient" in loaded
+    assert not {"minijet.client.jobcompile", "minijet.job", "minijet.builder", "minijet.jobconf",
+                "minijet.dfs", "dataclasses"} & set(loaded)
+
+
 # ---- showing progress and outcomes ----
 
 def status_of(state: str, *progress: float, **fields) -> job_pb2.JobStatus:

@@ -141,6 +141,37 @@ def test_wordcount_equals_counter(job_cluster, blocks, reducers):
     dfs.close()
 
 
+def test_a_finished_jobs_status_json_has_every_timestamp_in_order(job_cluster):
+    """`jetshell status --json` shows when each step of the job and of each attempt
+    happened (see the jobserver core's Timestamps), in the order they must happen."""
+    dfs = job_cluster.client()
+    text = make_text(seed=7, size=2 * block_size(job_cluster) - 100)
+    put_bytes(dfs, "/times/in.txt", text)
+    dfs.close()
+    result = jetshell(job_cluster, "run", WORDCOUNT, "WordCount", "/times/in.txt",
+                      "/times/out", "--reducers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown = jetshell(job_cluster, "status", "--json", job_id_of(result))
+    job = json.loads(shown.stdout)
+    in_order = ["submit_time", "run_time", "start_time", "end_time", "commit_time"]
+    assert 0 < job["submit_time"] and [job[k] for k in in_order] == sorted(
+        job[k] for k in in_order), {k: job[k] for k in in_order}
+    maps = [a for a in job["attempts"] if "_map_" in a["task_id"]]
+    reduces = [a for a in job["attempts"] if "_reduce_" in a["task_id"]]
+    assert maps and len(reduces) == 2
+    assert {a["state"] for a in job["attempts"]} == {"succeeded"}
+    for a, steps in [(m, ["start_time", "taskhost_start_time", "input_end_time", "done_time",
+                          "end_time"]) for m in maps] + \
+                    [(r, ["start_time", "taskhost_start_time", "input_end_time", "commit_time",
+                          "done_time", "end_time"]) for r in reduces]:
+        times = [job["start_time"]] + [a[k] for k in steps] + [job["end_time"]]
+        assert 0 < a["taskhost_start_time"] and times == sorted(times), \
+            {k: a[k] for k in steps}
+    assert {m["commit_time"] for m in maps} == {0}   # map outputs are not committed
+    # a reduce has read its input once it has every map's output
+    assert min(r["input_end_time"] for r in reduces) >= max(m["done_time"] for m in maps)
+
+
 def test_map_only_job_and_directory_input(job_cluster):
     """Several input files in a directory (hidden names skipped), no reducers: the mapper's
     output goes straight to part files, one per split."""

@@ -1,6 +1,8 @@
 """The jobserver core, driven by events; taskservers are simulated by the protocol they
 follow (report every attempt held until reported final), and the shell's finisher by the
 output commit it reports back."""
+from dataclasses import replace
+
 import pytest
 
 from minijet.errors import AlreadyExists, FailedPrecondition, NotFound
@@ -84,8 +86,7 @@ class Cluster:
     def beat(self, name, free=None):
         held = self.held.setdefault(name, {})
         busy = sum(1 for s in held.values() if s.state not in FINAL)
-        sent = [AttemptStatus(s.attempt_id, s.state, s.progress, list(s.counters), s.error,
-                              s.traceback, s.failure) for s in held.values()]
+        sent = [replace(s, counters=list(s.counters)) for s in held.values()]
         actions = self.handle(Heartbeat(name, name, RACKS.get(name, "/r1"), self.slots,
                                         self.slots - busy if free is None else free,
                                         f"{name}:7000", sent, self.now,
@@ -139,6 +140,18 @@ def stored_rows(actions):
             key, columns = TABLES[table]
             tables[table].setdefault(row[key], dict.fromkeys([key, *columns])).update(row)
     return {table: list(rows.values()) for table, rows in tables.items()}
+
+
+def stored_in_a_job_store(actions, directory):
+    """The rows a real JobStore in `directory` holds after the Persists among `actions`."""
+    store = JobStore(directory)
+    try:
+        for p in of(actions, Persist):
+            store.save(p.records)
+        store.wait()
+        return {table: store.rows(table) for table in TABLES}
+    finally:
+        store.close()
 
 
 def restore(rows, now=100.0, **core_args):
@@ -605,6 +618,58 @@ def test_a_job_is_running_until_its_output_is_committed():
     assert c.status("job_2")["state"] == "running"
     with pytest.raises(AssertionError, match="illegal output transition closed -> closed"):
         c.handle(OutputCommitted("job_1", c.now))   # reported twice: a bug in the shell
+
+
+def test_a_job_records_when_each_step_happened_and_keeps_it_across_a_restart(tmp_path):
+    c = Cluster(hold_output=True)
+    c.handle(JobCreated("job_1", "wc", "ann", "/jobs/job_1", 1.0))
+    conf = compile_mapreduce("wc", "wc.py", "WordCount", {}, ["/in"], "/out", 1, True,
+                             user="ann")
+    c.now = 2.0   # the splits are computed after RunJob arrived
+    c.handle(JobSubmitted("job_1", conf, {"map": [Split((Segment("/in/f", 0, 100),), ("h1",))]},
+                          c.now, run_time=1.5))
+    c.now = 3.0
+    (m,) = launches(c.beat("h1"))
+    held = c.held["h1"][m.attempt_id]
+    held.taskhost_start_time, held.input_end_time = 3.1, 3.2   # the taskserver's clock
+    c.now = 3.3
+    c.beat("h1")
+    assert {k: c.status()["attempts"][0][k] for k in (
+        "start_time", "taskhost_start_time", "input_end_time", "done_time", "end_time")} == {
+        "start_time": 3.0, "taskhost_start_time": 3.1, "input_end_time": 3.2,
+        "done_time": 0.0, "end_time": 0.0}
+    c.finish(m.attempt_id)
+    held.done_time = 3.4
+    c.now = 3.5
+    (r,) = launches(c.beat("h1"))   # the map's end makes the reduce runnable at once
+    c.held["h1"][r.attempt_id].taskhost_start_time = 3.6
+    c.now = 3.8
+    assert isinstance(c.commit(r.attempt_id), CommitGranted)
+    c.now = 3.9
+    assert isinstance(c.commit(r.attempt_id), CommitGranted)   # asked again: the first
+    c.finish(r.attempt_id)
+    held = c.held["h1"][r.attempt_id]
+    held.input_end_time, held.done_time = 3.7, 3.95
+    c.now = 4.0
+    c.beat("h1")
+    assert c.status()["commit_time"] == 0.0   # its output is not committed yet
+    c.now = 4.5
+    c.commit_output()
+
+    def times(status):
+        return ({k: status[k] for k in ("submit_time", "run_time", "start_time", "end_time",
+                                        "commit_time")},
+                [(a["start_time"], a["taskhost_start_time"], a["input_end_time"],
+                  a["commit_time"], a["done_time"], a["end_time"]) for a in status["attempts"]])
+
+    expected = ({"submit_time": 1.0, "run_time": 1.5, "start_time": 2.0, "end_time": 4.0,
+                 "commit_time": 4.5},
+                [(3.0, 3.1, 3.2, 0.0, 3.4, 3.5), (3.5, 3.6, 3.7, 3.8, 3.95, 4.0)])
+    assert times(c.status()) == expected
+    c.restart()
+    assert times(c.status()) == expected
+    rows = stored_in_a_job_store(c.log, tmp_path)   # the store has a column for each
+    assert times(restore(rows)[0].job_status("job_1")) == expected
 
 
 def test_a_failed_output_commit_fails_the_job():

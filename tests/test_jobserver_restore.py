@@ -11,9 +11,9 @@ from minijet.jobserver.jobserver import status_proto
 from minijet.jobserver.model import (CommitGranted, CommitRequest, Heartbeat, JobCreated,
                                      JobFinished, JobRestored, JobServerCore, KillAttempt,
                                      LaunchAttempt, OutputCommitted, Persist, Tick)
-from minijet.jobserver.store import TABLES, JobStore
 from test_jobserver_model import (Cluster, check_invariants, of, restore, run_to_success,
-                                  run_with_faults, start_the_reduce, stored_rows)
+                                  run_with_faults, start_the_reduce, stored_in_a_job_store,
+                                  stored_rows)
 
 
 def without_progress(status):
@@ -27,14 +27,7 @@ def test_a_finished_job_is_restored_through_the_store_with_its_live_status(tmp_p
     c.handle(JobCreated("job_1", "wc", "ann", "/jobs/job_1", 0.0))
     run_to_success(c)
     c.handle(JobCreated("job_2", "wc", "bob", "/jobs/job_2", 1.0))   # never submitted
-    store = JobStore(tmp_path)
-    try:
-        for p in of(c.log, Persist):
-            store.save(p.records)
-        store.wait()
-        rows = {table: store.rows(table) for table in TABLES}
-    finally:
-        store.close()
+    rows = stored_in_a_job_store(c.log, tmp_path)
     core, actions = restore(rows)
     live = c.status()
     assert live["state"] == "succeeded"

@@ -159,3 +159,19 @@ def test_logs_are_swept_after_their_retention(tmp_path):
     assert sweep_logs(tmp_path, horizon=1e9 - 100, keep={"running"}) == ["old"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "running"]
     assert sweep_logs(tmp_path / "nosuch", 1e9, set()) == []
+
+
+def test_heartbeats_carry_the_taskhosts_times_and_when_its_done_report_came():
+    t = AttemptTable()
+    running(t)
+
+    def times():
+        return [(s.taskhost_start_time, s.input_end_time, s.done_time) for s in t.snapshot()]
+
+    assert times() == [(0.0, 0.0, 0.0)]   # not heard from yet
+    t.progress("a0", 0.1, [], 1.0, taskhost_start_time=0.5)
+    t.progress("a0", 0.6, [], 2.0, taskhost_start_time=0.5, input_end_time=1.5)
+    assert times() == [(0.5, 1.5, 0.0)]
+    t.done("a0", DoneReport(True, [], taskhost_start_time=0.5, input_end_time=1.5), 2.5)
+    t.exited("a0", 0, 3.0)
+    assert times() == [(0.5, 1.5, 2.5)]

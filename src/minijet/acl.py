@@ -8,12 +8,21 @@ who holds the cluster token from claiming another's name.
 """
 from __future__ import annotations
 
+import getpass
 from typing import Collection
 
 from minijet.errors import PermissionDenied
 
 KILL = "kill"
 READ_LOGS = "read the logs of"
+
+
+def current_user() -> str:
+    """The name this process's user goes by ($USER, else its passwd entry)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers) and no $USER
+        return "unknown"
 
 
 def allowed(user: str, owner: str, admins: Collection[str]) -> bool:

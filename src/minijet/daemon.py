@@ -7,13 +7,12 @@ import logging
 import signal
 import sys
 import threading
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import click
 
 from minijet import config as configmod
-from minijet import health
+from minijet import sdnotify
 from minijet.errors import MinijetError
 
 
@@ -45,8 +44,7 @@ def _options(fn: Callable) -> Callable:
                              "./.minijet/minijet.yaml, /etc/minijet/minijet.yaml).")(fn)
 
 
-@dataclass(frozen=True)
-class _GroupConfig:
+class _GroupConfig(NamedTuple):
     """--config and -D given before a subcommand (see config_group)."""
 
     path: str | None
@@ -115,11 +113,11 @@ def run_until_stopped(server) -> None:
     """Start `server` (anything with start() and stop()), serve until SIGTERM or SIGINT, then
     stop it, also when serving failed."""
     server.start()
-    health.sd_notify("READY=1")
+    sdnotify.notify("READY=1")
     try:
         wait_for_stop()
     finally:
-        health.sd_notify("STOPPING=1")
+        sdnotify.notify("STOPPING=1")
         server.stop()
 
 

@@ -1,16 +1,11 @@
-"""Whether a daemon can do its job, told the two standard ways:
-
-- the gRPC health service (grpc.health.v1, what grpc_health_probe, Kubernetes and load
+"""Whether a daemon can do its job, told the standard way: the gRPC health service (grpc.health.v1, what grpc_health_probe, Kubernetes and load
   balancers ask) on the daemon's gRPC port: SERVING only while its `ready()` holds (the
   nameserver out of safe mode, a taskserver heard by the jobserver...). A probe holds no
-  token, so these methods are open (HEALTH_METHODS): they tell nothing but that one word;
-- systemd's notify protocol, when the daemon was started with $NOTIFY_SOCKET (a unit of
-  Type=notify): READY=1 once it serves, STOPPING=1 when it begins to stop.
+  token, so these methods are open (HEALTH_METHODS): they tell nothing but that one word.
+(Its start and stop are told to systemd by minijet.sdnotify.)
 """
 from __future__ import annotations
 
-import os
-import socket
 import threading
 from typing import Callable, Iterator
 
@@ -59,18 +54,3 @@ def serving(channel: grpc.Channel, timeout: float = 2.0) -> bool | None:
     except grpc.RpcError:
         return None
     return reply.status == _SERVING
-
-
-def sd_notify(state: str) -> bool:
-    """Tell systemd `state` (e.g. "READY=1") if it asked to be told ($NOTIFY_SOCKET); whether
-    it was sent. A leading "@" names an abstract socket."""
-    path = os.environ.get("NOTIFY_SOCKET", "")
-    if not path:
-        return False
-    address = "\0" + path[1:] if path.startswith("@") else path
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.sendto(state.encode(), address)
-    except OSError:
-        return False
-    return True

@@ -10,37 +10,38 @@ Submitting follows the life of a job: import the job file and compile its config
 NotFound; an existing output: AlreadyExists; both before the jobserver is asked anything:
 see jobcompile.py), CreateJob, upload job.json, the job file and any extra files to the job
 directory (minijet.jobdir), RunJob.
-Every call has the configured deadline and names the client's user (current_user(): $USER,
+Every call has the configured deadline and names the client's user (acl.current_user(): $USER,
 taken on trust, see minijet.acl), who owns the jobs it creates; errors are MinijetError
 subclasses (an unknown job id is NotFound; an unreachable jobserver is Unavailable; killing
 or reading the logs of another user's job is PermissionDenied, unless an admin).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import secrets
 import time
-import uuid
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from concurrent import futures
+from typing import Callable, NamedTuple, Sequence
 
 from minijet import config as configmod
-from minijet import jobdir, rpc
-from minijet.client.jobcompile import compile_job, current_user
+from minijet import acl, jobdir, rpc
 from minijet.errors import MinijetError, NotFound, PermissionDenied
 from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.states import FINAL_STATES
 
 log = logging.getLogger(__name__)
 
+MAX_UPLOADS = 8   # job files written at the same time
+
 
 class JobTimeout(MinijetError):
     """A job did not finish within the time the caller allowed."""
 
 
-@dataclass
-class AttemptLogs:
+class AttemptLogs(NamedTuple):   # (not a dataclass: `jetshell status` needs none)
     """An attempt's stdout and stderr (the last MiB of each), or why they are missing."""
     attempt: job_pb2.AttemptInfo
     stdout: str = ""
@@ -67,7 +68,7 @@ class JetClient:
         to share (else one is made on first use and closed with this client)."""
         self.config = config if config is not None else configmod.load()
         self.address = self.config["jobserver"]["address"]
-        self.user = current_user()
+        self.user = acl.current_user()
         self._channel = rpc.connect(self.config, self.address, self.user)
         self._stub = job_pb2_grpc.JobServerStub(self._channel)
         self._reached = False   # the jobserver answered a call of this client
@@ -112,7 +113,7 @@ class JetClient:
         after run_job."""
         # the request id makes a CreateJob sent again (its reply lost) return the same job
         request = job_pb2.CreateJobRequest(name=name, user=self.user,
-                                           request_id=uuid.uuid4().hex)
+                                           request_id=secrets.token_hex(16))
         reply = self._call(self._stub.CreateJob, request, idempotent=True)
         return reply.job_id, reply.job_dir
 
@@ -219,6 +220,8 @@ class JetClient:
         """The JobConf `submit` would send (what `jetshell run --dry-run` prints): compiled,
         its paths checked in the DFS, the split points of its sorts sampled from its input
         (see jobcompile.compile_job)."""
+        from minijet.client.jobcompile import compile_job   # the job's modules: only here
+
         return compile_job(self.dfs, job_file, class_name, args, files, prog)
 
     def check_paths(self, conf) -> None:
@@ -226,14 +229,22 @@ class JetClient:
         jobdir.check_paths(conf, self.dfs.exists)
 
     def upload_job_files(self, job_dir: str, conf, local_files: Sequence[str]) -> None:
-        """Write job.json (the JobConf) and the local files into the job's DFS directory."""
+        """Write job.json (the JobConf) and the local files into the job's DFS directory, all
+        at once: each small file waits for a few round trips and its replicas' fsyncs."""
         replication = self._job_file_replication()
         data = json.dumps(conf.to_dict(), indent=1, sort_keys=True).encode()
-        with self.dfs.create(f"{job_dir}/{jobdir.JOB_CONF_FILE}",
-                             replication=replication) as out:
-            out.write(data)
-        for local in local_files:
-            self.dfs.put(local, f"{job_dir}/{os.path.basename(local)}", replication=replication)
+
+        def write_conf() -> None:
+            with self.dfs.create(f"{job_dir}/{jobdir.JOB_CONF_FILE}",
+                                 replication=replication) as out:
+                out.write(data)
+
+        uploads = [write_conf] + [functools.partial(
+            self.dfs.put, local, f"{job_dir}/{os.path.basename(local)}", replication=replication)
+            for local in local_files]
+        with futures.ThreadPoolExecutor(min(len(uploads), MAX_UPLOADS)) as pool:
+            for upload in [pool.submit(u) for u in uploads]:
+                upload.result()   # raises the first error; the pool waits for the rest
 
     def _job_file_replication(self) -> int:
         """Many replicas, since every taskserver running the job reads these files; capped by

@@ -30,6 +30,7 @@ from minijet import daemon
 from minijet.client import console, streaming_cli
 from minijet.errors import MinijetError, NotFound
 from minijet.ids import is_job_id
+from minijet.quickexit import exit_now
 from minijet.states import FINAL_STATES
 
 ENGINE = "task"              # counter group of the engine's task counters (runner.GROUP)
@@ -421,6 +422,8 @@ cli.add_command(streaming_cli.streaming)  # `jetshell streaming` (minijet.stream
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run a command: of `argv` for a caller in this process (it raises SystemExit with the
+    exit status), else of the command line, ending the process at once when it is done."""
     from minijet.job import HelpRequested
 
     try:
@@ -448,6 +451,8 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, click.Abort):
         click.echo("jetshell: interrupted", err=True)
         code = console.EXIT_INTERRUPTED
+    if argv is None:   # the process is this command: nothing is left to do
+        exit_now(code or 0)
     sys.exit(code or 0)
 
 

@@ -7,20 +7,12 @@ jobserver, so a local run compiles its job exactly as a submission does.
 """
 from __future__ import annotations
 
-import getpass
 import os
 from typing import Callable, Sequence
 
-from minijet import builder, jobdir
+from minijet import acl, builder, jobdir
 from minijet.errors import InvalidArgument, NotFound
 from minijet.job import build_conf, load_job_class
-
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers) and no $USER
-        return "unknown"
 
 
 def compile_job(fs, job_file: str, class_name: str, args: Sequence[str],
@@ -40,7 +32,7 @@ def compile_job(fs, job_file: str, class_name: str, args: Sequence[str],
     if len(set(names + [jobdir.JOB_CONF_FILE])) != len(names) + 1:
         raise InvalidArgument(f"the job file and extra files need distinct names, "
                               f"other than {jobdir.JOB_CONF_FILE}: {', '.join(names)}")
-    conf = build_conf(cls, args, job_file=names[0], user=current_user(), files=names[1:],
+    conf = build_conf(cls, args, job_file=names[0], user=acl.current_user(), files=names[1:],
                       prog=prog, resolve_path=resolve_path)
     jobdir.check_paths(conf, fs.exists)
     if builder.needs_sampling(conf):

@@ -76,6 +76,7 @@ def status_proto(s: dict[str, Any]) -> job_pb2.JobStatus:
     return job_pb2.JobStatus(
         job_id=s["job_id"], name=s["name"], user=s["user"], state=s["state"],
         submit_time=s["submit_time"], start_time=s["start_time"], end_time=s["end_time"],
+        run_time=s["run_time"], commit_time=s["commit_time"],
         stages=[job_pb2.StageInfo(**st) for st in s["stages"]],
         attempts=[job_pb2.AttemptInfo(**{**a, "counters": _counters(a["counters"])})
                   for a in s.get("attempts", [])],
@@ -289,6 +290,7 @@ class JobServer:
     def run_job(self, job_id: str) -> None:
         """Start a created job. Sent again for a job already started (the client lost the
         first reply), it replies as the first did: the job runs."""
+        asked = time.time()
         with self._lock:
             self._changed.wait_for(lambda: job_id not in self._submitting)
             status = self.core.job_status(job_id, attempts=False)
@@ -320,7 +322,8 @@ class JobServer:
             try:
                 with self._lock:   # refused if an unfinished job writes one of its outputs
                     self._handle(model.JobSubmitted(job_id, conf, splits, time.time(),
-                                                    job_dir=job_dir, secret=secret))
+                                                    job_dir=job_dir, secret=secret,
+                                                    run_time=asked))
             except MinijetError:   # the output paths did not exist: leave none behind
                 for path in conf.output_paths():
                     jobdir.abort_output(self.dfs, path)
@@ -389,7 +392,8 @@ class JobServer:
             request.address,
             [model.AttemptStatus(a.attempt_id, _ATTEMPT_STATES[a.state], a.progress,
                                  [(c.group, c.name, c.value) for c in a.counters],
-                                 a.error, a.traceback, a.failure) for a in request.attempts],
+                                 a.error, a.traceback, a.failure, a.taskhost_start_time,
+                                 a.input_end_time, a.done_time) for a in request.attempts],
             time.time(), jobs=list(request.jobs), isolated=request.isolated)
         with self._lock:
             if request.name not in self._live_taskservers:

@@ -110,6 +110,16 @@ taskserver_timeout of the restart. A commit granted before the restart stays gra
 attempt. The shell stores a grant, and the attempts a heartbeat reply launches, before it
 answers, so a restarted core never reuses an attempt id or grants a commit twice.
 
+Timestamps (the events' `now`, or the taskserver's clock where said; 0: not yet), so a
+job's time can be accounted for (bench/latency.py). A job: submit_time (JobCreated), run_time
+(RunJob arrived: JobSubmitted.run_time), start_time (its splits computed: JobSubmitted),
+end_time (its tasks ended, or it failed), commit_time (its output committed or removed:
+OutputCommitted, or its end when it has no output: its client sees it end from then). An
+attempt: start_time (assigned: the heartbeat whose reply launches it), from its taskserver's
+reports taskhost_start_time (its TaskHost runs it), input_end_time (its input read: a map's
+splits, a reduce's fetched map outputs) and done_time (the TaskHost reported its result),
+commit_time (its commit granted), end_time (a heartbeat reported it ended). All are stored.
+
 Every event carries an id (given, or "e<seq>"); every action names it as `cause`.
 """
 from __future__ import annotations
@@ -163,6 +173,10 @@ ATTEMPT_TRANSITIONS = {
     SUCCEEDED: {LOST},               # its shuffle output was lost
 }
 ACTIVE = (ASSIGNED, RUNNING)
+# an attempt's times beside start_time and end_time (see Timestamps); those its taskserver
+# reports, and those the core stamps itself
+REPORTED_TIMES = ("taskhost_start_time", "input_end_time", "done_time")
+ATTEMPT_TIMES = REPORTED_TIMES + ("commit_time",)
 FETCH_FAILURE_REPORTS = 3   # consumers unable to fetch a map output before it is made again
 
 # What a taskserver's report of an attempt does, by (state here, state reported). A pair
@@ -212,6 +226,7 @@ class JobSubmitted:
     job_dir: str = ""                # when there was no JobCreated
     id: str = ""
     secret: str = ""                 # the job's secret (made by the shell: the core is pure)
+    run_time: float = 0.0            # when RunJob arrived, before the splits (`now`)
 
 
 @dataclass
@@ -223,6 +238,10 @@ class AttemptStatus:
     error: str = ""
     traceback: str = ""
     failure: str = ""     # a failed attempt's class: minijet.failures (user when not given)
+    # the taskserver's clock (0: not yet): see Timestamps
+    taskhost_start_time: float = 0.0
+    input_end_time: float = 0.0
+    done_time: float = 0.0
 
 
 @dataclass
@@ -376,6 +395,7 @@ class Job:
         self.output_paths: list[str] = []
         self.stages: dict[str, Stage] = {}   # parents before children
         self.submit_time, self.start_time, self.end_time = now, 0.0, 0.0
+        self.run_time = self.commit_time = 0.0   # see Timestamps
         self.error = self.traceback = ""
         self.taskservers: set[str] = set()   # ran its attempts: they get the cleanup
         self.dying: set[str] = set()         # attempts told to die, not yet seen gone
@@ -435,7 +455,8 @@ class Task:
 class Attempt:
     __slots__ = ("task", "id", "taskserver", "host", "locality", "state", "start_time",
                  "end_time", "launched_in", "progress", "counters", "error", "traceback",
-                 "failure", "speculative", "fetch_failures", "isolated")
+                 "failure", "speculative", "fetch_failures", "isolated",
+                 "taskhost_start_time", "input_end_time", "commit_time", "done_time")
 
     def __init__(self, task: Task, attempt_id: str, taskserver: str, host: str, locality: str,
                  now: float, launched_in: int = 0, speculative: bool = False):
@@ -453,6 +474,8 @@ class Attempt:
         self.speculative = speculative        # a backup of a straggler (speculation.py)
         self.fetch_failures: set[str] = set()  # consumer attempts that could not fetch its output
         self.isolated = False                 # its taskserver ran it as the job's user
+        self.taskhost_start_time = self.input_end_time = 0.0   # see Timestamps
+        self.commit_time = self.done_time = 0.0
 
 
 class TaskServer:
@@ -559,6 +582,7 @@ class JobServerCore:
             job = self._jobs[ev.job_id] = Job(ev.job_id, conf.name, conf.user, ev.job_dir,
                                               ev.now)
         job.conf, job.start_time, job.secret = conf, ev.now, ev.secret
+        job.run_time = ev.run_time or ev.now
         self._own_outputs(job, conf.output_paths())
         job.name = conf.name   # its owner stays who created it (minijet.acl), not job.json's
         _move(job, JOB_TRANSITIONS, RUNNING)
@@ -672,7 +696,9 @@ class JobServerCore:
             self._actions.append(CommitDenied(ev.attempt_id, reason, self._cause))
         else:
             a.task.committer = a.id
+            a.commit_time = a.commit_time or ev.now   # (a grant asked for again: the first)
             self._touch(a.task)   # a grant is stored before it is answered
+            self._touch(a)
             self._actions.append(CommitGranted(ev.attempt_id, self._cause))
 
     def _on_fetch_failed(self, ev: FetchFailed) -> None:
@@ -713,6 +739,7 @@ class JobServerCore:
         job = self._job(ev.job_id)
         committing = job.output == COMMITTING
         _move(job, OUTPUT_TRANSITIONS, CLOSED, "output")
+        job.commit_time = ev.now
         self._touch(job)
         for path in job.output_paths:
             if self._writers.get(path) == job.id:
@@ -797,6 +824,7 @@ class JobServerCore:
     def _progressed(self, a: Attempt, st: AttemptStatus, now: float) -> None:
         a.progress = min(max(st.progress, 0.0), 1.0)
         a.counters = list(st.counters)
+        _take_times(a, st)
 
     def _started(self, a: Attempt, st: AttemptStatus, now: float) -> None:
         _move(a, ATTEMPT_TRANSITIONS, RUNNING)
@@ -909,6 +937,7 @@ class JobServerCore:
         if st is not None:
             a.progress, a.counters = st.progress, list(st.counters)
             a.error, a.traceback = st.error, st.traceback
+            _take_times(a, st)
         ts = self._taskservers.get(a.taskserver)   # None: an attempt of an earlier run
         if ts is not None and ts.active.get(a.id) is a:
             del ts.active[a.id]
@@ -1084,6 +1113,7 @@ class JobServerCore:
             self._release_output(job)
         else:
             _move(job, OUTPUT_TRANSITIONS, CLOSED, "output")
+            job.commit_time = now
             self._actions.append(JobFinished(job.id, state, [], error, self._cause))
 
     def _own_outputs(self, job: Job, paths: list[str]) -> None:
@@ -1146,7 +1176,8 @@ class JobServerCore:
             "job_id": job.id, "name": job.name, "user": job.user,
             "state": self.job_state(job_id),
             "submit_time": job.submit_time, "start_time": job.start_time,
-            "end_time": job.end_time, "stages": stages,
+            "end_time": job.end_time, "run_time": job.run_time,
+            "commit_time": job.commit_time, "stages": stages,
             "counters": [{"group": g, "name": n, "value": v}
                          for (g, n), v in sorted(counters.items())],
             "error": job.error, "traceback": job.traceback,
@@ -1233,13 +1264,21 @@ def _attempt_counters(attempts: list[Attempt]) -> dict[str, int]:
     return c
 
 
+def _take_times(a: Attempt, st: AttemptStatus) -> None:
+    """The attempt-side times a report carries, once known (a later report that has
+    none, from a taskserver of an older version, keeps them)."""
+    for name in REPORTED_TIMES:
+        setattr(a, name, getattr(st, name) or getattr(a, name))
+
+
 def _attempt_view(a: Attempt) -> dict[str, Any]:
     return {"attempt_id": a.id, "task_id": a.task.id, "taskserver": a.taskserver,
             "host": a.host, "locality": a.locality, "state": a.state,
             "start_time": a.start_time, "end_time": a.end_time, "progress": a.progress,
             "error": a.error, "traceback": a.traceback, "failure": a.failure,
             "speculative": a.speculative,
-            "counters": [{"group": g, "name": n, "value": v} for g, n, v in a.counters]}
+            "counters": [{"group": g, "name": n, "value": v} for g, n, v in a.counters],
+            **{name: getattr(a, name) for name in ATTEMPT_TIMES}}
 
 
 def _record(obj: Any) -> tuple[str, dict[str, Any]]:
@@ -1249,7 +1288,8 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
                "submit_time": obj.submit_time, "start_time": obj.start_time,
                "end_time": obj.end_time, "job_dir": obj.job_dir, "error": obj.error,
                "traceback": obj.traceback, "output_state": obj.output,
-               "request_id": obj.request_id, "secret": obj.secret}
+               "request_id": obj.request_id, "secret": obj.secret,
+               "run_time": obj.run_time, "commit_time": obj.commit_time}
         if obj.conf is not None:
             row["conf_json"] = json.dumps(obj.conf.to_dict())
             row["output_path"] = ",".join(obj.output_paths)
@@ -1265,7 +1305,8 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
                          "start_time": obj.start_time, "end_time": obj.end_time,
                          "error": obj.error, "traceback": obj.traceback,
                          "counters_json": json.dumps(obj.counters), "failure": obj.failure,
-                         "speculative": int(obj.speculative), "isolated": int(obj.isolated)})
+                         "speculative": int(obj.speculative), "isolated": int(obj.isolated),
+                         **{name: getattr(obj, name) for name in ATTEMPT_TIMES}})
 
 
 def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
@@ -1277,6 +1318,7 @@ def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
         row["end_time"] or 0.0
     job.error, job.traceback = row["error"] or "", row["traceback"] or ""
     job.request_id = row.get("request_id") or ""
+    job.run_time, job.commit_time = row.get("run_time") or 0.0, row.get("commit_time") or 0.0
     job.secret = row.get("secret") or ""
     job.output_paths = row["output_path"].split(",") if row["output_path"] else []
     # rows of older versions have no output state: an ended job's output counts as closed
@@ -1309,6 +1351,8 @@ def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
         a.failure = r.get("failure") or ""   # not in rows of older versions
         a.speculative = bool(r.get("speculative"))
         a.isolated = bool(r.get("isolated"))   # older versions isolated no attempt
+        for name in ATTEMPT_TIMES:   # older versions recorded none: 0
+            setattr(a, name, r.get(name) or 0.0)
         a.counters = [tuple(c) for c in json.loads(r["counters_json"] or "[]")]
         a.progress = 1.0 if a.state == SUCCEEDED else 0.0   # progress is not stored
         task.attempts.append(a)

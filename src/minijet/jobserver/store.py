@@ -12,8 +12,9 @@ had a `status_blob` that nothing filled) opens and reads the same; a column adde
 (attempts.failure and attempts.speculative; jobs.output_state, tasks.split_json and
 tasks.committer, which a job resumed after a restart needs; jobs.request_id, which makes a
 CreateJob sent again answer with the same job; jobs.secret, the job's shuffle secret;
-attempts.isolated, whether its taskserver ran it as the job's user) is added to an older
-database when it opens.
+attempts.isolated, whether its taskserver ran it as the job's user; the timestamps of
+jobs and attempts beside start_time and end_time, see model.py's Timestamps) is added to an
+older database when it opens.
 """
 from __future__ import annotations
 
@@ -26,18 +27,20 @@ from typing import Any, Iterable
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 TABLES: dict[str, tuple[str, list[str]]] = {
     # table: (primary key, other columns)
     "jobs": ("job_id", ["name", "user", "state", "submit_time", "start_time", "end_time",
                         "output_path", "job_dir", "conf_json", "error", "traceback",
-                        "output_state", "request_id", "secret"]),
+                        "output_state", "request_id", "secret", "run_time", "commit_time"]),
     "tasks": ("task_id", ["job_id", "stage", "task_index", "state", "split_json",
                           "committer"]),
     "attempts": ("attempt_id", ["task_id", "job_id", "taskserver", "host", "locality", "state",
                                 "start_time", "end_time", "error", "traceback",
-                                "counters_json", "failure", "speculative", "isolated"]),
+                                "counters_json", "failure", "speculative", "isolated",
+                                "taskhost_start_time", "input_end_time", "commit_time",
+                                "done_time"]),
 }
 
 Record = tuple[str, dict[str, Any]]

@@ -40,6 +40,7 @@ from minijet.formats import segments
 from minijet.formats.segments import RECORDS_HEADER
 from minijet.job import load_job
 from minijet.proto import job_pb2, job_pb2_grpc
+from minijet.quickexit import exit_now
 from minijet.taskcreds import TaskCredentials
 from minijet.taskdesc import TASK_FILE, TaskDescription
 from minijet.taskhost import runner
@@ -51,16 +52,23 @@ FETCH_TRIES = 3
 
 
 class Umbilical:
-    """The TaskHost's calls to its own taskserver."""
+    """The TaskHost's calls to its own taskserver. Every report carries when this TaskHost
+    started (`start_time`) and when it had read its input (`input_ended`), once known."""
 
-    def __init__(self, config: Config, address: str, attempt_id: str, attempt_secret: str):
+    def __init__(self, config: Config, address: str, attempt_id: str, attempt_secret: str,
+                 start_time: float):
         self.config = config
+        self.start_time = start_time
+        self.input_end_time = 0.0
         self.address = address
         self.attempt_id = attempt_id
         self._metadata = jobauth.attempt_metadata(attempt_id, attempt_secret)
         self._channel = rpc.connect(config, address)
         self._stub = job_pb2_grpc.TaskServerStub(self._channel)
         self._parent = os.getppid()
+
+    def input_ended(self) -> None:
+        self.input_end_time = time.time()
 
     def _call(self, method, request, idempotent: bool, wait: float | None = None):
         return rpc.call(self.config, method, request, idempotent=idempotent,
@@ -77,7 +85,8 @@ class Umbilical:
             raise Unavailable(f"the taskserver (pid {self._parent}) is gone")
         try:
             self._call(self._stub.ReportProgress, job_pb2.ProgressReport(
-                attempt_id=self.attempt_id, progress=fraction, counters=_counters(counters)),
+                attempt_id=self.attempt_id, progress=fraction, counters=_counters(counters),
+                taskhost_start_time=self.start_time, input_end_time=self.input_end_time),
                 idempotent=False)
         except Unavailable as e:  # a missed report is harmless; silence is judged over time
             log.warning("cannot report progress: %s", e)
@@ -87,7 +96,9 @@ class Umbilical:
              failure: str = "") -> None:
         self._call(self._stub.ReportDone, job_pb2.DoneReport(
             attempt_id=self.attempt_id, succeeded=succeeded, counters=_counters(counters),
-            error=error, traceback=traceback, failure=failure), idempotent=True)
+            error=error, traceback=traceback, failure=failure,
+            taskhost_start_time=self.start_time, input_end_time=self.input_end_time),
+            idempotent=True)
 
     def commit(self) -> bool:
         return self._ask_jobserver(self._stub.Commit, job_pb2.CommitRequest(
@@ -200,7 +211,7 @@ def run_attempt(config: Config, task: TaskDescription, credentials: TaskCredenti
     stage = conf.stage(task.stage)
     context.set_attempt(task.attempt_id, config.host)
     job = load_job(job_cache, conf)
-    progress = runner.Progress(umbilical.progress)
+    progress = runner.Progress(umbilical.progress, on_input_end=umbilical.input_ended)
     progress.flush()  # alive: the task timeout counts from here, not from the first tick
     sort_buffer = config["taskserver"]["sort_buffer"]
     dfs = DfsClient(config, credential=credentials.dfs_token)
@@ -247,13 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", required=True, type=Path, help="the attempt's work dir")
     parser.add_argument("--config", help="configuration file (default: the usual lookup)")
     args = parser.parse_args(argv)
+    started = time.time()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s taskhost[{args.attempt}] %(message)s")
     umbilical = None
     try:
         config = configmod.load(args.config)
         credentials = TaskCredentials.read(args.work_dir)
-        umbilical = Umbilical(config, args.taskserver, args.attempt, credentials.attempt_secret)
+        umbilical = Umbilical(config, args.taskserver, args.attempt, credentials.attempt_secret,
+                              started)
         segments.use_job_secret(credentials.job_secret)
         task = TaskDescription.from_json((args.work_dir / TASK_FILE).read_text())
         log.info("attempt %s: running task %s (stage %s)", task.attempt_id, task.task_id,
@@ -279,14 +292,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def exit_now(code: int) -> None:
-    """Everything is reported and committed: skip the interpreter's teardown (joining gRPC
-    and DFS threads), which delays the exit the taskserver waits for."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    exit_now(main())
+    exit_now(main())   # everything is reported and committed: the taskserver waits for this

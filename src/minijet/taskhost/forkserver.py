@@ -36,6 +36,7 @@ import setproctitle
 
 # What every attempt needs, imported once here rather than once per attempt.
 import minijet.dfs  # noqa: F401
+from minijet.quickexit import exit_now
 from minijet.taskhost import __main__ as taskhost
 
 
@@ -105,7 +106,7 @@ def _child(request: dict, inherited: list[int]) -> None:
     except BaseException:
         traceback.print_exc()
     finally:
-        taskhost.exit_now(code)
+        exit_now(code)
 
 
 def _redirect(fd: int, to: int) -> None:

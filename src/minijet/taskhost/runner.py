@@ -42,11 +42,14 @@ _TIMED_BATCH = 256        # output pairs pulled per clock reading
 
 class Progress:
     """A task's progress fraction and counters, passed to `report(progress, counters)` at
-    most every `interval` seconds (and always by `flush`)."""
+    most every `interval` seconds (and always by `flush`); `on_input_end()` is called when
+    the task has read its whole input."""
 
     def __init__(self, report: Callable[[float, list[tuple[str, str, int]]], None],
-                 interval: float = REPORT_INTERVAL, clock: Callable[[], float] = time.monotonic):
+                 interval: float = REPORT_INTERVAL, clock: Callable[[], float] = time.monotonic,
+                 on_input_end: Callable[[], None] = lambda: None):
         self._report = report
+        self.input_ended = on_input_end
         self._interval = interval
         self._clock = clock
         self._last = -interval
@@ -303,6 +306,7 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Segment
             readers.append(reader)
             context.set_input_path(split.path)
             yield timer.reading(chain(reader, split_done(split, f)), tick)
+        progress.input_ended()   # asked for the next split: every one is read
 
     context.bind(progress)  # user counters count into this task
     pairs, combiner = _chain_ops(job, stage, chain.from_iterable(split_records()),
@@ -334,6 +338,7 @@ def run_consumer_stage(job: MapReduceJob, stage: jc.StageConf,
                 progress.set(name, value)
             progress.update(0.5 * i / max(1, count))
         timer.read_outside(time.perf_counter() - shuffle_start)
+        progress.input_ended()
         progress.update(0.5)
 
         def tick() -> None:

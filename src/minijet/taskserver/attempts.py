@@ -19,6 +19,10 @@ decided when its process has exited, from the TaskHost's own report and the exit
 
 A final attempt stays in the table until a heartbeat carrying it has been answered, so the
 jobserver learns every outcome even when some heartbeats fail.
+
+Times the jobserver records (see minijet.jobserver.model, Timestamps): the TaskHost's own, in
+its reports (when it started running the attempt, when it had read its input), and when its
+done report arrived; each heartbeat carries them.
 """
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ class DoneReport:
     error: str = ""
     traceback: str = ""
     failure: str = USER   # of a failure: minijet.failures
+    taskhost_start_time: float = 0.0   # as in every report (0: not known)
+    input_end_time: float = 0.0
 
 
 @dataclass
@@ -58,6 +64,9 @@ class Attempt:
     heard: bool = False          # the TaskHost has reported something: it did start
     report: DoneReport | None = None
     kill: tuple[str, str, str] | None = None  # (final state, error, failure) decided on a kill
+    taskhost_start_time: float = 0.0   # the TaskHost's times, from its reports
+    input_end_time: float = 0.0
+    done_time: float = 0.0             # its done report arrived
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,9 @@ class AttemptSnapshot:
     error: str
     traceback: str
     failure: str
+    taskhost_start_time: float
+    input_end_time: float
+    done_time: float
 
 
 def describe_exit(returncode: int) -> str:
@@ -115,7 +127,8 @@ class AttemptTable:
         self.tally["started"] = self.tally.get("started", 0) + 1
         return True
 
-    def progress(self, attempt_id: str, progress: float, counters: Counters, now: float) -> bool:
+    def progress(self, attempt_id: str, progress: float, counters: Counters, now: float,
+                 taskhost_start_time: float = 0.0, input_end_time: float = 0.0) -> bool:
         a = self._attempts.get(attempt_id)
         if a is None or a.state != RUNNING:
             return False
@@ -123,6 +136,7 @@ class AttemptTable:
         a.counters = counters
         a.last_progress = now
         a.heard = True
+        _take_times(a, taskhost_start_time, input_end_time)
         return True
 
     def done(self, attempt_id: str, report: DoneReport, now: float) -> bool:
@@ -133,6 +147,8 @@ class AttemptTable:
         a.report = report
         a.heard = True
         a.counters = report.counters
+        a.done_time = now
+        _take_times(a, report.taskhost_start_time, report.input_end_time)
         if report.succeeded:
             a.progress = 1.0
         a.last_progress = now
@@ -210,7 +226,8 @@ class AttemptTable:
     def snapshot(self) -> list[AttemptSnapshot]:
         """Every attempt the jobserver has not yet been told the end of."""
         return [AttemptSnapshot(a.attempt_id, a.job_id, a.state, a.progress, list(a.counters),
-                                a.error, a.traceback, a.failure)
+                                a.error, a.traceback, a.failure, a.taskhost_start_time,
+                                a.input_end_time, a.done_time)
                 for a in self._attempts.values()]
 
     def acknowledged(self, sent: list[AttemptSnapshot]) -> None:
@@ -225,3 +242,9 @@ class AttemptTable:
         for attempt_id in self.of_job(job_id):
             if self._attempts[attempt_id].state in FINAL_STATES:
                 del self._attempts[attempt_id]
+
+
+def _take_times(a: Attempt, taskhost_start_time: float, input_end_time: float) -> None:
+    """The TaskHost's times a report carries, once known (0: not yet)."""
+    a.taskhost_start_time = taskhost_start_time or a.taskhost_start_time
+    a.input_end_time = input_end_time or a.input_end_time

@@ -75,7 +75,8 @@ class TaskServerService(job_pb2_grpc.TaskServerServicer):
     def ReportProgress(self, request, context):
         self._attempt(context, request.attempt_id)
         self._ts.report_progress(request.attempt_id, request.progress,
-                                 counters_from_proto(request.counters))
+                                 counters_from_proto(request.counters),
+                                 request.taskhost_start_time, request.input_end_time)
         return job_pb2.Empty()
 
     @rpc.translate_errors
@@ -83,7 +84,8 @@ class TaskServerService(job_pb2_grpc.TaskServerServicer):
         self._attempt(context, request.attempt_id)
         self._ts.report_done(request.attempt_id, DoneReport(
             request.succeeded, counters_from_proto(request.counters), request.error,
-            request.traceback, request.failure or USER))
+            request.traceback, request.failure or USER, request.taskhost_start_time,
+            request.input_end_time))
         return job_pb2.Empty()
 
     @rpc.translate_errors

@@ -436,11 +436,13 @@ class TaskServer:
 
     # ---- the service's work ----
 
-    def report_progress(self, attempt_id: str, progress: float, counters) -> None:
+    def report_progress(self, attempt_id: str, progress: float, counters,
+                        taskhost_start_time: float, input_end_time: float) -> None:
         with self._lock:
             if attempt_id not in self._table:
                 raise NotFound(f"unknown attempt {attempt_id}")
-            self._table.progress(attempt_id, progress, counters, time.time())
+            self._table.progress(attempt_id, progress, counters, time.time(),
+                                 taskhost_start_time, input_end_time)
 
     def report_done(self, attempt_id: str, report: DoneReport) -> None:
         with self._lock:
@@ -544,7 +546,9 @@ def _status_proto(s: AttemptSnapshot) -> job_pb2.AttemptStatus:
     return job_pb2.AttemptStatus(
         attempt_id=s.attempt_id, state=_STATES[s.state], progress=s.progress,
         counters=[job_pb2.Counter(group=g, name=n, value=v) for g, n, v in s.counters],
-        error=s.error, traceback=s.traceback, failure=s.failure)
+        error=s.error, traceback=s.traceback, failure=s.failure,
+        taskhost_start_time=s.taskhost_start_time, input_end_time=s.input_end_time,
+        done_time=s.done_time)
 
 
 main = daemon.main_of("taskserver", "Run a taskserver: runs task attempts of the jobserver's "
