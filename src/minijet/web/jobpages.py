@@ -16,9 +16,9 @@ from minijet.states import FINAL_STATES
 from minijet.web import timeline
 from minijet.web.html import (Html, ago, bar, escape, fields, join, link, page, size, span,
                               state, table, tag, when)
-from minijet.web.timeline import ENGINE
 
 REFRESH = 5
+ENGINE = "task"   # the counter group of the engine's own (the TaskHost's runner.GROUP)
 NAV = [("/", "Jobs"), ("/taskservers", "Taskservers")]
 JOB_STATES = ("created", "running", "succeeded", "failed", "killed")
 

@@ -4,11 +4,12 @@ from its start to its end (a running one to now), coloured by stage.
 A taskserver's attempts are packed into as few rows as keep its bars from overlapping (one
 row per slot it used). Failed and lost attempts are hatched in red, killed ones faded with
 a dashed outline; hover titles name the attempt, taskserver, locality and times. Inside a
-bar, the shares of its time the attempt spent reading and writing (its read_time_us and
-write_time_us counters; processing is the rest) are shaded at its start and end: the
-counters give how long, not when, since a task reads, processes and writes record by record.
-Rows get thinner as they grow in number and bars carry no text, so a job of a few thousand
-attempts stays one readable picture.
+bar, its phases from the attempt's timestamps (minijet.jobserver.model, Timestamps) are
+shaded: launching (until its TaskHost ran it) light, reading its input in the stage's
+colour (a map processes records as it reads them), after its input (sorting, reducing,
+writing) darker, reporting its end darkest. The taskserver's clock gives the inner times,
+so they are clamped into the bar. Rows get thinner as they grow in number and bars carry
+no text, so a job of a few thousand attempts stays one readable picture.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#72b7b2", "#eeca3b", "#9
            "#ff9da6")
 WIDTH, LABELS, AXIS = 1000, 150, 22     # plot width, taskserver label column, time axis
 MAX_HEIGHT = 600                        # of all the rows together, at the thinnest
-ENGINE = "task"                         # counter group of the engine's (taskhost runner.GROUP)
 
 
 def pack(attempts: list[dict[str, Any]], now: float) -> list[tuple[str, list[dict]]]:
@@ -47,12 +47,22 @@ def pack(attempts: list[dict[str, Any]], now: float) -> list[tuple[str, list[dic
     return rows
 
 
-def _phase_shares(a: dict[str, Any]) -> tuple[float, float] | None:
-    """(read, write) shares of the attempt's phase time, if its counters have them."""
-    c = {x["name"]: x["value"] for x in a["counters"] if x["group"] == ENGINE}
-    read, process, write = (c.get(f"{p}_time_us", 0) for p in ("read", "process", "write"))
-    total = read + process + write
-    return (read / total, write / total) if total else None
+# the phases shaded inside a bar: (from, to, overlay), the overlay on the stage's colour
+PHASES = (("start_time", "taskhost_start_time", 'fill="#fff" fill-opacity="0.55"'),
+          ("input_end_time", "done_time", 'fill="#000" fill-opacity="0.3"'),
+          ("done_time", "end_time", 'fill="#000" fill-opacity="0.6"'))
+
+
+def _phases(a: dict[str, Any], end: float) -> list[tuple[float, float, str]]:
+    """(from, to, overlay) of the attempt's phases whose times are known, within the bar."""
+    start, found = a["start_time"], []
+    for first, last, look in PHASES:
+        t0, t1 = a.get(first, 0.0), a.get(last, 0.0) or end
+        if t0 and (last == "end_time" or a.get(last, 0.0)):
+            t0, t1 = min(max(t0, start), end), min(max(t1, start), end)
+            if t1 > t0:
+                found.append((t0, t1, look))
+    return found
 
 
 def _title(a: dict[str, Any], now: float) -> str:
@@ -60,9 +70,13 @@ def _title(a: dict[str, Any], now: float) -> str:
     state = a["state"] + (f" ({a['failure']} error)" if a.get("failure") else "")
     backup = " (backup)" if a.get("speculative") else ""
     finished = when(a["end_time"], False) if a["end_time"] else "now"
+    phases = ", ".join(f"{label} +{a[name] - a['start_time']:.2f}s"
+                       for name, label in (("taskhost_start_time", "TaskHost running"),
+                                           ("input_end_time", "input read"),
+                                           ("done_time", "done")) if a.get(name))
     return (f"{a['attempt_id']}{backup}\n{state} on {a['taskserver']}, "
             f"{a['locality'] or 'locality unknown'}\n{when(a['start_time'], False)} to "
-            f"{finished} ({end - a['start_time']:.2f}s)")
+            f"{finished} ({end - a['start_time']:.2f}s)" + (f"\n{phases}" if phases else ""))
 
 
 def _ticks(span: float) -> list[float]:
@@ -81,7 +95,7 @@ _DEFS = ('<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpace
 
 
 def _bar(a: dict[str, Any], x: float, y: float, w: float, h: float, colour: str,
-         now: float) -> str:
+         now: float, scale: float) -> str:
     """The attempt's rect (class "attempt"), then its phase shading."""
     state = a["state"]
     if state in ("failed", "lost"):
@@ -93,13 +107,11 @@ def _bar(a: dict[str, Any], x: float, y: float, w: float, h: float, colour: str,
     out = [f'<rect class="attempt {escape(state)}" data-attempt="{escape(a["attempt_id"])}" '
            f'x="{x:.1f}" y="{y:.1f}" width="{w:.2f}" height="{h:.1f}" {look}>'
            f"<title>{escape(_title(a, now))}</title></rect>"]
-    shares = _phase_shares(a) if w >= 4 and state not in ("failed", "lost") else None
-    if shares:
-        read, write = shares
-        out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w * read:.2f}" height="{h:.1f}" '
-                   f'fill="#fff" fill-opacity="0.45" pointer-events="none"/>')
-        out.append(f'<rect x="{x + w * (1 - write):.1f}" y="{y:.1f}" width="{w * write:.2f}" '
-                   f'height="{h:.1f}" fill="#000" fill-opacity="0.3" pointer-events="none"/>')
+    if w >= 4 and state not in ("failed", "lost"):   # too thin to shade, or hatched
+        for t0, t1, look in _phases(a, a["end_time"] or now):
+            out.append(f'<rect x="{x + (t0 - a["start_time"]) * scale:.1f}" y="{y:.1f}" '
+                       f'width="{(t1 - t0) * scale:.2f}" height="{h:.1f}" {look} '
+                       f'pointer-events="none"/>')
     return "".join(out)
 
 
@@ -107,8 +119,8 @@ def _legend(stages: list[str], colours: dict[str, str], y: float) -> str:
     items = [(f'fill="{colours[s]}"', f"stage {s}") for s in stages] + [
         ('fill="url(#hatch)" stroke="#b00020"', "failed or lost"),
         ('fill="#888" fill-opacity="0.3" stroke="#555" stroke-dasharray="2,1"', "killed"),
-        ('fill="#888" fill-opacity="0.45"', "share reading (start)"),
-        ('fill="#333"', "share writing (end)")]
+        ('fill="#ddd"', "launching"), ('fill="#888"', "after its input"),
+        ('fill="#444"', "reporting its end")]
     out, x = [], 0.0
     for look, label in items:
         out.append(f'<rect x="{x:.0f}" y="{y:.0f}" width="14" height="10" {look}/>'
@@ -145,9 +157,9 @@ def svg(job_id: str, attempts: list[dict[str, Any]], stages: list[str], now: flo
             x = LABELS + (a["start_time"] - t0) * scale
             w = max(1.0, ((a["end_time"] or now) - a["start_time"]) * scale)
             stage = a["task_id"][len(job_id) + 1:].rsplit("_", 1)[0]   # (minijet.ids)
-            out.append(_bar(a, x, y, w, row_h - gap, colours.get(stage, "#999"), now))
+            out.append(_bar(a, x, y, w, row_h - gap, colours.get(stage, "#999"), now, scale))
         y += row_h
     out.append(_legend(stages, colours, height + 8))
     return Html(f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" '
-                f'width="{LABELS + WIDTH + 10}" height="{height + 26:.0f}" '
-                f'viewBox="0 0 {LABELS + WIDTH + 10} {height + 26:.0f}">{"".join(out)}</svg>')
+                f'width="{LABELS + WIDTH + 30}" height="{height + 26:.0f}" '
+                f'viewBox="0 0 {LABELS + WIDTH + 30} {height + 26:.0f}">{"".join(out)}</svg>')
