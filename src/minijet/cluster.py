@@ -30,6 +30,7 @@ from minijet import config as configmod
 from minijet import health, rpc
 from minijet.errors import MinijetError
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
+from minijet.web.server import web_url
 
 DEFAULT_DIR = Path(".minijet")
 DEFAULT_DATASERVERS = 3
@@ -62,6 +63,7 @@ class DaemonStatus:
     # serving | not serving (the gRPC health service's word; a dataserver's: alive in the
     # nameserver's report) | no answer | "" (stopped)
     health: str = ""
+    web: str = ""    # the URL of its pages and /metrics; "" when stopped or it has none
 
 
 def free_port() -> int:
@@ -108,6 +110,7 @@ class LocalCluster:
         return {
             "nameserver": {
                 "address": f"127.0.0.1:{free_port()}",
+                "http_address": f"127.0.0.1:{free_port()}",
                 "dir": str(self.dir / "name"),
                 "dead_timeout": "10s",
                 "replication_interval": "1s",
@@ -115,6 +118,7 @@ class LocalCluster:
             },
             "dataserver": {
                 "address": "127.0.0.1:0",
+                "http_address": "127.0.0.1:0",   # each gets a free port of its own (_start)
                 "dir": str(self.dir / "data"),
                 "heartbeat_interval": "1s",
             },
@@ -122,10 +126,12 @@ class LocalCluster:
             # one machine: fast heartbeats, quick loss detection, and no waiting for a
             # node-local slot (every replica is on this machine: a short-circuit read)
             "jobserver": {"address": f"127.0.0.1:{free_port()}", "dir": str(self.dir / "jobs"),
+                          "http_address": f"127.0.0.1:{free_port()}",
                           "taskserver_timeout": "10s", "locality_delay": "0s"},
             # the tasks run as you: your jobs, on your machine (a taskserver run as root
             # would run them as their users, who must then reach this dir and the Python)
-            "taskserver": {"address": "127.0.0.1:0", "dir": str(self.dir / "task"),
+            "taskserver": {"address": "127.0.0.1:0", "http_address": "127.0.0.1:0",
+                           "dir": str(self.dir / "task"),
                            "heartbeat_interval": "0.5s", "isolate_tasks": False},
             "logging": {"file": ""},
         }
@@ -190,10 +196,12 @@ class LocalCluster:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return None
 
-    def _command(self, role: str, index: int, task_slots: int) -> list[str]:
+    def _command(self, role: str, index: int, task_slots: int, web: str) -> list[str]:
         # `python -c` with the interpreter itself: works in a venv without relying on PATH.
         code = f"from {ENTRY_POINTS[role]} import main; main(prog_name={role!r})"
         cmd = [self.python, "-c", code, "--config", str(self.config_path)]
+        if role not in SINGLE and web:
+            cmd += ["-D", f"{role}.http_address={web}"]
         if role == "dataserver":
             cmd += ["-D", f"node.host=host{index}",
                     "-D", f"dataserver.dir={self.dir / f'data{index}'}"]
@@ -204,8 +212,19 @@ class LocalCluster:
                 cmd += ["-D", f"taskserver.slots={task_slots}"]
         return cmd
 
-    def _start(self, role: str, index: int, task_slots: int) -> dict[str, Any]:
+    def _web_address(self, config: configmod.Config, role: str) -> str:
+        """Where the daemon serves its pages: the configured address, but a port of its own
+        for each dataserver and taskserver whose configured port is 0 (so that `status` can
+        name it)."""
+        address = config[role]["http_address"]
+        if role in SINGLE or not address or not address.endswith(":0"):
+            return address
+        return f"{address[:-2]}:{free_port()}"
+
+    def _start(self, role: str, index: int, task_slots: int,
+               config: configmod.Config) -> dict[str, Any]:
         name = _daemon_name(role, index)
+        web = self._web_address(config, role)
         log_path = self.dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.parent.chmod(0o700)   # the daemons' logs name every job, file and attempt
@@ -214,7 +233,7 @@ class LocalCluster:
             log.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
             log.flush()
             # A new session: Ctrl-C in the shell that ran `up` does not stop the cluster.
-            proc = subprocess.Popen(self._command(role, index, task_slots),
+            proc = subprocess.Popen(self._command(role, index, task_slots, web),
                                     stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, cwd=self.dir, env=env,
                                     start_new_session=True, close_fds=True)
@@ -222,7 +241,7 @@ class LocalCluster:
         return {"role": role, "index": index, "pid": proc.pid,
                 "create_time": psutil.Process(proc.pid).create_time(),
                 "host": f"host{index}" if role in ("dataserver", "taskserver") else "",
-                "log": str(log_path), "started": time.time()}
+                "log": str(log_path), "started": time.time(), "web": web}
 
     def _wanted(self, state: dict[str, Any]) -> list[tuple[str, int]]:
         wanted = [("nameserver", 0)] + [("dataserver", i)
@@ -276,7 +295,7 @@ class LocalCluster:
             for role, index in self._wanted(state):
                 name = _daemon_name(role, index)
                 if self._process(state["daemons"].get(name)) is None:
-                    state["daemons"][name] = self._start(role, index, task_slots)
+                    state["daemons"][name] = self._start(role, index, task_slots, config)
                     started.append(name)
         finally:
             self._save_state(state)
@@ -398,9 +417,12 @@ class LocalCluster:
                 said = "serving" if entry["host"] in live_data else "not serving"
             else:
                 said = self._health(config, address)
+            web = config[entry["role"]]["http_address"] if entry["role"] in SINGLE \
+                else entry.get("web", "")
             result.append(DaemonStatus(name, entry["role"], entry["index"], entry["host"],
                                        address, proc.pid if proc else None,
-                                       "running" if proc else "stopped", entry["log"], said))
+                                       "running" if proc else "stopped", entry["log"], said,
+                                       web_url(config, web) if proc else ""))
         return result
 
     @staticmethod
@@ -592,9 +614,9 @@ def down(directory):
 
 
 def _print_status(statuses: list[DaemonStatus]) -> None:
-    rows = [("NAME", "ROLE", "HOST", "ADDRESS", "PID", "STATE", "HEALTH")]
+    rows = [("NAME", "ROLE", "HOST", "ADDRESS", "PID", "STATE", "HEALTH", "WEB")]
     rows += [(s.name, s.role, s.host or "-", s.address or "-", str(s.pid or "-"), s.state,
-              s.health or "-") for s in statuses]
+              s.health or "-", s.web or "-") for s in statuses]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

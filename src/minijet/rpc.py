@@ -134,14 +134,15 @@ def translate_errors(method: Callable) -> Callable:
 def start_server(config: Config, address: str,
                  add_servicers: list[Callable[[grpc.Server], None]],
                  open_methods: frozenset[str] = frozenset(),
-                 guard: Guard | None = None) -> tuple[grpc.Server, int]:
+                 guard: Guard | None = None,
+                 interceptors: list[grpc.ServerInterceptor] = ()) -> tuple[grpc.Server, int]:
     """Start a gRPC server on `address` ("host:port", port 0 = free); return (server, port).
     With an auth token configured, a call must carry it, be to one of `open_methods` or
-    pass `guard` (see _AuthCheck); without one, every call is let in (an open cluster)."""
-    interceptors = []
+    pass `guard` (see _AuthCheck); without one, every call is let in (an open cluster).
+    `interceptors` see the calls let in (minijet.web.metrics.RpcMeter)."""
     token = config["security"]["auth_token"]
-    if token:
-        interceptors.append(_AuthCheck(token, open_methods, guard))
+    interceptors = ([_AuthCheck(token, open_methods, guard)] if token else []) + list(
+        interceptors)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config["rpc"]["server_threads"]),
         interceptors=interceptors, options=_options(config))

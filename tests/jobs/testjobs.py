@@ -1,7 +1,8 @@
 """Job classes for the end-to-end job tests: a mapper that raises, one that hangs once, a
 slow WordCount (so a test can crash a taskserver while the job runs); for the fault tests,
 one that meets the cluster down a few times, one that allocates without bound, one that
-prints without end; a straggler, and one that fails on one node only."""
+prints without end; a straggler, one that fails on one node only, and one that waits
+for a file (so a test sees it running)."""
 import os
 import time
 
@@ -124,4 +125,17 @@ class BadHostWordCount(WordCount):
     def mapper(self, key, value):
         if context.host() == self.bad_host:
             raise RuntimeError(f"no module named lxml on {self.bad_host}")
+        yield from super().mapper(key, value)
+
+
+class WaitForFileWordCount(WordCount):
+    """Each map attempt waits until the local file --release exists, so a test sees the
+    job running for as long as it needs, then lets it finish by creating the file."""
+
+    params = [Param("--release", str, help="local file: the maps go on once it exists")]
+
+    def mapper(self, key, value):
+        while not getattr(self, "_released", False):
+            self._released = os.path.exists(self.release)
+            time.sleep(0.05)
         yield from super().mapper(key, value)

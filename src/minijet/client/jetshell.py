@@ -300,7 +300,20 @@ def run(client, job_file, class_name, args, files, local, dry_run):
         return 0
     job_id = _submit(client, job_file, class_name, args, files, "run")
     click.echo(f"{class_name}: submitted job {job_id}")
+    page = job_page(client.config, job_id)
+    if page:
+        click.echo(f"watch it at {page}")
     return console.follow(client, job_id)
+
+
+def job_page(config, job_id: str) -> str:
+    """The URL of the job's page on the jobserver ("" if the configuration cannot tell)."""
+    from minijet import net
+    from minijet.web.server import web_url
+
+    base = web_url(config, config["jobserver"]["http_address"],
+                   net.split_address(config["jobserver"]["address"])[0])
+    return f"{base}job?id={job_id}" if base else ""
 
 
 @_job_command

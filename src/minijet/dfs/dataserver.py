@@ -22,6 +22,8 @@ from minijet.dfs.transfer_server import DataTransferServer
 from minijet.dfs.transfer_wire import packet_size_for
 from minijet.errors import ChecksumError, FailedPrecondition, MinijetError, NotFound
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
+from minijet.web.metrics import dataserver_metrics
+from minijet.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ class DataServer:
             short_circuit=config["dfs"]["short_circuit"])
         self.node = dfs_pb2.NodeInfo(host=self.host, rack=self.rack,
                                      data_address=self.server.address)
+        self.web = WebServer(config, "dataserver.http_address", {},
+                             dataserver_metrics(self.server.stats, self.store))
         self._channel = rpc.connect(config, ns_address)
         self._ns = dfs_pb2_grpc.NameServerStub(self._channel)
         self._ns_address = ns_address
@@ -62,6 +66,7 @@ class DataServer:
                                             name="heartbeat")
 
     def start(self) -> None:
+        self.web.start()
         self.server.start()
         log.info("dataserver %s (rack %s) serving data on %s, %d replicas in %s", self.host,
                  self.rack, self.server.address, len(self.store.replicas()), self.store.root)
@@ -72,6 +77,7 @@ class DataServer:
         self.server.stop()
         self._heartbeats.join(5)  # it may be inside an RPC to a nameserver that is down
         self._channel.close()
+        self.web.stop()
         log.info("dataserver %s stopped", self.host)
 
     # ---- nameserver protocol ----

@@ -32,6 +32,9 @@ from minijet.errors import (FailedPrecondition, InvalidArgument, NoSpace, Permis
 from minijet.health import HEALTH_METHODS, HealthService
 from minijet.proto import dfs_pb2 as pb
 from minijet.proto import dfs_pb2_grpc
+from minijet.web.dfspages import NameServerPages
+from minijet.web.metrics import nameserver_metrics
+from minijet.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +97,22 @@ class NameServer:
         self._monitor = threading.Thread(target=self._monitor_loop, name="monitor", daemon=True)
         self._server = None
         self.port = 0
+        self.metrics, self._rpc_meter = nameserver_metrics(self)
+        self.web = WebServer(config, "nameserver.http_address",
+                             NameServerPages(self).routes(), self.metrics)
 
     # ---- life cycle ----
 
     def start(self) -> None:
+        self.web.start()   # first: its address may be taken
         address = self.settings["address"]
         health = HealthService(lambda: not self._in_safemode, self._stop)
         self._server, self.port = rpc.start_server(
             self.config, address,
             [lambda s: dfs_pb2_grpc.add_NameServerServicer_to_server(NameServerService(self), s),
              health.add_to],
-            open_methods=HEALTH_METHODS, guard=JobCredentialGuard(self))
+            open_methods=HEALTH_METHODS, guard=JobCredentialGuard(self),
+            interceptors=[self._rpc_meter])
         self._monitor.start()
         log.info("serving on %s (port %s)", address, self.port)
 
@@ -112,6 +120,7 @@ class NameServer:
         """Stop serving and the monitor, flush the journal and checkpoint (clean shutdown:
         the next start has nothing to replay)."""
         log.info("stopping")
+        self.web.stop()
         if self._server is not None:
             self._server.stop(grace=2).wait()
         self._stop.set()

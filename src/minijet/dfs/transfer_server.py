@@ -56,6 +56,18 @@ def _this_machine_ip(towards: str) -> str:
 _NOT_TLS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "RECORD_LAYER_FAILURE")
 
 
+class TransferStats:
+    """Totals since start, for the dataserver's /metrics (minijet.web.metrics)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.bytes_read = self.bytes_written = self.checksum_errors = 0
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+
 class DataTransferServer:
     """Accepts data-transfer connections and serves each in its own thread (`serve`).
     `credentials`: the cluster's token, which clients must prove they know, and how this
@@ -77,8 +89,9 @@ class DataTransferServer:
         self.address = net.join_address(ip, self.port)
         self.store = store
         self.on_block_received = on_block_received
+        self.stats = TransferStats()
         self.settings = {"packet_size": packet_size, "timeout": timeout,
-                         "credentials": credentials}
+                         "credentials": credentials, "stats": self.stats}
         self._tls = tls_context
         self.stopping = threading.Event()
         self._active = 0
@@ -195,7 +208,7 @@ class DataTransferServer:
 def serve(sock: socket.socket, store: blockstore.BlockStore, config: dict,
           on_block_received: Callable[[int, int], None], stopping: threading.Event) -> None:
     """Serve one data-transfer connection: the handshake, then one op. `config` holds
-    packet_size, timeout and credentials; `on_block_received(block_id, length)` runs after
+    packet_size, timeout, credentials and stats; `on_block_received(block_id, length)` runs after
     a replica is finalized, before its last ack (it raises to fail the write). Raises
     Refused when the handshake fails."""
     access = authenticate_client(sock, config["credentials"].token)
@@ -205,7 +218,7 @@ def serve(sock: socket.socket, store: blockstore.BlockStore, config: dict,
     if refusal is not None:
         send_message(sock, {"status": "error", "index": 0, "message": refusal})
     elif kind == "read_block":
-        _serve_read(sock, store, op, config["packet_size"])
+        _serve_read(sock, store, op, config["packet_size"], config["stats"])
     elif kind == "write_block":
         _BlockReceiver(sock, store, op, config, on_block_received, stopping).run()
     else:
@@ -245,11 +258,13 @@ def _serve_fds(sock: socket.socket, store: blockstore.BlockStore, block_id: int)
 
 
 def _serve_read(sock: socket.socket, store: blockstore.BlockStore, op: dict,
-                packet_size: int) -> None:
+                packet_size: int, stats: TransferStats) -> None:
     block_id, offset, length = int(op["block_id"]), int(op["offset"]), int(op["length"])
     try:
         replica = store.open(block_id)
     except (NotFound, ChecksumError) as e:
+        if isinstance(e, ChecksumError):
+            stats.add("checksum_errors")
         send_message(sock, {"status": "error", "message": str(e),
                             "corrupt": isinstance(e, ChecksumError)})
         return
@@ -272,6 +287,7 @@ def _serve_read(sock: socket.socket, store: blockstore.BlockStore, op: dict,
                 sock.sendall(PACKET.pack(seqno, pos, n, flags) + replica.crcs(pos, n))
                 if sock.sendfile(replica.data, pos, n) != n:
                     raise ConnectionClosed(f"block {block_id}: replica shrank while being read")
+                stats.add("bytes_read", n)
                 pos += n
                 seqno += 1
         except (BrokenPipeError, ConnectionResetError):
@@ -298,6 +314,7 @@ class _BlockReceiver:
         self.credentials = config["credentials"]
         self.on_block_received = on_block_received
         self.stopping = stopping
+        self.stats: TransferStats = config["stats"]
         self.mirror: socket.socket | None = None
         self.acks: queue.Queue = queue.Queue()
         self.failed = threading.Event()
@@ -391,9 +408,11 @@ class _BlockReceiver:
         if blockstore.verify(data, crcs, self.chunk_size) >= 0:
             log.warning("block %d: checksum error in received data at byte %d",
                         self.block_id, replica.length)
+            self.stats.add("checksum_errors")
             return ERROR_CHECKSUM
         try:
             replica.write(data, crcs)
+            self.stats.add("bytes_written", len(data))
             if last:
                 replica.finalize()
                 self.on_block_received(self.block_id, replica.length)

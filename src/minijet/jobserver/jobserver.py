@@ -41,6 +41,9 @@ from minijet.proto import job_pb2, job_pb2_grpc
 from minijet.splits import Split, input_splits
 from minijet.states import FINAL_STATES as FINAL
 from minijet.taskdesc import TaskDescription
+from minijet.web.jobpages import JobServerPages
+from minijet.web.metrics import jobserver_metrics
+from minijet.web.server import WebServer
 
 log = logging.getLogger("minijet.jobserver")
 
@@ -114,16 +117,20 @@ class JobServer:
         self._threads: list[threading.Thread] = []
         self._server = None
         self.port = 0
+        self.metrics, self._rpc_meter = jobserver_metrics(self)
+        self.web = WebServer(config, "jobserver.http_address", JobServerPages(self).routes(),
+                             self.metrics)
         self._recover()
 
     # ---- life cycle ----
 
     def start(self) -> None:
+        self.web.start()   # first: its address may be taken
         health = HealthService(lambda: True, self._stop)   # its jobs are recovered by now
         self._server, self.port = rpc.start_server(
             self.config, self.config["jobserver"]["address"],
             [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(JobServerService(self), s),
-             health.add_to], open_methods=HEALTH_METHODS)
+             health.add_to], open_methods=HEALTH_METHODS, interceptors=[self._rpc_meter])
         for target, name in ((self._tick_loop, "tick"), (self._finish_loop, "finisher")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -137,6 +144,7 @@ class JobServer:
         with self._lock:
             self._changed.notify_all()   # end the WaitJob long polls
         self._finisher_queue.put(None)
+        self.web.stop()
         if self._server is not None:
             self._server.stop(grace=1).wait()
         for t in self._threads:
@@ -388,6 +396,10 @@ class JobServer:
     def taskservers(self) -> list[dict[str, Any]]:
         with self._lock:
             return self.core.taskservers()
+
+    def tallies(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return self.core.tallies()
 
     def heartbeat(self, request: job_pb2.HeartbeatRequest) -> job_pb2.HeartbeatResponse:
         event = model.Heartbeat(

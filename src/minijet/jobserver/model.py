@@ -124,6 +124,7 @@ Every event carries an id (given, or "e<seq>"); every action names it as `cause`
 """
 from __future__ import annotations
 
+import collections
 import json
 import random
 from dataclasses import dataclass, field
@@ -1243,6 +1244,16 @@ class JobServerCore:
                  "address": t.address, "failures": t.failures, "alive": t.alive,
                  "isolated": t.isolated, **self.bad_nodes.view(t.name)}
                 for t in self._taskservers.values()]
+
+    def tallies(self) -> dict[str, dict[str, int]]:
+        """For /metrics (minijet.web.metrics): the jobs in memory by state, their tasks by
+        state, their attempts by state, by locality and (failed or lost) by failure class."""
+        attempts = self._attempts.values()
+        return {"jobs": collections.Counter(self.job_state(j) for j in self._jobs),
+                "tasks": collections.Counter(t.state for t in self._tasks.values()),
+                "attempts": collections.Counter(a.state for a in attempts),
+                "locality": collections.Counter(a.locality for a in attempts if a.locality),
+                "failures": collections.Counter(a.failure for a in attempts if a.failure)}
 
     def map_output_locations(self, job_id: str, stage_id: str) -> dict[str, Any]:
         """Where the finished outputs of a producer stage are: {outputs: [{task_id,

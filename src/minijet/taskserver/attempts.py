@@ -101,6 +101,7 @@ def describe_exit(returncode: int) -> str:
 class AttemptTable:
     def __init__(self) -> None:
         self._attempts: dict[str, Attempt] = {}
+        self.tally: dict[str, int] = {}   # attempts started and ended by state, since start
 
     def __contains__(self, attempt_id: str) -> bool:
         return attempt_id in self._attempts
@@ -123,6 +124,7 @@ class AttemptTable:
             return False
         a.state = RUNNING
         a.last_progress = now
+        self.tally["started"] = self.tally.get("started", 0) + 1
         return True
 
     def progress(self, attempt_id: str, progress: float, counters: Counters, now: float,
@@ -195,11 +197,11 @@ class AttemptTable:
                          "", now, NODE)
         return a.state
 
-    @staticmethod
-    def _finish(a: Attempt, state: str, error: str, traceback: str, now: float,
+    def _finish(self, a: Attempt, state: str, error: str, traceback: str, now: float,
                 failure: str = "") -> None:
         a.state, a.error, a.traceback, a.finished = state, error, traceback, now
         a.failure = failure
+        self.tally[state] = self.tally.get(state, 0) + 1
 
     def timed_out(self, now: float, timeout: float) -> list[str]:
         """Running attempts silent for longer than `timeout`, not already being killed."""

@@ -57,6 +57,8 @@ from minijet.taskserver.jobcache import JobCache
 from minijet.taskserver.layout import Layout, check_id, open_owned
 from minijet.taskserver.service import TASK_METHODS, TaskServerService
 from minijet.taskcreds import TaskCredentials
+from minijet.web.metrics import TaskServerMetrics
+from minijet.web.server import WebServer
 
 log = logging.getLogger("minijet.taskserver")
 
@@ -101,11 +103,14 @@ class TaskServer:
         self._server = None
         self._dir_lock = None
         self.address = self.name = self.umbilical = ""
+        self.metrics = TaskServerMetrics(self)
+        self.web = WebServer(config, "taskserver.http_address", {}, self.metrics.registry)
 
     # ---- life cycle ----
 
     def start(self) -> None:
         self._lock_dir()
+        self.web.start()
         shutil.rmtree(self.layout.jobs, ignore_errors=True)
         self.layout.jobs.mkdir(parents=True, exist_ok=True)
         self.layout.jobs.chmod(0o711)   # tasks pass through to their job's dir, list nothing
@@ -162,6 +167,7 @@ class TaskServer:
         if self._forks is not None:
             self._forks.close()
         self._jobserver_channel.close()
+        self.web.stop()
         if self._dfs_client is not None:
             self._dfs_client.close()
         self._dir_lock.close()
@@ -294,6 +300,7 @@ class TaskServer:
                 log.error("attempt %s: cannot start TaskHost: %s", order.attempt_id, e)
                 return
             self._procs[order.attempt_id] = proc
+            self.metrics.taskhost_started(time.time() - self._table.get(order.attempt_id).launched)
         log.info("attempt %s: TaskHost started, pid %d", order.attempt_id, proc.pid)
         threading.Thread(target=self._wait_attempt, args=(order.attempt_id, proc),
                          name=f"wait-{order.attempt_id}", daemon=True).start()
@@ -480,10 +487,16 @@ class TaskServer:
     def map_output_chunks(self, job_id: str, attempt_id: str, partition: int
                           ) -> tuple[int, Iterator[bytes]]:
         owner = self.layout.job_dir(job_id)
-        return segments.partition_chunks(
+        records, chunks = segments.partition_chunks(
             self.layout.map_output(job_id, attempt_id), partition,
             what=f"map output of {attempt_id} (job {job_id})",
             opener=lambda path: open_owned(path, owner))
+        return records, self.metrics.fetch_served(chunks)
+
+    def tallies(self) -> tuple[int, int, dict[str, int]]:
+        """For /metrics: slots, slots busy, attempts started and ended by state."""
+        with self._lock:
+            return self.slots, self._table.busy_slots(), dict(self._table.tally)
 
     def logs(self, job_id: str, attempt_id: str, user: str) -> list[tuple[str, str, str]]:
         """(attempt id, stdout, stderr) of the job's attempts here, or of one; for its owner

@@ -1,0 +1,217 @@
+"""Each daemon's Prometheus metrics, one CollectorRegistry per daemon (not the process-wide
+default: tests run several daemons in one process).
+
+Most are read from the daemon's state when Prometheus scrapes (collectors calling the
+daemon's public views), so the daemons' hot paths stay as they are. What state cannot tell
+afterwards is counted where it happens, with one cheap call: RPCs by method and their
+latency (RpcMeter, a gRPC server interceptor), shuffle bytes served, TaskHost start times,
+a dataserver's transfer totals (kept by its transfer server).
+
+The jobserver's job, task and attempt figures are gauges over the jobs it holds in memory.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any, Callable, Iterable, Iterator
+
+import grpc
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as PromCounter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+# heartbeats and most RPCs take milliseconds; a jobserver in trouble takes seconds
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)
+
+
+class _Collector:
+    """Families made by `collect()` at each scrape."""
+
+    def __init__(self, collect: Callable[[], Iterable]):
+        self.collect = collect
+
+
+def _by(name: str, doc: str, label: str, counts: dict[str, int],
+        every: Iterable[str] = ()) -> GaugeMetricFamily:
+    """A gauge with one sample per `label` value; `every` value shown even at 0."""
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for value in sorted(set(counts) | set(every)):
+        family.add_metric([value], counts.get(value, 0))
+    return family
+
+
+class RpcMeter(grpc.ServerInterceptor):
+    """Calls `observe(method, seconds)` after every unary call the server answers (calls
+    refused by the token check never reach it)."""
+
+    def __init__(self, observe: Callable[[str, float], None]):
+        self._observe = observe
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method, inner = details.method.rpartition("/")[2], handler.unary_unary
+
+        def timed(request, context):
+            start = time.perf_counter()
+            try:
+                return inner(request, context)
+            finally:
+                self._observe(method, time.perf_counter() - start)
+
+        return handler._replace(unary_unary=timed)
+
+
+# ---- the jobserver ----
+
+JOB_STATES = ("created", "running", "succeeded", "failed", "killed")
+TASK_STATES = ("waiting", "pending", "running", "succeeded", "failed", "killed")
+
+
+def jobserver_metrics(jobserver) -> tuple[CollectorRegistry, RpcMeter]:
+    """`jobserver.tallies()` (the core's counts) and taskservers() are read at scrape;
+    heartbeats are counted and timed by the returned interceptor."""
+    registry = CollectorRegistry()
+    heartbeats = PromCounter("minijet_jobserver_heartbeats", "Taskserver heartbeats handled",
+                         registry=registry)
+    latency = Histogram("minijet_jobserver_heartbeat_seconds",
+                        "Time to handle one taskserver heartbeat", buckets=LATENCY_BUCKETS,
+                        registry=registry)
+
+    def observe(method: str, seconds: float) -> None:
+        if method == "Heartbeat":
+            heartbeats.inc()
+            latency.observe(seconds)
+
+    def collect() -> Iterator:
+        t = jobserver.tallies()
+        yield _by("minijet_jobserver_jobs", "Jobs in the jobserver's memory by state", "state",
+                  t["jobs"], JOB_STATES)
+        yield _by("minijet_jobserver_tasks", "Tasks of those jobs by state", "state",
+                  t["tasks"], TASK_STATES)
+        yield _by("minijet_jobserver_attempts", "Attempts of those jobs by state", "state",
+                  t["attempts"])
+        yield _by("minijet_jobserver_attempts_by_locality",
+                  "Attempts of those jobs by where they ran against their input "
+                  "(assignments by locality)", "locality", t["locality"])
+        yield _by("minijet_jobserver_failed_attempts",
+                  "Failed and lost attempts of those jobs by whose fault (minijet.failures)",
+                  "class", t["failures"], ("user", "system", "node"))
+        servers = jobserver.taskservers()
+        yield _by("minijet_jobserver_taskservers", "Taskservers known by state", "state",
+                  Counter("alive" if s["alive"] else "lost" for s in servers), ("alive", "lost"))
+        yield GaugeMetricFamily("minijet_jobserver_greylisted_taskservers",
+                                "Taskservers given no new tasks for now",
+                                value=sum(1 for s in servers if s.get("greylisted_since")))
+        yield GaugeMetricFamily("minijet_jobserver_slots", "Task slots of live taskservers",
+                                value=sum(s["slots"] for s in servers if s["alive"]))
+
+    registry.register(_Collector(collect))
+    return registry, RpcMeter(observe)
+
+
+# ---- a taskserver ----
+
+class TaskServerMetrics:
+    """A taskserver's: `taskserver.tallies()` read at scrape; shuffle and TaskHost start
+    times counted as they happen (fetch_served, taskhost_started)."""
+
+    def __init__(self, taskserver):
+        self.registry = CollectorRegistry()
+        self._shuffle_requests = PromCounter("minijet_taskserver_shuffle_requests",
+                                         "Map output fetches served", registry=self.registry)
+        self._shuffle_bytes = PromCounter("minijet_taskserver_shuffle_bytes",
+                                      "Map output bytes served", registry=self.registry)
+        self._start = Histogram("minijet_taskserver_taskhost_start_seconds",
+                                "From an attempt's launch order to its TaskHost running",
+                                buckets=LATENCY_BUCKETS, registry=self.registry)
+
+        def collect() -> Iterator:
+            slots, busy, tally = taskserver.tallies()
+            yield GaugeMetricFamily("minijet_taskserver_slots", "Task slots", value=slots)
+            yield GaugeMetricFamily("minijet_taskserver_slots_busy",
+                                    "Slots holding an attempt", value=busy)
+            for what, doc in (("started", "Attempts whose TaskHost was started"),
+                              ("succeeded", "Attempts that succeeded"),
+                              ("failed", "Attempts that failed"),
+                              ("killed", "Attempts killed")):
+                yield CounterMetricFamily(f"minijet_taskserver_attempts_{what}", doc,
+                                          value=tally.get(what, 0))
+
+        self.registry.register(_Collector(collect))
+
+    def fetch_served(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """`chunks` of one fetch, counted as they are sent."""
+        self._shuffle_requests.inc()
+        for chunk in chunks:
+            self._shuffle_bytes.inc(len(chunk))
+            yield chunk
+
+    def taskhost_started(self, seconds: float) -> None:
+        self._start.observe(seconds)
+
+
+# ---- the nameserver ----
+
+def nameserver_metrics(nameserver) -> tuple[CollectorRegistry, RpcMeter]:
+    """Operations counted by the returned interceptor; the namespace's figures from
+    fsck("/"), safe_mode("get") and dataserver_reports() at scrape (fsck walks every file:
+    scrape a namespace of millions of files seldom)."""
+    registry = CollectorRegistry()
+    operations = PromCounter("minijet_nameserver_operations", "RPCs handled by method",
+                         ["operation"], registry=registry)
+
+    def observe(method: str, seconds: float) -> None:
+        operations.labels(method).inc()
+
+    def collect() -> Iterator:
+        report = nameserver.fsck("/")
+        yield GaugeMetricFamily("minijet_nameserver_files", "Closed files",
+                                value=len(report.files))
+        yield GaugeMetricFamily("minijet_nameserver_blocks", "Blocks of closed files",
+                                value=report.total_blocks)
+        for state in ("under_replicated", "over_replicated", "corrupt", "missing"):
+            yield GaugeMetricFamily(f"minijet_nameserver_blocks_{state}",
+                                    f"Blocks {state.replace('_', '-')}",
+                                    value=getattr(report, state))
+        yield GaugeMetricFamily("minijet_nameserver_safe_mode", "1 while in safe mode",
+                                value=int(nameserver.safe_mode("get")[0]))
+        servers = nameserver.dataserver_reports()
+        yield _by("minijet_nameserver_dataservers", "Dataservers by state", "state",
+                  Counter("alive" if d.alive else "dead" for d in servers), ("alive", "dead"))
+        yield GaugeMetricFamily("minijet_nameserver_capacity_bytes",
+                                "Capacity of the live dataservers",
+                                value=sum(d.capacity for d in servers if d.alive))
+        yield GaugeMetricFamily("minijet_nameserver_used_bytes",
+                                "Bytes used on the live dataservers",
+                                value=sum(d.used for d in servers if d.alive))
+
+    registry.register(_Collector(collect))
+    return registry, RpcMeter(observe)
+
+
+# ---- a dataserver ----
+
+def dataserver_metrics(stats, store) -> CollectorRegistry:
+    """`stats`: the transfer server's totals (bytes_read, bytes_written, checksum_errors);
+    `store`: the BlockStore (used, free, capacity)."""
+    registry = CollectorRegistry()
+
+    def collect() -> Iterator[Any]:
+        for name, doc in (("bytes_read", "Replica bytes sent to readers"),
+                          ("bytes_written", "Replica bytes received and stored"),
+                          ("checksum_errors", "Replicas or received packets that failed "
+                                              "their checksum")):
+            yield CounterMetricFamily(f"minijet_dataserver_{name}", doc,
+                                      value=getattr(stats, name))
+        yield GaugeMetricFamily("minijet_dataserver_disk_used_bytes", "Bytes of replicas",
+                                value=store.used())
+        yield GaugeMetricFamily("minijet_dataserver_disk_free_bytes",
+                                "Room left for replicas", value=store.free())
+        yield GaugeMetricFamily("minijet_dataserver_capacity_bytes", "Bytes offered",
+                                value=store.capacity())
+
+    registry.register(_Collector(collect))
+    return registry

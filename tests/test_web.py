@@ -1,0 +1,166 @@
+"""The daemons' web pages and /metrics on a live cluster, read with real HTTP requests:
+every page answers, shows what it is for, escapes what users named, and asks for the token
+when the cluster has one."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from minijet.client import JetClient
+
+from test_jobs_e2e import TESTJOBS, WORDCOUNT, jetshell, job_id_of, put_bytes, status
+from web_client import get, web
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def run_job(lc, job_class: str, name: str, file: str = WORDCOUNT):
+    """Run a job over 2 blocks of input; (its id, the page URL jetshell run printed)."""
+    dfs = lc.client()
+    put_bytes(dfs, f"/web/{name}/in", b"one two three poison\n" * (
+        2 * lc.config["dfs"]["block_size"] // 21))
+    r = jetshell(lc, "run", file, job_class, f"/web/{name}/in", f"/web/{name}/out")
+    lines = r.stdout.splitlines()
+    assert lines and lines[1].startswith("watch it at http://"), r.stdout + r.stderr
+    return job_id_of(r), lines[1].split()[-1]
+
+
+def attempt_bars(page: str) -> int:
+    return page.count('<rect class="attempt ')
+
+
+def test_the_job_pages(job_cluster):
+    job_id, url = run_job(job_cluster, "WordCount", "pages")
+    base = web(job_cluster, "jobserver")
+    assert url == f"{base}job?id={job_id}"
+    st = status(job_cluster, job_id)
+    code, page = get(url)
+    assert code == 200
+    for words in (job_id, "WordCount", "succeeded", "Stages", "Timeline", "Counters",
+                  "input_records", f"jetshell logs {job_id}"):
+        assert words in page
+    assert attempt_bars(page) == len(st.attempts) > 0
+    assert 'http-equiv="refresh"' not in page   # a finished job's page stays as it is
+    for a in st.attempts:
+        assert a.attempt_id in page and a.taskserver in page
+
+    code, jobs = get(base)
+    assert code == 200 and f'href="/job?id={job_id}"' in jobs
+    assert job_id in get(f"{base}?state=succeeded")[1]
+    assert job_id not in get(f"{base}?state=failed")[1]
+    assert job_id not in get(f"{base}?user=nosuchuser")[1]
+    assert job_id in get(f"{base}?user={st.user}&state=succeeded&all=1")[1]
+    assert get(f"{base}?state=sleeping")[0] == 400
+    assert get(f"{base}job?id=job_20000101000000_9999")[0] == 404
+    assert get(f"{base}job?id=nonsense")[0] == 400
+    assert get(f"{base}nosuchpage")[0] == 404
+
+    code, servers = get(f"{base}taskservers")
+    assert code == 200 and 'http-equiv="refresh"' in servers
+    for host in ("host1", "host2", "host3"):
+        assert host in servers
+    assert "/default-rack" in servers and "alive" in servers
+
+
+def test_a_failed_jobs_page_shows_its_error_and_traceback(job_cluster):
+    job_id, url = run_job(job_cluster, "PoisonWordCount", "failed", TESTJOBS)
+    code, page = get(url)
+    assert code == 200
+    assert "failed" in page and "Traceback (most recent call last)" in page
+    assert "ValueError: poison record" in page
+    assert '<rect class="attempt failed"' in page   # hatched in the timeline
+
+
+def test_a_hostile_job_name_shows_as_text(job_cluster):
+    with JetClient(job_cluster.config) as jc:
+        job_id, _ = jc.create_job(HOSTILE)
+        try:
+            base = web(job_cluster, "jobserver")
+            for url in (base, f"{base}job?id={job_id}", f"{base}?user={HOSTILE}"):
+                code, page = get(url.replace("<", "%3C").replace(">", "%3E"))
+                assert code == 200
+                assert HOSTILE not in page
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in get(base)[1]
+        finally:
+            jc.kill_job(job_id)
+
+
+def test_the_nameserver_pages(job_cluster):
+    dfs = job_cluster.client()
+    block = job_cluster.config["dfs"]["block_size"]
+    path = "/web/dfs/<b>bold.txt"
+    put_bytes(dfs, path, b"x" * (block + 10))
+    base = web(job_cluster, "nameserver")
+
+    code, root = get(base)
+    assert code == 200 and 'href="/?path=%2Fweb"' in root
+    code, listing = get(f"{base}?path=/web/dfs")
+    assert code == 200 and "&lt;b&gt;bold.txt" in listing and "<b>bold" not in listing
+    code, file_page = get(f"{base}file?path={path.replace('<', '%3C').replace('>', '%3E')}")
+    assert code == 200
+    assert file_page.count(">healthy<") == 2   # two blocks
+    assert all(f"host{i}" in file_page for i in (1, 2, 3))
+    assert get(f"{base}?path=/web/nosuch")[0] == 404
+
+    code, servers = get(f"{base}dataservers")
+    assert code == 200 and all(f"host{i}" in servers for i in (1, 2, 3)) and "alive" in servers
+    code, fsck = get(f"{base}fsck")
+    assert code == 200 and "HEALTHY" in fsck and "safe mode" in fsck
+
+
+ROLE_METRICS = {
+    "nameserver": {"minijet_nameserver_operations", "minijet_nameserver_files",
+                   "minijet_nameserver_blocks", "minijet_nameserver_blocks_under_replicated",
+                   "minijet_nameserver_blocks_corrupt", "minijet_nameserver_safe_mode"},
+    "dataserver": {"minijet_dataserver_bytes_read", "minijet_dataserver_bytes_written",
+                   "minijet_dataserver_checksum_errors", "minijet_dataserver_disk_used_bytes",
+                   "minijet_dataserver_disk_free_bytes"},
+    "jobserver": {"minijet_jobserver_heartbeats", "minijet_jobserver_heartbeat_seconds",
+                  "minijet_jobserver_jobs", "minijet_jobserver_tasks",
+                  "minijet_jobserver_attempts_by_locality",
+                  "minijet_jobserver_failed_attempts"},
+    "taskserver": {"minijet_taskserver_slots_busy", "minijet_taskserver_attempts_started",
+                   "minijet_taskserver_attempts_failed", "minijet_taskserver_attempts_killed",
+                   "minijet_taskserver_shuffle_bytes", "minijet_taskserver_shuffle_requests",
+                   "minijet_taskserver_taskhost_start_seconds"},
+}
+
+
+def test_every_daemon_serves_metrics(job_cluster):
+    run_job(job_cluster, "WordCount", "metrics")
+    for s in job_cluster.status():
+        code, text = get(f"{s.web}metrics")
+        assert code == 200, s.name
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert ROLE_METRICS[s.role] <= set(families), (s.name, sorted(families))
+    code, text = get(f"{web(job_cluster, 'jobserver')}metrics")
+    samples = {(x.name, tuple(sorted(x.labels.items()))): x.value
+               for f in text_string_to_metric_families(text) for x in f.samples}
+    assert samples[("minijet_jobserver_heartbeats_total", ())] > 0
+    assert samples[("minijet_jobserver_jobs", (("state", "succeeded"),))] >= 1
+
+
+def test_cluster_status_shows_each_daemons_web_address(job_cluster):
+    statuses = job_cluster.status()
+    assert len({s.web for s in statuses}) == len(statuses)   # a port each
+    out = subprocess.run([sys.executable, "-c", "from minijet.cluster import main; main()",
+                          "cluster", "status", "--dir", str(job_cluster.dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "WEB" in out.stdout.splitlines()[0]
+    assert web(job_cluster, "jobserver") in out.stdout
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Bearer"])
+def test_pages_and_metrics_ask_for_the_token(fresh_cluster, scheme):
+    lc = fresh_cluster(dataservers=1, security={"auth_token": "s3cret-token"})
+    base = web(lc, "nameserver")
+    for url in (base, f"{base}fsck", f"{base}metrics",
+                f"{web(lc, 'dataserver1')}metrics"):
+        code, _ = get(url)
+        assert code == 401, url
+        assert get(url, "wrong", scheme)[0] == 401
+        assert get(url, "s3cret-token", scheme)[0] == 200, url
