@@ -225,6 +225,7 @@ class JobServer:
             with self._lock:
                 return {j for j in job_ids if self.core.holds(j)}
 
+        self.store.wait()   # no write of a job's rows is still queued when they go
         expired = history.expire(
             self.store, ended_before, held,
             lambda job_id: self._with_retries(job_id, "job dir", lambda: self.dfs.delete(

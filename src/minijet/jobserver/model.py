@@ -28,7 +28,7 @@ thin shell around it:
 
 Events: JobCreated, JobSubmitted (conf + splits per input stage), Heartbeat (with an
 AttemptStatus per attempt held), TaskServerLost, CommitRequest, FetchFailed, KillJob, Tick,
-OutputCommitted, OutputCommitFailed, JobRestored.
+OutputCommitted, OutputCommitFailed, JobRestored, HistoryExpired.
 LaunchAttempt.task says what the TaskHost runs: {"stage", "index", and "split"
 (Split.to_dict()) for an input stage, or "producers" ({stage id: task count}) for a
 consumer, which reads partition `index` of every producer's output}.
@@ -109,6 +109,15 @@ report is lost, as always), and lost, their tasks run again, if it has not withi
 taskserver_timeout of the restart. A commit granted before the restart stays granted to its
 attempt. The shell stores a grant, and the attempts a heartbeat reply launches, before it
 answers, so a restarted core never reuses an attempt id or grants a commit twice.
+
+Retirement: a job whose output is closed leaves the core on the first Tick after it ended
+`retire_after` ago, or once `retained_jobs` closed jobs ended after it: every reference to
+it, its tasks and attempts goes (a zombie attempt of it is then killed as unknown, its local
+files cleaned up as an unknown job's). Its rows, with its list view stored at its close
+(jobs.summary_json) and each attempt's last progress, answer for it from then on
+(stored_status, stored_summary: minijet.jobserver.history); JobRestored of a closed job
+that ended `retire_after` ago is ignored. HistoryExpired (the shell deleted the rows of
+old retired jobs) orders the taskservers that ran them to drop their logs.
 
 Timestamps (the events' `now`, or the taskserver's clock where said; 0: not yet), so a
 job's time can be accounted for (bench/latency.py). A job: submit_time (JobCreated), run_time
