@@ -17,7 +17,7 @@ from minijet.errors import NotFound
 from polling import wait_for
 
 WORDCOUNT = str(Path(__file__).parents[1] / "examples" / "wordcount" / "wordcount.py")
-RETENTION = 15.0   # seconds: long enough for the checks and a restart before it expires
+RETENTION = 25.0   # seconds: long enough for the checks and a restart before it expires
 
 
 def jetshell(lc, *args: str) -> str:
