@@ -27,11 +27,10 @@ def held_of(core, job_id):
         if id(o) in seen or isinstance(o, NOT_WALKED):
             continue
         seen.add(id(o))
-        if isinstance(o, (Job, Stage, Task, Attempt)) and \
-                (o.job if not isinstance(o, (Job, Attempt)) else o.task.job if
-                 isinstance(o, Attempt) else o).id == job_id:
-            found.append(o)
-        elif isinstance(o, str) and o.startswith(job_id):
+        owner = o if isinstance(o, Job) else o.task.job if isinstance(o, Attempt) else \
+            o.job if isinstance(o, (Stage, Task)) else None
+        if owner is not None and owner.id == job_id or \
+                isinstance(o, str) and o.startswith(job_id):
             found.append(o)
         stack.extend(gc.get_referents(o))
     return found
@@ -54,6 +53,7 @@ def test_a_closed_job_retires_after_retire_after_and_the_core_holds_nothing_of_i
     end = c.status()["end_time"]
     c.handle(Tick(end + 59.0))
     assert c.core.holds("job_1") and c.core.job_of_request("r1") == "job_1"
+    assert held_of(c.core, "job_1")   # (the walk finds it while held)
     c.handle(Tick(end + 60.0))
     assert not c.core.holds("job_1")
     with pytest.raises(NotFound):
