@@ -34,7 +34,7 @@ class Duration(float):
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2,
                "g": 1000**3, "gb": 1000**3, "t": 1000**4, "tb": 1000**4,
                "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
-_DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _NUMBER_UNIT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
 
 
@@ -161,6 +161,11 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         #                                           dropped by the nameserver after this
         "heartbeats_per_second": (float, 1000.0),  # taskserver heartbeats (and wakes) the
         #                                           jobserver takes: larger clusters beat slower
+        "retire_after": (Duration, 600.0),    # a finished job leaves memory this long after
+        "retained_jobs": (int, 100),          # its end, or when this many ended after it; it
+        "history_retention": (Duration, 7 * 86400.0),  # is read from the store until this
+        #                                       long after its end, then its rows, logs and job
+        #                                       dir are deleted (jobserver/history.py)
     },
     "taskserver": {
         "address": (str, "localhost:0"),   # shuffle service

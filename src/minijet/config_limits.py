@@ -51,6 +51,7 @@ RULES: dict[str, Rule] = {
     "jobserver.job_file_replication": at_least(1),
     "jobserver.min_split_size": at_least(1),
     "jobserver.heartbeats_per_second": POSITIVE,
+    "jobserver.retained_jobs": at_least(1),
     "taskserver.sort_buffer": at_least(64 * KiB),
     "taskserver.log_retention": at_least(0),        # 0: removed with the job's files
 }

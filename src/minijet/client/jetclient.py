@@ -124,10 +124,11 @@ class JetClient:
     def get_status(self, job_id: str) -> job_pb2.JobStatus:
         return self._call(self._stub.GetJobStatus, job_pb2.JobId(job_id=job_id), idempotent=True)
 
-    def list_jobs(self, all: bool = False) -> list[job_pb2.JobStatus]:
-        """Jobs (without their attempts), oldest first; only unfinished ones and recently
-        finished ones unless `all`, as the jobserver decides."""
-        reply = self._call(self._stub.ListJobs, job_pb2.ListJobsRequest(all=all),
+    def list_jobs(self, all: bool = False, limit: int = 0) -> list[job_pb2.JobStatus]:
+        """Jobs (without their attempts), oldest first: every unfinished one and the `limit`
+        finished ones that ended last (0: the jobserver's default, 100); only those of the
+        last day unless `all`."""
+        reply = self._call(self._stub.ListJobs, job_pb2.ListJobsRequest(all=all, limit=limit),
                            idempotent=True)
         return list(reply.jobs)
 

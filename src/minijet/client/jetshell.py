@@ -340,11 +340,14 @@ def status(client, job_id, as_json):
 @cli.command(name="list")
 @with_client
 @click.option("--all", "all_jobs", is_flag=True, help="Also list old finished jobs.")
+@click.option("--limit", type=click.IntRange(min=0), default=0,
+              help="Finished jobs to list, those that ended last (default: 100).")
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
-def list_(client, all_jobs, as_json):
+def list_(client, all_jobs, limit, as_json):
     """List jobs: id, name, user, started, duration, retries, progress (tasks done/total),
-    bytes read and written, state. Without --all: unfinished and recently finished jobs."""
-    jobs = client.list_jobs(all=all_jobs)
+    bytes read and written, state. Every unfinished job, and the finished ones that ended
+    last (--limit); without --all, only those that ended within a day."""
+    jobs = client.list_jobs(all=all_jobs, limit=limit)
     if as_json:
         now = time.time()
         click.echo(json.dumps([_as_json(j) | job_metrics(j, now) for j in jobs], indent=2))

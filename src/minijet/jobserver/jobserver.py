@@ -16,8 +16,10 @@ Status and lists are open to all.
 With an auth token configured, each job gets a DFS credential (jobcreds.py): registered
 with the nameserver by RunJob, sent with every LaunchAttempt, removed by the finisher.
 
-Start-up: every job the store holds is fed to the core as a JobRestored; the core lists
-finished ones as they were and fails those that were created or running.
+Start-up: every job the store holds that the core would not have retired (history.py) is
+fed to the core as a JobRestored; the core lists finished ones as they were and resumes those
+that were running. A retired job is answered from the store; a sweep thread deletes the
+history older than jobserver.history_retention.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError, PermissionDenied
 from minijet.health import HEALTH_METHODS, HealthService
 from minijet.ids import make_job_id
-from minijet.jobserver import jobcreds, jobfiles, model, pacing
+from minijet.jobserver import history, jobcreds, jobfiles, model, pacing
 from minijet.jobserver.store import JobStore
 from minijet.jobserver.wakeup import Waker
 from minijet.proto import job_pb2, job_pb2_grpc
@@ -51,6 +53,8 @@ MAX_WAIT = 30.0               # seconds a WaitJob long poll may last
 RECENT = 24 * 3600.0          # ListJobs without `all`: finished jobs younger than this
 FINISH_RETRIES = 5            # tries to commit/remove a job's output while the DFS fails
 STORE_BATCH = 5000            # rows of a submitted job's tasks per store transaction
+LIST_LIMIT = 100              # finished jobs ListJobs shows when the request says no limit
+HISTORY_SWEEP = 60.0          # seconds between sweeps of the expired history, at most
 _ATTEMPT_STATES = {v: k.lower() for k, v in job_pb2.AttemptState.items()}
 
 
@@ -131,7 +135,8 @@ class JobServer:
             self.config, self.config["jobserver"]["address"],
             [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(JobServerService(self), s),
              health.add_to], open_methods=HEALTH_METHODS, interceptors=[self._rpc_meter])
-        for target, name in ((self._tick_loop, "tick"), (self._finish_loop, "finisher")):
+        for target, name in ((self._tick_loop, "tick"), (self._finish_loop, "finisher"),
+                             (self._history_loop, "history")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -157,17 +162,14 @@ class JobServer:
     def _recover(self) -> None:
         """Hand the jobs of earlier runs to the core: those still going resume, those whose
         output was being committed or removed have that done (again)."""
-        of_job: dict[str, dict[str, list[dict]]] = {"tasks": {}, "attempts": {}}
-        for table, rows in of_job.items():
-            for row in self.store.rows(table):
-                rows.setdefault(row["job_id"], []).append(row)
         now = time.time()
-        for row in self.store.rows("jobs"):
-            job_id = row["job_id"]
-            if job_id.startswith(f"job_{self._started}_"):
-                self._seq = max(self._seq, int(job_id.rsplit("_", 1)[1]))
-            event = model.JobRestored(row, of_job["tasks"].get(job_id, []),
-                                      of_job["attempts"].get(job_id, []), now)
+        for row in self.store.rows("jobs", "job_id LIKE ?", (f"job_{self._started}_%",)):
+            self._seq = max(self._seq, int(row["job_id"].rsplit("_", 1)[1]))
+        for row in self.store.restorable_jobs(now - self.core.retire_after,
+                                              self.core.retained_jobs):
+            of_job = ("job_id = ?", (row["job_id"],))
+            event = model.JobRestored(row, self.store.rows("tasks", *of_job),
+                                      self.store.rows("attempts", *of_job), now)
             with self._lock:
                 for action in self._handle(event):
                     log.error("unexpected action from JobRestored: %s", action)
@@ -209,6 +211,31 @@ class JobServer:
                         log.warning("taskserver %s lost: silent for more than %gs", name,
                                     self.config["jobserver"]["taskserver_timeout"])
                     self._live_taskservers &= alive
+
+    def _history_loop(self) -> None:
+        retention = self.config["jobserver"]["history_retention"]
+        while not self._stop.wait(min(HISTORY_SWEEP, max(0.05, retention / 4))):
+            try:
+                self._expire_history(time.time() - retention)
+            except Exception:   # the store or the DFS failed: the next sweep tries again
+                log.exception("history sweep failed")
+
+    def _expire_history(self, ended_before: float) -> None:
+        def held(job_ids: list[str]) -> set[str]:
+            with self._lock:
+                return {j for j in job_ids if self.core.holds(j)}
+
+        self.store.wait()   # no write of a job's rows is still queued when they go
+        expired = history.expire(
+            self.store, ended_before, held,
+            lambda job_id: self._with_retries(job_id, "job dir", lambda: self.dfs.delete(
+                self._job_dir(job_id), recursive=True)))
+        if expired:
+            with self._lock:
+                for action in self._handle(model.HistoryExpired(expired, time.time())):
+                    log.error("unexpected action from HistoryExpired: %s", action)
+            log.info("history of %d jobs expired: rows, job dirs and logs deleted",
+                     len(expired))
 
     # ---- job end: the output in the DFS ----
 
@@ -299,16 +326,17 @@ class JobServer:
         asked = time.time()
         with self._lock:
             self._changed.wait_for(lambda: job_id not in self._submitting)
-            status = self.core.job_status(job_id, attempts=False)
-            if status["state"] != model.CREATED:
-                if not status["start_time"]:
-                    raise FailedPrecondition(f"job {job_id} ended before it ran "
-                                             f"({status['state']}: {status['error']})")
-                started = True
-            else:
-                started = False
-                self._submitting.add(job_id)
-        if started:
+            held = self.core.holds(job_id)
+            if held:
+                status = self.core.job_status(job_id, attempts=False)
+                if status["state"] == model.CREATED:
+                    self._submitting.add(job_id)
+        if not held:   # retired: it ended
+            status = self._retired_status(job_id, attempts=False)
+        if status["state"] != model.CREATED:
+            if not status["start_time"]:
+                raise FailedPrecondition(f"job {job_id} ended before it ran "
+                                         f"({status['state']}: {status['error']})")
             self.store.wait()
             return
         secret = secrets.token_hex(32)
@@ -352,9 +380,15 @@ class JobServer:
         for start in range(0, len(records), STORE_BATCH):
             self.store.wait(self.store.save(records[start:start + STORE_BATCH]))
 
-    def job_status(self, job_id: str) -> dict[str, Any]:
+    def job_status(self, job_id: str, attempts: bool = True) -> dict[str, Any]:
         with self._lock:
-            return self.core.job_status(job_id)
+            if self.core.holds(job_id):
+                return self.core.job_status(job_id, attempts)
+        return self._retired_status(job_id, attempts)
+
+    def _retired_status(self, job_id: str, attempts: bool = True) -> dict[str, Any]:
+        self.store.wait()   # the rows of a job retired a moment ago are written
+        return history.status(self.store, job_id, attempts)
 
     def wait_job(self, job_id: str, timeout: float) -> dict[str, Any]:
         """The job's status once it is final, or after `timeout` seconds (at most
@@ -364,19 +398,30 @@ class JobServer:
         try:
             deadline = time.monotonic() + min(max(0.0, timeout), MAX_WAIT)
             with self._lock:
-                while (self.core.job_state(job_id) not in FINAL and not self._stop.is_set()
+                while (self.core.holds(job_id) and self.core.job_state(job_id) not in FINAL
+                       and not self._stop.is_set()
                        and (left := deadline - time.monotonic()) > 0):
                     self._changed.wait(left)
-                return self.core.job_status(job_id)
+                if self.core.holds(job_id):
+                    return self.core.job_status(job_id)
+            return self._retired_status(job_id)
         finally:
             self._long_polls.release()
 
-    def list_jobs(self, all_jobs: bool) -> list[dict[str, Any]]:
-        now = time.time()
+    def list_jobs(self, all_jobs: bool, limit: int = 0) -> list[dict[str, Any]]:
+        """Every unfinished job, and the `limit` (0: LIST_LIMIT) finished ones that ended
+        last: only those of the last day unless `all_jobs`; oldest first."""
+        limit = limit or LIST_LIMIT
+        ended_after = 0.0 if all_jobs else time.time() - RECENT
         with self._lock:
-            jobs = self.core.list_jobs()
-        return sorted((s for s in jobs
-                       if all_jobs or s["state"] not in FINAL or now - s["end_time"] < RECENT),
+            live = {s["job_id"]: s for s in self.core.list_jobs()}
+        # the store holds a closed job in memory too, or not yet (its rows are being written)
+        retired = [s for s in history.finished(self.store, ended_after, limit)
+                   if s["job_id"] not in live]
+        ended = sorted([s for s in live.values()
+                        if s["state"] in FINAL and s["end_time"] > ended_after] + retired,
+                       key=lambda s: -s["end_time"])[:limit]
+        return sorted([s for s in live.values() if s["state"] not in FINAL] + ended,
                       key=lambda s: (s["submit_time"], s["job_id"]))
 
     def kill_job(self, job_id: str, user: str) -> None:
@@ -384,13 +429,17 @@ class JobServer:
         already ended is left as it is. A kill during RunJob wins: RunJob then finds the
         job killed."""
         with self._lock:
-            try:
-                acl.check(user, acl.KILL, job_id, self.core.job_owner(job_id),
-                          self.config["security"]["admins"])
-            except PermissionDenied as e:
-                log.warning("job %s: kill refused: %s", job_id, e)
-                raise
-            self._handle(model.KillJob(job_id, time.time()))
+            owner = self.core.job_owner(job_id) if self.core.holds(job_id) else None
+        if owner is None:   # retired: it ended
+            owner = history.job_row(self.store, job_id)["user"]
+        try:
+            acl.check(user, acl.KILL, job_id, owner, self.config["security"]["admins"])
+        except PermissionDenied as e:
+            log.warning("job %s: kill refused: %s", job_id, e)
+            raise
+        with self._lock:
+            if self.core.holds(job_id):   # (one retired meanwhile had ended)
+                self._handle(model.KillJob(job_id, time.time()))
         log.info("job %s: kill requested by %s", job_id, user)
 
     def taskservers(self) -> list[dict[str, Any]]:
@@ -435,7 +484,7 @@ class JobServer:
                     kill=job_pb2.KillAttempt(attempt_id=action.attempt_id)))
             elif isinstance(action, model.CleanupJob):
                 commands.append(job_pb2.TaskServerCommand(
-                    cleanup=job_pb2.CleanupJob(job_id=action.job_id)))
+                    cleanup=job_pb2.CleanupJob(job_id=action.job_id, logs=action.logs)))
             else:
                 log.error("unexpected action from Heartbeat: %s", action)
         if any(c.HasField("launch") for c in commands):
@@ -514,7 +563,7 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
     @rpc.translate_errors
     def ListJobs(self, request, context):
         return job_pb2.ListJobsResponse(
-            jobs=[status_proto(s) for s in self._js.list_jobs(request.all)])
+            jobs=[status_proto(s) for s in self._js.list_jobs(request.all, request.limit)])
 
     @rpc.translate_errors
     def KillJob(self, request, context):

@@ -28,7 +28,7 @@ thin shell around it:
 
 Events: JobCreated, JobSubmitted (conf + splits per input stage), Heartbeat (with an
 AttemptStatus per attempt held), TaskServerLost, CommitRequest, FetchFailed, KillJob, Tick,
-OutputCommitted, OutputCommitFailed, JobRestored.
+OutputCommitted, OutputCommitFailed, JobRestored, HistoryExpired.
 LaunchAttempt.task says what the TaskHost runs: {"stage", "index", and "split"
 (Split.to_dict()) for an input stage, or "producers" ({stage id: task count}) for a
 consumer, which reads partition `index` of every producer's output}.
@@ -109,6 +109,15 @@ report is lost, as always), and lost, their tasks run again, if it has not withi
 taskserver_timeout of the restart. A commit granted before the restart stays granted to its
 attempt. The shell stores a grant, and the attempts a heartbeat reply launches, before it
 answers, so a restarted core never reuses an attempt id or grants a commit twice.
+
+Retirement: a job whose output is closed leaves the core on the first Tick after it ended
+`retire_after` ago, or once `retained_jobs` closed jobs ended after it: every reference to
+it, its tasks and attempts goes (a zombie attempt of it is then killed as unknown, its local
+files cleaned up as an unknown job's). Its rows, with its list view stored at its close
+(jobs.summary_json) and each attempt's last progress, answer for it from then on
+(stored_status, stored_summary: minijet.jobserver.history); JobRestored of a closed job
+that ended `retire_after` ago is ignored. HistoryExpired (the shell deleted the rows of
+old retired jobs) orders the taskservers that ran them to drop their logs.
 
 Timestamps (the events' `now`, or the taskserver's clock where said; 0: not yet), so a
 job's time can be accounted for (bench/latency.py). A job: submit_time (JobCreated), run_time
@@ -327,6 +336,15 @@ class OutputCommitFailed:
 
 
 @dataclass
+class HistoryExpired:
+    """The shell deleted these retired jobs' rows: their taskservers (those the attempts
+    rows name) are to drop the jobs' attempt logs too."""
+    jobs: dict[str, list[str]]   # job id -> taskservers that ran its attempts
+    now: float
+    id: str = ""
+
+
+@dataclass
 class JobRestored:
     """A job of an earlier run, as its rows in minijet.jobserver.store hold it."""
     job: dict[str, Any]
@@ -370,6 +388,7 @@ class CleanupJob:
     taskserver: str
     job_id: str
     cause: str = ""
+    logs: bool = False   # its attempt logs too (its history expired: see Retirement)
 
 
 @dataclass
@@ -513,7 +532,8 @@ class JobServerCore:
                  rack_of: Callable[[str], str] = lambda host: "/default-rack",
                  slow_start: float = 1.0, system_retries: int = 10,
                  retry_backoff: float = 1.0, rand: Callable[[], float] = random.random,
-                 speculative: bool = True, greylist_forgive: float = 3600.0):
+                 speculative: bool = True, greylist_forgive: float = 3600.0,
+                 retire_after: float = 600.0, retained_jobs: int = 100):
         self.max_task_attempts = max_task_attempts
         self.system_retries = system_retries
         self.retry_backoff = retry_backoff
@@ -523,8 +543,10 @@ class JobServerCore:
         self.slow_start = slow_start
         self.speculative = speculative
         self.bad_nodes = BadNodes(greylist_forgive)
+        self.retire_after, self.retained_jobs = retire_after, retained_jobs
         self._stragglers: list[Task] = []   # to back up, slowest first (found by Tick)
         self._jobs: dict[str, Job] = {}
+        self._closed: dict[str, float] = {}   # job whose output is closed -> its end_time
         self._tasks: dict[str, Task] = {}
         self._attempts: dict[str, Attempt] = {}
         self._taskservers: dict[str, TaskServer] = {}
@@ -553,7 +575,8 @@ class JobServerCore:
                               f"to 1, got {js['slow_start']}")
         return cls(js["max_task_attempts"], js["taskserver_timeout"], js["locality_delay"],
                    config.rack_of, js["slow_start"], js["system_retries"], js["retry_backoff"],
-                   speculative=js["speculative"], greylist_forgive=js["greylist_forgive"])
+                   speculative=js["speculative"], greylist_forgive=js["greylist_forgive"],
+                   retire_after=js["retire_after"], retained_jobs=js["retained_jobs"])
 
     # ---- the one entry point ----
 
@@ -748,6 +771,7 @@ class JobServerCore:
             self._finish(job, KILLED, "killed by request", "", ev.now)
 
     def _on_tick(self, ev: Tick) -> None:
+        self._retire(ev.now)
         self._release_backoffs(ev.now)
         self.bad_nodes.forgive_until(ev.now)
         if self.speculative:
@@ -764,9 +788,7 @@ class JobServerCore:
     def _on_output_committed(self, ev: OutputCommitted | OutputCommitFailed) -> None:
         job = self._job(ev.job_id)
         committing = job.output == COMMITTING
-        _move(job, OUTPUT_TRANSITIONS, CLOSED, "output")
-        job.commit_time = ev.now
-        self._touch(job)
+        self._close(job, ev.now)
         for path in job.output_paths:
             if self._writers.get(path) == job.id:
                 del self._writers[path]
@@ -776,10 +798,20 @@ class JobServerCore:
             self._touch(job)
         # a removal that failed leaves the output as it is, and the job as it ended
 
+    def _on_history_expired(self, ev: HistoryExpired) -> None:
+        for job_id, taskservers in ev.jobs.items():
+            for name in taskservers:
+                ts = self._taskservers.get(name)
+                if ts is not None and ts.alive:   # else its own log sweep removes them
+                    ts.outbox.append(CleanupJob(name, job_id, self._cause, logs=True))
+
     def _on_job_restored(self, ev: JobRestored) -> None:
         job_id = ev.job["job_id"]
         if job_id in self._jobs:
             raise AlreadyExists(f"job {job_id} already exists")
+        if _row_output(ev.job) == CLOSED and \
+                (ev.job["end_time"] or 0.0) <= ev.now - self.retire_after:
+            return   # retired before the restart: it stays in the store only
         job = self._jobs[job_id] = _restored_job(ev.job, ev.tasks, ev.attempts)
         if job.request_id:
             self._requests[job.request_id] = job.id
@@ -787,6 +819,7 @@ class JobServerCore:
             self._tasks[task.id] = task
             self._attempts.update((a.id, a) for a in task.attempts)
         if job.output == CLOSED:   # it had ended, and its output is as it left it
+            self._closed[job.id] = job.end_time
             return
         self._own_outputs(job, job.output_paths)
         if job.state in FINAL_STATES:   # it ended; its output was not committed or removed
@@ -1138,9 +1171,47 @@ class JobServerCore:
             _move(job, OUTPUT_TRANSITIONS, DRAINING, "output")
             self._release_output(job)
         else:
-            _move(job, OUTPUT_TRANSITIONS, CLOSED, "output")
-            job.commit_time = now
+            self._close(job, now)
             self._actions.append(JobFinished(job.id, state, [], error, self._cause))
+
+    def _close(self, job: Job, now: float) -> None:
+        """The ended job's output is committed or removed (or it had none): it is done, and
+        retires (see Retirement)."""
+        _move(job, OUTPUT_TRANSITIONS, CLOSED, "output")
+        job.commit_time = now
+        self._touch(job)
+        self._closed[job.id] = job.end_time
+
+    def _retire(self, now: float) -> None:
+        """Forget the closed jobs that ended retire_after ago, and those beyond the
+        retained_jobs that ended last."""
+        horizon = now - self.retire_after
+        old = [j for j, end in self._closed.items() if end <= horizon]
+        excess = len(self._closed) - len(old) - self.retained_jobs
+        if excess > 0:
+            young = sorted((end, j) for j, end in self._closed.items() if end > horizon)
+            old += [j for _, j in young[:excess]]
+        for job_id in old:
+            self._forget(self._jobs[job_id])
+
+    def _forget(self, job: Job) -> None:
+        """Drop every reference to the job, its tasks and attempts (it was stored)."""
+        del self._jobs[job.id], self._closed[job.id]
+        if self._requests.get(job.request_id) == job.id:
+            del self._requests[job.request_id]
+        self.scheduler.remove_job(job.id)   # (already, when it ended in this run)
+        self.bad_nodes.job_ended(job.id)
+        for task in job.tasks():
+            del self._tasks[task.id]
+            self._backoff.pop(task.id, None)
+            for a in task.attempts:
+                del self._attempts[a.id]
+                ts = self._taskservers.get(a.taskserver)
+                if ts is not None:   # a zombie still told to die: it is killed as unknown
+                    ts.dying.pop(a.id, None)
+                    ts.active.pop(a.id, None)
+                    ts.outputs.pop(a.id, None)
+                self._awaited.get(a.taskserver, {}).pop(a.id, None)
 
     def _own_outputs(self, job: Job, paths: list[str]) -> None:
         job.output_paths = list(paths)
@@ -1168,51 +1239,14 @@ class JobServerCore:
 
     def job_state(self, job_id: str) -> str:
         """The state users see: running until its output is committed or removed."""
-        job = self._job(job_id)
-        return RUNNING if job.output in FINISHING else job.state
+        return _shown_state(self._job(job_id))
 
     def job_status(self, job_id: str, attempts: bool = True) -> dict[str, Any]:
-        job = self._job(job_id)
-        counters: dict[tuple[str, str], int] = {}
-        stages = []
-        every: list[Attempt] = []
-        for stage in job.stages.values():
-            done = running = failed = 0
-            progress = 0.0
-            for task in stage.tasks:
-                every += task.attempts
-                failed += sum(1 for a in task.attempts if a.state == FAILED)
-                live = task.active()
-                if task.state == SUCCEEDED:
-                    done += 1
-                    progress += 1.0
-                elif live:
-                    running += 1
-                    progress += max(a.progress for a in live)
-                # a task's counters: its winning attempt's, or its live attempt's so far
-                best = task.output or (live[0] if live else None)
-                for g, n, v in (best.counters if best else ()):
-                    counters[(g, n)] = counters.get((g, n), 0) + v
-            stages.append({"stage_id": stage.id, "tasks": len(stage.tasks),
-                           "succeeded": done, "running": running, "failed_attempts": failed,
-                           "progress": progress / len(stage.tasks) if stage.tasks else 1.0})
-        for name, value in _attempt_counters(every).items():
-            counters[("job", name)] = value
-        status = {
-            "job_id": job.id, "name": job.name, "user": job.user,
-            "state": self.job_state(job_id),
-            "submit_time": job.submit_time, "start_time": job.start_time,
-            "end_time": job.end_time, "run_time": job.run_time,
-            "commit_time": job.commit_time, "stages": stages,
-            "counters": [{"group": g, "name": n, "value": v}
-                         for (g, n), v in sorted(counters.items())],
-            "error": job.error, "traceback": job.traceback,
-            "output_path": ",".join(job.output_paths),
-            "unisolated_taskservers": sorted({a.taskserver for a in every if not a.isolated}),
-        }
-        if attempts:
-            status["attempts"] = [_attempt_view(a) for a in every]
-        return status
+        return _status(self._job(job_id), attempts)
+
+    def holds(self, job_id: str) -> bool:
+        """The job is in memory (not retired)."""
+        return job_id in self._jobs
 
     def list_jobs(self) -> list[dict[str, Any]]:
         return [self.job_status(j, attempts=False) for j in self._jobs]
@@ -1277,8 +1311,69 @@ _HANDLERS = {
     CommitRequest: "_on_commit_request", FetchFailed: "_on_fetch_failed",
     KillJob: "_on_kill_job", Tick: "_on_tick",
     OutputCommitted: "_on_output_committed", OutputCommitFailed: "_on_output_committed",
-    JobRestored: "_on_job_restored",
+    JobRestored: "_on_job_restored", HistoryExpired: "_on_history_expired",
 }
+
+
+def _shown_state(job: Job) -> str:
+    return RUNNING if job.output in FINISHING else job.state
+
+
+def _status(job: Job, attempts: bool) -> dict[str, Any]:
+    """The view of a job (JobServerCore.job_status), in memory or restored from its rows."""
+    counters: dict[tuple[str, str], int] = {}
+    stages = []
+    every: list[Attempt] = []
+    for stage in job.stages.values():
+        done = running = failed = 0
+        progress = 0.0
+        for task in stage.tasks:
+            every += task.attempts
+            failed += sum(1 for a in task.attempts if a.state == FAILED)
+            live = task.active()
+            if task.state == SUCCEEDED:
+                done += 1
+                progress += 1.0
+            elif live:
+                running += 1
+                progress += max(a.progress for a in live)
+            # a task's counters: its winning attempt's, or its live attempt's so far
+            best = task.output or (live[0] if live else None)
+            for g, n, v in (best.counters if best else ()):
+                counters[(g, n)] = counters.get((g, n), 0) + v
+        stages.append({"stage_id": stage.id, "tasks": len(stage.tasks),
+                       "succeeded": done, "running": running, "failed_attempts": failed,
+                       "progress": progress / len(stage.tasks) if stage.tasks else 1.0})
+    for name, value in _attempt_counters(every).items():
+        counters[("job", name)] = value
+    status = {
+        "job_id": job.id, "name": job.name, "user": job.user,
+        "state": _shown_state(job),
+        "submit_time": job.submit_time, "start_time": job.start_time,
+        "end_time": job.end_time, "run_time": job.run_time,
+        "commit_time": job.commit_time, "stages": stages,
+        "counters": [{"group": g, "name": n, "value": v}
+                     for (g, n), v in sorted(counters.items())],
+        "error": job.error, "traceback": job.traceback,
+        "output_path": ",".join(job.output_paths),
+        "unisolated_taskservers": sorted({a.taskserver for a in every if not a.isolated}),
+    }
+    if attempts:
+        status["attempts"] = [_attempt_view(a) for a in every]
+    return status
+
+
+def stored_status(job: dict[str, Any], tasks: list[dict[str, Any]],
+                  attempts: list[dict[str, Any]], with_attempts: bool = True) -> dict[str, Any]:
+    """A retired job's status from its rows (minijet.jobserver.store), as job_status gave
+    it in memory."""
+    return _status(_restored_job(job, tasks, attempts), with_attempts)
+
+
+def stored_summary(job: dict[str, Any]) -> dict[str, Any] | None:
+    """A closed job's status without attempts, as stored at its close (None: not stored,
+    by an older version), so that a list of retired jobs reads no tasks or attempts."""
+    return json.loads(job["summary_json"]) if job.get("summary_json") else None
 
 
 def _attempt_counters(attempts: list[Attempt]) -> dict[str, int]:
@@ -1324,6 +1419,8 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
         if obj.conf is not None:
             row["conf_json"] = json.dumps(obj.conf.to_dict())
             row["output_path"] = ",".join(obj.output_paths)
+        if obj.output == CLOSED:   # final: for stored_summary
+            row["summary_json"] = json.dumps(_status(obj, attempts=False))
         return ("jobs", row)
     if isinstance(obj, Task):
         return ("tasks", {"task_id": obj.id, "job_id": obj.job.id, "stage": obj.stage.id,
@@ -1337,7 +1434,14 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
                          "error": obj.error, "traceback": obj.traceback,
                          "counters_json": json.dumps(obj.counters), "failure": obj.failure,
                          "speculative": int(obj.speculative), "isolated": int(obj.isolated),
+                         "progress": obj.progress,
                          **{name: getattr(obj, name) for name in ATTEMPT_TIMES}})
+
+
+def _row_output(row: dict[str, Any]) -> str:
+    """A stored job's output state; rows of older versions have none: an ended job's output
+    counts as closed."""
+    return row.get("output_state") or (CLOSED if row["state"] in FINAL_STATES else OPEN)
 
 
 def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
@@ -1352,8 +1456,7 @@ def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
     job.run_time, job.commit_time = row.get("run_time") or 0.0, row.get("commit_time") or 0.0
     job.secret = row.get("secret") or ""
     job.output_paths = row["output_path"].split(",") if row["output_path"] else []
-    # rows of older versions have no output state: an ended job's output counts as closed
-    job.output = row.get("output_state") or (CLOSED if job.state in FINAL_STATES else OPEN)
+    job.output = _row_output(row)
     try:
         job.conf = JobConf.from_dict(json.loads(row["conf_json"])) if row["conf_json"] else None
     except (ValueError, MinijetError):   # a conf this version no longer reads
@@ -1385,7 +1488,8 @@ def _restored_job(row: dict[str, Any], tasks: list[dict[str, Any]],
         for name in ATTEMPT_TIMES:   # older versions recorded none: 0
             setattr(a, name, r.get(name) or 0.0)
         a.counters = [tuple(c) for c in json.loads(r["counters_json"] or "[]")]
-        a.progress = 1.0 if a.state == SUCCEEDED else 0.0   # progress is not stored
+        a.progress = r["progress"] if r.get("progress") is not None else \
+            1.0 if a.state == SUCCEEDED else 0.0   # older versions did not store it
         task.attempts.append(a)
         if a.state == SUCCEEDED:
             task.output = a

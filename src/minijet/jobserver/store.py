@@ -14,8 +14,12 @@ had a `status_blob` that nothing filled) opens and reads the same; a column adde
 tasks.committer, which a job resumed after a restart needs; jobs.request_id, which makes a
 CreateJob sent again answer with the same job; jobs.secret, the job's shuffle secret;
 attempts.isolated, whether its taskserver ran it as the job's user; the timestamps of
-jobs and attempts beside start_time and end_time, see model.py's Timestamps) is added to an
-older database when it opens.
+jobs and attempts beside start_time and end_time, see model.py's Timestamps;
+attempts.progress; jobs.summary_json, a closed job's status for lists) is added to an older
+database when it opens.
+
+History (minijet.jobserver.history): a retired job is read back by its id; a list reads the
+job rows only, newest end first, a page at a time; an expired job's rows are deleted.
 """
 from __future__ import annotations
 
@@ -29,23 +33,29 @@ from typing import Any, Iterable
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 TABLES: dict[str, tuple[str, list[str]]] = {
     # table: (primary key, other columns)
     "jobs": ("job_id", ["name", "user", "state", "submit_time", "start_time", "end_time",
                         "output_path", "job_dir", "conf_json", "error", "traceback",
-                        "output_state", "request_id", "secret", "run_time", "commit_time"]),
+                        "output_state", "request_id", "secret", "run_time", "commit_time",
+                        "summary_json"]),
     "tasks": ("task_id", ["job_id", "stage", "task_index", "state", "split_json",
                           "committer"]),
     "attempts": ("attempt_id", ["task_id", "job_id", "taskserver", "host", "locality", "state",
                                 "start_time", "end_time", "error", "traceback",
                                 "counters_json", "failure", "speculative", "isolated",
                                 "taskhost_start_time", "input_end_time", "commit_time",
-                                "done_time"]),
+                                "done_time", "progress"]),
 }
 
 Record = tuple[str, dict[str, Any]]
+
+# a job whose output is closed (model._row_output: rows of older versions have no
+# output_state, and an ended one counts as closed)
+CLOSED_JOB = ("(output_state = 'closed' OR output_state IS NULL AND "
+              "state IN ('succeeded', 'failed', 'killed'))")
 
 
 def _create_statements() -> list[str]:
@@ -54,7 +64,8 @@ def _create_statements() -> list[str]:
         cols = ", ".join([f"{key} TEXT PRIMARY KEY"] + columns)
         statements.append(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
     statements += ["CREATE INDEX IF NOT EXISTS tasks_by_job ON tasks(job_id)",
-                   "CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts(job_id)"]
+                   "CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts(job_id)",
+                   "CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs(end_time)"]
     return statements
 
 
@@ -158,12 +169,40 @@ class JobStore:
 
     # ---- reading (start-up and history) ----
 
-    def rows(self, table: str, where: str = "", args: tuple = ()) -> list[dict[str, Any]]:
+    def rows(self, table: str, where: str = "", args: tuple = (), order: str = "",
+             limit: int = 0) -> list[dict[str, Any]]:
+        """Rows `where` holds, by `order` (default: the key), at most `limit` (0: all)."""
         key, columns = TABLES[table]
         sql = (f"SELECT {', '.join([key] + columns)} FROM {table}"
-               + (f" WHERE {where}" if where else "") + f" ORDER BY {key}")
+               + (f" WHERE {where}" if where else "") + f" ORDER BY {order or key}"
+               + (f" LIMIT {int(limit)}" if limit else ""))
         with self._read_lock:
             return [dict(r) for r in self._db.execute(sql, args)]
+
+    def restorable_jobs(self, ended_after: float, closed: int) -> list[dict[str, Any]]:
+        """The jobs a restarted jobserver holds in memory: those whose output is not
+        closed, and the `closed` most recent closed ones that ended after `ended_after`."""
+        return self.rows("jobs", f"NOT {CLOSED_JOB}") + self.rows(
+            "jobs", f"{CLOSED_JOB} AND end_time > ?", (ended_after,),
+            order="end_time DESC", limit=closed)
+
+    def delete_jobs(self, job_ids: list[str]) -> dict[str, list[str]]:
+        """Delete the jobs' rows (one transaction); the taskservers that ran their attempts."""
+        marks = ", ".join("?" * len(job_ids))
+        with self._read_lock:
+            self._db.execute("BEGIN")
+            try:
+                ran: dict[str, list[str]] = {j: [] for j in job_ids}
+                for r in self._db.execute(f"SELECT DISTINCT job_id, taskserver FROM attempts "
+                                          f"WHERE job_id IN ({marks})", job_ids):
+                    ran[r["job_id"]].append(r["taskserver"])
+                for table in ("attempts", "tasks", "jobs"):
+                    self._db.execute(f"DELETE FROM {table} WHERE job_id IN ({marks})", job_ids)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return ran
 
     def close(self) -> None:
         """Write what is queued, then close the database."""

@@ -17,7 +17,8 @@ Local files (layout.py): a job's cache, work dirs and map outputs are deleted on
 cleanup order; every heartbeat names the jobs whose files are here, so a jobserver that lost
 a cleanup order (it restarted) sends it again. Attempt logs stay for `jetshell logs` until
 older than taskserver.log_retention (swept at start, on each cleanup and every
-LOG_SWEEP_INTERVAL). Work left by an earlier run of this taskserver is deleted at start:
+LOG_SWEEP_INTERVAL), or until the jobserver drops the job's history (a cleanup order for its
+logs). Work left by an earlier run of this taskserver is deleted at start:
 the jobserver treats that run's attempts as lost.
 
 Task users (taskuser.py): running as root, it runs each TaskHost as the job's user (or
@@ -237,6 +238,8 @@ class TaskServer:
                 self.launch(command.launch)
             elif kind == "kill":
                 self.kill(command.kill.attempt_id, KILLED, "killed by the jobserver")
+            elif kind == "cleanup" and command.cleanup.logs:
+                self.drop_logs(command.cleanup.job_id)
             elif kind == "cleanup":
                 self.cleanup(command.cleanup.job_id)
 
@@ -360,6 +363,14 @@ class TaskServer:
             self._cleaning.add(job_id)
         threading.Thread(target=self._cleanup, args=(job_id,), name=f"cleanup-{job_id}",
                          daemon=True).start()
+
+    def drop_logs(self, job_id: str) -> None:
+        """The job's history expired on the jobserver (jobserver.history_retention): its
+        logs go now, however young (its local files went at its cleanup)."""
+        try:
+            shutil.rmtree(self.layout.job_logs(job_id), ignore_errors=True)
+        except MinijetError as e:   # not a job id
+            log.error("refusing to drop logs: %s", e)
 
     def _cleanup(self, job_id: str) -> None:
         with self._lock:
