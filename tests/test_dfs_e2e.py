@@ -1,6 +1,7 @@
 """End-to-end DFS behaviour against real nameserver and dataserver processes."""
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -124,6 +125,27 @@ def test_shell_listing_stat_and_moves(cluster, tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(d["host"] for d in json.loads(r.stdout) if d["alive"]) == \
         ["host1", "host2", "host3", "host4"]
+
+
+def test_a_large_directory_lists_in_pages_complete_and_in_order(cluster):
+    names = [f"e{i:05d}" for i in range(2500)]
+    with cluster.client() as client:
+        client.mkdir("/paged")
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda n: client.mkdir(f"/paged/{n}"), reversed(names)))
+        pages = list(client.list_pages("/paged", page_size=300))
+        assert [len(p.entries) for p in pages] == [300] * 8 + [100]
+        assert [p.remaining for p in pages] == [2500 - 300 * (i + 1) for i in range(8)] + [0]
+        assert [s.path for p in pages for s in p.entries] == [f"/paged/{n}" for n in names]
+        first = next(client.list_pages("/paged", page_size=5000))
+        assert (len(first.entries), first.remaining) == (1000, 1500)   # the server's page
+        assert [s.path for s in client.list("/paged")] == [f"/paged/{n}" for n in names]
+    r = dfsshell(cluster, "ls", "/paged")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "Found 2500 items"
+    assert [ln.split()[-1] for ln in lines[1:]] == [f"/paged/{n}" for n in names]
+    assert len({len(ln) for ln in lines[1:]}) == 1   # aligned across pages
 
 
 # ---- bad inputs: one clear line through the real dfsshell ----

@@ -275,3 +275,24 @@ def test_files_being_written_survive_replay_and_checkpoint():
         b3, _, _ = restarted.add_block("/w/f", "c", Block(b1.block_id, 10), 6, place)
         restarted.complete("/w/f", "c", Block(b3.block_id, 3), 7)
         assert restarted.stat("/w/f").length == 13
+
+
+def test_list_pages_in_name_order_from_a_cursor():
+    r = Recorder()
+    ns = r.ns
+    names = [f"n{i:03d}" for i in range(250)]
+    for name in reversed(names):   # created out of name order
+        r(ns.mkdirs(f"/big/{name}", parents=True, now=1))
+    page, remaining = ns.list_page("/big", "", 100)
+    assert [s.path for s in page] == [f"/big/{n}" for n in names[:100]] and remaining == 150
+    page, remaining = ns.list_page("/big", "n099", 100)
+    assert page[0].path == "/big/n100" and remaining == 50
+    page, remaining = ns.list_page("/big", "n199", 100)
+    assert [s.path for s in page] == [f"/big/{n}" for n in names[200:]] and remaining == 0
+    # a cursor that is no longer a child (deleted meanwhile) still resumes after its name
+    page, remaining = ns.list_page("/big", "n0995", 2)
+    assert [s.path for s in page] == ["/big/n100", "/big/n101"] and remaining == 148
+    assert ns.list_page("/big", "zzz", 100) == ([], 0)
+    write_file(r, "/big/n000/f", [3])
+    assert ns.list_page("/big/n000/f", "", 1) == ([ns.stat("/big/n000/f")], 0)
+    assert ns.list("/big") == ns.list_page("/big", "", None)[0]

@@ -27,6 +27,7 @@ import queue
 import threading
 import uuid
 from dataclasses import dataclass, replace
+from typing import Iterator
 
 from minijet import config as configmod
 from minijet import config_limits, rpc
@@ -46,6 +47,12 @@ class BlockLocation:
     offset: int
     length: int
     hosts: list[str]
+
+
+@dataclass
+class ListPage:
+    entries: list[FileStatus]
+    remaining: int   # entries after these when the page was read
 
 
 _SAFEMODE_ACTIONS = {"get": dfs_pb2.SafeModeRequest.GET, "leave": dfs_pb2.SafeModeRequest.LEAVE,
@@ -149,9 +156,22 @@ class DfsClient:
                    idempotent=parents)
 
     def list(self, path: str) -> list[FileStatus]:
-        reply = self._call("List", dfs_pb2.PathRequest(path=paths.check_text(path)),
-                           idempotent=True)
-        return [_file_status(s) for s in reply.entries]
+        return [st for page in self.list_pages(path) for st in page.entries]
+
+    def list_pages(self, path: str, page_size: int = 0) -> Iterator["ListPage"]:
+        """A directory's listing in name order, one List call (at most `page_size` entries;
+        0: the nameserver's page) at a time: each page asks for the names after the last
+        one, so a directory changing meanwhile is listed as it is when each page is read."""
+        path = paths.check_text(path)
+        start_after = ""
+        while True:
+            reply = self._call("List", dfs_pb2.ListRequest(
+                path=path, start_after=start_after, limit=page_size), idempotent=True)
+            page = ListPage([_file_status(s) for s in reply.entries], reply.remaining)
+            yield page
+            if not page.entries or not page.remaining:
+                return
+            start_after = paths.name(page.entries[-1].path)
 
     def stat(self, path: str) -> FileStatus:
         return _file_status(

@@ -38,6 +38,9 @@ from minijet.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
+# entries in one List reply, as HDFS's dfs.ls.limit: ~100 KB, and a short hold of the lock
+LIST_PAGE = 1000
+
 SAFEMODE_ACTIONS = {pb.SafeModeRequest.GET: "get", pb.SafeModeRequest.LEAVE: "leave",
                     pb.SafeModeRequest.ENTER: "enter"}
 
@@ -377,6 +380,14 @@ class NameServer:
         with self._lock:
             return self.ns.list(path)
 
+    def list_page(self, path: str, start_after: str, limit: int
+                  ) -> tuple[list[FileStatus], int]:
+        """One page of a listing (Namespace.list_page), of at most LIST_PAGE entries."""
+        path = paths.normalize(path)
+        limit = min(limit, LIST_PAGE) if limit else LIST_PAGE
+        with self._lock:
+            return self.ns.list_page(path, start_after, limit)
+
     def delete(self, path: str, recursive: bool) -> bool:
         path = paths.normalize(path)
         edit, txid = self._edit(lambda: self.ns.delete(path, recursive, self.clock()))
@@ -647,8 +658,10 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
 
     @rpc.translate_errors
     def List(self, request, context):
-        return pb.ListResponse(entries=[file_status_proto(e)
-                                        for e in self._ns.list_dir(request.path)])
+        entries, remaining = self._ns.list_page(request.path, request.start_after,
+                                                request.limit)
+        return pb.ListResponse(entries=[file_status_proto(e) for e in entries],
+                               remaining=remaining)
 
     @rpc.translate_errors
     def Delete(self, request, context):

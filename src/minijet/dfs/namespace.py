@@ -13,6 +13,7 @@ never handed out twice, whatever a crash lost.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -117,10 +118,22 @@ class Namespace:
 
     def list(self, path: str) -> list[FileStatus]:
         """A directory's children sorted by name; a file lists itself."""
+        return self.list_page(path, "", None)[0]
+
+    def list_page(self, path: str, start_after: str, limit: int | None
+                  ) -> tuple[list[FileStatus], int]:
+        """Up to `limit` (None: all) of a directory's children whose names sort after
+        `start_after`, in name order, and how many come after them; a file lists itself."""
         node = self._get(path)
         if isinstance(node, File):
-            return [self._status(path, node)]
-        return [self._status(paths.join(path, n), c) for n, c in sorted(node.children.items())]
+            return [self._status(path, node)], 0
+        names = [n for n in node.children if n > start_after] if start_after \
+            else list(node.children)
+        # a page of a large directory: a partial sort, not the whole directory sorted
+        page = sorted(names) if limit is None or limit >= len(names) \
+            else heapq.nsmallest(limit, names)
+        return ([self._status(paths.join(path, n), node.children[n]) for n in page],
+                len(names) - len(page))
 
     def file(self, path: str) -> File:
         node = self._get(path)

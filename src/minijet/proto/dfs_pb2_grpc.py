@@ -71,7 +71,7 @@ class NameServerStub:
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/minijet.dfs.NameServer/List',
-                request_serializer=minijet_dot_proto_dot_dfs__pb2.PathRequest.SerializeToString,
+                request_serializer=minijet_dot_proto_dot_dfs__pb2.ListRequest.SerializeToString,
                 response_deserializer=minijet_dot_proto_dot_dfs__pb2.ListResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
@@ -302,7 +302,7 @@ def add_NameServerServicer_to_server(servicer, server):
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
-                    request_deserializer=minijet_dot_proto_dot_dfs__pb2.PathRequest.FromString,
+                    request_deserializer=minijet_dot_proto_dot_dfs__pb2.ListRequest.FromString,
                     response_serializer=minijet_dot_proto_dot_dfs__pb2.ListResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
@@ -580,7 +580,7 @@ class NameServer:
             request,
             target,
             '/minijet.dfs.NameServer/List',
-            minijet_dot_proto_dot_dfs__pb2.PathRequest.SerializeToString,
+            minijet_dot_proto_dot_dfs__pb2.ListRequest.SerializeToString,
             minijet_dot_proto_dot_dfs__pb2.ListResponse.FromString,
             options,
             channel_credentials,
