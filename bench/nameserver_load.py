@@ -1,26 +1,32 @@
 """The real nameserver under many small creates from several client processes.
 
     .venv/bin/python bench/nameserver_load.py [--files 1000000] [--dirs 10000]
-        [--clients 4] [--threads 4] [--small-files N] [--profile FILE] [--dir DIR]
+        [--clients 4] [--threads 4] [--batch B] [--small-files N] [--big-dir 100000]
+        [--profile FILE] [--dir DIR]
 
 Starts a local cluster of one nameserver and one dataserver (`dfs.replication` 1), then,
 from --clients processes of --threads threads each, every one with its own DfsClient:
 
 1. mkdirs: --dirs directories /bench/dNNNNN, one Mkdirs RPC each (an operation = one
-   Mkdirs);
+   directory made);
 2. creates: --files empty files spread round-robin over them, each a Create and a
-   Complete RPC (two operations; "files/s" counts whole files);
+   Complete RPC (an operation = one file made, with its two RPCs); with --batch B, both
+   phases send B operations to a Batch call instead (mkdir, and create_empty: an empty
+   file created and closed in one journal record);
 3. with --small-files N: N files of 1 byte with replication 1, end to end as a user writes
-   them (Create, AddBlock, the block written to the dataserver and acknowledged, Complete);
-4. restart after a crash: SIGKILL, start, and time until the nameserver answers SafeMode
+   them (Create, AddBlock, the block written to the dataserver, which reports it with
+   BlockReceived and acknowledges it, Complete), one file at a time per thread;
+4. with --big-dir N: N empty files in one directory (Batch calls), then the time the real
+   `dfsshell ls` of it takes to print its first entry, and all of them;
+5. restart after a crash: SIGKILL, start, and time until the nameserver answers SafeMode
    and is out of safe mode (the last checkpoint loaded and the journal replayed);
-5. restart after a clean stop: SIGTERM (which writes a checkpoint), its size, start again.
+6. restart after a clean stop: SIGTERM (which writes a checkpoint), its size, start again.
 
 Prints each phase's rate, the nameserver's RSS per file (growth over the creates, and
 after each restart), the checkpoint's and journal's size, the restart times and the
 nameserver's own figure for loading its namespace. The client processes share the
 machine's cores with the nameserver: on a small machine their own CPU lowers the figures.
---profile FILE: run the nameserver under cProfile through phases 1-3, then stop it
+--profile FILE: run the nameserver under cProfile through phases 1-4, then stop it
 cleanly to write the profile (so the crash restart then has no journal to replay).
 """
 from __future__ import annotations
@@ -48,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import profiled  # noqa: E402  (beside this file)
 
 BASE = "/bench"
-OPS_PER_FILE = {"mkdir": 1, "create": 2, "small": 4}   # RPCs to the nameserver per item
+RPCS_PER_ITEM = {"mkdir": 1, "create": 2, "small": 4}   # to the nameserver, without --batch
 
 
 def dir_path(d: int) -> str:
@@ -62,17 +68,23 @@ def item_path(mode: str, i: int, dirs: int) -> str:
     return f"{dir_path(i % dirs)}/{prefix}{i:07d}"
 
 
-def do_item(client: DfsClient, mode: str, path: str) -> None:
-    if mode == "mkdir":
-        client.mkdir(path)
-    elif mode == "create":
-        client.create(path).close()
-    else:
-        with client.create(path, replication=1) as w:
-            w.write(b"x")
+def do_items(client: DfsClient, mode: str, items: list[str], batch: int) -> list:
+    """Make `items` (one, or a batch of them); the errors."""
+    if batch:
+        make = client.mkdirs_batch if mode == "mkdir" else client.create_empty_batch
+        return [e for e in make(items) if e is not None]
+    for path in items:
+        if mode == "mkdir":
+            client.mkdir(path)
+        elif mode == "create":
+            client.create(path).close()
+        else:
+            with client.create(path, replication=1) as w:
+                w.write(b"x")
+    return []
 
 
-def worker(config_path: str, mode: str, items: range, dirs: int, threads: int,
+def worker(config_path: str, mode: str, items: range, dirs: int, threads: int, batch: int,
            ready, go, results) -> None:
     """One client process: `threads` threads share `items`; reports (count, errors, end)."""
     from minijet import config as configmod
@@ -80,13 +92,17 @@ def worker(config_path: str, mode: str, items: range, dirs: int, threads: int,
     client.list("/")   # the channel is connected before the clock starts
     errors: dict[str, int] = {}
     lock = threading.Lock()
+    step = batch or 1
 
     def run(part: range) -> None:
-        for i in part:
+        for first in range(0, len(part), step):
             try:
-                do_item(client, mode, item_path(mode, i, dirs))
+                failed = do_items(client, mode, [item_path(mode, i, dirs)
+                                                 for i in part[first:first + step]], batch)
             except Exception as e:
-                with lock:
+                failed = [e]
+            with lock:
+                for e in failed:
                     errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
 
     pool = [threading.Thread(target=run, args=(items[t::threads],)) for t in range(threads)]
@@ -104,8 +120,10 @@ def load(args, config_path: str, mode: str, count: int) -> tuple[float, dict]:
     """Run `count` items of `mode` from the client processes; (seconds, errors)."""
     ctx = multiprocessing.get_context("spawn")
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    batch = args.batch if mode != "small" else 0
     procs = [ctx.Process(target=worker, args=(config_path, mode, range(p, count, args.clients),
-                                              args.dirs, args.threads, ready, go, results))
+                                              args.dirs, args.threads, batch, ready, go,
+                                              results))
              for p in range(args.clients)]
     for p in procs:
         p.start()
@@ -183,11 +201,35 @@ def wait_dataserver(config) -> None:
 
 def phase(args, ns: NameServerProcess, name: str, mode: str, count: int) -> float:
     seconds, errors = load(args, str(ns.lc.config_path), mode, count)
-    ops = count * OPS_PER_FILE[mode]
+    ops = -(-count // args.batch) if args.batch and mode != "small" else \
+        count * RPCS_PER_ITEM[mode]
     print(f"{name}: {count:,} in {seconds:.1f} s: {count / seconds:,.0f}/s, "
           f"{ops / seconds:,.0f} nameserver RPCs/s" + (f"; errors {errors}" if errors else ""),
           flush=True)
     return seconds
+
+
+def big_listing(lc: LocalCluster, count: int) -> None:
+    """`count` empty files in one directory (Batch calls), then `dfsshell ls` of it."""
+    big = f"{BASE}/big"
+    with DfsClient(lc.config) as c:
+        c.mkdir(big)
+        for first in range(0, count, 1000):
+            paths = [f"{big}/f{i:07d}" for i in range(first, min(count, first + 1000))]
+            if any(c.create_empty_batch(paths)):
+                raise RuntimeError(f"cannot make the files of {big}")
+    started = time.monotonic()
+    ls = subprocess.Popen([str(Path(sys.executable).parent / "dfsshell"), "ls", "--config",
+                           str(lc.config_path), big], stdout=subprocess.PIPE, text=True)
+    header = ls.stdout.readline()
+    ls.stdout.readline()
+    first = time.monotonic() - started
+    lines = 2 + sum(1 for _ in ls.stdout)
+    if ls.wait() or lines != count + 1:
+        raise RuntimeError(f"dfsshell ls {big}: exit status {ls.returncode}, {lines} lines")
+    print(f"dfsshell ls of a directory of {count:,} files: first entry after {first:.2f} s "
+          f"({header.strip()}), all {count:,} after {time.monotonic() - started:.2f} s",
+          flush=True)
 
 
 def mib(n: int) -> str:
@@ -208,6 +250,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=4, help="threads per client process")
     p.add_argument("--small-files", type=int, default=0,
                    help="then this many 1-byte files end to end")
+    p.add_argument("--batch", type=int, default=0,
+                   help="mkdirs and creates this many to a Batch call (0: one RPC each)")
+    p.add_argument("--big-dir", type=int, default=100_000,
+                   help="then time `dfsshell ls` of a directory of this many files (0: not)")
     p.add_argument("--profile", default="", help="cProfile the nameserver into this file")
     p.add_argument("--dir", default="", help="work directory (default: a temporary one)")
     args = p.parse_args()
@@ -233,7 +279,9 @@ def main() -> None:
               f"{(rss1 - rss0) / max(1, args.files):,.0f} bytes per file", flush=True)
         if args.small_files:
             phase(args, ns, "small files (1 byte, replication 1)", "small", args.small_files)
-        total = args.files + args.small_files
+        if args.big_dir:
+            big_listing(lc, args.big_dir)
+        total = args.files + args.small_files + args.big_dir
         if args.profile:
             ns.stop()
             ns.start()

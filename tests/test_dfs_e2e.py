@@ -1,7 +1,6 @@
 """End-to-end DFS behaviour against real nameserver and dataserver processes."""
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from minijet.errors import AlreadyExists, InvalidArgument
 from polling import wait_for
 
 MiB = 1024 * 1024
@@ -127,12 +127,32 @@ def test_shell_listing_stat_and_moves(cluster, tmp_path):
         ["host1", "host2", "host3", "host4"]
 
 
+def test_a_batch_applies_each_operation_on_its_own_in_one_call(cluster):
+    with cluster.client() as client:
+        client.mkdir("/batch")
+        client.mkdir("/batch/taken")
+        results = client.mkdirs_batch(["/batch/a", "/batch/taken", "/batch/b/c"])
+        assert results[0] is None and results[2] is not None   # no parents asked for
+        assert isinstance(results[1], AlreadyExists) and "/batch/taken" in str(results[1])
+        results = client.create_empty_batch(
+            ["/batch/a/f", "/batch/taken", "/batch/new/g", "relative"], replication=2)
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], AlreadyExists)
+        assert isinstance(results[3], InvalidArgument)
+        st = client.stat("/batch/new/g")
+        assert (st.is_dir, st.length, st.replication) == (False, 0, 2)
+        assert client.open("/batch/a/f").read() == b""
+        assert [s.path for s in client.list("/batch")] == ["/batch/a", "/batch/new",
+                                                           "/batch/taken"]
+
+
 def test_a_large_directory_lists_in_pages_complete_and_in_order(cluster):
     names = [f"e{i:05d}" for i in range(2500)]
     with cluster.client() as client:
         client.mkdir("/paged")
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda n: client.mkdir(f"/paged/{n}"), reversed(names)))
+        for i in range(0, len(names), 1000):   # made out of name order
+            batch = [f"/paged/{n}" for n in reversed(names[i:i + 1000])]
+            assert client.mkdirs_batch(batch) == [None] * len(batch)
         pages = list(client.list_pages("/paged", page_size=300))
         assert [len(p.entries) for p in pages] == [300] * 8 + [100]
         assert [p.remaining for p in pages] == [2500 - 300 * (i + 1) for i in range(8)] + [0]

@@ -29,8 +29,10 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Iterator
 
+import grpc
+
 from minijet import config as configmod
-from minijet import config_limits, rpc
+from minijet import config_limits, errors, rpc
 from minijet.dfs import blockstore, blocktokens, credentials, paths, transfer_client
 from minijet.dfs.namespace import FileStatus
 from minijet.dfs.transfer_auth import BlockAccess, Credentials
@@ -154,6 +156,26 @@ class DfsClient:
     def mkdir(self, path: str, parents: bool = False) -> None:
         self._call("Mkdirs", dfs_pb2.MkdirsRequest(path=paths.check_text(path), parents=parents),
                    idempotent=parents)
+
+    def mkdirs_batch(self, dirs: list[str], parents: bool = False
+                     ) -> list[MinijetError | None]:
+        """mkdir of each of `dirs` in one call (at most 1,000); each one's error, or None."""
+        return self._batch([dfs_pb2.NamespaceOp(mkdirs=dfs_pb2.MkdirsRequest(
+            path=paths.check_text(p), parents=parents)) for p in dirs])
+
+    def create_empty_batch(self, files: list[str], replication: int | None = None,
+                           overwrite: bool = False) -> list[MinijetError | None]:
+        """Empty files (created and closed) in one call (at most 1,000); each one's error,
+        or None."""
+        return self._batch([dfs_pb2.NamespaceOp(create_empty=dfs_pb2.EmptyFileRequest(
+            path=paths.check_text(p), replication=replication or 0, overwrite=overwrite))
+            for p in files])
+
+    def _batch(self, ops: list[dfs_pb2.NamespaceOp]) -> list[MinijetError | None]:
+        # not retried once sent: an op done before a lost reply would fail when done again
+        reply = self._call("Batch", dfs_pb2.BatchRequest(ops=ops), idempotent=False)
+        return [errors.by_name(r.error, grpc.StatusCode.UNKNOWN)(r.message) if r.error
+                else None for r in reply.results]
 
     def list(self, path: str) -> list[FileStatus]:
         return [st for page in self.list_pages(path) for st in page.entries]

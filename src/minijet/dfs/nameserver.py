@@ -27,8 +27,8 @@ from minijet import daemon, rpc
 from minijet.config import Config, format_size
 from minijet.dfs import blockmap, blocktokens, credentials, journal, paths, placement, scope
 from minijet.dfs.namespace import Block, Edit, FileStatus, Namespace, OpenFile
-from minijet.errors import (FailedPrecondition, InvalidArgument, NoSpace, PermissionDenied,
-                            Unauthenticated, Unavailable)
+from minijet.errors import (FailedPrecondition, InvalidArgument, MinijetError, NoSpace,
+                            PermissionDenied, Unauthenticated, Unavailable)
 from minijet.health import HEALTH_METHODS, HealthService
 from minijet.proto import dfs_pb2 as pb
 from minijet.proto import dfs_pb2_grpc
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # entries in one List reply, as HDFS's dfs.ls.limit: ~100 KB, and a short hold of the lock
 LIST_PAGE = 1000
+
+# operations in one Batch call: a few ms under the lock
+BATCH_MAX = 1000
 
 SAFEMODE_ACTIONS = {pb.SafeModeRequest.GET: "get", pb.SafeModeRequest.LEAVE: "leave",
                     pb.SafeModeRequest.ENTER: "enter"}
@@ -283,10 +286,7 @@ class NameServer:
                block_size: int, overwrite: bool) -> OpenFile:
         """Open a new file for writing (0 replication or block size: the configured one)."""
         path = paths.normalize(path)
-        replication = replication or self.config["dfs"]["replication"]
-        block_size = block_size or self.config["dfs"]["block_size"]
-        if replication > 1024:
-            raise InvalidArgument(f"create {path}: replication {replication} is too large")
+        replication, block_size = self._file_settings(path, replication, block_size)
         f = None
 
         def change() -> Edit:
@@ -301,6 +301,46 @@ class NameServer:
                  client_id, client_host, replication, block_size,
                  ", overwrite" if overwrite else "")
         return f
+
+    def _file_settings(self, path: str, replication: int, block_size: int) -> tuple[int, int]:
+        """A new file's replication and block size (0: the configured one)."""
+        replication = replication or self.config["dfs"]["replication"]
+        if replication > 1024:
+            raise InvalidArgument(f"create {path}: replication {replication} is too large")
+        return replication, block_size or self.config["dfs"]["block_size"]
+
+    def batch(self, ops: list[pb.NamespaceOp]) -> list[MinijetError | None]:
+        """Apply `ops` in order, each as if called alone (its error in its place), under one
+        hold of the lock, and wait once until they are all durable."""
+        if len(ops) > BATCH_MAX:
+            raise InvalidArgument(f"a batch holds at most {BATCH_MAX} operations, not {len(ops)}")
+        results: list[MinijetError | None] = []
+        last = None
+        with self._lock:
+            self._check_writable()
+            now = self.clock()
+            for op in ops:
+                try:
+                    last = self._commit(self._batch_op(op, now)) or last
+                    results.append(None)
+                except MinijetError as e:
+                    results.append(e)
+        self._sync(last)
+        log.info("batch of %s operations: %s refused", len(ops),
+                 sum(e is not None for e in results))
+        return results
+
+    def _batch_op(self, op: pb.NamespaceOp, now: float) -> Edit:
+        kind = op.WhichOneof("op")
+        if kind == "mkdirs":
+            return self.ns.mkdirs(paths.normalize(op.mkdirs.path), op.mkdirs.parents, now)
+        if kind == "create_empty":
+            c = op.create_empty
+            path = paths.normalize(c.path)
+            replication, block_size = self._file_settings(path, c.replication, c.block_size)
+            return self.ns.create_empty(path, replication=replication, block_size=block_size,
+                                        overwrite=c.overwrite, now=now)
+        raise InvalidArgument(f"unknown batch operation {kind}")
 
     def add_block(self, path: str, client_id: str, previous: Block | None,
                   excluded: set[str]) -> pb.LocatedBlock:
@@ -662,6 +702,12 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
                                                 request.limit)
         return pb.ListResponse(entries=[file_status_proto(e) for e in entries],
                                remaining=remaining)
+
+    @rpc.translate_errors
+    def Batch(self, request, context):
+        return pb.BatchResponse(results=[
+            pb.OpResult(error=type(e).__name__, message=str(e)) if e else pb.OpResult()
+            for e in self._ns.batch(list(request.ops))])
 
     @rpc.translate_errors
     def Delete(self, request, context):
