@@ -31,10 +31,12 @@ class DfsCluster:
         self.root = Path(root)
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         data = {
-            "nameserver": {"address": f"127.0.0.1:{free_port()}",
+            # web ports: any free one (two test clusters may run at once)
+            "nameserver": {"address": f"127.0.0.1:{free_port()}", "http_address": "127.0.0.1:0",
                            "dir": str(self.root / "name"), "dead_timeout": "3s",
                            "replication_interval": "0.5s"},
-            "dataserver": {"address": "127.0.0.1:0", "heartbeat_interval": "0.5s",
+            "dataserver": {"address": "127.0.0.1:0", "http_address": "127.0.0.1:0",
+                           "heartbeat_interval": "0.5s",
                            "fsync": False},
             "dfs": {"block_size": "1MiB", "checksum_chunk_size": "16KiB",
                     "packet_size": "256KiB", "socket_timeout": "5s"},

@@ -42,6 +42,7 @@ def test_a_daemon_tells_systemd_when_it_is_ready_and_when_it_stops(tmp_path):
     conf = tmp_path / "minijet.yaml"
     port = free_port()
     conf.write_text(yaml.safe_dump({"nameserver": {"address": f"127.0.0.1:{port}",
+                                                   "http_address": "127.0.0.1:0",
                                                    "dir": str(tmp_path / "name")}}))
     proc = subprocess.Popen([str(BIN / "nameserver"), "--config", str(conf)],
                             env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")},

@@ -32,7 +32,8 @@ class NameServerProcess:
         self.address = f"127.0.0.1:{free_port()}"
         self.conf_path = tmp_path / "minijet.yaml"
         self.conf_path.write_text(yaml.safe_dump({
-            "nameserver": {"address": self.address, "dir": str(tmp_path / "name"),
+            "nameserver": {"address": self.address, "http_address": "127.0.0.1:0",
+                           "dir": str(tmp_path / "name"),
                            "checkpoint_edits": 5, "replication_interval": "0.1s", **settings},
             "rpc": {"timeout": "5s", "retries": 0}}))
         self.config = configmod.load(str(self.conf_path))
