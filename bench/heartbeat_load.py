@@ -49,7 +49,8 @@ from minijet.cluster import LocalCluster
 from minijet.proto import job_pb2, job_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import simulated_nodes as sim  # noqa: E402  (beside this file)
+import profiled  # noqa: E402  (beside this file)
+import simulated_nodes as sim  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDCOUNT = str(ROOT / "examples" / "wordcount" / "wordcount.py")
@@ -116,30 +117,8 @@ def cluster_config(args, work: Path) -> dict:
             "rpc": {"max_message_size": "256MiB"}}
 
 
-# cProfile sees one thread: every thread of the jobserver (gRPC's workers, the store's
-# writer, ...) gets its own profiler, and the merged profile is written at exit
-PROFILED = """
-import atexit, cProfile, pstats, sys, threading
-out, profiles = sys.argv.pop(1), []
-def start(*_):
-    sys.setprofile(None)
-    profiles.append(cProfile.Profile())
-    profiles[-1].enable()
-def save():
-    for p in profiles:
-        p.disable()
-    pstats.Stats(*profiles).dump_stats(out)
-threading.setprofile(start)
-atexit.register(save)
-start()
-from minijet.jobserver.jobserver import main
-main()
-"""
-
-
 def start_jobserver(lc: LocalCluster, profile: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-c", PROFILED, profile] if profile else \
-        [sys.executable, "-c", "from minijet.jobserver.jobserver import main; main()"]
+    cmd = profiled.command("minijet.jobserver.jobserver", profile)
     cmd += ["--config", str(lc.config_path)]
     log = open(lc.dir / "logs" / "jobserver.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=lc.dir)

@@ -8,6 +8,7 @@ from minijet.dfs import blocktokens
 from minijet.dfs.credentials import CredentialTable, headers
 from minijet.dfs.scope import Scope, refusal
 from minijet.errors import InvalidArgument, Unauthenticated
+from minijet.proto import dfs_pb2 as pb
 
 SCOPE = Scope.of(["/in", "/jobs/job_1/"], ["/out"])
 
@@ -50,6 +51,20 @@ def test_calls_within_the_scope_are_allowed(method, request_):
 ])
 def test_calls_outside_the_scope_are_refused_saying_why(method, request_, why):
     assert why in refusal(SCOPE, method, request_)
+
+
+def batch(*ops):
+    return pb.BatchRequest(ops=ops)
+
+
+def test_a_batch_is_allowed_only_when_every_operation_is():
+    inside = [pb.NamespaceOp(mkdirs=pb.MkdirsRequest(path="/out/d")),
+              pb.NamespaceOp(create_empty=pb.EmptyFileRequest(path="/out/d/_SUCCESS"))]
+    assert refusal(SCOPE, "Batch", batch(*inside)) is None
+    outside = pb.NamespaceOp(create_empty=pb.EmptyFileRequest(path="/in/x"))
+    assert "Create: the job may not change /in/x" in refusal(SCOPE, "Batch",
+                                                              batch(*inside, outside))
+    assert "unknown operation" in refusal(SCOPE, "Batch", batch(pb.NamespaceOp()))
 
 
 def test_a_scope_is_normalised_and_refuses_a_bad_path():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from minijet.errors import AlreadyExists, InvalidArgument
 from polling import wait_for
 
 MiB = 1024 * 1024
@@ -124,6 +125,47 @@ def test_shell_listing_stat_and_moves(cluster, tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(d["host"] for d in json.loads(r.stdout) if d["alive"]) == \
         ["host1", "host2", "host3", "host4"]
+
+
+def test_a_batch_applies_each_operation_on_its_own_in_one_call(cluster):
+    with cluster.client() as client:
+        client.mkdir("/batch")
+        client.mkdir("/batch/taken")
+        results = client.mkdirs_batch(["/batch/a", "/batch/taken", "/batch/b/c"])
+        assert results[0] is None and results[2] is not None   # no parents asked for
+        assert isinstance(results[1], AlreadyExists) and "/batch/taken" in str(results[1])
+        results = client.create_empty_batch(
+            ["/batch/a/f", "/batch/taken", "/batch/new/g", "relative"], replication=2)
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], AlreadyExists)
+        assert isinstance(results[3], InvalidArgument)
+        st = client.stat("/batch/new/g")
+        assert (st.is_dir, st.length, st.replication) == (False, 0, 2)
+        assert client.open("/batch/a/f").read() == b""
+        assert [s.path for s in client.list("/batch")] == ["/batch/a", "/batch/new",
+                                                           "/batch/taken"]
+
+
+def test_a_large_directory_lists_in_pages_complete_and_in_order(cluster):
+    names = [f"e{i:05d}" for i in range(2500)]
+    with cluster.client() as client:
+        client.mkdir("/paged")
+        for i in range(0, len(names), 1000):   # made out of name order
+            batch = [f"/paged/{n}" for n in reversed(names[i:i + 1000])]
+            assert client.mkdirs_batch(batch) == [None] * len(batch)
+        pages = list(client.list_pages("/paged", page_size=300))
+        assert [len(p.entries) for p in pages] == [300] * 8 + [100]
+        assert [p.remaining for p in pages] == [2500 - 300 * (i + 1) for i in range(8)] + [0]
+        assert [s.path for p in pages for s in p.entries] == [f"/paged/{n}" for n in names]
+        first = next(client.list_pages("/paged", page_size=5000))
+        assert (len(first.entries), first.remaining) == (1000, 1500)   # the server's page
+        assert [s.path for s in client.list("/paged")] == [f"/paged/{n}" for n in names]
+    r = dfsshell(cluster, "ls", "/paged")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "Found 2500 items"
+    assert [ln.split()[-1] for ln in lines[1:]] == [f"/paged/{n}" for n in names]
+    assert len({len(ln) for ln in lines[1:]}) == 1   # aligned across pages
 
 
 # ---- bad inputs: one clear line through the real dfsshell ----

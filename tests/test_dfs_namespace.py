@@ -275,3 +275,50 @@ def test_files_being_written_survive_replay_and_checkpoint():
         b3, _, _ = restarted.add_block("/w/f", "c", Block(b1.block_id, 10), 6, place)
         restarted.complete("/w/f", "c", Block(b3.block_id, 3), 7)
         assert restarted.stat("/w/f").length == 13
+
+
+def test_list_pages_in_name_order_from_a_cursor():
+    r = Recorder()
+    ns = r.ns
+    names = [f"n{i:03d}" for i in range(250)]
+    for name in reversed(names):   # created out of name order
+        r(ns.mkdirs(f"/big/{name}", parents=True, now=1))
+    page, remaining = ns.list_page("/big", "", 100)
+    assert [s.path for s in page] == [f"/big/{n}" for n in names[:100]] and remaining == 150
+    page, remaining = ns.list_page("/big", "n099", 100)
+    assert page[0].path == "/big/n100" and remaining == 50
+    page, remaining = ns.list_page("/big", "n199", 100)
+    assert [s.path for s in page] == [f"/big/{n}" for n in names[200:]] and remaining == 0
+    # a cursor that is no longer a child (deleted meanwhile) still resumes after its name
+    page, remaining = ns.list_page("/big", "n0995", 2)
+    assert [s.path for s in page] == ["/big/n100", "/big/n101"] and remaining == 148
+    assert ns.list_page("/big", "zzz", 100) == ([], 0)
+    write_file(r, "/big/n000/f", [3])
+    assert ns.list_page("/big/n000/f", "", 1) == ([ns.stat("/big/n000/f")], 0)
+    assert ns.list("/big") == ns.list_page("/big", "", None)[0]
+
+
+def test_create_empty_is_one_record_with_create_s_refusals():
+    r = Recorder()
+    ns = r.ns
+    edit = r(ns.create_empty("/e/a/f", replication=2, block_size=10, overwrite=False, now=3))
+    assert edit.record["op"] == "complete" and edit.record["blocks"] == []
+    st = ns.stat("/e/a/f")
+    assert (st.length, st.replication, st.block_size, st.mtime) == (0, 2, 10, 3)
+    with pytest.raises(AlreadyExists, match="already exists"):
+        ns.create_empty("/e/a/f", replication=2, block_size=10, overwrite=False, now=4)
+    with pytest.raises(AlreadyExists, match="is a directory"):
+        ns.create_empty("/e/a", replication=2, block_size=10, overwrite=True, now=4)
+    with pytest.raises(FailedPrecondition, match="is a file"):
+        ns.create_empty("/e/a/f/g", replication=2, block_size=10, overwrite=False, now=4)
+    with pytest.raises(InvalidArgument, match="replication"):
+        ns.create_empty("/e/x", replication=0, block_size=10, overwrite=False, now=4)
+    r(ns.create("/e/open", client_id="w", client_host="", replication=1, block_size=5,
+                overwrite=False, now=1)[1])
+    with pytest.raises(AlreadyExists, match="being written"):
+        ns.create_empty("/e/open", replication=1, block_size=5, overwrite=True, now=4)
+    write_file(r, "/e/full", [4, 2])
+    old = [b.block_id for b in ns.file("/e/full").blocks]
+    edit = r(ns.create_empty("/e/full", replication=1, block_size=5, overwrite=True, now=5))
+    assert edit.removed_blocks == old and ns.stat("/e/full").length == 0
+    assert r.replayed().to_image() == ns.to_image()

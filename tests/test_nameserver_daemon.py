@@ -106,7 +106,7 @@ def write(ns, path, sizes, client="c1", host="h1", **kw):
 
 
 def names(ns, path):
-    return [e.path for e in ns.call("List", pb.PathRequest(path=path)).entries]
+    return [e.path for e in ns.call("List", pb.ListRequest(path=path)).entries]
 
 
 def test_namespace_over_grpc_survives_sigkill(nameserver):

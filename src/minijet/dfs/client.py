@@ -27,9 +27,12 @@ import queue
 import threading
 import uuid
 from dataclasses import dataclass, replace
+from typing import Iterator
+
+import grpc
 
 from minijet import config as configmod
-from minijet import config_limits, rpc
+from minijet import config_limits, errors, rpc
 from minijet.dfs import blockstore, blocktokens, credentials, paths, transfer_client
 from minijet.dfs.namespace import FileStatus
 from minijet.dfs.transfer_auth import BlockAccess, Credentials
@@ -46,6 +49,12 @@ class BlockLocation:
     offset: int
     length: int
     hosts: list[str]
+
+
+@dataclass
+class ListPage:
+    entries: list[FileStatus]
+    remaining: int   # entries after these when the page was read
 
 
 _SAFEMODE_ACTIONS = {"get": dfs_pb2.SafeModeRequest.GET, "leave": dfs_pb2.SafeModeRequest.LEAVE,
@@ -148,10 +157,43 @@ class DfsClient:
         self._call("Mkdirs", dfs_pb2.MkdirsRequest(path=paths.check_text(path), parents=parents),
                    idempotent=parents)
 
+    def mkdirs_batch(self, dirs: list[str], parents: bool = False
+                     ) -> list[MinijetError | None]:
+        """mkdir of each of `dirs` in one call (at most 1,000); each one's error, or None."""
+        return self._batch([dfs_pb2.NamespaceOp(mkdirs=dfs_pb2.MkdirsRequest(
+            path=paths.check_text(p), parents=parents)) for p in dirs])
+
+    def create_empty_batch(self, files: list[str], replication: int | None = None,
+                           overwrite: bool = False) -> list[MinijetError | None]:
+        """Empty files (created and closed) in one call (at most 1,000); each one's error,
+        or None."""
+        return self._batch([dfs_pb2.NamespaceOp(create_empty=dfs_pb2.EmptyFileRequest(
+            path=paths.check_text(p), replication=replication or 0, overwrite=overwrite))
+            for p in files])
+
+    def _batch(self, ops: list[dfs_pb2.NamespaceOp]) -> list[MinijetError | None]:
+        # not retried once sent: an op done before a lost reply would fail when done again
+        reply = self._call("Batch", dfs_pb2.BatchRequest(ops=ops), idempotent=False)
+        return [errors.by_name(r.error, grpc.StatusCode.UNKNOWN)(r.message) if r.error
+                else None for r in reply.results]
+
     def list(self, path: str) -> list[FileStatus]:
-        reply = self._call("List", dfs_pb2.PathRequest(path=paths.check_text(path)),
-                           idempotent=True)
-        return [_file_status(s) for s in reply.entries]
+        return [st for page in self.list_pages(path) for st in page.entries]
+
+    def list_pages(self, path: str, page_size: int = 0) -> Iterator["ListPage"]:
+        """A directory's listing in name order, one List call (at most `page_size` entries;
+        0: the nameserver's page) at a time: each page asks for the names after the last
+        one, so a directory changing meanwhile is listed as it is when each page is read."""
+        path = paths.check_text(path)
+        start_after = ""
+        while True:
+            reply = self._call("List", dfs_pb2.ListRequest(
+                path=path, start_after=start_after, limit=page_size), idempotent=True)
+            page = ListPage([_file_status(s) for s in reply.entries], reply.remaining)
+            yield page
+            if not page.entries or not page.remaining:
+                return
+            start_after = paths.name(page.entries[-1].path)
 
     def stat(self, path: str) -> FileStatus:
         return _file_status(

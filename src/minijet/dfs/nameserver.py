@@ -27,8 +27,8 @@ from minijet import daemon, rpc
 from minijet.config import Config, format_size
 from minijet.dfs import blockmap, blocktokens, credentials, journal, paths, placement, scope
 from minijet.dfs.namespace import Block, Edit, FileStatus, Namespace, OpenFile
-from minijet.errors import (FailedPrecondition, InvalidArgument, NoSpace, PermissionDenied,
-                            Unauthenticated, Unavailable)
+from minijet.errors import (FailedPrecondition, InvalidArgument, MinijetError, NoSpace,
+                            PermissionDenied, Unauthenticated, Unavailable)
 from minijet.health import HEALTH_METHODS, HealthService
 from minijet.proto import dfs_pb2 as pb
 from minijet.proto import dfs_pb2_grpc
@@ -37,6 +37,12 @@ from minijet.web.metrics import nameserver_metrics
 from minijet.web.server import WebServer
 
 log = logging.getLogger(__name__)
+
+# entries in one List reply, as HDFS's dfs.ls.limit: ~100 KB, and a short hold of the lock
+LIST_PAGE = 1000
+
+# operations in one Batch call: a few ms under the lock
+BATCH_MAX = 1000
 
 SAFEMODE_ACTIONS = {pb.SafeModeRequest.GET: "get", pb.SafeModeRequest.LEAVE: "leave",
                     pb.SafeModeRequest.ENTER: "enter"}
@@ -280,10 +286,7 @@ class NameServer:
                block_size: int, overwrite: bool) -> OpenFile:
         """Open a new file for writing (0 replication or block size: the configured one)."""
         path = paths.normalize(path)
-        replication = replication or self.config["dfs"]["replication"]
-        block_size = block_size or self.config["dfs"]["block_size"]
-        if replication > 1024:
-            raise InvalidArgument(f"create {path}: replication {replication} is too large")
+        replication, block_size = self._file_settings(path, replication, block_size)
         f = None
 
         def change() -> Edit:
@@ -298,6 +301,46 @@ class NameServer:
                  client_id, client_host, replication, block_size,
                  ", overwrite" if overwrite else "")
         return f
+
+    def _file_settings(self, path: str, replication: int, block_size: int) -> tuple[int, int]:
+        """A new file's replication and block size (0: the configured one)."""
+        replication = replication or self.config["dfs"]["replication"]
+        if replication > 1024:
+            raise InvalidArgument(f"create {path}: replication {replication} is too large")
+        return replication, block_size or self.config["dfs"]["block_size"]
+
+    def batch(self, ops: list[pb.NamespaceOp]) -> list[MinijetError | None]:
+        """Apply `ops` in order, each as if called alone (its error in its place), under one
+        hold of the lock, and wait once until they are all durable."""
+        if len(ops) > BATCH_MAX:
+            raise InvalidArgument(f"a batch holds at most {BATCH_MAX} operations, not {len(ops)}")
+        results: list[MinijetError | None] = []
+        last = None
+        with self._lock:
+            self._check_writable()
+            now = self.clock()
+            for op in ops:
+                try:
+                    last = self._commit(self._batch_op(op, now)) or last
+                    results.append(None)
+                except MinijetError as e:
+                    results.append(e)
+        self._sync(last)
+        log.info("batch of %s operations: %s refused", len(ops),
+                 sum(e is not None for e in results))
+        return results
+
+    def _batch_op(self, op: pb.NamespaceOp, now: float) -> Edit:
+        kind = op.WhichOneof("op")
+        if kind == "mkdirs":
+            return self.ns.mkdirs(paths.normalize(op.mkdirs.path), op.mkdirs.parents, now)
+        if kind == "create_empty":
+            c = op.create_empty
+            path = paths.normalize(c.path)
+            replication, block_size = self._file_settings(path, c.replication, c.block_size)
+            return self.ns.create_empty(path, replication=replication, block_size=block_size,
+                                        overwrite=c.overwrite, now=now)
+        raise InvalidArgument(f"unknown batch operation {kind}")
 
     def add_block(self, path: str, client_id: str, previous: Block | None,
                   excluded: set[str]) -> pb.LocatedBlock:
@@ -376,6 +419,14 @@ class NameServer:
         path = paths.normalize(path)
         with self._lock:
             return self.ns.list(path)
+
+    def list_page(self, path: str, start_after: str, limit: int
+                  ) -> tuple[list[FileStatus], int]:
+        """One page of a listing (Namespace.list_page), of at most LIST_PAGE entries."""
+        path = paths.normalize(path)
+        limit = min(limit, LIST_PAGE) if limit else LIST_PAGE
+        with self._lock:
+            return self.ns.list_page(path, start_after, limit)
 
     def delete(self, path: str, recursive: bool) -> bool:
         path = paths.normalize(path)
@@ -647,8 +698,16 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
 
     @rpc.translate_errors
     def List(self, request, context):
-        return pb.ListResponse(entries=[file_status_proto(e)
-                                        for e in self._ns.list_dir(request.path)])
+        entries, remaining = self._ns.list_page(request.path, request.start_after,
+                                                request.limit)
+        return pb.ListResponse(entries=[file_status_proto(e) for e in entries],
+                               remaining=remaining)
+
+    @rpc.translate_errors
+    def Batch(self, request, context):
+        return pb.BatchResponse(results=[
+            pb.OpResult(error=type(e).__name__, message=str(e)) if e else pb.OpResult()
+            for e in self._ns.batch(list(request.ops))])
 
     @rpc.translate_errors
     def Delete(self, request, context):

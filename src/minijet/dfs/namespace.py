@@ -13,6 +13,7 @@ never handed out twice, whatever a crash lost.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -117,10 +118,22 @@ class Namespace:
 
     def list(self, path: str) -> list[FileStatus]:
         """A directory's children sorted by name; a file lists itself."""
+        return self.list_page(path, "", None)[0]
+
+    def list_page(self, path: str, start_after: str, limit: int | None
+                  ) -> tuple[list[FileStatus], int]:
+        """Up to `limit` (None: all) of a directory's children whose names sort after
+        `start_after`, in name order, and how many come after them; a file lists itself."""
         node = self._get(path)
         if isinstance(node, File):
-            return [self._status(path, node)]
-        return [self._status(paths.join(path, n), c) for n, c in sorted(node.children.items())]
+            return [self._status(path, node)], 0
+        names = [n for n in node.children if n > start_after] if start_after \
+            else list(node.children)
+        # a page of a large directory: a partial sort, not the whole directory sorted
+        page = sorted(names) if limit is None or limit >= len(names) \
+            else heapq.nsmallest(limit, names)
+        return ([self._status(paths.join(path, n), node.children[n]) for n in page],
+                len(names) - len(page))
 
     def file(self, path: str) -> File:
         node = self._get(path)
@@ -199,10 +212,31 @@ class Namespace:
                block_size: int, overwrite: bool, now: float) -> tuple[OpenFile, Edit]:
         """Open `path` for writing. The returned Edit journals parent directories created
         on the way (they are visible at once); the file itself appears only on complete."""
-        if path == paths.ROOT:
-            raise AlreadyExists("/ is a directory")
         if not client_id:
             raise InvalidArgument(f"create {path}: a client id is required")
+        self._check_create(path, replication, block_size, overwrite)
+        current = self.open_files.get(path)
+        if current is not None and current.client_id != client_id and not overwrite:
+            raise AlreadyExists(f"file {path} is being written by another client")
+        # the same writer retrying, or an overwrite: the older attempt is dropped
+        edit = self._do({"op": "open", "path": path, "client": client_id, "host": client_host,
+                         "replication": replication, "block_size": block_size,
+                         "overwrite": overwrite, "mtime": now})
+        return self.open_files[path], edit
+
+    def create_empty(self, path: str, *, replication: int, block_size: int, overwrite: bool,
+                     now: float) -> Edit:
+        """An empty file created and closed at once, in one record (a batch's create)."""
+        self._check_create(path, replication, block_size, overwrite)
+        if path in self.open_files:   # its writer's blocks would be lost, not freed
+            raise AlreadyExists(f"file {path} is being written by another client")
+        return self._do({"op": "complete", "path": path, "replication": replication,
+                         "block_size": block_size, "mtime": now, "blocks": []})
+
+    def _check_create(self, path: str, replication: int, block_size: int,
+                      overwrite: bool) -> None:
+        if path == paths.ROOT:
+            raise AlreadyExists("/ is a directory")
         if replication < 1:
             raise InvalidArgument(f"create {path}: replication must be at least 1")
         if block_size < 1:
@@ -212,15 +246,7 @@ class Namespace:
             raise AlreadyExists(f"cannot create {path}: it is a directory")
         if node is not None and not overwrite:
             raise AlreadyExists(f"file already exists: {path}")
-        current = self.open_files.get(path)
-        if current is not None and current.client_id != client_id and not overwrite:
-            raise AlreadyExists(f"file {path} is being written by another client")
         self._check_ancestors(path, create_missing=True)
-        # the same writer retrying, or an overwrite: the older attempt is dropped
-        edit = self._do({"op": "open", "path": path, "client": client_id, "host": client_host,
-                         "replication": replication, "block_size": block_size,
-                         "overwrite": overwrite, "mtime": now})
-        return self.open_files[path], edit
 
     def _open_file(self, path: str, client_id: str) -> OpenFile:
         f = self.open_files.get(path)

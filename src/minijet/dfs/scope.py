@@ -2,10 +2,11 @@
 made with one (a pure function of the scope, the call and its request).
 
 Reads (stat, list, block locations, fsck) are allowed anywhere under the scope's read or
-write paths; changes only under its write paths (a rename: both ends). Every other call
-(the dataservers' protocol, safe mode, reports, bad-block reports, credentials) is for the
-cluster's daemons and operators: refused. Paths are normalised before they are compared, so
-"/out/../secret" cannot escape; one that cannot be normalised is refused too.
+write paths; changes only under its write paths (a rename: both ends; a batch: each of its
+operations). Every other call (the dataservers' protocol, safe mode, reports, bad-block
+reports, credentials) is for the cluster's daemons and operators: refused. Paths are
+normalised before they are compared, so "/out/../secret" cannot escape; one that cannot be
+normalised is refused too.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ READS = {"GetFileInfo": ("path",), "List": ("path",), "GetBlockLocations": ("pat
 WRITES = {"Mkdirs": ("path",), "Create": ("path",), "AddBlock": ("path",),
           "AbandonBlock": ("path",), "Complete": ("path",), "Delete": ("path",),
           "Rename": ("src", "dst")}
+BATCH_OPS = {"mkdirs": "Mkdirs", "create_empty": "Create"}   # a Batch's operation -> call
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,14 @@ def _within(path: str, roots: tuple[str, ...]) -> bool:
 
 def refusal(scope: Scope, method: str, request: Any) -> str | None:
     """Why the call `method` with `request` is outside `scope`, or None when it is inside."""
+    if method == "Batch":   # each operation as the call it stands for
+        for op in request.ops:
+            kind = op.WhichOneof("op")
+            why = refusal(scope, BATCH_OPS[kind], getattr(op, kind)) if kind in BATCH_OPS \
+                else f"Batch: unknown operation {kind}"
+            if why:
+                return why
+        return None
     if method in READS:
         fields, roots, what = READS[method], scope.read + scope.write, "read"
     elif method in WRITES:

@@ -9,13 +9,14 @@ log lines (e.g. a replica failing over) show only with -D logging.level=debug.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
 import posixpath
 import sys
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import click
 import grpc
@@ -94,15 +95,27 @@ def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
-def _table(rows: list[tuple], right: set[int] = frozenset()) -> None:
-    """Print rows as aligned columns; column numbers in `right` are right-aligned."""
+def _table(rows: list[tuple], right: set[int] = frozenset(),
+           widths: list[int] | None = None) -> list[int]:
+    """Print rows as aligned columns, each at least as wide as in `widths`; column numbers in
+    `right` are right-aligned. Returns the widths used."""
     if not rows:
-        return
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+        return widths or []
+    widths = [max([len(str(r[i])) for r in rows] + (widths[i:i + 1] if widths else []))
+              for i in range(len(rows[0]))]
     for r in rows:
         cells = [str(c).rjust(w) if i in right else str(c).ljust(w)
                  for i, (c, w) in enumerate(zip(r, widths))]
         click.echo("  ".join(cells).rstrip())
+    return widths
+
+
+def _streamed_table(rows: Iterator[tuple], right: set[int], batch: int = 1000) -> None:
+    """Print rows as they come, a batch at a time, aligned within a batch; a column never
+    narrows from one batch to the next."""
+    widths: list[int] = []
+    for chunk in iter(lambda: list(itertools.islice(rows, batch)), []):
+        widths = _table(chunk, right, widths)
 
 
 def _ls_row(st, human: bool) -> tuple:
@@ -119,19 +132,33 @@ def _ls_row(st, human: bool) -> tuple:
 @click.option("-h", "human", is_flag=True, help="Sizes as KiB, MiB, GiB.")
 @with_client
 def ls(client, path, recursive, human):
-    entries = client.list(path)
-    if recursive:
-        rows, pending = [], list(reversed(entries))
-        while pending:
-            st = pending.pop()
-            rows.append(_ls_row(st, human))
-            if st.is_dir:
-                pending.extend(reversed(client.list(st.path)))
-    else:
-        rows = [_ls_row(st, human) for st in entries]
-        if rows:
-            click.echo(f"Found {len(rows)} item{'s' if len(rows) != 1 else ''}")
-    _table(rows, right={1, 2})
+    # streamed a page at a time: a directory of a million files prints from its first page
+    pages = client.list_pages(path)
+    first = next(pages)
+    total = len(first.entries) + first.remaining
+    if total and not recursive:
+        click.echo(f"Found {total} item{'s' if total != 1 else ''}")
+    listing = _entries(itertools.chain([first], pages))
+    _streamed_table((_ls_row(st, human) for st in
+                     (_below(client, listing) if recursive else listing)), right={1, 2})
+
+
+def _entries(pages: Iterator) -> Iterator:
+    return (st for page in pages for st in page.entries)
+
+
+def _below(client, listing: Iterator) -> Iterator:
+    """Every entry of `listing`, each directory followed by everything below it (a stack,
+    not recursion: paths may be thousands of levels deep)."""
+    stack = [listing]
+    while stack:
+        st = next(stack[-1], None)
+        if st is None:
+            stack.pop()
+            continue
+        yield st
+        if st.is_dir:
+            stack.append(_entries(client.list_pages(st.path)))
 
 
 @main.command(help="Create directories.")

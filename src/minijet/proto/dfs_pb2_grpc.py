@@ -71,8 +71,13 @@ class NameServerStub:
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/minijet.dfs.NameServer/List',
-                request_serializer=minijet_dot_proto_dot_dfs__pb2.PathRequest.SerializeToString,
+                request_serializer=minijet_dot_proto_dot_dfs__pb2.ListRequest.SerializeToString,
                 response_deserializer=minijet_dot_proto_dot_dfs__pb2.ListResponse.FromString,
+                _registered_method=True)
+        self.Batch = channel.unary_unary(
+                '/minijet.dfs.NameServer/Batch',
+                request_serializer=minijet_dot_proto_dot_dfs__pb2.BatchRequest.SerializeToString,
+                response_deserializer=minijet_dot_proto_dot_dfs__pb2.BatchResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/minijet.dfs.NameServer/Delete',
@@ -182,6 +187,12 @@ class NameServerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def List(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Batch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -302,8 +313,13 @@ def add_NameServerServicer_to_server(servicer, server):
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
-                    request_deserializer=minijet_dot_proto_dot_dfs__pb2.PathRequest.FromString,
+                    request_deserializer=minijet_dot_proto_dot_dfs__pb2.ListRequest.FromString,
                     response_serializer=minijet_dot_proto_dot_dfs__pb2.ListResponse.SerializeToString,
+            ),
+            'Batch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Batch,
+                    request_deserializer=minijet_dot_proto_dot_dfs__pb2.BatchRequest.FromString,
+                    response_serializer=minijet_dot_proto_dot_dfs__pb2.BatchResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
@@ -580,8 +596,35 @@ class NameServer:
             request,
             target,
             '/minijet.dfs.NameServer/List',
-            minijet_dot_proto_dot_dfs__pb2.PathRequest.SerializeToString,
+            minijet_dot_proto_dot_dfs__pb2.ListRequest.SerializeToString,
             minijet_dot_proto_dot_dfs__pb2.ListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Batch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/minijet.dfs.NameServer/Batch',
+            minijet_dot_proto_dot_dfs__pb2.BatchRequest.SerializeToString,
+            minijet_dot_proto_dot_dfs__pb2.BatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
