@@ -301,6 +301,37 @@ def test_missing_input_and_existing_output_refused_before_any_task(job_cluster):
     dfs.close()
 
 
+def test_a_runjob_sent_again_after_a_restart_cut_the_first_short_takes_back_its_start(
+        job_cluster):
+    """The jobserver died in RunJob after it made the output's start, before the job was
+    stored as running; the client's RunJob sent again finds that start, its own, and runs
+    the job. Another job's start of the same path is still refused."""
+    from minijet import jobdir
+    from minijet.jobconf import compile_mapreduce
+    dfs = job_cluster.client()
+    text = b"to be or not to be\n"
+    put_bytes(dfs, "/again/in.txt", text)
+    with JetClient(job_cluster.config) as jc:
+        jobs = []
+        for output in ("/again/out", "/again/other"):
+            conf = compile_mapreduce("WordCount", "wordcount.py", "WordCount", {},
+                                     ["/again/in.txt"], output, 1, True)
+            job_id, job_dir = jc.create_job("WordCount")
+            put_bytes(dfs, f"{job_dir}/job.json", json.dumps(conf.to_dict()).encode())
+            dfs.put(WORDCOUNT, f"{job_dir}/wordcount.py")
+            jobs.append(job_id)
+        mine, other = jobs
+        jobdir.start_output(dfs, "/again/out", mine)     # what the cut-short RunJob left
+        jobdir.start_output(dfs, "/again/other", mine)   # another job's start: not `other`'s
+        jc.run_job(mine)
+        assert jc.wait_for_completion(mine, timeout=60).state == "succeeded"
+        with pytest.raises(AlreadyExists, match="/again/other"):
+            jc.run_job(other)
+        jc.kill_job(other)
+    assert read_counts(dfs, "/again/out") == expected_counts(text)
+    dfs.close()
+
+
 def test_hanging_task_is_killed_after_task_timeout_and_retried(fresh_job_cluster, tmp_path):
     lc = fresh_job_cluster(dataservers=2, taskservers=2, taskserver={"task_timeout": "2s"})
     dfs = lc.client()

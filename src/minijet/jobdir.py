@@ -19,7 +19,8 @@ Inputs must exist and outputs must not when a job is submitted: jobs never overw
 
 An output directory while and after its job runs:
 
-    _temporary/                          made as the job starts (start_output)
+    _temporary/                          made as the job starts (start_output), with
+      _started_by_<job id>/              the job that made it
     _temporary/<attempt id>/part-NNNNN   an attempt's output as it is written; the attempt
                                          makes its directory without parents, so once a
                                          failed job's output is removed no late attempt
@@ -43,6 +44,7 @@ from minijet.errors import AlreadyExists, NotFound
 JOB_CONF_FILE = "job.json"
 SUCCESS_FILE = "_SUCCESS"
 TEMPORARY_DIR = "_temporary"
+STARTED_BY = "_started_by_"   # in _temporary: which job's RunJob made the output
 
 
 # ---- input ----
@@ -104,9 +106,23 @@ def temporary_part_path(output: str, attempt_id: str, index: int) -> str:
     return f"{attempt_dir(output, attempt_id)}/part-{index:05d}"
 
 
-def start_output(fs, path: str) -> None:
-    """Make the output's _temporary directory (and the output) as the job starts."""
-    fs.mkdir(posixpath.join(path, TEMPORARY_DIR), parents=True)
+def start_output(fs, path: str, job_id: str = "") -> None:
+    """Make the output's _temporary directory (and the output) as the job starts; with a
+    job id, marked as that job's start (see started_by)."""
+    marked = f"{STARTED_BY}{job_id}" if job_id else ""
+    fs.mkdir(posixpath.join(path, TEMPORARY_DIR, marked).rstrip("/"), parents=True)
+
+
+def started_by(fs, path: str, job_id: str) -> bool:
+    """Whether `path` holds nothing but `job_id`'s start of it: what a RunJob cut short by a
+    jobserver restart leaves, before any attempt ran, for its retry to take back."""
+    try:
+        if [posixpath.basename(st.path) for st in fs.list(path)] != [TEMPORARY_DIR]:
+            return False
+        inside = fs.list(posixpath.join(path, TEMPORARY_DIR))
+    except NotFound:
+        return False
+    return [posixpath.basename(st.path) for st in inside] == [f"{STARTED_BY}{job_id}"]
 
 
 def make_attempt_dir(fs, output: str, attempt_id: str) -> None:

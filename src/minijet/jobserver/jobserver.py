@@ -343,6 +343,9 @@ class JobServer:
         try:
             job_dir = self._job_dir(job_id)
             conf = jobfiles.read_job_conf(self.dfs, job_id, job_dir)
+            for path in conf.output_paths():   # an earlier try's, cut short by a restart
+                if jobdir.started_by(self.dfs, path, job_id):
+                    jobdir.abort_output(self.dfs, path)
             jobfiles.check_paths(self.dfs, job_id, conf)
             with self._lock:
                 slots = self.core.live_slots()
@@ -352,7 +355,7 @@ class JobServer:
                 jobcreds.register(self.dfs, job_id, secret, status["user"], conf, job_dir,
                                   self.config["jobserver"]["job_credential_lifetime"])
             for path in conf.output_paths():   # before any attempt can need it
-                jobdir.start_output(self.dfs, path)
+                jobdir.start_output(self.dfs, path, job_id)
             event = model.JobSubmitted(job_id, conf, splits, time.time(), job_dir=job_dir,
                                        secret=secret, run_time=asked)
             try:
