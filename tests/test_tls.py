@@ -23,7 +23,7 @@ from minijet.dfs.transfer_client import BlockReader, PipelineError, ReplicaUnava
 from minijet.errors import Unavailable
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 
-from conftest import JOB_CONFIG, JOB_NODES
+from conftest import _merge, JOB_CONFIG, JOB_NODES
 from polling import wait_for
 from test_dfs_datatransfer import CHUNK, Node, read_block, write_block
 from test_jobs_e2e import (WORDCOUNT, expected_counts, jetshell, make_text, put_bytes,
@@ -44,9 +44,8 @@ def certs(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory, certs):
-    config = {section: dict(keys) for section, keys in JOB_CONFIG.items()}
-    config["security"] = {"auth_token": TOKEN, **certs}
-    config["dfs"] = {**config["dfs"], "short_circuit": False}
+    config = _merge(JOB_CONFIG, {"security": {"auth_token": TOKEN, **certs},
+                                 "dfs": {"short_circuit": False}})
     lc = LocalCluster(tmp_path_factory.mktemp("tls-cluster"), config=config)
     try:
         lc.up(dataservers=JOB_NODES, taskservers=JOB_NODES)
