@@ -192,6 +192,8 @@ def run_counter(path: Path):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--mb", type=float, default=50.0, help="input size in MB (default 50)")
+    ap.add_argument("--input", help="a text file to use instead of the generated one "
+                    "(e.g. bench/wordcount.py's zipf text: more distinct words)")
     ap.add_argument("--reducers", type=int, default=2)
     ap.add_argument("--sort-buffer", default="64MiB", help="map sort buffer (default 64MiB)")
     ap.add_argument("--no-check", action="store_true", help="skip comparing the outputs")
@@ -207,7 +209,7 @@ def main() -> None:
         gc.freeze()
         gc.set_threshold(100_000, 50, 1000)
     size = int(args.mb * 1e6)
-    path = Path(tempfile.gettempdir()) / f"minijet-bench-words-{size}.txt"
+    path = Path(args.input or Path(tempfile.gettempdir()) / f"minijet-bench-words-{size}.txt")
     if not path.exists():
         tmp = path.with_suffix(".tmp")
         make_text(tmp, size)

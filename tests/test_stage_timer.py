@@ -51,10 +51,36 @@ def test_time_is_split_into_reading_processing_and_writing():
     assert abs(got["write_time_us"] - 1_900_000) <= 2
 
 
+def test_after_the_first_batches_a_sample_of_them_gives_the_time_of_all():
+    """Only some output batches are pulled apart and timed; with steady costs per pair the
+    estimate is the time the exact count would give."""
+    clock = FakeClock()
+    timer = runner.StageTimer(clock)
+    pairs = runner._TIMED_BATCH * runner._TIME_EVERY * 5 + 100
+
+    def operation():
+        for i in range(pairs):
+            clock.now += 0.002  # 2ms of user code per pair
+            yield i, i
+
+    n = 0
+    for pair in timer.producing(operation()):
+        clock.now += 0.003      # 3ms to write each pair
+        n += 1
+    assert n == pairs
+    progress = runner.Progress(lambda *a: None)
+    timer.report(progress)
+    got = {n: v for g, n, v in progress.counter_list()}
+    # the last, partial batch is the only one not like the others
+    assert abs(got["process_time_us"] - pairs * 2000) <= pairs * 2000 * 0.01
+    assert abs(got["write_time_us"] - pairs * 3000) <= pairs * 3000 * 0.01
+
+
 def test_batches_keep_every_record_in_order():
     timer = runner.StageTimer()
-    items = list(range(runner._TIMED_BATCH * 2 + 7))
+    items = list(range(runner._TIMED_BATCH * runner._TIME_EVERY * 3 + 7))
     assert list(timer.reading(iter(items))) == items
+    assert list(timer.producing(iter(items))) == items
     assert list(timer.producing(x for x in [])) == []
 
 

@@ -191,7 +191,13 @@ class MapOutputBuffer:
     # -- combining -------------------------------------------------------------------
 
     def _combine(self, key: Any, values: Iterable, count: int) -> list:
-        """The values the combiner makes of one key's `count` values; it must keep the key."""
+        """The values the combiner makes of one key's `count` values."""
+        out = self._combined(key, values)
+        self.counters["combine_input_records"] += count
+        self.counters["combine_output_records"] += len(out)
+        return out
+
+    def _combined(self, key: Any, values: Iterable) -> list:
         out = []
         for out_key, value in self.combiner(key, values):
             if out_key != key:
@@ -199,30 +205,41 @@ class MapOutputBuffer:
                     f"the combiner was given key {key!r} and emitted key {out_key!r}: "
                     "a combiner must emit the key it was given")
             out.append(value)
-        self.counters["combine_input_records"] += count
-        self.counters["combine_output_records"] += len(out)
         return out
 
     def _combine_all(self) -> None:
-        combine, groups, counts = self._combine, self._groups, self._counts
+        """Folds every key's values (stored ones, then the constant's copies) with the
+        combiner; a key's lone value is left as it is. Runs once per key of the buffer when
+        it fills and at the end, so it keeps per-key work to a call of the combiner: the
+        counters are summed once, and a key that has only copies of the constant (every
+        key of a WordCount) gets its list here, not before."""
+        combined, groups, counts, constant = self._combined, self._groups, self._counts, \
+            self._constant
+        n_in = n_out = 0
+        for key, values in groups.items():
+            if len(values) > 1 and key not in counts:
+                n_in += len(values)
+                values[:] = combined(key, values)
+                n_out += len(values)
         if counts:
             self.counters["map_output_records"] += sum(counts.values())
-            for key in counts.keys() - groups.keys():
-                groups[key] = []
-        constant, total = self._constant, 0
-        for key, values in groups.items():
-            count = counts.get(key, 0) if counts else 0
-            if count:  # the constant's copies join the key's other values, never as a list
-                if count == 1 and not values:
-                    values.append(constant)
-                else:
-                    values[:] = combine(key, chain(values, repeat(constant, count)),
-                                        len(values) + count)
-            elif len(values) > 1:
-                values[:] = combine(key, values, len(values))
-            total += len(values)
-        self._counts = {}
-        self._values = total
+            get = groups.get
+            for key, count in counts.items():
+                values = get(key)
+                if values is None:
+                    if count == 1:
+                        groups[key] = [constant]
+                        continue
+                    n_in += count
+                    groups[key] = values = combined(key, repeat(constant, count))
+                else:  # never as a list: the copies join the key's other values
+                    n_in += len(values) + count
+                    values[:] = combined(key, chain(values, repeat(constant, count)))
+                n_out += len(values)
+            self._counts = {}
+        self.counters["combine_input_records"] += n_in
+        self.counters["combine_output_records"] += n_out
+        self._values = sum(map(len, groups.values()))
 
     # -- sorting and spilling --------------------------------------------------------
 
