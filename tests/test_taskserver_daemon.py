@@ -157,15 +157,15 @@ class HarnessServer:
             self.server = None
 
 
-def start_taskserver(root: Path, dfs: DfsCluster, jobserver_port: int, name: str
-                     ) -> tuple[subprocess.Popen, Path]:
+def start_taskserver(root: Path, dfs: DfsCluster, jobserver_port: int, name: str,
+                     **settings) -> tuple[subprocess.Popen, Path]:
     data = yaml.safe_load(dfs.config_path.read_text())
     data["jobserver"] = {"address": f"127.0.0.1:{jobserver_port}"}
     # tasks as this process's user: its dirs are root's own (test_task_users.py runs tasks
     # as their users)
     data["taskserver"] = {"address": "127.0.0.1:0", "dir": str(root / name), "slots": 2,
                           "heartbeat_interval": "0.1s", "task_timeout": TASK_TIMEOUT,
-                          "isolate_tasks": False}
+                          "isolate_tasks": False, **settings}
     config_path = root / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(data))
     with open(root / f"{name}.log", "ab") as log:
@@ -257,10 +257,10 @@ def other_taskserver(root, dfs_cluster, jobserver, harness):
         with harness.lock:
             return next((a for a in harness.heartbeats if a not in known), None)
 
-    def start(name: str) -> tuple[subprocess.Popen, str]:
+    def start(name: str, **settings) -> tuple[subprocess.Popen, str]:
         with harness.lock:
             known = set(harness.heartbeats)
-        proc, _ = start_taskserver(root, dfs_cluster, jobserver.port, name)
+        proc, _ = start_taskserver(root, dfs_cluster, jobserver.port, name, **settings)
         started.append(proc)
         address = wait_for(lambda: new_heartbeat(known), 20,
                            f"the first heartbeat of taskserver {name}")
@@ -571,6 +571,20 @@ def test_attempt_ending_while_the_jobserver_is_down_is_reported_when_it_is_back(
         jobserver.start()
     status = harness.wait_final(attempt)
     assert status.state == job_pb2.SUCCEEDED, status.error + status.traceback
+
+
+def test_with_no_log_retention_a_jobs_logs_go_at_its_cleanup(root, harness, dfs,
+                                                             other_taskserver):
+    _, address = other_taskserver("forgetful", log_retention="0s")
+    job = "job_20260101000000_0011"
+    job_dir, _ = make_job(dfs, job, "WordCount")
+    attempt = f"{job}_map_00000_0"
+    launch(harness, job, job_dir, attempt, "map", 0, target=address, splits=whole_input())
+    assert harness.wait_final(attempt).state == job_pb2.SUCCEEDED
+    logs = root / "forgetful" / "logs" / job
+    assert (logs / attempt / "stdout").is_file()
+    harness.order(address, cleanup=job_pb2.CleanupJob(job_id=job))
+    wait_for(lambda: not logs.exists(), 10, "the job's logs to be deleted with its files")
 
 
 def test_sigterm_stops_the_taskserver_and_kills_its_taskhosts(harness, dfs, other_taskserver):
