@@ -44,7 +44,7 @@ from minijet.splits import Split, input_splits
 from minijet.states import FINAL_STATES as FINAL
 from minijet.taskdesc import TaskDescription
 from minijet.web.jobpages import JobServerPages
-from minijet.web.metrics import jobserver_metrics
+from minijet.web.metrics import JobServerMetrics
 from minijet.web.server import WebServer
 
 log = logging.getLogger("minijet.jobserver")
@@ -121,9 +121,9 @@ class JobServer:
         self._threads: list[threading.Thread] = []
         self._server = None
         self.port = 0
-        self.metrics, self._rpc_meter = jobserver_metrics(self)
+        self.metrics = JobServerMetrics(self)
         self.web = WebServer(config, "jobserver.http_address", JobServerPages(self).routes(),
-                             self.metrics)
+                             self.metrics.registry)
         self._recover()
 
     # ---- life cycle ----
@@ -134,7 +134,7 @@ class JobServer:
         self._server, self.port = rpc.start_server(
             self.config, self.config["jobserver"]["address"],
             [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(JobServerService(self), s),
-             health.add_to], open_methods=HEALTH_METHODS, interceptors=[self._rpc_meter])
+             health.add_to], open_methods=HEALTH_METHODS, interceptors=[self.metrics.rpc_meter])
         for target, name in ((self._tick_loop, "tick"), (self._finish_loop, "finisher"),
                              (self._history_loop, "history")):
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -449,9 +449,10 @@ class JobServer:
         with self._lock:
             return self.core.taskservers()
 
-    def tallies(self) -> dict[str, dict[str, int]]:
+    def tallies(self) -> dict[str, Any]:
+        """The core's tallies and totals, for /metrics."""
         with self._lock:
-            return self.core.tallies()
+            return {**self.core.tallies(), **self.core.totals()}
 
     def heartbeat(self, request: job_pb2.HeartbeatRequest) -> job_pb2.HeartbeatResponse:
         event = model.Heartbeat(
@@ -476,6 +477,8 @@ class JobServer:
         for action in actions:
             if isinstance(action, model.LaunchAttempt):
                 log.info("attempt %s: launch on %s", action.attempt_id, action.taskserver)
+                if action.waited is not None:
+                    self.metrics.task_assigned(action.waited)
                 commands.append(job_pb2.TaskServerCommand(launch=job_pb2.LaunchAttempt(
                     job_id=action.job_id, task_id=action.task_id,
                     attempt_id=action.attempt_id, job_dir=action.job_dir,
