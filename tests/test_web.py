@@ -3,6 +3,8 @@ every page answers, shows what it is for, escapes what users named, and asks for
 when the cluster has one."""
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -34,6 +36,44 @@ def attempt_bars(page: str) -> int:
     return page.count('<rect class="attempt ')
 
 
+def logs_link(job_id: str, attempt_id: str) -> str:
+    return f'<a href="/logs?job={job_id}&amp;attempt={attempt_id}">logs</a>'
+
+
+def test_an_attempts_logs_page_shows_what_its_taskserver_kept(fresh_job_cluster):
+    token = "logs-token"
+    lc = fresh_job_cluster(dataservers=1, taskservers=1, security={"auth_token": token})
+    job_id, url = run_job(lc, "TwoStreams", "logs", TESTJOBS)
+    base = web(lc, "jobserver")
+    first_map = f"{job_id}_map_00000_0"
+    logs_url = f"{base}logs?job={job_id}&attempt={first_map}"
+    code, page = get(url, token)
+    assert code == 200 and logs_link(job_id, first_map) in page
+    assert get(logs_url)[0] == 401   # behind the cluster's token, as every page
+
+    # the job's owner is the test's user: the page reads as the jobserver, not as them
+    code, logs = get(logs_url, token)
+    assert code == 200, logs
+    (out, out_text), (err, err_text) = re.findall(r"<h2>(\w+)</h2><pre>([^<]*)</pre>", logs)
+    assert (out, out_text) == ("stdout", "&lt;b&gt;out&lt;/b&gt; from the mapper\n")
+    assert err == "stderr" and "\na word &amp; more to stderr\n" in err_text   # (and the
+    #                                                               TaskHost's log lines)
+    assert f'href="/job?id={job_id}"' in logs and "succeeded" in logs
+
+    for job_logs in lc.dir.glob(f"task*/logs/{job_id}"):   # as log_retention would
+        shutil.rmtree(job_logs)
+    code, expired = get(logs_url, token)
+    assert code == 200 and "<pre>" not in expired
+    (node,) = {a.taskserver for a in status(lc, job_id).attempts}
+    assert f'<p class="bad">The logs cannot be fetched: taskserver {node} has none: older ' \
+           f'than its log_retention, or the attempt has not started.</p>' in expired
+    lc.kill("taskserver", 1)
+    code, gone = get(logs_url, token)
+    assert code == 200 and gone.count("The logs cannot be fetched: ") == 1, gone
+    assert get(f"{base}logs?job={job_id}&attempt={job_id}_map_00042_0", token)[0] == 404
+    assert get(f"{base}logs?job=nonsense&attempt={first_map}", token)[0] == 400
+
+
 def test_the_job_pages(job_cluster):
     job_id, url = run_job(job_cluster, "WordCount", "pages")
     base = web(job_cluster, "jobserver")
@@ -42,12 +82,13 @@ def test_the_job_pages(job_cluster):
     code, page = get(url)
     assert code == 200
     for words in (job_id, "WordCount", "succeeded", "Stages", "Timeline", "Counters",
-                  "input_records", f"jetshell logs {job_id}"):
+                  "input_records"):
         assert words in page
     assert attempt_bars(page) == len(st.attempts) > 0
     assert 'http-equiv="refresh"' not in page   # a finished job's page stays as it is
     for a in st.attempts:
         assert a.attempt_id in page and a.taskserver in page
+        assert logs_link(job_id, a.attempt_id) in page
 
     code, jobs = get(base)
     assert code == 200 and f'href="/job?id={job_id}"' in jobs

@@ -11,7 +11,8 @@ declared lost. Job states, including the output phase, are the core's (see model
 
 Permissions (minijet.acl): a job belongs to the user who sent its CreateJob (the caller
 rpc.connect names); only its owner and security.admins may kill it; a refusal is logged.
-Status and lists are open to all.
+Status and lists are open to all. The web pages read attempt logs from the taskservers as
+acl.JOBSERVER (tasklogs.py).
 
 With an auth token configured, each job gets a DFS credential (jobcreds.py): registered
 with the nameserver by RunJob, sent with every LaunchAttempt, removed by the finisher.
@@ -33,10 +34,10 @@ from typing import Any
 
 from minijet import acl, daemon, jobdir, rpc
 from minijet.config import Config
-from minijet.errors import FailedPrecondition, MinijetError, PermissionDenied
+from minijet.errors import FailedPrecondition, MinijetError, NotFound, PermissionDenied
 from minijet.health import HEALTH_METHODS, HealthService
 from minijet.ids import make_job_id
-from minijet.jobserver import history, jobcreds, jobfiles, model, pacing
+from minijet.jobserver import history, jobcreds, jobfiles, model, pacing, tasklogs
 from minijet.jobserver.store import JobStore
 from minijet.jobserver.wakeup import Waker
 from minijet.proto import job_pb2, job_pb2_grpc
@@ -448,6 +449,18 @@ class JobServer:
     def taskservers(self) -> list[dict[str, Any]]:
         with self._lock:
             return self.core.taskservers()
+
+    def attempt_logs(self, job_id: str, attempt_id: str) -> tuple[dict[str, Any],
+                                                                   tasklogs.AttemptLogs]:
+        """The attempt's view and its logs, asked of the taskserver that ran it (NotFound:
+        the job has no such attempt)."""
+        attempt = next((a for a in self.job_status(job_id)["attempts"]
+                        if a["attempt_id"] == attempt_id), None)
+        if attempt is None:
+            raise NotFound(f"job {job_id} has no attempt {attempt_id!r}")
+        name = attempt["taskserver"]
+        taskserver = next((t for t in self.taskservers() if t["name"] == name), None)
+        return attempt, tasklogs.fetch(self.config, name, taskserver, job_id, attempt_id)
 
     def tallies(self) -> dict[str, Any]:
         """The core's tallies and totals, for /metrics."""
