@@ -3,7 +3,7 @@ before its attempt was assigned (LaunchAttempt.waited), totals counted as things
 keep their values when jobs retire and count a restored job's past nowhere, and tallies of
 what is current."""
 from minijet.jobserver.model import KillJob, Tick
-from test_jobserver_model import Cluster, launches, restore, run_to_success, stored_rows
+from test_jobserver_model import Cluster, launches
 
 
 def test_a_launch_says_how_long_its_task_was_runnable():
