@@ -1,4 +1,5 @@
-"""Who may kill a job and read its logs (minijet.acl): its owner and the admins."""
+"""Who may kill a job and read its logs (minijet.acl): its owner and the admins; the
+jobserver's web pages may read its logs, and no more."""
 import pytest
 
 from minijet import acl
@@ -30,3 +31,10 @@ def test_a_refusal_says_who_may_not_do_what_to_whose_job():
         acl.check("", acl.READ_LOGS, "job_1_0001", "", [])
     assert str(e.value) == ("permission denied: an unnamed user may not read the logs of job "
                             "job_1_0001 (owned by an unknown user)")
+
+
+def test_the_jobservers_pages_may_read_any_jobs_logs_and_kill_none():
+    acl.check(acl.JOBSERVER, acl.READ_LOGS, "job_1_0001", "alice", [])
+    acl.check(acl.JOBSERVER, acl.READ_LOGS, "job_1_0001", "", [])
+    with pytest.raises(PermissionDenied):
+        acl.check(acl.JOBSERVER, acl.KILL, "job_1_0001", "alice", [])

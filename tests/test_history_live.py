@@ -29,11 +29,13 @@ def jetshell(lc, *args: str) -> str:
 
 
 def jobs_in_memory(lc) -> int:
-    """The jobserver's own count (its /metrics gauge of the jobs it holds)."""
+    """The jobserver's own count (its /metrics gauges of the unfinished jobs and of the
+    finished ones it holds)."""
     url = f"http://{lc.config['jobserver']['http_address']}/metrics"
     text = urllib.request.urlopen(url, timeout=10).read().decode()
     return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("minijet_jobserver_jobs{")))
+                   if line.startswith(("minijet_jobserver_jobs{",
+                                       "minijet_jobserver_retained_jobs "))))
 
 
 def page(lc, path: str) -> str:

@@ -3,14 +3,18 @@ every page answers, shows what it is for, escapes what users named, and asks for
 when the cluster has one."""
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from minijet.client import JetClient
 
+from polling import wait_for
 from test_jobs_e2e import TESTJOBS, WORDCOUNT, jetshell, job_id_of, put_bytes, status
 from web_client import get, web
 
@@ -32,6 +36,44 @@ def attempt_bars(page: str) -> int:
     return page.count('<rect class="attempt ')
 
 
+def logs_link(job_id: str, attempt_id: str) -> str:
+    return f'<a href="/logs?job={job_id}&amp;attempt={attempt_id}">logs</a>'
+
+
+def test_an_attempts_logs_page_shows_what_its_taskserver_kept(fresh_job_cluster):
+    token = "logs-token"
+    lc = fresh_job_cluster(dataservers=1, taskservers=1, security={"auth_token": token})
+    job_id, url = run_job(lc, "TwoStreams", "logs", TESTJOBS)
+    base = web(lc, "jobserver")
+    first_map = f"{job_id}_map_00000_0"
+    logs_url = f"{base}logs?job={job_id}&attempt={first_map}"
+    code, page = get(url, token)
+    assert code == 200 and logs_link(job_id, first_map) in page
+    assert get(logs_url)[0] == 401   # behind the cluster's token, as every page
+
+    # the job's owner is the test's user: the page reads as the jobserver, not as them
+    code, logs = get(logs_url, token)
+    assert code == 200, logs
+    (out, out_text), (err, err_text) = re.findall(r"<h2>(\w+)</h2><pre>([^<]*)</pre>", logs)
+    assert (out, out_text) == ("stdout", "&lt;b&gt;out&lt;/b&gt; from the mapper\n")
+    assert err == "stderr" and "\na word &amp; more to stderr\n" in err_text   # (and the
+    #                                                               TaskHost's log lines)
+    assert f'href="/job?id={job_id}"' in logs and "succeeded" in logs
+
+    for job_logs in lc.dir.glob(f"task*/logs/{job_id}"):   # as log_retention would
+        shutil.rmtree(job_logs)
+    code, expired = get(logs_url, token)
+    assert code == 200 and "<pre>" not in expired
+    (node,) = {a.taskserver for a in status(lc, job_id).attempts}
+    assert f'<p class="bad">The logs cannot be fetched: taskserver {node} has none: older ' \
+           f'than its log_retention, or the attempt has not started.</p>' in expired
+    lc.kill("taskserver", 1)
+    code, gone = get(logs_url, token)
+    assert code == 200 and gone.count("The logs cannot be fetched: ") == 1, gone
+    assert get(f"{base}logs?job={job_id}&attempt={job_id}_map_00042_0", token)[0] == 404
+    assert get(f"{base}logs?job=nonsense&attempt={first_map}", token)[0] == 400
+
+
 def test_the_job_pages(job_cluster):
     job_id, url = run_job(job_cluster, "WordCount", "pages")
     base = web(job_cluster, "jobserver")
@@ -40,12 +82,13 @@ def test_the_job_pages(job_cluster):
     code, page = get(url)
     assert code == 200
     for words in (job_id, "WordCount", "succeeded", "Stages", "Timeline", "Counters",
-                  "input_records", f"jetshell logs {job_id}"):
+                  "input_records"):
         assert words in page
     assert attempt_bars(page) == len(st.attempts) > 0
     assert 'http-equiv="refresh"' not in page   # a finished job's page stays as it is
     for a in st.attempts:
         assert a.attempt_id in page and a.taskserver in page
+        assert logs_link(job_id, a.attempt_id) in page
 
     code, jobs = get(base)
     assert code == 200 and f'href="/job?id={job_id}"' in jobs
@@ -120,8 +163,10 @@ ROLE_METRICS = {
                    "minijet_dataserver_disk_free_bytes"},
     "jobserver": {"minijet_jobserver_heartbeats", "minijet_jobserver_heartbeat_seconds",
                   "minijet_jobserver_jobs", "minijet_jobserver_tasks",
-                  "minijet_jobserver_attempts_by_locality",
-                  "minijet_jobserver_failed_attempts"},
+                  "minijet_jobserver_retained_jobs", "minijet_jobserver_jobs_finished",
+                  "minijet_jobserver_attempts_finished", "minijet_jobserver_attempts_failed",
+                  "minijet_jobserver_assignments",
+                  "minijet_jobserver_scheduling_latency_seconds"},
     "taskserver": {"minijet_taskserver_slots_busy", "minijet_taskserver_attempts_started",
                    "minijet_taskserver_attempts_failed", "minijet_taskserver_attempts_killed",
                    "minijet_taskserver_shuffle_bytes", "minijet_taskserver_shuffle_requests",
@@ -136,11 +181,54 @@ def test_every_daemon_serves_metrics(job_cluster):
         assert code == 200, s.name
         families = {f.name: f for f in text_string_to_metric_families(text)}
         assert ROLE_METRICS[s.role] <= set(families), (s.name, sorted(families))
-    code, text = get(f"{web(job_cluster, 'jobserver')}metrics")
-    samples = {(x.name, tuple(sorted(x.labels.items()))): x.value
-               for f in text_string_to_metric_families(text) for x in f.samples}
+    samples = metric_samples(f"{web(job_cluster, 'jobserver')}metrics")
     assert samples[("minijet_jobserver_heartbeats_total", ())] > 0
-    assert samples[("minijet_jobserver_jobs", (("state", "succeeded"),))] >= 1
+    assert samples[("minijet_jobserver_jobs_finished_total", (("state", "succeeded"),))] >= 1
+
+
+def metric_samples(url: str) -> dict[tuple[str, tuple], float]:
+    """(sample name, its labels sorted) -> value, of the metrics at `url`."""
+    code, text = get(url)
+    assert code == 200, url
+    return {(x.name, tuple(sorted(x.labels.items()))): x.value
+            for f in text_string_to_metric_families(text) for x in f.samples}
+
+
+def by_label(samples: dict, name: str) -> dict[str, float]:
+    """The samples of `name` (a family with one label) by label value, those at 0 left out."""
+    return {labels[0][1]: v for (n, labels), v in samples.items() if n == name and v}
+
+
+def test_jobserver_counters_outlive_retirement_and_time_each_tasks_wait(fresh_job_cluster):
+    lc = fresh_job_cluster(dataservers=1, taskservers=1,
+                           jobserver={"retire_after": "8s", "retained_jobs": 1})
+    url = f"{web(lc, 'jobserver')}metrics"
+    good, _ = run_job(lc, "WordCount", "counted")
+    bad, _ = run_job(lc, "PoisonWordCount", "counted-bad", TESTJOBS)
+    attempts = [a for job_id in (good, bad) for a in status(lc, job_id).attempts]
+    counted = metric_samples(url)
+    assert by_label(counted, "minijet_jobserver_jobs_finished_total") == {"succeeded": 1,
+                                                                         "failed": 1}
+    assert by_label(counted, "minijet_jobserver_attempts_finished_total") == \
+        Counter(a.state for a in attempts)
+    assert by_label(counted, "minijet_jobserver_attempts_failed_total") == \
+        Counter(a.failure for a in attempts if a.failure)
+    assert by_label(counted, "minijet_jobserver_assignments_total") == \
+        Counter(a.locality or "none" for a in attempts)
+    waits = counted[("minijet_jobserver_scheduling_latency_seconds_count", ())]
+    assert waits == sum(1 for a in attempts if not a.speculative) > 0
+    assert counted[("minijet_jobserver_scheduling_latency_seconds_sum", ())] > 0
+    assert counted[("minijet_jobserver_retained_jobs", ())] >= 1   # (retired on a Tick)
+
+    wait_for(lambda: metric_samples(url)[("minijet_jobserver_retained_jobs", ())] == 0, 30,
+             "both jobs retired from the jobserver's memory")
+    now = metric_samples(url)
+    assert {k: v for k, v in now.items() if k[0].endswith(("_total", "_count", "_sum"))
+            and "heartbeat" not in k[0]} == \
+        {k: v for k, v in counted.items() if k[0].endswith(("_total", "_count", "_sum"))
+         and "heartbeat" not in k[0]}
+    assert by_label(now, "minijet_jobserver_jobs") == by_label(now, "minijet_jobserver_tasks") \
+        == {}
 
 
 def test_cluster_status_shows_each_daemons_web_address(job_cluster):

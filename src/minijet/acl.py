@@ -1,5 +1,7 @@
 """Who may do what to a job: its owner (the user who created it) and the cluster's admins
 (security.admins) may kill it and read its task logs; anyone may see its status and list it.
+The jobserver reads any job's logs for its web pages, which are the cluster's (they ask for
+its token when one is set), under the name JOBSERVER.
 
 User names are what the callers say they are (Hadoop's "simple" authentication: a client
 sends its $USER with every call, see minijet.rpc.USER_HEADER). That keeps colleagues who
@@ -15,6 +17,7 @@ from minijet.errors import PermissionDenied
 
 KILL = "kill"
 READ_LOGS = "read the logs of"
+JOBSERVER = "minijet:jobserver"   # no login name holds a colon: no user has it by chance
 
 
 def current_user() -> str:
@@ -33,7 +36,7 @@ def allowed(user: str, owner: str, admins: Collection[str]) -> bool:
 
 def check(user: str, action: str, job_id: str, owner: str, admins: Collection[str]) -> None:
     """Raise PermissionDenied unless `user` may do `action` (KILL, READ_LOGS) to the job."""
-    if not allowed(user, owner, admins):
+    if not (allowed(user, owner, admins) or action == READ_LOGS and user == JOBSERVER):
         raise PermissionDenied(
             f"permission denied: {user or 'an unnamed user'} may not {action} job {job_id} "
             f"(owned by {owner or 'an unknown user'})")

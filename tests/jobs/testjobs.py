@@ -1,9 +1,10 @@
 """Job classes for the end-to-end job tests: a mapper that raises, one that hangs once, a
 slow WordCount (so a test can crash a taskserver while the job runs); for the fault tests,
 one that meets the cluster down a few times, one that allocates without bound, one that
-prints without end; a straggler, one that fails on one node only, and one that waits
-for a file (so a test sees it running)."""
+prints without end; a straggler, one that fails on one node only, one that waits
+for a file (so a test sees it running), and one that writes markup to stdout and stderr."""
 import os
+import sys
 import time
 
 from minijet import MapReduceJob, Param, context
@@ -138,4 +139,14 @@ class WaitForFileWordCount(WordCount):
         while not getattr(self, "_released", False):
             self._released = os.path.exists(self.release)
             time.sleep(0.05)
+        yield from super().mapper(key, value)
+
+
+class TwoStreams(WordCount):
+    """Its first split's map prints a line with HTML in it to stdout, and one to stderr."""
+
+    def mapper(self, key, value):
+        if key == 0:
+            print("<b>out</b> from the mapper")
+            print("a word & more to stderr", file=sys.stderr)
         yield from super().mapper(key, value)

@@ -11,7 +11,8 @@ declared lost. Job states, including the output phase, are the core's (see model
 
 Permissions (minijet.acl): a job belongs to the user who sent its CreateJob (the caller
 rpc.connect names); only its owner and security.admins may kill it; a refusal is logged.
-Status and lists are open to all.
+Status and lists are open to all. The web pages read attempt logs from the taskservers as
+acl.JOBSERVER (tasklogs.py).
 
 With an auth token configured, each job gets a DFS credential (jobcreds.py): registered
 with the nameserver by RunJob, sent with every LaunchAttempt, removed by the finisher.
@@ -33,10 +34,10 @@ from typing import Any
 
 from minijet import acl, daemon, jobdir, rpc
 from minijet.config import Config
-from minijet.errors import FailedPrecondition, MinijetError, PermissionDenied
+from minijet.errors import FailedPrecondition, MinijetError, NotFound, PermissionDenied
 from minijet.health import HEALTH_METHODS, HealthService
 from minijet.ids import make_job_id
-from minijet.jobserver import history, jobcreds, jobfiles, model, pacing
+from minijet.jobserver import history, jobcreds, jobfiles, model, pacing, tasklogs
 from minijet.jobserver.store import JobStore
 from minijet.jobserver.wakeup import Waker
 from minijet.proto import job_pb2, job_pb2_grpc
@@ -44,7 +45,7 @@ from minijet.splits import Split, input_splits
 from minijet.states import FINAL_STATES as FINAL
 from minijet.taskdesc import TaskDescription
 from minijet.web.jobpages import JobServerPages
-from minijet.web.metrics import jobserver_metrics
+from minijet.web.metrics import JobServerMetrics
 from minijet.web.server import WebServer
 
 log = logging.getLogger("minijet.jobserver")
@@ -121,9 +122,9 @@ class JobServer:
         self._threads: list[threading.Thread] = []
         self._server = None
         self.port = 0
-        self.metrics, self._rpc_meter = jobserver_metrics(self)
+        self.metrics = JobServerMetrics(self)
         self.web = WebServer(config, "jobserver.http_address", JobServerPages(self).routes(),
-                             self.metrics)
+                             self.metrics.registry)
         self._recover()
 
     # ---- life cycle ----
@@ -134,7 +135,7 @@ class JobServer:
         self._server, self.port = rpc.start_server(
             self.config, self.config["jobserver"]["address"],
             [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(JobServerService(self), s),
-             health.add_to], open_methods=HEALTH_METHODS, interceptors=[self._rpc_meter])
+             health.add_to], open_methods=HEALTH_METHODS, interceptors=[self.metrics.rpc_meter])
         for target, name in ((self._tick_loop, "tick"), (self._finish_loop, "finisher"),
                              (self._history_loop, "history")):
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -449,9 +450,22 @@ class JobServer:
         with self._lock:
             return self.core.taskservers()
 
-    def tallies(self) -> dict[str, dict[str, int]]:
+    def attempt_logs(self, job_id: str, attempt_id: str) -> tuple[dict[str, Any],
+                                                                   tasklogs.AttemptLogs]:
+        """The attempt's view and its logs, asked of the taskserver that ran it (NotFound:
+        the job has no such attempt)."""
+        attempt = next((a for a in self.job_status(job_id)["attempts"]
+                        if a["attempt_id"] == attempt_id), None)
+        if attempt is None:
+            raise NotFound(f"job {job_id} has no attempt {attempt_id!r}")
+        name = attempt["taskserver"]
+        taskserver = next((t for t in self.taskservers() if t["name"] == name), None)
+        return attempt, tasklogs.fetch(self.config, name, taskserver, job_id, attempt_id)
+
+    def tallies(self) -> dict[str, Any]:
+        """The core's tallies and totals, for /metrics."""
         with self._lock:
-            return self.core.tallies()
+            return {**self.core.tallies(), **self.core.totals()}
 
     def heartbeat(self, request: job_pb2.HeartbeatRequest) -> job_pb2.HeartbeatResponse:
         event = model.Heartbeat(
@@ -476,6 +490,8 @@ class JobServer:
         for action in actions:
             if isinstance(action, model.LaunchAttempt):
                 log.info("attempt %s: launch on %s", action.attempt_id, action.taskserver)
+                if action.waited is not None:
+                    self.metrics.task_assigned(action.waited)
                 commands.append(job_pb2.TaskServerCommand(launch=job_pb2.LaunchAttempt(
                     job_id=action.job_id, task_id=action.task_id,
                     attempt_id=action.attempt_id, job_dir=action.job_dir,

@@ -129,6 +129,13 @@ reports taskhost_start_time (its TaskHost runs it), input_end_time (its input re
 splits, a reduce's fetched map outputs) and done_time (the TaskHost reported its result),
 commit_time (its commit granted), end_time (a heartbeat reported it ended). All are stored.
 
+Metrics (minijet.web.metrics): tallies() is what is current (unfinished jobs and tasks,
+finished jobs held); totals() counts what happened since the core started (jobs finished,
+attempts ended and failed, assignments by locality), so a job's retirement takes nothing
+from them and a restored job's past is not counted again. A LaunchAttempt of a task the
+scheduler placed carries how long the task was runnable before (`waited`: since its job
+started, its inputs became ready, or its retry's back-off ended).
+
 Every event carries an id (given, or "e<seq>"); every action names it as `cause`.
 """
 from __future__ import annotations
@@ -186,6 +193,8 @@ ACTIVE = (ASSIGNED, RUNNING)
 # reports, and those the core stamps itself
 REPORTED_TIMES = ("taskhost_start_time", "input_end_time", "done_time")
 ATTEMPT_TIMES = REPORTED_TIMES + ("commit_time",)
+TOTALS = ("jobs_finished", "attempts_ended", "attempts_failed", "assignments")
+NO_LOCALITY = "none"   # assignments of tasks without an input location (see scheduler)
 FETCH_FAILURE_REPORTS = 3   # consumers unable to fetch a map output before it is made again
 
 # What a taskserver's report of an attempt does, by (state here, state reported). A pair
@@ -374,6 +383,8 @@ class LaunchAttempt:
     cause: str = ""
     user: str = ""
     secret: str = ""       # the job's
+    waited: float | None = None   # seconds its task was runnable before this launch (None:
+    #                               a backup of a straggler: no task became runnable)
 
 
 @dataclass
@@ -561,6 +572,9 @@ class JobServerCore:
         self._awaited: dict[str, dict[str, Attempt]] = {}
         self._awaited_until = 0.0
         self._seq = 0
+        # counts since this core started, for /metrics' counters (see totals)
+        self._totals: dict[str, collections.Counter[str]] = {
+            name: collections.Counter() for name in TOTALS}
         # per handle() call
         self._cause = ""
         self._actions: list[Any] = []
@@ -693,7 +707,8 @@ class JobServerCore:
             skip = self.bad_nodes.excluded_jobs(ts.name, self._alive)
             assigned = self.scheduler.assign(ts.name, ts.host, ts.rack, free, ev.now, skip)
             for asg in assigned:
-                self._launch(self._tasks[asg.task_id], asg.locality, ts)
+                self._launch(self._tasks[asg.task_id], asg.locality, ts,
+                             pending_since=asg.pending_since)
             free -= len(assigned)
             if free > 0 and self._stragglers:
                 free -= self._back_up(ts, free, skip)
@@ -787,16 +802,14 @@ class JobServerCore:
 
     def _on_output_committed(self, ev: OutputCommitted | OutputCommitFailed) -> None:
         job = self._job(ev.job_id)
-        committing = job.output == COMMITTING
+        if isinstance(ev, OutputCommitFailed) and job.output == COMMITTING:
+            _move(job, JOB_TRANSITIONS, FAILED)
+            job.error = f"the job's output could not be committed: {ev.error}"
+        # a removal that failed leaves the output as it is, and the job as it ended
         self._close(job, ev.now)
         for path in job.output_paths:
             if self._writers.get(path) == job.id:
                 del self._writers[path]
-        if isinstance(ev, OutputCommitFailed) and committing:
-            _move(job, JOB_TRANSITIONS, FAILED)
-            job.error = f"the job's output could not be committed: {ev.error}"
-            self._touch(job)
-        # a removal that failed leaves the output as it is, and the job as it ended
 
     def _on_history_expired(self, ev: HistoryExpired) -> None:
         for job_id, taskservers in ev.jobs.items():
@@ -926,6 +939,7 @@ class JobServerCore:
         self._end(a, FAILED, now, st)
         a.error = st.error or f"attempt reported {st.state}"
         a.failure = st.failure or (NODE if st.state == KILLED else USER)
+        self._totals["attempts_failed"][a.failure] += 1
         if task.committer == a.id:
             task.committer = None
         if a.failure != SYSTEM:   # the node may be the cause
@@ -950,8 +964,10 @@ class JobServerCore:
 
     # ---- transitions with their consequences ----
 
-    def _launch(self, task: Task, locality: str, ts: TaskServer,
-                speculative: bool = False) -> None:
+    def _launch(self, task: Task, locality: str, ts: TaskServer, speculative: bool = False,
+                pending_since: float | None = None) -> None:
+        """Assign an attempt of `task` to `ts`: a backup (`speculative`), or placed by the
+        scheduler, where it was pending since `pending_since`."""
         job = task.job
         a = Attempt(task, make_attempt_id(task.id, len(task.attempts)), ts.name, ts.host,
                     locality, ts.last_heartbeat, ts.heartbeats, speculative)
@@ -968,8 +984,10 @@ class JobServerCore:
             spec["split"] = task.split.to_dict()
         if task.stage.parents:
             spec["producers"] = {p.id: len(p.tasks) for p in task.stage.parents}
+        self._totals["assignments"][locality or NO_LOCALITY] += 1
+        waited = None if pending_since is None else a.start_time - pending_since
         ts.outbox.append(LaunchAttempt(ts.name, job.id, task.id, a.id, job.job_dir, spec,
-                                       self._cause, job.user, job.secret))
+                                       self._cause, job.user, job.secret, waited))
 
     def _back_up(self, ts: TaskServer, slots: int, skip: set[str]) -> int:
         """Launch backup attempts of stragglers in up to `slots` free slots of `ts`, never
@@ -991,6 +1009,8 @@ class JobServerCore:
         return launched
 
     def _end(self, a: Attempt, state: str, now: float, st: AttemptStatus | None = None) -> None:
+        if a.state in ACTIVE:   # (not a finished attempt whose output was lost)
+            self._totals["attempts_ended"][state] += 1
         _move(a, ATTEMPT_TRANSITIONS, state)
         a.end_time = a.end_time or now
         if st is not None:
@@ -1046,6 +1066,7 @@ class JobServerCore:
         task, had_output = a.task, a.state == SUCCEEDED
         self._end(a, LOST, now)
         a.error, a.failure = reason, NODE
+        self._totals["attempts_failed"][NODE] += 1
         task.avoid.add(a.taskserver)
         ts = self._taskservers.get(a.taskserver)   # None: not heard from since a restart
         if ts is not None:
@@ -1117,7 +1138,8 @@ class JobServerCore:
         for task_id, due in list(self._backoff.items()):
             if due <= now:
                 del self._backoff[task_id]
-                self._place(self._tasks[task_id], now)
+                # runnable since its back-off ended, whichever event noticed it
+                self._place(self._tasks[task_id], due)
 
     def _backoff_delay(self, task: Task) -> float:
         """Exponential back-off after the task's latest system error, with jitter (half to
@@ -1181,6 +1203,7 @@ class JobServerCore:
         job.commit_time = now
         self._touch(job)
         self._closed[job.id] = job.end_time
+        self._totals["jobs_finished"][job.state] += 1   # its state is final now
 
     def _retire(self, now: float) -> None:
         """Forget the closed jobs that ended retire_after ago, and those beyond the
@@ -1279,15 +1302,23 @@ class JobServerCore:
                  "isolated": t.isolated, **self.bad_nodes.view(t.name)}
                 for t in self._taskservers.values()]
 
-    def tallies(self) -> dict[str, dict[str, int]]:
-        """For /metrics (minijet.web.metrics): the jobs in memory by state, their tasks by
-        state, their attempts by state, by locality and (failed or lost) by failure class."""
-        attempts = self._attempts.values()
-        return {"jobs": collections.Counter(self.job_state(j) for j in self._jobs),
-                "tasks": collections.Counter(t.state for t in self._tasks.values()),
-                "attempts": collections.Counter(a.state for a in attempts),
-                "locality": collections.Counter(a.locality for a in attempts if a.locality),
-                "failures": collections.Counter(a.failure for a in attempts if a.failure)}
+    def tallies(self) -> dict[str, Any]:
+        """For /metrics' gauges (minijet.web.metrics), what is current: the unfinished jobs
+        by the state users see, their unfinished tasks by state, and how many finished jobs
+        are held until they retire."""
+        unfinished = [j for j in self._jobs.values() if j.id not in self._closed]
+        return {"jobs": collections.Counter(_shown_state(j) for j in unfinished),
+                "tasks": collections.Counter(t.state for j in unfinished for t in j.tasks()
+                                             if t.state in (WAITING, PENDING, RUNNING)),
+                "retained_jobs": len(self._closed)}
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """For /metrics' counters, counted as things happen since this core started, so
+        they do not drop when jobs retire: jobs finished (their output closed) by state,
+        attempts ended by state, failed or lost attempts (or their outputs) by failure
+        class, and assignments by locality. A restored job counts only what happens
+        after its restore."""
+        return {name: dict(counts) for name, counts in self._totals.items()}
 
     def map_output_locations(self, job_id: str, stage_id: str) -> dict[str, Any]:
         """Where the finished outputs of a producer stage are: {outputs: [{task_id,

@@ -36,6 +36,7 @@ class Assignment:
     job_id: str
     task_id: str
     locality: str
+    pending_since: float = 0.0   # when the task was added (became runnable)
 
 
 def locality_of(hosts: Collection[str], racks: Collection[str], host: str, rack: str) -> str:
@@ -185,7 +186,8 @@ class Scheduler:
                 if q.count and job_id not in skip:
                     e = self._choose(q, taskserver, host, rack, now)
                     if e is not None:
-                        out.append(Assignment(job_id, e.task_id, e.locality(host, rack)))
+                        out.append(Assignment(job_id, e.task_id, e.locality(host, rack),
+                                              e.since))
                         self._take(q, e)
                         slots -= 1
                         break

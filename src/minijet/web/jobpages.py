@@ -1,9 +1,10 @@
 """The jobserver's pages: the jobs table, a job (stages, progress, counters, errors, every
-attempt and its timeline) and the taskservers.
+attempt and its timeline), an attempt's logs and the taskservers.
 
 They read the daemon through its public views (list_jobs, job_status, taskservers: the
 core's plain dicts), each taken under the jobserver's lock, so a page is one consistent
-snapshot. Pages of running things reload themselves every REFRESH seconds.
+snapshot; an attempt's logs come from its taskserver (attempt_logs). Pages of running
+things reload themselves every REFRESH seconds.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from minijet.errors import InvalidArgument
 from minijet.ids import is_job_id
-from minijet.states import FINAL_STATES
+from minijet.states import ASSIGNED, FINAL_STATES, RUNNING
 from minijet.web import timeline
 from minijet.web.html import (Html, ago, bar, escape, fields, join, link, page, size, span,
                               state, table, tag, when)
@@ -21,6 +22,13 @@ REFRESH = 5
 ENGINE = "task"   # the counter group of the engine's own (the TaskHost's runner.GROUP)
 NAV = [("/", "Jobs"), ("/taskservers", "Taskservers")]
 JOB_STATES = ("created", "running", "succeeded", "failed", "killed")
+
+
+def _job_id(value: str) -> str:
+    if not is_job_id(value):
+        raise InvalidArgument(f"{value!r} is not a job id (they look like "
+                              f"job_20260101120000_0001)")
+    return value
 
 
 def _engine(counters: list[dict]) -> dict[str, int]:
@@ -34,15 +42,16 @@ def _retries(s: dict[str, Any]) -> int:
 
 
 class JobServerPages:
-    """`jobserver`: anything with list_jobs(all_jobs), job_status(job_id) and
-    taskservers() as minijet.jobserver.jobserver.JobServer has them."""
+    """`jobserver`: anything with list_jobs(all_jobs), job_status(job_id), taskservers()
+    and attempt_logs(job_id, attempt_id) as minijet.jobserver.jobserver.JobServer has them."""
 
     def __init__(self, jobserver, subtitle: str = ""):
         self.js = jobserver
         self.subtitle = subtitle
 
     def routes(self) -> dict:
-        return {"/": self.jobs, "/job": self.job, "/taskservers": self.taskservers}
+        return {"/": self.jobs, "/job": self.job, "/logs": self.logs,
+                "/taskservers": self.taskservers}
 
     def _page(self, title: str, body: object, refresh: bool) -> str:
         return page(title, body, NAV, REFRESH if refresh else None, self.subtitle)
@@ -91,10 +100,7 @@ class JobServerPages:
     # ---- one job ----
 
     def job(self, query: dict[str, str]) -> str:
-        job_id = query.get("id", "")
-        if not is_job_id(job_id):
-            raise InvalidArgument(f"{job_id!r} is not a job id (they look like "
-                                  f"job_20260101120000_0001)")
+        job_id = _job_id(query.get("id", ""))
         s = self.js.job_status(job_id)   # NotFound: a 404
         now = time.time()
         c = _engine(s["counters"])
@@ -107,8 +113,7 @@ class JobServerPages:
             ("duration", span(s["start_time"], s["end_time"], now)),
             ("tasks", f"{done}/{tasks} done, {_retries(s)} retries"),
             ("read", size(c.get("input_bytes", 0))), ("written", size(c.get("output_bytes", 0))),
-            ("output", s["output_path"] or "-"),
-            ("logs", tag("code", f"jetshell logs {job_id}"))])
+            ("output", s["output_path"] or "-")])
         stages = table(["stage", "tasks", "succeeded", "running", "failed attempts", "progress"],
                        [[st["stage_id"], st["tasks"], st["succeeded"], st["running"],
                          st["failed_attempts"], bar(st["progress"])] for st in s["stages"]],
@@ -117,7 +122,7 @@ class JobServerPages:
                  tag("h2", "Timeline"),
                  timeline.svg(job_id, s["attempts"], [st["stage_id"] for st in s["stages"]],
                               now),
-                 tag("h2", "Attempts"), self._attempts(s["attempts"], now),
+                 tag("h2", "Attempts"), self._attempts(job_id, s["attempts"], now),
                  tag("h2", "Counters"),
                  table(["group", "name", "value"],
                        [[x["group"], x["name"], f"{x['value']:,}"] for x in s["counters"]],
@@ -144,7 +149,7 @@ class JobServerPages:
                      tag("pre", trace) if trace else ""])
 
     @staticmethod
-    def _attempts(attempts: list[dict], now: float) -> Html:
+    def _attempts(job_id: str, attempts: list[dict], now: float) -> Html:
         rows = []
         for a in attempts:
             c = _engine(a["counters"])
@@ -159,9 +164,27 @@ class JobServerPages:
                          size(c.get("input_bytes", c.get("shuffle_bytes", 0))),
                          size(c.get("output_bytes", c.get("map_output_bytes", 0))),
                          join([state(a["state"]),
-                               f" ({a['failure']} error)" if a["failure"] else ""]), error])
+                               f" ({a['failure']} error)" if a["failure"] else ""]),
+                         link("/logs", "logs", job=job_id, attempt=a["attempt_id"]), error])
         return table(["attempt", "backup", "taskserver", "locality", "start", "end",
-                      "duration", "in", "out", "state", "error"], rows, empty="no attempts yet")
+                      "duration", "in", "out", "state", "logs", "error"], rows,
+                     empty="no attempts yet")
+
+    # ---- an attempt's logs ----
+
+    def logs(self, query: dict[str, str]) -> str:
+        job_id, attempt_id = _job_id(query.get("job", "")), query.get("attempt", "")
+        a, logs = self.js.attempt_logs(job_id, attempt_id)   # NotFound: a 404
+        summary = fields([("job", link("/job", job_id, id=job_id)), ("task", a["task_id"]),
+                          ("taskserver", a["taskserver"]), ("state", state(a["state"]))])
+        if logs.missing:
+            body = tag("p", f"The logs cannot be fetched: {logs.missing}.", class_="bad")
+        else:
+            body = join(join([tag("h2", name), tag("pre", text) if text else
+                              tag("p", "empty", class_="note")])
+                        for name, text in (("stdout", logs.stdout), ("stderr", logs.stderr)))
+        return self._page(f"Logs of {attempt_id}", join([summary, body]),
+                          refresh=a["state"] in (ASSIGNED, RUNNING))
 
     # ---- the taskservers ----
 

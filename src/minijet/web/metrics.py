@@ -7,7 +7,9 @@ afterwards is counted where it happens, with one cheap call: RPCs by method and 
 latency (RpcMeter, a gRPC server interceptor), shuffle bytes served, TaskHost start times,
 a dataserver's transfer totals (kept by its transfer server).
 
-The jobserver's job, task and attempt figures are gauges over the jobs it holds in memory.
+The jobserver's gauges are what is current (unfinished jobs and tasks); what happened to
+jobs, tasks and attempts is counted by its core as it happens (model.JobServerCore.totals),
+so those counters do not drop when finished jobs retire from its memory.
 """
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ import grpc
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from minijet import failures
+from minijet.states import (CREATED, FAILED, FINAL_STATES, KILLED, LOST, PENDING, RUNNING,
+                            SUCCEEDED, WAITING)
 
 # heartbeats and most RPCs take milliseconds; a jobserver in trouble takes seconds
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -32,10 +38,11 @@ class _Collector:
         self.collect = collect
 
 
-def _by(name: str, doc: str, label: str, counts: dict[str, int],
-        every: Iterable[str] = ()) -> GaugeMetricFamily:
-    """A gauge with one sample per `label` value; `every` value shown even at 0."""
-    family = GaugeMetricFamily(name, doc, labels=[label])
+def _by(name: str, doc: str, label: str, counts: dict[str, int], every: Iterable[str] = (),
+        kind: type = GaugeMetricFamily):
+    """A gauge (or other `kind` of family) with one sample per `label` value; `every`
+    value shown even at 0."""
+    family = kind(name, doc, labels=[label])
     for value in sorted(set(counts) | set(every)):
         family.add_metric([value], counts.get(value, 0))
     return family
@@ -66,50 +73,77 @@ class RpcMeter(grpc.ServerInterceptor):
 
 # ---- the jobserver ----
 
-JOB_STATES = ("created", "running", "succeeded", "failed", "killed")
-TASK_STATES = ("waiting", "pending", "running", "succeeded", "failed", "killed")
+# a task waits for a slot from milliseconds (an idle taskserver woken for it) to as long as
+# a busy cluster's queue
+SCHEDULING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                      60.0, 300.0, 900.0, 3600.0)
+UNFINISHED_JOB_STATES = (CREATED, RUNNING)
+UNFINISHED_TASK_STATES = (WAITING, PENDING, RUNNING)
+ENDED_ATTEMPT_STATES = (SUCCEEDED, FAILED, KILLED, LOST)
+LOCALITIES = ("node-local", "rack-local", "off-rack", "none")   # (model.NO_LOCALITY)
 
 
-def jobserver_metrics(jobserver) -> tuple[CollectorRegistry, RpcMeter]:
-    """`jobserver.tallies()` (the core's counts) and taskservers() are read at scrape;
-    heartbeats are counted and timed by the returned interceptor."""
-    registry = CollectorRegistry()
-    heartbeats = PromCounter("minijet_jobserver_heartbeats", "Taskserver heartbeats handled",
-                         registry=registry)
-    latency = Histogram("minijet_jobserver_heartbeat_seconds",
-                        "Time to handle one taskserver heartbeat", buckets=LATENCY_BUCKETS,
-                        registry=registry)
+class JobServerMetrics:
+    """The jobserver's: `jobserver.tallies()` (the core's tallies and totals) and
+    taskservers() read at scrape; heartbeats counted and timed by `rpc_meter`; each
+    task's wait for a slot observed by the shell (task_assigned)."""
 
-    def observe(method: str, seconds: float) -> None:
-        if method == "Heartbeat":
-            heartbeats.inc()
-            latency.observe(seconds)
+    def __init__(self, jobserver):
+        self.registry = CollectorRegistry()
+        heartbeats = PromCounter("minijet_jobserver_heartbeats",
+                                 "Taskserver heartbeats handled", registry=self.registry)
+        latency = Histogram("minijet_jobserver_heartbeat_seconds",
+                            "Time to handle one taskserver heartbeat", buckets=LATENCY_BUCKETS,
+                            registry=self.registry)
+        self._scheduling = Histogram(
+            "minijet_jobserver_scheduling_latency_seconds",
+            "From a task becoming runnable (its job started, its inputs ready, its retry's "
+            "back-off over) to an attempt of it being assigned", buckets=SCHEDULING_BUCKETS,
+            registry=self.registry)
 
-    def collect() -> Iterator:
-        t = jobserver.tallies()
-        yield _by("minijet_jobserver_jobs", "Jobs in the jobserver's memory by state", "state",
-                  t["jobs"], JOB_STATES)
-        yield _by("minijet_jobserver_tasks", "Tasks of those jobs by state", "state",
-                  t["tasks"], TASK_STATES)
-        yield _by("minijet_jobserver_attempts", "Attempts of those jobs by state", "state",
-                  t["attempts"])
-        yield _by("minijet_jobserver_attempts_by_locality",
-                  "Attempts of those jobs by where they ran against their input "
-                  "(assignments by locality)", "locality", t["locality"])
-        yield _by("minijet_jobserver_failed_attempts",
-                  "Failed and lost attempts of those jobs by whose fault (minijet.failures)",
-                  "class", t["failures"], ("user", "system", "node"))
-        servers = jobserver.taskservers()
-        yield _by("minijet_jobserver_taskservers", "Taskservers known by state", "state",
-                  Counter("alive" if s["alive"] else "lost" for s in servers), ("alive", "lost"))
-        yield GaugeMetricFamily("minijet_jobserver_greylisted_taskservers",
-                                "Taskservers given no new tasks for now",
-                                value=sum(1 for s in servers if s.get("greylisted_since")))
-        yield GaugeMetricFamily("minijet_jobserver_slots", "Task slots of live taskservers",
-                                value=sum(s["slots"] for s in servers if s["alive"]))
+        def observe(method: str, seconds: float) -> None:
+            if method == "Heartbeat":
+                heartbeats.inc()
+                latency.observe(seconds)
 
-    registry.register(_Collector(collect))
-    return registry, RpcMeter(observe)
+        self.rpc_meter = RpcMeter(observe)
+        self.registry.register(_Collector(lambda: _jobserver_families(jobserver)))
+
+    def task_assigned(self, waited: float) -> None:
+        self._scheduling.observe(waited)
+
+
+def _jobserver_families(jobserver) -> Iterator:
+    t = jobserver.tallies()
+    yield _by("minijet_jobserver_jobs", "Unfinished jobs by state", "state", t["jobs"],
+              UNFINISHED_JOB_STATES)
+    yield _by("minijet_jobserver_tasks", "Unfinished tasks by state", "state", t["tasks"],
+              UNFINISHED_TASK_STATES)
+    yield GaugeMetricFamily("minijet_jobserver_retained_jobs",
+                            "Finished jobs held in memory until they retire "
+                            "(jobserver.retire_after, jobserver.retained_jobs)",
+                            value=t["retained_jobs"])
+    # counters since the jobserver started: a job's retirement takes nothing from them
+    yield _by("minijet_jobserver_jobs_finished", "Jobs finished (output committed or "
+              "removed) by state", "state", t["jobs_finished"], FINAL_STATES,
+              CounterMetricFamily)
+    yield _by("minijet_jobserver_attempts_finished", "Attempts ended by state", "state",
+              t["attempts_ended"], ENDED_ATTEMPT_STATES, CounterMetricFamily)
+    yield _by("minijet_jobserver_attempts_failed",
+              "Failed and lost attempts (or their map outputs) by whose fault "
+              "(minijet.failures)", "class", t["attempts_failed"], failures.CLASSES,
+              CounterMetricFamily)
+    yield _by("minijet_jobserver_assignments", "Attempts assigned by where they ran "
+              "against their input (none: a task without an input location)", "locality",
+              t["assignments"], LOCALITIES, CounterMetricFamily)
+    servers = jobserver.taskservers()
+    yield _by("minijet_jobserver_taskservers", "Taskservers known by state", "state",
+              Counter("alive" if s["alive"] else "lost" for s in servers), ("alive", "lost"))
+    yield GaugeMetricFamily("minijet_jobserver_greylisted_taskservers",
+                            "Taskservers given no new tasks for now",
+                            value=sum(1 for s in servers if s.get("greylisted_since")))
+    yield GaugeMetricFamily("minijet_jobserver_slots", "Task slots of live taskservers",
+                            value=sum(s["slots"] for s in servers if s["alive"]))
 
 
 # ---- a taskserver ----
