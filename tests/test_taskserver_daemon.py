@@ -576,7 +576,7 @@ def test_attempt_ending_while_the_jobserver_is_down_is_reported_when_it_is_back(
 def test_with_no_log_retention_a_jobs_logs_go_at_its_cleanup(root, harness, dfs,
                                                              other_taskserver):
     _, address = other_taskserver("forgetful", log_retention="0s")
-    job = "job_20260101000000_0011"
+    job = "job_20260101000000_0014"
     job_dir, _ = make_job(dfs, job, "WordCount")
     attempt = f"{job}_map_00000_0"
     launch(harness, job, job_dir, attempt, "map", 0, target=address, splits=whole_input())
