@@ -8,6 +8,9 @@ add_block, abandon_block, abandon_file), so that a writer survives a nameserver 
 next call finds its file and blocks as they were. Until Complete a file is invisible to
 readers.
 
+Its totals (directories, files, bytes) are kept as records are applied, so that reading them
+costs nothing however large the tree.
+
 Block ids are (epoch << 40) | counter; the epoch is journalled once per start, so ids are
 never handed out twice, whatever a crash lost.
 """
@@ -48,6 +51,23 @@ class Dir:
 
 
 @dataclass(slots=True)
+class Totals:
+    """What the namespace holds, kept as it changes so that metrics and the fsck page read
+    it without walking the tree."""
+    directories: int = 1   # / included
+    files: int = 0         # closed ones
+    bytes: int = 0         # their length
+
+    def add(self, node: Dir | File, n: int = 1) -> None:
+        """Count `node` itself (not what is below it) `n` times (-1: take it out)."""
+        if isinstance(node, File):
+            self.files += n
+            self.bytes += n * node.length
+        else:
+            self.directories += n
+
+
+@dataclass(slots=True)
 class OpenFile:
     """A file under construction, held by one writer (its lease)."""
     path: str
@@ -84,6 +104,7 @@ class Edit:
 class Namespace:
     def __init__(self) -> None:
         self.root = Dir(mtime=0.0)
+        self.totals = Totals()
         self.open_files: dict[str, OpenFile] = {}
         self.epoch = 0
         self._next_block = 1
@@ -352,6 +373,7 @@ class Namespace:
             child = node.children.get(part)
             if child is None:
                 child = node.children[part] = Dir(mtime)
+                self.totals.add(child)
                 node.mtime = mtime
             node = child
         return node
@@ -367,18 +389,19 @@ class Namespace:
             self.open_files.pop(path, None)
             parent = self._make_dirs(paths.parent(path), record["mtime"])
             old = parent.children.get(paths.name(path))
-            parent.children[paths.name(path)] = File(
+            new = parent.children[paths.name(path)] = File(
                 record["replication"], record["block_size"], record["mtime"],
                 [Block(i, n) for i, n in record["blocks"]])
+            self.totals.add(new)
             parent.mtime = record["mtime"]
-            return [b.block_id for b in old.blocks] if isinstance(old, File) else []
+            return self._forget(old) if old is not None else []
         if op == "delete":
             path = record["path"]
             parent = self._get(paths.parent(path))
             old = parent.children.pop(paths.name(path))
             parent.mtime = record["mtime"]
             # writers below a deleted directory lose their files (as HDFS does)
-            return _blocks_below(old) + [
+            return self._forget(old) + [
                 b.block_id for p in [p for p in self.open_files if paths.is_within(p, path)]
                 for b in self.open_files.pop(p).blocks]
         if op == "rename":
@@ -401,6 +424,19 @@ class Namespace:
             self._next_block = 1
             return []
         raise ValueError(f"unknown journal record {op!r}")
+
+    def _forget(self, node: Dir | File) -> list[int]:
+        """Take `node` and everything below it out of the totals; return their block ids."""
+        removed: list[int] = []
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            self.totals.add(n, -1)
+            if isinstance(n, File):
+                removed += [b.block_id for b in n.blocks]
+            else:
+                stack += n.children.values()
+        return removed
 
     # ---- files under construction, by journal record ----
 
@@ -468,6 +504,7 @@ class Namespace:
             if path == paths.ROOT:
                 ns.root = dirs[path] = node
                 continue
+            ns.totals.add(node)
             dirs[paths.parent(path)].children[paths.name(path)] = node
             if isinstance(node, Dir):
                 dirs[path] = node
@@ -490,17 +527,3 @@ _OPEN_FILE_OPS = {"open": Namespace._apply_open, "add_block": Namespace._apply_a
                   "abandon_block": Namespace._apply_abandon_block,
                   "abandon_file": Namespace._apply_abandon_file}
 
-
-def _blocks_below(node: Dir | File) -> list[int]:
-    if isinstance(node, File):
-        return [b.block_id for b in node.blocks]
-    result: list[int] = []
-    stack = [node]
-    while stack:
-        d = stack.pop()
-        for child in d.children.values():
-            if isinstance(child, File):
-                result += [b.block_id for b in child.blocks]
-            else:
-                stack.append(child)
-    return result
