@@ -116,14 +116,14 @@ class NameServer:
         self.port = 0
         self.metrics, self._rpc_meter = nameserver_metrics(self)
         self.web = WebServer(config, "nameserver.http_address",
-                             NameServerPages(self).routes(), self.metrics)
+                             NameServerPages(self).routes(), self.metrics, self.ready)
 
     # ---- life cycle ----
 
     def start(self) -> None:
         self.web.start()   # first: its address may be taken
         address = self.settings["address"]
-        health = HealthService(lambda: not self._in_safemode, self._stop)
+        health = HealthService(self.ready, self._stop)
         self._server, self.port = rpc.start_server(
             self.config, address,
             [lambda s: dfs_pb2_grpc.add_NameServerServicer_to_server(NameServerService(self), s),
@@ -132,6 +132,10 @@ class NameServer:
             interceptors=[self._rpc_meter])
         self._monitor.start()
         log.info("serving on %s (port %s)", address, self.port)
+
+    def ready(self) -> bool:
+        """Whether it can do its job, for health probes: out of safe mode."""
+        return not self._in_safemode
 
     def stop(self) -> None:
         """Stop serving and the monitor, flush the journal and checkpoint (clean shutdown:
