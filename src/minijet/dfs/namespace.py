@@ -58,14 +58,6 @@ class Totals:
     files: int = 0         # closed ones
     bytes: int = 0         # their length
 
-    def add(self, node: Dir | File, n: int = 1) -> None:
-        """Count `node` itself (not what is below it) `n` times (-1: take it out)."""
-        if isinstance(node, File):
-            self.files += n
-            self.bytes += n * node.length
-        else:
-            self.directories += n
-
 
 @dataclass(slots=True)
 class OpenFile:
@@ -373,7 +365,7 @@ class Namespace:
             child = node.children.get(part)
             if child is None:
                 child = node.children[part] = Dir(mtime)
-                self.totals.add(child)
+                self.totals.directories += 1
                 node.mtime = mtime
             node = child
         return node
@@ -392,7 +384,8 @@ class Namespace:
             new = parent.children[paths.name(path)] = File(
                 record["replication"], record["block_size"], record["mtime"],
                 [Block(i, n) for i, n in record["blocks"]])
-            self.totals.add(new)
+            self.totals.files += 1
+            self.totals.bytes += new.length
             parent.mtime = record["mtime"]
             return self._forget(old) if old is not None else []
         if op == "delete":
@@ -428,13 +421,15 @@ class Namespace:
     def _forget(self, node: Dir | File) -> list[int]:
         """Take `node` and everything below it out of the totals; return their block ids."""
         removed: list[int] = []
-        stack = [node]
+        totals, stack = self.totals, [node]
         while stack:
             n = stack.pop()
-            self.totals.add(n, -1)
             if isinstance(n, File):
+                totals.files -= 1
+                totals.bytes -= n.length
                 removed += [b.block_id for b in n.blocks]
             else:
+                totals.directories -= 1
                 stack += n.children.values()
         return removed
 
@@ -501,10 +496,11 @@ class Namespace:
                 node: Dir | File = Dir(entry[2])
             else:
                 node = File(entry[2], entry[3], entry[4], [Block(i, n) for i, n in entry[5]])
+                ns.totals.files += 1
+                ns.totals.bytes += node.length
             if path == paths.ROOT:
                 ns.root = dirs[path] = node
                 continue
-            ns.totals.add(node)
             dirs[paths.parent(path)].children[paths.name(path)] = node
             if isinstance(node, Dir):
                 dirs[path] = node
@@ -514,6 +510,7 @@ class Namespace:
                          [Block(i, n) for i, n in blocks], last_active=active)
             f.targets = {i: t for (i, _), t in zip(blocks, targets)}
             ns.open_files[path] = f
+        ns.totals.directories = len(dirs)
         return ns
 
     def all_blocks(self) -> Iterator[tuple[Block, int]]:
