@@ -1,6 +1,6 @@
 import random
 
-from minijet.dfs.blockmap import BlockMap, DeleteBlocks, Replicate, SafeMode
+from minijet.dfs.blockmap import STATES, BlockMap, DeleteBlocks, Replicate, SafeMode
 from minijet.dfs.placement import choose_targets
 
 
@@ -223,3 +223,83 @@ def test_placement_counts_blocks_being_written_until_they_are_received():
     bm.add_block(3, 1, size=60, targets=("h2",))
     bm.complete_block(3, 10, 1)          # closed without h2's replica: h2 failed
     assert [bm.servers[h].node().free for h in ("h1", "h2")] == [50, 100]
+
+
+def recount(bm):
+    """Blocks of closed files by state, by a look at every block (as fsck does)."""
+    states = dict.fromkeys(STATES, 0)
+    live_count = len(bm.live_servers())
+    for block_id, b in bm.blocks.items():
+        if b.complete:
+            states[bm.health(block_id, b.expected, live_count).state] += 1
+    return states
+
+
+def test_block_states_stay_equal_to_a_recount_through_random_changes():
+    rng = random.Random(12)
+    hosts = ["h1", "h2", "h3", "h4", "h5"]
+    bm = make(hosts)
+    now, next_id, silent = 0.0, 1, set()
+    length = {}   # block id -> its length once written
+    seen = set()
+
+    def live():
+        return sorted(h for h in hosts if bm.is_live(h))
+
+    def heartbeats():
+        for h in live():
+            if h not in silent:
+                bm.heartbeat(h, 100, 0, 0, now)
+
+    for step in range(3000):
+        now += 1
+        heartbeats()
+        op = rng.choice(["write", "write", "received", "report", "corrupt", "remove",
+                         "replication", "silence", "dead", "register", "work"])
+        block = rng.choice(sorted(bm.blocks)) if bm.blocks else 0
+        if op == "write":   # replicas arrive before, or (late) after the file is closed
+            expected, targets = rng.randint(1, 3), rng.sample(live(), min(2, len(live())))
+            bm.add_block(next_id, expected, 10, tuple(targets))
+            length[next_id] = rng.randint(0, 10)
+            late = rng.sample(targets, rng.randint(0, len(targets)))
+            for h in set(targets) - set(late):
+                bm.block_received(h, next_id, length[next_id])
+            bm.complete_block(next_id, length[next_id], expected)
+            for h in late:
+                bm.block_received(h, next_id, length[next_id])
+            next_id += 1
+        elif op == "received" and live():   # of the right length, or not (corrupt)
+            bm.block_received(rng.choice(live()), block,
+                              length.get(block, 0) + rng.choice([0, 0, 1]))
+        elif op == "report" and live():     # what a node really holds, as it says
+            host = rng.choice(live())
+            held = rng.sample(sorted(length), min(len(length), rng.randint(0, 8)))
+            bm.block_report(host, {b: length[b] for b in held})
+        elif op == "corrupt" and live():
+            bm.mark_corrupt(block, rng.choice(live()))
+        elif op == "remove":                # its file deleted
+            bm.remove_block(block)
+        elif op == "replication" and block in bm.blocks:   # the factor changed
+            bm.complete_block(block, length[block], rng.randint(1, 4))
+        elif op == "silence" and live():
+            silent.add(rng.choice(live()))
+        elif op == "dead":                  # the silent ones are declared dead
+            now += 11
+            heartbeats()
+            bm.check_dead(now)
+        elif op == "register" and silent:   # a lost node is back, with its replicas
+            host = silent.pop()
+            bm.register(host, "/r", f"{host}:1", capacity=100, used=0, now=now)
+            bm.block_report(host, {b: length[b] for b in length if rng.random() < 0.3})
+        elif op == "work":                  # some of the copies it asks for arrive
+            for source, commands in bm.replication_work(now).items():
+                for c in commands:
+                    if isinstance(c, Replicate) and rng.random() < 0.7:
+                        for target in c.targets:
+                            bm.block_received(target, c.block_id, c.length)
+        states = bm.block_states()
+        assert states == recount(bm), (step, op)
+        assert bm.total_complete == sum(states.values())
+        assert bm.reachable_complete == bm.total_complete - states["corrupt"] - states["missing"]
+        seen |= {state for state, n in states.items() if n}
+    assert seen == set(STATES)

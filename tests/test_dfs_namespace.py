@@ -1,7 +1,11 @@
+import random
+
 import pytest
 
-from minijet.dfs.namespace import Block, Edit, Namespace
-from minijet.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from minijet.dfs import paths
+from minijet.dfs.namespace import Block, Dir, Edit, Namespace, Totals
+from minijet.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, MinijetError,
+                            NotFound)
 
 
 def place(f):
@@ -322,3 +326,77 @@ def test_create_empty_is_one_record_with_create_s_refusals():
     edit = r(ns.create_empty("/e/full", replication=1, block_size=5, overwrite=True, now=5))
     assert edit.removed_blocks == old and ns.stat("/e/full").length == 0
     assert r.replayed().to_image() == ns.to_image()
+
+
+def recount(ns):
+    """The totals by a walk of the whole tree."""
+    files = [f for _, f in ns.walk_files()]
+    directories, stack = 0, [ns.root]
+    while stack:
+        d = stack.pop()
+        directories += 1
+        stack += [c for c in d.children.values() if isinstance(c, Dir)]
+    return Totals(directories, len(files), sum(f.length for f in files))
+
+
+def every_path(ns):
+    """Every directory and file but /."""
+    found, stack = [], [("/", ns.root)]
+    while stack:
+        path, node = stack.pop()
+        found.append(path)
+        if isinstance(node, Dir):
+            stack += [(paths.join(path, name), c) for name, c in node.children.items()]
+    return found[1:]
+
+
+def test_totals_stay_equal_to_a_recount_through_random_changes_replay_and_image():
+    rng = random.Random(12)
+    r = Recorder()
+    ns = r.ns
+
+    def some_path():
+        return "/" + "/".join(rng.choice("abc") for _ in range(rng.randint(1, 3)))
+
+    def existing():
+        return rng.choice(every_path(ns) or ["/a"])
+
+    def open_file(path, client, now):
+        r(ns.create(path, client_id=client, client_host="h1", replication=2, block_size=10,
+                    overwrite=rng.random() < 0.5, now=now)[1])
+        r(ns.add_block(path, client, None, now, place)[2])
+
+    seen = []
+    for step in range(3000):
+        now, client = float(step), f"c{step}"
+        op = rng.choice(["mkdirs", "write", "write", "open", "abandon", "empty", "delete",
+                         "rename", "expire"])
+        try:
+            if op == "mkdirs":
+                r(ns.mkdirs(some_path(), parents=rng.random() < 0.8, now=now))
+            elif op == "write":   # a new file, or a longer or shorter one over an old
+                write_file(r, some_path(), [rng.randint(0, 10) for _ in range(rng.randint(0, 3))],
+                           client=client, overwrite=rng.random() < 0.5, now=now)
+            elif op == "open":    # left being written: not counted until it is complete
+                open_file(some_path(), client, now)
+            elif op == "abandon" and ns.open_files:
+                r(ns.abandon_file(rng.choice(sorted(ns.open_files))))
+            elif op == "empty":
+                r(ns.create_empty(some_path(), replication=1, block_size=10,
+                                  overwrite=rng.random() < 0.5, now=now))
+            elif op == "delete":
+                r(ns.delete(existing(), recursive=rng.random() < 0.8, now=now))
+            elif op == "rename":  # of files and of whole directories
+                r(ns.rename(existing(), some_path(), now=now))
+            elif op == "expire":
+                for _, edit in ns.expire_leases(now, timeout=50):
+                    r(edit)
+        except MinijetError:
+            pass
+        assert ns.totals == recount(ns), (step, op)
+        seen.append((ns.totals.directories, ns.totals.files, ns.totals.bytes))
+        if step % 500 == 499:
+            assert r.replayed().totals == ns.totals
+            assert Namespace.from_image(ns.to_image()).totals == ns.totals
+    most_dirs, most_files, most_bytes = map(max, zip(*seen))
+    assert most_dirs > 5 and most_files > 5 and most_bytes > 20   # the tree grew

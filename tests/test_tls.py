@@ -120,6 +120,15 @@ def test_dfsshell_put_and_get_round_trip_over_tls(tls_cluster, tmp_path):
     assert (tmp_path / "out.bin").read_bytes() == data
 
 
+def test_cluster_status_asks_each_daemon_over_tls(tls_cluster):
+    def all_serving() -> dict[str, str] | None:
+        shown = {s.name: s.health for s in tls_cluster.status()}
+        return shown if set(shown.values()) == {"serving"} else None
+
+    shown = wait_for(all_serving, 30, "every daemon to serve")
+    assert {"dataserver1", "jobserver"} <= set(shown)   # /healthz over HTTPS; gRPC over TLS
+
+
 def test_wordcount_runs_over_tls(tls_cluster):
     block = tls_cluster.config["dfs"]["block_size"]
     text = make_text(seed=10, size=3 * block - block // 3)

@@ -10,9 +10,15 @@ import sys
 from collections import Counter
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from minijet import config as configmod
 from minijet.client import JetClient
+from minijet.dfs.blockmap import BlockMap
+from minijet.dfs.nameserver import NameServer
+from minijet.dfs.namespace import Block, Namespace
+from minijet.web.dfspages import NameServerPages
 
 from polling import wait_for
 from test_jobs_e2e import TESTJOBS, WORDCOUNT, jetshell, job_id_of, put_bytes, status
@@ -152,12 +158,16 @@ def test_the_nameserver_pages(job_cluster):
     assert code == 200 and all(f"host{i}" in servers for i in (1, 2, 3)) and "alive" in servers
     code, fsck = get(f"{base}fsck")
     assert code == 200 and "HEALTHY" in fsck and "safe mode" in fsck
+    assert 'http-equiv="refresh"' in fsck   # cheap: the kept totals
+    code, full = get(f"{base}fsck?full=1")
+    assert code == 200 and "HEALTHY" in full and "Blocks not healthy" in full
 
 
 ROLE_METRICS = {
     "nameserver": {"minijet_nameserver_operations", "minijet_nameserver_files",
                    "minijet_nameserver_blocks", "minijet_nameserver_blocks_under_replicated",
-                   "minijet_nameserver_blocks_corrupt", "minijet_nameserver_safe_mode"},
+                   "minijet_nameserver_blocks_corrupt", "minijet_nameserver_safe_mode",
+                   "minijet_nameserver_directories", "minijet_nameserver_file_bytes"},
     "dataserver": {"minijet_dataserver_bytes_read", "minijet_dataserver_bytes_written",
                    "minijet_dataserver_checksum_errors", "minijet_dataserver_disk_used_bytes",
                    "minijet_dataserver_disk_free_bytes"},
@@ -240,6 +250,104 @@ def test_cluster_status_shows_each_daemons_web_address(job_cluster):
     assert out.returncode == 0, out.stderr
     assert "WEB" in out.stdout.splitlines()[0]
     assert web(job_cluster, "jobserver") in out.stdout
+
+
+def samples_of(text: str) -> dict[tuple[str, tuple], float]:
+    """The samples of a /metrics text by name and labels."""
+    return {(x.name, tuple(sorted(x.labels.items()))): x.value
+            for f in text_string_to_metric_families(text) for x in f.samples}
+
+
+def nameserver_samples(lc) -> dict[str, float]:
+    """The unlabelled samples of the nameserver's /metrics by name."""
+    return {name: v for (name, labels), v in
+            samples_of(get(f"{web(lc, 'nameserver')}metrics")[1]).items() if not labels}
+
+
+def test_nameserver_metrics_and_fsck_page_read_kept_totals_not_a_walk(tmp_path, monkeypatch):
+    server = NameServer(configmod.from_dict({"nameserver": {"dir": str(tmp_path)}}))
+    try:
+        for host in ("h1", "h2"):
+            server.register_dataserver(host, "", f"{host}:1", 10**9, 0, 10**9)
+        server.mkdirs("/d/e", parents=True)
+        server.create("/d/f", "c1", "h1", 2, 1024, False)
+        block = server.add_block("/d/f", "c1", None, set()).block.block_id
+        server.block_received("h1", block, 100)   # h2's replica never comes: under-replicated
+        server.complete("/d/f", "c1", Block(block, 100))
+        full = server.fsck("/")
+
+        def walk(*args, **kwargs):
+            raise AssertionError("walked the namespace")
+
+        monkeypatch.setattr(Namespace, "walk_files", walk)
+        monkeypatch.setattr(BlockMap, "health", walk)
+        figures = {name: v for (name, _), v in
+                   samples_of(generate_latest(server.metrics).decode()).items()}
+        assert (figures["minijet_nameserver_files"], figures["minijet_nameserver_blocks"],
+                figures["minijet_nameserver_blocks_under_replicated"]) == (
+            len(full.files), full.total_blocks, full.under_replicated) == (1, 1, 1)
+        assert figures["minijet_nameserver_directories"] == 3   # /, /d, /d/e
+        assert figures["minijet_nameserver_file_bytes"] == 100
+        page = NameServerPages(server).fsck({})
+        for shown in ("<th>files</th><td>1</td>", "<th>directories</th><td>3</td>",
+                      "<th>under-replicated</th><td>1</td>", 'href="/fsck?full=1"'):
+            assert shown in page
+        with pytest.raises(AssertionError, match="walked"):   # what the full check does
+            NameServerPages(server).fsck({"full": "1"})
+    finally:
+        server.stop()
+
+
+FSCK_FIGURES = ("files", "blocks", "blocks_under_replicated", "blocks_over_replicated",
+                "blocks_corrupt", "blocks_missing")
+
+
+def metrics_and_full_check(lc) -> tuple[tuple, tuple]:
+    """The nameserver's figures on /metrics, and the same counted by a full fsck."""
+    figures = nameserver_samples(lc)
+    with lc.client() as dfs:
+        r = dfs.fsck("/")
+    return (tuple(figures[f"minijet_nameserver_{name}"] for name in FSCK_FIGURES),
+            (len(r.files), r.total_blocks, r.under_replicated, r.over_replicated, r.corrupt,
+             r.missing))
+
+
+def test_nameserver_metrics_agree_with_a_full_check_after_a_restart_and_a_lost_node(
+        fresh_cluster):
+    lc = fresh_cluster(dataservers=3, dfs={"replication": 2})
+    block = lc.config["dfs"]["block_size"]
+    with lc.client() as dfs:
+        put_bytes(dfs, "/t/x/big", b"x" * (2 * block + 1))
+        put_bytes(dfs, "/t/x/y/small", b"y" * 10, replication=3)
+        put_bytes(dfs, "/t/gone", b"z" * 10)
+        with dfs.create("/t/x/y/small", replication=1, overwrite=True) as f:
+            f.write(b"y" * 20)
+        dfs.rename("/t/x", "/t/moved")
+        dfs.delete("/t/gone")
+
+    def agree() -> tuple | None:
+        on_page, counted = metrics_and_full_check(lc)
+        return on_page if on_page == counted else None
+
+    def totals() -> tuple:
+        figures = nameserver_samples(lc)
+        return (figures["minijet_nameserver_directories"],
+                figures["minijet_nameserver_file_bytes"])
+
+    def what() -> str:
+        return "/metrics {} and a full fsck {} to agree".format(*metrics_and_full_check(lc))
+
+    assert wait_for(agree, 30, what)[:2] == (2, 4)   # files, blocks
+    assert totals() == (4, 2 * block + 21)   # /, /t, /t/moved, /t/moved/y
+    lc.kill("nameserver")   # the journal is replayed at its start
+    lc.restart()
+    assert wait_for(agree, 30, what)[:2] == (2, 4)
+    assert totals() == (4, 2 * block + 21)
+    lc.kill("dataserver", 3)   # its replicas are lost, then copied again
+    dead = ("minijet_nameserver_dataservers", (("state", "dead"),))
+    wait_for(lambda: samples_of(get(f"{web(lc, 'nameserver')}metrics")[1])[dead] == 1, 30,
+             "the nameserver to see dataserver3 dead")
+    wait_for(agree, 30, what)
 
 
 @pytest.mark.parametrize("scheme", ["Basic", "Bearer"])

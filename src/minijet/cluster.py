@@ -27,7 +27,7 @@ import psutil
 import yaml
 
 from minijet import config as configmod
-from minijet import health, rpc
+from minijet import health, rpc, tls
 from minijet.errors import MinijetError
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 from minijet.web.server import web_url
@@ -60,8 +60,9 @@ class DaemonStatus:
     pid: int | None
     state: str       # running | stopped
     log: str
-    # serving | not serving (the gRPC health service's word; a dataserver's: alive in the
-    # nameserver's report) | no answer | "" (stopped)
+    # serving | not serving (the gRPC health service's word; a dataserver's: its /healthz,
+    # or alive in the nameserver's report when its web port is unknown) | no answer |
+    # "" (stopped)
     health: str = ""
     web: str = ""    # the URL of its pages and /metrics; "" when stopped or it has none
 
@@ -411,18 +412,20 @@ class LocalCluster:
                 address = task_addresses.get(entry["host"], "") if proc else ""
             else:
                 address = data_addresses.get(entry["host"], "") if proc else ""
+            web = web_url(config, config[entry["role"]]["http_address"]
+                          if entry["role"] in SINGLE else entry.get("web", ""))
             if not proc:
                 said = ""
-            elif entry["role"] == "dataserver":
+            elif entry["role"] == "dataserver" and web:   # no gRPC: its /healthz
+                said = _said(health.http_serving(web, tls.client_context(config["security"])))
+            elif entry["role"] == "dataserver":   # its web port unknown: the nameserver's word
                 said = "serving" if entry["host"] in live_data else "not serving"
             else:
                 said = self._health(config, address)
-            web = config[entry["role"]]["http_address"] if entry["role"] in SINGLE \
-                else entry.get("web", "")
             result.append(DaemonStatus(name, entry["role"], entry["index"], entry["host"],
                                        address, proc.pid if proc else None,
                                        "running" if proc else "stopped", entry["log"], said,
-                                       web_url(config, web) if proc else ""))
+                                       web if proc else ""))
         return result
 
     @staticmethod
@@ -431,8 +434,7 @@ class LocalCluster:
         if not address:
             return "no answer"
         with rpc.connect(config, address) as channel:
-            said = health.serving(channel)
-        return "no answer" if said is None else "serving" if said else "not serving"
+            return _said(health.serving(channel))
 
 
     def _dataservers(self, config: configmod.Config) -> list:
@@ -522,6 +524,11 @@ class LocalCluster:
 
     def __exit__(self, *exc) -> None:
         self.down()
+
+
+def _said(serving: bool | None) -> str:
+    """A health check's answer (None: none) as `status` shows it."""
+    return "no answer" if serving is None else "serving" if serving else "not serving"
 
 
 def _tail(path: Path) -> str:

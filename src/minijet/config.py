@@ -118,7 +118,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
     "nameserver": {
         "address": (str, "localhost:9000"),
-        "http_address": (str, "localhost:9080"),  # pages and /metrics; "" = none (minijet.web)
+        "http_address": (str, "localhost:9080"),  # pages, /metrics, /healthz; "" = none
         "dir": (str, "./.minijet/name"),
         "checkpoint_edits": (int, 20000),    # checkpoint after this many journal records
         "safemode_threshold": (float, 0.999),  # fraction of blocks with a live replica
@@ -131,7 +131,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
     "dataserver": {
         "address": (str, "localhost:0"),   # data-transfer server; port 0 = any free port
-        "http_address": (str, "localhost:0"),  # /metrics; "" = none
+        "http_address": (str, "localhost:0"),  # /metrics, /healthz; "" = none
         "dir": (str, "./.minijet/data"),
         "heartbeat_interval": (Duration, 3.0),
         "block_report_interval": (Duration, 3600.0),
@@ -141,7 +141,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
     "jobserver": {
         "address": (str, "localhost:9100"),
-        "http_address": (str, "localhost:9180"),  # pages and /metrics; "" = none
+        "http_address": (str, "localhost:9180"),  # pages, /metrics, /healthz; "" = none
         "dir": (str, "./.minijet/jobs"),
         "max_task_attempts": (int, 4),        # user errors a task may have (minijet.failures)
         "system_retries": (int, 10),          # system errors a task may have, backing off...
@@ -169,7 +169,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     },
     "taskserver": {
         "address": (str, "localhost:0"),   # shuffle service
-        "http_address": (str, "localhost:0"),  # /metrics; "" = none
+        "http_address": (str, "localhost:0"),  # /metrics, /healthz; "" = none
         "dir": (str, "./.minijet/task"),
         "slots": (int, 0),                 # 0 = number of cores
         "heartbeat_interval": (Duration, 1.0),

@@ -1,12 +1,20 @@
-"""Whether a daemon can do its job, told the standard way: the gRPC health service (grpc.health.v1, what grpc_health_probe, Kubernetes and load
-  balancers ask) on the daemon's gRPC port: SERVING only while its `ready()` holds (the
-  nameserver out of safe mode, a taskserver heard by the jobserver...). A probe holds no
-  token, so these methods are open (HEALTH_METHODS): they tell nothing but that one word.
-(Its start and stop are told to systemd by minijet.sdnotify.)
+"""Whether a daemon can do its job, told the standard ways, SERVING only while its `ready()`
+holds (the nameserver out of safe mode, a taskserver heard by the jobserver, a dataserver
+registered with the nameserver and able to write its data dir...):
+- the gRPC health service (grpc.health.v1, what grpc_health_probe, Kubernetes and load
+  balancers ask) on the gRPC daemons' port;
+- GET /healthz on every daemon's web port (minijet.web.server): 200 `SERVING` or 503
+  `NOT_SERVING`, the one way to ask a dataserver, which speaks no gRPC.
+A probe holds no token, so both are open (HEALTH_METHODS, /healthz): they tell nothing but
+that one word. (Its start and stop are told to systemd by minijet.sdnotify.)
 """
 from __future__ import annotations
 
+import http.client
+import ssl
 import threading
+import urllib.error
+import urllib.request
 from typing import Callable, Iterator
 
 import grpc
@@ -14,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 HEALTH_METHODS = frozenset({f"/{SERVICE}/Check", f"/{SERVICE}/Watch"})
+HEALTH_PATH = "/healthz"
 WATCH_POLL = 0.5   # seconds between looks at ready() while a Watch stream is open
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -54,3 +63,18 @@ def serving(channel: grpc.Channel, timeout: float = 2.0) -> bool | None:
     except grpc.RpcError:
         return None
     return reply.status == _SERVING
+
+
+def http_serving(url: str, context: ssl.SSLContext | None, timeout: float = 2.0) -> bool | None:
+    """Whether the daemon whose pages are at `url` says SERVING on /healthz (`context`: to
+    verify its HTTPS); None when it does not answer."""
+    # straight to the daemon: a proxy set in the environment is not on the cluster's network
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=context))
+    try:
+        with opener.open(url.rstrip("/") + HEALTH_PATH, timeout=timeout) as reply:
+            return reply.status == 200
+    except urllib.error.HTTPError as e:
+        return False if e.code == 503 else None
+    except (OSError, http.client.HTTPException):   # refused, timed out, not HTTP(S)
+        return None

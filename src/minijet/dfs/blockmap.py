@@ -6,7 +6,8 @@ always passed in (`now`), so tests drive it directly.
 
 Cost model: a heartbeat is O(1); a block report is O(blocks on that node); a dead node costs
 O(its blocks); `replication_work` only looks at blocks touched since the last round plus the
-ones that are still under-replicated, never at every block.
+ones that are still under-replicated, never at every block; `block_states` (what fsck counts)
+reads a tally of the blocks' shapes kept as replicas come and go, O(distinct shapes).
 """
 from __future__ import annotations
 
@@ -59,12 +60,28 @@ class DeleteBlocks:
     block_ids: tuple[int, ...]
 
 
+STATES = ("healthy", "under_replicated", "over_replicated", "corrupt", "missing")
+
+
+def block_state(good: int, corrupt: bool, expected: int, live_count: int) -> str:
+    """The state of a block with `good` replicas (and `corrupt` ones or not) whose file wants
+    `expected`: under-replicated means fewer than `expected` capped by the `live_count`
+    dataservers alive."""
+    if not good:
+        return "corrupt" if corrupt else "missing"
+    if good < min(expected, live_count):
+        return "under_replicated"
+    if good > expected:
+        return "over_replicated"
+    return "healthy"
+
+
 @dataclass(frozen=True, slots=True)
 class Health:
     live: tuple[str, ...]
     corrupt: tuple[str, ...]
     expected: int
-    state: str  # healthy | under_replicated | over_replicated | corrupt | missing
+    state: str  # one of STATES
 
 
 class SafeMode:
@@ -117,8 +134,9 @@ class BlockMap:
         self.rng = rng or random.Random()
         self.blocks: dict[int, BlockState] = {}
         self.servers: dict[str, DataServer] = {}
-        self.total_complete = 0      # blocks of closed files
-        self.reachable_complete = 0  # ... of which have at least one live good replica
+        # blocks of closed files by shape (good replicas, any corrupt, expected): fsck's
+        # figures without a walk of every block
+        self._shapes: dict[tuple[int, bool, int], int] = {}
         self._dirty: set[int] = set()       # touched since the last round
         self._under: set[int] = set()       # still short of replicas after a round
         # copies in flight: block -> target -> (deadline, source); copies per source
@@ -216,9 +234,9 @@ class BlockMap:
         self._unschedule(block_id, host)
         if host in b.corrupt or host in b.replicas:
             return
+        self._tally(b, -1)
         b.replicas.add(host)
-        if b.complete and len(b.replicas) == 1:
-            self.reachable_complete += 1
+        self._tally(b, 1)
         self._dirty.add(block_id)
 
     def _remove_replica(self, block_id: int, host: str) -> None:
@@ -226,16 +244,19 @@ class BlockMap:
         b = self.blocks.get(block_id)
         if b is None:
             return
+        self._tally(b, -1)
         b.corrupt.discard(host)
-        self._discard_good(b, host)
+        b.replicas.discard(host)
+        self._tally(b, 1)
         self._dirty.add(block_id)
 
-    def _discard_good(self, b: BlockState, host: str) -> None:
-        """`host` no longer holds a good replica of b."""
-        if host in b.replicas:
-            b.replicas.discard(host)
-            if b.complete and not b.replicas:
-                self.reachable_complete -= 1
+    def _tally(self, b: BlockState, n: int) -> None:
+        """Count `b`, if its file is closed, `n` times (-1: take it out) by its shape; a
+        change to a block is made between a -1 and a +1."""
+        if b.complete:   # (shapes counted 0 stay: there are few)
+            shape = (len(b.replicas), bool(b.corrupt), b.expected)
+            shapes = self._shapes
+            shapes[shape] = shapes.get(shape, 0) + n
 
     def _replica_seen(self, host: str, block_id: int, length: int) -> bool:
         """`host` has a finalized replica of `length` bytes: a good one, or a corrupt one
@@ -274,8 +295,10 @@ class BlockMap:
         if b is None or host not in self.servers or not self.servers[host].alive:
             return False
         self.servers[host].blocks.add(block_id)
-        self._discard_good(b, host)
+        self._tally(b, -1)
+        b.replicas.discard(host)
         b.corrupt.add(host)
+        self._tally(b, 1)
         self._dirty.add(block_id)
         return True
 
@@ -291,13 +314,10 @@ class BlockMap:
     def complete_block(self, block_id: int, length: int, expected: int) -> None:
         """The block's file was closed (or loaded from the image at start)."""
         b = self.blocks.setdefault(block_id, BlockState(expected))
-        b.length, b.expected = length, expected
+        self._tally(b, -1)
+        b.length, b.expected, b.complete = length, expected, True
+        self._tally(b, 1)
         self._unschedule(block_id)  # every pipeline node that stored it has said so
-        if not b.complete:
-            b.complete = True
-            self.total_complete += 1
-            if b.replicas:
-                self.reachable_complete += 1
         self._dirty.add(block_id)
 
     def remove_block(self, block_id: int) -> None:
@@ -306,13 +326,10 @@ class BlockMap:
         self._unschedule(block_id)
         if b is None:
             return
+        self._tally(b, -1)
         for host in b.replicas | b.corrupt:
             self.servers[host].blocks.discard(block_id)
             self._deletes.setdefault(host, set()).add(block_id)
-        if b.complete:
-            self.total_complete -= 1
-            if b.replicas:
-                self.reachable_complete -= 1
         for target in list(self._pending.get(block_id, ())):
             self._drop_pending(block_id, target)
         self._dirty.discard(block_id)
@@ -334,15 +351,27 @@ class BlockMap:
             live_count = len(self.live_servers())
         b = self.blocks.get(block_id) or BlockState(expected)
         live, corrupt = tuple(sorted(b.replicas)), tuple(sorted(b.corrupt))
-        if not live:
-            state = "corrupt" if corrupt else "missing"
-        elif len(live) < min(expected, live_count):
-            state = "under_replicated"
-        elif len(live) > expected:
-            state = "over_replicated"
-        else:
-            state = "healthy"
-        return Health(live, corrupt, expected, state)
+        return Health(live, corrupt, expected,
+                      block_state(len(live), bool(corrupt), expected, live_count))
+
+    @property
+    def total_complete(self) -> int:
+        """Blocks of closed files."""
+        return sum(self._shapes.values())
+
+    @property
+    def reachable_complete(self) -> int:
+        """Blocks of closed files with at least one live good replica."""
+        return sum(n for (good, _, _), n in self._shapes.items() if good)
+
+    def block_states(self) -> dict[str, int]:
+        """Blocks of closed files by state (every one of STATES), as health() would tell
+        each: from the tally, without a look at any block."""
+        live_count = len(self.live_servers())
+        states = dict.fromkeys(STATES, 0)
+        for (good, corrupt, expected), n in self._shapes.items():
+            states[block_state(good, corrupt, expected, live_count)] += n
+        return states
 
     def safemode_status(self, now: float) -> tuple[bool, str]:
         return self.safemode.status(now, self.total_complete, self.reachable_complete)

@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import struct
+import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -360,6 +361,17 @@ class BlockStore:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+        return True
+
+    def writable(self) -> bool:
+        """Whether a file can be made where every replica starts (tmp/): False on a disk gone
+        read-only or failing, or a directory whose permissions changed."""
+        try:
+            fd, path = tempfile.mkstemp(dir=self.tmp_dir, prefix="probe-")
+            os.close(fd)
+            os.unlink(path)
+        except OSError:
+            return False
         return True
 
     def used(self) -> int:

@@ -52,12 +52,13 @@ class DataServer:
         self.node = dfs_pb2.NodeInfo(host=self.host, rack=self.rack,
                                      data_address=self.server.address)
         self.web = WebServer(config, "dataserver.http_address", {},
-                             dataserver_metrics(self.server.stats, self.store))
+                             dataserver_metrics(self.server.stats, self.store), self.ready)
         self._channel = rpc.connect(config, ns_address)
         self._ns = dfs_pb2_grpc.NameServerStub(self._channel)
         self._ns_address = ns_address
         self._stopping = threading.Event()
         self._registered = False
+        self._heard = False   # the last heartbeat reached the nameserver
         self._last_report = 0.0
         self._received_during_report: list[tuple[int, int]] | None = None
         self._replications = 0
@@ -71,6 +72,12 @@ class DataServer:
         log.info("dataserver %s (rack %s) serving data on %s, %d replicas in %s", self.host,
                  self.rack, self.server.address, len(self.store.replicas()), self.store.root)
         self._heartbeats.start()
+
+    def ready(self) -> bool:
+        """Whether it can do its job, for health probes: registered with a nameserver that
+        hears its heartbeats, and able to write its data dir."""
+        return (self._registered and self._heard and not self._stopping.is_set()
+                and self.store.writable())
 
     def stop(self) -> None:
         self._stopping.set()
@@ -126,6 +133,7 @@ class DataServer:
                                        used=self.store.used(), free=self.store.free(),
                                        active_transfers=self.server.active_transfers
                                        + self._replications))
+                self._heard = True
                 if warned:
                     log.info("nameserver at %s reachable again", self._ns_address)
                     warned = False
@@ -134,6 +142,7 @@ class DataServer:
                 if time.monotonic() - self._last_report >= report_every:
                     self._block_report()
             except MinijetError as e:
+                self._heard = False
                 if not warned:
                     log.warning("nameserver at %s: %s (retrying)", self._ns_address, e)
                     warned = True

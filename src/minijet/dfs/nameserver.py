@@ -20,6 +20,7 @@ import os
 import random
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -46,6 +47,16 @@ BATCH_MAX = 1000
 
 SAFEMODE_ACTIONS = {pb.SafeModeRequest.GET: "get", pb.SafeModeRequest.LEAVE: "leave",
                     pb.SafeModeRequest.ENTER: "enter"}
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """fsck's figures for the whole namespace, from the totals its cores keep as it changes:
+    what metrics and the fsck page show, read without walking any file (fsck() walks)."""
+    files: int
+    directories: int
+    bytes: int
+    blocks: dict[str, int]   # blocks of closed files by state (blockmap.STATES)
 
 
 class NameServer:
@@ -105,14 +116,14 @@ class NameServer:
         self.port = 0
         self.metrics, self._rpc_meter = nameserver_metrics(self)
         self.web = WebServer(config, "nameserver.http_address",
-                             NameServerPages(self).routes(), self.metrics)
+                             NameServerPages(self).routes(), self.metrics, self.ready)
 
     # ---- life cycle ----
 
     def start(self) -> None:
         self.web.start()   # first: its address may be taken
         address = self.settings["address"]
-        health = HealthService(lambda: not self._in_safemode, self._stop)
+        health = HealthService(self.ready, self._stop)
         self._server, self.port = rpc.start_server(
             self.config, address,
             [lambda s: dfs_pb2_grpc.add_NameServerServicer_to_server(NameServerService(self), s),
@@ -121,6 +132,10 @@ class NameServer:
             interceptors=[self._rpc_meter])
         self._monitor.start()
         log.info("serving on %s (port %s)", address, self.port)
+
+    def ready(self) -> bool:
+        """Whether it can do its job, for health probes: out of safe mode."""
+        return not self._in_safemode
 
     def stop(self) -> None:
         """Stop serving and the monitor, flush the journal and checkpoint (clean shutdown:
@@ -461,6 +476,9 @@ class NameServer:
         return on, reason
 
     def fsck(self, path: str) -> pb.FsckResponse:
+        """Every file at or below `path` and the health of each of its blocks: a walk under
+        the lock, for an operator who asks (dfsshell fsck, the fsck page's full check);
+        summary() has the totals at no cost."""
         path = paths.normalize(path)
         response = pb.FsckResponse()
         with self._lock:
@@ -475,6 +493,11 @@ class NameServer:
                     response.total_blocks += 1
                     setattr(response, h.state, getattr(response, h.state) + 1)
         return response
+
+    def summary(self) -> Summary:
+        with self._lock:
+            t = self.ns.totals
+            return Summary(t.files, t.directories, t.bytes, self.blocks.block_states())
 
     def dataserver_reports(self) -> list[pb.DataServerReport]:
         with self._lock:

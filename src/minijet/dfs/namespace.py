@@ -8,6 +8,9 @@ add_block, abandon_block, abandon_file), so that a writer survives a nameserver 
 next call finds its file and blocks as they were. Until Complete a file is invisible to
 readers.
 
+Its totals (directories, files, bytes) are kept as records are applied, so that reading them
+costs nothing however large the tree.
+
 Block ids are (epoch << 40) | counter; the epoch is journalled once per start, so ids are
 never handed out twice, whatever a crash lost.
 """
@@ -48,6 +51,15 @@ class Dir:
 
 
 @dataclass(slots=True)
+class Totals:
+    """What the namespace holds, kept as it changes so that metrics and the fsck page read
+    it without walking the tree."""
+    directories: int = 1   # / included
+    files: int = 0         # closed ones
+    bytes: int = 0         # their length
+
+
+@dataclass(slots=True)
 class OpenFile:
     """A file under construction, held by one writer (its lease)."""
     path: str
@@ -84,6 +96,7 @@ class Edit:
 class Namespace:
     def __init__(self) -> None:
         self.root = Dir(mtime=0.0)
+        self.totals = Totals()
         self.open_files: dict[str, OpenFile] = {}
         self.epoch = 0
         self._next_block = 1
@@ -352,6 +365,7 @@ class Namespace:
             child = node.children.get(part)
             if child is None:
                 child = node.children[part] = Dir(mtime)
+                self.totals.directories += 1
                 node.mtime = mtime
             node = child
         return node
@@ -367,18 +381,20 @@ class Namespace:
             self.open_files.pop(path, None)
             parent = self._make_dirs(paths.parent(path), record["mtime"])
             old = parent.children.get(paths.name(path))
-            parent.children[paths.name(path)] = File(
+            new = parent.children[paths.name(path)] = File(
                 record["replication"], record["block_size"], record["mtime"],
                 [Block(i, n) for i, n in record["blocks"]])
+            self.totals.files += 1
+            self.totals.bytes += new.length
             parent.mtime = record["mtime"]
-            return [b.block_id for b in old.blocks] if isinstance(old, File) else []
+            return self._forget(old) if old is not None else []
         if op == "delete":
             path = record["path"]
             parent = self._get(paths.parent(path))
             old = parent.children.pop(paths.name(path))
             parent.mtime = record["mtime"]
             # writers below a deleted directory lose their files (as HDFS does)
-            return _blocks_below(old) + [
+            return self._forget(old) + [
                 b.block_id for p in [p for p in self.open_files if paths.is_within(p, path)]
                 for b in self.open_files.pop(p).blocks]
         if op == "rename":
@@ -401,6 +417,21 @@ class Namespace:
             self._next_block = 1
             return []
         raise ValueError(f"unknown journal record {op!r}")
+
+    def _forget(self, node: Dir | File) -> list[int]:
+        """Take `node` and everything below it out of the totals; return their block ids."""
+        removed: list[int] = []
+        totals, stack = self.totals, [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, File):
+                totals.files -= 1
+                totals.bytes -= n.length
+                removed += [b.block_id for b in n.blocks]
+            else:
+                totals.directories -= 1
+                stack += n.children.values()
+        return removed
 
     # ---- files under construction, by journal record ----
 
@@ -465,6 +496,8 @@ class Namespace:
                 node: Dir | File = Dir(entry[2])
             else:
                 node = File(entry[2], entry[3], entry[4], [Block(i, n) for i, n in entry[5]])
+                ns.totals.files += 1
+                ns.totals.bytes += node.length
             if path == paths.ROOT:
                 ns.root = dirs[path] = node
                 continue
@@ -477,6 +510,7 @@ class Namespace:
                          [Block(i, n) for i, n in blocks], last_active=active)
             f.targets = {i: t for (i, _), t in zip(blocks, targets)}
             ns.open_files[path] = f
+        ns.totals.directories = len(dirs)
         return ns
 
     def all_blocks(self) -> Iterator[tuple[Block, int]]:
@@ -490,17 +524,3 @@ _OPEN_FILE_OPS = {"open": Namespace._apply_open, "add_block": Namespace._apply_a
                   "abandon_block": Namespace._apply_abandon_block,
                   "abandon_file": Namespace._apply_abandon_file}
 
-
-def _blocks_below(node: Dir | File) -> list[int]:
-    if isinstance(node, File):
-        return [b.block_id for b in node.blocks]
-    result: list[int] = []
-    stack = [node]
-    while stack:
-        d = stack.pop()
-        for child in d.children.values():
-            if isinstance(child, File):
-                result += [b.block_id for b in child.blocks]
-            else:
-                stack.append(child)
-    return result

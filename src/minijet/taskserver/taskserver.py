@@ -105,7 +105,8 @@ class TaskServer:
         self._dir_lock = None
         self.address = self.name = self.umbilical = ""
         self.metrics = TaskServerMetrics(self)
-        self.web = WebServer(config, "taskserver.http_address", {}, self.metrics.registry)
+        self.web = WebServer(config, "taskserver.http_address", {}, self.metrics.registry,
+                             self.ready)
 
     # ---- life cycle ----
 
@@ -120,7 +121,7 @@ class TaskServer:
         self._server, port = rpc.start_server(
             self.config, bind,
             [lambda s: job_pb2_grpc.add_TaskServerServicer_to_server(TaskServerService(self), s),
-             HealthService(lambda: self._heard, self._stop).add_to],
+             HealthService(self.ready, self._stop).add_to],
             open_methods=TASK_METHODS | HEALTH_METHODS)
         bind_host = bind.rsplit(":", 1)[0]
         anywhere = net.is_any_address(bind_host)
@@ -151,6 +152,11 @@ class TaskServer:
             self._dir_lock.close()
             raise FailedPrecondition(f"taskserver.dir {self.layout.root} is in use by another "
                                      "taskserver; give each taskserver its own dir") from None
+
+    def ready(self) -> bool:
+        """Whether it can do its job, for health probes: heard by the jobserver, and not
+        stopping (its web port is the last thing it closes)."""
+        return self._heard and not self._stop.is_set()
 
     def stop(self) -> None:
         """Kill every TaskHost, wait for them, stop serving."""

@@ -1,9 +1,11 @@
 """The nameserver's pages: browse the namespace, a file's blocks and where their replicas
 are, the dataservers, and the fsck summary with safe mode.
 
-They read the daemon through its public calls (list_dir, stat, fsck, dataserver_reports,
-safe_mode("get")), each taken under the nameserver's lock. The fsck summary walks the whole
-namespace: it is a page an operator asks for, not one that reloads itself.
+They read the daemon through its public calls (list_dir, stat, summary, fsck,
+dataserver_reports, safe_mode("get")), each taken under the nameserver's lock. The fsck
+page shows the totals the nameserver keeps (summary: no walk, so it may reload itself); its
+full check (fsck: a walk of every file, holding the lock) lists the blocks that are not
+healthy, when an operator asks for it.
 """
 from __future__ import annotations
 
@@ -14,7 +16,12 @@ from minijet.web.html import (Html, ago, fields, join, link, page, size, table, 
 
 REFRESH = 10
 NAV = [("/", "Browse"), ("/dataservers", "Dataservers"), ("/fsck", "Fsck")]
-UNHEALTHY_SHOWN = 200   # blocks listed on the fsck page; the counts cover them all
+UNHEALTHY_SHOWN = 200   # blocks listed by the full check; the counts cover them all
+FULL_CHECK = (": walks every file (holding the nameserver's lock meanwhile) and lists the "
+              "blocks that are not healthy, as `dfsshell fsck` does")
+STATE_LABELS = (("healthy", "healthy"), ("under_replicated", "under-replicated"),
+                ("over_replicated", "over-replicated"), ("corrupt", "corrupt"),
+                ("missing", "missing"))
 
 
 def _crumbs(path: str) -> Html:
@@ -31,8 +38,8 @@ def _hosts(hosts, mark: str = "") -> str:
 
 
 class NameServerPages:
-    """`nameserver`: anything with list_dir, stat, fsck, dataserver_reports and safe_mode
-    as minijet.dfs.nameserver.NameServer has them."""
+    """`nameserver`: anything with list_dir, stat, summary, fsck, dataserver_reports and
+    safe_mode as minijet.dfs.nameserver.NameServer has them."""
 
     def __init__(self, nameserver, subtitle: str = ""):
         self.ns = nameserver
@@ -106,24 +113,39 @@ class NameServerPages:
         return self._page("Dataservers", body, refresh=True)
 
     def fsck(self, query: dict[str, str]) -> str:
+        """The nameserver's totals; with ?full=1 a full check, which lists the blocks that
+        are not healthy."""
+        if query.get("full"):
+            return self._full_check()
+        summary = self.ns.summary()
+        body = join([self._counts(summary.files, summary.blocks,
+                                  [("directories", f"{summary.directories:,}"),
+                                   ("bytes", size(summary.bytes))]),
+                     tag("p", join([link("/fsck", "Run a full check", full=1), FULL_CHECK]))])
+        return self._page("Fsck of /", body, refresh=True)
+
+    def _full_check(self) -> str:
         report = self.ns.fsck("/")
-        on, reason = self.ns.safe_mode("get")
         bad = [(f.path, b) for f in report.files for b in f.blocks if b.state != "healthy"]
-        summary = fields([
-            ("status", tag("span", "HEALTHY", class_="state-succeeded")
-             if report.corrupt + report.missing == 0 else tag("span", "CORRUPT", class_="bad")),
-            ("files", f"{len(report.files):,}"), ("blocks", f"{report.total_blocks:,}"),
-            ("healthy", f"{report.healthy:,}"),
-            ("under-replicated", f"{report.under_replicated:,}"),
-            ("over-replicated", f"{report.over_replicated:,}"),
-            ("corrupt", f"{report.corrupt:,}"), ("missing", f"{report.missing:,}"),
-            ("safe mode", f"on: {reason}" if on else "off")])
         rows = [[link("/file", path, path=path), b.block.block_id, b.state, b.expected,
                  _hosts(b.live_hosts), _hosts(b.corrupt_hosts)]
                 for path, b in bad[:UNHEALTHY_SHOWN]]
         more = f" (the first {UNHEALTHY_SHOWN} of {len(bad)})" if len(bad) > UNHEALTHY_SHOWN \
             else ""
-        body = join([summary, tag("h2", f"Blocks not healthy{more}"),
+        blocks = {state: getattr(report, state) for state, _ in STATE_LABELS}
+        body = join([self._counts(len(report.files), blocks),
+                     tag("h2", f"Blocks not healthy{more}"),
                      table(["file", "block", "state", "replicas wanted", "replicas on",
                             "corrupt replicas on"], rows, empty="none: every block is healthy")])
-        return self._page("Fsck of /", body)
+        return self._page("Full check of /", body)
+
+    def _counts(self, files: int, blocks: dict[str, int], more=()) -> Html:
+        """fsck's figures: `blocks` by state."""
+        on, reason = self.ns.safe_mode("get")
+        lost = blocks["corrupt"] + blocks["missing"]
+        return fields([
+            ("status", tag("span", "CORRUPT", class_="bad") if lost
+             else tag("span", "HEALTHY", class_="state-succeeded")),
+            ("files", f"{files:,}"), *more, ("blocks", f"{sum(blocks.values()):,}"),
+            *[(label, f"{blocks[state]:,}") for state, label in STATE_LABELS],
+            ("safe mode", f"on: {reason}" if on else "off")])

@@ -191,8 +191,8 @@ class TaskServerMetrics:
 
 def nameserver_metrics(nameserver) -> tuple[CollectorRegistry, RpcMeter]:
     """Operations counted by the returned interceptor; the namespace's figures from
-    fsck("/"), safe_mode("get") and dataserver_reports() at scrape (fsck walks every file:
-    scrape a namespace of millions of files seldom)."""
+    summary() (totals kept as the namespace changes: no walk), safe_mode("get") and
+    dataserver_reports() at scrape."""
     registry = CollectorRegistry()
     operations = PromCounter("minijet_nameserver_operations", "RPCs handled by method",
                          ["operation"], registry=registry)
@@ -201,15 +201,20 @@ def nameserver_metrics(nameserver) -> tuple[CollectorRegistry, RpcMeter]:
         operations.labels(method).inc()
 
     def collect() -> Iterator:
-        report = nameserver.fsck("/")
+        summary = nameserver.summary()
         yield GaugeMetricFamily("minijet_nameserver_files", "Closed files",
-                                value=len(report.files))
+                                value=summary.files)
+        yield GaugeMetricFamily("minijet_nameserver_directories", "Directories, / included",
+                                value=summary.directories)
+        yield GaugeMetricFamily("minijet_nameserver_file_bytes",
+                                "Bytes in closed files (one replica each)",
+                                value=summary.bytes)
         yield GaugeMetricFamily("minijet_nameserver_blocks", "Blocks of closed files",
-                                value=report.total_blocks)
+                                value=sum(summary.blocks.values()))
         for state in ("under_replicated", "over_replicated", "corrupt", "missing"):
             yield GaugeMetricFamily(f"minijet_nameserver_blocks_{state}",
                                     f"Blocks {state.replace('_', '-')}",
-                                    value=getattr(report, state))
+                                    value=summary.blocks[state])
         yield GaugeMetricFamily("minijet_nameserver_safe_mode", "1 while in safe mode",
                                 value=int(nameserver.safe_mode("get")[0]))
         servers = nameserver.dataserver_reports()

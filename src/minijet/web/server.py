@@ -1,4 +1,4 @@
-"""One daemon's HTTP server: its pages and /metrics, in a thread of its own.
+"""One daemon's HTTP server: its pages, /metrics and /healthz, in a thread of its own.
 
 The stdlib's ThreadingHTTPServer: pages are few and small, so no framework. A page is a
 function of the query string (one value per parameter) returning HTML; NotFound and
@@ -6,6 +6,11 @@ InvalidArgument raised by it become 404 and 400. With security.auth_token set ev
 must carry the token, as the password of HTTP basic auth (any user name: browsers ask for
 it) or as `Authorization: Bearer TOKEN` (what Prometheus' bearer_token sends). With
 security.tls_cert set the server speaks HTTPS with the daemons' certificate.
+
+/healthz answers 200 `SERVING` while the daemon can do its job (the same test as its gRPC
+health service, minijet.health) and 503 `NOT_SERVING` otherwise. Like the gRPC health
+check it needs no token: a probe (a load balancer, Kubernetes, `minijet cluster status`)
+holds none, and the answer tells nothing but that word.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from prometheus_client.exposition import choose_encoder
 from minijet import net, tls
 from minijet.config import Config
 from minijet.errors import InvalidArgument, NotFound, Unavailable
+from minijet.health import HEALTH_PATH
 from minijet.web import html
 
 log = logging.getLogger("minijet.web")
@@ -33,16 +39,19 @@ Page = Callable[[dict[str, str]], str]
 
 
 class WebServer:
-    """Serves `pages` (path -> Page) and, with a `registry`, /metrics on the address of
+    """Serves `pages` (path -> Page), with a `registry` /metrics, and /healthz from `ready()`
+    (by default: always, for a daemon that can do its job once it serves) on the address of
     config key `key` ("" = no server: start() does nothing)."""
 
     def __init__(self, config: Config, key: str, pages: dict[str, Page],
-                 registry: CollectorRegistry | None = None):
+                 registry: CollectorRegistry | None = None,
+                 ready: Callable[[], bool] = lambda: True):
         self.config = config
         self.key = key
         self.bind = config.get(key)
         self.pages = pages
         self.registry = registry
+        self.ready = ready
         self.token = config["security"]["auth_token"]
         self._tls = tls.server_context(config["security"])
         self._httpd: ThreadingHTTPServer | None = None
@@ -117,6 +126,12 @@ def _handler_for(web: WebServer) -> type[BaseHTTPRequestHandler]:
         server_version = "minijet"
 
         def do_GET(self) -> None:
+            if urlsplit(self.path).path == HEALTH_PATH:   # open to a probe: no token
+                serving = web.ready()
+                self._send(HTTPStatus.OK if serving else HTTPStatus.SERVICE_UNAVAILABLE,
+                           "text/plain; charset=utf-8",
+                           b"SERVING\n" if serving else b"NOT_SERVING\n")
+                return
             if not web.authorized(self.headers.get("Authorization", "")):
                 self._send(HTTPStatus.UNAUTHORIZED, "text/plain; charset=utf-8",
                            b"this cluster requires its token (security.auth_token)\n",
