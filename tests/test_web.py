@@ -196,12 +196,17 @@ def test_every_daemon_serves_metrics(job_cluster):
     assert samples[("minijet_jobserver_jobs_finished_total", (("state", "succeeded"),))] >= 1
 
 
-def metric_samples(url: str) -> dict[tuple[str, tuple], float]:
-    """(sample name, its labels sorted) -> value, of the metrics at `url`."""
-    code, text = get(url)
-    assert code == 200, url
+def samples_of(text: str) -> dict[tuple[str, tuple], float]:
+    """(sample name, its labels sorted) -> value, of a /metrics text."""
     return {(x.name, tuple(sorted(x.labels.items()))): x.value
             for f in text_string_to_metric_families(text) for x in f.samples}
+
+
+def metric_samples(url: str) -> dict[tuple[str, tuple], float]:
+    """The samples (see samples_of) of the metrics at `url`."""
+    code, text = get(url)
+    assert code == 200, url
+    return samples_of(text)
 
 
 def by_label(samples: dict, name: str) -> dict[str, float]:
@@ -252,16 +257,10 @@ def test_cluster_status_shows_each_daemons_web_address(job_cluster):
     assert web(job_cluster, "jobserver") in out.stdout
 
 
-def samples_of(text: str) -> dict[tuple[str, tuple], float]:
-    """The samples of a /metrics text by name and labels."""
-    return {(x.name, tuple(sorted(x.labels.items()))): x.value
-            for f in text_string_to_metric_families(text) for x in f.samples}
-
-
 def nameserver_samples(lc) -> dict[str, float]:
     """The unlabelled samples of the nameserver's /metrics by name."""
     return {name: v for (name, labels), v in
-            samples_of(get(f"{web(lc, 'nameserver')}metrics")[1]).items() if not labels}
+            metric_samples(f"{web(lc, 'nameserver')}metrics").items() if not labels}
 
 
 def test_nameserver_metrics_and_fsck_page_read_kept_totals_not_a_walk(tmp_path, monkeypatch):
@@ -345,7 +344,7 @@ def test_nameserver_metrics_agree_with_a_full_check_after_a_restart_and_a_lost_n
     assert totals() == (4, 2 * block + 21)
     lc.kill("dataserver", 3)   # its replicas are lost, then copied again
     dead = ("minijet_nameserver_dataservers", (("state", "dead"),))
-    wait_for(lambda: samples_of(get(f"{web(lc, 'nameserver')}metrics")[1])[dead] == 1, 30,
+    wait_for(lambda: metric_samples(f"{web(lc, 'nameserver')}metrics")[dead] == 1, 30,
              "the nameserver to see dataserver3 dead")
     wait_for(agree, 30, what)
 
