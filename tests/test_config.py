@@ -97,6 +97,9 @@ def test_overrides_and_bad_files(tmp_path):
     ({"dfs": {"replication": 0}}, "dfs.replication: 0 is not allowed; it must be from 1 to 1024"),
     ({"nameserver": {"safemode_threshold": 1.5}}, "nameserver.safemode_threshold: 1.5"),
     ({"taskserver": {"sort_buffer": "1KiB"}}, "taskserver.sort_buffer: 1024"),
+    ({"dataserver": {"health_address": "host1"}}, "dataserver.health_address: host1 is not "
+     "allowed; it must be host:port"),
+    ({"dataserver": {"health_address": "host1:70000"}}, "dataserver.health_address: host1:70000"),
 ])
 def test_values_out_of_range_name_key_value_and_what_is_allowed(data, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")):

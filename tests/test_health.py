@@ -1,7 +1,7 @@
 """Readiness as operators' tools ask for it (minijet.health): the standard gRPC health
 service on each daemon's port and GET /healthz on each one's web port, SERVING only while it
 can do its job, open to a probe without the token; systemd's notify protocol (READY=1,
-STOPPING=1) on a fake NOTIFY_SOCKET; and `minijet cluster status` showing both."""
+STOPPING=1) on a fake NOTIFY_SOCKET; and `minijet cluster status` showing them."""
 from __future__ import annotations
 
 import json
@@ -137,13 +137,17 @@ def test_a_taskserver_serves_while_the_jobserver_hears_it_and_cluster_status_say
 
 
 def test_a_dataserver_serves_only_while_registered_with_a_live_nameserver(tmp_path):
-    ns_port, web_port = free_port(), free_port()
+    """Both its /healthz and its gRPC health service (dataserver.health_address), which a
+    probe without the cluster's token may ask."""
+    ns_port, web_port, health_port = free_port(), free_port(), free_port()
     conf = tmp_path / "minijet.yaml"
     conf.write_text(yaml.safe_dump({
         "nameserver": {"address": f"127.0.0.1:{ns_port}", "http_address": "",
                        "dir": str(tmp_path / "name")},
         "dataserver": {"address": "127.0.0.1:0", "http_address": f"127.0.0.1:{web_port}",
+                       "health_address": f"127.0.0.1:{health_port}",
                        "dir": str(tmp_path / "data"), "heartbeat_interval": "0.2s"},
+        "security": {"auth_token": "s3cret"},
         "rpc": {"timeout": "2s"}}))
     url = f"http://127.0.0.1:{web_port}/"
     started = []
@@ -155,17 +159,20 @@ def test_a_dataserver_serves_only_while_registered_with_a_live_nameserver(tmp_pa
         log.close()
         return started[-1]
 
-    def answer():
-        return healthz(url) if started[0].poll() is None else (-1, "dataserver exited")
+    def answer():   # (/healthz's, the gRPC health service's)
+        if started[0].poll() is not None:
+            return (-1, "dataserver exited"), None
+        return healthz(url), check(f"127.0.0.1:{health_port}")
 
+    not_serving, serving = (NOT_SERVING_HTTP, NOT_SERVING), (SERVING_HTTP, SERVING)
     try:
         start("dataserver")   # its nameserver is not up yet: it cannot register
-        assert wait_for(answer, 30, "the dataserver's web port to answer",
-                        ignoring=OSError) == NOT_SERVING_HTTP
+        assert wait_for(answer, 30, "the dataserver's ports to answer",
+                        ignoring=(OSError, grpc.RpcError)) == not_serving
         nameserver = start("nameserver")
-        wait_for(lambda: answer() == SERVING_HTTP, 30, "the dataserver to register and serve")
+        wait_for(lambda: answer() == serving, 30, "the dataserver to register and serve")
         nameserver.kill()
-        wait_for(lambda: answer() == NOT_SERVING_HTTP, 30,
+        wait_for(lambda: answer() == not_serving, 30,
                  "the dataserver to stop serving when its nameserver is gone")
         assert started[0].poll() is None
     finally:
@@ -174,15 +181,20 @@ def test_a_dataserver_serves_only_while_registered_with_a_live_nameserver(tmp_pa
             proc.wait()
 
 
-def test_cluster_status_takes_a_dataservers_health_from_its_healthz(fresh_cluster):
-    lc = fresh_cluster(dataservers=1)
+def test_cluster_status_takes_a_dataservers_health_from_its_health_service(fresh_cluster):
+    # no web port, so no /healthz: what status shows comes from the health service whose
+    # address the dataserver registered (the nameserver's report goes on saying alive)
+    lc = fresh_cluster(dataservers=1, dataserver={"http_address": ""})
     wait_for(lambda: statuses(lc)["dataserver1"]["health"] == "serving", 30,
              "dataserver1 to serve")
+    with lc.client() as dfs:
+        health_address = dfs.report().dataservers[0].health_address
+    assert check(health_address) == SERVING
     tmp = lc.dir / "data1" / "tmp"   # where its replicas start: make it unwritable
     shutil.rmtree(tmp)
     tmp.write_text("not a directory")
     shown = statuses(lc)["dataserver1"]
-    assert healthz(shown["web"]) == NOT_SERVING_HTTP
+    assert shown["web"] == "" and check(health_address) == NOT_SERVING
     assert shown["health"] == "not serving"
     with lc.client() as dfs:   # though its nameserver hears it as ever
         assert [d.alive for d in dfs.report().dataservers] == [True]

@@ -126,7 +126,7 @@ def test_cluster_status_asks_each_daemon_over_tls(tls_cluster):
         return shown if set(shown.values()) == {"serving"} else None
 
     shown = wait_for(all_serving, 30, "every daemon to serve")
-    assert {"dataserver1", "jobserver"} <= set(shown)   # /healthz over HTTPS; gRPC over TLS
+    assert {"dataserver1", "jobserver"} <= set(shown)   # the gRPC health services over TLS
 
 
 def test_wordcount_runs_over_tls(tls_cluster):

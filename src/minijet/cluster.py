@@ -60,9 +60,9 @@ class DaemonStatus:
     pid: int | None
     state: str       # running | stopped
     log: str
-    # serving | not serving (the gRPC health service's word; a dataserver's: its /healthz,
-    # or alive in the nameserver's report when its web port is unknown) | no answer |
-    # "" (stopped)
+    # serving | not serving (the gRPC health service's word; for a dataserver that registered
+    # none (an older one): its /healthz, or alive in the nameserver's report when its web port
+    # is unknown) | no answer | "" (stopped)
     health: str = ""
     web: str = ""    # the URL of its pages and /metrics; "" when stopped or it has none
 
@@ -120,6 +120,7 @@ class LocalCluster:
             "dataserver": {
                 "address": "127.0.0.1:0",
                 "http_address": "127.0.0.1:0",   # each gets a free port of its own (_start)
+                "health_address": "127.0.0.1:0",  # each registers its own with the nameserver
                 "dir": str(self.dir / "data"),
                 "heartbeat_interval": "1s",
             },
@@ -401,6 +402,7 @@ class LocalCluster:
         reported = self._dataservers(config)
         data_addresses = {d.node.host: d.node.data_address for d in reported}
         live_data = {d.node.host for d in reported if d.alive}
+        data_health = {d.node.host: d.health_address for d in reported}
         task_addresses = self._task_addresses(config) if state.get("taskservers") else {}
         result = []
         for name, entry in sorted(state["daemons"].items(), key=lambda kv: (
@@ -416,7 +418,9 @@ class LocalCluster:
                           if entry["role"] in SINGLE else entry.get("web", ""))
             if not proc:
                 said = ""
-            elif entry["role"] == "dataserver" and web:   # no gRPC: its /healthz
+            elif entry["role"] == "dataserver" and data_health.get(entry["host"]):
+                said = self._health(config, data_health[entry["host"]])
+            elif entry["role"] == "dataserver" and web:   # an older one: its /healthz
                 said = _said(health.http_serving(web, tls.client_context(config["security"])))
             elif entry["role"] == "dataserver":   # its web port unknown: the nameserver's word
                 said = "serving" if entry["host"] in live_data else "not serving"

@@ -132,6 +132,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "dataserver": {
         "address": (str, "localhost:0"),   # data-transfer server; port 0 = any free port
         "http_address": (str, "localhost:0"),  # /metrics, /healthz; "" = none
+        "health_address": (str, "localhost:0"),  # gRPC health service; port 0 = any free port
         "dir": (str, "./.minijet/data"),
         "heartbeat_interval": (Duration, 3.0),
         "block_report_interval": (Duration, 3600.0),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from minijet.errors import ConfigError
+from minijet import net
+from minijet.errors import ConfigError, Unavailable
 
 KiB, MiB = 1024, 1024**2
 Rule = tuple[Callable[[Any], bool], str]  # (does the value pass, what is allowed)
@@ -28,6 +29,16 @@ def between(low: float, high: float) -> Rule:
 
 
 POSITIVE: Rule = ((lambda v: v > 0), "more than 0")
+
+
+def _is_address(v: str) -> bool:
+    try:
+        return net.split_address(v)[1] <= 65535
+    except Unavailable:
+        return False
+
+
+ADDRESS: Rule = _is_address, "host:port, the port from 0 (any free port) to 65535"
 
 # by the type's name in config.SCHEMA
 BY_KIND: dict[str, Rule] = {"Duration": POSITIVE, "Size": at_least(0), "int": at_least(0),
@@ -52,6 +63,7 @@ RULES: dict[str, Rule] = {
     "jobserver.min_split_size": at_least(1),
     "jobserver.heartbeats_per_second": POSITIVE,
     "jobserver.retained_jobs": at_least(1),
+    "dataserver.health_address": ADDRESS,
     "taskserver.sort_buffer": at_least(64 * KiB),
     "taskserver.log_retention": at_least(0),        # 0: removed with the job's files
 }

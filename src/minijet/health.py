@@ -2,9 +2,10 @@
 holds (the nameserver out of safe mode, a taskserver heard by the jobserver, a dataserver
 registered with the nameserver and able to write its data dir...):
 - the gRPC health service (grpc.health.v1, what grpc_health_probe, Kubernetes and load
-  balancers ask) on the gRPC daemons' port;
+  balancers ask) on the gRPC daemons' port, and on a dataserver's `dataserver.health_address`
+  (its data port speaks its own protocol);
 - GET /healthz on every daemon's web port (minijet.web.server): 200 `SERVING` or 503
-  `NOT_SERVING`, the one way to ask a dataserver, which speaks no gRPC.
+  `NOT_SERVING`.
 A probe holds no token, so both are open (HEALTH_METHODS, /healthz): they tell nothing but
 that one word. (Its start and stop are told to systemd by minijet.sdnotify.)
 """

@@ -29,6 +29,7 @@ class DataServer:
     active_transfers: int = 0
     blocks: set[int] = field(default_factory=set)  # replicas it holds (good or corrupt)
     free: int | None = None     # as last reported; None: unknown
+    health_address: str = ""    # its gRPC health service; "" = unknown (an older one)
     # blocks placed on it and not yet received (written or copied), with their sizes: its
     # report does not count them yet, placement must
     scheduled: dict[int, int] = field(default_factory=dict)
@@ -155,12 +156,13 @@ class BlockMap:
         return s is not None and s.alive
 
     def register(self, host: str, rack: str, data_address: str, capacity: int, used: int,
-                 now: float, free: int | None = None) -> None:
+                 now: float, free: int | None = None, health_address: str = "") -> None:
         s = self.servers.get(host)
         if s is None:
             s = self.servers[host] = DataServer(host, rack, data_address)
         s.rack, s.data_address, s.capacity, s.used, s.free = (rack, data_address, capacity,
                                                                used, free)
+        s.health_address = health_address
         s.last_heartbeat, s.alive = now, True
 
     def heartbeat(self, host: str, capacity: int, used: int, active_transfers: int,

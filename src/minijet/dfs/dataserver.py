@@ -5,7 +5,8 @@ per connection; over TLS when security.tls_cert is set); registers with the name
 (retrying while it is down), sends a block report, then heartbeats every
 `dataserver.heartbeat_interval` and carries out the commands in the replies: replicate a
 replica to other dataservers (through the same write pipeline as a client,
-transfer_client.py), delete replicas, register again.
+transfer_client.py), delete replicas, register again. Its only gRPC server is the standard
+health service (minijet.health) on `dataserver.health_address`, whose address it registers.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from minijet.dfs.transfer_client import BlockWriter
 from minijet.dfs.transfer_server import DataTransferServer
 from minijet.dfs.transfer_wire import packet_size_for
 from minijet.errors import ChecksumError, FailedPrecondition, MinijetError, NotFound
+from minijet.health import HEALTH_METHODS, HealthService
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 from minijet.web.metrics import dataserver_metrics
 from minijet.web.server import WebServer
@@ -57,6 +59,8 @@ class DataServer:
         self._ns = dfs_pb2_grpc.NameServerStub(self._channel)
         self._ns_address = ns_address
         self._stopping = threading.Event()
+        self._health_server = None
+        self.health_address = ""   # where its health service is, once started
         self._registered = False
         self._heard = False   # the last heartbeat reached the nameserver
         self._last_report = 0.0
@@ -69,8 +73,16 @@ class DataServer:
     def start(self) -> None:
         self.web.start()
         self.server.start()
-        log.info("dataserver %s (rack %s) serving data on %s, %d replicas in %s", self.host,
-                 self.rack, self.server.address, len(self.store.replicas()), self.store.root)
+        bind = self.config["dataserver"]["health_address"]
+        self._health_server, port = rpc.start_server(
+            self.config, bind, [HealthService(self.ready, self._stopping).add_to],
+            open_methods=HEALTH_METHODS)
+        host = net.split_address(bind)[0]   # "any": the host its data address advertises
+        self.health_address = net.join_address(net.split_address(
+            self.server.address if net.is_any_address(host) else bind)[0], port)
+        log.info("dataserver %s (rack %s) serving data on %s, health on %s, %d replicas in %s",
+                 self.host, self.rack, self.server.address, self.health_address,
+                 len(self.store.replicas()), self.store.root)
         self._heartbeats.start()
 
     def ready(self) -> bool:
@@ -81,6 +93,8 @@ class DataServer:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._health_server is not None:
+            self._health_server.stop(grace=1).wait()
         self.server.stop()
         self._heartbeats.join(5)  # it may be inside an RPC to a nameserver that is down
         self._channel.close()
@@ -96,7 +110,7 @@ class DataServer:
     def _register(self) -> None:
         self._call(self._ns.RegisterDataServer, dfs_pb2.RegisterRequest(
             node=self.node, capacity=self.store.capacity(), used=self.store.used(),
-            free=self.store.free()))
+            free=self.store.free(), health_address=self.health_address))
         self._block_report()
         self._registered = True
         log.info("registered with the nameserver at %s as %s", self._ns_address, self.host)

@@ -506,7 +506,8 @@ class NameServer:
             return [pb.DataServerReport(node=self._node_info(s.host), capacity=s.capacity,
                                         used=s.used, blocks=len(s.blocks),
                                         last_heartbeat=s.last_heartbeat + ticks_to_epoch,
-                                        alive=s.alive, free=s.node().free)
+                                        alive=s.alive, free=s.node().free,
+                                        health_address=s.health_address)
                     for s in servers]
 
     # ---- job credentials (the jobserver's calls, and the guard's) ----
@@ -541,7 +542,8 @@ class NameServer:
     # ---- dataserver protocol (called by NameServerService) ----
 
     def register_dataserver(self, host: str, rack: str, data_address: str, capacity: int,
-                            used: int, free: int | None = None) -> None:
+                            used: int, free: int | None = None,
+                            health_address: str = "") -> None:
         if not host or not data_address:
             raise InvalidArgument("a dataserver registers with a host and a data address")
         rack = rack or self.config.rack_of(host)
@@ -552,10 +554,12 @@ class NameServer:
                 # configured with one node.host
                 log.warning("dataserver %s registers at %s while alive at %s: restarted?",
                             host, data_address, known.data_address)
-            self.blocks.register(host, rack, data_address, capacity, used, self.ticks(), free)
+            self.blocks.register(host, rack, data_address, capacity, used, self.ticks(), free,
+                                 health_address)
             self._outbox[host] = []
-        log.info("dataserver %s registered: rack %s, data address %s, capacity %s, used %s, "
-                 "free %s", host, rack, data_address, capacity, used, free)
+        log.info("dataserver %s registered: rack %s, data address %s, health address %s, "
+                 "capacity %s, used %s, free %s", host, rack, data_address,
+                 health_address or "-", capacity, used, free)
 
     def dataserver_heartbeat(self, host: str, capacity: int, used: int, active_transfers: int,
                              free: int | None = None) -> list[pb.DataServerCommand]:
@@ -780,7 +784,7 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
     def RegisterDataServer(self, request, context):
         node = request.node
         self._ns.register_dataserver(node.host, node.rack, node.data_address, request.capacity,
-                                     request.used, _free(request))
+                                     request.used, _free(request), request.health_address)
         return pb.Empty()
 
     @rpc.translate_errors
