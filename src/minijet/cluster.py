@@ -27,7 +27,7 @@ import psutil
 import yaml
 
 from minijet import config as configmod
-from minijet import health, rpc, tls
+from minijet import health, rpc
 from minijet.errors import MinijetError
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 from minijet.web.server import web_url
@@ -60,9 +60,8 @@ class DaemonStatus:
     pid: int | None
     state: str       # running | stopped
     log: str
-    # serving | not serving (the gRPC health service's word; for a dataserver that registered
-    # none (an older one): its /healthz, or alive in the nameserver's report when its web port
-    # is unknown) | no answer | "" (stopped)
+    # serving | not serving (the gRPC health service's word; a dataserver's at the health
+    # address it registered with the nameserver) | no answer | "" (stopped)
     health: str = ""
     web: str = ""    # the URL of its pages and /metrics; "" when stopped or it has none
 
@@ -401,7 +400,6 @@ class LocalCluster:
         config = self.config
         reported = self._dataservers(config)
         data_addresses = {d.node.host: d.node.data_address for d in reported}
-        live_data = {d.node.host for d in reported if d.alive}
         data_health = {d.node.host: d.health_address for d in reported}
         task_addresses = self._task_addresses(config) if state.get("taskservers") else {}
         result = []
@@ -418,12 +416,8 @@ class LocalCluster:
                           if entry["role"] in SINGLE else entry.get("web", ""))
             if not proc:
                 said = ""
-            elif entry["role"] == "dataserver" and data_health.get(entry["host"]):
-                said = self._health(config, data_health[entry["host"]])
-            elif entry["role"] == "dataserver" and web:   # an older one: its /healthz
-                said = _said(health.http_serving(web, tls.client_context(config["security"])))
-            elif entry["role"] == "dataserver":   # its web port unknown: the nameserver's word
-                said = "serving" if entry["host"] in live_data else "not serving"
+            elif entry["role"] == "dataserver":   # at the health address it registered
+                said = self._health(config, data_health.get(entry["host"], ""))
             else:
                 said = self._health(config, address)
             result.append(DaemonStatus(name, entry["role"], entry["index"], entry["host"],

@@ -11,11 +11,7 @@ that one word. (Its start and stop are told to systemd by minijet.sdnotify.)
 """
 from __future__ import annotations
 
-import http.client
-import ssl
 import threading
-import urllib.error
-import urllib.request
 from typing import Callable, Iterator
 
 import grpc
@@ -64,18 +60,3 @@ def serving(channel: grpc.Channel, timeout: float = 2.0) -> bool | None:
     except grpc.RpcError:
         return None
     return reply.status == _SERVING
-
-
-def http_serving(url: str, context: ssl.SSLContext | None, timeout: float = 2.0) -> bool | None:
-    """Whether the daemon whose pages are at `url` says SERVING on /healthz (`context`: to
-    verify its HTTPS); None when it does not answer."""
-    # straight to the daemon: a proxy set in the environment is not on the cluster's network
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                         urllib.request.HTTPSHandler(context=context))
-    try:
-        with opener.open(url.rstrip("/") + HEALTH_PATH, timeout=timeout) as reply:
-            return reply.status == 200
-    except urllib.error.HTTPError as e:
-        return False if e.code == 503 else None
-    except (OSError, http.client.HTTPException):   # refused, timed out, not HTTP(S)
-        return None
