@@ -1,10 +1,11 @@
 """The jobserver's SQLite store: upserts by primary key, partial updates, durability across
 a reopen, WAL mode."""
+import random
 import sqlite3
 
 import pytest
 
-from minijet.jobserver.store import JobStore
+from minijet.jobserver.store import JobStore, _by_shape
 
 
 def test_upsert_partial_update_and_reopen(tmp_path):
@@ -28,6 +29,30 @@ def test_upsert_partial_update_and_reopen(tmp_path):
         store.close()
     mode = sqlite3.connect(tmp_path / "jobs.db").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_a_group_commit_writes_what_the_records_in_order_would():
+    """Records of one group commit merge into one row per key (later columns win) and go
+    out by shape; upserting those rows leaves each row as upserting the records one by one."""
+    rng = random.Random(7)
+    columns = ["state", "taskserver", "progress", "error"]
+    records = []
+    for i in range(500):
+        names = rng.sample(columns, rng.randint(0, len(columns)))
+        records.append(("attempts", {"attempt_id": f"a{rng.randrange(20)}",
+                                     **{n: f"{n}{i}" for n in names}}))
+    one_by_one: dict[str, dict] = {}
+    for _, row in records:
+        one_by_one.setdefault(row["attempt_id"], {}).update(row)
+
+    merged: dict[str, dict] = {}
+    for (table, names), rows in _by_shape(records).items():
+        assert table == "attempts"
+        for values in rows:
+            row = dict(zip(names, values))
+            assert row["attempt_id"] not in merged   # one row per key
+            merged[row["attempt_id"]] = row
+    assert merged == one_by_one
 
 
 def test_unknown_column_fails_the_waiters(tmp_path):

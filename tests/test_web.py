@@ -359,3 +359,30 @@ def test_pages_and_metrics_ask_for_the_token(fresh_cluster, scheme):
         assert code == 401, url
         assert get(url, "wrong", scheme)[0] == 401
         assert get(url, "s3cret-token", scheme)[0] == 200, url
+
+
+def test_rpc_meter_times_every_call_of_every_method():
+    """The meter wraps a method's handler once and times each call through it."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from minijet.web.metrics import RpcMeter
+
+    seen = Counter()
+    server = grpc.server(futures.ThreadPoolExecutor(2),
+                         interceptors=[RpcMeter(lambda method, _: seen.update([method]))])
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for _ in range(5):
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            with pytest.raises(grpc.RpcError):   # an unknown service: answered, and timed
+                stub.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=10)
+    finally:
+        server.stop(None)
+    assert seen == {"Check": 6}

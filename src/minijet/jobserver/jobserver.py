@@ -489,7 +489,7 @@ class JobServer:
         commands = []
         for action in actions:
             if isinstance(action, model.LaunchAttempt):
-                log.info("attempt %s: launch on %s", action.attempt_id, action.taskserver)
+                log.debug("attempt %s: launch on %s", action.attempt_id, action.taskserver)
                 if action.waited is not None:
                     self.metrics.task_assigned(action.waited)
                 commands.append(job_pb2.TaskServerCommand(launch=job_pb2.LaunchAttempt(

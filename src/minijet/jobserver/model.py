@@ -642,7 +642,7 @@ class JobServerCore:
                 for task in stage.tasks:
                     _move(task, TASK_TRANSITIONS, PENDING)
                     pending.append((task.id, task.split.hosts if task.split else ()))
-        return PreparedJob(job, [_record(t) for t in job.tasks()],
+        return PreparedJob(job, [_task_row(t) for t in job.tasks()],
                            self.scheduler.queue_of(job.id, pending, ev.now))
 
     def _on_job_submitted(self, ev: JobSubmitted) -> None:
@@ -1453,11 +1453,8 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
         if obj.output == CLOSED:   # final: for stored_summary
             row["summary_json"] = json.dumps(_status(obj, attempts=False))
         return ("jobs", row)
-    if isinstance(obj, Task):
-        return ("tasks", {"task_id": obj.id, "job_id": obj.job.id, "stage": obj.stage.id,
-                          "task_index": obj.index, "state": obj.state,
-                          "split_json": json.dumps(obj.split.to_dict()) if obj.split else None,
-                          "committer": obj.committer})
+    if isinstance(obj, Task):   # its row was written whole when the job was accepted
+        return ("tasks", {"task_id": obj.id, "state": obj.state, "committer": obj.committer})
     return ("attempts", {"attempt_id": obj.id, "task_id": obj.task.id, "job_id": obj.task.job.id,
                          "taskserver": obj.taskserver, "host": obj.host,
                          "locality": obj.locality, "state": obj.state,
@@ -1467,6 +1464,13 @@ def _record(obj: Any) -> tuple[str, dict[str, Any]]:
                          "speculative": int(obj.speculative), "isolated": int(obj.isolated),
                          "progress": obj.progress,
                          **{name: getattr(obj, name) for name in ATTEMPT_TIMES}})
+
+
+def _task_row(task: Task) -> tuple[str, dict[str, Any]]:
+    """A new task's whole row; later records of it carry what changes (_record)."""
+    return ("tasks", {**_record(task)[1], "job_id": task.job.id, "stage": task.stage.id,
+                      "task_index": task.index,
+                      "split_json": json.dumps(task.split.to_dict()) if task.split else None})
 
 
 def _row_output(row: dict[str, Any]) -> str:

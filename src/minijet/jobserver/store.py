@@ -1,8 +1,8 @@
 """The jobserver's durable store: jobs, tasks and attempts in SQLite (WAL mode).
 
 Writes are queued and applied by one writer thread, many records per transaction (group
-commit), consecutive rows of the same columns in one statement, so the core's lock never
-waits for the disk. `save` returns a ticket; `wait(ticket)`
+commit), merged to one row per key and rows of the same columns in one statement, so the
+core's lock never waits for the disk. `save` returns a ticket; `wait(ticket)`
 blocks until that write is durable (synchronous=FULL: the WAL is fsync'd at each commit),
 which is how job acceptance is made durable before RunJob replies.
 
@@ -27,7 +27,6 @@ import logging
 import queue
 import sqlite3
 import threading
-from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -67,6 +66,24 @@ def _create_statements() -> list[str]:
                    "CREATE INDEX IF NOT EXISTS attempts_by_job ON attempts(job_id)",
                    "CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs(end_time)"]
     return statements
+
+
+def _by_shape(records: Iterable[Record]) -> dict[tuple[str, tuple[str, ...]], list[tuple]]:
+    """The records as one row per (table, key), later columns over earlier ones (an attempt
+    launched and ended within one group commit is written once), grouped by table and
+    column names: rows of one shape go in one statement. Upserting the merged row leaves
+    the table as upserting the records in order would."""
+    merged: dict[tuple[str, Any], dict[str, Any]] = {}
+    for table, row in records:
+        ident = (table, row.get(TABLES[table][0]))
+        if ident in merged:
+            merged[ident].update(row)
+        else:
+            merged[ident] = dict(row)
+    shapes: dict[tuple[str, tuple[str, ...]], list[tuple]] = {}
+    for (table, _), row in merged.items():
+        shapes.setdefault((table, tuple(row)), []).append(tuple(row.values()))
+    return shapes
 
 
 class JobStore:
@@ -134,11 +151,9 @@ class JobStore:
                 try:
                     with self._read_lock:
                         self._db.execute("BEGIN")
-                        # rows of one shape (a job's tasks) go in one statement
-                        for (table, names), rows in groupby(
-                                (r for _, records in batch for r in records),
-                                key=lambda r: (r[0], tuple(r[1]))):
-                            self._upsert(table, names, [tuple(row.values()) for _, row in rows])
+                        for (table, names), rows in _by_shape(
+                                r for _, records in batch for r in records).items():
+                            self._upsert(table, names, rows)
                         self._db.execute("COMMIT")
                 except Exception as e:  # the disk failed us: callers waiting must know
                     if self._db.in_transaction:

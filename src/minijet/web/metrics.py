@@ -54,12 +54,22 @@ class RpcMeter(grpc.ServerInterceptor):
 
     def __init__(self, observe: Callable[[str, float], None]):
         self._observe = observe
+        # method -> (its handler, the timed one): made once, not per call (a heartbeat's
+        # share of the jobserver's CPU)
+        self._timed: dict[str, tuple[Any, Any]] = {}
 
     def intercept_service(self, continuation, details):
         handler = continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
-        method, inner = details.method.rpartition("/")[2], handler.unary_unary
+        known = self._timed.get(details.method)
+        if known is None or known[0] is not handler:
+            known = self._timed[details.method] = (handler, self._timing(details.method,
+                                                                          handler))
+        return known[1]
+
+    def _timing(self, full_method: str, handler):
+        method, inner = full_method.rpartition("/")[2], handler.unary_unary
 
         def timed(request, context):
             start = time.perf_counter()
