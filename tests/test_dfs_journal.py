@@ -81,6 +81,24 @@ def test_checkpoint_then_replay(tmp_path):
     assert loaded.to_image() == ns.to_image()
 
 
+def test_a_checkpoint_bigger_than_a_journal_record_loads(tmp_path):
+    """A million files make a ~70 MB image: one frame past MAX_RECORD, which bounds only
+    the edits' records. It loads; a damaged one is refused."""
+    ns = Namespace()
+    for i in range(3):
+        ns.apply({"op": "mkdirs", "path": f"/d{i}", "mtime": i})
+    image = {**ns.to_image(), "padding": "x" * (journal.MAX_RECORD + 1)}
+    journal.write_image(tmp_path, 3, image)
+    assert (tmp_path / journal.IMAGE).stat().st_size > journal.MAX_RECORD
+    rec = journal.recover(tmp_path)
+    assert rec.image_txid == 3 and rec.image == image
+    with open(tmp_path / journal.IMAGE, "r+b") as f:
+        f.seek(journal.MAX_RECORD)
+        f.write(b"y")
+    with pytest.raises(journal.JournalError, match="corrupt"):
+        journal.recover(tmp_path)
+
+
 def test_segments_covered_by_the_image_are_not_read(tmp_path):
     """A crash between writing the image and deleting old segments leaves them behind."""
     write(tmp_path, [{"op": "mkdirs", "path": "/a", "mtime": 1}])

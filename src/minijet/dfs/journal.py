@@ -42,7 +42,7 @@ def encode_frame(payload: bytes) -> bytes:
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def decode_frames(data: bytes) -> tuple[list[bytes], int]:
+def decode_frames(data: bytes, max_record: int = MAX_RECORD) -> tuple[list[bytes], int]:
     """The intact frames at the start of `data` and the offset where they end."""
     frames, pos = [], 0
     while pos + HEADER.size <= len(data):
@@ -50,7 +50,7 @@ def decode_frames(data: bytes) -> tuple[list[bytes], int]:
         end = pos + HEADER.size + length
         # a zero length is never written: zeros are space the file system allocated but
         # whose data never reached the disk
-        if length == 0 or length > MAX_RECORD or end > len(data):
+        if length == 0 or length > max_record or end > len(data):
             break
         payload = data[pos + HEADER.size:end]
         if zlib.crc32(payload) != crc:
@@ -117,7 +117,8 @@ def recover(directory: Path) -> Recovery:
     image_path = directory / IMAGE
     if image_path.exists():
         data = image_path.read_bytes()
-        frames, end = decode_frames(data)
+        # one frame, as big as the namespace (a million files make ~70 MB): no record limit
+        frames, end = decode_frames(data, max_record=len(data))
         if len(frames) != 1 or end != len(data):
             raise JournalError(f"checkpoint {image_path} is corrupt; restore it from a backup")
         content = json.loads(frames[0])
