@@ -91,8 +91,8 @@ def test_map_side_spills_when_the_buffer_fills_and_merges_them(tmp_path, sort_bu
 
 
 def test_reduce_side_merges_on_disk_past_its_budget(tmp_path):
-    runs = [sorted(random_lines(500, seed)) for seed in range(12)] + \
-        [sorted(random_lines(5000, 12))]   # past a quarter of the budget: to disk at once
+    runs = [sorted(random_lines(500, seed)) for seed in range(40)] + \
+        [sorted(random_lines(5000, 40))]   # past a quarter of the budget: to disk at once
     merger = LineShuffleMerger(tmp_path, memory_budget=20000)
     for run in runs:
         f = io.BytesIO()

@@ -2,9 +2,10 @@
 
 Fetched segments (serialised, see minijet.formats.segments) are kept in memory up to a budget of
 serialised bytes. A segment bigger than a quarter of the budget goes straight to a local
-file; when the segments in memory pass the budget they are merged into one sorted file
-(Hadoop's in-memory merge). At the end the segments in memory and the files on disk are
-merged by merge_frames, which decodes one frame of each at a time. So memory stays bounded
+file; when the segments in memory pass the budget they go to local files as they are while
+the files are few, else they are merged into one sorted file (Hadoop's in-memory merge). At
+the end the segments in memory and the files on disk are merged by merge_runs, which
+decodes one frame of each at a time. So memory stays bounded
 by about the budget plus a decoded frame per segment and file.
 """
 from __future__ import annotations
@@ -111,14 +112,28 @@ class ShuffleMerger:
         if not data:
             return
         if len(data) > self.memory_budget // 4:
-            path = self._new_file()
-            with open(path, "wb") as f:
-                f.write(data)
+            self._to_file(data)
             return
         self._memory.append(data)
         self._memory_bytes += len(data)
         if self._memory_bytes > self.memory_budget:
-            self._merge_memory_to_disk()
+            self._memory_to_disk()
+
+    def _to_file(self, data: bytes) -> None:
+        with open(self._new_file(), "wb") as f:
+            f.write(data)
+
+    def _memory_to_disk(self) -> None:
+        """Frees the memory the segments take. While the files stay few (half MERGE_FACTOR),
+        each segment goes to a file as it is: no decoding, no MAC to check and make again,
+        and the final merge reads it as one of its runs. Past that they are merged into one
+        file (Hadoop's in-memory merge), so the final merge never has too many runs."""
+        if len(self._files) + len(self._memory) <= MERGE_FACTOR // 2:
+            for data in self._memory:
+                self._to_file(data)
+            self._memory, self._memory_bytes = [], 0
+        else:
+            self._merge_to_file(self._memory_runs())
 
     def _new_file(self) -> Path:
         self.spill_dir.mkdir(parents=True, exist_ok=True)
@@ -151,9 +166,6 @@ class ShuffleMerger:
             for block in self._merged(runs):
                 self._write_block(writer, block)
         self.counters["reduce_disk_merges"] += 1
-
-    def _merge_memory_to_disk(self) -> None:
-        self._merge_to_file(self._memory_runs())
 
     def _merge_files(self, paths: list[Path]) -> None:
         """Replaces the sorted files `paths` by one."""
