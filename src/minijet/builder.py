@@ -31,9 +31,8 @@ Records are (key, value) pairs everywhere. A dataset's operations (also callable
   line, as `LC_ALL=C sort` orders them, total order over `tasks` partitions as `sort`'s.
   Each line is one bytes object, sorted and merged in C, never a (key, value) record or
   text (a TeraSort map task runs 2.5 times as fast as with `map(...).sort()`); "\r" and
-  undecodable bytes
-  are kept, and every output line ends with a newline. Its dataset can only be written
-  (text).
+  undecodable bytes are kept, and every output line ends with a newline. Its dataset can
+  only be written (text).
 - `join(right)` / `builder.join(left, right)`: inner join on key: (key, (left_value,
   right_value)) for every matching pair (reduce-side); `ds.join(ds)` joins a dataset with
   itself.
