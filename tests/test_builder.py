@@ -7,6 +7,7 @@ import collections
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -531,6 +532,31 @@ def test_live_sort_is_globally_ordered_across_part_files(job_cluster):
     assert len(parts) == 3 and all(parts)
     concatenated = [line for p in parts for line in p]
     assert concatenated == sorted(lines)      # globally ordered, and a permutation
+    dfs.close()
+
+
+def test_live_sort_lines_is_pythons_sorted_of_the_lines_byte_for_byte(job_cluster):
+    """Bytes that are not UTF-8, "\r\n" ends, equal and empty lines, no newline at the
+    end: part files concatenated are sorted() of the lines, each ended by a newline."""
+    dfs = job_cluster.client()
+    rng = random.Random(8)
+    lines = [bytes(rng.choice(b"abc \t\r\x00\xff\xe9") for _ in range(rng.randrange(12)))
+             for _ in range(30000)]
+    lines += lines[:3000]
+    with dfs.create("/b-lines/in.txt") as f:
+        f.write(b"\n".join(lines))
+    assert len(dfs.block_locations("/b-lines/in.txt")) >= 3
+    result = jetshell(job_cluster, "run", BUILDER_JOBS, "SortLines", "/b-lines/in.txt",
+                      "/b-lines/out", "--tasks", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = sorted(s.path for s in dfs.list("/b-lines/out") if "part-" in s.path)
+    parts = []
+    for name in names:
+        with dfs.open(name if name.startswith("/") else f"/b-lines/out/{name}") as f:
+            parts.append(f.read())
+    assert len(parts) == 3 and all(parts)
+    assert b"".join(parts) == b"".join(line + b"\n" for line in sorted(lines))
+    assert re.search(rf"\n +output_records += {len(lines)}\n", result.stdout), result.stdout
     dfs.close()
 
 

@@ -256,6 +256,9 @@ def test_terasort_output_is_a_globally_ordered_permutation(dfs, sorted_run):
     keys = [line[:10] for line in output]
     assert keys == sorted(keys)
     assert sorted(output) == sorted(generated)
+    # byte order of whole lines, as LC_ALL=C sort: the bytes of sorted() of the lines
+    assert b"".join(read_parts(dfs, "/examples/sort/sorted")) == \
+        b"".join(line.encode() + b"\n" for line in sorted(generated))
 
 
 def test_teravalidate_accepts_the_sort_with_the_generated_checksum(jobs, dfs, sorted_run):
@@ -351,7 +354,7 @@ def test_sort_and_validate_locally(tmp_path):
     run(terasort.TeraSort, [str(gen), str(tmp_path / "sorted"), "--tasks", "3"])
     sorted_lines = [line for i in range(3)
                     for line in (tmp_path / "sorted" / f"part-{i:05d}").read_text().splitlines()]
-    assert sorted_lines == sorted(lines, key=lambda x: x[:10])
+    assert sorted_lines == sorted(lines, key=lambda x: x[:10]) == sorted(lines)
     report = run(teravalidate.TeraValidate, [str(tmp_path / "sorted"), str(tmp_path / "ok"),
                                              "--expect-checksum", checksum_of(lines)])
     assert report.counters[("task", "map_output_records")] == report.tasks["map"]

@@ -8,7 +8,8 @@ from minijet.errors import ChecksumError
 from minijet.formats.segments import (SegmentWriter, index_path, read_index,
                                        read_map_output_segment, read_segment)
 from minijet.taskhost.mapoutput import MapOutputBuffer
-from minijet.taskhost.shuffle import ShuffleMerger, group_by_key, merge_frames, merge_sorted
+from minijet.taskhost.shuffle import (MERGE_FACTOR, ShuffleMerger, group_by_key, merge_frames,
+                                     merge_sorted)
 
 
 def make_segment(pairs) -> tuple[bytes, object]:
@@ -48,14 +49,23 @@ def test_merge_and_group_equals_sorted_groupby(tmp_path, budget):
     assert not list((tmp_path / "shuffle").glob("*")) if (tmp_path / "shuffle").exists() else True
 
 
-def test_memory_merges_to_disk_when_over_budget(tmp_path):
-    segments = random_segments(2, 20, 100)
+@pytest.mark.parametrize("count", [12, 40])
+def test_memory_goes_to_disk_when_over_budget(tmp_path, count):
+    """Segments go to files as they are while the files are few (12 segments: up to half
+    MERGE_FACTOR), then are merged into one file at each fill."""
+    segments = random_segments(2, count, 100)
     datas = [make_segment(seg) for seg in segments]
     budget = max(len(d) for d, _ in datas) * 5  # no segment alone goes straight to disk
     merger = ShuffleMerger(tmp_path, memory_budget=budget)
     for data, entry in datas:
         merger.add_segment(data, entry)
-    assert merger.counters["reduce_disk_merges"] >= 2
+    files = list(tmp_path.iterdir())
+    if count == 12:
+        assert merger.counters["reduce_disk_merges"] == 0 and len(files) >= 6
+        assert sorted(f.read_bytes() for f in files) == sorted(d for d, _ in datas[:len(files)])
+    else:
+        assert merger.counters["reduce_disk_merges"] >= 2
+        assert len(files) < MERGE_FACTOR
     got = [(k, sorted(vs)) for k, vs in merger.groups()]
     assert got == expected_groups(segments)
     merger.close()

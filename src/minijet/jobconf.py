@@ -37,7 +37,8 @@ OPS = ("map", "combine", "reduce")
 PAIR_OPS = ("map", "flat_map", "filter")
 GROUPED_OPS = ("reduce", "aggregate", "join", "distinct")
 INTERNAL_OPS = ("combine", "tag", "sort_key", "unsort", "distinct_key")
-BUILDER_OPS = PAIR_OPS + GROUPED_OPS + INTERNAL_OPS
+LINE_OPS = ("sort_lines", "merge_lines")   # the two stages of a sort of raw lines
+BUILDER_OPS = PAIR_OPS + GROUPED_OPS + INTERNAL_OPS + LINE_OPS
 HASH = "hash"
 RANGE = "range"          # total order: bisect on the output's split_points
 READERS = ("lines", "records")
@@ -284,9 +285,35 @@ class JobConf:
             self._check_sorted_inputs(s, o.op, where)
         if o.op == "combine" and s.output.channel != FILE:
             raise InvalidArgument(f"{where}: a combiner needs a file channel output")
+        if o.op in LINE_OPS:
+            self._validate_line_stage(s, where)
         needs_fn = o.op in ("map", "flat_map", "filter", "reduce", "aggregate")
         if needs_fn and o.fn < 0:
             raise InvalidArgument(f"{where}: operation {i} ({o.op}) names no function")
+
+    def _validate_line_stage(self, s: StageConf, where: str) -> None:
+        """sort_lines: an input stage of lines whose range-partitioned output only
+        merge_lines stages read; merge_lines: the only operation, writing DFS text."""
+        if len(s.operations) != 1:
+            raise InvalidArgument(f"{where}: {s.operations[0].op} must be the stage's only "
+                                  "operation")
+        out = s.output
+        if s.operations[0].op == "sort_lines":
+            if not s.input or s.reader != "lines" or out.channel != FILE or \
+                    out.partitioner != RANGE:
+                raise InvalidArgument(f"{where}: sort_lines reads DFS lines and writes a "
+                                      "range-partitioned file channel")
+            if any(c.operations[:1] != [Operation("merge_lines")]
+                   for c in self.consumers(s.id)):
+                raise InvalidArgument(f"{where}: the output of sort_lines is read only by "
+                                      "merge_lines")
+        else:
+            parents = [self.stage(p) for p in s.inputs]
+            if not parents or any(p.operations[:1] != [Operation("sort_lines")]
+                                  for p in parents):
+                raise InvalidArgument(f"{where}: merge_lines reads only sort_lines stages")
+            if out.channel != DFS or out.writer != "text":
+                raise InvalidArgument(f"{where}: merge_lines writes text to the DFS")
 
     # ---- serialisation ----
 

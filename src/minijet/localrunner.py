@@ -322,13 +322,13 @@ class LocalJobRunner:
         try:
             job = self.new_job()
 
-            def make_output(combiner):  # as the TaskHost's, on local files
+            def make_output(combiner, lines=False):  # as the TaskHost's, on local files
                 if out.channel == jc.FILE:
                     return taskhost.MapOutputSink(work, out.partitions,
                                                   taskhost.output_partitioner(job, out),
-                                                  self.sort_buffer, combiner)
+                                                  self.sort_buffer, combiner, lines)
                 return taskhost.DfsOutput(self.files, out.path, attempt_id, index,
-                                          lambda: True, out.writer)
+                                          lambda: True, "lines" if lines else out.writer)
 
             run(job, make_output, progress)
         except Exception as e:  # the user's code or ours: the job fails with it, as on a cluster

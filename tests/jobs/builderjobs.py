@@ -39,6 +39,13 @@ class Sort(JobBuilderJob):
         lines.sort(tasks=self.tasks).write(self.output)
 
 
+class SortLines(JobBuilderJob):
+    params = [Param("input"), Param("output"), Param("--tasks", int, default=3)]
+
+    def build_job(self, builder):
+        builder.read(self.input).sort_lines(tasks=self.tasks).write(self.output)
+
+
 class ToRecords(JobBuilderJob):
     """Lines to typed records: (int, (str, float)), in the binary records format."""
     params = [Param("input"), Param("output")]

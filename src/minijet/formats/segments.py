@@ -12,7 +12,9 @@ another job could have written is never unpickled. The body is a marshal
 when every key and value is of a type marshal keeps exactly (str, bytes, int, float, bool,
 None, and tuples, lists, dicts of those: what map outputs nearly always are), 1.7 times
 faster to write than a pickle (a frame of TeraSort records); else a pickle (protocol 5).
-The header's top bit says which, the other 31 bits give the body's length.
+The header's top bit says which, the other 31 bits give the body's length. A segment of
+lines (sort_lines: lines sorted as bytes, no (key, value) records) has frames whose body is
+the marshal of a list of lines, which decode to that list.
 
 A map output file (Hadoop's file.out) holds every partition's segment back to back; its
 index file (file.out.index) gives, per partition, offset, length, records and CRC-32 of
@@ -115,6 +117,17 @@ class SegmentWriter:
                 return
             self._write_frame(list(map(_KEY, batch)), list(map(_VALUE, batch)))
 
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Appends lines (bytes without their newline, already in byte order) as frames
+        of lines: each frame's body is the marshal of a list of them, so it decodes to
+        that list (see minijet.taskhost.linesort)."""
+        i, count = 0, len(lines)
+        while i < count:
+            j = i + self._frame_records
+            chunk = lines[i:j] if i or j < count else lines
+            self._write_body(marshal.dumps(chunk), _MARSHAL_FLAG, len(chunk))
+            i = j
+
     def _write_frame(self, keys: list, values: list) -> None:
         if not keys:
             return
@@ -128,6 +141,9 @@ class SegmentWriter:
             except (pickle.PicklingError, TypeError, AttributeError) as e:
                 raise InvalidArgument(f"keys and values passed between stages must be "
                                       f"picklable: {e}") from None
+        self._write_body(body, flag, len(keys))
+
+    def _write_body(self, body: bytes, flag: int, records: int) -> None:
         if len(body) >= _MARSHAL_FLAG:  # the length has 31 bits
             raise InvalidArgument(f"a frame of {len(body)} bytes is too large: keep a record's "
                                   "key and value under 2 GiB")
@@ -137,7 +153,7 @@ class SegmentWriter:
         self.file.write(body)
         self.crc = crc32(body, crc32(prefix, self.crc))
         self.length += len(prefix) + len(body)
-        self.records += len(keys)
+        self.records += records
         # Steer the next frame towards the target size.
         scaled = self._frame_records * FRAME_TARGET_BYTES // max(1, len(body))
         self._frame_records = max(16, min(1 << 16, scaled))
@@ -181,8 +197,9 @@ def iter_file_frames(file: BinaryIO, offset: int, length: int) -> Iterator[tuple
 
 
 def _load(prefix: bytes | memoryview, header: int,
-          body: bytes | memoryview) -> tuple[list, list]:
-    """A frame's (keys, values), once its MAC shows this job wrote it."""
+          body: bytes | memoryview) -> tuple[list, list] | list[bytes]:
+    """A frame's (keys, values) (a frame of lines: its list of lines), once its MAC shows
+    this job wrote it."""
     if not hmac.compare_digest(_mac(prefix[:_FRAME_HEADER.size], body),
                                prefix[_FRAME_HEADER.size:]):
         raise ChecksumError("a map output frame fails its MAC: not written by this job's "

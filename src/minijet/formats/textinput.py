@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from itertools import accumulate, chain, count
 from operator import add
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar
 
 from minijet.formats import SplitReaderBase
 
+T = TypeVar("T")
 CHUNK_SIZE = 1 << 20
 _TAIL_READ = 4096
 
@@ -38,7 +39,12 @@ class SplitReader(SplitReaderBase):
         self._file_pos = start  # where the next read starts
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
-        return chain.from_iterable(self._chunks())
+        return chain.from_iterable(self._chunks(self._records))
+
+    def lines(self) -> Iterator[list[bytes]]:
+        """The split's lines as bytes without their newline, a list per chunk read (for
+        sort_lines, which needs no offsets and no text)."""
+        return self._chunks(self._lines)
 
     def _read(self) -> bytes:
         # Past the split's end only the rest of one line is ours: read a little at a time
@@ -50,8 +56,8 @@ class SplitReader(SplitReaderBase):
         self._file_pos += len(data)
         return data
 
-    def _chunks(self) -> Iterator[Iterator[tuple[int, str]]]:
-        """Yields one iterator of records per block of complete lines."""
+    def _chunks(self, records: Callable[[bytes, int], Iterable[T]]) -> Iterator[Iterable[T]]:
+        """Yields records(block, offset) per block of complete lines."""
         end = self.end
         if self.start >= end:
             self._pos = end
@@ -83,19 +89,19 @@ class SplitReader(SplitReaderBase):
             # Our last line is the one holding byte end-1: it ends at the first newline there.
             cut = buf.find(b"\n", max(0, end - 1 - pos))
             if cut >= 0:
-                yield self._records(buf[:cut], pos)
+                yield records(buf[:cut], pos)
                 self._pos = end
                 return
             last = buf.rfind(b"\n")
             if last >= 0:
-                yield self._records(buf[:last], pos)
+                yield records(buf[:last], pos)
                 pos += last + 1
                 buf = buf[last + 1:]
                 self._pos = pos
             data = self._read()
             if not data:
                 if buf:  # a last line without a newline
-                    yield self._records(buf, pos)
+                    yield records(buf, pos)
                 self._pos = end
                 return
             if buf and data.find(b"\n") < 0:
@@ -107,6 +113,11 @@ class SplitReader(SplitReaderBase):
                 buf = b"".join(pieces)
             else:
                 buf = buf + data if buf else data
+
+    def _lines(self, block: bytes, pos: int) -> list[bytes]:
+        lines = block.split(b"\n")
+        self.records += len(lines)
+        return lines
 
     def _records(self, block: bytes, pos: int) -> Iterator[tuple[int, str]]:
         """The records of `block`, complete lines joined by b"\\n", the first at offset `pos`."""

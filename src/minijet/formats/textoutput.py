@@ -3,7 +3,8 @@
 Keys and values are written with str(); a record whose value is None is written as its key
 alone. Text is encoded as UTF-8 with surrogateescape, so bytes that were undecodable in the
 input (see textinput.py) are written back unchanged; any other lone surrogate a job makes is
-written as its UTF-8 form ("surrogatepass") rather than failing the task.
+written as its UTF-8 form ("surrogatepass") rather than failing the task. LinesWriter
+writes lines that are bytes already (sort_lines), each with a newline.
 """
 from __future__ import annotations
 
@@ -70,3 +71,24 @@ class TextOutputWriter:
             lines.clear()
             self.file.write(data)
             self.bytes += len(data)
+
+
+class LinesWriter:
+    """Writes lists of lines (bytes without their newline) to a binary file object it does
+    not own, each line ended by a newline."""
+
+    def __init__(self, file: BinaryIO):
+        self.file = file
+        self.records = 0
+        self.bytes = 0
+
+    def write_all(self, blocks: Iterable[list[bytes]]) -> None:
+        for lines in blocks:
+            if lines:
+                data = b"\n".join(lines) + b"\n"
+                self.file.write(data)
+                self.records += len(lines)
+                self.bytes += len(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered here (as TextOutputWriter.flush, for DfsOutput)."""

@@ -217,13 +217,13 @@ def run_attempt(config: Config, task: TaskDescription, credentials: TaskCredenti
     dfs = DfsClient(config, credential=credentials.dfs_token)
     out = stage.output
 
-    def make_output(combiner):
+    def make_output(combiner, lines=False):
         if out.channel == jc.FILE:
             return runner.MapOutputSink(work_dir, out.partitions,
                                         runner.output_partitioner(job, out), sort_buffer,
-                                        combiner)
+                                        combiner, lines)
         return runner.DfsOutput(dfs, out.path, task.attempt_id, task.index, umbilical.commit,
-                                out.writer)
+                                "lines" if lines else out.writer)
 
     try:
         if stage.input:

@@ -54,24 +54,136 @@ _MAX_CHECK_EVERY = 4096
 _SCALARS = (int, float, complex, str, bytes, bool, type(None))
 
 
-class MapOutputBuffer:
-    """Collects a map task's (key, value) output into `partitions` sorted partitions."""
+class SpillingBuffer:
+    """What every map output buffer does with its sorted partitions: spill them to local
+    files, merge the spills (MERGE_FACTOR at a time) with what is left in memory, and write
+    the map output file and its index under a temporary name renamed into place.
+    Subclasses say what a partition is (as a decoded frame: (keys, values) columns, or a
+    list of lines) by `_sorted_partitions`, `_write_part`, `_merge_part` and `_clear`."""
 
-    def __init__(self, partitions: int, spill_dir: str | os.PathLike, *,
-                 sort_buffer: int = 64 * 1024 * 1024, combiner: Combiner | None = None,
-                 partitioner: Partitioner = hash_partition):
+    def __init__(self, partitions: int, spill_dir: str | os.PathLike, sort_buffer: int):
         if partitions < 1:
             raise ValueError("a map output needs at least one partition")
         self.partitions = partitions
         self.spill_dir = Path(spill_dir)
         self.sort_buffer = max(1, sort_buffer)
-        self.combiner = combiner
-        self.partitioner = partitioner
         self.counters = {"map_output_records": 0, "map_output_bytes": 0, "spills": 0,
-                         "spilled_records": 0, "combine_input_records": 0,
-                         "combine_output_records": 0}
+                         "spilled_records": 0}
         self._spills: list[tuple[Path, list[IndexEntry]]] = []
         self._spill_seq = 0
+
+    def _sorted_partitions(self) -> list:
+        """The buffer's records, one sorted partition (a decoded frame) per partition."""
+        raise NotImplementedError
+
+    def _write_part(self, writer: SegmentWriter, part: Any) -> None:
+        """Writes one partition of `_sorted_partitions()` as a segment."""
+        raise NotImplementedError
+
+    def _merge_part(self, writer: SegmentWriter, runs: list[Iterable]) -> None:
+        """Writes the merge of `runs` (of decoded frames) of one partition as a segment."""
+        raise NotImplementedError
+
+    def _clear(self) -> None:
+        """Drops the records held in memory."""
+        raise NotImplementedError
+
+    # -- sorting and spilling --------------------------------------------------------
+
+    def _spill_path(self) -> Path:
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        self._spill_seq += 1
+        return self.spill_dir / f"spill{self._spill_seq}.out"
+
+    def _spill(self) -> None:
+        path = self._spill_path()
+        entries = self._write_segments(path, self._sorted_partitions())
+        self._spills.append((path, entries))
+        self.counters["spills"] += 1
+        self.counters["spilled_records"] += sum(e.records for e in entries)
+        self._clear()
+
+    def _write_segments(self, path: Path, parts: list) -> list[IndexEntry]:
+        entries = []
+        with open(path, "wb", buffering=1 << 20) as f:
+            for part in parts:
+                writer = SegmentWriter(f)
+                self._write_part(writer, part)
+                entries.append(writer.entry())
+        return entries
+
+    # -- the map output file ---------------------------------------------------------
+
+    def finish(self, path: str | os.PathLike) -> list[IndexEntry]:
+        """Writes the map output file `path` and its index; returns the index entries."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            if not self._spills:
+                entries = self._write_segments(tmp, self._sorted_partitions())
+            else:
+                entries = self._merge_spills(tmp)
+            write_index(tmp.with_name(tmp.name + ".index"), entries)
+            os.replace(tmp, path)
+            os.replace(tmp.with_name(tmp.name + ".index"), index_path(path))
+        finally:
+            self.close()
+            for leftover in (tmp, tmp.with_name(tmp.name + ".index")):
+                leftover.unlink(missing_ok=True)
+        self.counters["map_output_bytes"] = sum(e.length for e in entries)
+        return entries
+
+    def _merge_spills(self, tmp: Path) -> list[IndexEntry]:
+        memory = self._sorted_partitions()
+        self._clear()
+        # Merge at most MERGE_FACTOR runs at once (the buffer's records are one of them).
+        while len(self._spills) >= MERGE_FACTOR:
+            group = self._spills[:MERGE_FACTOR]
+            path = self._spill_path()
+            entries = self._merge(group, None, path)
+            self._spills = self._spills[MERGE_FACTOR:] + [(path, entries)]
+            for old, _ in group:
+                old.unlink()
+        return self._merge(self._spills, memory, tmp)
+
+    def _merge(self, spills: list[tuple[Path, list[IndexEntry]]],
+               memory: list | None, out_path: Path) -> list[IndexEntry]:
+        """Merges each partition of the spill files (and of `memory`) into `out_path`."""
+        files = [open(p, "rb") for p, _ in spills]
+        try:
+            entries = []
+            with open(out_path, "wb", buffering=1 << 20) as out:
+                for part in range(self.partitions):
+                    runs = [iter_file_frames(f, e[part].offset, e[part].length)
+                            for f, (_, e) in zip(files, spills)]
+                    if memory is not None:
+                        runs.append([memory[part]])
+                    writer = SegmentWriter(out)
+                    self._merge_part(writer, runs)
+                    entries.append(writer.entry())
+            return entries
+        finally:
+            for f in files:
+                f.close()
+
+    def close(self) -> None:
+        """Drops the buffer and removes spill files (finish() does this; call it on failure)."""
+        for path, _ in self._spills:
+            path.unlink(missing_ok=True)
+        self._spills = []
+        self._clear()
+
+
+class MapOutputBuffer(SpillingBuffer):
+    """Collects a map task's (key, value) output into `partitions` sorted partitions."""
+
+    def __init__(self, partitions: int, spill_dir: str | os.PathLike, *,
+                 sort_buffer: int = 64 * 1024 * 1024, combiner: Combiner | None = None,
+                 partitioner: Partitioner = hash_partition):
+        super().__init__(partitions, spill_dir, sort_buffer)
+        self.combiner = combiner
+        self.partitioner = partitioner
+        self.counters.update(combine_input_records=0, combine_output_records=0)
         self._groups: dict[Any, list] = {}                         # with a combiner
         self._counts: dict[Any, int] = {}   # with a combiner: key -> copies of _constant
         self._constant: Any = _NOT_SEEN     # the task's first value, if a scalar
@@ -302,83 +414,21 @@ class MapOutputBuffer:
         self._values += stored
         self._pending = self._pending_keys = 0
 
-    def _spill_path(self) -> Path:
-        self.spill_dir.mkdir(parents=True, exist_ok=True)
-        self._spill_seq += 1
-        return self.spill_dir / f"spill{self._spill_seq}.out"
-
-    def _spill(self) -> None:
-        path = self._spill_path()
-        parts = self._sorted_partitions()
-        entries = _write_segments(path, parts)
-        self._spills.append((path, entries))
-        self.counters["spills"] += 1
-        self.counters["spilled_records"] += sum(e.records for e in entries)
-        self._clear()
-
     def _clear(self) -> None:
         self._groups = {}
         self._counts = {}
         self._pairs = []
         self._values = 0
 
-    # -- the map output file ---------------------------------------------------------
+    def _write_part(self, writer: SegmentWriter, part: tuple[list, list]) -> None:
+        writer.write(*part)
 
-    def finish(self, path: str | os.PathLike) -> list[IndexEntry]:
-        """Writes the map output file `path` and its index; returns the index entries."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            if not self._spills:
-                entries = _write_segments(tmp, self._sorted_partitions())
-            else:
-                entries = self._merge_spills(tmp)
-            write_index(tmp.with_name(tmp.name + ".index"), entries)
-            os.replace(tmp, path)
-            os.replace(tmp.with_name(tmp.name + ".index"), index_path(path))
-        finally:
-            self.close()
-            for leftover in (tmp, tmp.with_name(tmp.name + ".index")):
-                leftover.unlink(missing_ok=True)
-        self.counters["map_output_bytes"] = sum(e.length for e in entries)
-        return entries
-
-    def _merge_spills(self, tmp: Path) -> list[IndexEntry]:
-        memory = self._sorted_partitions()
-        self._clear()
-        # Merge at most MERGE_FACTOR runs at once (the buffer's records are one of them).
-        while len(self._spills) >= MERGE_FACTOR:
-            group = self._spills[:MERGE_FACTOR]
-            path = self._spill_path()
-            entries = self._merge(group, None, path)
-            self._spills = self._spills[MERGE_FACTOR:] + [(path, entries)]
-            for old, _ in group:
-                old.unlink()
-        return self._merge(self._spills, memory, tmp)
-
-    def _merge(self, spills: list[tuple[Path, list[IndexEntry]]],
-               memory: list[tuple[list, list]] | None, out_path: Path) -> list[IndexEntry]:
-        """Merges each partition of the spill files (and of `memory`) into `out_path`."""
-        files = [open(p, "rb") for p, _ in spills]
-        try:
-            entries = []
-            with open(out_path, "wb", buffering=1 << 20) as out:
-                for part in range(self.partitions):
-                    runs = [iter_file_frames(f, e[part].offset, e[part].length)
-                            for f, (_, e) in zip(files, spills)]
-                    if memory is not None:
-                        runs.append([memory[part]])
-                    writer = SegmentWriter(out)
-                    if self.combiner is None:
-                        for block in merge_frames(runs):
-                            writer.write(list(map(_KEY, block)), list(map(_VALUE, block)))
-                    else:
-                        writer.write_pairs(self._combine_groups(merge_sorted(runs)))
-                    entries.append(writer.entry())
-            return entries
-        finally:
-            for f in files:
-                f.close()
+    def _merge_part(self, writer: SegmentWriter, runs: list[Iterable]) -> None:
+        if self.combiner is None:
+            for block in merge_frames(runs):
+                writer.write(list(map(_KEY, block)), list(map(_VALUE, block)))
+        else:
+            writer.write_pairs(self._combine_groups(merge_sorted(runs)))
 
     def _combine_groups(self, merged: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
         for key, run in groupby(merged, _KEY):
@@ -387,23 +437,6 @@ class MapOutputBuffer:
                 values = self._combine(key, values, len(values))
             for value in values:
                 yield key, value
-
-    def close(self) -> None:
-        """Drops the buffer and removes spill files (finish() does this; call it on failure)."""
-        for path, _ in self._spills:
-            path.unlink(missing_ok=True)
-        self._spills = []
-        self._clear()
-
-
-def _write_segments(path: Path, parts: list[tuple[list, list]]) -> list[IndexEntry]:
-    entries = []
-    with open(path, "wb", buffering=1 << 20) as f:
-        for keys, values in parts:
-            writer = SegmentWriter(f)
-            writer.write(keys, values)
-            entries.append(writer.entry())
-    return entries
 
 
 def _cut_sorted(records: list, part_of: Callable[[Any], int], n: int) -> list[list]:

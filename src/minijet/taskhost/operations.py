@@ -11,16 +11,20 @@ registered them. The internal operations the builder puts around a shuffle:
   unsort       the reverse of sort_key             after it
   distinct_key (k, v) -> ((k, v), None)            before distinct
   combine      the map-side combiner of aggregate / distinct (runs in the map output buffer)
+  sort_lines   the map stage of sort_lines(), merge_lines its reduce stage: the runner
+               gives them lines as bytes, not records (taskhost.linesort); as records
+               (offset, line) -> (line's bytes, None), which is what split points sample
 """
 from __future__ import annotations
 
 import functools
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from itertools import chain, starmap
 from typing import Any, Callable, Iterable, Iterator
 
 from minijet import jobconf as jc
 from minijet.errors import InvalidArgument
+from minijet.formats.textoutput import encode_text
 
 
 @functools.total_ordering
@@ -64,10 +68,23 @@ class RangePartitioner:
             return partitions - 1 - min(bisect_right(self.points, key.key), partitions - 1)
         return min(bisect_right(self.points, key), partitions - 1)
 
+    def cuts(self, keys: list, partitions: int) -> list[int]:
+        """Where each partition begins in ascending sorted `keys` (partition i is
+        keys[cuts[i]:cuts[i + 1]]; cuts[partitions] is len(keys)): a bisection per split
+        point, as __call__ would place every key."""
+        points = self.points[:partitions - 1]
+        return [0, *(bisect_left(keys, p) for p in points),
+                *[len(keys)] * (partitions - len(points))]
+
 
 def uses_builder(stage: jc.StageConf) -> bool:
     """A JobBuilder stage: functions by index (a union's stage may have no operations)."""
     return not stage.operations or any(not op.method for op in stage.operations)
+
+
+def raw_lines(stage: jc.StageConf) -> bool:
+    """Whether a stage is a side of sort_lines(): lines as bytes, no (key, value) records."""
+    return bool(stage.operations) and stage.operations[0].op in jc.LINE_OPS
 
 
 def wants_groups(stage: jc.StageConf) -> bool:
@@ -155,6 +172,8 @@ def chain_operations(job: Any, stage: jc.StageConf, records: Iterable,
             records = _unsort(op, records)
         elif kind == "distinct_key":
             records = ((kv, None) for kv in map(tuple, records))
+        elif kind == "sort_lines":
+            records = ((encode_text(line), None) for _, line in records)
         # "combine" runs in the map output buffer (see combiner())
     if grouped:
         raise InvalidArgument(f"stage {stage.id}: grouped input needs a grouped operation")

@@ -22,11 +22,12 @@ from minijet import jobconf as jc
 from minijet.errors import AlreadyExists, InvalidArgument
 from minijet.formats.recordfile import RecordsSplitReader, RecordsWriter
 from minijet.formats.textinput import SplitReader
-from minijet.formats.textoutput import TextOutputWriter
+from minijet.formats.textoutput import LinesWriter, TextOutputWriter
 from minijet.job import MapReduceJob
 from minijet.jobdir import JOB_CONF_FILE, make_attempt_dir, part_path, temporary_part_path
 from minijet.splits import Segment
 from minijet.taskhost import operations
+from minijet.taskhost.linesort import LineShuffleMerger, LineSortBuffer
 from minijet.taskhost.mapoutput import MapOutputBuffer
 from minijet.taskhost.partition import Partitioner, load_partitioner
 from minijet.taskhost.shuffle import ShuffleMerger, group_by_key
@@ -100,7 +101,8 @@ class StageTimer:
         self.records = 0      # input records pulled
 
     def _batches(self, items: Iterable, size: int, into: str,
-                 tick: Callable[[], None] | None = None) -> Iterator[list]:
+                 tick: Callable[[], None] | None = None,
+                 weigh: Callable[[list], int] = len) -> Iterator[list]:
         it, clock = iter(items), self._clock
         while True:
             t = clock()
@@ -109,17 +111,24 @@ class StageTimer:
             if not batch:
                 return
             if tick is not None:   # input records
-                self.records += len(batch)
+                self.records += weigh(batch)
                 tick()
             yield batch
 
     def reading(self, records: Iterable, tick: Callable[[], None] = lambda: None) -> Iterator:
         return chain.from_iterable(self._batches(records, _READ_BATCH, "read", tick))
 
-    def producing(self, pairs: Iterable) -> Iterator:
-        return chain.from_iterable(self._output_batches(iter(pairs)))
+    def reading_blocks(self, blocks: Iterable[list],
+                       tick: Callable[[], None] = lambda: None) -> Iterator[list]:
+        """As reading(), for input that comes as lists of records (lines): a list at a
+        time, its records counted."""
+        return chain.from_iterable(self._batches(blocks, 1, "read", tick, _first_len))
 
-    def _output_batches(self, it: Iterator) -> Iterator[Iterable]:
+    def producing(self, pairs: Iterable, batch: int = _TIMED_BATCH) -> Iterator:
+        """Output pairs (or lists of records: batch=1), timed as pulled."""
+        return chain.from_iterable(self._output_batches(iter(pairs), batch))
+
+    def _output_batches(self, it: Iterator, size: int) -> Iterator[Iterable]:
         """Output pairs in batches, the clock read once per batch. A batch timed apart is
         pulled into a list before the consumer sees it; holding it cost a WordCount map
         task 8% (its pairs leave the cache), so after the first few batches only one in
@@ -143,9 +152,9 @@ class StageTimer:
                 self.upstream = scaled(now)
             timed = n < _EXACT_BATCHES or n % _TIME_EVERY == 0
             if not timed:
-                yield islice(it, _TIMED_BATCH)
+                yield islice(it, size)
                 continue
-            batch = list(islice(it, _TIMED_BATCH))
+            batch = list(islice(it, size))
             pulling += clock() - batch_start
             if not batch:
                 now = clock()
@@ -166,27 +175,36 @@ class StageTimer:
             progress.set(f"{name}_time_us", int(seconds * 1e6))
 
 
+def _first_len(batch: list) -> int:
+    return len(batch[0])
+
+
 # ---- outputs ----
 
 class Output(Protocol):
-    def write_all(self, pairs: Iterable[tuple[Any, Any]]) -> None: ...
+    def write_all(self, pairs: Iterable) -> None: ...  # pairs, or lists of lines
     def finish(self, progress: Progress) -> None: ...
     def abort(self) -> None: ...
 
 
 class MapOutputSink:
-    """A file channel: partitioned, combined, sorted map output in `work_dir/file.out`."""
+    """A file channel: partitioned, combined, sorted map output in `work_dir/file.out`; with
+    `lines`, sorted lines (sort_lines: write_all takes lists of lines, and the partitioner
+    is a RangePartitioner)."""
 
     def __init__(self, work_dir: Path, partitions: int, partitioner: str | Partitioner,
-                 sort_buffer: int, combiner: Callable | None):
+                 sort_buffer: int, combiner: Callable | None, lines: bool = False):
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(work_dir) / "file.out"
-        self._buffer = MapOutputBuffer(partitions, Path(work_dir) / "spills",
-                                       sort_buffer=sort_buffer, combiner=combiner,
-                                       partitioner=load_partitioner(partitioner)
-                                       if isinstance(partitioner, str) else partitioner)
+        if isinstance(partitioner, str):
+            partitioner = load_partitioner(partitioner)
+        spills = Path(work_dir) / "spills"
+        self._buffer = LineSortBuffer(partitions, spills, sort_buffer=sort_buffer,
+                                      partitioner=partitioner) if lines else \
+            MapOutputBuffer(partitions, spills, sort_buffer=sort_buffer, combiner=combiner,
+                            partitioner=partitioner)
 
-    def write_all(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+    def write_all(self, pairs: Iterable) -> None:
         self._buffer.collect_all(pairs)
 
     def finish(self, progress: Progress) -> None:
@@ -201,7 +219,8 @@ class MapOutputSink:
 class DfsOutput:
     """DFS output of task `index`: written to `<path>/_temporary/<attempt>/part-NNNNN`, renamed
     to `<path>/part-NNNNN` only if `ask_commit()` grants it; a denied attempt (another one of
-    the task committed) deletes its temp file and ends quietly."""
+    the task committed) deletes its temp file and ends quietly. `writer`: "text", "records",
+    or "lines" (write_all takes lists of lines as bytes: sort_lines)."""
 
     def __init__(self, dfs, path: str, attempt_id: str, index: int,
                  ask_commit: Callable[[], bool], writer: str = "text"):
@@ -211,11 +230,11 @@ class DfsOutput:
         self._ask_commit = ask_commit
         make_attempt_dir(dfs, path, attempt_id)   # never recreates a removed output
         self._file = dfs.create(self.temp, overwrite=True)
-        self._writer = RecordsWriter(self._file) if writer == "records" else \
-            TextOutputWriter(self._file)
+        self._writer = {"records": RecordsWriter, "lines": LinesWriter}.get(
+            writer, TextOutputWriter)(self._file)
         self.committed = False
 
-    def write_all(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+    def write_all(self, pairs: Iterable) -> None:
         self._writer.write_all(pairs)
 
     def finish(self, progress: Progress) -> None:
@@ -306,10 +325,12 @@ def _chain_ops(job: MapReduceJob, stage: jc.StageConf, records: Iterable,
 
 def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Segment],
                     open_file: Callable[[str], BinaryIO],
-                    make_output: Callable[[Callable | None], Output],
-                    progress: Progress) -> None:
-    """Read every split's (offset, line) records, run the operations, write the output."""
+                    make_output: Callable[..., Output], progress: Progress) -> None:
+    """Read every split's (offset, line) records, run the operations, write the output.
+    A sort_lines stage reads lists of lines instead and writes them to
+    make_output(None, lines=True)."""
     timer = StageTimer()
+    raw = operations.raw_lines(stage)
     total = sum(s.length for s in splits) or 1
     done_bytes = 0
     readers: list[SplitReader | RecordsSplitReader] = []
@@ -342,13 +363,19 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Segment
             reader = make_reader(f, split.offset, split.length)
             readers.append(reader)
             context.set_input_path(split.path)
-            yield timer.reading(chain(reader, split_done(split, f)), tick)
+            if raw:
+                yield timer.reading_blocks(chain(reader.lines(), split_done(split, f)), tick)
+            else:
+                yield timer.reading(chain(reader, split_done(split, f)), tick)
         progress.input_ended()   # asked for the next split: every one is read
 
-    context.bind(progress)  # user counters count into this task
-    pairs, combiner = _chain_ops(job, stage, chain.from_iterable(split_records()),
-                                 grouped=False)
-    _write(make_output(combiner), timer.producing(pairs), progress)
+    records = chain.from_iterable(split_records())
+    if raw:
+        _write(make_output(None, lines=True), timer.producing(records, batch=1), progress)
+    else:
+        context.bind(progress)  # user counters count into this task
+        pairs, combiner = _chain_ops(job, stage, records, grouped=False)
+        _write(make_output(combiner), timer.producing(pairs), progress)
     timer.report(progress)
     progress.set("input_records", sum(r.records for r in readers))
     progress.set("input_bytes", sum(r.bytes_read for r in readers))
@@ -357,14 +384,16 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Segment
 
 def run_consumer_stage(job: MapReduceJob, stage: jc.StageConf,
                        segments_in: Iterable[tuple[bytes, int]], count: int, spill_dir: Path,
-                       memory_budget: int, make_output: Callable[[Callable | None], Output],
+                       memory_budget: int, make_output: Callable[..., Output],
                        progress: Progress) -> None:
     """Collect the `count` sorted segments of this task's partition as they are fetched
     ((data, records in it) pairs; records 0 if unknown), merge them, group by key, run the
-    operations, write the output. Progress: the shuffle is the first half, the merged
+    operations, write the output (a merge_lines stage: merge lines, write them to
+    make_output(None, lines=True)). Progress: the shuffle is the first half, the merged
     records passed to the operations the second."""
     timer = StageTimer()
-    merger = ShuffleMerger(spill_dir, memory_budget)
+    raw = operations.raw_lines(stage)
+    merger = (LineShuffleMerger if raw else ShuffleMerger)(spill_dir, memory_budget)
     total = 0
     try:
         shuffle_start = time.perf_counter()
@@ -384,12 +413,17 @@ def run_consumer_stage(job: MapReduceJob, stage: jc.StageConf,
             progress.set("input_records", timer.records)
             progress.update(0.5 + 0.5 * min(1.0, timer.records / total) if total else 0.5)
 
-        merged = timer.reading(merger.pairs(), tick)
-        grouped = not operations.uses_builder(stage) or operations.wants_groups(stage)
-        context.bind(progress)  # user counters count into this task
-        pairs, combiner = _chain_ops(job, stage, group_by_key(merged) if grouped else merged,
-                                     grouped=grouped)
-        _write(make_output(combiner), timer.producing(pairs), progress)
+        if raw:
+            blocks = timer.reading_blocks(merger.blocks(), tick)
+            _write(make_output(None, lines=True), timer.producing(blocks, batch=1), progress)
+        else:
+            merged = timer.reading(merger.pairs(), tick)
+            grouped = not operations.uses_builder(stage) or operations.wants_groups(stage)
+            context.bind(progress)  # user counters count into this task
+            pairs, combiner = _chain_ops(job, stage,
+                                         group_by_key(merged) if grouped else merged,
+                                         grouped=grouped)
+            _write(make_output(combiner), timer.producing(pairs), progress)
         timer.report(progress)
         progress.set("input_records", timer.records)
         for name, value in merger.counters.items():
