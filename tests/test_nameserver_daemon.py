@@ -11,6 +11,8 @@ import yaml
 
 from minijet import config as configmod
 from minijet import rpc
+from minijet.dfs.nameserver import checkpoint_due
+from minijet.dfs.namespace import Totals
 from minijet.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, MinijetError,
                             NotFound, Unavailable)
 from minijet.proto import dfs_pb2 as pb
@@ -284,3 +286,13 @@ def test_silent_writer_loses_its_file(fast_nameserver):
         ns.call("Complete", pb.CompleteRequest(path="/open", client_id="gone", last=pb.Block(
             block_id=lb.block.block_id, length=3)))
     ns.call("Create", pb.CreateRequest(path="/open", client_id="new", replication=1))
+
+
+def test_checkpoints_grow_apart_with_the_namespace():
+    """checkpoint_edits apart while the namespace is small; a quarter of its entries apart
+    once that is more, so a checkpoint's cost per edit does not grow with the namespace."""
+    small, big = Totals(directories=3, files=10), Totals(directories=10_000, files=1_000_000)
+    assert not checkpoint_due(4, small, every=5) and checkpoint_due(5, small, every=5)
+    assert not checkpoint_due(20_000, big, every=20_000)
+    assert not checkpoint_due(252_499, big, every=20_000)
+    assert checkpoint_due(252_500, big, every=20_000)

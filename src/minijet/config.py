@@ -120,7 +120,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "address": (str, "localhost:9000"),
         "http_address": (str, "localhost:9080"),  # pages, /metrics, /healthz; "" = none
         "dir": (str, "./.minijet/name"),
-        "checkpoint_edits": (int, 20000),    # checkpoint after this many journal records
+        "checkpoint_edits": (int, 20000),    # journal records between checkpoints, at least
         "safemode_threshold": (float, 0.999),  # fraction of blocks with a live replica
         "safemode_extension": (Duration, 0.0),  # stay in safe mode this long after it
         "dead_timeout": (Duration, 30.0),    # dataserver without heartbeat -> dead
