@@ -163,8 +163,8 @@ class Recorder:
         self.denied = 0
         self.intervals: set[float] = set()
 
-    def error(self, e: BaseException) -> None:
-        key = f"{type(e).__name__}: {getattr(e, 'code', lambda: '')()}"
+    def error(self, method: str, e: grpc.aio.AioRpcError) -> None:
+        key = f"{method}: {e.code().name} ({e.details()})"
         self.errors[key] = self.errors.get(key, 0) + 1
 
 
@@ -224,7 +224,7 @@ class TaskServerSim:
         try:
             reply = await getattr(self.stub, method)(request, timeout=60)
         except grpc.aio.AioRpcError as e:
-            self.rec.error(e)
+            self.rec.error(method, e)
             return None
         self.rec.calls[method].append(time.perf_counter() - started)
         return reply
@@ -247,7 +247,7 @@ class TaskServerSim:
         try:
             reply = await self.stub.Heartbeat(request, timeout=60)
         except grpc.aio.AioRpcError as e:
-            self.rec.error(e)
+            self.rec.error("Heartbeat", e)
             return
         latency = time.perf_counter() - started
         for a in list(self.held.values()):   # reported final: forgotten
