@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/heartbeat_load.py [--taskservers 4000] [--slots 4] [--maps 100000]
         [--reducers 200] [--duration 60] [--clients 3] [--heartbeats-per-second N]
-        [--knee] [--profile FILE]
+        [--knee] [--profile FILE] [--restart-after S]
 
 Starts a nameserver, one dataserver (for the job's own files) and a jobserver as daemons
 (as `minijet cluster` does), then simulated dataservers holding an input of --maps / 4
@@ -24,6 +24,10 @@ reduces ask GetMapOutputs once and Commit, and fetch nothing; wakes are counted,
 step by step (--step seconds each), whatever the jobserver says; prints each step's
 offered and served rate and latency, and the first step whose p99 passes 1 s.
 --profile FILE: run the jobserver under cProfile and write its profile to FILE.
+--restart-after S: kill -9 the jobserver S seconds after the job is accepted and start it
+again; prints how long it took to serve again (its jobs restored from the store) and to
+assign again, and the heartbeats before the kill and after the restart (the CPU and RSS
+figures are the first jobserver's).
 
 The simulated clients share the machine's cores with the jobserver: on a small machine
 the clients' own CPU lowers the figures.
@@ -182,6 +186,9 @@ def main() -> None:
     p.add_argument("--knee", action="store_true", help="find the heartbeat rate where p99 > 1 s")
     p.add_argument("--step", type=float, default=8.0, help="seconds per --knee step")
     p.add_argument("--profile", default="", help="cProfile the jobserver into this file")
+    p.add_argument("--restart-after", type=float, default=0, metavar="S",
+                   help="kill -9 the jobserver S seconds after the job is accepted, and "
+                        "start it again")
     p.add_argument("--dir", default="", help="work directory (default: a temporary one)")
     args = p.parse_args()
     if args.knee:
@@ -205,18 +212,28 @@ def main() -> None:
                               files, per_file, BLOCK, excluded=["host1"])
         print(f"input: {made} blocks of {BLOCK >> 20} MiB in {len(files)} files on the "
               f"simulated dataservers, made in {time.monotonic() - started:.1f} s")
-        jobserver = start_jobserver(lc, args.profile)
+        daemon = [start_jobserver(lc, args.profile)]
+        jobserver = daemon[0]
         sampler = Sampler(jobserver.pid)
         sampler.start()
-        run(args, lc, config, sampler)
+        run(args, lc, config, sampler, daemon)
     finally:
         if jobserver is not None:
-            jobserver.send_signal(signal.SIGTERM)
-            jobserver.wait(60)
+            daemon[0].send_signal(signal.SIGTERM)
+            daemon[0].wait(60)
         lc.down()
 
 
-def run(args, lc: LocalCluster, config, sampler: Sampler) -> None:
+def restart_jobserver(lc: LocalCluster, daemon: list) -> tuple[float, float]:
+    """kill -9 the jobserver and start it again; (when killed, when it answered again)."""
+    daemon[0].kill()
+    daemon[0].wait(60)
+    killed = time.time()
+    daemon[0] = start_jobserver(lc, "")
+    return killed, time.time()
+
+
+def run(args, lc: LocalCluster, config, sampler: Sampler, daemon: list) -> None:
     address = config["jobserver"]["address"]
     join_by = time.time() + 15.0
     stop_at = join_by + args.duration
@@ -236,6 +253,10 @@ def run(args, lc: LocalCluster, config, sampler: Sampler) -> None:
             job_id = jc.submit(WORDCOUNT, "WordCount",
                                ["/bench/in", "/bench/out", "--reducers", str(args.reducers)])
             accepted = time.time()
+            restart = None
+            if args.restart_after:
+                time.sleep(max(0.0, accepted + args.restart_after - time.time()))
+                restart = restart_jobserver(lc, daemon)
             recs = results.get()
             status = [s for s in jc.list_jobs(all=True) if s.job_id == job_id][0]
     sampler.stop.set()
@@ -247,7 +268,18 @@ def run(args, lc: LocalCluster, config, sampler: Sampler) -> None:
           f"assignment {first - submitted:.2f} s; intervals told {min(told):g}-{max(told):g} s")
     report_window("idle (joined, no job)", beats, idle_from, submitted)
     report_window("during submission (RunJob)", beats, submitted, accepted)
-    report_window("steady", beats, first + SETTLE, end)
+    if restart is None:
+        report_window("steady", beats, first + SETTLE, end)
+    else:
+        killed, up = restart
+        again = min((b[0] + b[1] for b in beats if b[2] and b[0] >= up), default=float("nan"))
+        print(f"jobserver killed {killed - accepted:.1f} s after the job was accepted; "
+              f"serving again {up - killed:.2f} s after the kill (its jobs restored from the "
+              f"store); first assignment {again - up:.2f} s after that; job {status.state} "
+              "at the end of the run")
+        report_window("steady, before the kill", beats, first + SETTLE, killed)
+        report_window("after the restart", beats, up, end)
+        report_window("steady after the restart", beats, again + SETTLE, end)
     if args.knee:
         knee(args, beats, join_by + SETTLE)
     counters = {c.name: c.value for c in status.counters if c.group == "job"}
