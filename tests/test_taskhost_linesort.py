@@ -8,6 +8,7 @@ import marshal
 import os
 import random
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,7 @@ def test_frames_of_lines_read_back_exactly_and_keep_their_format(lines, monkeypa
     writer.write_lines(lines)
     data = f.getvalue()
     assert writer.entry().records == len(lines) and writer.entry().length == len(data)
+    assert writer.entry().crc == zlib.crc32(data)
     assert (data == b"") == (lines == [])   # no frame of zero lines
     frames = list(segments.iter_frames(data))
     assert [line for frame in frames for line in frame] == lines

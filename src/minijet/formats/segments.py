@@ -35,7 +35,10 @@ import struct
 from itertools import chain, islice, starmap
 from operator import itemgetter
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, NamedTuple
-from zlib import crc32
+
+# zlib's CRC-32 (the same values) from ISA-L, as the DFS's blocks: 8 times as fast; zlib's
+# took an eighth of a TeraSort map task's time writing its output.
+from isal.isal_zlib import crc32
 
 from minijet import jobauth
 from minijet.errors import ChecksumError, InvalidArgument, NotFound
