@@ -20,13 +20,14 @@ MAP_ATTEMPT = f"{JOB}_read-1_00000_0"
 
 
 def fetcher(tmp_path, partition: int) -> tuple[Fetcher, Progress]:
-    config = configmod.load(None, configmod.parse_overrides([f"taskserver.dir={tmp_path}"]))
+    config = configmod.load(None)
     task = TaskDescription(job_id=JOB, task_id=f"{JOB}_sort-lines-2_{partition:05d}",
                            attempt_id=f"{JOB}_sort-lines-2_{partition:05d}_0",
                            stage="sort-lines-2", index=partition, partition=partition,
                            producer_stage="read-1")
     progress = Progress(lambda fraction, counters: None)
-    return Fetcher(config, None, task, "a job's secret", progress), progress
+    work_dir = Layout(tmp_path).work_dir(JOB, task.attempt_id)   # where the taskserver puts it
+    return Fetcher(config, None, task, "a job's secret", progress, "read-1", work_dir), progress
 
 
 def test_an_output_made_here_is_read_from_its_file(tmp_path):
@@ -48,7 +49,8 @@ def test_an_output_made_here_is_read_from_its_file(tmp_path):
         assert progress.counter_list() == [("task", "shuffle_local_reads", 1)]
 
 
-@pytest.mark.parametrize("attempt", [f"{JOB}_read-1_00001_0", "../../../etc"])
+@pytest.mark.parametrize("attempt", [f"{JOB}_read-1_00001_0", f"{JOB}_/../../../etc",
+                                     "job_20261130000000_0002_read-1_00000_0"])
 def test_an_output_not_here_is_left_to_the_fetch(tmp_path, attempt):
     f, progress = fetcher(tmp_path, 0)
     assert f._read_local(attempt) is None
