@@ -557,6 +557,8 @@ def test_live_sort_lines_is_pythons_sorted_of_the_lines_byte_for_byte(job_cluste
     assert len(parts) == 3 and all(parts)
     assert b"".join(parts) == b"".join(line + b"\n" for line in sorted(lines))
     assert re.search(rf"\n +output_records += {len(lines)}\n", result.stdout), result.stdout
+    # the map outputs made on a sort task's own node are read from their files
+    assert re.search(r"\n +shuffle_local_reads += [1-9]", result.stdout), result.stdout
     dfs.close()
 
 

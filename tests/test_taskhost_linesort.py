@@ -4,15 +4,18 @@ the local runner on awkward inputs, compared byte for byte with Python's sorted(
 from __future__ import annotations
 
 import io
+import marshal
 import os
 import random
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
 from minijet import JobBuilderJob, Param
 from minijet import jobconf as jc
-from minijet.errors import InvalidArgument
+from minijet.errors import ChecksumError, InvalidArgument
 from minijet.formats import segments
 from minijet.formats.textinput import SplitReader
 from minijet.localrunner import run_local
@@ -40,6 +43,39 @@ def partitioner(lines: list[bytes], n: int) -> RangePartitioner:
 def segment_lines(path: Path, partition: int) -> list[bytes]:
     data = segments.read_map_output_segment(path, partition)
     return [line for frame in segments.iter_frames(data) for line in frame]
+
+
+@pytest.mark.parametrize("lines", [[], [b""], [b"", b""], [b"a", b"", b"\r"],
+                                   random_lines(3000, 6)])
+def test_frames_of_lines_read_back_exactly_and_keep_their_format(lines, monkeypatch):
+    monkeypatch.setattr(segments, "_mac_key", segments._mac_key)   # restored after
+    segments.use_job_secret("a job's secret")
+    f = io.BytesIO()
+    writer = segments.SegmentWriter(f)
+    writer.write_lines(lines)
+    data = f.getvalue()
+    assert writer.entry().records == len(lines) and writer.entry().length == len(data)
+    assert writer.entry().crc == zlib.crc32(data)
+    assert (data == b"") == (lines == [])   # no frame of zero lines
+    frames = list(segments.iter_frames(data))
+    assert [line for frame in frames for line in frame] == lines
+    assert list(segments.iter_file_frames(io.BytesIO(data), 0, len(data))) == frames
+    # the format: each frame is its header (marshal flag, length), MAC, and the marshal
+    # (version 2) of its list of lines
+    bodies, pos = [], 0
+    while pos < len(data):
+        (header,) = struct.unpack_from("<I", data, pos)
+        size = header & ~(1 << 31)
+        assert header >> 31 == 1
+        bodies.append(data[pos + 20:pos + 20 + size])
+        pos += 20 + size
+    assert bodies == [marshal.dumps(frame, 2) for frame in frames]
+    if len(lines) > 1000:
+        assert len(frames) > 1
+    segments.use_job_secret("another job's secret")
+    if lines:
+        with pytest.raises(ChecksumError, match="fails its MAC"):
+            list(segments.iter_frames(data))
 
 
 @pytest.mark.parametrize("n", [1, 2, 5])

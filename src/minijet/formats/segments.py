@@ -14,7 +14,7 @@ None, and tuples, lists, dicts of those: what map outputs nearly always are), 1.
 faster to write than a pickle (a frame of TeraSort records); else a pickle (protocol 5).
 The header's top bit says which, the other 31 bits give the body's length. A segment of
 lines (sort_lines: lines sorted as bytes, no (key, value) records) has frames whose body is
-the marshal of a list of lines, which decode to that list.
+the marshal (version 2) of a list of lines, which decode to that list.
 
 A map output file (Hadoop's file.out) holds every partition's segment back to back; its
 index file (file.out.index) gives, per partition, offset, length, records and CRC-32 of
@@ -35,7 +35,10 @@ import struct
 from itertools import chain, islice, starmap
 from operator import itemgetter
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, NamedTuple
-from zlib import crc32
+
+# zlib's CRC-32 (the same values) from ISA-L, as the DFS's blocks: 8 times as fast; zlib's
+# took an eighth of a TeraSort map task's time writing its output.
+from isal.isal_zlib import crc32
 
 from minijet import jobauth
 from minijet.errors import ChecksumError, InvalidArgument, NotFound
@@ -50,6 +53,10 @@ _INDEX_TRAILER = struct.Struct("<I")
 _INDEX_MAGIC = b"MJX1"
 _KEY = itemgetter(0)
 _VALUE = itemgetter(1)
+# Frames of lines are marshal version 2: the same list of bytes when read back, written
+# 2.3 times as fast as version 4 (the default), which enters every line that the buffer's
+# list also holds in a table, to write a repeat of the same object as a reference.
+_LINES_MARSHAL = 2
 
 # Frames aim at this many bytes: big enough that per-frame costs vanish, small enough that
 # a reader holds only a little of each segment in memory during a merge.
@@ -125,7 +132,7 @@ class SegmentWriter:
         while i < count:
             j = i + self._frame_records
             chunk = lines[i:j] if i or j < count else lines
-            self._write_body(marshal.dumps(chunk), _MARSHAL_FLAG, len(chunk))
+            self._write_body(marshal.dumps(chunk, _LINES_MARSHAL), _MARSHAL_FLAG, len(chunk))
             i = j
 
     def _write_frame(self, keys: list, values: list) -> None:

@@ -122,11 +122,16 @@ class Fetcher:
     """This consumer task's partition of every output of one producer stage: asks the
     taskserver where the outputs are, fetches each from the taskserver holding it as soon as
     it is listed (with slow start, producers still run), and on a failed fetch tells the
-    jobserver (so the producer runs again) and waits for the new location."""
+    jobserver (so the producer runs again) and waits for the new location. An output made
+    on this node is read from its file instead (Hadoop's LocalFetcher): it is in its
+    attempt's work dir, beside this attempt's `work_dir` in the taskserver's directory for
+    the job, which only the job's account enters."""
 
     def __init__(self, config: Config, umbilical: Umbilical, task: TaskDescription,
-                 job_secret: str, progress: runner.Progress, producer_stage: str | None = None):
+                 job_secret: str, progress: runner.Progress, producer_stage: str | None = None,
+                 work_dir: Path | None = None):
         self.config = config
+        self.job_dir = work_dir.parent if work_dir is not None else None
         self.job_secret = job_secret
         self.umbilical = umbilical
         self.task = task
@@ -172,6 +177,9 @@ class Fetcher:
             reply = self.umbilical.map_outputs(self.task.job_id, self.producer_stage)
 
     def _fetch(self, location: job_pb2.MapOutputLocation) -> tuple[bytes, int]:
+        local = self._read_local(location.attempt_id)
+        if local is not None:
+            return local
         channel = self._channels.get(location.address)
         if channel is None:
             channel = self._channels[location.address] = rpc.connect(self.config,
@@ -195,6 +203,23 @@ class Fetcher:
                     raise error from None
                 time.sleep(backoff * 2 ** attempt)
         raise AssertionError("unreachable")
+
+    def _read_local(self, attempt_id: str) -> tuple[bytes, int] | None:
+        """The segment from the map output file, when `attempt_id` ran on this node: no
+        copies through the taskserver and gRPC (a TeraSort's sort task spent a seventh of its
+        time fetching). None when it is not here or cannot be read: then it is fetched."""
+        if self.job_dir is None or "/" in attempt_id or \
+                not attempt_id.startswith(f"{self.task.job_id}_"):   # not a path elsewhere
+            return None
+        path = self.job_dir / attempt_id / runner.MAP_OUTPUT
+        try:
+            records, chunks = segments.partition_chunks(
+                path, self.task.partition, f"map output of {attempt_id}", chunk_size=1 << 62)
+            data = b"".join(chunks)   # one chunk: no copy
+        except (MinijetError, OSError):
+            return None
+        self.progress.add("shuffle_local_reads", 1)
+        return data, records
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -233,8 +258,8 @@ def run_attempt(config: Config, task: TaskDescription, credentials: TaskCredenti
                 raise NotFound(f"task {task.task_id} of consumer stage {stage.id} has no "
                                "partition or producer stage")
             # one fetcher per parent stage (a join or union reads several)
-            fetchers = [Fetcher(config, umbilical, task, credentials.job_secret, progress, parent)
-                        for parent in stage.inputs]
+            fetchers = [Fetcher(config, umbilical, task, credentials.job_secret, progress, parent,
+                                work_dir) for parent in stage.inputs]
             try:
                 streams = [f.stream() for f in fetchers]
                 runner.run_consumer_stage(

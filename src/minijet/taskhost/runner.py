@@ -187,6 +187,9 @@ class Output(Protocol):
     def abort(self) -> None: ...
 
 
+MAP_OUTPUT = "file.out"   # in the attempt's work dir (the taskserver serves it from there)
+
+
 class MapOutputSink:
     """A file channel: partitioned, combined, sorted map output in `work_dir/file.out`; with
     `lines`, sorted lines (sort_lines: write_all takes lists of lines, and the partitioner
@@ -195,7 +198,7 @@ class MapOutputSink:
     def __init__(self, work_dir: Path, partitions: int, partitioner: str | Partitioner,
                  sort_buffer: int, combiner: Callable | None, lines: bool = False):
         Path(work_dir).mkdir(parents=True, exist_ok=True)
-        self.path = Path(work_dir) / "file.out"
+        self.path = Path(work_dir) / MAP_OUTPUT
         if isinstance(partitioner, str):
             partitioner = load_partitioner(partitioner)
         spills = Path(work_dir) / "spills"
