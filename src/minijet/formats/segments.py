@@ -115,6 +115,10 @@ class SegmentWriter:
             self._write_frame(keys[i:j], values[i:j])
             i = j
 
+    def write_block(self, pairs: list[tuple[Any, Any]]) -> None:
+        """Appends a list of (key, value) pairs (already in key order), as merges yield."""
+        self.write(list(map(_KEY, pairs)), list(map(_VALUE, pairs)))
+
     def write_pairs(self, pairs: Iterable[tuple[Any, Any]]) -> None:
         """Appends records from an iterator of (key, value) pairs (already in key order)."""
         it = iter(pairs)

@@ -426,7 +426,7 @@ class MapOutputBuffer(SpillingBuffer):
     def _merge_part(self, writer: SegmentWriter, runs: list[Iterable]) -> None:
         if self.combiner is None:
             for block in merge_frames(runs):
-                writer.write(list(map(_KEY, block)), list(map(_VALUE, block)))
+                writer.write_block(block)
         else:
             writer.write_pairs(self._combine_groups(merge_sorted(runs)))
 

@@ -156,9 +156,7 @@ class ShuffleMerger:
         """Sorted blocks of the records of `runs` (of decoded frames)."""
         return merge_frames(runs)
 
-    @staticmethod
-    def _write_block(writer: SegmentWriter, block: list) -> None:
-        writer.write(list(map(_KEY, block)), list(map(_VALUE, block)))
+    _write_block = staticmethod(SegmentWriter.write_block)
 
     def _merge_to_file(self, runs: list[Iterable]) -> None:
         with open(self._new_file(), "wb", buffering=1 << 20) as f:
