@@ -42,7 +42,7 @@ from minijet import jobdir, taskhost
 from minijet.dfs import BlockLocation, FileStatus
 from minijet.dfs.paths import normalize
 from minijet.errors import AlreadyExists, MinijetError, NotFound
-from minijet.formats.segments import partition_chunks
+from minijet.formats.segments import MAP_OUTPUT, partition_chunks
 from minijet.ids import make_attempt_id, make_task_id
 from minijet.splits import Split, input_splits
 
@@ -334,7 +334,7 @@ class LocalJobRunner:
         except Exception as e:  # the user's code or ours: the job fails with it, as on a cluster
             raise JobFailed(self.conf.name, f"task {task_id}", e) from e
         if out.channel == jc.FILE:
-            self._map_outputs.setdefault(stage.id, []).append(work / "file.out")
+            self._map_outputs.setdefault(stage.id, []).append(work / MAP_OUTPUT)
         stage_counters = self._counters.setdefault(stage.id, {})
         for key, value in progress.counters.items():
             stage_counters[key] = stage_counters.get(key, 0) + value

@@ -238,6 +238,11 @@ def check_segment(data: bytes | memoryview, entry: IndexEntry) -> None:
         raise ChecksumError("segment does not match its CRC-32")
 
 
+# A map output's file name in its attempt's work dir: the TaskHost writes it there, the
+# taskserver serves it from there, and a consumer on the same node reads it from there.
+MAP_OUTPUT = "file.out"
+
+
 def index_path(output_path: str | os.PathLike) -> str:
     """The index file of a map output file."""
     return os.fspath(output_path) + ".index"

@@ -211,7 +211,7 @@ class Fetcher:
         if self.job_dir is None or "/" in attempt_id or \
                 not attempt_id.startswith(f"{self.task.job_id}_"):   # not a path elsewhere
             return None
-        path = self.job_dir / attempt_id / runner.MAP_OUTPUT
+        path = self.job_dir / attempt_id / segments.MAP_OUTPUT
         try:
             records, chunks = segments.partition_chunks(
                 path, self.task.partition, f"map output of {attempt_id}", chunk_size=1 << 62)

@@ -21,6 +21,7 @@ from minijet import context
 from minijet import jobconf as jc
 from minijet.errors import AlreadyExists, InvalidArgument
 from minijet.formats.recordfile import RecordsSplitReader, RecordsWriter
+from minijet.formats.segments import MAP_OUTPUT
 from minijet.formats.textinput import SplitReader
 from minijet.formats.textoutput import LinesWriter, TextOutputWriter
 from minijet.job import MapReduceJob
@@ -185,9 +186,6 @@ class Output(Protocol):
     def write_all(self, pairs: Iterable) -> None: ...  # pairs, or lists of lines
     def finish(self, progress: Progress) -> None: ...
     def abort(self) -> None: ...
-
-
-MAP_OUTPUT = "file.out"   # in the attempt's work dir (the taskserver serves it from there)
 
 
 class MapOutputSink:

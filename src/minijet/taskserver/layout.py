@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from minijet.errors import FailedPrecondition, InvalidArgument
+from minijet.formats.segments import MAP_OUTPUT
 from minijet.taskserver.taskuser import TaskUser
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
@@ -50,7 +51,7 @@ class Layout:
         return self.job_dir(job_id) / check_id("attempt id", attempt_id)
 
     def map_output(self, job_id: str, attempt_id: str) -> Path:
-        return self.work_dir(job_id, attempt_id) / "file.out"
+        return self.work_dir(job_id, attempt_id) / MAP_OUTPUT
 
     def job_logs(self, job_id: str) -> Path:
         return self.logs / check_id("job id", job_id)
