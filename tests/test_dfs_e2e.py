@@ -7,10 +7,12 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.request
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from minijet.errors import AlreadyExists, InvalidArgument
 from polling import wait_for
@@ -87,6 +89,47 @@ def test_empty_exact_block_multiple_and_tiny_files_round_trip(cluster, size):
         assert len(client.block_locations(path)) == -(-size // MiB)
         with client.open(path) as reader:
             assert reader.read() == data
+
+
+def nameserver_operations(cluster) -> dict[str, float]:
+    """The nameserver's count of RPCs handled, by method (its /metrics)."""
+    url = f"http://{cluster.config['nameserver']['http_address']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        text = reply.read().decode()
+    return {s.labels["operation"]: s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if s.name == "minijet_nameserver_operations_total"}
+
+
+def test_small_files_take_no_add_block_and_are_readable_once_closed(cluster):
+    """A file's first block comes with Create, and replicas are announced before the last
+    ack: many small files written at once cost no AddBlock, and each one is readable with
+    all its replicas known as soon as its writer closed it."""
+    before = nameserver_operations(cluster)
+    errors = []
+
+    def write_and_read(i):
+        try:
+            with closing(cluster.client()) as client:
+                data = data_of(f"small{i}", 100 + i)
+                with client.create(f"/e2e/small/{i}", replication=3) as writer:
+                    writer.write(data)
+                assert len(client.block_locations(f"/e2e/small/{i}")[0].hosts) == 3
+                with client.open(f"/e2e/small/{i}") as reader:
+                    assert reader.read() == data
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=write_and_read, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    after = nameserver_operations(cluster)
+    calls = {m: after.get(m, 0) - before.get(m, 0) for m in after}
+    assert calls["Create"] == 12 and calls["Complete"] == 12
+    assert calls.get("AddBlock", 0) == 0
+    assert 1 <= calls["BlockReceived"] <= 36   # 36 replicas, grouped when they meet
 
 
 def test_shell_listing_stat_and_moves(cluster, tmp_path):

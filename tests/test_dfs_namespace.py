@@ -400,3 +400,24 @@ def test_totals_stay_equal_to_a_recount_through_random_changes_replay_and_image(
             assert Namespace.from_image(ns.to_image()).totals == ns.totals
     most_dirs, most_files, most_bytes = map(max, zip(*seen))
     assert most_dirs > 5 and most_files > 5 and most_bytes > 20   # the tree grew
+
+
+def test_a_first_block_never_written_is_dropped_at_complete():
+    """A writer gets its first block with Create; a file that got no data completes with
+    that block at length 0: the file is empty, the block freed, in replay as well."""
+    r = Recorder()
+    ns = r.ns
+    r(ns.create("/empty", client_id="c", client_host="", replication=1, block_size=5,
+                overwrite=False, now=1)[1])
+    block, _, edit = ns.add_block("/empty", "c", None, 1, place)
+    r(edit)
+    done = r(ns.complete("/empty", "c", Block(block.block_id, 0), 2))
+    assert done.removed_blocks == [block.block_id]
+    assert ns.file("/empty").blocks == [] and ns.file("/empty").length == 0
+    assert ns.complete("/empty", "c", Block(block.block_id, 0), 2).record is None  # retried
+    assert "/empty" not in ns.open_files
+    assert r.replayed().to_image() == ns.to_image()
+    # a written first block is kept
+    done = write_file(r, "/one", [3])
+    assert done.removed_blocks == [] and ns.file("/one").length == 3
+    assert r.replayed().to_image() == ns.to_image()

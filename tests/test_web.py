@@ -271,7 +271,7 @@ def test_nameserver_metrics_and_fsck_page_read_kept_totals_not_a_walk(tmp_path, 
         server.mkdirs("/d/e", parents=True)
         server.create("/d/f", "c1", "h1", 2, 1024, False)
         block = server.add_block("/d/f", "c1", None, set()).block.block_id
-        server.block_received("h1", block, 100)   # h2's replica never comes: under-replicated
+        server.block_received("h1", [(block, 100)])   # h2's replica never comes: under-replicated
         server.complete("/d/f", "c1", Block(block, 100))
         full = server.fsck("/")
 

@@ -316,7 +316,8 @@ class DfsWriter:
         dfs = client.config["dfs"]
         reply = client._call("Create", dfs_pb2.CreateRequest(
             path=path, replication=replication or 0, block_size=block_size or 0,
-            overwrite=overwrite, client_id=client.client_id, client_host=client.host),
+            overwrite=overwrite, client_id=client.client_id, client_host=client.host,
+            first_block=True),
             idempotent=True)  # the nameserver lets a writer re-create the file it holds
         self.block_size = reply.block_size
         self.replication = reply.replication
@@ -329,7 +330,9 @@ class DfsWriter:
         self._packets: list[tuple[memoryview, bytes]] = []  # the current block's, sent
         self._spare: list[bytearray] = []  # packet buffers of finished blocks, for reuse
         self._block_len = 0                      # bytes of the current block, sent or not
-        self._block: dfs_pb2.LocatedBlock | None = None
+        # the block being written; the first comes with the Create reply (one call less
+        # per small file), and is dropped by Complete if no data comes
+        self._block = reply.first_block if reply.HasField("first_block") else None
         self._pipeline: transfer_client.BlockWriter | None = None
         self._failures = 0                       # pipelines lost for the current block
         self._previous = dfs_pb2.Block()         # the last finished block
@@ -431,9 +434,10 @@ class DfsWriter:
         while True:
             if failure is not None:
                 self._give_up_block(failure)
-            self._block = self.client._call("AddBlock", dfs_pb2.AddBlockRequest(
-                path=self.path, client_id=self.client.client_id, previous=self._previous,
-                excluded_hosts=sorted(self._excluded)), idempotent=True)
+            if self._block is None:
+                self._block = self.client._call("AddBlock", dfs_pb2.AddBlockRequest(
+                    path=self.path, client_id=self.client.client_id, previous=self._previous,
+                    excluded_hosts=sorted(self._excluded)), idempotent=True)
             targets = [n.data_address for n in self._block.locations]
             try:
                 self._pipeline = transfer_client.BlockWriter(
@@ -495,9 +499,13 @@ class DfsWriter:
         try:
             if self._block_len:
                 self._finish_block()
+            last = self._previous
+            if self._block is not None:  # the first block, never written: dropped
+                last = dfs_pb2.Block(block_id=self._block.block.block_id, length=0)
             self.client._call("Complete", dfs_pb2.CompleteRequest(
-                path=self.path, client_id=self.client.client_id, last=self._previous),
+                path=self.path, client_id=self.client.client_id, last=last),
                 idempotent=True)
+            self._block = None
         except BaseException as e:
             self._fail(e)
             raise

@@ -17,6 +17,7 @@ import time
 from minijet import daemon, net, rpc, tls
 from minijet.config import Config
 from minijet.dfs.blockstore import BlockStore
+from minijet.dfs.received import ReceivedReports
 from minijet.dfs.transfer_auth import Credentials
 from minijet.dfs.transfer_client import BlockWriter
 from minijet.dfs.transfer_server import DataTransferServer
@@ -65,6 +66,7 @@ class DataServer:
         self._heard = False   # the last heartbeat reached the nameserver
         self._last_report = 0.0
         self._received_during_report: list[tuple[int, int]] | None = None
+        self._received = ReceivedReports(self._send_received)
         self._replications = 0
         self._lock = threading.Lock()
         self._heartbeats = threading.Thread(target=self._heartbeat_loop, daemon=True,
@@ -184,9 +186,13 @@ class DataServer:
         with self._lock:
             if self._received_during_report is not None:
                 self._received_during_report.append((block_id, length))
+        self._received.announce(block_id, length)
+
+    def _send_received(self, replicas: list[tuple[int, int]]) -> None:
         try:
             self._call(self._ns.BlockReceived, dfs_pb2.BlockReceivedRequest(
-                host=self.host, block=dfs_pb2.Block(block_id=block_id, length=length)))
+                host=self.host, blocks=[dfs_pb2.Block(block_id=i, length=n)
+                                        for i, n in replicas]))
         except FailedPrecondition:
             self._registered = False  # the nameserver forgot us: register again
             raise

@@ -596,11 +596,13 @@ class NameServer:
         log.info("block report from %s: %s replicas, %s orphans to delete", host,
                  len(blocks), len(orphans))
 
-    def block_received(self, host: str, block_id: int, length: int) -> None:
+    def block_received(self, host: str, blocks: list[tuple[int, int]]) -> None:
+        """Replicas (block id, length) just finalized on `host`."""
         with self._lock:
             self._require_live(host)
-            self.blocks.block_received(host, block_id, length)
-        log.debug("block %s (%s bytes) received on %s", block_id, length, host)
+            for block_id, length in blocks:
+                self.blocks.block_received(host, block_id, length)
+        log.debug("blocks %s received on %s", blocks, host)
 
     # ---- background work ----
 
@@ -707,7 +709,10 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
     def Create(self, request, context):
         f = self._ns.create(request.path, request.client_id, request.client_host,
                             request.replication, request.block_size, request.overwrite)
-        return pb.CreateResponse(replication=f.replication, block_size=f.block_size)
+        first = self._ns.add_block(request.path, request.client_id, None, set()) \
+            if request.first_block else None
+        return pb.CreateResponse(replication=f.replication, block_size=f.block_size,
+                                 first_block=first)
 
     @rpc.translate_errors
     def AddBlock(self, request, context):
@@ -811,7 +816,8 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
 
     @rpc.translate_errors
     def BlockReceived(self, request, context):
-        self._ns.block_received(request.host, request.block.block_id, request.block.length)
+        blocks = request.blocks or [request.block]
+        self._ns.block_received(request.host, [(b.block_id, b.length) for b in blocks])
         return pb.Empty()
 
 

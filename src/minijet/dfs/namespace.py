@@ -311,13 +311,16 @@ class Namespace:
         return [(p, self.abandon_file(p)) for p in stale]
 
     def complete(self, path: str, client_id: str, last: Block | None, now: float) -> Edit:
-        """Close the file: it appears atomically, replacing an overwritten file."""
+        """Close the file: it appears atomically, replacing an overwritten file. A last
+        block of length 0 is one allocated but never written (a file created with its first
+        block that got no data): it is dropped."""
         last_id = last.block_id if last else 0
+        unused = last is not None and last.block_id and not last.length
         f = self.open_files.get(path)
         if f is None or f.client_id != client_id:
             done = self._lookup(path)
             done_last = done.blocks[-1].block_id if isinstance(done, File) and done.blocks else 0
-            if isinstance(done, File) and done_last == last_id:
+            if isinstance(done, File) and done_last == (0 if unused else last_id):
                 return Edit()  # a retried complete whose first reply was lost
             self._open_file(path, client_id)  # raises the explanation
         expected = f.blocks[-1].block_id if f.blocks else 0
@@ -332,10 +335,10 @@ class Namespace:
                                 "created there meanwhile")
         if f.blocks:
             f.blocks[-1].length = last.length
-        del self.open_files[path]
+        written = f.blocks[:-1] if unused else f.blocks
         return self._do({"op": "complete", "path": path, "replication": f.replication,
                          "block_size": f.block_size, "mtime": now,
-                         "blocks": [[b.block_id, b.length] for b in f.blocks]})
+                         "blocks": [[b.block_id, b.length] for b in written]})
 
     # ---- shared by the live path and journal replay ----
 
@@ -378,7 +381,10 @@ class Namespace:
             return []
         if op == "complete":
             path = record["path"]
-            self.open_files.pop(path, None)
+            opened = self.open_files.pop(path, None)
+            kept = {i for i, _ in record["blocks"]}
+            unused = [b.block_id for b in opened.blocks if b.block_id not in kept] \
+                if opened is not None else []
             parent = self._make_dirs(paths.parent(path), record["mtime"])
             old = parent.children.get(paths.name(path))
             new = parent.children[paths.name(path)] = File(
@@ -387,7 +393,7 @@ class Namespace:
             self.totals.files += 1
             self.totals.bytes += new.length
             parent.mtime = record["mtime"]
-            return self._forget(old) if old is not None else []
+            return unused + (self._forget(old) if old is not None else [])
         if op == "delete":
             path = record["path"]
             parent = self._get(paths.parent(path))
