@@ -14,15 +14,17 @@ from --clients processes of --threads threads each, every one with its own DfsCl
    phases send B operations to a Batch call instead (mkdir, and create_empty: an empty
    file created and closed in one journal record);
 3. with --small-files N: N files of 1 byte with replication 1, end to end as a user writes
-   them (Create, AddBlock, the block written to the dataserver, which reports it with
-   BlockReceived and acknowledges it, Complete), one file at a time per thread;
+   them (Create, which allocates the first block; the block written to the dataserver,
+   which reports it with BlockReceived, grouped with others finished meanwhile, and
+   acknowledges it; Complete), one file at a time per thread;
 4. with --big-dir N: N empty files in one directory (Batch calls), then the time the real
    `dfsshell ls` of it takes to print its first entry, and all of them;
 5. restart after a crash: SIGKILL, start, and time until the nameserver answers SafeMode
    and is out of safe mode (the last checkpoint loaded and the journal replayed);
 6. restart after a clean stop: SIGTERM (which writes a checkpoint), its size, start again.
 
-Prints each phase's rate, the nameserver's RSS per file (growth over the creates, and
+Prints each phase's rate and the RPCs/s the nameserver handled meanwhile (its /metrics,
+its dataserver's heartbeats included), the nameserver's RSS per file (growth over the creates, and
 after each restart), the checkpoint's and journal's size, the restart times and the
 nameserver's own figure for loading its namespace. The client processes share the
 machine's cores with the nameserver: on a small machine their own CPU lowers the figures.
@@ -40,9 +42,11 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from minijet import rpc
 from minijet.cluster import LocalCluster
@@ -54,7 +58,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import profiled  # noqa: E402  (beside this file)
 
 BASE = "/bench"
-RPCS_PER_ITEM = {"mkdir": 1, "create": 2, "small": 4}   # to the nameserver, without --batch
 
 
 def dir_path(d: int) -> str:
@@ -199,10 +202,19 @@ def wait_dataserver(config) -> None:
             time.sleep(0.1)
 
 
+def nameserver_calls(config) -> float:
+    """RPCs the nameserver has handled (its /metrics), all methods."""
+    url = f"http://{config['nameserver']['http_address']}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        text = reply.read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "minijet_nameserver_operations_total")
+
+
 def phase(args, ns: NameServerProcess, name: str, mode: str, count: int) -> float:
+    calls = nameserver_calls(ns.lc.config)
     seconds, errors = load(args, str(ns.lc.config_path), mode, count)
-    ops = -(-count // args.batch) if args.batch and mode != "small" else \
-        count * RPCS_PER_ITEM[mode]
+    ops = nameserver_calls(ns.lc.config) - calls   # heartbeats included
     print(f"{name}: {count:,} in {seconds:.1f} s: {count / seconds:,.0f}/s, "
           f"{ops / seconds:,.0f} nameserver RPCs/s" + (f"; errors {errors}" if errors else ""),
           flush=True)
