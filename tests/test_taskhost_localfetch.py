@@ -26,8 +26,8 @@ def fetcher(tmp_path, partition: int) -> tuple[Fetcher, Progress]:
                            stage="sort-lines-2", index=partition, partition=partition,
                            producer_stage="read-1")
     progress = Progress(lambda fraction, counters: None)
-    work_dir = Layout(tmp_path).work_dir(JOB, task.attempt_id)   # where the taskserver puts it
-    return Fetcher(config, None, task, "a job's secret", progress, "read-1", work_dir), progress
+    attempts = Layout(tmp_path).job_dir(JOB)   # what the taskserver gives its TaskHosts
+    return Fetcher(config, None, task, "a job's secret", progress, "read-1", attempts), progress
 
 
 def test_an_output_made_here_is_read_from_its_file(tmp_path):

@@ -1,7 +1,7 @@
 """`python -m minijet.taskhost`: the process running one task attempt for its taskserver.
 
     python -m minijet.taskhost --taskserver ADDRESS --attempt ATTEMPT_ID \
-        --job-cache DIR --work-dir DIR [--config FILE]
+        --job-cache DIR --work-dir DIR [--attempts-dir DIR] [--config FILE]
 
 The attempt is described by `task.json` in the work dir (a TaskDescription: see
 minijet.taskdesc); the job's files (job.json, the user's .py: see minijet.jobdir) are in the
@@ -124,14 +124,14 @@ class Fetcher:
     it is listed (with slow start, producers still run), and on a failed fetch tells the
     jobserver (so the producer runs again) and waits for the new location. An output made
     on this node is read from its file instead (Hadoop's LocalFetcher): it is in its
-    attempt's work dir, beside this attempt's `work_dir` in the taskserver's directory for
-    the job, which only the job's account enters."""
+    attempt's work dir, `attempts_dir`/<attempt id>, in the taskserver's directory for the
+    job, which only the job's account enters (None: every output is fetched)."""
 
     def __init__(self, config: Config, umbilical: Umbilical, task: TaskDescription,
                  job_secret: str, progress: runner.Progress, producer_stage: str | None = None,
-                 work_dir: Path | None = None):
+                 attempts_dir: Path | None = None):
         self.config = config
-        self.job_dir = work_dir.parent if work_dir is not None else None
+        self.attempts_dir = attempts_dir
         self.job_secret = job_secret
         self.umbilical = umbilical
         self.task = task
@@ -208,10 +208,10 @@ class Fetcher:
         """The segment from the map output file, when `attempt_id` ran on this node: no
         copies through the taskserver and gRPC (a TeraSort's sort task spent a seventh of its
         time fetching). None when it is not here or cannot be read: then it is fetched."""
-        if self.job_dir is None or "/" in attempt_id or \
+        if self.attempts_dir is None or "/" in attempt_id or \
                 not attempt_id.startswith(f"{self.task.job_id}_"):   # not a path elsewhere
             return None
-        path = self.job_dir / attempt_id / segments.MAP_OUTPUT
+        path = self.attempts_dir / attempt_id / segments.MAP_OUTPUT
         try:
             records, chunks = segments.partition_chunks(
                 path, self.task.partition, f"map output of {attempt_id}", chunk_size=1 << 62)
@@ -227,9 +227,9 @@ class Fetcher:
 
 
 def run_attempt(config: Config, task: TaskDescription, credentials: TaskCredentials,
-                job_cache: Path, work_dir: Path,
-                umbilical: Umbilical) -> list[tuple[str, str, int]]:
-    """Run the attempt's stage; returns its counters."""
+                job_cache: Path, work_dir: Path, umbilical: Umbilical,
+                attempts_dir: Path | None = None) -> list[tuple[str, str, int]]:
+    """Run the attempt's stage; returns its counters. `attempts_dir`: see Fetcher."""
     from minijet.dfs import DfsClient
 
     conf = runner.read_jobconf(job_cache)
@@ -259,7 +259,7 @@ def run_attempt(config: Config, task: TaskDescription, credentials: TaskCredenti
                                "partition or producer stage")
             # one fetcher per parent stage (a join or union reads several)
             fetchers = [Fetcher(config, umbilical, task, credentials.job_secret, progress, parent,
-                                work_dir) for parent in stage.inputs]
+                                attempts_dir) for parent in stage.inputs]
             try:
                 streams = [f.stream() for f in fetchers]
                 runner.run_consumer_stage(
@@ -281,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attempt", required=True, help="the attempt id")
     parser.add_argument("--job-cache", required=True, type=Path, help="the job's local files")
     parser.add_argument("--work-dir", required=True, type=Path, help="the attempt's work dir")
+    parser.add_argument("--attempts-dir", type=Path,
+                        help="the work dirs of the job's attempts on this node, each "
+                             "DIR/<attempt id>: map outputs made here are read from there")
     parser.add_argument("--config", help="configuration file (default: the usual lookup)")
     args = parser.parse_args(argv)
     started = time.time()
@@ -297,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("attempt %s: running task %s (stage %s)", task.attempt_id, task.task_id,
                  task.stage)
         counters = run_attempt(config, task, credentials, args.job_cache, args.work_dir,
-                               umbilical)
+                               umbilical, args.attempts_dir)
         umbilical.done(True, counters)
     except BaseException as e:  # the user's code or ours: report it, exit non-zero
         text = str(e).strip()

@@ -28,12 +28,14 @@ TMP_DIR = "tmp"   # the TaskHost's TMPDIR: its temporary files stay in its priva
 
 def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: str,
                    credentials: TaskCredentials, job_cache: Path, work_dir: Path,
-                   log_dir: Path, forks: "ForkServer | None", user: TaskUser | None = None):
+                   attempts_dir: Path, log_dir: Path, forks: "ForkServer | None",
+                   user: TaskUser | None = None):
     """Write the attempt's task.json, its credentials and the taskserver's configuration
     less its secrets (task_config) into its work dir, then start the TaskHost as `user`
     (None: as this process's user), with stdout/stderr going to the attempt's log files:
     forked by `forks` when given, else as a fresh `python -m minijet.taskhost`. Returns its
-    process (a Popen, or a ForkedTaskHost with the same pid/poll/wait)."""
+    process (a Popen, or a ForkedTaskHost with the same pid/poll/wait). `attempts_dir` holds
+    the work dirs of the job's attempts here, where the TaskHost reads local map outputs."""
     _fresh_dir(work_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_dir.parent.chmod(0o700)   # the job's logs: the taskserver's, read through it
@@ -53,7 +55,8 @@ def start_taskhost(config: Config, umbilical: str, attempt_id: str, task_json: s
     private_dir(work_dir, user)   # last: the task's account gets in only once all is ready
     env = {**_TASKHOST_ENV, "TMPDIR": str(work_dir / TMP_DIR), **(user.env() if user else {})}
     args = ["--taskserver", umbilical, "--attempt", attempt_id, "--job-cache", str(job_cache),
-            "--work-dir", str(work_dir), "--config", str(work_dir / CONFIG_JSON)]
+            "--work-dir", str(work_dir), "--attempts-dir", str(attempts_dir),
+            "--config", str(work_dir / CONFIG_JSON)]
     if forks is not None:
         return forks.start(args, work_dir, log_dir / "stdout", log_dir / "stderr", env, user)
     ids = {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)} \

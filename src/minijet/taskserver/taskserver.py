@@ -301,6 +301,7 @@ class TaskServer:
                     self.config, self.umbilical, order.attempt_id, order.task_json,
                     credentials, cache,
                     self.layout.work_dir(order.job_id, order.attempt_id),
+                    self.layout.job_dir(order.job_id),
                     self.layout.log_dir(order.job_id, order.attempt_id), self._forks, user)
             except OSError as e:
                 self._table.launch_failed(order.attempt_id, f"cannot start TaskHost: {e}",
