@@ -847,6 +847,23 @@ def test_random_faults_keep_the_state_consistent_and_the_job_finishes(seed):
         assert task.failures == sum(a.failure == "user" for a in task.attempts)
 
 
+def test_one_attempt_or_taskserver_is_viewed_as_the_whole_lists_show_it():
+    """`jetshell logs` looks up one attempt and its taskserver without building the job's
+    whole status; what it finds is what the lists hold."""
+    c, _, _ = run_with_faults(3)
+    core = c.core
+    attempts = core.job_status("job_1")["attempts"]
+    assert len(attempts) > 34   # faults made retries
+    for a in attempts:
+        assert core.attempt_status("job_1", a["attempt_id"]) == a
+    assert core.attempt_status("job_1", "job_1_map_00000_99") is None
+    with pytest.raises(NotFound):
+        core.attempt_status("job_9", attempts[0]["attempt_id"])
+    for t in core.taskservers():
+        assert core.taskserver(t["name"]) == t
+    assert core.taskserver("nobody") is None
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_random_faults_and_jobserver_restarts_still_finish_the_job_exactly_once(seed):
     """The same run, the jobserver restarting three times at random steps (the chaos phase

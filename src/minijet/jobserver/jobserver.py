@@ -454,12 +454,17 @@ class JobServer:
                                                                    tasklogs.AttemptLogs]:
         """The attempt's view and its logs, asked of the taskserver that ran it (NotFound:
         the job has no such attempt)."""
-        attempt = next((a for a in self.job_status(job_id)["attempts"]
-                        if a["attempt_id"] == attempt_id), None)
+        with self._lock:   # one attempt's view: a big job's whole status would hold the lock
+            held = self.core.holds(job_id)
+            attempt = self.core.attempt_status(job_id, attempt_id) if held else None
+        if not held:
+            attempt = next((a for a in self._retired_status(job_id)["attempts"]
+                            if a["attempt_id"] == attempt_id), None)
         if attempt is None:
             raise NotFound(f"job {job_id} has no attempt {attempt_id!r}")
         name = attempt["taskserver"]
-        taskserver = next((t for t in self.taskservers() if t["name"] == name), None)
+        with self._lock:
+            taskserver = self.core.taskserver(name)
         return attempt, tasklogs.fetch(self.config, name, taskserver, job_id, attempt_id)
 
     def tallies(self) -> dict[str, Any]:

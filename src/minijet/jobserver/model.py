@@ -1295,12 +1295,26 @@ class JobServerCore:
             woken.append(self._taskservers[name].address)
         return woken
 
+    def attempt_status(self, job_id: str, attempt_id: str) -> dict[str, Any] | None:
+        """One attempt of the job, as job_status lists it (None: the job has no such
+        attempt), without building the job's whole status."""
+        self._job(job_id)   # NotFound for a job not held
+        a = self._attempts.get(attempt_id)
+        return _attempt_view(a) if a is not None and a.task.job.id == job_id else None
+
     def taskservers(self) -> list[dict[str, Any]]:
-        return [{"name": t.name, "host": t.host, "rack": t.rack, "slots": t.slots,
-                 "running": len(t.active), "last_heartbeat": t.last_heartbeat,
-                 "address": t.address, "failures": t.failures, "alive": t.alive,
-                 "isolated": t.isolated, **self.bad_nodes.view(t.name)}
-                for t in self._taskservers.values()]
+        return [self._taskserver_view(t) for t in self._taskservers.values()]
+
+    def taskserver(self, name: str) -> dict[str, Any] | None:
+        """One taskserver, as taskservers() lists it (None: never heard of)."""
+        t = self._taskservers.get(name)
+        return self._taskserver_view(t) if t is not None else None
+
+    def _taskserver_view(self, t: TaskServer) -> dict[str, Any]:
+        return {"name": t.name, "host": t.host, "rack": t.rack, "slots": t.slots,
+                "running": len(t.active), "last_heartbeat": t.last_heartbeat,
+                "address": t.address, "failures": t.failures, "alive": t.alive,
+                "isolated": t.isolated, **self.bad_nodes.view(t.name)}
 
     def tallies(self) -> dict[str, Any]:
         """For /metrics' gauges (minijet.web.metrics), what is current: the unfinished jobs
