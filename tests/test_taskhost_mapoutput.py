@@ -250,3 +250,64 @@ def test_a_first_value_that_is_not_a_scalar_is_never_counted(tmp_path):
     buf.finish(tmp_path / "file.out")
     _, parts = read_partitions(tmp_path / "file.out", 1)
     assert parts == [[("k", 12)]] and seen == [12]
+
+
+def constant_pairs(seed: int, n: int):
+    """A WordCount map's output: every value the same 1."""
+    rng = random.Random(seed)
+    return [(f"w{int(rng.paretovariate(1.0)) % 3000}", 1) for _ in range(n)]
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_only_copies_of_the_constant_fold_as_the_general_path_does(tmp_path, partitions):
+    """When every value is the constant (WordCount), the columns come straight from the
+    counts: the same records and counters as folding lists, a lone copy left as it is."""
+    pairs = constant_pairs(5, 20_000)
+    buf = MapOutputBuffer(partitions, tmp_path / "spills", combiner=sum_combiner)
+    buf.collect_all(iter(pairs))
+    out = tmp_path / "file.out"
+    entries = buf.finish(out)
+    _, parts = read_partitions(out, partitions)
+    check_layout(entries, parts, out.stat().st_size)
+    want = Counter(k for k, _ in pairs)
+    assert {k: v for part in parts for k, v in part} == want
+    assert sum(map(len, parts)) == len(want)
+    sizes = want.values()
+    c = buf.counters
+    assert c["map_output_records"] == len(pairs)
+    assert c["combine_input_records"] == sum(n for n in sizes if n > 1)
+    assert c["combine_output_records"] == sum(1 for n in sizes if n > 1)
+
+
+def test_only_copies_of_the_constant_with_a_combiner_of_several_or_no_values(tmp_path):
+    pairs = constant_pairs(6, 5_000)
+    counts = Counter(k for k, _ in pairs)
+
+    def split_values(key, values):
+        for v in values:
+            yield key, v
+
+    buf = MapOutputBuffer(2, tmp_path / "s1", combiner=split_values)
+    buf.collect_all(iter(pairs))
+    buf.finish(tmp_path / "out1")
+    _, parts = read_partitions(tmp_path / "out1", 2)
+    assert sorted(r for p in parts for r in p) == sorted(pairs)
+    assert buf.counters["combine_output_records"] == sum(n for n in counts.values() if n > 1)
+
+    def drop_repeated(key, values):
+        return iter(())
+
+    buf = MapOutputBuffer(2, tmp_path / "s2", combiner=drop_repeated)
+    buf.collect_all(iter(pairs))
+    buf.finish(tmp_path / "out2")
+    _, parts = read_partitions(tmp_path / "out2", 2)
+    assert sorted(r for p in parts for r in p) == sorted((k, 1) for k, n in counts.items()
+                                                         if n == 1)
+
+    def bad(key, values):
+        yield key + "!", sum(values)
+
+    buf = MapOutputBuffer(2, tmp_path / "s3", combiner=bad)
+    buf.collect_all(iter(pairs))
+    with pytest.raises(InvalidArgument, match="must emit the key it was given"):
+        buf.finish(tmp_path / "out3")

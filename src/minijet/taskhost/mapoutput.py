@@ -360,17 +360,12 @@ class MapOutputBuffer(SpillingBuffer):
         self._flush_pending()
         n = self.partitions
         if self.combiner is not None:
+            if self._counts and not self._groups:
+                return self._count_columns()
             self._combine_all()
             groups = self._groups
-            keys = list(groups)
-            if n == 1:
-                keys_of = [keys]
-            else:
-                pids = self._partition_ids(keys)
-                keys_of = _buckets(keys, pids if pids is not None else
-                                   list(map(self._part_of, keys)), n)
             out = []
-            for keys in keys_of:
+            for keys in self._key_partitions(list(groups)):
                 _sort(keys)
                 lists = list(map(groups.__getitem__, keys))
                 values = list(chain.from_iterable(lists))
@@ -393,6 +388,42 @@ class MapOutputBuffer(SpillingBuffer):
             for key, run in groupby(records, _KEY):
                 parts[part_of(key)].extend(run)
         return [(list(map(_KEY, p)), list(map(_VALUE, p))) for p in parts]
+
+    def _count_columns(self) -> list[tuple[list, list]]:
+        """_sorted_partitions when every value held is a copy of the constant (every
+        WordCount's): the columns straight from the counts, no list per key. A key with one
+        copy keeps it; the others get what the combiner makes of their copies, with a Python
+        step only for them (on real text most keys have one copy)."""
+        counts, constant = self._counts, self._constant
+        self.counters["map_output_records"] += sum(counts.values())
+        folded = {key: self._combined(key, repeat(constant, counts[key]))
+                  for key in compress(counts, map((1).__lt__, counts.values()))}
+        n_out = sum(map(len, folded.values()))
+        self.counters["combine_input_records"] += sum(map(counts.__getitem__, folded))
+        self.counters["combine_output_records"] += n_out
+        single = n_out == len(folded)
+        if single:
+            folded = dict(zip(folded, map(itemgetter(0), folded.values())))
+        out = []
+        for keys in self._key_partitions(list(counts)):
+            _sort(keys)
+            if single:
+                values = list(map(folded.get, keys, repeat(constant)))
+            else:   # a combiner that emitted several values (or none) for some key
+                lists = list(map(folded.get, keys, repeat((constant,))))
+                values = list(chain.from_iterable(lists))
+                keys = list(chain.from_iterable(map(repeat, keys, map(len, lists))))
+            out.append((keys, values))
+        self._counts = {}
+        return out
+
+    def _key_partitions(self, keys: list) -> list[list]:
+        """`keys` split by partition."""
+        if self.partitions == 1:
+            return [keys]
+        pids = self._partition_ids(keys)
+        return _buckets(keys, pids if pids is not None else list(map(self._part_of, keys)),
+                        self.partitions)
 
     def _partition_ids(self, keys: list) -> list[int] | None:
         """Every key's partition, computed in C, when that is possible (the default
