@@ -1,8 +1,8 @@
 """Block access tokens (HDFS's): what lets a client without the cluster token read or write
 one block's bytes on a dataserver.
 
-The nameserver hands one out with each block it locates (GetBlockLocations: read; AddBlock:
-write): "<expiry>:<key>", the key being an HMAC-SHA256 of (block id, mode, expiry) under a
+The nameserver hands one out with each block it locates (GetBlockLocations: read; AddBlock,
+and Create's first block: write): "<expiry>:<key>", the key being an HMAC-SHA256 of (block id, mode, expiry) under a
 key derived from the cluster token. Dataservers know the token, so they compute the key
 themselves without asking anyone; the client proves it holds the key in the data-transfer
 handshake (transfer_auth.py), so the key never crosses a dataserver's wire. It does cross

@@ -5,8 +5,9 @@ Writing: `create()` returns a DfsWriter. It cuts the stream into blocks and each
 packets, and streams packets down the block's pipeline as they fill. It keeps the current
 block's packets until the block is acknowledged, so that when a dataserver fails mid-block
 it can abandon the block, ask for a new one excluding the failed host, and send the block
-again (up to `dfs.client_retries` times). The file becomes visible only when close() commits
-it (Complete); an aborted or failed writer leaves nothing visible.
+again (up to `dfs.client_retries` times). The first block comes with the Create reply (a
+small file costs no AddBlock); if no data comes, Complete drops it. The file becomes visible
+only when close() commits it (Complete); an aborted or failed writer leaves nothing visible.
 
 Reading: `open()` returns a DfsReader: block locations are fetched once (nearest replica
 first), each packet's CRCs are checked, and a replica that fails (checksum: reported to the

@@ -11,8 +11,9 @@ itself up hop by hop) and answers {status: ok} once its whole downstream is read
 packets flow: each node receives a packet, forwards it downstream at once, verifies and
 writes it; a responder thread reads the downstream ack for that packet and sends upstream
 its own status in front of the downstream ones. On the LAST packet a node finalizes its
-replica and reports it to the nameserver (BlockReceived) before acking it, so a writer that
-holds the last ack knows every replica is durable and known. A node that sees a failure
+replica and reports it to the nameserver (BlockReceived, grouped with replicas finished
+meanwhile: dfs/received.py) before acking it, so a writer that holds the last ack knows every
+replica is durable and known. A node that sees a failure
 sends an ack whose statuses point at the failed node (its own index for a local fault, the
 next one when the downstream broke without saying why), then drains its upstream until the
 writer hangs up.
