@@ -304,6 +304,18 @@ def test_only_copies_of_the_constant_with_a_combiner_of_several_or_no_values(tmp
     assert sorted(r for p in parts for r in p) == sorted((k, 1) for k, n in counts.items()
                                                          if n == 1)
 
+    def none_or_two(key, values):   # two keys in, two values out: one key gets both
+        values = list(values)
+        if len(key) % 2:
+            yield key, len(values)
+            yield key, -len(values)
+
+    buf = MapOutputBuffer(2, tmp_path / "s4", combiner=none_or_two)
+    buf.collect_all(iter([("a", 1)] * 3 + [("bb", 1)] * 2 + [("c", 1)]))
+    buf.finish(tmp_path / "out4")
+    _, parts = read_partitions(tmp_path / "out4", 2)
+    assert sorted(r for p in parts for r in p) == [("a", -3), ("a", 3), ("c", 1)]
+
     def bad(key, values):
         yield key + "!", sum(values)
 

@@ -401,7 +401,7 @@ class MapOutputBuffer(SpillingBuffer):
         n_out = sum(map(len, folded.values()))
         self.counters["combine_input_records"] += sum(map(counts.__getitem__, folded))
         self.counters["combine_output_records"] += n_out
-        single = n_out == len(folded)
+        single = set(map(len, folded.values())) <= {1}
         if single:
             folded = dict(zip(folded, map(itemgetter(0), folded.values())))
         out = []
