@@ -296,3 +296,31 @@ def test_checkpoints_grow_apart_with_the_namespace():
     assert not checkpoint_due(20_000, big, every=20_000)
     assert not checkpoint_due(252_499, big, every=20_000)
     assert checkpoint_due(252_500, big, every=20_000)
+
+
+def test_a_first_block_comes_with_create_when_it_can_be_placed(nameserver):
+    """Create's first block saves a small file's AddBlock; with no dataserver to place it
+    on, an empty file is still made, and a block is refused as before when data comes."""
+    ns = nameserver
+    reply = ns.call("Create", pb.CreateRequest(path="/empty", client_id="c1", client_host="h1",
+                                               replication=1, first_block=True))
+    assert not reply.HasField("first_block")   # no dataserver yet
+    ns.call("Complete", pb.CompleteRequest(path="/empty", client_id="c1"))
+    assert ns.call("GetFileInfo", pb.PathRequest(path="/empty")).length == 0
+    ns.call("Create", pb.CreateRequest(path="/data", client_id="c1", client_host="h1",
+                                       replication=1, first_block=True))
+    with pytest.raises(MinijetError, match="no live dataserver"):
+        ns.call("AddBlock", pb.AddBlockRequest(path="/data", client_id="c1"))
+
+    register(ns, "h1")
+    reply = ns.call("Create", pb.CreateRequest(path="/small", client_id="c1", client_host="h1",
+                                               replication=1, first_block=True))
+    first = reply.first_block
+    assert [n.host for n in first.locations] == ["h1"] and first.offset == 0
+    ns.call("BlockReceived", pb.BlockReceivedRequest(
+        host="h1", blocks=[pb.Block(block_id=first.block.block_id, length=7)]))
+    ns.call("Complete", pb.CompleteRequest(
+        path="/small", client_id="c1", last=pb.Block(block_id=first.block.block_id, length=7)))
+    located = ns.call("GetBlockLocations", pb.GetBlockLocationsRequest(path="/small"))
+    assert [b.block.block_id for b in located.blocks] == [first.block.block_id]
+    assert [n.host for n in located.blocks[0].locations] == ["h1"]

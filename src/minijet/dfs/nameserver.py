@@ -709,8 +709,12 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
     def Create(self, request, context):
         f = self._ns.create(request.path, request.client_id, request.client_host,
                             request.replication, request.block_size, request.overwrite)
-        first = self._ns.add_block(request.path, request.client_id, None, set()) \
-            if request.first_block else None
+        first = None
+        if request.first_block:
+            try:
+                first = self._ns.add_block(request.path, request.client_id, None, set())
+            except MinijetError:   # no dataserver or no room now: an empty file needs none,
+                pass               # and AddBlock says why when data comes
         return pb.CreateResponse(replication=f.replication, block_size=f.block_size,
                                  first_block=first)
 
