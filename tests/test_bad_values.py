@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from minijet.cluster import free_port
+from minijet.net import free_port
 
 BIN = Path(sys.executable).parent
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "wordcount" / "wordcount.py"

@@ -244,7 +244,7 @@ def test_bad_inputs_give_one_clear_line(cluster, bad_input_setup, tmp_path, args
 
 
 def test_unreachable_nameserver_is_one_clear_line(cluster):
-    from minijet.cluster import free_port
+    from minijet.net import free_port
     r = dfsshell(cluster, "ls", "/", "-D", f"nameserver.address=127.0.0.1:{free_port()}",
                  "-D", "dfs.client_wait=1s", "-D", "rpc.timeout=2s")
     assert r.returncode == 1

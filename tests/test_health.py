@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from minijet import config as configmod
 from minijet import rpc, sdnotify
 
-from dfs_cluster import free_port
+from minijet.net import free_port
 from polling import wait_for
 from web_client import get, web
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minijet.client import JetClient
-from minijet.cluster import free_port
+from minijet.net import free_port
 from minijet.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from minijet.job import build_conf, load_job_class
 from minijet.jobconf import JobConf

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minijet.client import console, jetshell
-from minijet.cluster import free_port
+from minijet.net import free_port
 from minijet.proto import job_pb2
 
 EXAMPLE = str(Path(__file__).resolve().parent.parent / "examples" / "wordcount" / "wordcount.py")

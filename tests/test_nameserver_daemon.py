@@ -1,7 +1,6 @@
 """The real `nameserver` process, driven over gRPC, killed with SIGKILL and restarted."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from minijet.dfs.nameserver import checkpoint_due
 from minijet.dfs.namespace import Totals
 from minijet.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, MinijetError,
                             NotFound, Unavailable)
+from minijet.net import free_port
 from minijet.proto import dfs_pb2 as pb
 from minijet.proto import dfs_pb2_grpc
 
@@ -22,11 +22,6 @@ from polling import wait_for
 
 START = "from minijet.dfs.nameserver import main; main()"
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NameServerProcess:

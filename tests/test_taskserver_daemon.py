@@ -29,9 +29,10 @@ from minijet import jobauth, jobdir
 from minijet import rpc
 from minijet.errors import PermissionDenied
 from minijet.formats import segments
+from minijet.net import free_port
 from minijet.proto import job_pb2, job_pb2_grpc
 
-from dfs_cluster import DfsCluster, free_port
+from dfs_cluster import DfsCluster
 from polling import wait_for
 
 JOB_FILE = '''

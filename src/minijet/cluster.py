@@ -14,7 +14,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import yaml
 
 from minijet import config as configmod
 from minijet import health, rpc
+from minijet.net import free_port
 from minijet.errors import MinijetError
 from minijet.proto import dfs_pb2, dfs_pb2_grpc
 from minijet.web.server import web_url
@@ -64,12 +64,6 @@ class DaemonStatus:
     # address it registered with the nameserver) | no answer | "" (stopped)
     health: str = ""
     web: str = ""    # the URL of its pages and /metrics; "" when stopped or it has none
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _merge(base: dict, extra: dict) -> dict:

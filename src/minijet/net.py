@@ -2,6 +2,9 @@
 brackets ("[::1]:50010"), an empty or "any" host to listen on every interface."""
 from __future__ import annotations
 
+import random
+import socket
+
 from minijet.errors import Unavailable
 
 ANY_HOSTS = ("", "0.0.0.0", "::")
@@ -24,3 +27,30 @@ def split_address(address: str) -> tuple[str, int]:
 def join_address(host: str, port: int) -> str:
     """"host:port", with an IPv6 host in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+_LOWEST = 10000
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` now, for a daemon to listen on. It is taken below the range
+    the kernel hands out to outgoing connections (Linux's ip_local_port_range) when there
+    is room: a port from bind(0) is in that range, and a local cluster's nameserver once
+    lost its port to a connection opened between the choice and its own bind."""
+    try:
+        with open(_EPHEMERAL_RANGE) as f:
+            first_ephemeral = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 0
+    for _ in range(100 if first_ephemeral > _LOWEST else 0):
+        port = random.randrange(_LOWEST, first_ephemeral)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue   # taken (or closing): try another
+            return port
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
