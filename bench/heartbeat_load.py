@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/heartbeat_load.py [--taskservers 4000] [--slots 4] [--maps 100000]
         [--reducers 200] [--duration 60] [--clients 3] [--heartbeats-per-second N]
-        [--knee] [--profile FILE] [--restart-after S]
+        [--knee] [--profile FILE] [--restart-after S] [--waiters N]
 
 Starts a nameserver, one dataserver (for the job's own files) and a jobserver as daemons
 (as `minijet cluster` does), then simulated dataservers holding an input of --maps / 4
@@ -24,6 +24,9 @@ reduces ask GetMapOutputs once and Commit, and fetch nothing; wakes are counted,
 step by step (--step seconds each), whatever the jobserver says; prints each step's
 offered and served rate and latency, and the first step whose p99 passes 1 s.
 --profile FILE: run the jobserver under cProfile and write its profile to FILE.
+--waiters N: N clients follow the job from its acceptance as `jetshell run` does
+(JetClient.wait_for_completion, a status every 0.5 s); prints how many statuses they got and
+their mean size.
 --restart-after S: kill -9 the jobserver S seconds after the job is accepted and start it
 again; prints how long it took to serve again (its jobs restored from the store) and to
 assign again, and the heartbeats before the kill and after the restart (the CPU and RSS
@@ -48,7 +51,7 @@ from pathlib import Path
 import psutil
 
 from minijet import rpc
-from minijet.client import JetClient
+from minijet.client import JetClient, JobTimeout
 from minijet.cluster import LocalCluster
 from minijet.proto import job_pb2, job_pb2_grpc
 
@@ -102,6 +105,25 @@ class Sampler(threading.Thread):
 
     def peak_rss(self) -> int:
         return max((s[2] for s in self.samples), default=0)
+
+
+class Follower(threading.Thread):
+    """A client following the job as `jetshell run` does (JetClient.wait_for_completion,
+    its progress shown every 0.5 s) until `stop_at`; records each status's size."""
+
+    def __init__(self, config, job_id: str, stop_at: float):
+        super().__init__(daemon=True)
+        self.config, self.job_id, self.stop_at = config, job_id, stop_at
+        self.sizes: list[int] = []
+        self.start()
+
+    def run(self) -> None:
+        with JetClient(self.config) as jc:
+            try:
+                jc.wait_for_completion(self.job_id, lambda st: self.sizes.append(st.ByteSize()),
+                                       timeout=max(0.0, self.stop_at - time.time()))
+            except JobTimeout:
+                pass
 
 
 def cluster_config(args, work: Path) -> dict:
@@ -186,6 +208,8 @@ def main() -> None:
     p.add_argument("--knee", action="store_true", help="find the heartbeat rate where p99 > 1 s")
     p.add_argument("--step", type=float, default=8.0, help="seconds per --knee step")
     p.add_argument("--profile", default="", help="cProfile the jobserver into this file")
+    p.add_argument("--waiters", type=int, default=0,
+                   help="clients following the job's progress as `jetshell run` does")
     p.add_argument("--restart-after", type=float, default=0, metavar="S",
                    help="kill -9 the jobserver S seconds after the job is accepted, and "
                         "start it again")
@@ -253,11 +277,14 @@ def run(args, lc: LocalCluster, config, sampler: Sampler, daemon: list) -> None:
             job_id = jc.submit(WORDCOUNT, "WordCount",
                                ["/bench/in", "/bench/out", "--reducers", str(args.reducers)])
             accepted = time.time()
+            followers = [Follower(config, job_id, stop_at) for _ in range(args.waiters)]
             restart = None
             if args.restart_after:
                 time.sleep(max(0.0, accepted + args.restart_after - time.time()))
                 restart = restart_jobserver(lc, daemon)
             recs = results.get()
+            for f in followers:
+                f.join(60)
             status = [s for s in jc.list_jobs(all=True) if s.job_id == job_id][0]
     sampler.stop.set()
     beats = sorted(b for r in recs for b in r.beats)
@@ -293,6 +320,11 @@ def run(args, lc: LocalCluster, config, sampler: Sampler, daemon: list) -> None:
         if lat:
             print(f"{method}: {len(lat)} calls, p50 {ms(percentile(lat, .5))}, "
                   f"p99 {ms(percentile(lat, .99))}, max {ms(max(lat))}")
+    if followers:
+        sizes = [n for f in followers for n in f.sizes]
+        print(f"followers: {len(followers)} clients waiting on the job as `jetshell run` does "
+              f"(WaitJob, a status every 0.5 s): {len(sizes)} statuses, mean "
+              f"{statistics.mean(sizes) / 1024 if sizes else 0:,.0f} KiB")
     print(f"jobserver: {sampler.cpu_between(first + SETTLE, end):.2f} cores in the steady "
           f"window, peak RSS {sampler.peak_rss() / 2**20:,.0f} MiB; wakes received "
           f"{sum(r.wakes for r in recs)}; commits denied {sum(r.denied for r in recs)}")

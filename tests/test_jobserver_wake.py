@@ -61,3 +61,22 @@ def test_a_job_runs_at_once_although_taskservers_heartbeat_every_30s(fresh_job_c
     assert took < 20, f"the job took {took:.1f}s: its tasks waited for heartbeats"
     reduces = [a for a in status.attempts if "_reduce_" in a.attempt_id]
     assert len({a.taskserver for a in reduces}) >= 2   # the idle taskservers got reduces too
+
+
+def test_a_client_following_a_job_gets_its_attempts_only_at_the_end(job_cluster):
+    """`jetshell run` shows a job's progress every half second: those statuses leave out
+    the attempts (a big job has many thousands, built under the jobserver's lock and sent
+    each time); the final status has them all."""
+    testjobs = str(Path(__file__).parent / "jobs" / "testjobs.py")
+    with JetClient(job_cluster.config) as jc:
+        with jc.dfs.create("/follow/in.txt") as f:
+            f.write(b"a b a\nc a b\n" * 100)
+        job = jc.submit(testjobs, "SlowWordCount",
+                        ["/follow/in.txt", "/follow/out", "--reducers", "2", "--delay", "1.5"])
+        seen = []
+        final = jc.wait_for_completion(job, seen.append, poll=0.1, timeout=120)
+    assert final.state == "succeeded"
+    assert len(seen) >= 5 and seen[-1] is final
+    assert all(not st.attempts for st in seen[:-1])
+    assert any(st.stages and st.stages[0].running for st in seen[:-1])   # progress shown
+    assert {a.task_id.rsplit("_", 2)[-2] for a in final.attempts} == {"map", "reduce"}

@@ -180,14 +180,16 @@ class JetClient:
                             poll: float = 0.5, timeout: float | None = None) -> job_pb2.JobStatus:
         """Wait until the job is succeeded, failed or killed; return that final status.
         The jobserver answers as soon as the job ends, or with its status after `poll`
-        seconds: `progress_callback(status)` sees each of those, the final one included.
+        seconds: `progress_callback(status)` sees each of those, the final one included
+        (only the final one lists the attempts).
         Raises JobTimeout after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             asked = time.monotonic()
             wait = poll if deadline is None else max(0.0, min(poll, deadline - asked))
-            status = self._call(self._stub.WaitJob,
-                                job_pb2.WaitJobRequest(job_id=job_id, timeout=wait),
+            status = self._call(self._stub.WaitJob,   # attempts only in the final status
+                                job_pb2.WaitJobRequest(job_id=job_id, timeout=wait,
+                                                       progress_only=True),
                                 idempotent=True)
             if progress_callback is not None:
                 progress_callback(status)

@@ -182,7 +182,8 @@ class JobServer:
     def _handle(self, event) -> list:
         """Apply one event (the lock held) and carry out what does not go into a reply."""
         actions = self.core.handle(event)
-        self._changed.notify_all()
+        if any(_changes_a_job(a) for a in actions):   # not every heartbeat: each wakes
+            self._changed.notify_all()                 # every WaitJob long poll
         budget = self._wake_budget.allowed(self.core.live_taskservers(), time.monotonic())
         woken = self.core.to_wake(budget)
         self._wake_budget.spend(len(woken))
@@ -374,6 +375,7 @@ class JobServer:
         finally:
             with self._lock:
                 self._submitting.discard(job_id)
+                self._changed.notify_all()   # a RunJob sent again waits for this one
         self.store.wait()   # job acceptance is durable before RunJob replies
         log.info("job %s: running, %s", job_id, ", ".join(
             f"stage {s} {len(v)} splits" for s, v in splits.items()))
@@ -394,23 +396,28 @@ class JobServer:
         self.store.wait()   # the rows of a job retired a moment ago are written
         return history.status(self.store, job_id, attempts)
 
-    def wait_job(self, job_id: str, timeout: float) -> dict[str, Any]:
+    def wait_job(self, job_id: str, timeout: float,
+                 progress_only: bool = False) -> dict[str, Any]:
         """The job's status once it is final, or after `timeout` seconds (at most
-        MAX_WAIT) if sooner: a client sees the end of a job at once without polling."""
-        if not self._long_polls.acquire(blocking=False):
-            return self.job_status(job_id)   # too many waiting: the client polls instead
+        MAX_WAIT) if sooner: a client sees the end of a job at once without polling. With
+        `progress_only`, the status of a job not yet final leaves out its attempts: a
+        client following a big job's progress every half second would otherwise have its
+        every attempt built under the lock and sent each time."""
+        waiting = self._long_polls.acquire(blocking=False)   # else the client polls
         try:
-            deadline = time.monotonic() + min(max(0.0, timeout), MAX_WAIT)
+            deadline = time.monotonic() + (min(max(0.0, timeout), MAX_WAIT) if waiting else 0)
             with self._lock:
                 while (self.core.holds(job_id) and self.core.job_state(job_id) not in FINAL
                        and not self._stop.is_set()
                        and (left := deadline - time.monotonic()) > 0):
                     self._changed.wait(left)
                 if self.core.holds(job_id):
-                    return self.core.job_status(job_id)
+                    final = self.core.job_state(job_id) in FINAL
+                    return self.core.job_status(job_id, attempts=final or not progress_only)
             return self._retired_status(job_id)
         finally:
-            self._long_polls.release()
+            if waiting:
+                self._long_polls.release()
 
     def list_jobs(self, all_jobs: bool, limit: int = 0) -> list[dict[str, Any]]:
         """Every unfinished job, and the `limit` (0: LIST_LIMIT) finished ones that ended
@@ -549,6 +556,13 @@ class JobServer:
                 log.error("unexpected action from FetchFailed: %s", action)
 
 
+def _changes_a_job(action: Any) -> bool:
+    """Whether the core's `action` says a job changed (what WaitJob and RunJob wait for):
+    it ended, or a row of the jobs table is written."""
+    return isinstance(action, model.JobFinished) or (
+        isinstance(action, model.Persist) and any(table == "jobs" for table, _ in action.records))
+
+
 def _log_attempt_ends(action: model.Persist) -> None:
     for table, row in action.records:
         if table == "attempts" and row["state"] in (model.SUCCEEDED, model.FAILED,
@@ -582,7 +596,8 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
 
     @rpc.translate_errors
     def WaitJob(self, request, context):
-        return status_proto(self._js.wait_job(request.job_id, request.timeout))
+        return status_proto(self._js.wait_job(request.job_id, request.timeout,
+                                              request.progress_only))
 
     @rpc.translate_errors
     def ListJobs(self, request, context):

@@ -1373,6 +1373,8 @@ def _status(job: Job, attempts: bool) -> dict[str, Any]:
         done = running = failed = 0
         progress = 0.0
         for task in stage.tasks:
+            if not task.attempts and task.state != SUCCEEDED:
+                continue   # not started: nothing to count (most of a big job's tasks, early)
             every += task.attempts
             failed += sum(1 for a in task.attempts if a.state == FAILED)
             live = task.active()
