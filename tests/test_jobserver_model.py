@@ -1005,3 +1005,27 @@ def test_taskservers_are_told_to_clean_up_jobs_that_ended_or_are_unknown():
     c.handle(KillJob("job_1", c.now))
     beat.now = c.now = c.now + 1
     assert [a.job_id for a in of(c.handle(beat), CleanupJob)] == ["job_1", "job_0_earlier"]
+
+
+def test_a_page_of_a_big_job_shows_its_troubled_and_latest_attempts():
+    """With attempt_limit a job's view carries at most that many attempts, in their order:
+    the failed and lost ones first, then the latest started; the rest is as without."""
+    c, _, _ = run_with_faults(3)
+    core = c.core
+    whole = core.job_status("job_1")
+    every = whole["attempts"]
+    troubled = [a for a in every if a["state"] in ("failed", "lost")]
+    limit = len(troubled) + 5
+    assert troubled and limit < len(every)
+    some = core.job_status("job_1", attempt_limit=limit)
+    shown = some["attempts"]
+    assert len(shown) == limit and all(a in shown for a in troubled)
+    assert shown == [a for a in every if a in shown]   # in the job's order
+    others = sorted((a for a in every if a not in troubled), key=lambda a: a["start_time"])
+    assert min(a["start_time"] for a in shown if a not in troubled) >= \
+        others[-5]["start_time"]
+    assert {k: v for k, v in some.items() if k != "attempts"} == \
+        {k: v for k, v in whole.items() if k != "attempts"}
+    assert core.job_status("job_1", attempt_limit=len(every))["attempts"] == every
+    few = core.job_status("job_1", attempt_limit=2)["attempts"]   # the latest troubles
+    assert few == troubled[-2:]

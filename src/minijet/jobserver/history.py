@@ -25,14 +25,16 @@ def job_row(store: JobStore, job_id: str) -> dict[str, Any]:
     return rows[0]
 
 
-def status(store: JobStore, job_id: str, attempts: bool = True) -> dict[str, Any]:
-    """A retired job's status (NotFound if it never was or its history expired)."""
+def status(store: JobStore, job_id: str, attempts: bool = True,
+           attempt_limit: int | None = None) -> dict[str, Any]:
+    """A retired job's status (NotFound if it never was or its history expired); with
+    `attempt_limit`, at most that many attempts (model.some_attempts)."""
     row = job_row(store, job_id)
     if not attempts and (summary := model.stored_summary(row)) is not None:
         return summary
     of_job = ("job_id = ?", (job_id,))
     return model.stored_status(row, store.rows("tasks", *of_job),
-                               store.rows("attempts", *of_job), attempts)
+                               store.rows("attempts", *of_job), attempts, attempt_limit)
 
 
 def finished(store: JobStore, ended_after: float, limit: int) -> list[dict[str, Any]]:

@@ -386,15 +386,19 @@ class JobServer:
         for start in range(0, len(records), STORE_BATCH):
             self.store.wait(self.store.save(records[start:start + STORE_BATCH]))
 
-    def job_status(self, job_id: str, attempts: bool = True) -> dict[str, Any]:
+    def job_status(self, job_id: str, attempts: bool = True,
+                   attempt_limit: int | None = None) -> dict[str, Any]:
+        """The job's view; with `attempt_limit`, at most that many of its attempts (the
+        web page's: see model.some_attempts)."""
         with self._lock:
             if self.core.holds(job_id):
-                return self.core.job_status(job_id, attempts)
-        return self._retired_status(job_id, attempts)
+                return self.core.job_status(job_id, attempts, attempt_limit)
+        return self._retired_status(job_id, attempts, attempt_limit)
 
-    def _retired_status(self, job_id: str, attempts: bool = True) -> dict[str, Any]:
+    def _retired_status(self, job_id: str, attempts: bool = True,
+                        attempt_limit: int | None = None) -> dict[str, Any]:
         self.store.wait()   # the rows of a job retired a moment ago are written
-        return history.status(self.store, job_id, attempts)
+        return history.status(self.store, job_id, attempts, attempt_limit)
 
     def wait_job(self, job_id: str, timeout: float,
                  progress_only: bool = False) -> dict[str, Any]:

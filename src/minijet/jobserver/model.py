@@ -141,9 +141,11 @@ Every event carries an id (given, or "e<seq>"); every action names it as `cause`
 from __future__ import annotations
 
 import collections
+import heapq
 import json
 import random
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Callable, Iterable
 
 from minijet.errors import (AlreadyExists, ConfigError, FailedPrecondition, InvalidArgument,
@@ -1264,8 +1266,11 @@ class JobServerCore:
         """The state users see: running until its output is committed or removed."""
         return _shown_state(self._job(job_id))
 
-    def job_status(self, job_id: str, attempts: bool = True) -> dict[str, Any]:
-        return _status(self._job(job_id), attempts)
+    def job_status(self, job_id: str, attempts: bool = True,
+                   attempt_limit: int | None = None) -> dict[str, Any]:
+        """The job's view; with `attempt_limit`, at most that many of its attempts
+        (some_attempts)."""
+        return _status(self._job(job_id), attempts, attempt_limit)
 
     def holds(self, job_id: str) -> bool:
         """The job is in memory (not retired)."""
@@ -1364,7 +1369,7 @@ def _shown_state(job: Job) -> str:
     return RUNNING if job.output in FINISHING else job.state
 
 
-def _status(job: Job, attempts: bool) -> dict[str, Any]:
+def _status(job: Job, attempts: bool, attempt_limit: int | None = None) -> dict[str, Any]:
     """The view of a job (JobServerCore.job_status), in memory or restored from its rows."""
     counters: dict[tuple[str, str], int] = {}
     stages = []
@@ -1406,15 +1411,32 @@ def _status(job: Job, attempts: bool) -> dict[str, Any]:
         "unisolated_taskservers": sorted({a.taskserver for a in every if not a.isolated}),
     }
     if attempts:
-        status["attempts"] = [_attempt_view(a) for a in every]
+        shown = every if attempt_limit is None else some_attempts(every, attempt_limit)
+        status["attempts"] = [_attempt_view(a) for a in shown]
     return status
 
 
+def some_attempts(attempts: list[Attempt], limit: int) -> list[Attempt]:
+    """At most `limit` of `attempts`, in their order: the failed and lost ones (the latest
+    of them if too many), then the latest started. A page of a big job shows these rather
+    than its every attempt (built under the jobserver's lock, rendered each refresh)."""
+    if len(attempts) <= limit:
+        return attempts
+    troubled = [a for a in attempts if a.state in (FAILED, LOST)]
+    troubled = troubled[len(troubled) - limit:] if len(troubled) > limit else troubled
+    rest = [a for a in attempts if a.state not in (FAILED, LOST)]
+    keep = {id(a) for a in troubled} | {
+        id(a) for a in heapq.nlargest(limit - len(troubled), rest,
+                                      key=attrgetter("start_time"))}
+    return [a for a in attempts if id(a) in keep]
+
+
 def stored_status(job: dict[str, Any], tasks: list[dict[str, Any]],
-                  attempts: list[dict[str, Any]], with_attempts: bool = True) -> dict[str, Any]:
+                  attempts: list[dict[str, Any]], with_attempts: bool = True,
+                  attempt_limit: int | None = None) -> dict[str, Any]:
     """A retired job's status from its rows (minijet.jobserver.store), as job_status gave
     it in memory."""
-    return _status(_restored_job(job, tasks, attempts), with_attempts)
+    return _status(_restored_job(job, tasks, attempts), with_attempts, attempt_limit)
 
 
 def stored_summary(job: dict[str, Any]) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from minijet.web.html import (Html, ago, bar, escape, fields, join, link, page, 
                               state, table, tag, when)
 
 REFRESH = 5
+ATTEMPTS_SHOWN = 2000   # a job page's attempts at most (a big job has 100,000s)
 ENGINE = "task"   # the counter group of the engine's own (the TaskHost's runner.GROUP)
 NAV = [("/", "Jobs"), ("/taskservers", "Taskservers")]
 JOB_STATES = ("created", "running", "succeeded", "failed", "killed")
@@ -101,7 +102,7 @@ class JobServerPages:
 
     def job(self, query: dict[str, str]) -> str:
         job_id = _job_id(query.get("id", ""))
-        s = self.js.job_status(job_id)   # NotFound: a 404
+        s = self.js.job_status(job_id, attempt_limit=ATTEMPTS_SHOWN)   # NotFound: a 404
         now = time.time()
         c = _engine(s["counters"])
         tasks = sum(st["tasks"] for st in s["stages"])
@@ -122,7 +123,8 @@ class JobServerPages:
                  tag("h2", "Timeline"),
                  timeline.svg(job_id, s["attempts"], [st["stage_id"] for st in s["stages"]],
                               now),
-                 tag("h2", "Attempts"), self._attempts(job_id, s["attempts"], now),
+                 tag("h2", "Attempts"), self._shown(s),
+                 self._attempts(job_id, s["attempts"], now),
                  tag("h2", "Counters"),
                  table(["group", "name", "value"],
                        [[x["group"], x["name"], f"{x['value']:,}"] for x in s["counters"]],
@@ -133,6 +135,16 @@ class JobServerPages:
                              class_="note"))
         return self._page(f"Job {job_id}", join(parts),
                           refresh=s["state"] not in FINAL_STATES)
+
+    @staticmethod
+    def _shown(s: dict[str, Any]) -> Html | str:
+        """Which attempts the page shows, when not all of them."""
+        total = sum(c["value"] for c in s["counters"]
+                    if (c["group"], c["name"]) == ("job", "launched_attempts"))
+        if total <= len(s["attempts"]):
+            return ""
+        return tag("p", f"The failed and lost attempts and the latest started: "
+                        f"{len(s['attempts']):,} of {total:,} (the timeline too).", class_="note")
 
     @staticmethod
     def _error(s: dict[str, Any]) -> Html:
