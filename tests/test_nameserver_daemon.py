@@ -10,8 +10,7 @@ import yaml
 
 from minijet import config as configmod
 from minijet import rpc
-from minijet.dfs.nameserver import checkpoint_due
-from minijet.dfs.namespace import Totals
+from minijet.dfs.namespace import Totals, checkpoint_due
 from minijet.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, MinijetError,
                             NotFound, Unavailable)
 from minijet.net import free_port

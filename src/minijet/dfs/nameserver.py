@@ -27,7 +27,8 @@ from typing import Callable
 from minijet import daemon, rpc
 from minijet.config import Config, format_size
 from minijet.dfs import blockmap, blocktokens, credentials, journal, paths, placement, scope
-from minijet.dfs.namespace import Block, Edit, FileStatus, Namespace, OpenFile, Totals
+from minijet.dfs.namespace import (Block, Edit, FileStatus, Namespace, OpenFile,
+                                   checkpoint_due)
 from minijet.errors import (FailedPrecondition, InvalidArgument, MinijetError, NoSpace,
                             PermissionDenied, Unauthenticated, Unavailable)
 from minijet.health import HEALTH_METHODS, HealthService
@@ -57,16 +58,6 @@ class Summary:
     directories: int
     bytes: int
     blocks: dict[str, int]   # blocks of closed files by state (blockmap.STATES)
-
-
-def checkpoint_due(edits: int, totals: Totals, every: int) -> bool:
-    """Whether the journal's `edits` since the last checkpoint call for the next: after
-    `every` (nameserver.checkpoint_edits), or a quarter of the namespace's entries if that
-    is more. A checkpoint snapshots the whole namespace under the lock and writes all of it,
-    so at a million files one every 20,000 edits took most of the nameserver's time; with
-    the quarter, its cost per edit stays the same at any size, and a restart replays at
-    most a quarter of the namespace's size in records on top of loading it."""
-    return edits >= max(every, (totals.files + totals.directories) // 4)
 
 
 class NameServer:
@@ -309,8 +300,12 @@ class NameServer:
             log.info("mkdirs %s", path)
 
     def create(self, path: str, client_id: str, client_host: str, replication: int,
-               block_size: int, overwrite: bool) -> OpenFile:
-        """Open a new file for writing (0 replication or block size: the configured one)."""
+               block_size: int, overwrite: bool,
+               first_block: bool = False) -> tuple[OpenFile, pb.LocatedBlock | None]:
+        """Open a new file for writing (0 replication or block size: the configured one);
+        with `first_block`, also its first block (a small file's AddBlock saved), unless it
+        cannot be placed now (no live dataserver, no room): an empty file needs none, and
+        AddBlock says why when data comes."""
         path = paths.normalize(path)
         replication, block_size = self._file_settings(path, replication, block_size)
         f = None
@@ -326,7 +321,12 @@ class NameServer:
         log.info("create %s by client %s on %s (replication %s, block size %s%s)", path,
                  client_id, client_host, replication, block_size,
                  ", overwrite" if overwrite else "")
-        return f
+        if not first_block:
+            return f, None
+        try:
+            return f, self.add_block(path, client_id, None, set())
+        except MinijetError:
+            return f, None
 
     def _file_settings(self, path: str, replication: int, block_size: int) -> tuple[int, int]:
         """A new file's replication and block size (0: the configured one)."""
@@ -707,14 +707,9 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
 
     @rpc.translate_errors
     def Create(self, request, context):
-        f = self._ns.create(request.path, request.client_id, request.client_host,
-                            request.replication, request.block_size, request.overwrite)
-        first = None
-        if request.first_block:
-            try:
-                first = self._ns.add_block(request.path, request.client_id, None, set())
-            except MinijetError:   # no dataserver or no room now: an empty file needs none,
-                pass               # and AddBlock says why when data comes
+        f, first = self._ns.create(request.path, request.client_id, request.client_host,
+                                   request.replication, request.block_size, request.overwrite,
+                                   request.first_block)
         return pb.CreateResponse(replication=f.replication, block_size=f.block_size,
                                  first_block=first)
 

@@ -1422,8 +1422,7 @@ def some_attempts(attempts: list[Attempt], limit: int) -> list[Attempt]:
     than its every attempt (built under the jobserver's lock, rendered each refresh)."""
     if len(attempts) <= limit:
         return attempts
-    troubled = [a for a in attempts if a.state in (FAILED, LOST)]
-    troubled = troubled[len(troubled) - limit:] if len(troubled) > limit else troubled
+    troubled = [a for a in attempts if a.state in (FAILED, LOST)][-limit:]
     rest = [a for a in attempts if a.state not in (FAILED, LOST)]
     keep = {id(a) for a in troubled} | {
         id(a) for a in heapq.nlargest(limit - len(troubled), rest,
