@@ -143,19 +143,21 @@ def test_reduce_side_merges_on_disk_past_its_budget(tmp_path):
     assert not list(tmp_path.glob("*"))
 
 
-def test_a_split_read_as_lines_gives_the_lines_the_records_give():
-    data = b"\n".join(random_lines(2000, 4)) + b"\r\nlast without newline"
+def test_a_split_read_as_lines_or_texts_gives_the_lines_the_records_give():
+    data = b"\n".join(random_lines(2000, 4)) + "\r\nnaïve \xff été".encode() + b"\xff\n\nlast"
     for step in (1, 333, 4096, len(data)):
-        lines, records = [], []
+        lines, texts, records = [], [], []
         for start in range(0, len(data), step):
             length = min(step, len(data) - start)
-            reader = SplitReader(io.BytesIO(data), start, length, chunk_size=512)
-            blocks = list(reader.lines())
-            assert reader.records == sum(map(len, blocks))
-            lines += [line for block in blocks for line in block]
+            for way, into in (("lines", lines), ("texts", texts)):
+                reader = SplitReader(io.BytesIO(data), start, length, chunk_size=512)
+                blocks = list(getattr(reader, way)())
+                assert reader.records == sum(map(len, blocks))
+                into += [line for block in blocks for line in block]
             records += SplitReader(io.BytesIO(data), start, length, chunk_size=512)
         assert lines == data.split(b"\n")
         assert lines == [r.encode("utf-8", "surrogateescape") for _, r in records]
+        assert texts == [r for _, r in records]
 
 
 # ---- whole jobs in the local runner ----

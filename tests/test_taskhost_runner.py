@@ -7,9 +7,9 @@ import pytest
 
 from minijet import jobconf as jc
 from minijet import jobdir
-from minijet.errors import NotFound
+from minijet.errors import InvalidArgument, NotFound
 from minijet.formats import segments
-from minijet.job import MapReduceJob
+from minijet.job import MapReduceJob, whole_lines
 from minijet.splits import Segment
 from minijet.taskhost import runner
 
@@ -178,3 +178,50 @@ def test_an_attempt_never_recreates_an_output_its_job_gave_up(cluster):
     with pytest.raises(NotFound):
         runner.DfsOutput(dfs, out, "t_map_00001_0", 1, lambda: False)
     assert not dfs.exists(out)
+
+
+class LineCount(MapReduceJob):
+    """A whole_lines mapper: counts its task's words with one Counter."""
+
+    @whole_lines
+    def mapper(self, lines):
+        self.calls = getattr(self, "calls", 0) + 1
+        return Counter(word for line in lines for word in line.split()).items()
+
+    def combiner(self, key, values):
+        yield key, sum(values)
+
+    @whole_lines
+    def reducer(self, key, values):
+        yield key, sum(values)
+
+
+def test_a_whole_lines_mapper_gets_every_line_of_its_splits_once_in_one_call(tmp_path):
+    src = tmp_path / "input.txt"
+    text = TEXT + "été naïve\r\nlast line without newline"
+    src.write_text(text)
+    map_stage, _ = stages(1)
+    job, progress = LineCount(), runner.Progress(lambda f, c: None)
+    out = Collected()
+    runner.run_input_stage(job, map_stage, splits_of(src, 3000), lambda p: open(p, "rb"),
+                           lambda combiner: out, progress)
+    assert job.calls == 1 and out.finished
+    assert Counter(dict(out.pairs)) == Counter(text.split())
+    assert progress.counters[("task", "input_records")] == text.count("\n") + 1
+
+
+def test_a_whole_lines_method_anywhere_but_a_text_map_is_a_clear_error(tmp_path):
+    import dataclasses
+
+    src = tmp_path / "input.txt"
+    src.write_text(TEXT)
+    map_stage, reduce_stage = stages(1)
+    records_stage = dataclasses.replace(map_stage, reader="records")
+    with pytest.raises(InvalidArgument, match=r"LineCount.mapper\(\) is a whole_lines method"):
+        runner.run_input_stage(LineCount(), records_stage, splits_of(src, 10**6),
+                               lambda p: open(p, "rb"), lambda combiner: Collected(),
+                               runner.Progress(lambda f, c: None))
+    with pytest.raises(InvalidArgument, match=r"LineCount.reducer\(\) is a whole_lines method"):
+        runner.run_consumer_stage(LineCount(), reduce_stage, [], 0, tmp_path / "shuffle",
+                                  1 << 20, lambda combiner: Collected(),
+                                  runner.Progress(lambda f, c: None))

@@ -1,21 +1,19 @@
-"""WordCount with a batch-level mapper: it is given a whole split's records at once (as
-dask's map_partitions is given a partition) and counts them with one Counter, so the engine
-sees one pair per distinct word of the split instead of one per word. (bench/peers.py gives
-dask the same code for each of its partitions.)
+"""WordCount with a batch-level mapper: it is given a whole task's input lines at once (as
+dask's map_partitions is given a partition's lines) and counts them with one Counter, so the
+engine sees one pair per distinct word of the split instead of one per word. (bench/peers.py
+gives dask the same code for each of its partitions.)
 
     jetshell run examples/wordcount/wordcount_batch.py WordCountBatch INPUT OUTPUT
 """
 from collections import Counter
 from itertools import chain
-from operator import itemgetter
 
-from minijet import MapReduceJob, whole_stream
+from minijet import MapReduceJob, whole_lines
 
 
 class WordCountBatch(MapReduceJob):
-    @whole_stream
-    def mapper(self, records):
-        lines = map(itemgetter(1), records)   # records are (offset, line)
+    @whole_lines
+    def mapper(self, lines):
         return Counter(chain.from_iterable(map(str.split, lines))).items()
 
     def combiner(self, key, values):

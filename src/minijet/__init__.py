@@ -1,13 +1,14 @@
 """minijet: a batch-processing cluster in Python (block-replicated DFS + MapReduce job engine).
 
 Job files use `from minijet import MapReduceJob, Param` (or JobBuilderJob, and `context` for
-user counters; `whole_stream` marks a map or reduce method given its task's whole input).
+user counters; `whole_stream` marks a map or reduce method given its task's whole input,
+`whole_lines` a map method given its task's input lines).
 The names are loaded on first use, so that importing any minijet module (daemons, config)
 stays light.
 """
 from typing import Any
 
-__all__ = ["MapReduceJob", "Param", "JobBuilderJob", "whole_stream"]
+__all__ = ["MapReduceJob", "Param", "JobBuilderJob", "whole_lines", "whole_stream"]
 
 
 def __getattr__(name: str) -> Any:

@@ -235,6 +235,16 @@ def whole_stream(method: Callable) -> Callable:
     return method
 
 
+def whole_lines(method: Callable) -> Callable:
+    """Marks a map method that takes its task's input lines in one call, as dask's
+    map_partitions over read_text is given a partition's lines: an iterable of str (each
+    line without its newline, decoded as the text reader decodes it; no offsets), once. It
+    returns the output pairs. Only for the map of a stage that reads text."""
+    method.whole_stream = True
+    method.whole_lines = True
+    return method
+
+
 def is_job_class(obj: Any) -> bool:
     return inspect.isclass(obj) and issubclass(obj, MapReduceJob) and obj is not MapReduceJob
 

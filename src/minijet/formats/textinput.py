@@ -46,6 +46,11 @@ class SplitReader(SplitReaderBase):
         sort_lines, which needs no offsets and no text)."""
         return self._chunks(self._lines)
 
+    def texts(self) -> Iterator[list[str]]:
+        """The split's lines as text (the records' values), a list per chunk read (for a
+        whole_lines mapper, which needs no offsets)."""
+        return self._chunks(self._texts)
+
     def _read(self) -> bytes:
         # Past the split's end only the rest of one line is ours: read a little at a time
         # there (it may be the next block, on another machine).
@@ -119,16 +124,18 @@ class SplitReader(SplitReaderBase):
         self.records += len(lines)
         return lines
 
+    def _texts(self, block: bytes, pos: int) -> list[str]:
+        text = block.decode("ascii") if block.isascii() else \
+            block.decode("utf-8", "surrogateescape")
+        lines = text.split("\n")
+        self.records += len(lines)
+        return lines
+
     def _records(self, block: bytes, pos: int) -> Iterator[tuple[int, str]]:
         """The records of `block`, complete lines joined by b"\\n", the first at offset `pos`."""
-        if block.isascii():
-            lines = block.decode("ascii").split("\n")
-            lengths = map(len, lines)
-        else:
-            # One character per byte only for ASCII: take the offsets from the bytes.
-            lines = block.decode("utf-8", "surrogateescape").split("\n")
-            lengths = map(len, block.split(b"\n"))
-        self.records += len(lines)
+        lines = self._texts(block, pos)
+        # One character per byte only for ASCII: else take the offsets from the bytes.
+        lengths = map(len, lines if block.isascii() else block.split(b"\n"))
         # offset of line i = pos + (lengths of lines before it) + i newlines
         return zip(map(add, accumulate(lengths, initial=pos), count()), lines)
 

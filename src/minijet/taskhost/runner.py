@@ -296,16 +296,21 @@ def _method(job: MapReduceJob, op: jc.Operation) -> Callable:
 
 
 def _chain_ops(job: MapReduceJob, stage: jc.StageConf, records: Iterable,
-               grouped: bool) -> tuple[Iterable, Callable | None]:
+               grouped: bool, lines: bool = False) -> tuple[Iterable, Callable | None]:
     """Apply the stage's map/reduce operations to `records` ((key, value) pairs, or
-    (key, values) groups when `grouped`); returns the output pairs and the combiner, which
-    runs in the map output buffer."""
+    (key, values) groups when `grouped`, or text lines when `lines`: see _takes_lines);
+    returns the output pairs and the combiner, which runs in the map output buffer."""
     if operations.uses_builder(stage):
         return (operations.chain_operations(job, stage, records, grouped),
                 operations.combiner(job, stage))
     combiner = None
     for op in stage.operations:
         method = _method(job, op)
+        if getattr(method, "whole_lines", False) != lines:
+            raise InvalidArgument(
+                f"stage {stage.id}: {type(job).__name__}.{op.method}() is a whole_lines "
+                "method: it can only be the map of a stage that reads text input")
+        lines = False
         if op.op == "combine":
             combiner = method
         elif (op.op == "reduce") != grouped:
@@ -324,6 +329,14 @@ def _chain_ops(job: MapReduceJob, stage: jc.StageConf, records: Iterable,
     return records, combiner
 
 
+def _takes_lines(job: MapReduceJob, stage: jc.StageConf) -> bool:
+    """Whether the stage's map is a whole_lines method: it then gets the text input's lines,
+    not (offset, line) records (a stage that reads records files has no lines)."""
+    if operations.uses_builder(stage) or stage.reader != "lines" or not stage.operations:
+        return False
+    return getattr(_method(job, stage.operations[0]), "whole_lines", False)
+
+
 def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Segment],
                     open_file: Callable[[str], BinaryIO],
                     make_output: Callable[..., Output], progress: Progress) -> None:
@@ -332,6 +345,7 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Segment
     make_output(None, lines=True)."""
     timer = StageTimer()
     raw = operations.raw_lines(stage)
+    lines = _takes_lines(job, stage)
     total = sum(s.length for s in splits) or 1
     done_bytes = 0
     readers: list[SplitReader | RecordsSplitReader] = []
@@ -366,6 +380,9 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Segment
             context.set_input_path(split.path)
             if raw:
                 yield timer.reading_blocks(chain(reader.lines(), split_done(split, f)), tick)
+            elif lines:
+                yield chain.from_iterable(
+                    timer.reading_blocks(chain(reader.texts(), split_done(split, f)), tick))
             else:
                 yield timer.reading(chain(reader, split_done(split, f)), tick)
         progress.input_ended()   # asked for the next split: every one is read
@@ -375,7 +392,7 @@ def run_input_stage(job: MapReduceJob, stage: jc.StageConf, splits: list[Segment
         _write(make_output(None, lines=True), timer.producing(records, batch=1), progress)
     else:
         context.bind(progress)  # user counters count into this task
-        pairs, combiner = _chain_ops(job, stage, records, grouped=False)
+        pairs, combiner = _chain_ops(job, stage, records, grouped=False, lines=lines)
         _write(make_output(combiner), timer.producing(pairs), progress)
     timer.report(progress)
     progress.set("input_records", sum(r.records for r in readers))
