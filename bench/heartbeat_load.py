@@ -325,8 +325,9 @@ def run(args, lc: LocalCluster, config, sampler: Sampler, daemon: list) -> None:
         print(f"followers: {len(followers)} clients waiting on the job as `jetshell run` does "
               f"(WaitJob, a status every 0.5 s): {len(sizes)} statuses, mean "
               f"{statistics.mean(sizes) / 1024 if sizes else 0:,.0f} KiB")
+    sims = sum(r.cores_between(first + SETTLE, end) for r in recs)
     print(f"jobserver: {sampler.cpu_between(first + SETTLE, end):.2f} cores in the steady "
-          f"window, peak RSS {sampler.peak_rss() / 2**20:,.0f} MiB; wakes received "
+          f"window (the simulated taskservers' processes {sims:.2f}), peak RSS {sampler.peak_rss() / 2**20:,.0f} MiB; wakes received "
           f"{sum(r.wakes for r in recs)}; commits denied {sum(r.denied for r in recs)}")
     errors: dict[str, int] = {}
     for r in recs:

@@ -162,6 +162,14 @@ class Recorder:
         self.wakes = 0
         self.denied = 0
         self.intervals: set[float] = set()
+        self.cpu: list[tuple[float, float]] = []   # (time, this process's CPU seconds)
+
+    def cores_between(self, start: float, end: float) -> float:
+        """The cores this process used from `start` to `end` (from its samples)."""
+        inside = [s for s in self.cpu if start <= s[0] <= end]
+        if len(inside) < 2:
+            return float("nan")
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
     def error(self, method: str, e: grpc.aio.AioRpcError) -> None:
         key = f"{method}: {e.code().name} ({e.details()})"
@@ -294,8 +302,17 @@ def run_taskservers(plan: Plan) -> Recorder:
     return asyncio.run(_run_taskservers(plan))
 
 
+async def _sample_cpu(rec: Recorder, stop_at: float) -> None:
+    """The process's CPU time (its gRPC threads' too) every 0.5 s: the simulation's own
+    cost, which the jobserver's share of the machine's cores is not."""
+    while time.time() < stop_at:
+        rec.cpu.append((time.time(), time.process_time()))
+        await asyncio.sleep(0.5)
+
+
 async def _run_taskservers(plan: Plan) -> Recorder:
     rec = Recorder()
+    sampler = asyncio.ensure_future(_sample_cpu(rec, plan.stop_at))
     server = grpc.aio.server(options=OPTIONS)
     job_pb2_grpc.add_TaskServerServicer_to_server(WakeCounter(rec), server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -306,5 +323,6 @@ async def _run_taskservers(plan: Plan) -> Recorder:
         sims = [TaskServerSim(i, plan, stub, f"127.0.0.1:{port}", rec, rng)
                 for i in range(plan.first, plan.first + plan.count)]
         await asyncio.gather(*(s.run() for s in sims))
+    await sampler
     await server.stop(0)
     return rec
