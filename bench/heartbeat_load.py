@@ -98,10 +98,7 @@ class Sampler(threading.Thread):
                 return
 
     def cpu_between(self, start: float, end: float) -> float:
-        inside = [s for s in self.samples if start <= s[0] <= end]
-        if len(inside) < 2:
-            return float("nan")
-        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+        return sim.cores_between(self.samples, start, end)
 
     def peak_rss(self) -> int:
         return max((s[2] for s in self.samples), default=0)
@@ -325,9 +322,10 @@ def run(args, lc: LocalCluster, config, sampler: Sampler, daemon: list) -> None:
         print(f"followers: {len(followers)} clients waiting on the job as `jetshell run` does "
               f"(WaitJob, a status every 0.5 s): {len(sizes)} statuses, mean "
               f"{statistics.mean(sizes) / 1024 if sizes else 0:,.0f} KiB")
-    sims = sum(r.cores_between(first + SETTLE, end) for r in recs)
+    sims = sum(sim.cores_between(r.cpu, first + SETTLE, end) for r in recs)
     print(f"jobserver: {sampler.cpu_between(first + SETTLE, end):.2f} cores in the steady "
-          f"window (the simulated taskservers' processes {sims:.2f}), peak RSS {sampler.peak_rss() / 2**20:,.0f} MiB; wakes received "
+          f"window (the simulated taskservers' processes {sims:.2f}), peak RSS "
+          f"{sampler.peak_rss() / 2**20:,.0f} MiB; wakes received "
           f"{sum(r.wakes for r in recs)}; commits denied {sum(r.denied for r in recs)}")
     errors: dict[str, int] = {}
     for r in recs:

@@ -164,13 +164,6 @@ class Recorder:
         self.intervals: set[float] = set()
         self.cpu: list[tuple[float, float]] = []   # (time, this process's CPU seconds)
 
-    def cores_between(self, start: float, end: float) -> float:
-        """The cores this process used from `start` to `end` (from its samples)."""
-        inside = [s for s in self.cpu if start <= s[0] <= end]
-        if len(inside) < 2:
-            return float("nan")
-        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
-
     def error(self, method: str, e: grpc.aio.AioRpcError) -> None:
         key = f"{method}: {e.code().name} ({e.details()})"
         self.errors[key] = self.errors.get(key, 0) + 1
@@ -300,6 +293,14 @@ class TaskServerSim:
 
 def run_taskservers(plan: Plan) -> Recorder:
     return asyncio.run(_run_taskservers(plan))
+
+
+def cores_between(samples: list[tuple], start: float, end: float) -> float:
+    """The cores used from `start` to `end`, from (time, CPU seconds, ...) samples."""
+    inside = [s for s in samples if start <= s[0] <= end]
+    if len(inside) < 2:
+        return float("nan")
+    return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
 async def _sample_cpu(rec: Recorder, stop_at: float) -> None:

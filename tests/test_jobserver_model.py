@@ -11,7 +11,7 @@ from minijet.jobserver.model import (AttemptStatus, CleanupJob, CommitDenied, Co
                                      CommitRequest, FetchFailed, Heartbeat, JobCreated,
                                      JobFinished, JobRestored, JobServerCore, JobSubmitted,
                                      KillAttempt, KillJob, LaunchAttempt, OutputCommitFailed,
-                                     OutputCommitted, Persist, Tick)
+                                     OutputCommitted, Persist, Tick, changes_a_job)
 from minijet.jobserver.store import TABLES, JobStore
 from minijet.splits import Segment, Split
 
@@ -1029,3 +1029,17 @@ def test_a_page_of_a_big_job_shows_its_troubled_and_latest_attempts():
     assert core.job_status("job_1", attempt_limit=len(every))["attempts"] == every
     few = core.job_status("job_1", attempt_limit=2)["attempts"]   # the latest troubles
     assert few == troubled[-2:]
+
+
+def test_only_a_jobs_own_changes_wake_its_waiters():
+    # a heartbeat that only launches or reports progress leaves a job's waiters asleep
+    c = Cluster()
+    assert any(map(changes_a_job, c.submit()))
+    launched = c.beat("h1")
+    assert launches(launched) and not any(map(changes_a_job, launched))
+    for aid in c.running(stage="map"):
+        c.finish(aid)
+    ended = c.beat("h1")   # maps succeeded: their attempts' and tasks' rows only
+    assert any(isinstance(a, Persist) for a in ended) and not any(map(changes_a_job, ended))
+    killed = c.handle(KillJob("job_1", c.now))   # the job's row, and its end
+    assert [changes_a_job(a) for a in killed] == [True, True]

@@ -240,9 +240,8 @@ def whole_lines(method: Callable) -> Callable:
     map_partitions over read_text is given a partition's lines: an iterable of str (each
     line without its newline, decoded as the text reader decodes it; no offsets), once. It
     returns the output pairs. Only for the map of a stage that reads text."""
-    method.whole_stream = True
     method.whole_lines = True
-    return method
+    return whole_stream(method)
 
 
 def is_job_class(obj: Any) -> bool:

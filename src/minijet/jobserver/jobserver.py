@@ -183,7 +183,7 @@ class JobServer:
     def _handle(self, event) -> list:
         """Apply one event (the lock held) and carry out what does not go into a reply."""
         actions = self.core.handle(event)
-        if any(_changes_a_job(a) for a in actions):   # not every heartbeat: each wakes
+        if any(map(model.changes_a_job, actions)):   # not every heartbeat: each wakes
             self._changed.notify_all()                 # every WaitJob long poll
         budget = self._wake_budget.allowed(self.core.live_taskservers(), time.monotonic())
         woken = self.core.to_wake(budget)
@@ -559,13 +559,6 @@ class JobServer:
                     request.attempt_id, request.producer_attempt_id, request.error,
                     time.time())):
                 log.error("unexpected action from FetchFailed: %s", action)
-
-
-def _changes_a_job(action: Any) -> bool:
-    """Whether the core's `action` says a job changed (what WaitJob and RunJob wait for):
-    it ended, or a row of the jobs table is written."""
-    return isinstance(action, model.JobFinished) or (
-        isinstance(action, model.Persist) and any(table == "jobs" for table, _ in action.records))
 
 
 def _log_attempt_ends(action: model.Persist) -> None:

@@ -426,6 +426,13 @@ class JobFinished:
     cause: str = ""
 
 
+def changes_a_job(action: Any) -> bool:
+    """Whether `action` says a job changed (what a client waiting on a job wakes for): it
+    ended, or a row of the jobs table is written."""
+    return isinstance(action, JobFinished) or (
+        isinstance(action, Persist) and any(table == "jobs" for table, _ in action.records))
+
+
 # ---- the model ----
 
 

@@ -304,13 +304,12 @@ def _chain_ops(job: MapReduceJob, stage: jc.StageConf, records: Iterable,
         return (operations.chain_operations(job, stage, records, grouped),
                 operations.combiner(job, stage))
     combiner = None
-    for op in stage.operations:
+    for i, op in enumerate(stage.operations):
         method = _method(job, op)
-        if getattr(method, "whole_lines", False) != lines:
+        if getattr(method, "whole_lines", False) != (lines and i == 0):
             raise InvalidArgument(
                 f"stage {stage.id}: {type(job).__name__}.{op.method}() is a whole_lines "
                 "method: it can only be the map of a stage that reads text input")
-        lines = False
         if op.op == "combine":
             combiner = method
         elif (op.op == "reduce") != grouped:
