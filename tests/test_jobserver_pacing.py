@@ -47,7 +47,7 @@ def test_each_reply_names_the_interval_for_the_live_taskservers(tmp_path):
     try:
         intervals = [js.heartbeat(job_pb2.HeartbeatRequest(
             name=f"h{i}", host=f"h{i}", rack="/r1", slots=1, free_slots=1,
-            address=f"h{i}:7000")).heartbeat_interval for i in range(5)]
+            address=f"h{i}:7000"))[0].heartbeat_interval for i in range(5)]
     finally:
         js.stop()
     assert intervals == [1.0, 1.0, 1.5, 2.0, 2.5]    # 3 live at 2/s: every 1.5 s

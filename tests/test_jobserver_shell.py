@@ -72,10 +72,12 @@ def submit(js, job_id="job_1"):
 
 
 def beat(js, *attempts):
-    reply = js.heartbeat(job_pb2.HeartbeatRequest(
+    reply, launches = js.heartbeat(job_pb2.HeartbeatRequest(
         name="h1:1", host="h1", rack="/r1", slots=2, free_slots=2 - len(attempts),
         address="h1:7000", attempts=[job_pb2.AttemptStatus(attempt_id=a, state=s)
                                      for a, s in attempts]))
+    if launches:   # as the service does before it replies
+        js.store.wait()
     return list(reply.commands)
 
 

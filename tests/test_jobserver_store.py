@@ -1,7 +1,9 @@
 """The jobserver's SQLite store: upserts by primary key, partial updates, durability across
 a reopen, WAL mode."""
+import asyncio
 import random
 import sqlite3
+import time
 
 import pytest
 
@@ -60,6 +62,40 @@ def test_unknown_column_fails_the_waiters(tmp_path):
     ticket = store.save([("jobs", {"job_id": "j1", "colour": "red"})])
     with pytest.raises(ValueError, match="colour"):
         store.wait(ticket)
+    store.close()
+
+
+def test_a_coroutine_awaits_durability_without_blocking_its_loop(tmp_path):
+    store = JobStore(tmp_path)
+    ticks = []
+
+    async def main():
+        async def ticker():   # runs only while the loop's thread is free
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+        beat = asyncio.create_task(ticker())
+        with store._read_lock:   # holds the writer back: the record is queued, not durable
+            ticket = store.save([("jobs", {"job_id": "j1", "state": "RUNNING"})])
+            waiting = asyncio.create_task(store.durable(ticket))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+        await asyncio.wait_for(waiting, 10)
+        beat.cancel()
+        return store.rows("jobs")
+
+    rows = asyncio.run(main())
+    assert [r["state"] for r in rows] == ["RUNNING"]
+    assert len(ticks) > 10   # the loop ran on while the write waited
+    asyncio.run(store.durable())                 # nothing queued: at once
+    store.close()
+
+
+def test_unknown_column_fails_the_coroutines_awaiting_it(tmp_path):
+    store = JobStore(tmp_path)
+    ticket = store.save([("jobs", {"job_id": "j1", "colour": "red"})])
+    with pytest.raises(ValueError, match="colour"):
+        asyncio.run(store.durable(ticket))
     store.close()
 
 

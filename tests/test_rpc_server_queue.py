@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import grpc
+import pytest
 
 WAITING = 2_500   # well past gRPC's default of 1,000, where it starts shedding
 
@@ -25,17 +26,26 @@ def busy(request, context):
         sys.setswitchinterval(0.005)
     return request
 
+async def busy_on_loop(request, context):   # and the aio server's loop with it
+    return busy(request, context)
+
+aio = sys.argv[1] == "aio"
 handler = grpc.method_handlers_generic_handler("test.Busy", {
-    "Busy": grpc.unary_unary_rpc_method_handler(busy)})
-server, port = rpc.start_server(config.from_dict({}), "127.0.0.1:0",
-                                [lambda s: s.add_generic_rpc_handlers((handler,))])
+    "Busy": grpc.unary_unary_rpc_method_handler(busy_on_loop if aio else busy)})
+add = [lambda s: s.add_generic_rpc_handlers((handler,))]
+if aio:
+    server = rpc.AioServer(config.from_dict({}), "127.0.0.1:0", add)
+    port = server.port
+else:
+    server, port = rpc.start_server(config.from_dict({}), "127.0.0.1:0", add)
 print(port, flush=True)
 sys.stdin.read()
 """
 
 
-def test_calls_waiting_for_a_busy_server_are_served_not_cancelled():
-    server = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
+@pytest.mark.parametrize("kind", ["threaded", "aio"])
+def test_calls_waiting_for_a_busy_server_are_served_not_cancelled(kind):
+    server = subprocess.Popen([sys.executable, "-c", SERVER, kind], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline())

@@ -11,8 +11,9 @@ that one word. (Its start and stop are told to systemd by minijet.sdnotify.)
 """
 from __future__ import annotations
 
+import asyncio
 import threading
-from typing import Callable, Iterator
+from typing import AsyncIterator, Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -50,6 +51,21 @@ class HealthService(health_pb2_grpc.HealthServicer):
 
     def add_to(self, server: grpc.Server) -> None:
         health_pb2_grpc.add_HealthServicer_to_server(self, server)
+
+
+class AioHealthService(HealthService):
+    """HealthService on an aio server (minijet.rpc.AioServer): Watch a coroutine, which the
+    server cancels when its client goes away (in its pool, a plain Watch could not tell)."""
+
+    async def Watch(self, request, context) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        last = None
+        while not self._stopping.is_set():
+            status = self._status()
+            if status != last:
+                last = status
+                yield health_pb2.HealthCheckResponse(status=status)
+            await asyncio.sleep(WATCH_POLL)
+        yield health_pb2.HealthCheckResponse(status=_NOT_SERVING)
 
 
 def serving(channel: grpc.Channel, timeout: float = 2.0) -> bool | None:

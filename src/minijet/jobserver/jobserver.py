@@ -9,6 +9,12 @@ OutputCommitFailed, then removes the job dir. Network calls (DFS reads for RunJo
 commits) happen outside the lock. A timer thread sends Tick so silent taskservers are
 declared lost. Job states, including the output phase, are the core's (see model.py).
 
+The server is gRPC's asyncio one (rpc.AioServer): Heartbeat, the call every taskserver
+makes every few seconds, is a coroutine on its event loop, handled there (the lock is held
+for a heartbeat's event only) and replying once the store has made its launches durable
+(awaited, not blocking a thread). The other calls are plain functions run in its thread
+pool: they may block (RunJob reads the DFS, WaitJob is a long poll).
+
 Permissions (minijet.acl): a job belongs to the user who sent its CreateJob (the caller
 rpc.connect names); only its owner and security.admins may kill it; a refusal is logged.
 Status and lists are open to all. The web pages read attempt logs from the taskservers as
@@ -36,7 +42,7 @@ from typing import Any
 from minijet import acl, daemon, jobdir, rpc
 from minijet.config import Config
 from minijet.errors import FailedPrecondition, MinijetError, NotFound, PermissionDenied
-from minijet.health import HEALTH_METHODS, HealthService
+from minijet.health import HEALTH_METHODS, AioHealthService
 from minijet.ids import make_job_id
 from minijet.jobserver import history, jobcreds, jobfiles, model, pacing, tasklogs
 from minijet.jobserver.store import JobStore
@@ -132,11 +138,12 @@ class JobServer:
 
     def start(self) -> None:
         self.web.start()   # first: its address may be taken
-        health = HealthService(lambda: True, self._stop)   # its jobs are recovered by now
-        self._server, self.port = rpc.start_server(
+        health = AioHealthService(lambda: True, self._stop)   # its jobs are recovered by now
+        self._server = rpc.AioServer(
             self.config, self.config["jobserver"]["address"],
             [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(JobServerService(self), s),
              health.add_to], open_methods=HEALTH_METHODS, interceptors=[self.metrics.rpc_meter])
+        self.port = self._server.port
         for target, name in ((self._tick_loop, "tick"), (self._finish_loop, "finisher"),
                              (self._history_loop, "history")):
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -153,7 +160,7 @@ class JobServer:
         self._finisher_queue.put(None)
         self.web.stop()
         if self._server is not None:
-            self._server.stop(grace=1).wait()
+            self._server.stop(grace=1)
         for t in self._threads:
             t.join(timeout=10)
         self.store.close()
@@ -484,7 +491,10 @@ class JobServer:
         with self._lock:
             return {**self.core.tallies(), **self.core.totals()}
 
-    def heartbeat(self, request: job_pb2.HeartbeatRequest) -> job_pb2.HeartbeatResponse:
+    def heartbeat(self, request: job_pb2.HeartbeatRequest
+                  ) -> tuple[job_pb2.HeartbeatResponse, bool]:
+        """The reply to a taskserver's heartbeat, and whether it launches attempts: then it
+        must not be sent before the store has made them durable."""
         event = model.Heartbeat(
             request.name, request.host, request.rack, request.slots, request.free_slots,
             request.address,
@@ -523,9 +533,8 @@ class JobServer:
                     cleanup=job_pb2.CleanupJob(job_id=action.job_id, logs=action.logs)))
             else:
                 log.error("unexpected action from Heartbeat: %s", action)
-        if any(c.HasField("launch") for c in commands):
-            self.store.wait()   # a restarted jobserver knows every attempt it launched
-        return job_pb2.HeartbeatResponse(commands=commands, heartbeat_interval=interval)
+        return (job_pb2.HeartbeatResponse(commands=commands, heartbeat_interval=interval),
+                any(c.HasField("launch") for c in commands))
 
     def _dfs_token(self, action: model.LaunchAttempt) -> str:
         """The job's DFS credential for its attempts ("" in an open cluster, or for a job
@@ -613,8 +622,12 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
             taskservers=[job_pb2.TaskServerStatus(**t) for t in self._js.taskservers()])
 
     @rpc.translate_errors
-    def Heartbeat(self, request, context):
-        return self._js.heartbeat(request)
+    async def Heartbeat(self, request, context):
+        # a coroutine, run on the aio server's loop: the jobserver's one hot call
+        reply, launches = self._js.heartbeat(request)
+        if launches:   # a restarted jobserver knows every attempt it launched
+            await self._js.store.durable()
+        return reply
 
     @rpc.translate_errors
     def Commit(self, request, context):

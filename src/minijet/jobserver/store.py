@@ -3,7 +3,8 @@
 Writes are queued and applied by one writer thread, many records per transaction (group
 commit), merged to one row per key and rows of the same columns in one statement, so the
 core's lock never waits for the disk. `save` returns a ticket; `wait(ticket)`
-blocks until that write is durable (synchronous=FULL: the WAL is fsync'd at each commit),
+blocks until that write is durable (`durable(ticket)` awaits it, from a coroutine of the
+jobserver's event loop) (synchronous=FULL: the WAL is fsync'd at each commit),
 which is how job acceptance is made durable before RunJob replies.
 
 A record is (table, row): a row names the table's primary key and any of its other columns;
@@ -23,6 +24,7 @@ job rows only, newest end first, a page at a time; an expired job's rows are del
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import sqlite3
@@ -112,6 +114,8 @@ class JobStore:
         self._next_ticket = 0
         self._done_ticket = 0
         self._error: Exception | None = None
+        # coroutines awaiting durability: (ticket, their loop, the future they await)
+        self._awaiting: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._writer = threading.Thread(target=self._write_loop, name="job-store", daemon=True)
         self._writer.start()
 
@@ -135,6 +139,42 @@ class JobStore:
                 raise TimeoutError(f"job store write {target} not durable after {timeout}s")
             if self._error:
                 raise self._error
+
+    async def durable(self, ticket: int | None = None, timeout: float = 30.0) -> None:
+        """wait, from a coroutine: resumes on its event loop when the commit is done, so
+        the loop's thread never blocks on the disk."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._cond:
+            target = self._next_ticket if ticket is None else ticket
+            if self._error:
+                raise self._error
+            if self._done_ticket >= target:
+                return
+            self._awaiting.append((target, loop, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"job store write {target} not durable after {timeout}s") \
+                from None
+        if self._error:
+            raise self._error
+
+    def _wake_awaiting(self) -> None:
+        """Resolves the futures of `durable` whose write is done (or failed): one call into
+        each loop for all of them. Called with self._cond held."""
+        ready, waiting = [], []
+        for item in self._awaiting:
+            (ready if self._error or item[0] <= self._done_ticket else waiting).append(item)
+        self._awaiting = waiting
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+        for _, loop, future in ready:
+            by_loop.setdefault(loop, []).append(future)
+        for loop, done in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, done)
+            except RuntimeError:   # that loop is closed: nothing awaits any more
+                pass
 
     def _write_loop(self) -> None:
         while True:
@@ -162,10 +202,13 @@ class JobStore:
                     with self._cond:
                         self._error = e
                         self._cond.notify_all()
+                        self._wake_awaiting()
                     return
                 with self._cond:
                     self._done_ticket = max(t for t, _ in batch)
                     self._cond.notify_all()
+                    if self._awaiting:
+                        self._wake_awaiting()
             if stop:
                 return
 
@@ -225,3 +268,9 @@ class JobStore:
         self._writer.join()
         with self._read_lock:
             self._db.close()
+
+
+def _resolve(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        if not future.done():   # not cancelled by its wait_for's timeout
+            future.set_result(None)

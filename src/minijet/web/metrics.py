@@ -13,6 +13,7 @@ so those counters do not drop when finished jobs retire from its memory.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator
@@ -71,12 +72,20 @@ class RpcMeter(grpc.ServerInterceptor):
     def _timing(self, full_method: str, handler):
         method, inner = full_method.rpartition("/")[2], handler.unary_unary
 
-        def timed(request, context):
-            start = time.perf_counter()
-            try:
-                return inner(request, context)
-            finally:
-                self._observe(method, time.perf_counter() - start)
+        if inspect.iscoroutinefunction(inner):   # on an aio server (minijet.rpc.AioServer)
+            async def timed(request, context):
+                start = time.perf_counter()
+                try:
+                    return await inner(request, context)
+                finally:
+                    self._observe(method, time.perf_counter() - start)
+        else:
+            def timed(request, context):
+                start = time.perf_counter()
+                try:
+                    return inner(request, context)
+                finally:
+                    self._observe(method, time.perf_counter() - start)
 
         return handler._replace(unary_unary=timed)
 
