@@ -2,6 +2,8 @@
 finisher's output commit and a restart, fed back to the core as events."""
 import contextlib
 import json
+import logging
+import re
 
 import pytest
 
@@ -107,6 +109,34 @@ def test_a_failed_output_commit_fails_the_job_and_stays_failed_after_a_restart(t
     assert (listed["state"], listed["error"], "attempts" in listed) == ("failed", error, False)
     assert js.job_status("job_1")["attempts"][0]["state"] == "succeeded"
     js.stop()
+
+
+def _ends(caplog):
+    """(level, state) of each attempt end the jobserver logged."""
+    return [(r.levelname, m.group(1)) for r in caplog.records
+            if (m := re.match(r"attempt \S+: (\w+) on ", r.getMessage()))]
+
+
+def test_an_attempts_success_is_logged_at_debug_only_and_its_failure_as_a_warning(
+        tmp_path, caplog):
+    js = jobserver(tmp_path, FakeDfs())
+    submit(js)
+    (first,) = beat(js)
+    with caplog.at_level(logging.INFO, logger="minijet.jobserver"):
+        (retry,) = beat(js, (first.launch.attempt_id, job_pb2.FAILED))
+        assert js.commit(retry.launch.attempt_id)
+        beat(js, (retry.launch.attempt_id, job_pb2.SUCCEEDED))
+    assert _ends(caplog) == [("WARNING", "failed")]
+    caplog.clear()
+    js2 = jobserver(tmp_path / "second", FakeDfs())
+    submit(js2)
+    (launch,) = beat(js2)
+    assert js2.commit(launch.launch.attempt_id)
+    with caplog.at_level(logging.DEBUG, logger="minijet.jobserver"):
+        beat(js2, (launch.launch.attempt_id, job_pb2.SUCCEEDED))
+    assert _ends(caplog) == [("DEBUG", "succeeded")]
+    js.stop()
+    js2.stop()
 
 
 def test_a_restarted_jobserver_resumes_the_running_job_and_honours_its_commit_grant(
