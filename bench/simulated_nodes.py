@@ -164,8 +164,9 @@ class Recorder:
         self.intervals: set[float] = set()
         self.cpu: list[tuple[float, float]] = []   # (time, this process's CPU seconds)
 
-    def error(self, method: str, e: grpc.aio.AioRpcError) -> None:
-        key = f"{method}: {e.code().name} ({e.details()})"
+    def error(self, method: str, e: Exception) -> None:
+        key = (f"{method}: {e.code().name} ({e.details()})"
+               if isinstance(e, grpc.aio.AioRpcError) else f"{method}: {e!r}")
         self.errors[key] = self.errors.get(key, 0) + 1
 
 
@@ -196,6 +197,7 @@ class TaskServerSim:
         self.held: dict[str, Held] = {}
         self.jobs: set[str] = set()
         self.interval = 1.0
+        self.heartbeats = None   # the Heartbeats stream
 
     def _statuses(self, now: float) -> list[job_pb2.AttemptStatus]:
         out = []
@@ -245,10 +247,17 @@ class TaskServerSim:
             attempts=statuses, jobs=sorted(self.jobs))
         sent = time.time()
         started = time.perf_counter()
-        try:
-            reply = await self.stub.Heartbeat(request, timeout=60)
-        except grpc.aio.AioRpcError as e:
-            self.rec.error("Heartbeat", e)
+        try:   # on the stream this taskserver keeps open, as a taskserver does
+            if self.heartbeats is None:
+                self.heartbeats = self.stub.Heartbeats()
+            await self.heartbeats.write(request)
+            reply = await asyncio.wait_for(self.heartbeats.read(), 60)
+            if reply is grpc.aio.EOF:
+                raise ConnectionError("the jobserver ended the heartbeat stream")
+        except (grpc.aio.AioRpcError, ConnectionError, TimeoutError) as e:
+            self.rec.error("Heartbeats", e)
+            self.heartbeats.cancel()
+            self.heartbeats = None
             return
         latency = time.perf_counter() - started
         for a in list(self.held.values()):   # reported final: forgotten
@@ -289,6 +298,8 @@ class TaskServerSim:
             # the knee search sends at a fixed rate; else the interval counts from the reply
             wait = imposed - (time.monotonic() - started) if imposed else self.interval
             await asyncio.sleep(max(0.0, wait))
+        if self.heartbeats is not None:
+            await self.heartbeats.done_writing()
 
 
 def run_taskservers(plan: Plan) -> Recorder:

@@ -1,7 +1,7 @@
 """rpc.AioServer, the jobserver's: coroutine handlers on its loop's thread, plain ones in its
-pool, with the threaded server's token check, error translation and call metering; and the
-health service's Watch ends when its client goes away, on either kind of server."""
-import asyncio
+pool, behind the threaded server's token check, with MinijetErrors reaching the client as
+themselves; and the health service's Watch ends when its client goes away, on either kind
+of server."""
 import threading
 import time
 
@@ -11,20 +11,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from minijet import config, errors, rpc
 from minijet.health import HEALTH_METHODS, AioHealthService, HealthService
-from minijet.web.metrics import RpcMeter
 
 TOKEN = "s3cret"
 
 
 class Where:
-    """Says which thread served it; NotFound for the request b"missing"."""
+    """Say which thread served each request; NotFound for b"missing"."""
 
-    @rpc.translate_errors
-    async def on_loop(self, request, context):
-        await asyncio.sleep(0.05)
-        if request == b"missing":
-            raise errors.NotFound("no such thing")
-        return threading.current_thread().name.encode()
+    async def on_loop(self, requests, context):   # a stream, as the jobserver's Heartbeats
+        async for request in requests:
+            if request == b"missing":
+                await rpc.abort_async(context, errors.NotFound("no such thing"))
+            yield threading.current_thread().name.encode()
 
     @rpc.translate_errors
     def in_pool(self, request, context):
@@ -35,7 +33,7 @@ class Where:
 
 def _add(servicer):
     handler = grpc.method_handlers_generic_handler("test.Where", {
-        "OnLoop": grpc.unary_unary_rpc_method_handler(servicer.on_loop),
+        "OnLoop": grpc.stream_stream_rpc_method_handler(servicer.on_loop),
         "InPool": grpc.unary_unary_rpc_method_handler(servicer.in_pool)})
     return lambda server: server.add_generic_rpc_handlers((handler,))
 
@@ -43,15 +41,13 @@ def _add(servicer):
 @pytest.fixture
 def served():
     conf = config.from_dict({"security": {"auth_token": TOKEN}})
-    observed = []
     stopping = threading.Event()
     server = rpc.AioServer(conf, "127.0.0.1:0",
                            [_add(Where()), AioHealthService(lambda: True, stopping).add_to],
-                           open_methods=HEALTH_METHODS,
-                           interceptors=[RpcMeter(lambda m, s: observed.append((m, s)))])
-    channel = rpc.connect(conf, f"127.0.0.1:{server.port}")
+                           open_methods=HEALTH_METHODS)
+    channel = rpc.connect(conf, f"127.0.0.1:{server.port}")   # with the token
     try:
-        yield conf, channel, server.port, observed
+        yield conf, channel, server.port
     finally:
         channel.close()
         stopping.set()
@@ -59,30 +55,32 @@ def served():
 
 
 def test_coroutines_run_on_the_loop_and_functions_in_the_pool(served):
-    conf, channel, _, observed = served
-    on_loop = channel.unary_unary("/test.Where/OnLoop")
+    conf, channel, _ = served
+    on_loop = channel.stream_stream("/test.Where/OnLoop")
     in_pool = channel.unary_unary("/test.Where/InPool")
-    assert on_loop(b"x", timeout=10) == b"grpc-aio"
-    assert in_pool(b"x", timeout=10) != b"grpc-aio"
-    # the meter times the coroutine to its end, not to its first await
-    assert [m for m, _ in observed] == ["OnLoop", "InPool"]
-    assert observed[0][1] >= 0.05
-    for method in (on_loop, in_pool):   # a MinijetError reaches the client as itself
-        with pytest.raises(errors.NotFound, match="no such thing"):
-            rpc.call(conf, method, b"missing", idempotent=True)
+    assert list(on_loop(iter([b"a", b"b"]), timeout=10)) == [b"grpc-aio"] * 2
+    assert in_pool(b"x", timeout=10) not in (b"grpc-aio", b"")
+    # a MinijetError reaches the client as itself, from either
+    with pytest.raises(grpc.RpcError) as e:
+        list(on_loop(iter([b"a", b"missing"]), timeout=10))
+    assert isinstance(rpc.to_error(e.value), errors.NotFound)
+    with pytest.raises(errors.NotFound, match="no such thing"):
+        rpc.call(conf, in_pool, b"missing", idempotent=True)
 
 
 def test_calls_without_the_token_are_refused_but_health_probes_are_not(served):
-    _, _, port, observed = served
+    _, _, port = served
     with grpc.insecure_channel(f"127.0.0.1:{port}") as bare:
-        for method in ("OnLoop", "InPool"):
+        calls = [lambda: list(bare.stream_stream("/test.Where/OnLoop")(iter([b"x"]),
+                                                                        timeout=10)),
+                 lambda: bare.unary_unary("/test.Where/InPool")(b"x", timeout=10)]
+        for call in calls:
             with pytest.raises(grpc.RpcError) as e:
-                bare.unary_unary(f"/test.Where/{method}")(b"x", timeout=10)
+                call()
             assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
         reply = health_pb2_grpc.HealthStub(bare).Check(health_pb2.HealthCheckRequest(),
                                                        timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    assert [m for m, _ in observed] == ["Check"]   # refused calls are not metered
 
 
 @pytest.mark.parametrize("kind", ["threaded", "aio"])
@@ -92,12 +90,11 @@ def test_a_health_watch_ends_on_the_server_when_its_client_goes_away(kind):
     stopping = threading.Event()
     ready = lambda: looks.append(time.monotonic()) or True   # noqa: E731
     if kind == "aio":
-        service = AioHealthService(ready, stopping)
-        server = rpc.AioServer(conf, "127.0.0.1:0", [service.add_to])
+        server = rpc.AioServer(conf, "127.0.0.1:0", [AioHealthService(ready, stopping).add_to])
         port, stop = server.port, server.stop
     else:
-        service = HealthService(ready, stopping)
-        server, port = rpc.start_server(conf, "127.0.0.1:0", [service.add_to])
+        server, port = rpc.start_server(conf, "127.0.0.1:0",
+                                        [HealthService(ready, stopping).add_to])
         stop = lambda grace: server.stop(grace).wait()   # noqa: E731
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

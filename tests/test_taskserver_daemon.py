@@ -95,7 +95,11 @@ class Harness(job_pb2_grpc.JobServerServicer):
         self.committed: dict[str, str] = {}
         self.fetch_failures: list[job_pb2.FetchFailedRequest] = []
 
-    def Heartbeat(self, request, context):
+    def Heartbeats(self, requests, context):
+        for request in requests:
+            yield self._beat(request)
+
+    def _beat(self, request):
         with self.lock:
             self.heartbeats[request.address] = self.heartbeats.get(request.address, 0) + 1
             if self.registration is None:

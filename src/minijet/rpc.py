@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-import inspect
 import logging
 import random
 import threading
@@ -84,18 +83,19 @@ class _AuthCheck(grpc.ServerInterceptor):
     """Lets through a call carrying the auth token, and any call to `open_methods` (full
     names: their service checks other credentials itself, a task's: see minijet.jobauth);
     hands other unary calls to the guard (checked once the request is decoded); refuses
-    the rest."""
+    the rest, with `deny` (an aio server's refusal must be a coroutine: _deny_async)."""
 
-    def __init__(self, token: str, open_methods: frozenset[str], guard: Guard | None):
+    def __init__(self, token: str, open_methods: frozenset[str], guard: Guard | None,
+                 deny: Callable | None = None):
         self._token = token
         self._open = open_methods
         self._guard = guard
-
-        def deny(request, context):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong auth token")
-
-        self._deny = grpc.unary_unary_rpc_method_handler(deny)
-        self._deny_stream = grpc.unary_stream_rpc_method_handler(deny)
+        deny = deny or _deny
+        # a refusal of the method's own kind (request, response streamed?)
+        self._deny = {(False, False): grpc.unary_unary_rpc_method_handler(deny),
+                      (False, True): grpc.unary_stream_rpc_method_handler(deny),
+                      (True, False): grpc.stream_unary_rpc_method_handler(deny),
+                      (True, True): grpc.stream_stream_rpc_method_handler(deny)}
 
     def intercept_service(self, continuation, details):
         metadata = dict(details.invocation_metadata or ())
@@ -103,14 +103,14 @@ class _AuthCheck(grpc.ServerInterceptor):
         if details.method in self._open or \
                 _same_secret(metadata.get(TOKEN_HEADER, ""), self._token):
             return handler
-        if handler is not None and handler.response_streaming:
-            return self._deny_stream
-        if handler is None or self._guard is None or handler.request_streaming:
-            return self._deny
+        kind = (False, False) if handler is None else (handler.request_streaming,
+                                                       handler.response_streaming)
+        if kind != (False, False) or self._guard is None:
+            return self._deny[kind]
         return self._guarded(handler, metadata, details.method.rsplit("/", 1)[-1])
 
     def _guarded(self, handler, metadata: dict[str, str], method: str):
-        guard, serve = self._guard, handler.unary_unary   # (AioServer takes no guard)
+        guard, serve = self._guard, handler.unary_unary
 
         def guarded(request, context):
             try:
@@ -119,7 +119,17 @@ class _AuthCheck(grpc.ServerInterceptor):
                 abort(context, e)
             return serve(request, context)
 
-        return handler._replace(unary_unary=guarded)
+        return grpc.unary_unary_rpc_method_handler(
+            guarded, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+
+def _deny(request, context):
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong auth token")
+
+
+async def _deny_async(request, context):   # an aio server's (a plain one hangs a stream)
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong auth token")
 
 
 def abort(context: grpc.ServicerContext, e: errors.MinijetError) -> None:
@@ -135,22 +145,15 @@ async def abort_async(context: grpc.aio.ServicerContext, e: errors.MinijetError)
 
 
 def translate_errors(method: Callable) -> Callable:
-    """Decorate a servicer method (a function, or a coroutine function on an aio server):
-    a MinijetError becomes its gRPC status and message."""
-    if inspect.iscoroutinefunction(method):
-        @functools.wraps(method)
-        async def wrapper(self, request, context):
-            try:
-                return await method(self, request, context)
-            except errors.MinijetError as e:
-                await abort_async(context, e)
-    else:
-        @functools.wraps(method)
-        def wrapper(self, request, context):
-            try:
-                return method(self, request, context)
-            except errors.MinijetError as e:
-                abort(context, e)
+    """Decorate a servicer method: a MinijetError becomes its gRPC status and message."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except errors.MinijetError as e:
+            abort(context, e)
+
     return wrapper
 
 
@@ -163,21 +166,17 @@ def start_server(config: Config, address: str,
     With an auth token configured, a call must carry it, be to one of `open_methods` or
     pass `guard` (see _AuthCheck); without one, every call is let in (an open cluster).
     `interceptors` see the calls let in (minijet.web.metrics.RpcMeter)."""
+    token = config["security"]["auth_token"]
+    interceptors = ([_AuthCheck(token, open_methods, guard)] if token else []) + list(
+        interceptors)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config["rpc"]["server_threads"]),
-        interceptors=_interceptors(config, open_methods, guard, interceptors),
-        options=_options(config) + _SERVER_QUEUE)
+        interceptors=interceptors, options=_options(config) + _SERVER_QUEUE)
     for add in add_servicers:
         add(server)
     port = _listen(server, config, address)
     server.start()
     return server, port
-
-
-def _interceptors(config: Config, open_methods: frozenset[str], guard: Guard | None,
-                  interceptors: list[grpc.ServerInterceptor]) -> list[grpc.ServerInterceptor]:
-    token = config["security"]["auth_token"]
-    return ([_AuthCheck(token, open_methods, guard)] if token else []) + list(interceptors)
 
 
 def _listen(server, config: Config, address: str) -> int:
@@ -195,24 +194,25 @@ def _listen(server, config: Config, address: str) -> int:
 
 class AioServer:
     """A grpc.aio server on an event loop in a thread of its own, for a daemon with one hot
-    call (the jobserver's Heartbeat). Its coroutine handlers run on that thread: no hand-off
+    call (the jobserver's Heartbeats). Its coroutine handlers run on that thread: no hand-off
     to a pool thread and back per call, which is most of what the threaded server costs in
     Python. Handlers that are plain functions run in a pool of `rpc.server_threads` threads
-    (long polls, calls that block), as on the threaded server. The same options, token check
-    and interceptors as start_server."""
+    (long polls, calls that block), as on the threaded server. The same options and token
+    check as start_server."""
 
     def __init__(self, config: Config, address: str,
                  add_servicers: list[Callable[[grpc.Server], None]],
-                 open_methods: frozenset[str] = frozenset(),
-                 interceptors: list[grpc.ServerInterceptor] = ()):
+                 open_methods: frozenset[str] = frozenset()):
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="grpc-aio",
                                         daemon=True)
         self._thread.start()
-        on_aio = [_OnAio(i) for i in _interceptors(config, open_methods, None, interceptors)]
+        token = config["security"]["auth_token"]
+        interceptors = [_AioAuthCheck(_AuthCheck(token, open_methods, None, _deny_async))
+                        ] if token else []
         try:
             self._server, self.port = self._run(
-                self._start(config, address, add_servicers, on_aio))
+                self._start(config, address, add_servicers, interceptors))
         except BaseException:
             self._close_loop()
             raise
@@ -241,20 +241,20 @@ class AioServer:
         self.loop.close()
 
 
-class _OnAio(grpc.aio.ServerInterceptor):
-    """One of start_server's interceptors on an aio server. Their handler wrappers must keep
-    a coroutine handler a coroutine (_AuthCheck's and RpcMeter's do), or the aio server
-    would run it in its pool."""
+class _AioAuthCheck(grpc.aio.ServerInterceptor):
+    """_AuthCheck on an aio server: a call it lets through keeps the server's own handler
+    (a coroutine stays one); without a guard, it wraps none."""
 
-    def __init__(self, interceptor: grpc.ServerInterceptor):
-        self._interceptor = interceptor
+    def __init__(self, check: _AuthCheck):
+        self._check = check
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
-        return self._interceptor.intercept_service(lambda _: handler, details)
+        return self._check.intercept_service(lambda _: handler, details)
 
 
-class _HeaderAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+class _HeaderAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                   grpc.StreamStreamClientInterceptor):
     def __init__(self, headers: list[tuple[str, str | bytes]]):
         self._headers = headers
 
@@ -266,6 +266,9 @@ class _HeaderAdder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInter
 
     def intercept_unary_stream(self, continuation, details, request):
         return continuation(self._with_headers(details), request)
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        return continuation(self._with_headers(details), requests)
 
 
 def connect(config: Config, address: str, user: str = "",

@@ -9,11 +9,12 @@ OutputCommitFailed, then removes the job dir. Network calls (DFS reads for RunJo
 commits) happen outside the lock. A timer thread sends Tick so silent taskservers are
 declared lost. Job states, including the output phase, are the core's (see model.py).
 
-The server is gRPC's asyncio one (rpc.AioServer): Heartbeat, the call every taskserver
-makes every few seconds, is a coroutine on its event loop, handled there (the lock is held
-for a heartbeat's event only) and replying once the store has made its launches durable
-(awaited, not blocking a thread). The other calls are plain functions run in its thread
-pool: they may block (RunJob reads the DFS, WaitJob is a long poll).
+The server is gRPC's asyncio one (rpc.AioServer). Each taskserver keeps a Heartbeats stream
+open, a heartbeat a message on it (a call set up per stream, not per heartbeat): a coroutine
+on the server's event loop handles it (the lock held for its event only) and replies once
+the store has made its launches durable (awaited, not blocking a thread). The other calls
+are plain functions run in the server's thread pool: they may block (RunJob reads the DFS,
+WaitJob is a long poll).
 
 Permissions (minijet.acl): a job belongs to the user who sent its CreateJob (the caller
 rpc.connect names); only its owner and security.admins may kill it; a refusal is logged.
@@ -30,6 +31,7 @@ history older than jobserver.history_retention.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import posixpath
 import queue
@@ -142,7 +144,7 @@ class JobServer:
         self._server = rpc.AioServer(
             self.config, self.config["jobserver"]["address"],
             [lambda s: job_pb2_grpc.add_JobServerServicer_to_server(JobServerService(self), s),
-             health.add_to], open_methods=HEALTH_METHODS, interceptors=[self.metrics.rpc_meter])
+             health.add_to], open_methods=HEALTH_METHODS)
         self.port = self._server.port
         for target, name in ((self._tick_loop, "tick"), (self._finish_loop, "finisher"),
                              (self._history_loop, "history")):
@@ -625,13 +627,18 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
         return job_pb2.ListTaskServersResponse(
             taskservers=[job_pb2.TaskServerStatus(**t) for t in self._js.taskservers()])
 
-    @rpc.translate_errors
-    async def Heartbeat(self, request, context):
-        # a coroutine, run on the aio server's loop: the jobserver's one hot call
-        reply, launches = self._js.heartbeat(request)
-        if launches:   # a restarted jobserver knows every attempt it launched
-            await self._js.store.durable()
-        return reply
+    async def Heartbeats(self, requests, context):
+        # one taskserver's stream, on the aio server's loop: the jobserver's hot path
+        async for request in requests:
+            started = time.perf_counter()
+            try:
+                reply, launches = self._js.heartbeat(request)
+                if launches:   # a restarted jobserver knows every attempt it launched
+                    await self._js.store.durable()
+            except MinijetError as e:
+                await rpc.abort_async(context, e)
+            self._js.metrics.heartbeat_handled(time.perf_counter() - started)
+            yield reply
 
     @rpc.translate_errors
     def Commit(self, request, context):
@@ -650,16 +657,23 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
         return job_pb2.Empty()
 
 
-# A heartbeat blocks and wakes several times (gRPC's queues, the core's lock, the store's
-# group commit), and each wake waits for the GIL behind the threads running Python, for up
-# to the switch interval (5 ms by default). Under 4,000 taskservers that convoy was most of
-# a heartbeat's latency; 0.5 ms cut steady p50 3-5x and p99 during a 100k-split submission
-# by half, for ~10% more CPU (bench/RESULTS.md, 2026-11-30).
+# The heartbeats' event loop shares the GIL with the threads running Python (RunJob building
+# a big job, the store's writer), and waits up to the switch interval (5 ms by default)
+# each time it wants it back. While a 100k-split job was accepted, 5 ms put heartbeat p50
+# at 1.0-1.3 s against 0.2 s with 0.5 ms (bench/RESULTS.md, 2026-11-30).
 SWITCH_INTERVAL = 0.0005
+# The jobserver holds every task of its jobs (a million objects and more for a 100k-task
+# job). With Python's default thresholds (700, 10, 10) the collector's full passes over
+# them came every few seconds at 1,500 heartbeats/s and took 0.1-0.6 s each, stalling
+# every heartbeat (p99 0.8 s). Collected every 50,000 allocations, the young generation
+# still frees the calls' short-lived cycles within milliseconds; a full pass needs 100
+# million allocations instead of 70,000 (minutes at full load, not seconds).
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def _serve(config: Config) -> JobServer:
     sys.setswitchinterval(SWITCH_INTERVAL)
+    gc.set_threshold(*GC_THRESHOLDS)
     return JobServer(config)
 
 

@@ -69,8 +69,8 @@ class JobServerStub:
                 request_serializer=minijet_dot_proto_dot_job__pb2.Empty.SerializeToString,
                 response_deserializer=minijet_dot_proto_dot_job__pb2.ListTaskServersResponse.FromString,
                 _registered_method=True)
-        self.Heartbeat = channel.unary_unary(
-                '/minijet.job.JobServer/Heartbeat',
+        self.Heartbeats = channel.stream_stream(
+                '/minijet.job.JobServer/Heartbeats',
                 request_serializer=minijet_dot_proto_dot_job__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=minijet_dot_proto_dot_job__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
@@ -137,8 +137,10 @@ class JobServerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Heartbeat(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+    def Heartbeats(self, request_iterator, context):
+        """A taskserver's heartbeats, as messages on one stream it keeps open: each request is
+        answered by one reply, in order. The call is set up once per stream, not per heartbeat.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -199,8 +201,8 @@ def add_JobServerServicer_to_server(servicer, server):
                     request_deserializer=minijet_dot_proto_dot_job__pb2.Empty.FromString,
                     response_serializer=minijet_dot_proto_dot_job__pb2.ListTaskServersResponse.SerializeToString,
             ),
-            'Heartbeat': grpc.unary_unary_rpc_method_handler(
-                    servicer.Heartbeat,
+            'Heartbeats': grpc.stream_stream_rpc_method_handler(
+                    servicer.Heartbeats,
                     request_deserializer=minijet_dot_proto_dot_job__pb2.HeartbeatRequest.FromString,
                     response_serializer=minijet_dot_proto_dot_job__pb2.HeartbeatResponse.SerializeToString,
             ),
@@ -420,7 +422,7 @@ class JobServer:
             _registered_method=True)
 
     @staticmethod
-    def Heartbeat(request,
+    def Heartbeats(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -430,10 +432,10 @@ class JobServer:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
-            '/minijet.job.JobServer/Heartbeat',
+            '/minijet.job.JobServer/Heartbeats',
             minijet_dot_proto_dot_job__pb2.HeartbeatRequest.SerializeToString,
             minijet_dot_proto_dot_job__pb2.HeartbeatResponse.FromString,
             options,

@@ -1,8 +1,9 @@
 """The taskserver daemon: one per worker machine.
 
 Threads around the pure AttemptTable:
-- heartbeat: one Heartbeat RPC every interval (at once when an attempt ends), carrying every
-  attempt not yet reported final; executes the launch / kill / cleanup commands of the reply.
+- heartbeat: one heartbeat every interval (at once when an attempt ends), a message on a
+  stream kept open to the jobserver (heartbeats.py), carrying every attempt not yet
+  reported final; executes the launch / kill / cleanup commands of the reply.
   While the jobserver is unreachable it keeps trying, and attempts keep running.
 - monitor: kills attempts silent for longer than taskserver.task_timeout.
 - limits: kills attempts whose process tree holds more than taskserver.task_memory
@@ -55,6 +56,7 @@ from minijet.states import FAILED, KILLED
 from minijet.taskserver import launcher, logcap, memory, owners, reach, taskuser
 from minijet.taskserver.attempts import AttemptSnapshot, AttemptTable, DoneReport
 from minijet.taskserver.jobcache import JobCache
+from minijet.taskserver.heartbeats import HeartbeatStream
 from minijet.taskserver.layout import Layout, check_id, open_owned
 from minijet.taskserver.service import TASK_METHODS, TaskServerService
 from minijet.taskcreds import TaskCredentials
@@ -98,6 +100,8 @@ class TaskServer:
         self._dfs_lock = threading.Lock()
         self.cache = JobCache(self.layout, self._dfs)
         self._jobserver_channel = None
+        self._heartbeats = HeartbeatStream(config["jobserver"]["address"],
+                                           config["rpc"]["timeout"])
         self._connect_jobserver()
         self._interval = ts["heartbeat_interval"]
         self._forks = launcher.ForkServer() if ts["fork_server"] else None
@@ -173,6 +177,7 @@ class TaskServer:
             self._server.stop(grace=1).wait()
         if self._forks is not None:
             self._forks.close()
+        self._heartbeats.close()
         self._jobserver_channel.close()
         self.web.stop()
         if self._dfs_client is not None:
@@ -232,8 +237,7 @@ class TaskServer:
             name=self.name, host=self.host, rack=self.rack, slots=self.slots,
             free_slots=max(0, self.slots - busy), address=self.address,
             attempts=[_status_proto(s) for s in sent], jobs=jobs, isolated=self.isolated)
-        reply = rpc.call(self.config, self._jobserver.Heartbeat, request, idempotent=False,
-                         address=self.config["jobserver"]["address"])
+        reply = self._heartbeats.beat(self._jobserver, request)
         with self._lock:
             self._table.acknowledged(sent)
         if reply.heartbeat_interval > 0:

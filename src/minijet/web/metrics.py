@@ -13,7 +13,6 @@ so those counters do not drop when finished jobs retire from its memory.
 """
 from __future__ import annotations
 
-import inspect
 import time
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator
@@ -72,20 +71,12 @@ class RpcMeter(grpc.ServerInterceptor):
     def _timing(self, full_method: str, handler):
         method, inner = full_method.rpartition("/")[2], handler.unary_unary
 
-        if inspect.iscoroutinefunction(inner):   # on an aio server (minijet.rpc.AioServer)
-            async def timed(request, context):
-                start = time.perf_counter()
-                try:
-                    return await inner(request, context)
-                finally:
-                    self._observe(method, time.perf_counter() - start)
-        else:
-            def timed(request, context):
-                start = time.perf_counter()
-                try:
-                    return inner(request, context)
-                finally:
-                    self._observe(method, time.perf_counter() - start)
+        def timed(request, context):
+            start = time.perf_counter()
+            try:
+                return inner(request, context)
+            finally:
+                self._observe(method, time.perf_counter() - start)
 
         return handler._replace(unary_unary=timed)
 
@@ -104,29 +95,27 @@ LOCALITIES = ("node-local", "rack-local", "off-rack", "none")   # (model.NO_LOCA
 
 class JobServerMetrics:
     """The jobserver's: `jobserver.tallies()` (the core's tallies and totals) and
-    taskservers() read at scrape; heartbeats counted and timed by `rpc_meter`; each
-    task's wait for a slot observed by the shell (task_assigned)."""
+    taskservers() read at scrape; heartbeats counted and timed by the shell
+    (heartbeat_handled), as each task's wait for a slot (task_assigned)."""
 
     def __init__(self, jobserver):
         self.registry = CollectorRegistry()
-        heartbeats = PromCounter("minijet_jobserver_heartbeats",
-                                 "Taskserver heartbeats handled", registry=self.registry)
-        latency = Histogram("minijet_jobserver_heartbeat_seconds",
-                            "Time to handle one taskserver heartbeat", buckets=LATENCY_BUCKETS,
-                            registry=self.registry)
+        self._heartbeats = PromCounter("minijet_jobserver_heartbeats",
+                                       "Taskserver heartbeats handled", registry=self.registry)
+        self._latency = Histogram("minijet_jobserver_heartbeat_seconds",
+                                  "Time to handle one taskserver heartbeat",
+                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self._scheduling = Histogram(
             "minijet_jobserver_scheduling_latency_seconds",
             "From a task becoming runnable (its job started, its inputs ready, its retry's "
             "back-off over) to an attempt of it being assigned", buckets=SCHEDULING_BUCKETS,
             registry=self.registry)
 
-        def observe(method: str, seconds: float) -> None:
-            if method == "Heartbeat":
-                heartbeats.inc()
-                latency.observe(seconds)
-
-        self.rpc_meter = RpcMeter(observe)
         self.registry.register(_Collector(lambda: _jobserver_families(jobserver)))
+
+    def heartbeat_handled(self, seconds: float) -> None:
+        self._heartbeats.inc()
+        self._latency.observe(seconds)
 
     def task_assigned(self, waited: float) -> None:
         self._scheduling.observe(waited)
