@@ -254,7 +254,8 @@ class TaskServerSim:
             reply = await asyncio.wait_for(self.heartbeats.read(), 60)
             if reply is grpc.aio.EOF:
                 raise ConnectionError("the jobserver ended the heartbeat stream")
-        except (grpc.aio.AioRpcError, ConnectionError, TimeoutError) as e:
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, ConnectionError,
+                TimeoutError) as e:   # (InvalidStateError: written after the stream ended)
             self.rec.error("Heartbeats", e)
             self.heartbeats.cancel()
             self.heartbeats = None
@@ -299,7 +300,7 @@ class TaskServerSim:
             wait = imposed - (time.monotonic() - started) if imposed else self.interval
             await asyncio.sleep(max(0.0, wait))
         if self.heartbeats is not None:
-            await self.heartbeats.done_writing()
+            self.heartbeats.cancel()
 
 
 def run_taskservers(plan: Plan) -> Recorder:
