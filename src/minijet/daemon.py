@@ -3,6 +3,7 @@ on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import signal
 import sys
@@ -140,6 +141,22 @@ def command(role: str, help: str) -> Callable:
         return main
 
     return decorate
+
+
+# For a daemon that holds millions of long-lived objects (the jobserver's tasks, the
+# nameserver's namespace). With Python's default thresholds (700, 10, 10) the collector's
+# full passes over them came every few seconds under load and took 0.1-0.6 s each: they
+# stalled every jobserver heartbeat (p99 0.8 s at 1,500/s with a 100k-task job) and took
+# half of a nameserver's loading of a million files (5.4-5.8 s against 2.8-3.3 s). Collected
+# every 50,000 allocations, the young generation still frees short-lived cycles within
+# milliseconds; a full pass needs 100 million allocations instead of 70,000.
+BIG_HEAP_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def for_a_big_heap() -> None:
+    """Sets the garbage collector's thresholds for a daemon with a big heap (see above):
+    call it before the daemon loads its state."""
+    gc.set_threshold(*BIG_HEAP_GC_THRESHOLDS)
 
 
 def main_of(role: str, help: str, make: Callable[[configmod.Config], Any]) -> click.Command:

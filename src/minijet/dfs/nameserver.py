@@ -820,5 +820,10 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
         return pb.Empty()
 
 
+def _serve(config: Config) -> NameServer:
+    daemon.for_a_big_heap()   # a namespace of a million files is millions of objects
+    return NameServer(config)
+
+
 main = daemon.main_of("nameserver",
-                      "Run the DFS nameserver (namespace, block map, re-replication).", NameServer)
+                      "Run the DFS nameserver (namespace, block map, re-replication).", _serve)

@@ -31,7 +31,6 @@ history older than jobserver.history_retention.
 """
 from __future__ import annotations
 
-import gc
 import logging
 import posixpath
 import queue
@@ -662,18 +661,11 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
 # each time it wants it back. While a 100k-split job was accepted, 5 ms put heartbeat p50
 # at 1.0-1.3 s against 0.2 s with 0.5 ms (bench/RESULTS.md, 2026-11-30).
 SWITCH_INTERVAL = 0.0005
-# The jobserver holds every task of its jobs (a million objects and more for a 100k-task
-# job). With Python's default thresholds (700, 10, 10) the collector's full passes over
-# them came every few seconds at 1,500 heartbeats/s and took 0.1-0.6 s each, stalling
-# every heartbeat (p99 0.8 s). Collected every 50,000 allocations, the young generation
-# still frees the calls' short-lived cycles within milliseconds; a full pass needs 100
-# million allocations instead of 70,000 (minutes at full load, not seconds).
-GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def _serve(config: Config) -> JobServer:
     sys.setswitchinterval(SWITCH_INTERVAL)
-    gc.set_threshold(*GC_THRESHOLDS)
+    daemon.for_a_big_heap()   # a 100k-task job is a million objects and more
     return JobServer(config)
 
 
