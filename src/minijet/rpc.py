@@ -3,7 +3,8 @@
 - `start_server` serves servicers with message-size limits, the optional auth token check
   (with methods open to other credentials their service checks, and a Guard: a second way
   in, e.g. a job's DFS credential), optional TLS, and MinijetError -> status-code
-  translation.
+  translation. `AioServer` is the same on gRPC's asyncio server, for a daemon whose hot
+  call is a coroutine (the jobserver's heartbeat streams); `abort_async` is its abort.
 - `connect` opens a channel with the same limits, credentials and token (or other headers
   that prove who calls), and for a client the name of its user (`caller` reads it on the
   server: see minijet.acl).

@@ -3,9 +3,10 @@
 Writes are queued and applied by one writer thread, many records per transaction (group
 commit), merged to one row per key and rows of the same columns in one statement, so the
 core's lock never waits for the disk. `save` returns a ticket; `wait(ticket)`
-blocks until that write is durable (`durable(ticket)` awaits it, from a coroutine of the
-jobserver's event loop) (synchronous=FULL: the WAL is fsync'd at each commit),
-which is how job acceptance is made durable before RunJob replies.
+blocks until that write is durable (synchronous=FULL: the WAL is fsync'd at each commit),
+which is how job acceptance is made durable before RunJob replies. `durable(ticket)` is
+the same for a coroutine of the jobserver's event loop (a heartbeat that launches
+attempts): it awaits the commit without blocking the loop's thread.
 
 A record is (table, row): a row names the table's primary key and any of its other columns;
 an existing row is updated in the named columns only. Rows are read by the columns of
