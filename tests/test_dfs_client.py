@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from minijet.dfs import transfer_client
 from minijet.errors import NotFound, Unavailable
 from dfs_cluster import DfsCluster, data_dir
 from polling import wait_for
@@ -116,6 +117,27 @@ def test_file_is_invisible_until_close_and_abort_leaves_nothing(client):
             w.write(b"partial")
             raise RuntimeError("user code failed")
     assert not client.exists("/vis/g")
+
+
+def test_a_close_whose_last_ack_is_lost_finds_the_file_complete(client, monkeypatch):
+    """The pipeline carried the writer's close and the nameserver completed the file, but
+    the last ack never came back (say, the first dataserver died right then): close() asks
+    the nameserver, finds the file complete with its block, and succeeds."""
+    finish = transfer_client.BlockWriter.finish
+    closes = []
+
+    def finish_and_lose_the_last_ack(self, close=False):
+        closes.append(finish(self, close))
+        raise transfer_client.PipelineError(0, "lost the connection")
+
+    monkeypatch.setattr(transfer_client.BlockWriter, "finish", finish_and_lose_the_last_ack)
+    with client.create("/lost-ack", replication=2) as w:
+        w.write(b"hello")
+    monkeypatch.undo()
+    assert closes == [True]
+    with client.open("/lost-ack") as r:
+        assert r.read() == b"hello"
+    assert len(client.block_locations("/lost-ack")[0].hosts) == 2
 
 
 def test_namespace_operations(client):

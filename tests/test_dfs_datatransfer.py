@@ -32,6 +32,8 @@ class Node:
                  tls_context=None):
         self.store = BlockStore(str(root), fsync=False)
         self.received: list[tuple[int, int]] = []
+        self.closes: list[tuple[int, int, tuple[str, str]]] = []  # writers' closes carried
+        self.close_files = True   # what the nameserver would say of a close
         self.fail_report = fail_report
         self.server = DataTransferServer(self.store, "127.0.0.1:0", self._received,
                                          packet_size=PACKET, timeout=timeout,
@@ -40,12 +42,15 @@ class Node:
         self.server.start()
         self.address = self.server.address
 
-    def _received(self, block_id: int, length: int) -> None:
+    def _received(self, block_id: int, length: int, close) -> bool:
         if self.fail_report:
             raise OSError("nameserver unreachable")
         # The replica is finalized before the nameserver hears of it.
         assert self.store.has(block_id)
         self.received.append((block_id, length))
+        if close is not None:
+            self.closes.append((block_id, length, close))
+        return close is not None and self.close_files
 
     def stop(self):
         self.server.stop()
@@ -59,12 +64,13 @@ def nodes(tmp_path):
         n.stop()
 
 
-def write_block(targets, block_id, data, packet=PACKET, credentials=Credentials()):
-    w = BlockWriter(targets, block_id, CHUNK, TIMEOUT, credentials)
+def write_block(targets, block_id, data, packet=PACKET, credentials=Credentials(), file=None,
+                close=False) -> bool:
+    w = BlockWriter(targets, block_id, CHUNK, TIMEOUT, credentials, file=file)
     mv = memoryview(data)
     for i in range(0, len(mv), packet):
         w.write_packet(mv[i:i + packet])
-    w.finish()
+    return w.finish(close=close)
 
 
 def read_block(address, block_id, offset=0, length=-1, local=False,
@@ -94,6 +100,65 @@ def test_pipeline_of_three_stores_identical_replicas_and_reports_before_last_ack
         # finish() returned: every node already finalized and reported the replica.
         assert n.received == [(7, len(data))]
         assert read_block(n.address, 7) == data
+
+
+FILE = {"path": "/f", "client_id": "c1"}
+
+
+def test_a_closing_write_carries_the_close_from_the_first_node_once_every_node_has_it(nodes):
+    data = os.urandom(100_000)
+    heads_view = []   # what the downstream nodes had reported when the first one closed
+    report = nodes[0]._received
+
+    def first_node(block_id, length, close):
+        heads_view.append([list(n.received) for n in nodes[1:]])
+        return report(block_id, length, close)
+
+    nodes[0].server.on_block_received = first_node
+    assert write_block([n.address for n in nodes], 20, data, file=FILE, close=True)
+    assert nodes[0].closes == [(20, len(data), ("/f", "c1"))]
+    assert heads_view == [[[(20, len(data))], [(20, len(data))]]]
+    for n in nodes:
+        assert n.received == [(20, len(data))]
+        assert read_block(n.address, 20) == data
+    assert nodes[1].closes == nodes[2].closes == []
+
+
+def test_a_close_the_nameserver_refuses_leaves_the_closing_to_the_writer(nodes):
+    nodes[0].close_files = False
+    assert not write_block([nodes[0].address], 21, b"x", file=FILE, close=True)
+    assert nodes[0].closes == [(21, 1, ("/f", "c1"))]
+    assert read_block(nodes[0].address, 21) == b"x"
+
+
+def test_only_a_last_packet_flagged_close_carries_a_close(nodes):
+    assert not write_block([nodes[0].address], 22, b"abc", file=FILE)   # a block mid-file
+    assert not write_block([nodes[0].address], 23, b"abc", close=True)  # a dataserver's copy
+    assert nodes[0].received == [(22, 3), (23, 3)]
+    assert nodes[0].closes == []
+
+
+def test_a_closing_write_with_a_failed_downstream_closes_nothing(tmp_path):
+    a, b = Node(tmp_path / "a"), Node(tmp_path / "b", fail_report=True)
+    try:
+        with pytest.raises(PipelineError) as e:
+            write_block([a.address, b.address], 24, b"x" * 5000, file=FILE, close=True)
+        assert e.value.index == 1
+        assert a.closes == [] and a.received == []
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_failed_closing_report_fails_the_write_and_drops_the_replica(tmp_path):
+    a = Node(tmp_path / "a", fail_report=True)
+    try:
+        with pytest.raises(PipelineError) as e:
+            write_block([a.address], 25, b"x" * 5000, file=FILE, close=True)
+        assert e.value.index == 0
+        assert not a.store.has(25)
+    finally:
+        a.stop()
 
 
 @pytest.mark.parametrize("local", [False, True])

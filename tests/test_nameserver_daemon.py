@@ -318,3 +318,41 @@ def test_a_first_block_comes_with_create_when_it_can_be_placed(nameserver):
     located = ns.call("GetBlockLocations", pb.GetBlockLocationsRequest(path="/small"))
     assert [b.block.block_id for b in located.blocks] == [first.block.block_id]
     assert [n.host for n in located.blocks[0].locations] == ["h1"]
+
+
+def test_block_received_completes_the_files_whose_closes_it_carries(nameserver):
+    """A pipeline's first node carries its writer's close with the replica: the call
+    completes each file as Complete would (durably), says which closes it refused and why,
+    and a retried close is no error."""
+    ns = nameserver
+    register(ns, "h1")
+    firsts = {}
+    for path in ("/a", "/b", "/c"):
+        firsts[path] = ns.call("Create", pb.CreateRequest(
+            path=path, client_id="c1", client_host="h1", replication=1,
+            first_block=True)).first_block.block.block_id
+
+    def close(path, client="c1", length=5):
+        return pb.FileClose(path=path, client_id=client,
+                            last=pb.Block(block_id=firsts[path], length=length))
+
+    reply = ns.call("BlockReceived", pb.BlockReceivedRequest(
+        host="h1", blocks=[pb.Block(block_id=firsts[p], length=5) for p in firsts],
+        closes=[close("/a"), close("/b", client="someone-else"), close("/c")]))
+    assert [r.error for r in reply.closes] == ["", "NotFound", ""]
+    assert "/b is not open for writing by this client" in reply.closes[1].message
+    with pytest.raises(NotFound):   # still being written: its writer completes it itself
+        ns.call("GetFileInfo", pb.PathRequest(path="/b"))
+    retried = ns.call("BlockReceived", pb.BlockReceivedRequest(
+        host="h1", blocks=[pb.Block(block_id=firsts["/a"], length=5)], closes=[close("/a")]))
+    assert [r.error for r in retried.closes] == [""]
+    for path in ("/a", "/c"):
+        located = ns.call("GetBlockLocations", pb.GetBlockLocationsRequest(path=path))
+        assert [(b.block.block_id, b.block.length) for b in located.blocks] == \
+            [(firsts[path], 5)]
+        assert [n.host for n in located.blocks[0].locations] == ["h1"]
+
+    assert ns.kill() == -signal.SIGKILL
+    ns.start()
+    for path in ("/a", "/c"):
+        assert ns.call("GetFileInfo", pb.PathRequest(path=path)).length == 5

@@ -339,6 +339,7 @@ class DfsWriter:
         self._previous = dfs_pb2.Block()         # the last finished block
         self._excluded: set[str] = set()
         self._error: BaseException | None = None  # what made a write fail
+        self._closing = False   # in close(): the current block is the file's last
         self.closed = False
 
     def writable(self) -> bool:
@@ -444,7 +445,7 @@ class DfsWriter:
                 self._pipeline = transfer_client.BlockWriter(
                     targets, self._block.block.block_id, self.chunk_size, self._timeout,
                     self.client.block_credentials(self._block, blocktokens.WRITE),
-                    self.block_size)
+                    self.block_size, {"path": self.path, "client_id": self.client.client_id})
                 for data, crcs in self._packets:
                     self._pipeline.write_packet(data, crcs)
                 return
@@ -472,14 +473,20 @@ class DfsWriter:
             raise Unavailable(f"cannot write {self.path}: block pipeline failed "
                               f"{self._failures} times, last at dataserver {bad}: {failure}")
 
-    def _finish_block(self) -> None:
+    def _finish_block(self) -> bool:
+        """Ends the current block; in close(), whether its pipeline also closed the file
+        (see transfer_wire: the writer's Complete call is then saved)."""
         if self._fill:
             self._send_fill()
         while True:
             try:
-                self._pipeline.finish()
+                closed = self._pipeline.finish(close=self._closing)
                 break
             except transfer_client.PipelineError as e:
+                if self._closing and self._closed_by_pipeline():
+                    self._pipeline.close()
+                    closed = True
+                    break
                 self._new_pipeline(e)
         self._previous = dfs_pb2.Block(block_id=self._block.block.block_id,
                                        length=self._block_len)
@@ -490,6 +497,17 @@ class DfsWriter:
         self._packets = []
         self._block_len = 0
         self._failures = 0
+        return closed
+
+    def _closed_by_pipeline(self) -> bool:
+        """After a closing pipeline failed: whether the nameserver completed the file all
+        the same (only the last ack was lost), with this block last."""
+        try:
+            located = self.client._locations(self.path, self._block.offset)
+        except NotFound:
+            return False
+        return bool(located.blocks) and \
+            located.blocks[-1].block.block_id == self._block.block.block_id
 
     def close(self) -> None:
         """Commit: the file becomes visible with everything written."""
@@ -498,14 +516,14 @@ class DfsWriter:
         if self.closed:
             return
         try:
-            if self._block_len:
-                self._finish_block()
-            last = self._previous
-            if self._block is not None:  # the first block, never written: dropped
-                last = dfs_pb2.Block(block_id=self._block.block.block_id, length=0)
-            self.client._call("Complete", dfs_pb2.CompleteRequest(
-                path=self.path, client_id=self.client.client_id, last=last),
-                idempotent=True)
+            self._closing = True
+            if not (self._block_len and self._finish_block()):
+                last = self._previous
+                if self._block is not None:  # the first block, never written: dropped
+                    last = dfs_pb2.Block(block_id=self._block.block.block_id, length=0)
+                self.client._call("Complete", dfs_pb2.CompleteRequest(
+                    path=self.path, client_id=self.client.client_id, last=last),
+                    idempotent=True)
             self._block = None
         except BaseException as e:
             self._fail(e)

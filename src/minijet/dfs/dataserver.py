@@ -17,7 +17,7 @@ import time
 from minijet import daemon, net, rpc, tls
 from minijet.config import Config
 from minijet.dfs.blockstore import BlockStore
-from minijet.dfs.received import ReceivedReports
+from minijet.dfs.received import Close, ReceivedReports, Replica
 from minijet.dfs.transfer_auth import Credentials
 from minijet.dfs.transfer_client import BlockWriter
 from minijet.dfs.transfer_server import DataTransferServer
@@ -182,20 +182,34 @@ class DataServer:
             threading.Thread(target=self._replicate, args=(command.replicate,), daemon=True,
                              name=f"replicate-blk_{command.replicate.block.block_id}").start()
 
-    def _block_received(self, block_id: int, length: int) -> None:
+    def _block_received(self, block_id: int, length: int, close: Close | None = None) -> bool:
+        """Announces a finalized replica, with its writer's close if it carries one;
+        whether that completed the file."""
         with self._lock:
             if self._received_during_report is not None:
                 self._received_during_report.append((block_id, length))
-        self._received.announce(block_id, length)
+        return self._received.announce(block_id, length, close)
 
-    def _send_received(self, replicas: list[tuple[int, int]]) -> None:
+    def _send_received(self, replicas: list[Replica]) -> list[bool]:
+        closing = [(i, close) for i, (_, _, close) in enumerate(replicas) if close]
         try:
-            self._call(self._ns.BlockReceived, dfs_pb2.BlockReceivedRequest(
-                host=self.host, blocks=[dfs_pb2.Block(block_id=i, length=n)
-                                        for i, n in replicas]))
+            reply = self._call(self._ns.BlockReceived, dfs_pb2.BlockReceivedRequest(
+                host=self.host,
+                blocks=[dfs_pb2.Block(block_id=b, length=n) for b, n, _ in replicas],
+                closes=[dfs_pb2.FileClose(path=close[0], client_id=close[1],
+                                          last=dfs_pb2.Block(block_id=replicas[i][0],
+                                                             length=replicas[i][1]))
+                        for i, close in closing]))
         except FailedPrecondition:
             self._registered = False  # the nameserver forgot us: register again
             raise
+        closed = [False] * len(replicas)
+        for (i, close), result in zip(closing, reply.closes):
+            if result.error:   # its writer calls Complete, which tells it why
+                log.info("block %d: the nameserver did not close %s: %s: %s",
+                         replicas[i][0], close[0], result.error, result.message)
+            closed[i] = not result.error
+        return closed
 
     def _replicate(self, command: dfs_pb2.ReplicateCommand) -> None:
         block_id = command.block.block_id

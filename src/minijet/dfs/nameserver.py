@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from minijet import daemon, rpc
 from minijet.config import Config, format_size
@@ -397,18 +397,16 @@ class NameServer:
 
     def complete(self, path: str, client_id: str, last: Block | None) -> None:
         path = paths.normalize(path)
+        edit, _ = self._edit(lambda: self._complete(path, client_id, last))
+        _log_complete(path, edit)
 
-        def change() -> Edit:
-            edit = self.ns.complete(path, client_id, last, self.clock())
-            if edit.record is not None:
-                for block_id, length in edit.record["blocks"]:
-                    self.blocks.complete_block(block_id, length, edit.record["replication"])
-            return edit
-
-        edit, _ = self._edit(change)
+    def _complete(self, path: str, client_id: str, last: Block | None) -> Edit:
+        """Under the lock: close the file (see Namespace.complete); its blocks complete."""
+        edit = self.ns.complete(path, client_id, last, self.clock())
         if edit.record is not None:
-            log.info("complete %s: %s blocks, %s bytes", path, len(edit.record["blocks"]),
-                     sum(n for _, n in edit.record["blocks"]))
+            for block_id, length in edit.record["blocks"]:
+                self.blocks.complete_block(block_id, length, edit.record["replication"])
+        return edit
 
     def block_locations(self, path: str, start: int, length: int, client_host: str
                         ) -> tuple[FileStatus, list[pb.LocatedBlock]]:
@@ -596,13 +594,34 @@ class NameServer:
         log.info("block report from %s: %s replicas, %s orphans to delete", host,
                  len(blocks), len(orphans))
 
-    def block_received(self, host: str, blocks: list[tuple[int, int]]) -> None:
-        """Replicas (block id, length) just finalized on `host`."""
+    def block_received(self, host: str, blocks: list[tuple[int, int]],
+                       closes: Sequence[tuple[str, str, Block]] = ()
+                       ) -> list[MinijetError | None]:
+        """Replicas (block id, length) just finalized on `host`; then the writers' closes
+        (path, client id, last block) it carries, each done as complete() does it. Returns
+        each close's error (None: the file is complete), durable before this returns."""
+        results: list[MinijetError | None] = []
+        edits = []
+        last_txid = None
         with self._lock:
             self._require_live(host)
             for block_id, length in blocks:
                 self.blocks.block_received(host, block_id, length)
+            for path, client_id, last in closes:
+                try:
+                    self._check_writable()
+                    path = paths.normalize(path)
+                    edit = self._complete(path, client_id, last)
+                    last_txid = self._commit(edit) or last_txid
+                    edits.append((path, edit))
+                    results.append(None)
+                except MinijetError as e:
+                    results.append(e)
+        self._sync(last_txid)
         log.debug("blocks %s received on %s", blocks, host)
+        for path, edit in edits:
+            _log_complete(path, edit)
+        return results
 
     # ---- background work ----
 
@@ -694,6 +713,16 @@ def _block_or_none(block: pb.Block) -> Block | None:
     return Block(block.block_id, block.length) if block.block_id else None
 
 
+def _op_result(error: MinijetError | None) -> pb.OpResult:
+    return pb.OpResult(error=type(error).__name__, message=str(error)) if error else pb.OpResult()
+
+
+def _log_complete(path: str, edit: Edit) -> None:
+    if edit.record is not None:
+        log.info("complete %s: %s blocks, %s bytes", path, len(edit.record["blocks"]),
+                 sum(n for _, n in edit.record["blocks"]))
+
+
 class NameServerService(dfs_pb2_grpc.NameServerServicer):
     def __init__(self, server: NameServer):
         self._ns = server
@@ -747,9 +776,7 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
 
     @rpc.translate_errors
     def Batch(self, request, context):
-        return pb.BatchResponse(results=[
-            pb.OpResult(error=type(e).__name__, message=str(e)) if e else pb.OpResult()
-            for e in self._ns.batch(list(request.ops))])
+        return pb.BatchResponse(results=[_op_result(e) for e in self._ns.batch(list(request.ops))])
 
     @rpc.translate_errors
     def Delete(self, request, context):
@@ -816,8 +843,11 @@ class NameServerService(dfs_pb2_grpc.NameServerServicer):
     @rpc.translate_errors
     def BlockReceived(self, request, context):
         blocks = request.blocks or [request.block]
-        self._ns.block_received(request.host, [(b.block_id, b.length) for b in blocks])
-        return pb.Empty()
+        results = self._ns.block_received(
+            request.host, [(b.block_id, b.length) for b in blocks],
+            [(c.path, c.client_id, _block_or_none(c.last))
+             for c in request.closes])
+        return pb.BlockReceivedResponse(closes=[_op_result(e) for e in results])
 
 
 def _serve(config: Config) -> NameServer:

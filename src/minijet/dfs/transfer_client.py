@@ -11,8 +11,8 @@ import threading
 
 from minijet.dfs import blockstore
 from minijet.dfs.transfer_auth import BlockAccess, Credentials, authenticate_to_server, dial
-from minijet.dfs.transfer_wire import (CONNECT_TIMEOUT, LAST, MAX_PACKET, PACKET,
-                                       STATUS_NAMES, SUCCESS, ConnectionClosed,
+from minijet.dfs.transfer_wire import (CLOSE, CLOSED, CONNECT_TIMEOUT, LAST, MAX_PACKET, PACKET,
+                                       STATUS_NAMES, STORED, ConnectionClosed,
                                        local_socket_name, packet_size_for, read_block_op,
                                        recv_ack, recv_crcs, recv_exact, recv_into_exact,
                                        recv_message, request_fds_op, send_message,
@@ -50,10 +50,12 @@ class BlockWriter(_Connection):
     """Streams one block down a pipeline of dataservers (used by the DfsClient's writer and
     by a dataserver replicating a replica). write_packet() sends at once and returns without
     waiting for acks; finish() returns when every node has finalized its replica. Failures
-    raise PipelineError with the index of the node to blame."""
+    raise PipelineError with the index of the node to blame. `file`: the writer's
+    {path, client_id}, given by a client writing that file, so that finish() may close it."""
 
     def __init__(self, targets: list[str], block_id: int, chunk_size: int, timeout: float,
-                 credentials: Credentials = Credentials(), size: int = 0):
+                 credentials: Credentials = Credentials(), size: int = 0,
+                 file: dict | None = None):
         if not targets:
             raise PipelineError(0, f"block {block_id}: no dataserver to write to")
         self.targets = targets
@@ -63,6 +65,7 @@ class BlockWriter(_Connection):
         self._seqno = 0         # next packet to send
         self._acked = -1        # last packet every node acked
         self._last_seqno = -1
+        self._closed = False    # the first node's last ack said CLOSED
         self._error: PipelineError | None = None
         self._done = threading.Event()
         # Nodes along the pipeline time out first and blame precisely; the writer waits longer.
@@ -72,7 +75,8 @@ class BlockWriter(_Connection):
             raise PipelineError(0, f"block {block_id}: cannot connect to dataserver "
                                    f"{targets[0]}: {e}") from None
         try:
-            send_message(self._sock, write_block_op(block_id, chunk_size, targets[1:], size))
+            send_message(self._sock, write_block_op(block_id, chunk_size, targets[1:], size,
+                                                    file))
             reply = recv_message(self._sock)
         except (OSError, ValueError) as e:
             self._sock.close()
@@ -104,19 +108,23 @@ class BlockWriter(_Connection):
         self._seqno += 1
         self.length += len(data)
 
-    def finish(self) -> None:
-        """Send the LAST packet and wait until every node has finalized the replica."""
+    def finish(self, close: bool = False) -> bool:
+        """Send the LAST packet and wait until every node has finalized the replica. With
+        `close` (the writer's file ends with this block) the pipeline may complete the file:
+        whether it did."""
         if self._error:
             raise self._error
         self._last_seqno = self._seqno
         try:
-            self._sock.sendall(PACKET.pack(self._seqno, self.length, 0, LAST))
+            self._sock.sendall(PACKET.pack(self._seqno, self.length, 0,
+                                           LAST | CLOSE if close else LAST))
         except OSError as e:
             self._raise_from_acks(e)
         self._done.wait()
         self.close()
         if self._error:
             raise self._error
+        return self._closed
 
     def _raise_from_acks(self, cause: Exception):
         # The acks in flight tell which node broke; the send failure alone does not.
@@ -135,13 +143,14 @@ class BlockWriter(_Connection):
                         continue  # everything sent is acked: the writer is idle, not stuck
                     raise
                 for index, status in enumerate(statuses):
-                    if status != SUCCESS:
+                    if status not in STORED:
                         self._error = PipelineError(
                             index, f"block {self.block_id}: dataserver {self._name(index)} in "
                                    f"the pipeline reported {STATUS_NAMES.get(status, status)}")
                         return
                 self._acked = seqno
                 if seqno == self._last_seqno:
+                    self._closed = statuses[:1] == [CLOSED]
                     return
         except (OSError, ValueError) as e:
             self._error = PipelineError(0, f"block {self.block_id}: lost the connection to "

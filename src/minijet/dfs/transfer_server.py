@@ -13,7 +13,9 @@ writes it; a responder thread reads the downstream ack for that packet and sends
 its own status in front of the downstream ones. On the LAST packet a node finalizes its
 replica and reports it to the nameserver (BlockReceived, grouped with replicas finished
 meanwhile: dfs/received.py) before acking it, so a writer that holds the last ack knows every
-replica is durable and known. A node that sees a failure
+replica is durable and known. A LAST packet with the CLOSE flag is the writer's close: the
+first node reports its replica only once the downstream acked it, with the close, and acks
+CLOSED when the nameserver completed the file. A node that sees a failure
 sends an ack whose statuses point at the failed node (its own index for a local fault, the
 next one when the downstream broke without saying why), then drains its upstream until the
 writer hangs up.
@@ -32,8 +34,10 @@ from minijet import net, tls
 from minijet.dfs import blockstore, blocktokens
 from minijet.dfs.transfer_auth import (BlockAccess, Credentials, Refused, authenticate_client,
                                        dial)
-from minijet.dfs.transfer_wire import (ERROR, ERROR_CHECKSUM, LAST, MAX_PACKET, PACKET,
-                                       SUCCESS, ConnectionClosed, local_socket_name,
+from minijet.dfs.received import Close
+from minijet.dfs.transfer_wire import (CLOSE, CLOSED, ERROR, ERROR_CHECKSUM, LAST, MAX_PACKET,
+                                       PACKET, STORED, SUCCESS, ConnectionClosed,
+                                       local_socket_name,
                                        packet_size_for, recv_ack, recv_crcs, recv_idle,
                                        recv_into_exact, recv_message, send_ack, send_message,
                                        tune, write_block_op)
@@ -41,6 +45,9 @@ from minijet.errors import (AlreadyExists, ChecksumError, MinijetError, NoSpace,
                             Unavailable)
 
 log = logging.getLogger(__name__)
+
+# (block id, length, the writer's close or None) -> whether it closed the file
+OnBlockReceived = Callable[[int, int, "Close | None"], bool]
 
 
 def _this_machine_ip(towards: str) -> str:
@@ -75,7 +82,7 @@ class DataTransferServer:
     server reaches the next node of a pipeline; `tls_context`: what it serves TLS with."""
 
     def __init__(self, store: blockstore.BlockStore, address: str,
-                 on_block_received: Callable[[int, int], None], *, packet_size: int,
+                 on_block_received: OnBlockReceived, *, packet_size: int,
                  timeout: float, credentials: Credentials = Credentials(),
                  tls_context: ssl.SSLContext | None = None,
                  advertise_towards: str = "localhost", short_circuit: bool = True):
@@ -207,10 +214,11 @@ class DataTransferServer:
 
 
 def serve(sock: socket.socket, store: blockstore.BlockStore, config: dict,
-          on_block_received: Callable[[int, int], None], stopping: threading.Event) -> None:
+          on_block_received: OnBlockReceived, stopping: threading.Event) -> None:
     """Serve one data-transfer connection: the handshake, then one op. `config` holds
-    packet_size, timeout, credentials and stats; `on_block_received(block_id, length)` runs after
-    a replica is finalized, before its last ack (it raises to fail the write). Raises
+    packet_size, timeout, credentials and stats; `on_block_received(block_id, length, close)`
+    runs after a replica is finalized, before its last ack (it raises to fail the write), and
+    says whether it closed the writer's file (close: (path, client id), or None). Raises
     Refused when the handshake fails."""
     access = authenticate_client(sock, config["credentials"].token)
     op = recv_message(sock)
@@ -299,11 +307,15 @@ def _serve_read(sock: socket.socket, store: blockstore.BlockStore, op: dict,
 _MIRROR_FAILED = object()
 
 
+def _failed(statuses: list[int]) -> bool:
+    return any(s not in STORED for s in statuses)
+
+
 class _BlockReceiver:
     """This node's part of a WRITE_BLOCK pipeline (see the module docstring)."""
 
     def __init__(self, upstream: socket.socket, store: blockstore.BlockStore, op: dict,
-                 config: dict, on_block_received: Callable[[int, int], None],
+                 config: dict, on_block_received: OnBlockReceived,
                  stopping: threading.Event):
         self.upstream = upstream
         self.store = store
@@ -311,6 +323,10 @@ class _BlockReceiver:
         self.chunk_size = int(op["chunk_size"])
         self.size = int(op.get("size", 0))
         self.targets = list(op.get("targets", []))
+        file = op.get("file")   # the writer's, when it is a client writing a file
+        self.file: Close | None = (str(file["path"]), str(file["client_id"])) \
+            if isinstance(file, dict) else None
+        self.length = 0   # the finalized replica's
         self.timeout = config["timeout"]
         self.credentials = config["credentials"]
         self.on_block_received = on_block_received
@@ -396,16 +412,20 @@ class _BlockReceiver:
                                 self.targets[0], e)
                     self.acks.put(_MIRROR_FAILED)
                     return False
-            status = self._store(replica, data, crcs, flags & LAST)
-            self.acks.put((seqno, status))
+            status = self._store(replica, data, crcs, flags)
+            self.acks.put((seqno, status, status == SUCCESS and self._closing(flags)))
             if status != SUCCESS:
                 return False
             if flags & LAST:
                 return True
         return False
 
+    def _closing(self, flags: int) -> bool:
+        """Whether the packet is the writer's close, carried by this node."""
+        return bool(flags & LAST and flags & CLOSE) and self.file is not None
+
     def _store(self, replica: blockstore.ReplicaWriter, data: memoryview, crcs: bytes,
-               last: int) -> int:
+               flags: int) -> int:
         if blockstore.verify(data, crcs, self.chunk_size) >= 0:
             log.warning("block %d: checksum error in received data at byte %d",
                         self.block_id, replica.length)
@@ -414,16 +434,31 @@ class _BlockReceiver:
         try:
             replica.write(data, crcs)
             self.stats.add("bytes_written", len(data))
-            if last:
+            if flags & LAST:
                 replica.finalize()
-                self.on_block_received(self.block_id, replica.length)
-                log.info("block %d: replica finalized, %d bytes", self.block_id, replica.length)
+                self.length = replica.length
+                if not self._closing(flags):  # else reported once the downstream has it too
+                    self._report(None)
         except (OSError, ValueError, MinijetError) as e:
             log.error("block %d: storing the replica failed: %s", self.block_id, e)
-            if last and self.store.has(self.block_id):
+            if flags & LAST and self.store.has(self.block_id):
                 self.store.delete(self.block_id)
             return ERROR
         return SUCCESS
+
+    def _report(self, close: Close | None) -> bool:
+        closed = self.on_block_received(self.block_id, self.length, close)
+        log.info("block %d: replica finalized, %d bytes", self.block_id, self.length)
+        return closed
+
+    def _report_closing(self) -> int:
+        """The writer's close, once every node has the replica: this node's status."""
+        try:
+            return CLOSED if self._report(self.file) else SUCCESS
+        except (OSError, ValueError, MinijetError) as e:
+            log.error("block %d: reporting the replica failed: %s", self.block_id, e)
+            self.store.delete(self.block_id)
+            return ERROR
 
     def _respond(self) -> None:
         """Ack each packet upstream once it is stored here and acked downstream."""
@@ -435,7 +470,7 @@ class _BlockReceiver:
                 if item is _MIRROR_FAILED:
                     self._send_up(-1, [SUCCESS] + self._downstream_verdict())
                     return
-                seqno, status = item
+                seqno, status, closing = item
                 if status != SUCCESS:
                     self._send_up(seqno, [status])
                     return
@@ -450,8 +485,10 @@ class _BlockReceiver:
                                     self.targets[0], e or type(e).__name__)
                         downstream = [ERROR]
                     statuses += downstream
+                if closing and not any(statuses):
+                    statuses[0] = self._report_closing()
                 self._send_up(seqno, statuses)
-                if any(statuses):
+                if _failed(statuses):
                     return
         except OSError as e:
             log.info("block %d: upstream went away: %s", self.block_id, e)
@@ -468,7 +505,7 @@ class _BlockReceiver:
             return [ERROR]
 
     def _send_up(self, seqno: int, statuses: list[int]) -> None:
-        if any(statuses):
+        if _failed(statuses):
             self.failed.set()
         send_ack(self.upstream, seqno, statuses)
 

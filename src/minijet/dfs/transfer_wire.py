@@ -39,11 +39,17 @@ READ_BLOCK {op: read_block, block_id, offset, length (-1 = to the end)}
        which is the request widened to whole chunks so the reader can verify every CRC; the
        last packet has the LAST flag.
 
-WRITE_BLOCK {op: write_block, block_id, chunk_size, targets: [downstream "ip:port", ...]}
+WRITE_BLOCK {op: write_block, block_id, chunk_size, targets: [downstream "ip:port", ...],
+             size, file: {path, client_id} (from a client writing that file)}
     -> {status: ok} once the whole pipeline is ready, or {status: error, index, message}
        where index is the failed node counted from the answering one. Then packets flow
        down the pipeline and acks come back up; the last packet is empty with the LAST flag.
        (transfer_server.py tells what each node does.)
+       A writer closing its file with this block adds the CLOSE flag to the LAST packet:
+       once every node has its replica, the first node asks the nameserver to complete the
+       file with the block's BlockReceived report, and answers CLOSED instead of SUCCESS
+       for itself when it did; the writer then makes no Complete call. Any other answer
+       leaves the closing to the writer.
 
 Any other answer is {status: error, message} (with index 0 to a WRITE_BLOCK).
 
@@ -69,9 +75,11 @@ PROTOCOL_VERSION = 2  # 2: the handshake; ops carry no token
 LENGTH = struct.Struct(">I")
 PACKET = struct.Struct(">qQIB")   # seqno, offset in block, data length, flags
 ACK = struct.Struct(">qB")        # seqno, number of node statuses that follow
-LAST = 1
-SUCCESS, ERROR, ERROR_CHECKSUM = 0, 1, 2
-STATUS_NAMES = {SUCCESS: "ok", ERROR: "failed", ERROR_CHECKSUM: "checksum error"}
+LAST, CLOSE = 1, 2     # packet flags
+SUCCESS, ERROR, ERROR_CHECKSUM, CLOSED = 0, 1, 2, 3
+STATUS_NAMES = {SUCCESS: "ok", ERROR: "failed", ERROR_CHECKSUM: "checksum error",
+                CLOSED: "ok, file closed"}
+STORED = (SUCCESS, CLOSED)   # the statuses of a node that has the packet
 MAX_MESSAGE = 1 << 20
 MAX_PACKET = 64 << 20
 CONNECT_TIMEOUT = 10.0
@@ -87,11 +95,16 @@ def read_block_op(block_id: int, offset: int, length: int) -> dict:
     return {"op": "read_block", "block_id": block_id, "offset": offset, "length": length}
 
 
-def write_block_op(block_id: int, chunk_size: int, targets: list[str], size: int) -> dict:
+def write_block_op(block_id: int, chunk_size: int, targets: list[str], size: int,
+                   file: dict | None = None) -> dict:
     """WRITE_BLOCK to the first node of a pipeline, `targets` being the nodes after it;
-    `size`: the most the block will hold (each node needs that much room)."""
-    return {"op": "write_block", "block_id": block_id, "chunk_size": chunk_size,
-            "targets": targets, "size": size}
+    `size`: the most the block will hold (each node needs that much room); `file`: the
+    writer's {path, client_id}, for a close carried by the pipeline."""
+    op = {"op": "write_block", "block_id": block_id, "chunk_size": chunk_size,
+          "targets": targets, "size": size}
+    if file is not None:
+        op["file"] = file
+    return op
 
 
 def request_fds_op(block_id: int) -> dict:

@@ -137,7 +137,7 @@ class NameServerStub:
         self.BlockReceived = channel.unary_unary(
                 '/minijet.dfs.NameServer/BlockReceived',
                 request_serializer=minijet_dot_proto_dot_dfs__pb2.BlockReceivedRequest.SerializeToString,
-                response_deserializer=minijet_dot_proto_dot_dfs__pb2.Empty.FromString,
+                response_deserializer=minijet_dot_proto_dot_dfs__pb2.BlockReceivedResponse.FromString,
                 _registered_method=True)
 
 
@@ -379,7 +379,7 @@ def add_NameServerServicer_to_server(servicer, server):
             'BlockReceived': grpc.unary_unary_rpc_method_handler(
                     servicer.BlockReceived,
                     request_deserializer=minijet_dot_proto_dot_dfs__pb2.BlockReceivedRequest.FromString,
-                    response_serializer=minijet_dot_proto_dot_dfs__pb2.Empty.SerializeToString,
+                    response_serializer=minijet_dot_proto_dot_dfs__pb2.BlockReceivedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -948,7 +948,7 @@ class NameServer:
             target,
             '/minijet.dfs.NameServer/BlockReceived',
             minijet_dot_proto_dot_dfs__pb2.BlockReceivedRequest.SerializeToString,
-            minijet_dot_proto_dot_dfs__pb2.Empty.FromString,
+            minijet_dot_proto_dot_dfs__pb2.BlockReceivedResponse.FromString,
             options,
             channel_credentials,
             insecure,
