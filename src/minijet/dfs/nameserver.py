@@ -308,25 +308,26 @@ class NameServer:
         AddBlock says why when data comes."""
         path = paths.normalize(path)
         replication, block_size = self._file_settings(path, replication, block_size)
-        f = None
-
-        def change() -> Edit:
-            nonlocal f
+        first = None
+        with self._lock:   # the file and its first block: one hold, one wait for the journal
+            self._check_writable()
             f, edit = self.ns.create(path, client_id=client_id, client_host=client_host,
                                      replication=replication, block_size=block_size,
                                      overwrite=overwrite, now=self.clock())
-            return edit
-
-        self._edit(change)
+            txid = self._commit(edit)
+            if first_block:
+                try:
+                    first, block_txid = self._allocate_block(path, client_id, None, set())
+                    txid = block_txid or txid
+                except MinijetError:
+                    pass
+        self._sync(txid)
         log.info("create %s by client %s on %s (replication %s, block size %s%s)", path,
                  client_id, client_host, replication, block_size,
                  ", overwrite" if overwrite else "")
-        if not first_block:
-            return f, None
-        try:
-            return f, self.add_block(path, client_id, None, set())
-        except MinijetError:
-            return f, None
+        if first is not None:
+            _log_block(path, first, True)
+        return f, first
 
     def _file_settings(self, path: str, replication: int, block_size: int) -> tuple[int, int]:
         """A new file's replication and block size (0: the configured one)."""
@@ -373,22 +374,25 @@ class NameServer:
         path = paths.normalize(path)
         with self._lock:
             self._check_writable()
-            f = self.ns.open_files.get(path)
-            block, targets, edit = self.ns.add_block(
-                path, client_id, previous, self.clock(),
-                lambda of: self._place(of, excluded))
-            new = edit.record is not None
-            if new:
-                self.blocks.add_block(block.block_id, f.replication, f.block_size, targets)
-            txid = self._commit(edit)
-            offset = sum(b.length for b in f.blocks[:-1])
-            locations = [self._node_info(h) for h in targets if h in self.blocks.servers]
+            located, txid = self._allocate_block(path, client_id, previous, excluded)
         self._sync(txid)
-        log.info("add block %s to %s at offset %s: pipeline %s%s", block.block_id, path, offset,
-                 ",".join(targets), "" if new else " (retried call)")
-        return pb.LocatedBlock(block=pb.Block(block_id=block.block_id), offset=offset,
-                               locations=locations,
-                               block_token=self._block_token(block.block_id, blocktokens.WRITE))
+        _log_block(path, located, txid is not None)
+        return located
+
+    def _allocate_block(self, path: str, client_id: str, previous: Block | None,
+                        excluded: set[str]) -> tuple[pb.LocatedBlock, int | None]:
+        """Under the lock: the file's next block and its pipeline, and the journal's txid
+        of the edit (None: a retried call got the block it was given before)."""
+        f = self.ns.open_files.get(path)
+        block, targets, edit = self.ns.add_block(path, client_id, previous, self.clock(),
+                                                 lambda of: self._place(of, excluded))
+        if edit.record is not None:
+            self.blocks.add_block(block.block_id, f.replication, f.block_size, targets)
+        txid = self._commit(edit)
+        return pb.LocatedBlock(
+            block=pb.Block(block_id=block.block_id), offset=sum(b.length for b in f.blocks[:-1]),
+            locations=[self._node_info(h) for h in targets if h in self.blocks.servers],
+            block_token=self._block_token(block.block_id, blocktokens.WRITE)), txid
 
     def abandon_block(self, path: str, client_id: str, block_id: int) -> None:
         path = paths.normalize(path)
@@ -715,6 +719,12 @@ def _block_or_none(block: pb.Block) -> Block | None:
 
 def _op_result(error: MinijetError | None) -> pb.OpResult:
     return pb.OpResult(error=type(error).__name__, message=str(error)) if error else pb.OpResult()
+
+
+def _log_block(path: str, located: pb.LocatedBlock, new: bool) -> None:
+    log.info("add block %s to %s at offset %s: pipeline %s%s", located.block.block_id, path,
+             located.offset, ",".join(n.host for n in located.locations),
+             "" if new else " (retried call)")
 
 
 def _log_complete(path: str, edit: Edit) -> None:
