@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 import time
 
 import pytest
 
-from minijet.dfs import blockstore, transfer_auth, transfer_wire
+from minijet.dfs import blockstore, transfer_auth, transfer_client, transfer_server, transfer_wire
 from minijet.dfs.blockstore import BlockStore
 from minijet.dfs.dataserver import copy_replica
 from minijet.dfs.transfer_auth import Credentials
-from minijet.dfs.transfer_client import (BlockReader, BlockWriter, LocalBlockReader,
-                                         PipelineError, ReplicaUnavailable, open_local)
+from minijet.dfs.transfer_client import (BlockReader, BlockWriter, ConnectionPool,
+                                         LocalBlockReader, PipelineError, ReplicaUnavailable,
+                                         open_local)
 from minijet.dfs.transfer_server import DataTransferServer
 from minijet.errors import ChecksumError
 
@@ -330,3 +332,84 @@ def test_packets_reach_the_last_node_before_the_block_ends(nodes):
     assert not nodes[2].store.has(14)
     w.finish()
     assert nodes[2].store.has(14)
+
+
+def counting_dials(monkeypatch) -> list[str]:
+    """The addresses the BlockWriters dial from now on (each a new connection)."""
+    dials = []
+    real = transfer_client.dial
+
+    def dial(address, *args):
+        dials.append(address)
+        return real(address, *args)
+
+    monkeypatch.setattr(transfer_client, "dial", dial)
+    return dials
+
+
+def test_blocks_written_one_after_another_share_a_kept_connection(nodes, monkeypatch):
+    dials = counting_dials(monkeypatch)
+    pool = ConnectionPool()
+    targets = [nodes[0].address, nodes[1].address]
+    blocks = {30 + i: os.urandom(1000 * i + 1) for i in range(5)}
+    for block_id, data in blocks.items():
+        w = BlockWriter(targets, block_id, CHUNK, TIMEOUT, file=FILE, pool=pool)
+        w.write_packet(data)
+        assert w.finish(close=True)
+        # the connection idles between blocks: no transfer is counted for it
+        wait_for(lambda: nodes[0].server.active_transfers == 0, timeout=10,
+                 what="the op to end on the dataserver")
+    assert dials == [nodes[0].address]
+    for block_id, data in blocks.items():
+        assert read_block(nodes[1].address, block_id) == data
+    assert [c[0] for c in nodes[0].closes] == list(blocks)
+    pool.close()
+
+
+def test_a_kept_connection_the_dataserver_closed_is_replaced(nodes, monkeypatch):
+    monkeypatch.setattr(transfer_server, "KEEPALIVE", 0.2)
+    dials = counting_dials(monkeypatch)
+    pool = ConnectionPool()
+    write = BlockWriter([nodes[0].address], 40, CHUNK, TIMEOUT, pool=pool)
+    write.finish()
+    kept = pool._idle[(nodes[0].address, "", None)][0][1]
+    wait_for(lambda: select.select([kept], [], [], 0)[0], timeout=10,
+             what="the dataserver to close the idle connection")
+    BlockWriter([nodes[0].address], 41, CHUNK, TIMEOUT, pool=pool).finish()
+    assert dials == [nodes[0].address] * 2
+
+    # closed just as the op went out (not yet readable when taken): a fresh one all the same
+    listener = socket.create_server(("127.0.0.1", 0))
+    doomed = socket.create_connection(listener.getsockname())
+    peer, _ = listener.accept()
+    pool.close()
+    pool.give(nodes[0].address, Credentials(), doomed)
+    closer = threading.Thread(target=lambda: (peer.recv(1), peer.close()))
+    closer.start()
+    BlockWriter([nodes[0].address], 42, CHUNK, TIMEOUT, pool=pool).finish()
+    closer.join(10)
+    listener.close()
+    assert dials == [nodes[0].address] * 3
+    assert nodes[0].received == [(40, 0), (41, 0), (42, 0)]
+    pool.close()
+
+
+def test_only_cleanly_ended_token_or_open_connections_are_kept(tmp_path, monkeypatch):
+    dials = counting_dials(monkeypatch)
+    a = Node(tmp_path / "a", fail_report=True)
+    pool = ConnectionPool()
+    try:
+        with pytest.raises(PipelineError):
+            w = BlockWriter([a.address], 50, CHUNK, TIMEOUT, pool=pool)
+            w.write_packet(b"x")
+            w.finish()
+        a.fail_report = False
+        BlockWriter([a.address], 51, CHUNK, TIMEOUT, pool=pool).finish()
+        assert dials == [a.address] * 2   # the failed write's connection was not kept
+        by_block_token = Credentials(block=transfer_auth.BlockAccess(52, "write", ""))
+        assert pool.take(a.address, by_block_token) is None
+        pool.give(a.address, by_block_token, socket.socket())
+        assert pool.take(a.address, by_block_token) is None
+    finally:
+        pool.close()
+        a.stop()

@@ -78,6 +78,8 @@ class DfsClient:
             self.credentials = replace(self.credentials, token="")
         # data addresses of dataservers that are not on this machine (no short-circuit reads)
         self.remote_dataservers: set[str] = set()
+        # connections to data ports kept between the blocks it writes
+        self.data_connections = transfer_client.ConnectionPool()
 
     def _call(self, method: str, request, *, idempotent: bool):
         # a nameserver restarting or in safe mode is waited out for up to dfs.client_wait
@@ -259,6 +261,7 @@ class DfsClient:
 
     def close(self) -> None:
         self._channel.close()
+        self.data_connections.close()
 
     def __enter__(self) -> "DfsClient":
         return self
@@ -445,7 +448,8 @@ class DfsWriter:
                 self._pipeline = transfer_client.BlockWriter(
                     targets, self._block.block.block_id, self.chunk_size, self._timeout,
                     self.client.block_credentials(self._block, blocktokens.WRITE),
-                    self.block_size, {"path": self.path, "client_id": self.client.client_id})
+                    self.block_size, {"path": self.path, "client_id": self.client.client_id},
+                    self.client.data_connections)
                 for data, crcs in self._packets:
                     self._pipeline.write_packet(data, crcs)
                 return

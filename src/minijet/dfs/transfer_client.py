@@ -2,17 +2,22 @@
 block down a pipeline of dataservers, BlockReader streams a replica back, LocalBlockReader
 reads a replica on this machine straight from its file (a short-circuit read). Used by the
 DfsClient, and by a dataserver that replicates one of its replicas. Each opens its
-connection with the handshake of transfer_auth.py, over TLS when the credentials say so."""
+connection with the handshake of transfer_auth.py, over TLS when the credentials say so;
+a BlockWriter given a ConnectionPool takes a kept connection from it, and gives its own
+back once the block is written."""
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
+import time
 
 from minijet.dfs import blockstore
 from minijet.dfs.transfer_auth import BlockAccess, Credentials, authenticate_to_server, dial
-from minijet.dfs.transfer_wire import (CLOSE, CLOSED, CONNECT_TIMEOUT, LAST, MAX_PACKET, PACKET,
-                                       STATUS_NAMES, STORED, ConnectionClosed,
+from minijet.dfs.transfer_wire import (CLOSE, CLOSED, CONNECT_TIMEOUT, KEEPALIVE, LAST,
+                                       MAX_PACKET, PACKET, STATUS_NAMES, STORED,
+                                       ConnectionClosed,
                                        local_socket_name, packet_size_for, read_block_op,
                                        recv_ack, recv_crcs, recv_exact, recv_into_exact,
                                        recv_message, request_fds_op, send_message,
@@ -32,16 +37,73 @@ class ReplicaUnavailable(Unavailable):
     """A dataserver could not serve a replica (unreachable, no such replica, ...)."""
 
 
+class ConnectionPool:
+    """Idle data-transfer connections, kept for the next block written to the same
+    dataserver: a client writing many small files connects and shakes hands once per
+    dataserver, not once per file. Only connections opened with the cluster's token, or
+    in an open cluster, are kept (one opened with a block token serves that block only).
+    A connection idle for half the dataserver's KEEPALIVE is closed rather than reused."""
+
+    MAX_IDLE_PER_ADDRESS = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[tuple, list[tuple[float, socket.socket]]] = {}
+        self._pid = os.getpid()
+
+    @staticmethod
+    def _key(address: str, credentials: Credentials) -> tuple | None:
+        if credentials.block is not None and not credentials.token:
+            return None
+        return address, credentials.token, credentials.tls
+
+    def take(self, address: str, credentials: Credentials) -> socket.socket | None:
+        """A kept connection to `address` opened with `credentials`, or None."""
+        key = self._key(address, credentials)
+        with self._lock:
+            if self._pid != os.getpid():   # a forked child: its parent uses these sockets
+                self._idle, self._pid = {}, os.getpid()
+            idle = self._idle.get(key, [])
+            while idle:
+                since, sock = idle.pop()
+                # not idle too long, and not closed by the dataserver (it would be readable)
+                if time.monotonic() - since < KEEPALIVE / 2 and \
+                        not select.select([sock], [], [], 0)[0]:
+                    return sock
+                sock.close()
+        return None
+
+    def give(self, address: str, credentials: Credentials, sock: socket.socket) -> None:
+        """Keeps `sock`, whose last op ended cleanly, for the next one (or closes it)."""
+        key = self._key(address, credentials)
+        with self._lock:
+            idle = self._idle.setdefault(key, []) if key is not None else None
+            if idle is not None and len(idle) < self.MAX_IDLE_PER_ADDRESS and \
+                    self._pid == os.getpid():
+                idle.append((time.monotonic(), sock))
+                return
+        sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for kept in idle.values():
+            for _, sock in kept:
+                sock.close()
+
+
 class _Connection:
     """One data-transfer connection to a dataserver."""
 
-    _sock: socket.socket
+    _sock: socket.socket | None
 
     def close(self) -> None:
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
 
 
 # ---- WRITE_BLOCK ----
@@ -55,7 +117,7 @@ class BlockWriter(_Connection):
 
     def __init__(self, targets: list[str], block_id: int, chunk_size: int, timeout: float,
                  credentials: Credentials = Credentials(), size: int = 0,
-                 file: dict | None = None):
+                 file: dict | None = None, pool: ConnectionPool | None = None):
         if not targets:
             raise PipelineError(0, f"block {block_id}: no dataserver to write to")
         self.targets = targets
@@ -68,20 +130,27 @@ class BlockWriter(_Connection):
         self._closed = False    # the first node's last ack said CLOSED
         self._error: PipelineError | None = None
         self._done = threading.Event()
-        # Nodes along the pipeline time out first and blame precisely; the writer waits longer.
-        try:
-            self._sock = dial(targets[0], timeout * 1.5, credentials)
-        except OSError as e:
-            raise PipelineError(0, f"block {block_id}: cannot connect to dataserver "
-                                   f"{targets[0]}: {e}") from None
-        try:
-            send_message(self._sock, write_block_op(block_id, chunk_size, targets[1:], size,
-                                                    file))
-            reply = recv_message(self._sock)
-        except (OSError, ValueError) as e:
-            self._sock.close()
-            raise PipelineError(0, f"block {block_id}: dataserver {targets[0]} failed to set "
-                                   f"up the pipeline: {e}") from None
+        self._credentials = credentials
+        self._pool = pool
+        op = write_block_op(block_id, chunk_size, targets[1:], size, file)
+        kept = _on_kept_connection(pool, targets[0], credentials, op)
+        if kept is not None:
+            self._sock, reply = kept
+        else:
+            # Nodes along the pipeline time out first and blame precisely; the writer waits
+            # longer.
+            try:
+                self._sock = dial(targets[0], timeout * 1.5, credentials)
+            except OSError as e:
+                raise PipelineError(0, f"block {block_id}: cannot connect to dataserver "
+                                       f"{targets[0]}: {e}") from None
+            try:
+                send_message(self._sock, op)
+                reply = recv_message(self._sock)
+            except (OSError, ValueError) as e:
+                self._sock.close()
+                raise PipelineError(0, f"block {block_id}: dataserver {targets[0]} failed to "
+                                       f"set up the pipeline: {e}") from None
         if reply.get("status") != "ok":
             self._sock.close()
             index = int(reply.get("index", 0))
@@ -121,9 +190,14 @@ class BlockWriter(_Connection):
         except OSError as e:
             self._raise_from_acks(e)
         self._done.wait()
-        self.close()
         if self._error:
+            self.close()
             raise self._error
+        if self._pool is not None:   # the connection is fit for another block
+            sock, self._sock = self._sock, None
+            self._pool.give(self.targets[0], self._credentials, sock)
+        else:
+            self.close()
         return self._closed
 
     def _raise_from_acks(self, cause: Exception):
@@ -157,6 +231,21 @@ class BlockWriter(_Connection):
                                            f"{self.targets[0]}: {e or type(e).__name__}")
         finally:
             self._done.set()
+
+
+def _on_kept_connection(pool: ConnectionPool | None, address: str, credentials: Credentials,
+                        op: dict) -> tuple[socket.socket, dict] | None:
+    """`op` sent on a kept connection to `address`, and the dataserver's answer; None when
+    the pool has none, or the dataserver closed it meanwhile (a fresh one is then made)."""
+    sock = pool.take(address, credentials) if pool is not None else None
+    if sock is None:
+        return None
+    try:
+        send_message(sock, op)
+        return sock, recv_message(sock)
+    except (OSError, ValueError):
+        sock.close()
+        return None
 
 
 # ---- READ_BLOCK ----

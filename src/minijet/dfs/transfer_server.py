@@ -35,12 +35,11 @@ from minijet.dfs import blockstore, blocktokens
 from minijet.dfs.transfer_auth import (BlockAccess, Credentials, Refused, authenticate_client,
                                        dial)
 from minijet.dfs.received import Close
-from minijet.dfs.transfer_wire import (CLOSE, CLOSED, ERROR, ERROR_CHECKSUM, LAST, MAX_PACKET,
-                                       PACKET, STORED, SUCCESS, ConnectionClosed,
-                                       local_socket_name,
-                                       packet_size_for, recv_ack, recv_crcs, recv_idle,
-                                       recv_into_exact, recv_message, send_ack, send_message,
-                                       tune, write_block_op)
+from minijet.dfs.transfer_wire import (CLOSE, CLOSED, ERROR, ERROR_CHECKSUM, KEEPALIVE, LAST,
+                                       MAX_PACKET, PACKET, STORED, SUCCESS, ConnectionClosed,
+                                       local_socket_name, packet_size_for, recv_ack, recv_crcs,
+                                       recv_idle, recv_into_exact, recv_message, recv_next_op,
+                                       send_ack, send_message, tune, write_block_op)
 from minijet.errors import (AlreadyExists, ChecksumError, MinijetError, NoSpace, NotFound,
                             Unavailable)
 
@@ -70,6 +69,7 @@ class TransferStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.bytes_read = self.bytes_written = self.checksum_errors = 0
+        self.active = 0   # ops being served (not connections: a kept one may idle)
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -102,8 +102,6 @@ class DataTransferServer:
                          "credentials": credentials, "stats": self.stats}
         self._tls = tls_context
         self.stopping = threading.Event()
-        self._active = 0
-        self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._accept_loop,
                                           args=(self._listener, self._handle), daemon=True,
                                           name="data-accept")]
@@ -125,7 +123,7 @@ class DataTransferServer:
 
     @property
     def active_transfers(self) -> int:
-        return self._active
+        return self.stats.active
 
     def start(self) -> None:
         for thread in self._threads:
@@ -187,8 +185,6 @@ class DataTransferServer:
             conn.close()
 
     def _handle(self, conn: socket.socket, peer) -> None:
-        with self._lock:
-            self._active += 1
         try:
             tune(conn, self.settings["timeout"])
             if self._tls is not None:
@@ -209,29 +205,45 @@ class DataTransferServer:
             log.exception("data connection from %s:%s failed", peer[0], peer[1])
         finally:
             conn.close()
-            with self._lock:
-                self._active -= 1
 
 
 def serve(sock: socket.socket, store: blockstore.BlockStore, config: dict,
           on_block_received: OnBlockReceived, stopping: threading.Event) -> None:
-    """Serve one data-transfer connection: the handshake, then one op. `config` holds
-    packet_size, timeout, credentials and stats; `on_block_received(block_id, length, close)`
-    runs after a replica is finalized, before its last ack (it raises to fail the write), and
-    says whether it closed the writer's file (close: (path, client id), or None). Raises
-    Refused when the handshake fails."""
+    """Serve one data-transfer connection: the handshake, then its ops one after another.
+    A connection whose op ended cleanly is kept for the next, idle for up to KEEPALIVE, so a
+    client writing many small files connects and shakes hands once, not once per block.
+    `config` holds packet_size, timeout, credentials and stats; `on_block_received(block_id,
+    length, close)` runs after a replica is finalized, before its last ack (it raises to
+    fail the write), and says whether it closed the writer's file (close: (path, client
+    id), or None). Raises Refused when the handshake fails."""
     access = authenticate_client(sock, config["credentials"].token)
+    stats: TransferStats = config["stats"]
     op = recv_message(sock)
+    while op is not None:
+        stats.add("active")
+        try:
+            if not _serve_op(sock, store, op, access, config, on_block_received, stopping):
+                return
+        finally:
+            stats.add("active", -1)
+        op = recv_next_op(sock, KEEPALIVE, stopping)
+
+
+def _serve_op(sock: socket.socket, store: blockstore.BlockStore, op: dict,
+              access: BlockAccess | None, config: dict, on_block_received: OnBlockReceived,
+              stopping: threading.Event) -> bool:
+    """Serves one op; whether it ended cleanly, leaving the connection fit for another."""
     kind = op.get("op")
     refusal = _outside(op, access)
     if refusal is not None:
         send_message(sock, {"status": "error", "index": 0, "message": refusal})
     elif kind == "read_block":
-        _serve_read(sock, store, op, config["packet_size"], config["stats"])
+        return _serve_read(sock, store, op, config["packet_size"], config["stats"])
     elif kind == "write_block":
-        _BlockReceiver(sock, store, op, config, on_block_received, stopping).run()
+        return _BlockReceiver(sock, store, op, config, on_block_received, stopping).run()
     else:
         send_message(sock, {"status": "error", "index": 0, "message": f"unknown op {kind!r}"})
+    return False
 
 
 _MODES = {"read_block": blocktokens.READ, "request_fds": blocktokens.READ,
@@ -267,7 +279,8 @@ def _serve_fds(sock: socket.socket, store: blockstore.BlockStore, block_id: int)
 
 
 def _serve_read(sock: socket.socket, store: blockstore.BlockStore, op: dict,
-                packet_size: int, stats: TransferStats) -> None:
+                packet_size: int, stats: TransferStats) -> bool:
+    """READ_BLOCK; whether every packet asked for was sent."""
     block_id, offset, length = int(op["block_id"]), int(op["offset"]), int(op["length"])
     try:
         replica = store.open(block_id)
@@ -276,14 +289,14 @@ def _serve_read(sock: socket.socket, store: blockstore.BlockStore, op: dict,
             stats.add("checksum_errors")
         send_message(sock, {"status": "error", "message": str(e),
                             "corrupt": isinstance(e, ChecksumError)})
-        return
+        return False
     with replica:
         size, chunk = replica.length, replica.chunk_size
         if not 0 <= offset <= size:
             send_message(sock, {"status": "error",
                                 "message": f"offset {offset} is outside block {block_id} "
                                            f"of {size} bytes"})
-            return
+            return False
         start, end = blockstore.chunk_span(offset, length, size, chunk)
         send_message(sock, {"status": "ok", "chunk_size": chunk, "start": start, "end": end,
                             "block_length": size})
@@ -302,6 +315,8 @@ def _serve_read(sock: socket.socket, store: blockstore.BlockStore, op: dict,
         except (BrokenPipeError, ConnectionResetError):
             # A reader that seeks elsewhere or stops early hangs up: that is no error.
             log.debug("block %d: reader left at byte %d", block_id, pos)
+            return False
+    return True
 
 
 _MIRROR_FAILED = object()
@@ -333,20 +348,22 @@ class _BlockReceiver:
         self.stopping = stopping
         self.stats: TransferStats = config["stats"]
         self.mirror: socket.socket | None = None
-        self.acks: queue.Queue = queue.Queue()
+        self.acks: queue.SimpleQueue = queue.SimpleQueue()
         self.failed = threading.Event()
 
-    def run(self) -> None:
+    def run(self) -> bool:
+        """Receives the block; whether it ended cleanly: the replica finalized and the
+        last ack sent upstream."""
         try:
             replica = self.store.create(self.block_id, self.chunk_size, self.size)
         except (AlreadyExists, NoSpace, OSError) as e:
             send_message(self.upstream, {"status": "error", "index": 0, "message": str(e)})
-            return
+            return False
         finalized = False
         responder = None
         try:
             if not self._set_up_mirror():
-                return
+                return False
             send_message(self.upstream, {"status": "ok"})
             responder = threading.Thread(target=self._respond, daemon=True,
                                          name=f"responder-blk_{self.block_id}")
@@ -367,6 +384,7 @@ class _BlockReceiver:
                 self.mirror.close()  # also wakes a responder still waiting for acks
             if responder is not None:
                 responder.join(self.timeout * 2)
+        return finalized and not self.failed.is_set()
 
     def _set_up_mirror(self) -> bool:
         if not self.targets:

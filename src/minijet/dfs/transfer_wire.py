@@ -2,8 +2,12 @@
 dataservers, shared by both halves (transfer_client.py sends ops, transfer_server.py on a
 dataserver answers them; transfer_auth.py runs the handshake).
 
-Like HDFS's DataTransferProtocol, block data never goes through gRPC. One connection
-carries one operation, after a handshake.
+Like HDFS's DataTransferProtocol, block data never goes through gRPC. A connection carries
+operations one after another, after a handshake: once an op ended cleanly (every packet of a
+read sent, a write's last ack sent) the dataserver waits up to KEEPALIVE for the next op
+before it closes the connection, and a client may keep it for its next op there (one opened
+with a block token serves that block only, so only token and open-cluster connections are
+worth keeping).
 
 Framing. A *message* is a 4-byte big-endian length and that many bytes of JSON; the
 handshake, the op and its status are messages. Block data then flows in *packets*:
@@ -64,9 +68,12 @@ REQUEST_FDS {op: request_fds, block_id}
 from __future__ import annotations
 
 import json
+import select
 import socket
+import ssl
 import struct
 import threading
+import time
 
 from minijet import net
 from minijet.dfs import blockstore
@@ -83,6 +90,7 @@ STORED = (SUCCESS, CLOSED)   # the statuses of a node that has the packet
 MAX_MESSAGE = 1 << 20
 MAX_PACKET = 64 << 20
 CONNECT_TIMEOUT = 10.0
+KEEPALIVE = 10.0   # seconds a dataserver keeps an idle connection for the next op
 
 
 class ConnectionClosed(ConnectionError):
@@ -180,9 +188,30 @@ def send_message(sock: socket.socket, message: dict) -> None:
 
 def recv_message(sock: socket.socket) -> dict:
     (n,) = LENGTH.unpack(recv_exact(sock, LENGTH.size))
+    return _message_body(sock, n)
+
+
+def _message_body(sock: socket.socket, n: int) -> dict:
     if n > MAX_MESSAGE:
         raise ConnectionClosed(f"message of {n} bytes is too large: not a minijet peer?")
     return json.loads(recv_exact(sock, n))
+
+
+def recv_next_op(sock: socket.socket, idle: float, stopping: threading.Event) -> dict | None:
+    """The next op on a kept connection, waited for up to `idle` seconds; None when none
+    comes, the peer hangs up in between, or `stopping` is set."""
+    deadline = time.monotonic() + idle
+    while not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+        left = deadline - time.monotonic()
+        if left <= 0 or stopping.is_set():
+            return None
+        if select.select([sock], [], [], min(left, 0.5))[0]:
+            break
+    try:
+        (n,) = LENGTH.unpack(recv_exact(sock, LENGTH.size))
+    except ConnectionClosed:   # the client closed the connection it kept
+        return None
+    return _message_body(sock, n)
 
 
 def recv_crcs(sock: socket.socket, n: int, chunk_size: int) -> bytes:
