@@ -130,6 +130,10 @@ def test_small_files_take_one_call_each_and_are_readable_once_closed(cluster):
     calls = {m: after.get(m, 0) - before.get(m, 0) for m in after}
     assert calls["Create"] == 12
     assert calls.get("AddBlock", 0) == calls.get("Complete", 0) == 0
+    # a file's own events are logged at DEBUG: at INFO they cost the nameserver ~7%
+    logs = cluster.dir / "logs"
+    assert "/e2e/small/" not in (logs / "nameserver.log").read_text()
+    assert not any("replica finalized" in p.read_text() for p in logs.glob("dataserver*.log"))
     assert 1 <= calls["BlockReceived"] <= 36   # 36 replicas, grouped when they meet
 
 

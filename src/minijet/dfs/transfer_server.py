@@ -466,7 +466,7 @@ class _BlockReceiver:
 
     def _report(self, close: Close | None) -> bool:
         closed = self.on_block_received(self.block_id, self.length, close)
-        log.info("block %d: replica finalized, %d bytes", self.block_id, self.length)
+        log.debug("block %d: replica finalized, %d bytes", self.block_id, self.length)
         return closed
 
     def _report_closing(self) -> int:
