@@ -211,8 +211,9 @@ def test_corrupt_replica_is_detected_by_the_reader(nodes, local):
     assert read_block(nodes[0].address, 3, 0, 16_000, local) == data[:16_000]
 
 
-def test_corrupt_packet_in_transit_is_refused_by_the_node_that_checks_it(nodes):
-    w = BlockWriter([n.address for n in nodes], 4, CHUNK, TIMEOUT)
+@pytest.mark.parametrize("length", [1, 3])   # acks from the receiving thread, or a responder
+def test_corrupt_packet_in_transit_is_refused_by_the_node_that_checks_it(nodes, length):
+    w = BlockWriter([n.address for n in nodes[:length]], 4, CHUNK, TIMEOUT)
     data = os.urandom(CHUNK * 2)
     w.write_packet(data, blockstore.checksums(b"x" + data[1:], CHUNK))
     with pytest.raises(PipelineError) as e:

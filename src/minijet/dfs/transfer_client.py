@@ -156,9 +156,10 @@ class BlockWriter(_Connection):
             index = int(reply.get("index", 0))
             raise PipelineError(index, f"block {block_id}: pipeline set-up failed at "
                                        f"{self._name(index)}: {reply.get('message')}")
-        self._acker = threading.Thread(target=self._read_acks, daemon=True,
-                                       name=f"acks-blk_{block_id}")
-        self._acker.start()
+        # Acks are read by a thread of their own once a second packet goes out, so that a
+        # failure shows while the block streams; a block of one packet (a small file) reads
+        # its acks in finish(), without a thread.
+        self._acker: threading.Thread | None = None
 
     def _name(self, index: int) -> str:
         return self.targets[index] if index < len(self.targets) else f"node {index}"
@@ -169,6 +170,10 @@ class BlockWriter(_Connection):
             raise self._error
         if crcs is None:
             crcs = blockstore.checksums(data, self.chunk_size)
+        if self._seqno == 1:
+            self._acker = threading.Thread(target=self._read_acks, daemon=True,
+                                           name=f"acks-blk_{self.block_id}")
+            self._acker.start()
         try:
             self._sock.sendall(PACKET.pack(self._seqno, self.length, len(data), 0) + crcs)
             self._sock.sendall(data)
@@ -189,7 +194,7 @@ class BlockWriter(_Connection):
                                            LAST | CLOSE if close else LAST))
         except OSError as e:
             self._raise_from_acks(e)
-        self._done.wait()
+        self._wait_acks()
         if self._error:
             self.close()
             raise self._error
@@ -200,9 +205,14 @@ class BlockWriter(_Connection):
             self.close()
         return self._closed
 
+    def _wait_acks(self) -> None:
+        if self._acker is None:
+            self._read_acks()
+        self._done.wait()
+
     def _raise_from_acks(self, cause: Exception):
         # The acks in flight tell which node broke; the send failure alone does not.
-        self._done.wait()
+        self._wait_acks()
         self.close()
         raise self._error or PipelineError(0, f"block {self.block_id}: lost the connection "
                                               f"to {self.targets[0]}: {cause}")

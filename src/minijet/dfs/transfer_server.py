@@ -10,7 +10,8 @@ WRITE_BLOCK: each dataserver connects to targets[0] with targets[1:] (so the pip
 itself up hop by hop) and answers {status: ok} once its whole downstream is ready. Then
 packets flow: each node receives a packet, forwards it downstream at once, verifies and
 writes it; a responder thread reads the downstream ack for that packet and sends upstream
-its own status in front of the downstream ones. On the LAST packet a node finalizes its
+its own status in front of the downstream ones (the last node acks from the thread that
+receives). On the LAST packet a node finalizes its
 replica and reports it to the nameserver (BlockReceived, grouped with replicas finished
 meanwhile: dfs/received.py) before acking it, so a writer that holds the last ack knows every
 replica is durable and known. A LAST packet with the CLOSE flag is the writer's close: the
@@ -359,15 +360,17 @@ class _BlockReceiver:
         except (AlreadyExists, NoSpace, OSError) as e:
             send_message(self.upstream, {"status": "error", "index": 0, "message": str(e)})
             return False
-        finalized = False
+        finalized = answering = False
         responder = None
         try:
             if not self._set_up_mirror():
                 return False
             send_message(self.upstream, {"status": "ok"})
-            responder = threading.Thread(target=self._respond, daemon=True,
-                                         name=f"responder-blk_{self.block_id}")
-            responder.start()
+            answering = True
+            if self.mirror is not None:  # downstream acks come back while packets go down
+                responder = threading.Thread(target=self._respond, daemon=True,
+                                             name=f"responder-blk_{self.block_id}")
+                responder.start()
             finalized = self._receive(replica)
         except (OSError, ValueError, ConnectionClosed) as e:
             log.info("block %d: write from upstream ended: %s", self.block_id,
@@ -375,10 +378,11 @@ class _BlockReceiver:
         finally:
             self.acks.put(None)
             if finalized:
-                responder.join()  # it ends once the last ack went upstream
+                if responder is not None:
+                    responder.join()  # it ends once the last ack went upstream
             else:
                 replica.abort()
-                if responder is not None:
+                if answering:
                     self._drain()
             if self.mirror is not None:
                 self.mirror.close()  # also wakes a responder still waiting for acks
@@ -431,7 +435,11 @@ class _BlockReceiver:
                     self.acks.put(_MIRROR_FAILED)
                     return False
             status = self._store(replica, data, crcs, flags)
-            self.acks.put((seqno, status, status == SUCCESS and self._closing(flags)))
+            outcome = (seqno, status, status == SUCCESS and self._closing(flags))
+            if self.mirror is not None:   # to the responder thread
+                self.acks.put(outcome)
+            else:   # the last node answers here: no thread per block
+                self._answer(outcome)
             if status != SUCCESS:
                 return False
             if flags & LAST:
@@ -479,38 +487,43 @@ class _BlockReceiver:
             return ERROR
 
     def _respond(self) -> None:
-        """Ack each packet upstream once it is stored here and acked downstream."""
+        """The responder thread of a node with a downstream: acks each packet upstream once
+        it is stored here and acked downstream."""
+        while self._answer(self.acks.get()):
+            pass
+
+    def _answer(self, item) -> bool:
+        """Acks one packet upstream (`item`: what the receiver made of it); whether more
+        acks may follow."""
         try:
-            while True:
-                item = self.acks.get()
-                if item is None:
-                    return
-                if item is _MIRROR_FAILED:
-                    self._send_up(-1, [SUCCESS] + self._downstream_verdict())
-                    return
-                seqno, status, closing = item
-                if status != SUCCESS:
-                    self._send_up(seqno, [status])
-                    return
-                statuses = [SUCCESS]
-                if self.mirror is not None:
-                    try:
-                        got, downstream = recv_ack(self.mirror)
-                        if got != seqno and not any(downstream):  # an error ack may come early
-                            raise ConnectionClosed(f"ack {got} for packet {seqno}")
-                    except (OSError, ValueError) as e:
-                        log.warning("block %d: no ack from %s: %s", self.block_id,
-                                    self.targets[0], e or type(e).__name__)
-                        downstream = [ERROR]
-                    statuses += downstream
-                if closing and not any(statuses):
-                    statuses[0] = self._report_closing()
-                self._send_up(seqno, statuses)
-                if _failed(statuses):
-                    return
+            if item is None:
+                return False
+            if item is _MIRROR_FAILED:
+                self._send_up(-1, [SUCCESS] + self._downstream_verdict())
+                return False
+            seqno, status, closing = item
+            if status != SUCCESS:
+                self._send_up(seqno, [status])
+                return False
+            statuses = [SUCCESS]
+            if self.mirror is not None:
+                try:
+                    got, downstream = recv_ack(self.mirror)
+                    if got != seqno and not any(downstream):  # an error ack may come early
+                        raise ConnectionClosed(f"ack {got} for packet {seqno}")
+                except (OSError, ValueError) as e:
+                    log.warning("block %d: no ack from %s: %s", self.block_id,
+                                self.targets[0], e or type(e).__name__)
+                    downstream = [ERROR]
+                statuses += downstream
+            if closing and not any(statuses):
+                statuses[0] = self._report_closing()
+            self._send_up(seqno, statuses)
+            return not _failed(statuses)
         except OSError as e:
             log.info("block %d: upstream went away: %s", self.block_id, e)
             self.failed.set()
+            return False
 
     def _downstream_verdict(self) -> list[int]:
         """After a failed forward: the downstream's own error ack if it sent one, else blame it."""
