@@ -14,9 +14,11 @@ from --clients processes of --threads threads each, every one with its own DfsCl
    phases send B operations to a Batch call instead (mkdir, and create_empty: an empty
    file created and closed in one journal record);
 3. with --small-files N: N files of 1 byte with replication 1, end to end as a user writes
-   them (Create, which allocates the first block; the block written to the dataserver,
-   which reports it with BlockReceived, grouped with others finished meanwhile, and
-   acknowledges it; Complete), one file at a time per thread;
+   them (Create, which allocates the first block; the block written to the dataserver on
+   the connection the client kept from its last file, with the writer's close; the
+   dataserver reports the replica and the close with BlockReceived, grouped with others
+   finished meanwhile, which completes the file, then acknowledges it), one file at a time
+   per thread;
 4. with --big-dir N: N empty files in one directory (Batch calls), then the time the real
    `dfsshell ls` of it takes to print its first entry, and all of them;
 5. restart after a crash: SIGKILL, start, and time until the nameserver answers SafeMode
