@@ -57,6 +57,28 @@ def test_a_group_commit_writes_what_the_records_in_order_would():
     assert merged == one_by_one
 
 
+def test_rows_go_many_to_a_statement_and_every_one_lands(tmp_path):
+    """A group commit writes its rows many to a statement, as many as SQLite's variable
+    limit lets through (here lowered so that 1,000 rows take many statements); the table
+    then holds every row, inserted or updated, as a row-at-a-time upsert would leave it."""
+    store = JobStore(tmp_path)
+    try:
+        store._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 25)   # 8 rows of 3 columns
+        first = [("tasks", {"task_id": f"t{i:04d}", "job_id": "j", "state": "pending"})
+                 for i in range(1000)]
+        store.wait(store.save(first))
+        again = [("tasks", {"task_id": f"t{i:04d}", "state": "running"})
+                 for i in range(0, 1000, 3)]
+        store.wait(store.save(again + [("tasks", {"task_id": "t9999", "job_id": "j",
+                                                   "state": "pending"})]))
+        rows = {r["task_id"]: (r["job_id"], r["state"]) for r in store.rows("tasks")}
+        expected = {f"t{i:04d}": ("j", "running" if i % 3 == 0 else "pending")
+                    for i in range(1000)}
+        assert rows == {**expected, "t9999": ("j", "pending")}
+    finally:
+        store.close()
+
+
 def test_unknown_column_fails_the_waiters(tmp_path):
     store = JobStore(tmp_path)
     ticket = store.save([("jobs", {"job_id": "j1", "colour": "red"})])
