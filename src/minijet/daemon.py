@@ -149,8 +149,11 @@ def command(role: str, help: str) -> Callable:
 # stalled every jobserver heartbeat (p99 0.8 s at 1,500/s with a 100k-task job) and took
 # half of a nameserver's loading of a million files (5.4-5.8 s against 2.8-3.3 s). Collected
 # every 50,000 allocations, the young generation still frees short-lived cycles within
-# milliseconds; a full pass needs 100 million allocations instead of 70,000.
-BIG_HEAP_GC_THRESHOLDS = (50_000, 20, 100)
+# milliseconds; a full pass needs 100 million allocations instead of 70,000. The middle
+# generation is collected every 100,000 allocations: each pass then looks at no more than
+# that many survivors (at 1,000,000, one pass while a 100k-task job was being built took
+# 235 ms, and every heartbeat waited for it).
+BIG_HEAP_GC_THRESHOLDS = (50_000, 2, 1000)
 
 
 def for_a_big_heap() -> None:
