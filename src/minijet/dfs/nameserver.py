@@ -21,8 +21,9 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from minijet import daemon, rpc
 from minijet.config import Config, format_size
@@ -343,21 +344,28 @@ class NameServer:
         hold of the lock, and wait once until they are all durable."""
         if len(ops) > BATCH_MAX:
             raise InvalidArgument(f"a batch holds at most {BATCH_MAX} operations, not {len(ops)}")
-        results: list[MinijetError | None] = []
-        last = None
         with self._lock:
             self._check_writable()
             now = self.clock()
-            for op in ops:
-                try:
-                    last = self._commit(self._batch_op(op, now)) or last
-                    results.append(None)
-                except MinijetError as e:
-                    results.append(e)
+            results, last = self._commit_each(partial(self._batch_op, op, now) for op in ops)
         self._sync(last)
         log.info("batch of %s operations: %s refused", len(ops),
                  sum(e is not None for e in results))
         return results
+
+    def _commit_each(self, changes: Iterable[Callable[[], Edit]]
+                     ) -> tuple[list[MinijetError | None], int | None]:
+        """Under the lock: each change applied and journaled as if it came alone, its error
+        (None: done) in its place; and the txid to wait for, once, outside the lock."""
+        results: list[MinijetError | None] = []
+        last = None
+        for change in changes:
+            try:
+                last = self._commit(change()) or last
+                results.append(None)
+            except MinijetError as e:
+                results.append(e)
+        return results, last
 
     def _batch_op(self, op: pb.NamespaceOp, now: float) -> Edit:
         kind = op.WhichOneof("op")
@@ -402,16 +410,19 @@ class NameServer:
         log.info("abandon block %s of %s", block_id, path)
 
     def complete(self, path: str, client_id: str, last: Block | None) -> None:
-        path = paths.normalize(path)
-        edit, _ = self._edit(lambda: self._complete(path, client_id, last))
-        _log_complete(path, edit)
+        self._edit(lambda: self._complete(path, client_id, last))
 
     def _complete(self, path: str, client_id: str, last: Block | None) -> Edit:
-        """Under the lock: close the file (see Namespace.complete); its blocks complete."""
+        """Under the lock: close the file (see Namespace.complete); its blocks complete.
+        Refused in safe mode."""
+        self._check_writable()
+        path = paths.normalize(path)
         edit = self.ns.complete(path, client_id, last, self.clock())
         if edit.record is not None:
             for block_id, length in edit.record["blocks"]:
                 self.blocks.complete_block(block_id, length, edit.record["replication"])
+            log.debug("complete %s: %s blocks, %s bytes", path, len(edit.record["blocks"]),
+                      sum(n for _, n in edit.record["blocks"]))
         return edit
 
     def block_locations(self, path: str, start: int, length: int, client_host: str
@@ -606,27 +617,14 @@ class NameServer:
         """Replicas (block id, length) just finalized on `host`; then the writers' closes
         (path, client id, last block) it carries, each done as complete() does it. Returns
         each close's error (None: the file is complete), durable before this returns."""
-        results: list[MinijetError | None] = []
-        edits = []
-        last_txid = None
         with self._lock:
             self._require_live(host)
             for block_id, length in blocks:
                 self.blocks.block_received(host, block_id, length)
-            for path, client_id, last in closes:
-                try:
-                    self._check_writable()
-                    path = paths.normalize(path)
-                    edit = self._complete(path, client_id, last)
-                    last_txid = self._commit(edit) or last_txid
-                    edits.append((path, edit))
-                    results.append(None)
-                except MinijetError as e:
-                    results.append(e)
-        self._sync(last_txid)
+            results, last = self._commit_each(partial(self._complete, *close)
+                                              for close in closes)
+        self._sync(last)
         log.debug("blocks %s received on %s", blocks, host)
-        for path, edit in edits:
-            _log_complete(path, edit)
         return results
 
     # ---- background work ----
@@ -727,12 +725,6 @@ def _log_block(path: str, located: pb.LocatedBlock, new: bool) -> None:
     log.debug("add block %s to %s at offset %s: pipeline %s%s", located.block.block_id, path,
              located.offset, ",".join(n.host for n in located.locations),
              "" if new else " (retried call)")
-
-
-def _log_complete(path: str, edit: Edit) -> None:
-    if edit.record is not None:
-        log.debug("complete %s: %s blocks, %s bytes", path, len(edit.record["blocks"]),
-                 sum(n for _, n in edit.record["blocks"]))
 
 
 class NameServerService(dfs_pb2_grpc.NameServerServicer):

@@ -376,7 +376,8 @@ class _BlockReceiver:
             log.info("block %d: write from upstream ended: %s", self.block_id,
                      e or type(e).__name__)
         finally:
-            self.acks.put(None)
+            if responder is not None:
+                self.acks.put(None)   # ends the responder once it has acked all before
             if finalized:
                 if responder is not None:
                     responder.join()  # it ends once the last ack went upstream
