@@ -8,9 +8,8 @@ hosts, as a jobserver reading an input's block locations sees a real one. They s
 full, so that real files (the job's) go to the one real dataserver.
 
 Taskservers: each heartbeats at the interval the jobserver's reply names (or, in the knee
-search, at an imposed one), counted from the last heartbeat's start, reporting every attempt
-it holds as a real taskserver does (minijet.taskserver.attempts): running with its progress
-until it ends, then succeeded once.
+search, at an imposed one), reporting every attempt it holds as a real taskserver does
+(minijet.taskserver.attempts): running with its progress until it ends, then succeeded once.
 An attempt "runs" for a random time and does no work. A consumer (reduce) attempt asks
 GetMapOutputs for its producer stage once when it starts, and Commit before it reports
 success, as a TaskHost does through its taskserver; it fetches nothing. Kill orders end an
@@ -296,9 +295,10 @@ class TaskServerSim:
         while time.time() < self.plan.stop_at:
             started = time.monotonic()
             await self.beat()
-            # the interval counts from the heartbeat's start, as a taskserver counts it
-            interval = imposed_interval(self.plan, time.time()) or self.interval
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+            imposed = imposed_interval(self.plan, time.time())
+            # the knee search sends at a fixed rate; else the interval counts from the reply
+            wait = imposed - (time.monotonic() - started) if imposed else self.interval
+            await asyncio.sleep(max(0.0, wait))
         if self.heartbeats is not None:
             self.heartbeats.cancel()
 

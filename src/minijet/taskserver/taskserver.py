@@ -1,10 +1,9 @@
 """The taskserver daemon: one per worker machine.
 
 Threads around the pure AttemptTable:
-- heartbeat: one heartbeat every interval, counted from the last one's start (at once when
-  an attempt ends), a message on a stream kept open to the jobserver (heartbeats.py),
-  carrying every attempt not yet reported final; executes the launch / kill / cleanup
-  commands of the reply.
+- heartbeat: one heartbeat every interval (at once when an attempt ends), a message on a
+  stream kept open to the jobserver (heartbeats.py), carrying every attempt not yet
+  reported final; executes the launch / kill / cleanup commands of the reply.
   While the jobserver is unreachable it keeps trying, and attempts keep running.
 - monitor: kills attempts silent for longer than taskserver.task_timeout.
 - limits: kills attempts whose process tree holds more than taskserver.task_memory
@@ -70,18 +69,6 @@ _STATES = {"assigned": job_pb2.ASSIGNED, "running": job_pb2.RUNNING,
            "succeeded": job_pb2.SUCCEEDED, "failed": job_pb2.FAILED, "killed": job_pb2.KILLED}
 LOG_LIMIT = 1024 * 1024  # GetLogs returns at most a MiB of each stream: its head and tail
 LOG_SWEEP_INTERVAL = 60.0   # seconds between two sweeps of logs past their retention
-
-
-def heartbeat_wait(interval: float, elapsed: float, failures: int, jitter: float) -> float:
-    """Seconds from now to the next heartbeat, `elapsed` seconds after the last one began.
-    The interval counts from the heartbeat's start, as Hadoop's TaskTracker counts it: the
-    jobserver's budget (jobserver/pacing.py) is then what the cluster sends, however long the
-    replies and their launches take. An unreachable jobserver (not started yet, restarting)
-    is tried again sooner, backing off with `jitter` (0.5-1.5) so that many taskservers
-    spread out."""
-    if failures:
-        return min(interval, 0.1 * 2 ** min(failures, 10) * jitter)
-    return max(0.0, interval - elapsed)
 
 
 class TaskServer:
@@ -220,7 +207,6 @@ class TaskServer:
         failures = 0
         while not self._stop.is_set():
             self._wake.clear()
-            started = time.monotonic()
             try:
                 self.heartbeat()
                 self._heard = True
@@ -235,8 +221,10 @@ class TaskServer:
                 self._connect_jobserver()
             except Exception:
                 log.exception("heartbeat failed")
-            self._wake.wait(heartbeat_wait(self._interval, time.monotonic() - started,
-                                           failures, random.uniform(0.5, 1.5)))
+            # an unreachable jobserver (not started yet, restarting) is tried again sooner
+            # than the interval, backing off with jitter so that many taskservers spread out
+            self._wake.wait(min(self._interval, 0.1 * 2 ** min(failures, 10)
+                                * random.uniform(0.5, 1.5)) if failures else self._interval)
 
     def heartbeat(self) -> None:
         with self._lock:
