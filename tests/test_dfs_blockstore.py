@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 
 import pytest
 
@@ -128,59 +126,3 @@ def test_reserved_disk_space_is_never_offered(tmp_path):
     assert store.free() < 64 * 1024**2  # (others may free some disk meanwhile)
     with pytest.raises(NoSpace):
         store.create(1, CHUNK, size=64 * 1024**2)
-
-
-def test_replicas_finalized_together_share_the_fsync_of_current(tmp_path, monkeypatch):
-    """Group commit of the directory: the first replica's fsync of current/ is held until
-    the other 7 are renamed in; it covers only its own rename, and one more fsync then
-    covers all 7: each returned after an fsync begun after its rename had ended."""
-    store = BlockStore(str(tmp_path), fsync=True)
-    dir_sync = store._current_sync
-    real, begun, ended, returned = blockstore._fsync_dir, [], [], {}
-
-    def held_fsync(path):
-        begun.append(path)
-        if len(begun) == 1:
-            deadline = time.monotonic() + 30
-            while dir_sync._renames < 8 and time.monotonic() < deadline:
-                time.sleep(0.01)
-        real(path)
-        ended.append(path)
-
-    monkeypatch.setattr(blockstore, "_fsync_dir", held_fsync)
-
-    def finalize(block_id):
-        put(store, block_id, os.urandom(CHUNK))
-        returned[block_id] = len(ended)
-
-    first = threading.Thread(target=finalize, args=(1,))
-    first.start()
-    deadline = time.monotonic() + 30
-    while not begun and time.monotonic() < deadline:
-        time.sleep(0.01)
-    others = [threading.Thread(target=finalize, args=(i,)) for i in range(2, 9)]
-    for t in others:
-        t.start()
-    for t in [first] + others:
-        t.join(30)
-    assert begun == [str(tmp_path / "current")] * 2
-    assert returned[1] >= 1 and all(returned[i] == 2 for i in range(2, 9)), returned
-    assert sorted(r.block_id for r in store.replicas()) == list(range(1, 9))
-
-
-def test_a_failed_fsync_of_current_fails_its_caller_and_the_next_tries_again(
-        tmp_path, monkeypatch):
-    store = BlockStore(str(tmp_path), fsync=True)
-    real, calls = blockstore._fsync_dir, []
-
-    def failing_once(path):
-        calls.append(path)
-        if len(calls) == 1:
-            raise OSError(5, "Input/output error")
-        real(path)
-
-    monkeypatch.setattr(blockstore, "_fsync_dir", failing_once)
-    with pytest.raises(OSError):
-        put(store, 1, os.urandom(CHUNK))
-    assert put(store, 2, os.urandom(CHUNK)).length == CHUNK
-    assert len(calls) == 2

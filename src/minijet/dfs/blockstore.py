@@ -7,10 +7,9 @@ Layout under `dataserver.dir`:
 A replica is its data file plus a .meta file: a header (version, checksum type, chunk size)
 followed by one big-endian CRC32 per `chunk size` bytes of data (the last chunk may be
 short). A replica is finalized by fsyncing both files (when `fsync` is on), renaming the
-.meta then the data file into current/, and fsyncing current/ (one fsync for the replicas
-finalized meanwhile: _DirSync). On start, tmp/ is emptied (an interrupted write is never
-acknowledged, so its bytes are worthless) and current/ is scanned for the block report; a
-data file without a well-sized .meta is dropped.
+.meta then the data file into current/, and fsyncing current/. On start, tmp/ is emptied
+(an interrupted write is never acknowledged, so its bytes are worthless) and current/ is
+scanned for the block report; a data file without a well-sized .meta is dropped.
 
 Space: a replica is accepted only when there is room for the size its writer announces
 (`free()`: within `capacity` when set, and on the disk beyond `reserved`); that room is set
@@ -109,45 +108,6 @@ def _block_name(block_id: int) -> str:
     return f"blk_{block_id}"
 
 
-class _DirSync:
-    """fsyncs of a directory shared among the renames into it (group commit): a caller
-    waits for an fsync begun after its rename; while one runs, the renames made meanwhile
-    share the next. Many small replicas finalized at once cost one journal commit of the
-    file system for a group instead of one each."""
-
-    def __init__(self, path: str):
-        self._path = path
-        self._cond = threading.Condition()
-        self._renames = 0   # renames made so far
-        self._synced = 0    # of which an fsync that ended covers the first this many
-        self._syncing = False
-
-    def renamed(self) -> int:
-        """Called after a rename into the directory: the ticket to wait for."""
-        with self._cond:
-            self._renames += 1
-            return self._renames
-
-    def wait(self, ticket: int) -> None:
-        """Returns once an fsync begun after rename `ticket` has ended."""
-        with self._cond:
-            while self._synced < ticket:
-                if self._syncing:
-                    self._cond.wait()
-                    continue
-                self._syncing, covered, synced = True, self._renames, False
-                self._cond.release()
-                try:
-                    _fsync_dir(self._path)
-                    synced = True
-                finally:   # on an error this caller raises, and a waiter tries again
-                    self._cond.acquire()
-                    self._syncing = False
-                    if synced:
-                        self._synced = covered
-                    self._cond.notify_all()
-
-
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -222,7 +182,7 @@ class ReplicaWriter:
             self.abort()
             raise AlreadyExists(f"block {self.block_id} already has a finalized replica here")
         if store.fsync:
-            store._current_sync.wait(store._current_sync.renamed())
+            _fsync_dir(store.current_dir)
         return Replica(self.block_id, self.length)
 
     def abort(self) -> None:
@@ -311,7 +271,6 @@ class BlockStore:
             shutil.rmtree(self.tmp_dir)
         os.makedirs(self.tmp_dir)
         os.makedirs(self.current_dir, exist_ok=True)
-        self._current_sync = _DirSync(self.current_dir)
         # the blocks are every job's data: the dataserver's only (a task on this node reads
         # its blocks through it, short-circuit reads included: they pass open fds)
         os.chmod(self.root, 0o700)
