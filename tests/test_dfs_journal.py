@@ -81,6 +81,42 @@ def test_checkpoint_then_replay(tmp_path):
     assert loaded.to_image() == ns.to_image()
 
 
+def test_the_waiter_writes_the_queue_itself_and_close_writes_what_nobody_waited_for(tmp_path):
+    """No journal thread: wait() writes and fsyncs what is queued in the caller's own
+    thread, so a record is on disk when wait returns (read here while the journal is
+    open); a record appended but never waited for, and a roll, are written at close."""
+    threads = threading.active_count()
+    j = journal.Journal(tmp_path, 0)
+    assert threading.active_count() == threads
+    j.wait(j.append({"op": "a"}))
+    assert [r["op"] for r in journal.recover(tmp_path).records] == ["a"]
+    j.append({"op": "b"})
+    j.roll()
+    j.append({"op": "c"})
+    with pytest.raises(ValueError):
+        j.wait(99)    # never appended: an error, not a hang
+    j.close()
+    assert len(journal.segments(tmp_path)) == 2
+    assert [r["op"] for r in journal.recover(tmp_path).records] == ["a", "b", "c"]
+
+
+def test_a_failed_write_fails_every_waiter_and_later_appends(tmp_path, monkeypatch):
+    j = journal.Journal(tmp_path, 0)
+    j.wait(j.append({"op": "a"}))
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal.os, "fsync", no_space)
+    txid = j.append({"op": "b"})
+    with pytest.raises(journal.JournalError, match="No space"):
+        j.wait(txid)
+    with pytest.raises(journal.JournalError):
+        j.append({"op": "c"})
+    with pytest.raises(journal.JournalError):
+        j.close()
+
+
 def test_a_checkpoint_bigger_than_a_journal_record_loads(tmp_path):
     """A million files make a ~70 MB image: one frame past MAX_RECORD, which bounds only
     the edits' records. It loads; a damaged one is refused."""

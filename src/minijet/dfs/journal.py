@@ -3,8 +3,10 @@
 - Edits are appended to segment files `edits.<first txid>`; each record is a frame
   [4-byte length][4-byte CRC32][JSON {"t": txid, "r": record}].
 - `append` (called under the nameserver's lock, so journal order = apply order) only queues
-  the frame; `wait(txid)` blocks until a writer thread has written and fsync'd it. Callers
-  that arrive while an fsync is running share the next one (group commit).
+  the frame; `wait(txid)` returns once it is written and fsync'd: by the caller itself when
+  no write is in progress, with everything queued. Callers that arrive while an fsync is
+  running share the next one (group commit). A record is on disk only once somebody
+  waited for it (or at close): every edit a client or the nameserver relies on is waited.
 - A crash can leave a torn or corrupt tail on the newest segment: `recover` truncates it
   (those records were never acknowledged). Damage anywhere else is refused.
 - Checkpoint: `roll()` starts a new segment at the same instant the namespace is
@@ -190,10 +192,8 @@ class Journal:
         self._last_txid = last_txid   # last assigned
         self._synced_txid = last_txid  # last durable
         self._error: BaseException | None = None
-        self._closing = False
+        self._writing = False          # a waiter is writing the queue out
         self._file = self._open_segment(last_txid + 1)
-        self._thread = threading.Thread(target=self._write_loop, name="journal", daemon=True)
-        self._thread.start()
 
     @property
     def last_txid(self) -> int:
@@ -214,7 +214,6 @@ class Journal:
                 raise JournalError(f"journal failed: {self._error}")
             self._last_txid += 1
             self._queue.append((self._last_txid, frame))
-            self._cond.notify_all()
             return self._last_txid
 
     def roll(self) -> int:
@@ -222,57 +221,65 @@ class Journal:
         the old one (what a snapshot taken now contains)."""
         with self._cond:
             self._queue.append(_Roll(self._last_txid + 1))
-            self._cond.notify_all()
             return self._last_txid
 
     def wait(self, txid: int) -> None:
-        """Block until record `txid` is on disk (fsync'd)."""
+        """Block until record `txid` is on disk (fsync'd). The caller that finds no write
+        in progress writes and fsyncs everything queued itself (HDFS's logSync): no thread
+        hand-off per edit; callers that arrive meanwhile share the next fsync."""
         with self._cond:
             while self._synced_txid < txid and self._error is None:
-                self._cond.wait()
+                if self._writing:
+                    self._cond.wait()
+                elif self._queue:
+                    self._write_queued()
+                else:
+                    raise ValueError(f"journal record {txid} was never appended")
             if self._synced_txid < txid:
                 raise JournalError(f"journal failed: {self._error}")
 
-    def _write_loop(self) -> None:
+    def _write_queued(self) -> None:
+        """With the condition held and no write in progress: write and fsync the queue,
+        letting go of the condition meanwhile so that appends go on."""
+        items, self._queue, self._writing = self._queue, [], True
+        self._cond.release()
+        top, error = None, None
         try:
-            while True:
-                with self._cond:
-                    while not self._queue and not self._closing:
-                        self._cond.wait()
-                    if not self._queue:
-                        return
-                    items, self._queue = self._queue, []
-                batch, top = [], None
-                for item in items:
-                    if isinstance(item, _Roll):
-                        self._file.write(b"".join(batch))
-                        self._file.flush()
-                        os.fsync(self._file.fileno())
-                        self._file.close()
-                        batch = []
-                        self._file = self._open_segment(item.first_txid)
-                    else:
-                        top = item[0]
-                        batch.append(item[1])
-                self._file.write(b"".join(batch))
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                if top is not None:
-                    with self._cond:
-                        self._synced_txid = top
-                        self._cond.notify_all()
+            batch = []
+            for item in items:
+                if isinstance(item, _Roll):
+                    self._sync_out(batch)
+                    self._file.close()
+                    batch = []
+                    self._file = self._open_segment(item.first_txid)
+                else:
+                    top = item[0]
+                    batch.append(item[1])
+            self._sync_out(batch)
         except BaseException as e:  # disk full, I/O error: every waiter must hear of it
             log.critical("journal write failed: %s", e)
-            with self._cond:
-                self._error = e
-                self._cond.notify_all()
+            error = e
+        finally:
+            self._cond.acquire()
+            self._writing = False
+            if error is not None:
+                self._error = error
+            elif top is not None:
+                self._synced_txid = top
+            self._cond.notify_all()
+
+    def _sync_out(self, frames: list[bytes]) -> None:
+        self._file.write(b"".join(frames))
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        """Write and fsync everything queued, then stop the writer."""
+        """Write and fsync everything queued, then close the segment."""
         with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._thread.join()
+            while self._writing:
+                self._cond.wait()
+            if self._queue and self._error is None:
+                self._write_queued()
         self._file.close()
         if self._error is not None:
             raise JournalError(f"journal failed: {self._error}")

@@ -639,6 +639,7 @@ class NameServer:
 
     def monitor_once(self) -> None:
         now = self.ticks()
+        last = None   # the last edit this round journaled: durable before the round ends
         with self._lock:
             for host in self.blocks.check_dead(now):
                 self._outbox.pop(host, None)
@@ -646,11 +647,11 @@ class NameServer:
                             self.settings["dead_timeout"])
             for path, edit in self.ns.expire_leases(self.clock(),
                                                     self.settings["lease_timeout"]):
-                self._commit(edit)
+                last = self._commit(edit) or last
                 log.warning("lease on %s expired (writer silent for %ss): %s blocks dropped",
                             path, self.settings["lease_timeout"], len(edit.removed_blocks))
             for record in self.credentials.expire(self.clock()):
-                self._commit(Edit(record))
+                last = self._commit(Edit(record)) or last
                 log.info("job %s: DFS credential expired", record["job_id"])
             on, reason = self.blocks.safemode_status(now)
             if on != self._in_safemode:
@@ -667,6 +668,7 @@ class NameServer:
                     else:
                         log.info("delete %s replicas on %s: %s", len(c.block_ids), host,
                                  " ".join(map(str, c.block_ids[:20])))
+        self._sync(last)
 
     def _command(self, c: blockmap.Replicate | blockmap.DeleteBlocks) -> pb.DataServerCommand:
         if isinstance(c, blockmap.Replicate):
