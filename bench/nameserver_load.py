@@ -26,10 +26,12 @@ from --clients processes of --threads threads each, every one with its own DfsCl
 6. restart after a clean stop: SIGTERM (which writes a checkpoint), its size, start again.
 
 Prints each phase's rate and the RPCs/s the nameserver handled meanwhile (its /metrics,
-its dataserver's heartbeats included), the nameserver's RSS per file (growth over the creates, and
-after each restart), the checkpoint's and journal's size, the restart times and the
-nameserver's own figure for loading its namespace. The client processes share the
-machine's cores with the nameserver: on a small machine their own CPU lowers the figures.
+its dataserver's heartbeats included), the nameserver's CPU and context switches (all its
+threads) and the dataserver's CPU per operation, the nameserver's RSS per file (growth
+over the creates, and after each restart), the checkpoint's and journal's size, the
+restart times and the nameserver's own figure for loading its namespace. The client
+processes share the machine's cores with the nameserver: on a small machine their own CPU
+lowers the figures.
 --profile FILE: run the nameserver under cProfile through phases 1-4, then stop it
 cleanly to write the profile (so the crash restart then has no journal to replay).
 """
@@ -213,13 +215,36 @@ def nameserver_calls(config) -> float:
                if s.name == "minijet_nameserver_operations_total")
 
 
+def daemon_cost(pid: int) -> tuple[float, int]:
+    """CPU seconds and context switches (all its threads') of a process so far."""
+    switches = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            switches += sum(int(line.split()[1]) for line in (task / "status").open()
+                            if "ctxt_switches" in line)
+        except FileNotFoundError:   # a thread that just ended
+            pass
+    cpu = psutil.Process(pid).cpu_times()
+    return cpu.user + cpu.system, switches
+
+
 def phase(args, ns: NameServerProcess, name: str, mode: str, count: int) -> float:
     calls = nameserver_calls(ns.lc.config)
+    daemons = {"nameserver": ns.proc.pid, "dataserver": ns.lc.pid("dataserver", 1)}
+    before = {role: daemon_cost(pid) for role, pid in daemons.items()}
     seconds, errors = load(args, str(ns.lc.config_path), mode, count)
     ops = nameserver_calls(ns.lc.config) - calls   # heartbeats included
+    after = {role: daemon_cost(pid) for role, pid in daemons.items()}
     print(f"{name}: {count:,} in {seconds:.1f} s: {count / seconds:,.0f}/s, "
           f"{ops / seconds:,.0f} nameserver RPCs/s" + (f"; errors {errors}" if errors else ""),
           flush=True)
+    # a dataserver's threads per connection end with the clients, taking their counts of
+    # switches with them: its CPU only (the process keeps its threads' CPU)
+    ns_cpu, ns_switches = (a - b for a, b in zip(after["nameserver"], before["nameserver"]))
+    ds_cpu = after["dataserver"][0] - before["dataserver"][0]
+    print(f"  per operation: nameserver {ns_cpu / count * 1e3:.2f} ms CPU, "
+          f"{ns_switches / count:.1f} context switches; dataserver "
+          f"{ds_cpu / count * 1e3:.2f} ms CPU", flush=True)
     return seconds
 
 
