@@ -185,7 +185,19 @@ def report_window(name: str, beats, start: float, end: float) -> None:
     print(f"{name}: {len(inside) / span:,.0f} heartbeats/s over {span:.1f} s; latency p50 "
           f"{ms(percentile(lat, .5))}, p99 {ms(percentile(lat, .99))}, "
           f"max {ms(max(lat, default=float('nan')))}; "
-          f"{sum(b[2] for b in inside) / span:,.0f} assignments/s")
+          f"{sum(b[2] for b in inside) / span:,.0f} assignments/s; "
+          f"sent at up to {busiest(inside, start, end):,.0f}/s (busiest {BIN * 1000:.0f} ms)")
+
+
+BIN = 0.1   # seconds: heartbeats sent in bunches show as bins far above the mean rate
+
+
+def busiest(beats, start: float, end: float) -> float:
+    """The highest send rate over the window's BIN-long bins."""
+    bins = [0] * max(1, int((end - start) / BIN))
+    for sent, _, _ in beats:
+        bins[min(len(bins) - 1, int((sent - start) / BIN))] += 1
+    return max(bins) / BIN
 
 
 def main() -> None:
