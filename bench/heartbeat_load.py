@@ -8,15 +8,13 @@ Starts a nameserver, one dataserver (for the job's own files) and a jobserver as
 (as `minijet cluster` does), then simulated dataservers holding an input of --maps / 4
 blocks of 64 MiB, cut into 16 MiB splits (3 replicas a block on the simulated hosts, racks
 of --rack-size; see simulated_nodes.py: blocks without bytes), and, from --clients
-processes (grpc.aio), --taskservers simulated taskservers on those hosts. Their first
-heartbeats are spread over the interval the jobserver will tell (as a running cluster's
-are); then each heartbeats at the interval the jobserver's reply names and "runs" what it
-is given for --task-time seconds. A WordCount job of one map per
+processes (grpc.aio), --taskservers simulated taskservers on those hosts. Each heartbeats at the interval the jobserver's reply
+names and "runs" what it is given for --task-time seconds. A WordCount job of one map per
 block and --reducers reduces is submitted through JetClient once every taskserver has
 joined; the run lasts --duration seconds from the submission (or until the job ends).
 
 Prints: heartbeats/s and latency p50/p99/max over the steady window (from 5 s after the
-first assignment to the end), the busiest 100 ms's send rate, assignments/s, the map attempts' locality, the jobserver's
+first assignment to the end), assignments/s, the map attempts' locality, the jobserver's
 CPU (cores used in that window) and peak RSS, the time from submit to the first
 assignment, heartbeat latency while the job was being submitted (RunJob in progress), and
 the wakes the jobserver sent. What is simulated: attempts do no work and read nothing;
@@ -55,7 +53,6 @@ import psutil
 from minijet import rpc
 from minijet.client import JetClient, JobTimeout
 from minijet.cluster import LocalCluster
-from minijet.jobserver.pacing import heartbeat_interval
 from minijet.proto import job_pb2, job_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -168,15 +165,12 @@ def live_taskservers(config) -> int:
         return sum(1 for t in jc.list_taskservers() if t.alive)
 
 
-def plans(args, config, stop_at: float, knee_from: float) -> list[sim.Plan]:
-    jobserver = config["jobserver"]["address"]
+def plans(args, jobserver: str, stop_at: float, knee_from: float) -> list[sim.Plan]:
     per = -(-args.taskservers // args.clients)
     steps = [(knee_from + i * args.step, iv) for i, iv in enumerate(KNEE_INTERVALS)] \
         if args.knee else []
-    spread = heartbeat_interval(args.taskservers, config["taskserver"]["heartbeat_interval"],
-                                config["jobserver"]["heartbeats_per_second"])
     return [sim.Plan(jobserver, first, min(per, args.taskservers - first), args.slots,
-                     args.rack_size, (args.task_min, args.task_max), stop_at, spread, steps)
+                     args.rack_size, (args.task_min, args.task_max), stop_at, steps)
             for first in range(0, args.taskservers, per)]
 
 
@@ -273,12 +267,13 @@ def restart_jobserver(lc: LocalCluster, daemon: list) -> tuple[float, float]:
 
 
 def run(args, lc: LocalCluster, config, sampler: Sampler, daemon: list) -> None:
+    address = config["jobserver"]["address"]
     join_by = time.time() + 15.0
     stop_at = join_by + args.duration
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(len(plans(args, config, stop_at, 0))) as pool:
+    with ctx.Pool(len(plans(args, address, stop_at, 0))) as pool:
         results = pool.map_async(sim.run_taskservers,
-                                 plans(args, config, stop_at, join_by + SETTLE))
+                                 plans(args, address, stop_at, join_by + SETTLE))
         deadline = time.monotonic() + 60
         while live_taskservers(config) < args.taskservers:
             if time.monotonic() > deadline or results.ready():

@@ -142,7 +142,6 @@ class Plan:
     rack_size: int
     task_time: tuple[float, float]
     stop_at: float           # wall-clock time to stop heartbeating
-    spread: float            # seconds over which the first heartbeats are spread
     intervals: list[tuple[float, float]] = field(default_factory=list)  # knee: (from, s)
 
 
@@ -291,11 +290,8 @@ class TaskServerSim:
             self.rec.intervals.add(round(reply.heartbeat_interval, 3))
 
     async def run(self) -> None:
-        # first beats spread over the interval the jobserver will tell, as the heartbeats of
-        # a cluster that has run for a while are: 4,000 taskservers started within a second
-        # would keep beating in that second of every interval (the next is counted from the
-        # reply), the jobserver idle in between, and the latency of those bunches measured
-        await asyncio.sleep(self.rng.uniform(0, self.plan.spread))
+        # first beats spread over a second, as a cluster's nodes start at different times
+        await asyncio.sleep(self.rng.uniform(0, 1.0))
         while time.time() < self.plan.stop_at:
             started = time.monotonic()
             await self.beat()
