@@ -2,6 +2,8 @@
 gRPC server: replies in order on a stream opened once; a heartbeat left unanswered, or a
 stream the server ends or fails, raises as a failed call would, and the next heartbeat opens
 a new stream."""
+import random
+import statistics
 import threading
 import time
 
@@ -10,7 +12,7 @@ import pytest
 
 from minijet import config, errors, rpc
 from minijet.proto import job_pb2, job_pb2_grpc
-from minijet.taskserver.heartbeats import HeartbeatStream
+from minijet.taskserver.heartbeats import JITTER, HeartbeatStream, jittered
 
 
 class Jobserver(job_pb2_grpc.JobServerServicer):
@@ -99,3 +101,12 @@ def test_no_jobserver_is_a_clear_unavailable():
         with pytest.raises(errors.Unavailable, match="cannot reach the jobserver at "
                                                      "127.0.0.1:1: nothing listens there"):
             beat(stream, job_pb2_grpc.JobServerStub(channel))
+
+
+def test_waits_between_heartbeats_are_jittered_around_the_interval():
+    """Within ±10% of the interval, spread over all of it, with the interval as their mean:
+    the cluster's rate stays the jobserver's budget."""
+    rng = random.Random(7)
+    waits = [jittered(2.0, rng) for _ in range(20_000)]
+    assert 2.0 * (1 - JITTER) <= min(waits) < 1.81 and 2.19 < max(waits) <= 2.0 * (1 + JITTER)
+    assert statistics.mean(waits) == pytest.approx(2.0, abs=0.005)
