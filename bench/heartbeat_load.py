@@ -179,6 +179,9 @@ def window(beats, start: float, end: float):
     return inside, [b[1] for b in inside]
 
 
+BIN = 0.1   # seconds: heartbeats sent in bunches show as bins far above the mean rate
+
+
 def report_window(name: str, beats, start: float, end: float) -> None:
     inside, lat = window(beats, start, end)
     span = max(end - start, 1e-9)
@@ -187,9 +190,6 @@ def report_window(name: str, beats, start: float, end: float) -> None:
           f"max {ms(max(lat, default=float('nan')))}; "
           f"{sum(b[2] for b in inside) / span:,.0f} assignments/s; "
           f"sent at up to {busiest(inside, start, end):,.0f}/s (busiest {BIN * 1000:.0f} ms)")
-
-
-BIN = 0.1   # seconds: heartbeats sent in bunches show as bins far above the mean rate
 
 
 def busiest(beats, start: float, end: float) -> float:

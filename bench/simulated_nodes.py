@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from minijet.proto import dfs_pb2, dfs_pb2_grpc, job_pb2, job_pb2_grpc
-from minijet.taskserver.heartbeats import jittered
+from minijet.taskserver.heartbeats import heartbeat_wait
 
 OPTIONS = [("grpc.max_send_message_length", 256 << 20),
            ("grpc.max_receive_message_length", 256 << 20)]
@@ -300,7 +300,7 @@ class TaskServerSim:
             # the knee search sends at a fixed rate; else the interval counts from the reply,
             # jittered as a taskserver's is
             wait = imposed - (time.monotonic() - started) if imposed else \
-                jittered(self.interval, self.rng)
+                heartbeat_wait(self.interval, rng=self.rng)
             await asyncio.sleep(max(0.0, wait))
         if self.heartbeats is not None:
             self.heartbeats.cancel()

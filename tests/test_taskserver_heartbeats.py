@@ -12,7 +12,7 @@ import pytest
 
 from minijet import config, errors, rpc
 from minijet.proto import job_pb2, job_pb2_grpc
-from minijet.taskserver.heartbeats import JITTER, HeartbeatStream, jittered
+from minijet.taskserver.heartbeats import JITTER, HeartbeatStream, heartbeat_wait
 
 
 class Jobserver(job_pb2_grpc.JobServerServicer):
@@ -107,6 +107,14 @@ def test_waits_between_heartbeats_are_jittered_around_the_interval():
     """Within ±10% of the interval, spread over all of it, with the interval as their mean:
     the cluster's rate stays the jobserver's budget."""
     rng = random.Random(7)
-    waits = [jittered(2.0, rng) for _ in range(20_000)]
+    waits = [heartbeat_wait(2.0, rng=rng) for _ in range(20_000)]
     assert 2.0 * (1 - JITTER) <= min(waits) < 1.81 and 2.19 < max(waits) <= 2.0 * (1 + JITTER)
     assert statistics.mean(waits) == pytest.approx(2.0, abs=0.005)
+
+
+def test_after_failed_heartbeats_the_next_comes_sooner_backing_off_up_to_the_interval():
+    rng = random.Random(7)
+    for failures, low, high in ((1, 0.1, 0.3), (3, 0.4, 1.2)):
+        waits = [heartbeat_wait(2.0, failures, rng) for _ in range(1000)]
+        assert low <= min(waits) and max(waits) <= high
+    assert heartbeat_wait(2.0, 20, rng) == 2.0

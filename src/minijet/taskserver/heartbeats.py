@@ -1,7 +1,7 @@
 """A taskserver's heartbeats as messages on one stream to the jobserver (its Heartbeats
 call), each request answered by one reply, in order.
 
-Each wait between heartbeats is the jobserver's interval ±10% at random (`jittered`).
+Each wait between heartbeats is the jobserver's interval ±10% at random (`heartbeat_wait`).
 Heartbeats answered together (after a stall of the jobserver, say) would otherwise come
 back together an interval later, and again after that: without the jitter, the simulated
 cluster of bench/heartbeat_load.py sent in bunches of up to 2.4x its mean rate, and its
@@ -28,10 +28,16 @@ _END = object()   # the server ended the stream
 JITTER = 0.1
 
 
-def jittered(interval: float, rng: random.Random | None = None) -> float:
-    """The wait before the next heartbeat: `interval` ±JITTER at random (its mean, so the
-    cluster's rate, stays the interval's)."""
-    return interval * (rng or random).uniform(1 - JITTER, 1 + JITTER)
+def heartbeat_wait(interval: float, failures: int = 0,
+                   rng: random.Random | None = None) -> float:
+    """Seconds to wait before the next heartbeat: `interval` ±JITTER at random (its mean,
+    so the cluster's rate, stays the interval's); after `failures` heartbeats in a row
+    failed (the jobserver not started yet, or restarting), sooner, backing off with jitter
+    so that many taskservers spread out, never longer than the interval."""
+    rng = rng or random
+    if failures:
+        return min(interval, 0.1 * 2 ** min(failures, 10) * rng.uniform(0.5, 1.5))
+    return interval * rng.uniform(1 - JITTER, 1 + JITTER)
 
 
 class HeartbeatStream:

@@ -34,7 +34,6 @@ import fcntl
 import hmac
 import logging
 import os
-import random
 import secrets
 import shutil
 import socket
@@ -56,7 +55,7 @@ from minijet.states import FAILED, KILLED
 from minijet.taskserver import launcher, logcap, memory, owners, reach, taskuser
 from minijet.taskserver.attempts import AttemptSnapshot, AttemptTable, DoneReport
 from minijet.taskserver.jobcache import JobCache
-from minijet.taskserver.heartbeats import HeartbeatStream, jittered
+from minijet.taskserver.heartbeats import HeartbeatStream, heartbeat_wait
 from minijet.taskserver.layout import Layout, check_id, open_owned
 from minijet.taskserver.service import TASK_METHODS, TaskServerService
 from minijet.taskcreds import TaskCredentials
@@ -221,11 +220,7 @@ class TaskServer:
                 self._connect_jobserver()
             except Exception:
                 log.exception("heartbeat failed")
-            # an unreachable jobserver (not started yet, restarting) is tried again sooner
-            # than the interval, backing off with jitter so that many taskservers spread out
-            self._wake.wait(min(self._interval, 0.1 * 2 ** min(failures, 10)
-                                * random.uniform(0.5, 1.5)) if failures
-                            else jittered(self._interval))
+            self._wake.wait(heartbeat_wait(self._interval, failures))
 
     def heartbeat(self) -> None:
         with self._lock:
