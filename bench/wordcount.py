@@ -9,7 +9,8 @@ cluster of 2 dataservers + 2 taskservers, `jetshell run` of examples/wordcount/w
 as written (a mapper yielding (word, 1)) and of examples/wordcount/wordcount_batch.py (a
 mapper given a whole split at once, as dask's map_partitions). Every tool's counts must be
 identical. Prints the median time of each tool, MB/s (10^6 bytes), the ratios to Counter and
-to dask, and the peak RSS of every kind of minijet process (TaskHosts, each daemon).
+to dask, the peak RSS of every kind of minijet process (TaskHosts, each daemon), and where a
+minijet job's core-seconds went: TaskHosts, each daemon, the jetshell client, and idle.
 
 Inputs (`file:PATH` is any local file): `zipf:SIZE` is English-like text made deterministically (a fixed seed): made-up words
 drawn from a Zipf distribution (rank^-1.07, as word frequencies in English), lines of 4 to 20
@@ -27,6 +28,7 @@ import os
 import posixpath
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -188,6 +190,28 @@ class PeakRss:
                     pass   # a TaskHost that just ended
 
 
+def tree_cpu(roles: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each daemon itself, and by all their descendants together
+    ("taskhost": the fork servers and every TaskHost, ended ones included: a reaped child's
+    time is added to its parent's children times, which are counted here)."""
+    used: dict[str, float] = collections.defaultdict(float)
+    for role, pid in roles.items():
+        try:
+            root = psutil.Process(pid)
+            t = root.cpu_times()
+            used[role] += t.user + t.system
+            used["taskhost"] += t.children_user + t.children_system
+            for child in root.children(True):
+                try:
+                    t = child.cpu_times()
+                except psutil.Error:
+                    continue   # ended meanwhile: its time is in its parent's
+                used["taskhost"] += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return used
+
+
 def run_peer(tool: str, path: Path, out: Path) -> tuple[float, dict[str, int]]:
     start = time.perf_counter()
     subprocess.run([sys.executable, PEERS, tool, str(path), str(out)], check=True)
@@ -197,15 +221,23 @@ def run_peer(tool: str, path: Path, out: Path) -> tuple[float, dict[str, int]]:
 
 
 def run_minijet(tool: str, lc: LocalCluster, jc: JetClient, dfs_input: str, run: int,
-                reducers: int) -> tuple[float, dict[str, int]]:
+                reducers: int, roles: dict[str, int]
+                ) -> tuple[float, dict[str, int], dict[str, float]]:
+    """The job's time, its counts, and the CPU seconds each kind of process spent on it
+    (the daemons, TaskHosts, the jetshell client, and "idle": the cores' unused time)."""
     job_file, job_class = JOBS[tool]
     out = f"/bench/out-{run}"
     jetshell = str(Path(sys.executable).with_name("jetshell"))
+    before, client = tree_cpu(roles), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([jetshell, "run", "--config", str(lc.config_path), str(job_file), job_class,
                     dfs_input, out, "--reducers", str(reducers)], check=True,
                    stdout=subprocess.DEVNULL)
     elapsed = time.perf_counter() - start
+    after, ended = tree_cpu(roles), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {kind: after[kind] - before[kind] for kind in after}
+    cpu["jetshell"] = ended.ru_utime + ended.ru_stime - client.ru_utime - client.ru_stime
+    cpu["idle"] = max(0.0, elapsed * os.cpu_count() - sum(cpu.values()))
     dfs = jc.dfs
     lines = []
     for st in dfs.list(out):
@@ -213,7 +245,7 @@ def run_minijet(tool: str, lc: LocalCluster, jc: JetClient, dfs_input: str, run:
             with dfs.open(st.path) as f:
                 lines += f.read().decode("utf-8", "surrogateescape").split("\n")
     dfs.delete(out, recursive=True)
-    return elapsed, read_counts(lines)
+    return elapsed, read_counts(lines), cpu
 
 
 def main() -> None:
@@ -254,14 +286,17 @@ def main() -> None:
                     print(f"{spec}: {mb:.1f} MB, put in {time.perf_counter() - start:.1f}s",
                           flush=True)
                     times = collections.defaultdict(list)
+                    cpus = collections.defaultdict(list)   # (tool, kind) -> seconds per round
                     expected = None
                     rss = PeakRss(roles)
                     for run in range(args.repeat):
                         for tool in tools[run % len(tools):] + tools[:run % len(tools)]:
                             if tool.startswith("minijet"):
                                 with rss:
-                                    t, counts = run_minijet(tool, lc, jc, dfs_input, run,
-                                                            args.reducers)
+                                    t, counts, cpu = run_minijet(tool, lc, jc, dfs_input, run,
+                                                                 args.reducers, roles)
+                                for kind, seconds in cpu.items():
+                                    cpus[tool, kind].append(seconds)
                             else:
                                 t, counts = run_peer(tool, path, work / f"{tool}.out")
                             expected = expected or counts
@@ -272,12 +307,13 @@ def main() -> None:
                                   f"{mb / t:7.1f} MB/s", flush=True)
                     jc.dfs.delete(dfs_input)
                     rows.append((spec, mb, {t: statistics.median(v) for t, v in times.items()},
-                                 dict(rss.peak), len(expected)))
+                                 dict(rss.peak), len(expected),
+                                 {k: statistics.median(v) for k, v in cpus.items()}))
 
     print(f"\nWordCount, medians of {args.repeat}, whole processes; minijet: local cluster of "
           f"2 dataservers + 2 taskservers on {os.cpu_count()} cores, block size "
           f"{args.block_size}, {args.reducers} reducers; counts identical across tools")
-    for spec, mb, med, peak, distinct in rows:
+    for spec, mb, med, peak, distinct, cpu in rows:
         print(f"\n{spec}: {mb:.1f} MB, {distinct} distinct words")
         print(f"  {'tool':<14} {'s':>8} {'MB/s':>8} {'x Counter':>10} {'x dask':>8}")
         for tool, t in med.items():
@@ -286,6 +322,12 @@ def main() -> None:
             print(f"  {tool:<14} {t:8.2f} {mb / t:8.1f} {vs_counter} {vs_dask}")
         print("  peak RSS (MB): " + ", ".join(f"{k} {v / 2**20:.0f}"
                                                for k, v in sorted(peak.items())))
+        for tool in med:
+            kinds = sorted(((k, s) for (t, k), s in cpu.items() if t == tool),
+                           key=lambda ks: -ks[1])
+            if kinds:
+                print(f"  {tool} core-seconds (of {med[tool] * os.cpu_count():.1f}): "
+                      + ", ".join(f"{k} {s:.2f}" for k, s in kinds))
 
 
 if __name__ == "__main__":
