@@ -2,6 +2,7 @@
 stage code in batches (StageTimer) and reported with the engine's counters."""
 from __future__ import annotations
 
+from itertools import chain
 
 from minijet import jobconf as jc
 from minijet.job import MapReduceJob
@@ -38,7 +39,7 @@ def test_time_is_split_into_reading_processing_and_writing():
     clock.now += 0.5            # the shuffle, before the pipeline
     timer.read_outside(0.5)
     out = []
-    for pair in timer.producing(operation(timer.reading(records()))):
+    for pair in chain.from_iterable(timer.producing(operation(timer.reading(records())))):
         clock.now += 0.003      # 3ms to write each pair
         out.append(pair)
     clock.now += 0.1            # closing the output
@@ -64,7 +65,7 @@ def test_after_the_first_batches_a_sample_of_them_gives_the_time_of_all():
             yield i, i
 
     n = 0
-    for pair in timer.producing(operation()):
+    for pair in chain.from_iterable(timer.producing(operation())):
         clock.now += 0.003      # 3ms to write each pair
         n += 1
     assert n == pairs
@@ -80,8 +81,22 @@ def test_batches_keep_every_record_in_order():
     timer = runner.StageTimer()
     items = list(range(runner._TIMED_BATCH * runner._TIME_EVERY * 3 + 7))
     assert list(timer.reading(iter(items))) == items
-    assert list(timer.producing(iter(items))) == items
-    assert list(timer.producing(x for x in [])) == []
+    assert list(chain.from_iterable(timer.producing(iter(items)))) == items
+    assert list(chain.from_iterable(timer.producing(x for x in []))) == []
+
+
+def test_between_timed_batches_the_output_pulls_from_the_pipeline_itself():
+    """After the first few, most pairs reach the output in one slice of the pipeline per
+    sample: no list, and no iterator layered per pair."""
+    timer = runner.StageTimer()
+    items = list(range(runner._TIMED_BATCH * (runner._EXACT_BATCHES + runner._TIME_EVERY * 3)))
+    lists, out = [], []
+    for part in timer.producing(iter(items)):
+        if isinstance(part, list):
+            lists.append(len(part))
+        out += part
+    assert out == items
+    assert lists == [runner._TIMED_BATCH] * (runner._EXACT_BATCHES + 3)
 
 
 class Words(MapReduceJob):
