@@ -55,11 +55,20 @@ def test_the_memory_of_a_tree_counts_its_children():
     try:
         parent.stdout.readline()   # the child holds its 200 MiB
         assert memory.tree_rss(parent.pid) > 200 * 2**20
+        child = psutil.Process(parent.pid).children()[0].pid
+        assert memory.children_of(parent.pid) == [child]
+        assert memory.children_of(child) == []
+        # the whole-table scan, for kernels without per-thread children lists, agrees
+        walked = memory.trees_rss([parent.pid, child])
+        scanned = memory.trees_rss([parent.pid, child], memory.scan_children())
+        assert abs(walked[parent.pid] - scanned[parent.pid]) < 8 * 2**20
+        assert abs(walked[child] - scanned[child]) < 8 * 2**20
     finally:
         for p in psutil.Process(parent.pid).children(recursive=True) + [psutil.Process(parent.pid)]:
             p.kill()
         parent.wait()
     wait_for(lambda: memory.tree_rss(parent.pid) == 0, 5, "the tree to be gone")
+    assert memory.children_of(parent.pid) == []
     assert memory.over_limit(2 * 2**30, int(2.3 * 2**30)) == \
         "exceeded the memory limit of 2.0 GiB (peak 2.3 GiB)"
     assert memory.size_text(300 * 2**20) == "300.0 MiB"

