@@ -27,11 +27,11 @@ from --clients processes of --threads threads each, every one with its own DfsCl
 
 Prints each phase's rate and the RPCs/s the nameserver handled meanwhile (its /metrics,
 its dataserver's heartbeats included), the nameserver's CPU and context switches (all its
-threads) and the dataserver's CPU per operation, the nameserver's RSS per file (growth
-over the creates, and after each restart), the checkpoint's and journal's size, the
-restart times and the nameserver's own figure for loading its namespace. The client
-processes share the machine's cores with the nameserver: on a small machine their own CPU
-lowers the figures.
+threads), the dataserver's and the clients' CPU per operation, the nameserver's RSS per
+file (growth over the creates, and after each restart), the checkpoint's and journal's
+size, the restart times and the nameserver's own figure for loading its namespace. The
+client processes share the machine's cores with the nameserver: on a small machine their
+own CPU lowers the figures.
 --profile FILE: run the nameserver under cProfile through phases 1-4, then stop it
 cleanly to write the profile (so the crash restart then has no journal to replay).
 """
@@ -93,7 +93,8 @@ def do_items(client: DfsClient, mode: str, items: list[str], batch: int) -> list
 
 def worker(config_path: str, mode: str, items: range, dirs: int, threads: int, batch: int,
            ready, go, results) -> None:
-    """One client process: `threads` threads share `items`; reports (count, errors, end)."""
+    """One client process: `threads` threads share `items`; reports (count, errors, end, the
+    CPU seconds it used from the start signal to the end)."""
     from minijet import config as configmod
     client = DfsClient(configmod.load(config_path), host="bench-client")
     client.list("/")   # the channel is connected before the clock starts
@@ -115,16 +116,18 @@ def worker(config_path: str, mode: str, items: range, dirs: int, threads: int, b
     pool = [threading.Thread(target=run, args=(items[t::threads],)) for t in range(threads)]
     ready.put(1)
     go.wait()
+    cpu = time.process_time()
     for t in pool:
         t.start()
     for t in pool:
         t.join()
-    results.put((len(items), errors, time.time()))
+    results.put((len(items), errors, time.time(), time.process_time() - cpu))
     client.close()
 
 
-def load(args, config_path: str, mode: str, count: int) -> tuple[float, dict]:
-    """Run `count` items of `mode` from the client processes; (seconds, errors)."""
+def load(args, config_path: str, mode: str, count: int) -> tuple[float, dict, float]:
+    """Run `count` items of `mode` from the client processes; (seconds, errors, the
+    clients' CPU seconds)."""
     ctx = multiprocessing.get_context("spawn")
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     batch = args.batch if mode != "small" else 0
@@ -142,10 +145,11 @@ def load(args, config_path: str, mode: str, count: int) -> tuple[float, dict]:
     for p in procs:
         p.join()
     errors: dict[str, int] = {}
-    for _, errs, _ in done:
+    for _, errs, _, _ in done:
         for k, v in errs.items():
             errors[k] = errors.get(k, 0) + v
-    return max(end for _, _, end in done) - started, errors
+    return (max(end for _, _, end, _ in done) - started, errors,
+            sum(cpu for _, _, _, cpu in done))
 
 
 class NameServerProcess:
@@ -232,7 +236,7 @@ def phase(args, ns: NameServerProcess, name: str, mode: str, count: int) -> floa
     calls = nameserver_calls(ns.lc.config)
     daemons = {"nameserver": ns.proc.pid, "dataserver": ns.lc.pid("dataserver", 1)}
     before = {role: daemon_cost(pid) for role, pid in daemons.items()}
-    seconds, errors = load(args, str(ns.lc.config_path), mode, count)
+    seconds, errors, clients_cpu = load(args, str(ns.lc.config_path), mode, count)
     ops = nameserver_calls(ns.lc.config) - calls   # heartbeats included
     after = {role: daemon_cost(pid) for role, pid in daemons.items()}
     print(f"{name}: {count:,} in {seconds:.1f} s: {count / seconds:,.0f}/s, "
@@ -244,7 +248,8 @@ def phase(args, ns: NameServerProcess, name: str, mode: str, count: int) -> floa
     ds_cpu = after["dataserver"][0] - before["dataserver"][0]
     print(f"  per operation: nameserver {ns_cpu / count * 1e3:.2f} ms CPU, "
           f"{ns_switches / count:.1f} context switches; dataserver "
-          f"{ds_cpu / count * 1e3:.2f} ms CPU", flush=True)
+          f"{ds_cpu / count * 1e3:.2f} ms CPU; clients {clients_cpu / count * 1e3:.2f} ms CPU",
+          flush=True)
     return seconds
 
 
