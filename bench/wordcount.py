@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 
@@ -180,35 +181,39 @@ class PeakRss:
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            for role, pid in self.roots.items():
+            for kind, proc in role_processes(self.roots):
                 try:
-                    root = psutil.Process(pid)
-                    kinds = [(role, root)] + [("taskhost", c) for c in root.children(True)]
-                    for kind, proc in kinds:
-                        self.peak[kind] = max(self.peak[kind], proc.memory_info().rss)
+                    self.peak[kind] = max(self.peak[kind], proc.memory_info().rss)
                 except psutil.Error:
                     pass   # a TaskHost that just ended
 
 
-def tree_cpu(roles: dict[str, int]) -> dict[str, float]:
-    """CPU seconds used so far by each daemon itself, and by all their descendants together
-    ("taskhost": the fork servers and every TaskHost, ended ones included: a reaped child's
-    time is added to its parent's children times, which are counted here)."""
-    used: dict[str, float] = collections.defaultdict(float)
+def role_processes(roles: dict[str, int]) -> Iterator[tuple[str, psutil.Process]]:
+    """(kind, process) of every daemon of `roles` (its role) and of all their descendants
+    ("taskhost": the fork servers and their TaskHosts)."""
     for role, pid in roles.items():
         try:
             root = psutil.Process(pid)
-            t = root.cpu_times()
-            used[role] += t.user + t.system
-            used["taskhost"] += t.children_user + t.children_system
-            for child in root.children(True):
-                try:
-                    t = child.cpu_times()
-                except psutil.Error:
-                    continue   # ended meanwhile: its time is in its parent's
-                used["taskhost"] += t.user + t.system + t.children_user + t.children_system
+            children = root.children(True)
         except psutil.Error:
-            pass
+            continue
+        yield role, root
+        for child in children:
+            yield "taskhost", child
+
+
+def tree_cpu(roles: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each daemon itself, and by all their descendants together
+    ("taskhost"), ended ones included: a reaped child's time is added to its parent's
+    children times, which are counted here."""
+    used: dict[str, float] = collections.defaultdict(float)
+    for kind, proc in role_processes(roles):
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue   # ended meanwhile: its time is in its parent's
+        used[kind] += t.user + t.system
+        used["taskhost"] += t.children_user + t.children_system
     return used
 
 

@@ -141,14 +141,14 @@ class StageTimer:
             if n >= _EXACT_BATCHES:
                 yield islice(it, batch * (_TIME_EVERY - 1))
             cycle_start = clock()
-            timed = list(islice(it, batch))
+            sample = list(islice(it, batch))
             pulling += clock() - cycle_start
-            if timed:
-                yield timed
+            if sample:
+                yield sample
             now = clock()
             timed_cycles += now - cycle_start
             self.upstream = pulling * (now - start) / timed_cycles if timed_cycles else pulling
-            if not timed:
+            if not sample:
                 return
 
     def read_outside(self, seconds: float) -> None:
