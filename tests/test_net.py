@@ -14,3 +14,10 @@ def test_free_ports_are_below_the_kernels_range_for_outgoing_connections():
         with socket.socket() as s:   # free indeed: a daemon can listen there
             s.bind(("127.0.0.1", port))
             s.listen()
+
+
+def test_one_process_never_hands_out_a_port_twice():
+    # A local cluster picks ten ports before its first daemon binds one: at random from
+    # ~22,000, a few thousand picks would repeat some (a dataserver once died at start).
+    ports = [free_port() for _ in range(3000)]
+    assert len(set(ports)) == len(ports)
