@@ -54,8 +54,10 @@ def test_a_closed_job_retires_after_retire_after_and_the_core_holds_nothing_of_i
     c.handle(Tick(end + 59.0))
     assert c.core.holds("job_1") and c.core.job_of_request("r1") == "job_1"
     assert held_of(c.core, "job_1")   # (the walk finds it while held)
+    assert c.core.jobs_retired == 0
     c.handle(Tick(end + 60.0))
     assert not c.core.holds("job_1")
+    assert c.core.jobs_retired == 1   # the shell then thaws what its build froze
     with pytest.raises(NotFound):
         c.core.job_status("job_1")
     assert held_of(c.core, "job_1") == []

@@ -214,8 +214,11 @@ class JobServer:
         period = max(0.05, min(1.0, self.config["jobserver"]["taskserver_timeout"] / 5))
         while not self._stop.wait(period):
             with self._lock:
+                retired = self.core.jobs_retired
                 for action in self._handle(model.Tick(time.time())):
                     log.error("unexpected action from Tick: %s", action)
+                if self.core.jobs_retired != retired:   # built frozen: see run_job
+                    daemon.thaw_long_lived()
                 if self._live_taskservers:
                     alive = {t["name"] for t in self.core.taskservers() if t["alive"]}
                     for name in sorted(self._live_taskservers - alive):
@@ -360,27 +363,9 @@ class JobServer:
             jobfiles.check_paths(self.dfs, job_id, conf)
             with self._lock:
                 slots = self.core.live_slots()
-            splits = input_splits(self.dfs, conf, self.config["dfs"]["block_size"], slots,
-                                  self.config["jobserver"]["min_split_size"])
-            if self.secured:   # first: a failure here leaves no output directory behind
-                jobcreds.register(self.dfs, job_id, secret, status["user"], conf, job_dir,
-                                  self.config["jobserver"]["job_credential_lifetime"])
-            for path in conf.output_paths():   # before any attempt can need it
-                jobdir.start_output(self.dfs, path, job_id)
-            event = model.JobSubmitted(job_id, conf, splits, time.time(), job_dir=job_dir,
-                                       secret=secret, run_time=asked)
-            try:
-                # a big job is built and stored without the lock: heartbeats go on meanwhile
-                event.prepared = self.core.prepare(event)
-                self._store_in_batches(event.prepared.records)
-                with self._lock:   # refused if an unfinished job writes one of its outputs
-                    self._handle(event)
-            except MinijetError:   # the output paths did not exist: leave none behind
-                for path in conf.output_paths():
-                    jobdir.abort_output(self.dfs, path)
-                if self.secured:
-                    self.dfs.remove_job_credential(job_id)
-                raise
+            with daemon.building_long_lived():   # its splits and tasks live as long as it
+                splits = self._build_job(job_id, job_dir, conf, slots, secret, status["user"],
+                                         asked)
         finally:
             with self._lock:
                 self._submitting.discard(job_id)
@@ -388,6 +373,32 @@ class JobServer:
         self.store.wait()   # job acceptance is durable before RunJob replies
         log.info("job %s: running, %s", job_id, ", ".join(
             f"stage {s} {len(v)} splits" for s, v in splits.items()))
+
+    def _build_job(self, job_id: str, job_dir: str, conf, slots: int, secret: str,
+                   user: str, asked: float) -> dict:
+        """The job's splits, computed, stored and handed to the core; its splits."""
+        splits = input_splits(self.dfs, conf, self.config["dfs"]["block_size"], slots,
+                              self.config["jobserver"]["min_split_size"])
+        if self.secured:   # first: a failure here leaves no output directory behind
+            jobcreds.register(self.dfs, job_id, secret, user, conf, job_dir,
+                              self.config["jobserver"]["job_credential_lifetime"])
+        for path in conf.output_paths():   # before any attempt can need it
+            jobdir.start_output(self.dfs, path, job_id)
+        event = model.JobSubmitted(job_id, conf, splits, time.time(), job_dir=job_dir,
+                                   secret=secret, run_time=asked)
+        try:
+            # a big job is built and stored without the lock: heartbeats go on meanwhile
+            event.prepared = self.core.prepare(event)
+            self._store_in_batches(event.prepared.records)
+            with self._lock:   # refused if an unfinished job writes one of its outputs
+                self._handle(event)
+        except MinijetError:   # the output paths did not exist: leave none behind
+            for path in conf.output_paths():
+                jobdir.abort_output(self.dfs, path)
+            if self.secured:
+                self.dfs.remove_job_credential(job_id)
+            raise
+        return splits
 
     def _store_in_batches(self, records: list) -> None:
         """Durable, a batch at a time: the writes of heartbeats queued meanwhile wait for

@@ -564,6 +564,7 @@ class JobServerCore:
         self.speculative = speculative
         self.bad_nodes = BadNodes(greylist_forgive)
         self.retire_after, self.retained_jobs = retire_after, retained_jobs
+        self.jobs_retired = 0   # since start: the shell frees what they held (see _forget)
         self._stragglers: list[Task] = []   # to back up, slowest first (found by Tick)
         self._jobs: dict[str, Job] = {}
         self._closed: dict[str, float] = {}   # job whose output is closed -> its end_time
@@ -1229,6 +1230,7 @@ class JobServerCore:
     def _forget(self, job: Job) -> None:
         """Drop every reference to the job, its tasks and attempts (it was stored)."""
         del self._jobs[job.id], self._closed[job.id]
+        self.jobs_retired += 1
         if self._requests.get(job.request_id) == job.id:
             del self._requests[job.request_id]
         self.scheduler.remove_job(job.id)   # (already, when it ended in this run)
