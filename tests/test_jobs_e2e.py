@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from minijet import rpc
 from minijet.client import JetClient
 from minijet.cluster import LocalCluster
 from minijet.errors import AlreadyExists, NotFound
+from minijet.proto import job_pb2, job_pb2_grpc
 
 from polling import wait_for
 
@@ -493,4 +495,34 @@ def test_empty_input_gives_empty_output(job_cluster):
     assert part_files(dfs, "/empty/out") == ["part-00000", "part-00001"]
     assert read_counts(dfs, "/empty/out") == collections.Counter()
     assert dfs.exists("/empty/out/_SUCCESS")
+    dfs.close()
+
+
+def test_a_reduce_starts_with_its_map_and_a_long_poll_hands_it_the_output(job_cluster):
+    """Slow start (0 by default): the reduce of a one-map job starts while its map runs; a
+    consumer's ask for outputs is held until one is made."""
+    dfs = job_cluster.client()
+    text = make_text(seed=21, size=block_size(job_cluster) // 2)
+    put_bytes(dfs, "/early/in.txt", text)
+    channel = rpc.connect(job_cluster.config, job_cluster.config["jobserver"]["address"])
+    try:
+        with JetClient(job_cluster.config) as jc:
+            job_id = jc.submit(TESTJOBS, "SlowWordCount", ["/early/in.txt", "/early/out",
+                                                           "--delay", "2", "--reducers", "1"])
+            stub = job_pb2_grpc.JobServerStub(channel)
+            asked = job_pb2.MapOutputsRequest(job_id=job_id, stage_id="map")
+            first = stub.GetMapOutputs(asked, timeout=10)
+            assert list(first.outputs) == []   # the map sleeps 2 s
+            asked.seen, asked.wait = first.version, 60.0
+            held = stub.GetMapOutputs(asked, timeout=90)   # answered once the map is done
+            assert [o.task_id for o in held.outputs] == [f"{job_id}_map_00000"]
+            assert held.version != first.version
+            assert jc.wait_for_completion(job_id).state == "succeeded"
+    finally:
+        channel.close()
+    st = status(job_cluster, job_id)
+    (m,) = [a for a in st.attempts if "_map_" in a.task_id]
+    (r,) = [a for a in st.attempts if "_reduce_" in a.task_id]
+    assert r.taskhost_start_time < m.end_time   # up early, waiting for the map's output
+    assert read_counts(dfs, "/early/out") == expected_counts(text)
     dfs.close()

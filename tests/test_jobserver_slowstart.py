@@ -59,6 +59,21 @@ def test_no_early_start_while_a_producer_waits_for_a_slot():
     assert len(stage_launches(actions, "map")) == 1
 
 
+def test_at_0_consumers_start_once_the_last_producer_has_its_slot():
+    c = Cluster(slow_start=0.0)
+    c.submit(nsplits=1, reducers=1)
+    assert len(stage_launches(c.beat("h1"), "map")) == 1     # no producer waits now
+    early = stage_launches(c.beat("h2"), "reduce")
+    assert len(early) == 1                                   # so the reducer starts with it
+    (m,) = c.running(stage="map")
+    assert c.core.output_version("job_1", "map") == 0
+    c.finish(m)
+    c.beat("h1")
+    assert c.core.output_version("job_1", "map") == 1       # what its long poll waits for
+    view = c.core.map_output_locations("job_1", "map")
+    assert ([o["attempt_id"] for o in view["outputs"]], view["version"]) == ([m], 1)
+
+
 def test_without_slow_start_consumers_wait_for_every_producer():
     c = Cluster()   # slow_start 1.0
     c.submit(nsplits=4, reducers=2)
@@ -77,7 +92,7 @@ def test_slow_start_comes_from_the_config_and_must_be_a_fraction():
     from minijet.errors import ConfigError
     from minijet.jobserver.model import JobServerCore
 
-    assert JobServerCore.from_config(configmod.from_dict(None, "defaults")).slow_start == 0.8
+    assert JobServerCore.from_config(configmod.from_dict(None, "defaults")).slow_start == 0.0
     for bad in (1.5, -0.1):  # refused when the configuration is loaded
         with pytest.raises(ConfigError, match="jobserver.slow_start"):
             JobServerCore.from_config(

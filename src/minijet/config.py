@@ -158,7 +158,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "retry_backoff": (Duration, 1.0),     # ...this long after the first, doubled up to 64x
         "taskserver_timeout": (Duration, 30.0),
         "locality_delay": (Duration, 3.0),
-        "slow_start": (float, 0.8),        # fraction of producer tasks done before consumers start
+        "slow_start": (float, 0.0),        # fraction of producer tasks done before consumers start
         "job_dir": (str, "/minijet/jobs"),    # DFS directory for job files
         "job_file_replication": (int, 10),
         "min_split_size": (Size, 4 * 1024**2),  # input splits are sized for the slots, not smaller

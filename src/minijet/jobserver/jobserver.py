@@ -115,9 +115,12 @@ class JobServer:
         self.dfs = dfs
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)   # after every event: for WaitJob
+        self._outputs = threading.Condition(self._lock)   # for consumers awaiting outputs
         self._waker = Waker(config)
         # long polls hold a server thread each: keep most threads for heartbeats
         self._long_polls = threading.BoundedSemaphore(
+            max(1, config["rpc"]["server_threads"] // 4))
+        self._output_polls = threading.BoundedSemaphore(
             max(1, config["rpc"]["server_threads"] // 4))
         self._started = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         self._seq = 0
@@ -157,7 +160,8 @@ class JobServer:
     def stop(self) -> None:
         self._stop.set()
         with self._lock:
-            self._changed.notify_all()   # end the WaitJob long polls
+            self._changed.notify_all()   # end the long polls
+            self._outputs.notify_all()
         self._finisher_queue.put(None)
         self.web.stop()
         if self._server is not None:
@@ -190,9 +194,13 @@ class JobServer:
 
     def _handle(self, event) -> list:
         """Apply one event (the lock held) and carry out what does not go into a reply."""
+        outputs_changed = self.core.outputs_changed
         actions = self.core.handle(event)
         if any(map(model.changes_a_job, actions)):   # not every heartbeat: each wakes
             self._changed.notify_all()                 # every WaitJob long poll
+            self._outputs.notify_all()                 # (a job ended: its consumers stop)
+        elif self.core.outputs_changed != outputs_changed:
+            self._outputs.notify_all()
         budget = self._wake_budget.allowed(self.core.live_taskservers(), time.monotonic())
         woken = self.core.to_wake(budget)
         self._wake_budget.spend(len(woken))
@@ -568,9 +576,24 @@ class JobServer:
                 return False
         raise AssertionError(f"no commit decision for {attempt_id}: {actions}")
 
-    def map_outputs(self, job_id: str, stage_id: str) -> dict[str, Any]:
-        with self._lock:
-            return self.core.map_output_locations(job_id, stage_id)
+    def map_outputs(self, job_id: str, stage_id: str, seen: int = 0,
+                    wait: float = 0.0) -> dict[str, Any]:
+        """Where the stage's outputs are; with `wait`, once their version differs from
+        `seen`, the job is no longer running, or `wait` seconds (at most MAX_WAIT) pass: a
+        consumer started early fetches each output as soon as it is made."""
+        waiting = wait > 0 and self._output_polls.acquire(blocking=False)   # else it polls
+        try:
+            deadline = time.monotonic() + (min(wait, MAX_WAIT) if waiting else 0)
+            with self._lock:
+                while (self.core.job_state(job_id) == model.RUNNING
+                       and self.core.output_version(job_id, stage_id) == seen
+                       and not self._stop.is_set()
+                       and (left := deadline - time.monotonic()) > 0):
+                    self._outputs.wait(left)
+                return self.core.map_output_locations(job_id, stage_id)
+        finally:
+            if waiting:
+                self._output_polls.release()
 
     def fetch_failed(self, request: job_pb2.FetchFailedRequest) -> None:
         log.warning("attempt %s could not fetch the output of %s: %s", request.attempt_id,
@@ -656,10 +679,11 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
 
     @rpc.translate_errors
     def GetMapOutputs(self, request, context):
-        view = self._js.map_outputs(request.job_id, request.stage_id)
+        view = self._js.map_outputs(request.job_id, request.stage_id, request.seen,
+                                    request.wait)
         return job_pb2.MapOutputsResponse(
             outputs=[job_pb2.MapOutputLocation(**o) for o in view["outputs"]],
-            total=view["total"])
+            total=view["total"], version=view["version"])
 
     @rpc.translate_errors
     def ReportFetchFailure(self, request, context):

@@ -464,6 +464,7 @@ class Stage:
         self.parents: list[Stage] = []
         self.children: list[Stage] = []
         self.succeeded = 0
+        self.output_version = 0   # each output made or lost: a waiting consumer wakes
 
     @property
     def complete(self) -> bool:
@@ -565,6 +566,7 @@ class JobServerCore:
         self.bad_nodes = BadNodes(greylist_forgive)
         self.retire_after, self.retained_jobs = retire_after, retained_jobs
         self.jobs_retired = 0   # since start: the shell frees what they held (see _forget)
+        self.outputs_changed = 0   # since start: the shell wakes consumers waiting for outputs
         self._stragglers: list[Task] = []   # to back up, slowest first (found by Tick)
         self._jobs: dict[str, Job] = {}
         self._closed: dict[str, float] = {}   # job whose output is closed -> its end_time
@@ -720,6 +722,11 @@ class JobServerCore:
                 self._launch(self._tasks[asg.task_id], asg.locality, ts,
                              pending_since=asg.pending_since)
             free -= len(assigned)
+            # the last producer placed: consumers may start (slow start), to be woken for
+            for job in {self._tasks[asg.task_id].job for asg in assigned}:
+                if not self.scheduler.pending(job.id):
+                    for stage in job.stages.values():
+                        self._start_early(stage, ev.now)
             if free > 0 and self._stragglers:
                 free -= self._back_up(ts, free, skip)
         self._woken.discard(ts.name)
@@ -930,6 +937,7 @@ class JobServerCore:
             self._kill(other, now)
         stage = task.stage
         stage.succeeded += 1
+        self._output_changed(stage)
         if stage.complete:
             for child in stage.children:
                 if child.inputs_ready():
@@ -1088,6 +1096,7 @@ class JobServerCore:
         if had_output:
             task.output = None
             task.stage.succeeded -= 1
+            self._output_changed(task.stage)
             for child in task.stage.children:
                 for t in child.tasks:
                     if t.state == PENDING:   # not started: wait for the output again
@@ -1247,6 +1256,10 @@ class JobServerCore:
                     ts.outputs.pop(a.id, None)
                 self._awaited.get(a.taskserver, {}).pop(a.id, None)
 
+    def _output_changed(self, stage: Stage) -> None:
+        stage.output_version += 1
+        self.outputs_changed += 1
+
     def _own_outputs(self, job: Job, paths: list[str]) -> None:
         job.output_paths = list(paths)
         for path in paths:
@@ -1350,18 +1363,26 @@ class JobServerCore:
 
     def map_output_locations(self, job_id: str, stage_id: str) -> dict[str, Any]:
         """Where the finished outputs of a producer stage are: {outputs: [{task_id,
-        attempt_id, address}], total: tasks in the stage}; fewer outputs than total while
-        some producers (re-)run."""
-        job = self._job(job_id)
-        stage = job.stages.get(stage_id)
-        if stage is None:
-            raise NotFound(f"job {job_id} has no stage {stage_id!r}")
+        attempt_id, address}], total: tasks in the stage, version: see output_version};
+        fewer outputs than total while some producers (re-)run."""
+        stage = self._stage(job_id, stage_id)
         outputs = [{"task_id": t.id, "attempt_id": t.output.id,
                     "address": self._taskservers[t.output.taskserver].address}
                    for t in stage.tasks if t.output is not None
                    and t.output.taskserver in self._taskservers]   # else: not seen since a
         #                                                            jobserver restart
-        return {"outputs": outputs, "total": len(stage.tasks)}
+        return {"outputs": outputs, "total": len(stage.tasks), "version": stage.output_version}
+
+    def output_version(self, job_id: str, stage_id: str) -> int:
+        """A number that changes whenever an output of the stage is made or lost (in this
+        run of the core: it starts again at 0)."""
+        return self._stage(job_id, stage_id).output_version
+
+    def _stage(self, job_id: str, stage_id: str) -> Stage:
+        stage = self._job(job_id).stages.get(stage_id)
+        if stage is None:
+            raise NotFound(f"job {job_id} has no stage {stage_id!r}")
+        return stage
 
 
 _HANDLERS = {

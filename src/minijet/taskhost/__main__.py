@@ -47,7 +47,8 @@ from minijet.taskhost import runner
 
 log = logging.getLogger("minijet.taskhost")
 
-POLL_INTERVAL = 0.2     # seconds between asks for producer outputs
+POLL_INTERVAL = 0.2     # seconds between asks for producer outputs, when not long-polled
+LONG_POLL = 5.0         # seconds the jobserver may hold an ask until an output is made
 FETCH_TRIES = 3
 
 
@@ -70,15 +71,19 @@ class Umbilical:
     def input_ended(self) -> None:
         self.input_end_time = time.time()
 
-    def _call(self, method, request, idempotent: bool, wait: float | None = None):
+    def _call(self, method, request, idempotent: bool, wait: float | None = None,
+              timeout: float | None = None):
         return rpc.call(self.config, method, request, idempotent=idempotent,
-                        address=self.address, wait=wait, metadata=self._metadata)
+                        address=self.address, wait=wait, metadata=self._metadata,
+                        timeout=timeout)
 
-    def _ask_jobserver(self, method, request, idempotent: bool):
+    def _ask_jobserver(self, method, request, idempotent: bool, held: float = 0.0):
         """A call the taskserver passes on to the jobserver: waited for while the jobserver
-        is unreachable (restarting), so the attempt goes on across a restart."""
+        is unreachable (restarting), so the attempt goes on across a restart. `held`:
+        seconds the jobserver may hold it (a long poll)."""
         return self._call(method, request, idempotent,
-                          wait=self.config["jobserver"]["client_wait"])
+                          wait=self.config["jobserver"]["client_wait"],
+                          timeout=self.config["rpc"]["timeout"] + held)
 
     def progress(self, fraction: float, counters: list[tuple[str, str, int]]) -> None:
         if os.getppid() != self._parent:  # our taskserver died: nobody wants this work
@@ -104,9 +109,13 @@ class Umbilical:
         return self._ask_jobserver(self._stub.Commit, job_pb2.CommitRequest(
             attempt_id=self.attempt_id), idempotent=True).granted
 
-    def map_outputs(self, job_id: str, stage_id: str) -> job_pb2.MapOutputsResponse:
+    def map_outputs(self, job_id: str, stage_id: str, seen: int = 0,
+                    wait: float = 0.0) -> job_pb2.MapOutputsResponse:
+        """Where the stage's outputs are; with `wait`, a long poll: the reply comes once
+        they differ from version `seen` (or after `wait` seconds)."""
         return self._ask_jobserver(self._stub.GetMapOutputs, job_pb2.MapOutputsRequest(
-            job_id=job_id, stage_id=stage_id), idempotent=True)
+            job_id=job_id, stage_id=stage_id, seen=seen, wait=wait), idempotent=True,
+            held=wait)
 
     def fetch_failed(self, producer_attempt_id: str, error: str) -> None:
         self._ask_jobserver(self._stub.ReportFetchFailure, job_pb2.FetchFailedRequest(
@@ -173,8 +182,21 @@ class Fetcher:
                     raise Unavailable(f"{next(iter(lost.values()))}, and it was not made "
                                       "again")
                 self.progress.update()  # waiting is not silence
-                time.sleep(POLL_INTERVAL)
-            reply = self.umbilical.map_outputs(self.task.job_id, self.producer_stage)
+                reply = self._next(reply)
+            else:   # more may have been made meanwhile
+                reply = self.umbilical.map_outputs(self.task.job_id, self.producer_stage)
+
+    def _next(self, reply: job_pb2.MapOutputsResponse) -> job_pb2.MapOutputsResponse:
+        """The outputs once they change from `reply`'s: a long poll, short enough for the
+        progress reports that show this attempt alive; asked again after POLL_INTERVAL when
+        the jobserver answers at once (its long polls all taken, or an older version)."""
+        asked = time.monotonic()
+        wait = min(LONG_POLL, self.config["taskserver"]["task_timeout"] / 4)
+        new = self.umbilical.map_outputs(self.task.job_id, self.producer_stage,
+                                         seen=reply.version, wait=wait)
+        if new.version == reply.version:
+            time.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - asked)))
+        return new
 
     def _fetch(self, location: job_pb2.MapOutputLocation) -> tuple[bytes, int]:
         local = self._read_local(location.attempt_id)

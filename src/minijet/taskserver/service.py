@@ -96,7 +96,8 @@ class TaskServerService(job_pb2_grpc.TaskServerServicer):
     @rpc.translate_errors
     def GetMapOutputs(self, request, context):
         self._ts.check_job(self._attempt(context), request.job_id)
-        return self._ts.call_jobserver("GetMapOutputs", request, idempotent=True)
+        return self._ts.call_jobserver("GetMapOutputs", request, idempotent=True,
+                                       waits=request.wait)
 
     @rpc.translate_errors
     def ReportFetchFailure(self, request, context):

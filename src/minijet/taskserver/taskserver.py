@@ -46,7 +46,7 @@ from typing import Iterator
 from minijet import acl, daemon, jobauth, net, rpc
 from minijet.config import Config
 from minijet.errors import (FailedPrecondition, MinijetError, NotFound, PermissionDenied,
-                            Unauthenticated)
+                            Unauthenticated, Unavailable)
 from minijet.failures import NODE, SYSTEM, USER
 from minijet.formats import segments
 from minijet.health import HEALTH_METHODS, HealthService
@@ -98,7 +98,7 @@ class TaskServer:
         self._dfs_client = None
         self._dfs_lock = threading.Lock()
         self.cache = JobCache(self.layout, self._dfs)
-        self._jobserver_channel = None
+        self._jobserver_channel = self._retired_channel = None
         self._heartbeats = HeartbeatStream(config["jobserver"]["address"],
                                            config["rpc"]["timeout"])
         self._connect_jobserver()
@@ -178,6 +178,8 @@ class TaskServer:
             self._forks.close()
         self._heartbeats.close()
         self._jobserver_channel.close()
+        if self._retired_channel is not None:
+            self._retired_channel.close()
         self.web.stop()
         if self._dfs_client is not None:
             self._dfs_client.close()
@@ -186,12 +188,14 @@ class TaskServer:
 
     def _connect_jobserver(self) -> None:
         """A new channel: gRPC backs off reconnecting a failed channel for up to minutes,
-        far longer than the jobserver waits before declaring a silent taskserver lost."""
-        old = self._jobserver_channel
+        far longer than the jobserver waits before declaring a silent taskserver lost. The
+        one before is closed a reconnection later: a TaskHost's call passed on just then
+        (a long poll for outputs) still ends on it, or is tried again on the new one."""
+        if self._retired_channel is not None:
+            self._retired_channel.close()
+        self._retired_channel = self._jobserver_channel
         self._jobserver_channel = rpc.connect(self.config, self.config["jobserver"]["address"])
         self._jobserver = job_pb2_grpc.JobServerStub(self._jobserver_channel)
-        if old is not None:
-            old.close()
 
     def _dfs(self):
         with self._dfs_lock:
@@ -474,9 +478,18 @@ class TaskServer:
                  "success" if report.succeeded else "failure",
                  f": {report.error}" if report.error else "")
 
-    def call_jobserver(self, method: str, request, idempotent: bool):
-        return rpc.call(self.config, getattr(self._jobserver, method), request,
-                        idempotent=idempotent, address=self.config["jobserver"]["address"])
+    def call_jobserver(self, method: str, request, idempotent: bool, waits: float = 0.0):
+        """`waits`: seconds the jobserver may hold the call (a long poll) before replying.
+        Each try goes on the channel of the moment (see _connect_jobserver)."""
+        def on_current_channel(request, **kwargs):
+            try:
+                return getattr(self._jobserver, method)(request, **kwargs)
+            except ValueError as e:   # closed under it: the jobserver's channel was replaced
+                raise Unavailable(f"the jobserver's channel was replaced ({e})") from None
+
+        return rpc.call(self.config, on_current_channel, request,
+                        idempotent=idempotent, address=self.config["jobserver"]["address"],
+                        timeout=self.config["rpc"]["timeout"] + waits)
 
     def check_attempt(self, attempt_id: str, secret: str) -> None:
         """Unauthenticated unless `secret` is the one made for this running attempt."""
