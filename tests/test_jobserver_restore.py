@@ -53,10 +53,13 @@ def test_a_running_job_resumes_with_its_attempts_and_map_outputs_when_taskserver
     assert [(a["attempt_id"], a["state"]) for a in st["attempts"]] == \
         [(a["attempt_id"], a["state"]) for a in live["attempts"]]
     # no taskserver heard from yet: no map output is known to be anywhere
-    assert core.map_output_locations("job_1", "map") == {"outputs": [], "total": 2}
+    assert core.map_output_locations("job_1", "map") == {"outputs": [], "total": 2,
+                                                         "version": 0}
     for name in ("h1", "h2"):   # they report what they still run; nothing is killed
         assert not of(beat(core, name, list(c.held[name].values()), 51.0), KillAttempt)
-    assert len(core.map_output_locations("job_1", "map")["outputs"]) == 2
+    view = core.map_output_locations("job_1", "map")
+    assert len(view["outputs"]) == 2
+    assert view["version"] == 2   # each output found again wakes the consumers' long polls
     assert of(core.handle(CommitRequest(reduce, 52.0)), CommitGranted)
     owner = "h1" if reduce in c.held["h1"] else "h2"
     c.held[owner][reduce].state = "succeeded"

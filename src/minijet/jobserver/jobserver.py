@@ -31,6 +31,7 @@ history older than jobserver.history_retention.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import posixpath
 import queue
@@ -38,7 +39,7 @@ import secrets
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from minijet import acl, daemon, jobdir, rpc
 from minijet.config import Config
@@ -435,9 +436,7 @@ class JobServer:
         `progress_only`, the status of a job not yet final leaves out its attempts: a
         client following a big job's progress every half second would otherwise have its
         every attempt built under the lock and sent each time."""
-        waiting = self._long_polls.acquire(blocking=False)   # else the client polls
-        try:
-            deadline = time.monotonic() + (min(max(0.0, timeout), MAX_WAIT) if waiting else 0)
+        with self._long_poll(self._long_polls, timeout) as deadline:
             with self._lock:
                 while (self.core.holds(job_id) and self.core.job_state(job_id) not in FINAL
                        and not self._stop.is_set()
@@ -447,9 +446,17 @@ class JobServer:
                     final = self.core.job_state(job_id) in FINAL
                     return self.core.job_status(job_id, attempts=final or not progress_only)
             return self._retired_status(job_id)
+
+    @contextlib.contextmanager
+    def _long_poll(self, polls: threading.BoundedSemaphore, wait: float) -> Iterator[float]:
+        """The deadline of a long poll of `wait` seconds (at most MAX_WAIT); now when all of
+        `polls` are taken (each holds a server thread): the asker then polls."""
+        held = wait > 0 and polls.acquire(blocking=False)
+        try:
+            yield time.monotonic() + (min(wait, MAX_WAIT) if held else 0)
         finally:
-            if waiting:
-                self._long_polls.release()
+            if held:
+                polls.release()
 
     def list_jobs(self, all_jobs: bool, limit: int = 0) -> list[dict[str, Any]]:
         """Every unfinished job, and the `limit` (0: LIST_LIMIT) finished ones that ended
@@ -581,19 +588,13 @@ class JobServer:
         """Where the stage's outputs are; with `wait`, once their version differs from
         `seen`, the job is no longer running, or `wait` seconds (at most MAX_WAIT) pass: a
         consumer started early fetches each output as soon as it is made."""
-        waiting = wait > 0 and self._output_polls.acquire(blocking=False)   # else it polls
-        try:
-            deadline = time.monotonic() + (min(wait, MAX_WAIT) if waiting else 0)
-            with self._lock:
-                while (self.core.job_state(job_id) == model.RUNNING
-                       and self.core.output_version(job_id, stage_id) == seen
-                       and not self._stop.is_set()
-                       and (left := deadline - time.monotonic()) > 0):
-                    self._outputs.wait(left)
-                return self.core.map_output_locations(job_id, stage_id)
-        finally:
-            if waiting:
-                self._output_polls.release()
+        with self._long_poll(self._output_polls, wait) as deadline, self._lock:
+            while (self.core.job_state(job_id) == model.RUNNING
+                   and self.core.output_version(job_id, stage_id) == seen
+                   and not self._stop.is_set()
+                   and (left := deadline - time.monotonic()) > 0):
+                self._outputs.wait(left)
+            return self.core.map_output_locations(job_id, stage_id)
 
     def fetch_failed(self, request: job_pb2.FetchFailedRequest) -> None:
         log.warning("attempt %s could not fetch the output of %s: %s", request.attempt_id,

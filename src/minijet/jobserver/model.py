@@ -895,6 +895,7 @@ class JobServerCore:
                 ts.active[a.id] = a
             elif a.state == SUCCEEDED and a.task.output is a:
                 ts.outputs[a.id] = a
+                self._output_changed(a.task.stage)   # found again: its consumers may fetch
 
     def _give_up_awaited(self, now: float) -> None:
         """Taskservers silent since the restart for taskserver_timeout: their attempts and
