@@ -106,10 +106,11 @@ def phases(job: dict, client: dict[str, float]) -> dict[str, float]:
             median(maps, "taskhost_start_time", "done_time"),
         "map done -> the jobserver knows (TaskHost exit, heartbeat)":
             median(maps, "done_time", "end_time"),
-        "map end -> first reduce assigned":
+        "map end -> first reduce assigned (negative: before it, by slow start)":
             min(a["start_time"] for a in reduces) - last_map["end_time"],
         "reduce: assigned -> TaskHost up": median(reduces, "start_time", "taskhost_start_time"),
-        "reduce run: TaskHost up -> commit granted (shuffle, reduce, output written)":
+        "reduce run: TaskHost up -> commit granted (waiting for the map if up before its "
+        "end, shuffle, reduce, output written)":
             median(reduces, "taskhost_start_time", "commit_time"),
         "reduce commit: granted -> done (part file renamed into place)":
             median(reduces, "commit_time", "done_time"),
