@@ -72,6 +72,10 @@ def test_at_0_consumers_start_once_the_last_producer_has_its_slot():
     assert c.core.output_version("job_1", "map") == 1       # what its long poll waits for
     view = c.core.map_output_locations("job_1", "map")
     assert ([o["attempt_id"] for o in view["outputs"]], view["version"]) == ([m], 1)
+    # asked again by a consumer that has them: not sent again (no walk over the tasks)
+    again = c.core.map_output_locations("job_1", "map", seen=1)
+    assert (again["outputs"], again["total"], again["unchanged"]) == ([], 1, True)
+    assert c.core.map_output_locations("job_1", "map", seen=0)["outputs"] == view["outputs"]
 
 
 def test_without_slow_start_consumers_wait_for_every_producer():

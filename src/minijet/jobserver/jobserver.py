@@ -583,18 +583,19 @@ class JobServer:
                 return False
         raise AssertionError(f"no commit decision for {attempt_id}: {actions}")
 
-    def map_outputs(self, job_id: str, stage_id: str, seen: int = 0,
+    def map_outputs(self, job_id: str, stage_id: str, seen: int | None = None,
                     wait: float = 0.0) -> dict[str, Any]:
-        """Where the stage's outputs are; with `wait`, once their version differs from
-        `seen`, the job is no longer running, or `wait` seconds (at most MAX_WAIT) pass: a
-        consumer started early fetches each output as soon as it is made."""
+        """Where the stage's outputs are (model.map_output_locations); with `wait`, once
+        their version differs from `seen`, the job is no longer running, or `wait` seconds
+        (at most MAX_WAIT) pass: a consumer started early fetches each output as soon as it
+        is made."""
         with self._long_poll(self._output_polls, wait) as deadline, self._lock:
             while (self.core.job_state(job_id) == model.RUNNING
                    and self.core.output_version(job_id, stage_id) == seen
                    and not self._stop.is_set()
                    and (left := deadline - time.monotonic()) > 0):
                 self._outputs.wait(left)
-            return self.core.map_output_locations(job_id, stage_id)
+            return self.core.map_output_locations(job_id, stage_id, seen)
 
     def fetch_failed(self, request: job_pb2.FetchFailedRequest) -> None:
         log.warning("attempt %s could not fetch the output of %s: %s", request.attempt_id,
@@ -680,11 +681,12 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
 
     @rpc.translate_errors
     def GetMapOutputs(self, request, context):
+        # (an older TaskHost sends no `seen`: 0, whose outputs are none, as it then reads)
         view = self._js.map_outputs(request.job_id, request.stage_id, request.seen,
                                     request.wait)
         return job_pb2.MapOutputsResponse(
             outputs=[job_pb2.MapOutputLocation(**o) for o in view["outputs"]],
-            total=view["total"], version=view["version"])
+            total=view["total"], version=view["version"], unchanged=view["unchanged"])
 
     @rpc.translate_errors
     def ReportFetchFailure(self, request, context):

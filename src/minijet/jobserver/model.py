@@ -1362,17 +1362,23 @@ class JobServerCore:
         after its restore."""
         return {name: dict(counts) for name, counts in self._totals.items()}
 
-    def map_output_locations(self, job_id: str, stage_id: str) -> dict[str, Any]:
+    def map_output_locations(self, job_id: str, stage_id: str,
+                             seen: int | None = None) -> dict[str, Any]:
         """Where the finished outputs of a producer stage are: {outputs: [{task_id,
-        attempt_id, address}], total: tasks in the stage, version: see output_version};
-        fewer outputs than total while some producers (re-)run."""
+        attempt_id, address}], total: tasks in the stage, version: see output_version,
+        unchanged}; fewer outputs than total while some producers (re-)run. When the version
+        is still `seen` (the asker's), unchanged and no outputs: a consumer asking again and
+        again costs no walk over the stage's tasks (version 0 has none: see _adopt)."""
         stage = self._stage(job_id, stage_id)
+        total, version = len(stage.tasks), stage.output_version
+        if seen == version:
+            return {"outputs": [], "total": total, "version": version, "unchanged": True}
         outputs = [{"task_id": t.id, "attempt_id": t.output.id,
                     "address": self._taskservers[t.output.taskserver].address}
                    for t in stage.tasks if t.output is not None
                    and t.output.taskserver in self._taskservers]   # else: not seen since a
         #                                                            jobserver restart
-        return {"outputs": outputs, "total": len(stage.tasks), "version": stage.output_version}
+        return {"outputs": outputs, "total": total, "version": version, "unchanged": False}
 
     def output_version(self, job_id: str, stage_id: str) -> int:
         """A number that changes whenever an output of the stage is made or lost (in this

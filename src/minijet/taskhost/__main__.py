@@ -182,21 +182,23 @@ class Fetcher:
                     raise Unavailable(f"{next(iter(lost.values()))}, and it was not made "
                                       "again")
                 self.progress.update()  # waiting is not silence
-                reply = self._next(reply)
+                reply = self._next(reply, min(LONG_POLL, timeout / 4))
             else:   # more may have been made meanwhile
-                reply = self.umbilical.map_outputs(self.task.job_id, self.producer_stage)
+                reply = self._next(reply, 0.0)
 
-    def _next(self, reply: job_pb2.MapOutputsResponse) -> job_pb2.MapOutputsResponse:
-        """The outputs once they change from `reply`'s: a long poll, short enough for the
-        progress reports that show this attempt alive; asked again after POLL_INTERVAL when
-        the jobserver answers at once (its long polls all taken, or an older version)."""
+    def _next(self, reply: job_pb2.MapOutputsResponse,
+              wait: float) -> job_pb2.MapOutputsResponse:
+        """The outputs as they are now, or with `wait` once they change from `reply`'s (a
+        long poll, short enough for the progress reports that show this attempt alive).
+        Unchanged, they are not sent again. A jobserver that answers a long poll at once
+        with nothing new (its long polls all taken, or an older version) is asked again
+        after POLL_INTERVAL."""
         asked = time.monotonic()
-        wait = min(LONG_POLL, self.config["taskserver"]["task_timeout"] / 4)
         new = self.umbilical.map_outputs(self.task.job_id, self.producer_stage,
                                          seen=reply.version, wait=wait)
-        if new.version == reply.version:
+        if wait and (new.unchanged or new.version == reply.version):
             time.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - asked)))
-        return new
+        return reply if new.unchanged else new
 
     def _fetch(self, location: job_pb2.MapOutputLocation) -> tuple[bytes, int]:
         local = self._read_local(location.attempt_id)
