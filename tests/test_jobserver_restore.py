@@ -53,8 +53,8 @@ def test_a_running_job_resumes_with_its_attempts_and_map_outputs_when_taskserver
     assert [(a["attempt_id"], a["state"]) for a in st["attempts"]] == \
         [(a["attempt_id"], a["state"]) for a in live["attempts"]]
     # no taskserver heard from yet: no map output is known to be anywhere
-    assert core.map_output_locations("job_1", "map") == {"outputs": [], "total": 2,
-                                                         "version": 0, "unchanged": False}
+    assert core.map_output_locations("job_1", "map") == {
+        "outputs": [], "lost": [], "total": 2, "version": 0, "full": True}
     for name in ("h1", "h2"):   # they report what they still run; nothing is killed
         assert not of(beat(core, name, list(c.held[name].values()), 51.0), KillAttempt)
     view = core.map_output_locations("job_1", "map")

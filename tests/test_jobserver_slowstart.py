@@ -1,5 +1,6 @@
 """Slow start in the jobserver core: consumer tasks start once a fraction of their producers is
 done, never while a producer waits for a slot, and with at most half of the slots."""
+from minijet.jobserver.model import FetchFailed
 from test_jobserver_model import Cluster, launches
 
 
@@ -74,8 +75,32 @@ def test_at_0_consumers_start_once_the_last_producer_has_its_slot():
     assert ([o["attempt_id"] for o in view["outputs"]], view["version"]) == ([m], 1)
     # asked again by a consumer that has them: not sent again (no walk over the tasks)
     again = c.core.map_output_locations("job_1", "map", seen=1)
-    assert (again["outputs"], again["total"], again["unchanged"]) == ([], 1, True)
+    assert (again["outputs"], again["lost"], again["full"]) == ([], [], False)
     assert c.core.map_output_locations("job_1", "map", seen=0)["outputs"] == view["outputs"]
+
+
+def test_a_consumer_asking_again_gets_what_changed_since_its_version():
+    c = Cluster(slow_start=0.0)
+    c.submit(nsplits=3, reducers=1)
+    maps = run_maps(c, 3)
+    c.finish(maps[0])
+    c.beat("h1"), c.beat("h2")
+    first = c.core.map_output_locations("job_1", "map")
+    assert (len(first["outputs"]), first["version"], first["full"]) == (1, 1, True)
+    c.finish(maps[1])
+    c.finish(maps[2])
+    c.beat("h1"), c.beat("h2")
+    delta = c.core.map_output_locations("job_1", "map", seen=first["version"])
+    assert sorted(o["attempt_id"] for o in delta["outputs"]) == sorted(maps[1:])
+    assert (delta["lost"], delta["version"], delta["full"]) == ([], 3, False)
+    # an output lost (its fetch failed): the consumer is told its task's output is gone
+    (reduce,) = c.running(stage="reduce")
+    c.handle(FetchFailed(reduce, maps[1], "connection refused", c.now))
+    gone = c.core.map_output_locations("job_1", "map", seen=delta["version"])
+    assert (gone["outputs"], gone["lost"]) == ([], [maps[1].rsplit("_", 1)[0]])
+    # a version from before a restart (greater than this core's): every output again
+    again = c.core.map_output_locations("job_1", "map", seen=99)
+    assert again["full"] and len(again["outputs"]) == 2
 
 
 def test_without_slow_start_consumers_wait_for_every_producer():

@@ -681,12 +681,12 @@ class JobServerService(job_pb2_grpc.JobServerServicer):
 
     @rpc.translate_errors
     def GetMapOutputs(self, request, context):
-        # (an older TaskHost sends no `seen`: 0, whose outputs are none, as it then reads)
+        # (an older TaskHost sends no `seen`: 0, so it gets every output, as it expects)
         view = self._js.map_outputs(request.job_id, request.stage_id, request.seen,
                                     request.wait)
         return job_pb2.MapOutputsResponse(
             outputs=[job_pb2.MapOutputLocation(**o) for o in view["outputs"]],
-            total=view["total"], version=view["version"], unchanged=view["unchanged"])
+            total=view["total"], version=view["version"], lost=view["lost"], full=view["full"])
 
     @rpc.translate_errors
     def ReportFetchFailure(self, request, context):

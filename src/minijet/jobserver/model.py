@@ -464,7 +464,9 @@ class Stage:
         self.parents: list[Stage] = []
         self.children: list[Stage] = []
         self.succeeded = 0
-        self.output_version = 0   # each output made or lost: a waiting consumer wakes
+        # the task of each output made or lost, in order (Hadoop's map completion events):
+        # a consumer asks for the changes since the length it saw
+        self.output_log: list[Task] = []
 
     @property
     def complete(self) -> bool:
@@ -895,7 +897,7 @@ class JobServerCore:
                 ts.active[a.id] = a
             elif a.state == SUCCEEDED and a.task.output is a:
                 ts.outputs[a.id] = a
-                self._output_changed(a.task.stage)   # found again: its consumers may fetch
+                self._output_changed(a.task)   # found again: its consumers may fetch
 
     def _give_up_awaited(self, now: float) -> None:
         """Taskservers silent since the restart for taskserver_timeout: their attempts and
@@ -938,7 +940,7 @@ class JobServerCore:
             self._kill(other, now)
         stage = task.stage
         stage.succeeded += 1
-        self._output_changed(stage)
+        self._output_changed(task)
         if stage.complete:
             for child in stage.children:
                 if child.inputs_ready():
@@ -1097,7 +1099,7 @@ class JobServerCore:
         if had_output:
             task.output = None
             task.stage.succeeded -= 1
-            self._output_changed(task.stage)
+            self._output_changed(task)
             for child in task.stage.children:
                 for t in child.tasks:
                     if t.state == PENDING:   # not started: wait for the output again
@@ -1257,8 +1259,8 @@ class JobServerCore:
                     ts.outputs.pop(a.id, None)
                 self._awaited.get(a.taskserver, {}).pop(a.id, None)
 
-    def _output_changed(self, stage: Stage) -> None:
-        stage.output_version += 1
+    def _output_changed(self, task: Task) -> None:
+        task.stage.output_log.append(task)
         self.outputs_changed += 1
 
     def _own_outputs(self, job: Job, paths: list[str]) -> None:
@@ -1362,28 +1364,31 @@ class JobServerCore:
         after its restore."""
         return {name: dict(counts) for name, counts in self._totals.items()}
 
-    def map_output_locations(self, job_id: str, stage_id: str,
-                             seen: int | None = None) -> dict[str, Any]:
+    def map_output_locations(self, job_id: str, stage_id: str, seen: int = 0) -> dict[str, Any]:
         """Where the finished outputs of a producer stage are: {outputs: [{task_id,
-        attempt_id, address}], total: tasks in the stage, version: see output_version,
-        unchanged}; fewer outputs than total while some producers (re-)run. When the version
-        is still `seen` (the asker's), unchanged and no outputs: a consumer asking again and
-        again costs no walk over the stage's tasks (version 0 has none: see _adopt)."""
+        attempt_id, address}], lost: [task_id], total: tasks in the stage, version: see
+        output_version, full}; fewer outputs than total while some producers (re-)run.
+        Given the version `seen` of an earlier answer, only the tasks whose output changed
+        since: made (in outputs) or gone (in lost); so a consumer asking again and again
+        costs what changed, not a walk over the stage's tasks. Else (`seen` 0, or from
+        before a restart) `full`: every output."""
         stage = self._stage(job_id, stage_id)
-        total, version = len(stage.tasks), stage.output_version
-        if seen == version:
-            return {"outputs": [], "total": total, "version": version, "unchanged": True}
-        outputs = [{"task_id": t.id, "attempt_id": t.output.id,
-                    "address": self._taskservers[t.output.taskserver].address}
-                   for t in stage.tasks if t.output is not None
-                   and t.output.taskserver in self._taskservers]   # else: not seen since a
-        #                                                            jobserver restart
-        return {"outputs": outputs, "total": total, "version": version, "unchanged": False}
+        version = len(stage.output_log)
+        full = not 0 < seen <= version
+        outputs, lost = [], []
+        for t in stage.tasks if full else dict.fromkeys(stage.output_log[seen:]):
+            if t.output is not None and t.output.taskserver in self._taskservers:
+                outputs.append({"task_id": t.id, "attempt_id": t.output.id,
+                                "address": self._taskservers[t.output.taskserver].address})
+            elif not full:   # (an output on a taskserver not seen since a restart: gone)
+                lost.append(t.id)
+        return {"outputs": outputs, "lost": lost, "total": len(stage.tasks),
+                "version": version, "full": full}
 
     def output_version(self, job_id: str, stage_id: str) -> int:
         """A number that changes whenever an output of the stage is made or lost (in this
         run of the core: it starts again at 0)."""
-        return self._stage(job_id, stage_id).output_version
+        return len(self._stage(job_id, stage_id).output_log)
 
     def _stage(self, job_id: str, stage_id: str) -> Stage:
         stage = self._job(job_id).stages.get(stage_id)

@@ -159,8 +159,14 @@ class Fetcher:
         lost: dict[str, str] = {}   # attempt whose output could not be fetched -> error
         lost_since = 0.0
         timeout = self.config["taskserver"]["task_timeout"]
+        outputs: dict[str, job_pb2.MapOutputLocation] = {}   # task id -> where its output is
         while len(fetched) < reply.total:
-            ready = [o for o in reply.outputs
+            if reply.full:
+                outputs.clear()
+            outputs.update((o.task_id, o) for o in reply.outputs)
+            for task_id in reply.lost:
+                outputs.pop(task_id, None)
+            ready = [o for o in outputs.values()
                      if o.task_id not in fetched and o.attempt_id not in lost]
             for location in ready:
                 try:
@@ -188,17 +194,16 @@ class Fetcher:
 
     def _next(self, reply: job_pb2.MapOutputsResponse,
               wait: float) -> job_pb2.MapOutputsResponse:
-        """The outputs as they are now, or with `wait` once they change from `reply`'s (a
-        long poll, short enough for the progress reports that show this attempt alive).
-        Unchanged, they are not sent again. A jobserver that answers a long poll at once
-        with nothing new (its long polls all taken, or an older version) is asked again
-        after POLL_INTERVAL."""
+        """What changed since `reply`, now, or with `wait` once something does (a long poll,
+        short enough for the progress reports that show this attempt alive). A jobserver
+        that answers a long poll at once with nothing new (its long polls all taken, or an
+        older version) is asked again after POLL_INTERVAL."""
         asked = time.monotonic()
         new = self.umbilical.map_outputs(self.task.job_id, self.producer_stage,
                                          seen=reply.version, wait=wait)
-        if wait and (new.unchanged or new.version == reply.version):
+        if wait and new.version == reply.version:
             time.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - asked)))
-        return reply if new.unchanged else new
+        return new
 
     def _fetch(self, location: job_pb2.MapOutputLocation) -> tuple[bytes, int]:
         local = self._read_local(location.attempt_id)
