@@ -583,7 +583,7 @@ class JobServer:
                 return False
         raise AssertionError(f"no commit decision for {attempt_id}: {actions}")
 
-    def map_outputs(self, job_id: str, stage_id: str, seen: int | None = None,
+    def map_outputs(self, job_id: str, stage_id: str, seen: int = 0,
                     wait: float = 0.0) -> dict[str, Any]:
         """Where the stage's outputs are (model.map_output_locations); with `wait`, once
         their version differs from `seen`, the job is no longer running, or `wait` seconds

@@ -97,7 +97,7 @@ class TaskServerService(job_pb2_grpc.TaskServerServicer):
     def GetMapOutputs(self, request, context):
         self._ts.check_job(self._attempt(context), request.job_id)
         return self._ts.call_jobserver("GetMapOutputs", request, idempotent=True,
-                                       waits=request.wait)
+                                       held=request.wait)
 
     @rpc.translate_errors
     def ReportFetchFailure(self, request, context):

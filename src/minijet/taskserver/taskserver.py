@@ -478,8 +478,8 @@ class TaskServer:
                  "success" if report.succeeded else "failure",
                  f": {report.error}" if report.error else "")
 
-    def call_jobserver(self, method: str, request, idempotent: bool, waits: float = 0.0):
-        """`waits`: seconds the jobserver may hold the call (a long poll) before replying.
+    def call_jobserver(self, method: str, request, idempotent: bool, held: float = 0.0):
+        """`held`: seconds the jobserver may hold the call (a long poll) before replying.
         Each try goes on the channel of the moment (see _connect_jobserver)."""
         def on_current_channel(request, **kwargs):
             try:
@@ -489,7 +489,7 @@ class TaskServer:
 
         return rpc.call(self.config, on_current_channel, request,
                         idempotent=idempotent, address=self.config["jobserver"]["address"],
-                        timeout=self.config["rpc"]["timeout"] + waits)
+                        timeout=self.config["rpc"]["timeout"] + held)
 
     def check_attempt(self, attempt_id: str, secret: str) -> None:
         """Unauthenticated unless `secret` is the one made for this running attempt."""
